@@ -1,0 +1,72 @@
+"""The composition root: builds engine, repositories, worker and service from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.service import ImagineService
+from bot.settings import Settings
+from generation.models import model_defaults, resolve_model
+from generation.protocol import WorkerSpec
+from generation.supervisor import WorkerSupervisor
+from moderation.prompts import PromptRules
+from storage.admin import TermList
+from storage.audit import AuditLog
+from storage.engine import SessionFactory, create_engine, create_session_factory
+from storage.migrations import ensure_up_to_date
+
+
+@dataclass
+class Storage:
+    sessions: SessionFactory
+    audit: AuditLog
+    terms: TermList
+
+
+@asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """The database, refused when its schema is behind this code."""
+    engine = create_engine(settings.effective_database_url())
+    try:
+        await ensure_up_to_date(engine)
+        sessions = create_session_factory(engine)
+        yield Storage(sessions, AuditLog(sessions), TermList(sessions))
+    finally:
+        await engine.dispose()
+
+
+def worker_spec(settings: Settings) -> WorkerSpec:
+    return WorkerSpec(
+        model=settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        nsfw_threshold=settings.nsfw_threshold,
+        min_output_side=settings.min_output_side,
+        torch_threads=settings.torch_threads,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+    )
+
+
+@asynccontextmanager
+async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[ImagineService]:
+    """The imagine path with its worker process; the worker stops on the way out."""
+    source = resolve_model(settings.model)
+    supervisor = WorkerSupervisor(
+        worker_spec(settings), stall_timeout_s=settings.job_stall_timeout_s
+    )
+    try:
+        yield ImagineService(
+            audit=storage.audit,
+            terms=storage.terms,
+            supervisor=supervisor,
+            limits=settings.limits(),
+            defaults=model_defaults(source),
+            model_name=settings.model,
+            rules=PromptRules.default(),
+            output_dir=settings.effective_output_dir(),
+        )
+    finally:
+        await supervisor.close()

@@ -1,0 +1,75 @@
+"""`sdbot`: the command line. Exit codes: 0 ok, 1 failed, 2 bad input, 3 blocked, 4 not found."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bot.settings import Settings
+from generation.errors import GenerationError, InvalidOption
+from storage.errors import DatabaseBehind
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+class CommandError(Exception):
+    """A one-line message for the user, with the exit code that goes with it."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bot.cli import admin, audit, bench, imagine
+
+    parser = argparse.ArgumentParser(
+        prog="sdbot", description="Stable Diffusion for Discord communities, safely."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (imagine, audit, admin, bench):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings()
+    except ValueError as error:  # pydantic's ValidationError names the setting and the value
+        print(f"sdbot: error: invalid settings: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    handler: Handler = args.handler
+    try:
+        return asyncio.run(handler(args, settings))
+    except CommandError as error:
+        print(f"sdbot: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except InvalidOption as error:
+        print(f"sdbot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseBehind as error:
+        print(f"sdbot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except GenerationError as error:
+        print(f"sdbot: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("sdbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

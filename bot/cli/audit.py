@@ -1,0 +1,117 @@
+"""`sdbot trace` and `sdbot audit export`: from an image or a date back to the records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.app import open_storage
+from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.settings import Settings
+from generation.images import from_image_file
+from generation.protocol import split_watermark_id
+from moderation import watermark
+from storage.audit import JobRecord
+from storage.export import write_csv, write_jsonl
+
+
+def _date(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def register(commands: Any) -> None:
+    trace = commands.add_parser("trace", help="read an image's watermark, print its audit record")
+    trace.add_argument("image", type=Path)
+    trace.add_argument("--json", action="store_true")
+    trace.set_defaults(handler=run_trace)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    export = audit_commands.add_parser("export", help="every record as CSV or JSON Lines")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
+    export.add_argument("--guild", type=int, help="only this guild's records")
+    export.add_argument("--since", type=_date, help="only records created since (UTC)")
+    export.add_argument("--out", type=Path, help="write to a file instead of standard output")
+    export.set_defaults(handler=run_export)
+
+
+def _describe(job: JobRecord, variant: int) -> str:
+    what = "the grid" if variant == 0 else f"variant {variant}"
+    lines = [
+        f"{what} of job {job.id} ({job.kind}, {job.status.value})",
+        f"  created   {job.created_at.isoformat(timespec='seconds')} from {job.source}"
+        + (
+            f" · guild {job.guild_id} channel {job.channel_id} user {job.user_id}"
+            if job.guild_id
+            else ""
+        ),
+        f"  prompt    {job.prompt}",
+    ]
+    if job.negative_prompt:
+        lines.append(f"  negative  {job.negative_prompt}")
+    lines += [
+        f"  options   {job.steps} steps · cfg {job.guidance_scale:g} · {job.width}x{job.height}"
+        f" · {job.scheduler} · seeds {' '.join(map(str, job.seeds))}",
+        f"  model     {job.model}",
+        f"  verdict   {job.verdict}"
+        + (f": {'; '.join(job.verdict_reasons)}" if job.verdict_reasons else ""),
+    ]
+    for image in job.images:
+        if image.variant == variant:
+            lines.append(
+                f"  image     {image.width}x{image.height} sha256 {image.sha256[:16]}… "
+                f"safety {image.safety_verdict} {image.safety_score:.2f}"
+            )
+    return "\n".join(lines)
+
+
+async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        rgb = from_image_file(str(args.image))
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot read image {args.image}: {error}") from error
+    mark = watermark.decode(rgb)
+    if mark is None:
+        raise CommandError(f"no sdbot watermark found in {args.image}", EXIT_NOT_FOUND)
+    async with open_storage(settings) as storage:
+        found = await storage.audit.find_by_watermark(mark)
+    if found is None:
+        job_id, variant = split_watermark_id(mark)
+        raise CommandError(
+            f"{args.image} carries watermark {mark} (job {job_id}, variant {variant}), "
+            "but this database has no such image",
+            EXIT_NOT_FOUND,
+        )
+    job, image = found
+    if args.json:
+        print(
+            json.dumps(
+                {"watermark_id": mark, "variant": image.variant, "job": job.to_dict()}, indent=2
+            )
+        )
+    else:
+        print(_describe(job, image.variant))
+    return EXIT_OK
+
+
+async def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_storage(settings) as storage:
+        jobs = await storage.audit.list_jobs(guild_id=args.guild, since=args.since)
+    write = write_csv if args.format == "csv" else write_jsonl
+    if args.out is None:
+        write(jobs, sys.stdout)
+    else:
+        with args.out.open("w", newline="", encoding="utf-8") as out:
+            count = write(jobs, out)
+        print(f"wrote {count} records to {args.out}", file=sys.stderr)
+    return EXIT_OK

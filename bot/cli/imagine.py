@@ -1,0 +1,154 @@
+"""`sdbot imagine` and `sdbot moderate`: the moderated path without Discord."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.app import open_service, open_storage
+from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
+from bot.service import ImagineOutcome, Requester, ShownImage
+from bot.settings import Settings
+from generation.errors import ModelLoadError
+from generation.models import model_defaults, resolve_model
+from generation.options import SCHEDULERS, RequestedOptions, validate
+from generation.protocol import Progress
+from storage.models import JobStatus
+
+
+def register(commands: Any) -> None:
+    imagine = commands.add_parser(
+        "imagine",
+        help="make images from a prompt: moderation, worker, safety, watermark, audit",
+        description="Runs the whole moderated path offline and writes the variants and a grid.",
+    )
+    imagine.add_argument("prompt", help="what to draw")
+    imagine.add_argument("--negative", default="", help="what not to draw")
+    imagine.add_argument("--seed", type=int, help="base seed; variant i uses seed + i")
+    imagine.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    imagine.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
+    imagine.add_argument("--width", type=int, help="pixels, a multiple of 8")
+    imagine.add_argument("--height", type=int, help="pixels, a multiple of 8")
+    imagine.add_argument("--variants", type=int, default=4, help="images to make (default 4)")
+    imagine.add_argument("--scheduler", help="one of " + ", ".join(SCHEDULERS))
+    imagine.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
+    imagine.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    imagine.set_defaults(handler=run_imagine)
+
+    moderate = commands.add_parser("moderate", help="print the verdict on a prompt")
+    moderate.add_argument("prompt")
+    moderate.add_argument("--guild", type=int, help="apply this guild's own terms too")
+    moderate.add_argument("--json", action="store_true")
+    moderate.set_defaults(handler=run_moderate)
+
+
+def _requested(args: argparse.Namespace) -> RequestedOptions:
+    return RequestedOptions(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        width=args.width,
+        height=args.height,
+        variants=args.variants,
+        scheduler=args.scheduler,
+    )
+
+
+def _image_json(image: ShownImage) -> dict[str, Any]:
+    return {
+        "variant": image.variant,
+        "seed": image.seed,
+        "path": None if image.path is None else str(image.path),
+        "withheld": image.withheld,
+        "width": image.width,
+        "height": image.height,
+        "sha256": image.sha256,
+        "safety": {"score": round(image.safety_score, 4), "verdict": image.safety_verdict},
+        "watermark": {"id": image.watermark_id, "verified": image.watermark_verified},
+    }
+
+
+def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
+    return {
+        "job_id": outcome.job_id,
+        "status": outcome.status.value,
+        "prompt": outcome.prompt,
+        "verdict": {"allowed": outcome.verdict.allowed, "reasons": list(outcome.verdict.reasons)},
+        "seeds": list(outcome.seeds),
+        "images": [_image_json(image) for image in outcome.images],
+        "grid": None if outcome.grid is None else _image_json(outcome.grid),
+        "error": outcome.error,
+        "timings_ms": {name: round(ms, 1) for name, ms in outcome.timings_ms.items()},
+    }
+
+
+def _print_outcome(outcome: ImagineOutcome) -> None:
+    print(f"job {outcome.job_id} {outcome.status.value}: {outcome.prompt}")
+    if outcome.status is JobStatus.BLOCKED:
+        print(f"  {outcome.verdict.summary()}")
+        return
+    if outcome.error:
+        print(f"  error: {outcome.error}")
+        return
+    for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
+        label = "grid" if image.variant == 0 else f"#{image.variant} seed {image.seed}"
+        where = "withheld (flagged by the safety check)" if image.withheld else str(image.path)
+        mark = "watermark ok" if image.watermark_verified else "watermark NOT verified"
+        print(
+            f"  {label:<18} {image.width}x{image.height}  {image.safety_verdict} "
+            f"{image.safety_score:.2f}  {mark}  {where}"
+        )
+    timings = outcome.timings_ms
+    print(
+        f"  {timings.get('total', 0) / 1000:.2f} s in all: diffusion "
+        f"{timings.get('diffusion', 0):.0f} ms, safety + watermark "
+        f"{timings.get('worker_postprocess', 0):.0f} ms, grid + files "
+        f"{timings.get('grid_and_files', 0):.0f} ms"
+    )
+
+
+def _progress_printer(enabled: bool) -> Any:
+    def show(progress: Progress) -> None:
+        end = "\n" if progress.step == progress.total else ""
+        print(f"\r  step {progress.step}/{progress.total}", end=end, file=sys.stderr, flush=True)
+
+    return show if enabled else None
+
+
+async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        source = resolve_model(settings.model)
+    except ModelLoadError as error:
+        raise CommandError(f"SDBOT_MODEL: {error}") from error
+    requested = _requested(args)
+    validate(requested, settings.limits(), model_defaults(source))  # fail fast, before any I/O
+    if args.out is not None:
+        settings = settings.model_copy(update={"output_dir": args.out})
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        outcome = await service.imagine(
+            requested,
+            Requester(source="cli"),
+            on_progress=_progress_printer(not args.json and sys.stderr.isatty()),
+        )
+    if args.json:
+        print(json.dumps(outcome_json(outcome), indent=2))
+    else:
+        _print_outcome(outcome)
+    if outcome.status is JobStatus.BLOCKED:
+        return EXIT_BLOCKED
+    return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        verdict = await service.moderate(args.prompt, args.guild)
+    if args.json:
+        print(json.dumps({"allowed": verdict.allowed, "reasons": list(verdict.reasons)}))
+    else:
+        print(verdict.summary())
+    return EXIT_OK if verdict.allowed else EXIT_BLOCKED

@@ -1,0 +1,87 @@
+"""One settings model: environment variables with the SDBOT_ prefix, or a .env file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from generation.models import EMBEDDED_MODEL_DIR
+from generation.options import OptionLimits
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "sdbot"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SDBOT_", env_file=".env", extra="ignore")
+
+    model: str = Field(
+        default=str(EMBEDDED_MODEL_DIR),
+        description="hub id, diffusers folder, or .safetensors checkpoint",
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = Field(default="", description="default: SQLite in the data folder")
+    output_dir: Path | None = Field(default=None, description="default: images/ in the data folder")
+    redis_url: str | None = None
+    discord_token: SecretStr | None = None
+
+    max_prompt_chars: int = Field(default=1000, ge=1)
+    max_steps: int = Field(default=50, ge=1, le=500)
+    max_guidance: float = Field(default=20.0, gt=0)
+    min_side: int = Field(default=64, ge=8)
+    max_side: int = Field(default=1024, ge=64)
+    max_variants: int = Field(default=4, ge=1, le=4)
+    nsfw_threshold: float = Field(default=0.5, gt=0, le=1)
+    min_output_side: int = Field(default=256, ge=256, description="the watermark needs 256")
+    job_stall_timeout_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value in {"auto", "cpu", "cuda", "mps"} or value.startswith("cuda:"):
+            return value
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'sdbot.db'}"
+
+    def effective_output_dir(self) -> Path:
+        return self.output_dir or self.data_dir / "images"
+
+    def limits(self) -> OptionLimits:
+        return OptionLimits(
+            max_prompt_chars=self.max_prompt_chars,
+            max_steps=self.max_steps,
+            max_guidance=self.max_guidance,
+            min_side=self.min_side,
+            max_side=self.max_side,
+            max_variants=self.max_variants,
+        )
+
+    def masked(self) -> dict[str, str]:
+        """Every effective setting as text, passwords and tokens replaced by ****."""
+        values: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                value = self.effective_database_url()
+            elif name == "output_dir":
+                value = self.effective_output_dir()
+            if isinstance(value, SecretStr):
+                text = "****" if value.get_secret_value() else ""
+            elif name in {"database_url", "redis_url"} and value:
+                text = make_url(str(value)).render_as_string(hide_password=True)
+            else:
+                text = "" if value is None else str(value)
+            values[name] = text
+        return values

@@ -1,0 +1,33 @@
+"""The generation package's exception family."""
+
+from __future__ import annotations
+
+
+class GenerationError(Exception):
+    """Base of every error raised by ``generation``."""
+
+
+class InvalidOption(GenerationError):
+    """A request option outside what is allowed; the message names the value and the range."""
+
+    def __init__(self, option: str, value: object, allowed: str) -> None:
+        super().__init__(f"{option} must be {allowed}, got {value!r}")
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+
+
+class ModelLoadError(GenerationError):
+    """The worker could not load the configured model."""
+
+
+class WorkerCrashed(GenerationError):
+    """The worker process died while it held a job."""
+
+
+class JobTimedOut(GenerationError):
+    """A job made no progress for too long; the worker was stopped."""
+
+
+class WorkerFailed(GenerationError):
+    """The worker reported an error for a job (its message carries the cause)."""

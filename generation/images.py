@@ -1,0 +1,59 @@
+"""Image plumbing with Pillow: upscale to the watermark's minimum, grids, PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageFilter
+
+RGBArray = npt.NDArray[np.uint8]
+
+
+def upscale_to_min_side(rgb: RGBArray, min_side: int) -> RGBArray:
+    """Lanczos + a light unsharp mask by the smallest whole factor that reaches ``min_side``."""
+    height, width = rgb.shape[:2]
+    factor = math.ceil(min_side / min(height, width))
+    if factor <= 1:
+        return rgb
+    image = Image.fromarray(rgb).resize((width * factor, height * factor), Image.Resampling.LANCZOS)
+    image = image.filter(ImageFilter.UnsharpMask(radius=1.5, percent=60, threshold=2))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def placeholder(width: int, height: int, text: str) -> RGBArray:
+    """A grey tile that stands in for a withheld image."""
+    image = Image.new("RGB", (width, height), (64, 64, 64))
+    ImageDraw.Draw(image).text((8, height // 2 - 6), text, fill=(220, 220, 220))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def make_grid(tiles: Sequence[RGBArray]) -> RGBArray:
+    """Tiles side by side: 1 → 1×1, 2 → 2×1, 3–4 → 2×2 (an empty cell stays black)."""
+    if not tiles:
+        raise ValueError("a grid needs at least one tile")
+    height, width = tiles[0].shape[:2]
+    columns = 1 if len(tiles) == 1 else 2
+    rows = math.ceil(len(tiles) / columns)
+    grid = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for index, tile in enumerate(tiles):
+        if tile.shape[:2] != (height, width):
+            raise ValueError(f"tile {index} is {tile.shape[:2]}, expected {(height, width)}")
+        row, column = divmod(index, columns)
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
+    return grid
+
+
+def to_png(rgb: RGBArray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def from_image_file(data: bytes | str) -> RGBArray:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(source) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -1,0 +1,87 @@
+"""Where a model comes from (a folder, a single checkpoint file, a hub id) and its defaults.
+
+Nothing here imports torch: the bot process uses it to describe the model without loading it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from generation.errors import ModelLoadError
+from generation.options import ModelDefaults
+
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
+DEFAULTS_FILE = "sdbot.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+
+
+class SourceKind(enum.StrEnum):
+    FOLDER = "folder"
+    SINGLE_FILE = "single-file"
+    HUB = "hub"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str
+    kind: SourceKind
+
+    @property
+    def path(self) -> Path:
+        return Path(self.spec).expanduser()
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """Decides how ``spec`` loads; a path that does not exist is an error, not a hub id."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"model folder {spec} has no model_index.json: expected a diffusers "
+                "Stable Diffusion folder (vae/, unet/, text_encoder/, tokenizer/, scheduler/)"
+            )
+        return ModelSource(str(path), SourceKind.FOLDER)
+    if path.suffix in _CHECKPOINT_SUFFIXES:
+        if not path.is_file():
+            raise ModelLoadError(f"model checkpoint {spec} does not exist")
+        return ModelSource(str(path), SourceKind.SINGLE_FILE)
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return ModelSource(spec, SourceKind.HUB)
+    raise ModelLoadError(
+        f"model {spec!r} is neither a diffusers folder, a .safetensors/.ckpt file, "
+        "nor a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
+    )
+
+
+def _native_size(folder: Path) -> int | None:
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    sample_size = unet.get("sample_size")
+    blocks = vae.get("block_out_channels")
+    if not isinstance(sample_size, int) or not isinstance(blocks, list):
+        return None
+    return int(sample_size * 2 ** (len(blocks) - 1))
+
+
+def model_defaults(source: ModelSource) -> ModelDefaults:
+    """The model's own recommendations: its sdbot.json, else its native size, else SD's."""
+    if source.kind is not SourceKind.FOLDER:
+        return ModelDefaults()
+    defaults_file = source.path / DEFAULTS_FILE
+    if defaults_file.is_file():
+        try:
+            raw = json.loads(defaults_file.read_text())
+        except ValueError as error:
+            raise ModelLoadError(f"{defaults_file} is not valid JSON: {error}") from error
+        known = {f.name for f in fields(ModelDefaults)}
+        return ModelDefaults(**{k: v for k, v in raw.items() if k in known})
+    size = _native_size(source.path)
+    return ModelDefaults() if size is None else ModelDefaults(width=size, height=size)

@@ -1,0 +1,146 @@
+"""Request options: validated at the boundary, never clamped silently."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+from generation.errors import InvalidOption
+
+SCHEDULERS = ("default", "dpmpp", "euler", "euler_a", "ddim", "unipc", "pndm", "heun")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class OptionLimits:
+    max_prompt_chars: int = 1000
+    max_steps: int = 50
+    min_guidance: float = 0.0
+    max_guidance: float = 20.0
+    min_side: int = 64
+    max_side: int = 1024
+    max_variants: int = 4
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a model draws best with; the embedded model ships its own in ``sdbot.json``."""
+
+    steps: int = 25
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    scheduler: str = "default"
+
+
+@dataclass(frozen=True)
+class RequestedOptions:
+    """What a user asked for; None means "the model's default"."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    variants: int = 4
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    prompt: str
+    negative_prompt: str
+    seeds: tuple[int, ...]
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    scheduler: str
+
+    @property
+    def variants(self) -> int:
+        return len(self.seeds)
+
+
+def variant_seeds(base_seed: int, variants: int) -> tuple[int, ...]:
+    """Variant i uses base_seed + i (wrapping), so one seed reproduces the whole grid."""
+    return tuple((base_seed + i) % (MAX_SEED + 1) for i in range(variants))
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOption(name, value, f"a whole number from {low} to {high}")
+    return value
+
+
+def _check_side(name: str, value: int, limits: OptionLimits) -> int:
+    allowed = f"a multiple of 8 from {limits.min_side} to {limits.max_side}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value % 8
+        or not limits.min_side <= value <= limits.max_side
+    ):
+        raise InvalidOption(name, value, allowed)
+    return value
+
+
+def validate(
+    requested: RequestedOptions, limits: OptionLimits, defaults: ModelDefaults
+) -> GenerationOptions:
+    """Checks every option against the limits; fills what was left out from the model defaults."""
+    prompt = requested.prompt.strip()
+    if not prompt:
+        raise InvalidOption("prompt", requested.prompt, "non-empty text")
+    if len(prompt) > limits.max_prompt_chars:
+        raise InvalidOption(
+            "prompt", f"{prompt[:40]}… ({len(prompt)} characters)",
+            f"at most {limits.max_prompt_chars} characters",
+        )  # fmt: skip
+    negative = requested.negative_prompt.strip()
+    if len(negative) > limits.max_prompt_chars:
+        raise InvalidOption(
+            "negative prompt", f"{negative[:40]}… ({len(negative)} characters)",
+            f"at most {limits.max_prompt_chars} characters",
+        )  # fmt: skip
+    steps = _check_int(
+        "steps", defaults.steps if requested.steps is None else requested.steps, 1, limits.max_steps
+    )
+    guidance = (
+        defaults.guidance_scale if requested.guidance_scale is None else requested.guidance_scale
+    )
+    if not (
+        isinstance(guidance, int | float)
+        and math.isfinite(guidance)
+        and limits.min_guidance <= guidance <= limits.max_guidance
+    ):
+        raise InvalidOption(
+            "cfg", guidance, f"a number from {limits.min_guidance:g} to {limits.max_guidance:g}"
+        )
+    width = _check_side(
+        "width", defaults.width if requested.width is None else requested.width, limits
+    )
+    height = _check_side(
+        "height", defaults.height if requested.height is None else requested.height, limits
+    )
+    variants = _check_int("variants", requested.variants, 1, limits.max_variants)
+    scheduler = requested.scheduler or defaults.scheduler
+    if scheduler not in SCHEDULERS:
+        raise InvalidOption("scheduler", scheduler, "one of " + ", ".join(SCHEDULERS))
+    if requested.seed is None:
+        base_seed = secrets.randbelow(MAX_SEED + 1)
+    else:
+        base_seed = _check_int("seed", requested.seed, 0, MAX_SEED)
+    return GenerationOptions(
+        prompt=prompt,
+        negative_prompt=negative,
+        seeds=variant_seeds(base_seed, variants),
+        steps=steps,
+        guidance_scale=float(guidance),
+        width=width,
+        height=height,
+        scheduler=scheduler,
+    )

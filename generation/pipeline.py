@@ -1,0 +1,132 @@
+"""The diffusers side: load a pipeline once, run text-to-image. Imported only by the worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from generation.errors import InvalidOption, ModelLoadError
+from generation.models import ModelSource, SourceKind
+from generation.protocol import WorkRequest
+
+log = logging.getLogger(__name__)
+
+RGBArray = npt.NDArray[np.uint8]
+StepCallback = Callable[[int, int], None]
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ModelLoadError(f"dtype must be one of auto, {', '.join(dtypes)}; got {name!r}")
+    return dtypes[name]
+
+
+def load_pipeline(source: ModelSource, device: str, dtype: torch.dtype) -> Any:
+    """Loads through diffusers' own loaders: folder or hub id, or one checkpoint file."""
+    from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+
+    try:
+        if source.kind is SourceKind.SINGLE_FILE:
+            pipe = StableDiffusionPipeline.from_single_file(source.spec, dtype=dtype)
+        else:
+            pipe = AutoPipelineForText2Image.from_pretrained(
+                source.spec,
+                dtype=dtype,
+                local_files_only=source.kind is SourceKind.FOLDER,
+            )
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load model {source.spec!r}: {error}") from error
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+_SCHEDULER_CLASSES = {
+    "dpmpp": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "heun": "HeunDiscreteScheduler",
+}
+
+
+@dataclass
+class PipelineRunner:
+    """Holds the loaded pipeline and its schedulers; one request at a time."""
+
+    pipe: Any
+    device: str
+
+    def __post_init__(self) -> None:
+        self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}
+
+    def scheduler(self, name: str) -> Any:
+        if name not in self._schedulers:
+            import diffusers
+
+            if name not in _SCHEDULER_CLASSES:
+                raise InvalidOption(
+                    "scheduler", name, "one of default, " + ", ".join(_SCHEDULER_CLASSES)
+                )
+            scheduler_class = getattr(diffusers, _SCHEDULER_CLASSES[name])
+            # from_config keeps the model's prediction type, beta schedule and spacing.
+            self._schedulers[name] = scheduler_class.from_config(self._schedulers["default"].config)
+        return self._schedulers[name]
+
+    def generate(
+        self, request: WorkRequest, on_step: StepCallback | None = None
+    ) -> tuple[list[RGBArray], list[bool]]:
+        """The variants as RGB arrays, and whether the model's own checker flagged each."""
+        # 1. One generator per variant: variant i is the same image whatever the batch size.
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+
+        # 2. Per-request scheduler (a copy, so a failed run never leaves state behind).
+        self.pipe.scheduler = self.scheduler(request.scheduler)
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(step + 1, request.steps)
+            return kwargs
+
+        # 3. Denoise and decode.
+        with torch.inference_mode():
+            output = self.pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                num_images_per_prompt=len(request.seeds),
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                width=request.width,
+                height=request.height,
+                generator=generators,
+                output_type="np",
+                callback_on_step_end=step_end,
+            )
+
+        # 4. Float [0, 1] to uint8 RGB.
+        images = [
+            np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
+            for image in output.images
+        ]
+        flags = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
+        return images, [bool(flag) for flag in flags]

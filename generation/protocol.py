@@ -1,0 +1,88 @@
+"""Messages between the supervisor and the worker process (pickled over a pipe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderation.safety import SafetyResult
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start a worker: everything it needs, since it shares nothing with its parent."""
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    nsfw_threshold: float = 0.5
+    min_output_side: int = 256
+    torch_threads: int | None = None
+    log_level: str = "WARNING"
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    job_id: int
+    prompt: str
+    negative_prompt: str
+    seeds: tuple[int, ...]
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    scheduler: str
+
+
+@dataclass(frozen=True)
+class VariantImage:
+    """One finished image: safety-checked, watermarked, encoded."""
+
+    variant: int
+    seed: int
+    png: bytes
+    width: int
+    height: int
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety: SafetyResult
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    job_id: int
+    images: tuple[VariantImage, ...]
+    diffusion_ms: float
+    postprocess_ms: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class WorkFailed:
+    job_id: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    model: str
+    device: str
+    dtype: str
+    load_ms: float
+
+
+def watermark_id(job_id: int, variant: int) -> int:
+    """Images of one job share its id in the high bits; variant 0 is the grid."""
+    if not 0 <= variant < 16:
+        raise ValueError(f"variant must be in 0..15, got {variant}")
+    return job_id * 16 + variant
+
+
+def split_watermark_id(value: int) -> tuple[int, int]:
+    return divmod(value, 16)

@@ -1,0 +1,191 @@
+"""Runs the worker process from asyncio: start, one job at a time, crash and stall handling.
+
+A worker that dies or stalls fails the job it held, with the reason, and the next job starts a
+fresh worker: no job is lost and none is left without an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from generation.errors import JobTimedOut, ModelLoadError, WorkerCrashed, WorkerFailed
+from generation.protocol import (
+    Progress,
+    WorkerReady,
+    WorkerSpec,
+    WorkFailed,
+    WorkRequest,
+    WorkResult,
+)
+from generation.worker import run_worker
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class _Exited:
+    exitcode: int | None
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "closed its pipe"
+    if exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class WorkerSupervisor:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        start_timeout_s: float = 600.0,
+        stall_timeout_s: float = 300.0,
+    ) -> None:
+        self.spec = spec
+        self.start_timeout_s = start_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.ready_info: WorkerReady | None = None
+        self._context = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._inbox: asyncio.Queue[object] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    async def start(self) -> WorkerReady:
+        async with self._lock:
+            return await self._ensure_started()
+
+    async def _ensure_started(self) -> WorkerReady:
+        if self.alive and self.ready_info is not None:
+            return self.ready_info
+        await self._stop_process()
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=run_worker, args=(child_conn, self.spec), name="sdbot-worker", daemon=True
+        )
+        process.start()
+        child_conn.close()  # so that the worker's death reads as EOF here
+        self._process, self._conn, self._inbox = process, parent_conn, inbox
+        threading.Thread(
+            target=self._read, args=(parent_conn, process, inbox, loop), daemon=True
+        ).start()
+        try:
+            message = await asyncio.wait_for(inbox.get(), self.start_timeout_s)
+        except TimeoutError:
+            await self._stop_process()
+            raise ModelLoadError(
+                f"the worker did not load {self.spec.model!r} within {self.start_timeout_s:g} s"
+            ) from None
+        if isinstance(message, WorkFailed):
+            await self._stop_process()
+            raise ModelLoadError(message.error)
+        if isinstance(message, _Exited):
+            raise ModelLoadError(f"the worker {describe_exit(message.exitcode)} while loading")
+        assert isinstance(message, WorkerReady), message
+        self.ready_info = message
+        log.info(
+            "worker ready ◆ pid %s ◆ %s ◆ %.0f ms", process.pid, message.device, message.load_ms
+        )
+        return message
+
+    @staticmethod
+    def _read(
+        conn: Connection,
+        process: BaseProcess,
+        inbox: asyncio.Queue[object],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Reader thread: forwards every message, then the exit once the pipe closes."""
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            loop.call_soon_threadsafe(inbox.put_nowait, message)
+        process.join(timeout=10)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(inbox.put_nowait, _Exited(process.exitcode))
+
+    async def run(
+        self, request: WorkRequest, on_progress: ProgressCallback | None = None
+    ) -> WorkResult:
+        """Runs one request to its result; raises WorkerCrashed, JobTimedOut or WorkerFailed."""
+        async with self._lock:
+            await self._ensure_started()
+            assert self._conn is not None
+            assert self._inbox is not None
+            self._conn.send(request)
+            while True:
+                try:
+                    message = await asyncio.wait_for(self._inbox.get(), self.stall_timeout_s)
+                except TimeoutError:
+                    await self._stop_process()
+                    raise JobTimedOut(
+                        f"job {request.job_id} made no progress for {self.stall_timeout_s:g} s; "
+                        "the worker was stopped"
+                    ) from None
+                except asyncio.CancelledError:
+                    await self._stop_process()  # the worker is mid-job: a fresh one is cheaper
+                    raise
+                if isinstance(message, Progress) and message.job_id == request.job_id:
+                    if on_progress is not None:
+                        outcome = on_progress(message)
+                        if outcome is not None:
+                            await outcome
+                elif isinstance(message, WorkResult) and message.job_id == request.job_id:
+                    return message
+                elif isinstance(message, WorkFailed):
+                    raise WorkerFailed(message.error)
+                elif isinstance(message, _Exited):
+                    self.ready_info = None
+                    raise WorkerCrashed(
+                        f"the worker process {describe_exit(message.exitcode)} "
+                        f"while running job {request.job_id}"
+                    )
+
+    async def _stop_process(self) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = self._inbox = None
+        self.ready_info = None
+        if process is None:
+            return
+        if process.is_alive():
+            process.kill()
+        await asyncio.to_thread(process.join, 10)
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        """Asks the worker to finish (after the job it runs), then stops it."""
+        async with self._lock:
+            if self.alive and self._conn is not None and self._process is not None:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    self._conn.send(None)
+                await asyncio.to_thread(self._process.join, 10)
+            await self._stop_process()

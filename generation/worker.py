@@ -1,0 +1,132 @@
+"""The worker process: loads the model once, then turns requests into checked, marked PNGs.
+
+Every image passes the safety checker and carries a verified watermark before it leaves here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from multiprocessing.connection import Connection
+
+from generation.images import to_png, upscale_to_min_side
+from generation.protocol import (
+    Progress,
+    VariantImage,
+    WorkerReady,
+    WorkerSpec,
+    WorkFailed,
+    WorkRequest,
+    WorkResult,
+    watermark_id,
+)
+from moderation import watermark
+from moderation.safety import OpenNSFWChecker, SafetyChecker, SafetyResult, SafetyVerdict
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        from generation.models import resolve_model
+        from generation.pipeline import PipelineRunner, load_pipeline, resolve_device, resolve_dtype
+
+        started = time.perf_counter()
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
+        self.runner = PipelineRunner(pipe, self.device)
+        self.checker: SafetyChecker = OpenNSFWChecker(spec.nsfw_threshold)
+        self.load_ms = (time.perf_counter() - started) * 1000
+
+    def ready(self) -> WorkerReady:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return WorkerReady(self.spec.model, self.device, dtype, self.load_ms)
+
+    def process(self, request: WorkRequest, send_progress: bool, conn: Connection) -> WorkResult:
+        # 1. Diffusion.
+        started = time.perf_counter()
+
+        def on_step(step: int, total: int) -> None:
+            if send_progress:
+                conn.send(Progress(request.job_id, step, total))
+
+        raw_images, model_flags = self.runner.generate(request, on_step)
+        diffusion_done = time.perf_counter()
+
+        # 2. Upscale to what the watermark needs; the checker sees the image that will be posted.
+        images = [upscale_to_min_side(image, self.spec.min_output_side) for image in raw_images]
+
+        # 3. Safety: the model's own checker (when it has one) and ours; either flags.
+        results = [
+            SafetyResult(1.0, SafetyVerdict.FLAGGED, "pipeline") if flagged else result
+            for result, flagged in zip(self.checker.check(images), model_flags, strict=True)
+        ]
+
+        # 4. Watermark, verified by decoding, then PNG.
+        variants = []
+        for index, (image, seed, safety) in enumerate(
+            zip(images, request.seeds, results, strict=True), start=1
+        ):
+            marked = watermark.embed(image, watermark_id(request.job_id, index))
+            png = to_png(marked.rgb)
+            variants.append(
+                VariantImage(
+                    variant=index,
+                    seed=seed,
+                    png=png,
+                    width=image.shape[1],
+                    height=image.shape[0],
+                    sha256=hashlib.sha256(png).hexdigest(),
+                    watermark_id=marked.watermark_id,
+                    watermark_verified=marked.verified,
+                    safety=safety,
+                )
+            )
+        finished = time.perf_counter()
+        return WorkResult(
+            job_id=request.job_id,
+            images=tuple(variants),
+            diffusion_ms=(diffusion_done - started) * 1000,
+            postprocess_ms=(finished - diffusion_done) * 1000,
+        )
+
+
+def run_worker(conn: Connection, spec: WorkerSpec) -> None:
+    """The process entry point (spawned): load, say ready, serve until told to stop."""
+    logging.basicConfig(
+        level=spec.log_level,
+        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    # The libraries' own chatter (progress bars, optional-backend notices) is not ours to show.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if spec.torch_threads:
+        import torch
+
+        torch.set_num_threads(spec.torch_threads)
+    try:
+        worker = Worker(spec)
+    except Exception as error:  # any load failure is reported, then the process ends
+        log.exception("model load failed")
+        conn.send(WorkFailed(None, f"could not start the worker: {error}"))
+        return
+    conn.send(worker.ready())
+    log.info("ready ◆ %s on %s ◆ loaded in %.0f ms", spec.model, worker.device, worker.load_ms)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            break
+        if message is None:
+            break
+        request: WorkRequest = message
+        try:
+            conn.send(worker.process(request, True, conn))
+        except Exception as error:  # report the job as failed; the worker stays up
+            log.exception("job %d failed", request.job_id)
+            conn.send(WorkFailed(request.job_id, f"{type(error).__name__}: {error}"))

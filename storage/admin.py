@@ -1,0 +1,255 @@
+"""What guild admins control: settings, bans, block/allow terms, and the log of their actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, or_, select
+
+from storage.engine import SessionFactory
+from storage.models import Ban, GuildSettings, ModerationAction, Term, TermKind, utcnow
+
+_SETTING_FIELDS = (
+    "nsfw_policy",
+    "jobs_per_user_per_hour",
+    "jobs_per_guild_per_hour",
+    "max_queued_per_user",
+    "max_steps",
+    "audit_channel_id",
+)
+
+
+@dataclass(frozen=True)
+class GuildSettingsRecord:
+    guild_id: int
+    nsfw_policy: str = "channel"
+    jobs_per_user_per_hour: int | None = None
+    jobs_per_guild_per_hour: int | None = None
+    max_queued_per_user: int | None = None
+    max_steps: int | None = None
+    audit_channel_id: int | None = None
+
+
+@dataclass(frozen=True)
+class BanRecord:
+    guild_id: int
+    user_id: int
+    reason: str
+    banned_by: int
+    created_at: datetime
+    expires_at: datetime | None
+
+    def active_at(self, when: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > when
+
+
+@dataclass(frozen=True)
+class TermRecord:
+    guild_id: int | None
+    kind: TermKind
+    term: str
+
+
+@dataclass(frozen=True)
+class ModerationActionRecord:
+    id: int
+    guild_id: int | None
+    actor_id: int
+    action: str
+    target_user_id: int | None
+    target_job_id: int | None
+    details: dict[str, Any]
+    reason: str
+    created_at: datetime
+
+
+class GuildSettingsRepository:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def get(self, guild_id: int) -> GuildSettingsRecord:
+        """The guild's settings; a guild never configured gets the defaults."""
+        async with self._sessions() as session:
+            row = await session.get(GuildSettings, guild_id)
+            if row is None:
+                return GuildSettingsRecord(guild_id=guild_id)
+            return GuildSettingsRecord(
+                guild_id=guild_id, **{name: getattr(row, name) for name in _SETTING_FIELDS}
+            )
+
+    async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
+        unknown = set(changes) - set(_SETTING_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown guild settings {sorted(unknown)}; known: {_SETTING_FIELDS}")
+        async with self._sessions.begin() as session:
+            row = await session.get(GuildSettings, guild_id)
+            if row is None:
+                row = GuildSettings(guild_id=guild_id)
+                session.add(row)
+            for name, value in changes.items():
+                setattr(row, name, value)
+        return await self.get(guild_id)
+
+
+class BanList:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def ban(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        banned_by: int,
+        reason: str = "",
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Bans a user in a guild; banning again replaces the reason and the expiry."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(Ban).where(Ban.guild_id == guild_id, Ban.user_id == user_id)
+            )
+            if row is None:
+                session.add(
+                    Ban(
+                        guild_id=guild_id,
+                        user_id=user_id,
+                        banned_by=banned_by,
+                        reason=reason,
+                        expires_at=expires_at,
+                    )
+                )
+            else:
+                row.banned_by, row.reason, row.expires_at = banned_by, reason, expires_at
+                row.created_at = utcnow()
+
+    async def unban(self, guild_id: int, user_id: int) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(Ban).where(Ban.guild_id == guild_id, Ban.user_id == user_id)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def active_ban(self, guild_id: int, user_id: int) -> BanRecord | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(Ban).where(Ban.guild_id == guild_id, Ban.user_id == user_id)
+            )
+        if row is None:
+            return None
+        record = BanRecord(
+            row.guild_id, row.user_id, row.reason, row.banned_by, row.created_at, row.expires_at
+        )
+        return record if record.active_at(utcnow()) else None
+
+    async def list(self, guild_id: int) -> list[BanRecord]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Ban).where(Ban.guild_id == guild_id).order_by(Ban.created_at)
+            )
+            return [
+                BanRecord(r.guild_id, r.user_id, r.reason, r.banned_by, r.created_at, r.expires_at)
+                for r in rows
+            ]
+
+
+class TermList:
+    """Block and allow terms; a ``None`` guild means the entry applies in every guild."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def add(
+        self, guild_id: int | None, kind: TermKind, term: str, *, added_by: int | None = None
+    ) -> bool:
+        """Adds a term; False when it was already there."""
+        term = term.strip().casefold()
+        if not term:
+            raise ValueError("a term must not be empty")
+        async with self._sessions.begin() as session:
+            existing = await session.scalar(
+                select(Term).where(
+                    Term.guild_id.is_(None) if guild_id is None else Term.guild_id == guild_id,
+                    Term.kind == kind.value,
+                    Term.term == term,
+                )
+            )
+            if existing is not None:
+                return False
+            session.add(Term(guild_id=guild_id, kind=kind.value, term=term, added_by=added_by))
+            return True
+
+    async def remove(self, guild_id: int | None, kind: TermKind, term: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(Term).where(
+                    Term.guild_id.is_(None) if guild_id is None else Term.guild_id == guild_id,
+                    Term.kind == kind.value,
+                    Term.term == term.strip().casefold(),
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def for_guild(self, guild_id: int | None) -> list[TermRecord]:
+        """The terms in force for a guild: its own and the global ones."""
+        scope: ColumnElement[bool] = Term.guild_id.is_(None)
+        if guild_id is not None:
+            scope = or_(scope, Term.guild_id == guild_id)
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Term).where(scope).order_by(Term.id))
+            return [TermRecord(r.guild_id, TermKind(r.kind), r.term) for r in rows]
+
+
+class ModerationLog:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def record(
+        self,
+        *,
+        guild_id: int | None,
+        actor_id: int,
+        action: str,
+        target_user_id: int | None = None,
+        target_job_id: int | None = None,
+        details: dict[str, Any] | None = None,
+        reason: str = "",
+    ) -> int:
+        async with self._sessions.begin() as session:
+            row = ModerationAction(
+                guild_id=guild_id,
+                actor_id=actor_id,
+                action=action,
+                target_user_id=target_user_id,
+                target_job_id=target_job_id,
+                details=details or {},
+                reason=reason,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def list(self, guild_id: int, *, limit: int = 50) -> list[ModerationActionRecord]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ModerationAction)
+                .where(ModerationAction.guild_id == guild_id)
+                .order_by(ModerationAction.id.desc())
+                .limit(limit)
+            )
+            return [
+                ModerationActionRecord(
+                    r.id,
+                    r.guild_id,
+                    r.actor_id,
+                    r.action,
+                    r.target_user_id,
+                    r.target_job_id,
+                    dict(r.details),
+                    r.reason,
+                    r.created_at,
+                )
+                for r in rows
+            ]

@@ -1,0 +1,347 @@
+"""The audit log: one record per request, blocked ones too, each ending in one terminal status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from storage.engine import SessionFactory
+from storage.errors import JobAlreadyFinished, JobNotFound
+from storage.models import (
+    TERMINAL_STATUSES,
+    Image,
+    Job,
+    JobKind,
+    JobStatus,
+    PostedMessage,
+    Verdict,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    source: str
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    variants: int
+    scheduler: str
+    model: str
+    seeds: Sequence[int]
+    verdict: Verdict
+    verdict_reasons: Sequence[str] = ()
+    kind: JobKind = JobKind.IMAGINE
+    guild_id: int | None = None
+    channel_id: int | None = None
+    user_id: int | None = None
+    parent_job_id: int | None = None
+    parent_variant: int | None = None
+
+
+@dataclass(frozen=True)
+class NewImage:
+    variant: int
+    seed: int
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety_score: float
+    safety_verdict: str
+    width: int
+    height: int
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord(NewImage):
+    id: int = 0
+    job_id: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    source: str
+    status: JobStatus
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    variants: int
+    scheduler: str
+    model: str
+    seeds: tuple[int, ...]
+    verdict: str
+    verdict_reasons: tuple[str, ...]
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int | None
+    parent_job_id: int | None
+    parent_variant: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue_ms: float | None
+    generation_ms: float | None
+    total_ms: float | None
+    images: tuple[ImageRecord, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes as ISO strings)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "images":
+                value = [_image_dict(image) for image in value]
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        out["status"] = self.status.value
+        return out
+
+
+def _image_dict(image: ImageRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in image.__dataclass_fields__:
+        value = getattr(image, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _image_record(row: Image) -> ImageRecord:
+    return ImageRecord(
+        id=row.id,
+        job_id=row.job_id,
+        variant=row.variant,
+        seed=row.seed,
+        sha256=row.sha256,
+        watermark_id=row.watermark_id,
+        watermark_verified=row.watermark_verified,
+        safety_score=row.safety_score,
+        safety_verdict=row.safety_verdict,
+        width=row.width,
+        height=row.height,
+        path=row.path,
+        created_at=row.created_at,
+    )
+
+
+def _job_record(row: Job) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        kind=row.kind,
+        source=row.source,
+        status=JobStatus(row.status),
+        prompt=row.prompt,
+        negative_prompt=row.negative_prompt,
+        steps=row.steps,
+        guidance_scale=row.guidance_scale,
+        width=row.width,
+        height=row.height,
+        variants=row.variants,
+        scheduler=row.scheduler,
+        model=row.model,
+        seeds=tuple(int(s) for s in row.seeds),
+        verdict=row.verdict,
+        verdict_reasons=tuple(str(r) for r in row.verdict_reasons),
+        guild_id=row.guild_id,
+        channel_id=row.channel_id,
+        user_id=row.user_id,
+        parent_job_id=row.parent_job_id,
+        parent_variant=row.parent_variant,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        queue_ms=row.queue_ms,
+        generation_ms=row.generation_ms,
+        total_ms=row.total_ms,
+        images=tuple(_image_record(image) for image in row.images),
+    )
+
+
+_OPEN_STATUSES = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+
+
+class AuditLog:
+    """Writes and reads audit records. Every method is one short unit of work."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def create_job(self, new: NewJob) -> int:
+        """Records a request. A blocked request is finished at once with status ``blocked``."""
+        now = utcnow()
+        blocked = new.verdict is Verdict.BLOCKED
+        row = Job(
+            kind=new.kind.value,
+            source=new.source,
+            parent_job_id=new.parent_job_id,
+            parent_variant=new.parent_variant,
+            guild_id=new.guild_id,
+            channel_id=new.channel_id,
+            user_id=new.user_id,
+            prompt=new.prompt,
+            negative_prompt=new.negative_prompt,
+            steps=new.steps,
+            guidance_scale=new.guidance_scale,
+            width=new.width,
+            height=new.height,
+            variants=new.variants,
+            scheduler=new.scheduler,
+            model=new.model,
+            seeds=list(new.seeds),
+            verdict=new.verdict.value,
+            verdict_reasons=list(new.verdict_reasons),
+            status=(JobStatus.BLOCKED if blocked else JobStatus.QUEUED).value,
+            created_at=now,
+            finished_at=now if blocked else None,
+            total_ms=0.0 if blocked else None,
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def mark_running(self, job_id: int) -> None:
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if JobStatus(job.status).is_terminal:
+                raise JobAlreadyFinished(job_id, job.status)
+            job.status = JobStatus.RUNNING.value
+            job.started_at = now
+            job.queue_ms = (now - job.created_at).total_seconds() * 1000
+
+    async def record_outcome(
+        self,
+        job_id: int,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        images: Sequence[NewImage] = (),
+        generation_ms: float | None = None,
+    ) -> None:
+        """Moves a job to its one terminal status, with its images when it succeeded."""
+        if not status.is_terminal:
+            raise ValueError(f"{status.value!r} is not a terminal status")
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            # The conditional UPDATE is what guarantees a single outcome, even across processes.
+            result = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(_OPEN_STATUSES))
+                .values(
+                    status=status.value,
+                    error=error,
+                    finished_at=now,
+                    generation_ms=generation_ms,
+                    total_ms=(now - job.created_at).total_seconds() * 1000,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult at runtime
+                raise JobAlreadyFinished(job_id, job.status)
+            for image in images:
+                session.add(Image(job_id=job_id, **image.__dict__))
+
+    async def fail_unfinished(self, reason: str) -> int:
+        """At start-up: jobs a crashed process left open are failed, never forgotten."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Job)
+                .where(Job.status.in_(_OPEN_STATUSES))
+                .values(status=JobStatus.FAILED.value, error=reason, finished_at=utcnow())
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(Job, job_id)
+            return None if row is None else _job_record(row)
+
+    async def find_by_watermark(self, watermark_id: int) -> tuple[JobRecord, ImageRecord] | None:
+        async with self._sessions() as session:
+            image = await session.scalar(select(Image).where(Image.watermark_id == watermark_id))
+            if image is None:
+                return None
+            job = await session.get(Job, image.job_id)
+            assert job is not None  # the foreign key guarantees it
+            return _job_record(job), _image_record(image)
+
+    async def list_jobs(
+        self,
+        *,
+        guild_id: int | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[JobRecord]:
+        query = select(Job).order_by(Job.id)
+        if guild_id is not None:
+            query = query.where(Job.guild_id == guild_id)
+        if since is not None:
+            query = query.where(Job.created_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._sessions() as session:
+            return [_job_record(row) for row in await session.scalars(query)]
+
+    async def link_message(
+        self,
+        message_id: int,
+        job_id: int,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        variant: int | None = None,
+    ) -> None:
+        async with self._sessions.begin() as session:
+            session.add(
+                PostedMessage(
+                    message_id=message_id,
+                    job_id=job_id,
+                    channel_id=channel_id,
+                    guild_id=guild_id,
+                    variant=variant,
+                )
+            )
+
+    async def job_for_message(self, message_id: int) -> tuple[JobRecord, int | None] | None:
+        """The job a posted message shows, and the variant when it shows one."""
+        async with self._sessions() as session:
+            posted = await session.get(PostedMessage, message_id)
+            if posted is None:
+                return None
+            job = await session.get(Job, posted.job_id)
+            assert job is not None
+            return _job_record(job), posted.variant
+
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AuditLog",
+    "ImageRecord",
+    "JobRecord",
+    "NewImage",
+    "NewJob",
+]

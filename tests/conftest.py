@@ -1,0 +1,129 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL database, the embedded model.
+
+PostgreSQL and Redis tests run whenever the servers answer. Without them a developer's run skips
+those tests with a notice; in CI (CI=true) an unreachable server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.settings import Settings
+from generation.models import EMBEDDED_MODEL_DIR
+from storage import migrations
+from storage.engine import SessionFactory, create_engine, create_session_factory
+from storage.models import Base
+
+POSTGRES_URL = os.environ.get(
+    "SDBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+_missing_services: set[str] = set()
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must run these tests (.ci/run starts the server)")
+    _missing_services.add(name)
+    pytest.skip(f"{message}: start it to run this test")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name in sorted(_missing_services):
+        terminalreporter.write_line(
+            f"NOTICE: {name} tests were skipped because the server is not running", yellow=True
+        )
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The embedded model the project ships (SDBOT_TEST_MODEL overrides it for experiments)."""
+    path = Path(os.environ.get("SDBOT_TEST_MODEL", EMBEDDED_MODEL_DIR))
+    assert (path / "model_index.json").is_file(), f"no model at {path}"
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'sdbot.db'}"
+
+
+def _postgres_admin_url() -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_postgres_admin_url())
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", POSTGRES_URL, 5432)
+    name = f"sdbot_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(False)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'sdbot.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
+    """A migrated database (through Alembic, as users get it) and its session factory."""
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_dir: Path, sqlite_url: str) -> Settings:
+    """Settings as a user would have them, in a scratch data folder, on the embedded model."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
+        model=str(model_dir),
+        data_dir=tmp_path / "data",
+        database_url=sqlite_url,
+        device="cpu",
+    )
+
+
+__all__ = ["IN_CI", "REDIS_URL", "Base", "require_service"]

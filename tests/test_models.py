@@ -1,0 +1,61 @@
+"""Model sources and their defaults, decided without loading anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from generation.errors import ModelLoadError
+from generation.models import SourceKind, model_defaults, resolve_model
+from generation.options import ModelDefaults
+
+
+def test_the_embedded_model_is_a_folder_with_its_own_defaults(model_dir: Path) -> None:
+    source = resolve_model(str(model_dir))
+    assert source.kind is SourceKind.FOLDER
+    defaults = model_defaults(source)
+    shipped = json.loads((model_dir / "sdbot.json").read_text())
+    assert defaults.steps == shipped["steps"]
+    assert defaults.guidance_scale == shipped["guidance_scale"]
+    assert (defaults.width, defaults.height) == (shipped["width"], shipped["height"])
+
+
+def test_hub_ids_and_checkpoints(tmp_path: Path) -> None:
+    hub = resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert hub.kind is SourceKind.HUB
+    assert model_defaults(hub) == ModelDefaults()
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"")
+    assert resolve_model(str(checkpoint)).kind is SourceKind.SINGLE_FILE
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("missing.safetensors", "model checkpoint missing.safetensors does not exist"),
+        ("./no/such/folder", "is neither a diffusers folder"),
+        ("just-a-word", "is neither a diffusers folder"),
+    ],
+)
+def test_bad_sources_are_explained(spec: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        resolve_model(spec)
+
+
+def test_a_folder_without_model_index_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="has no model_index.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_native_size_when_no_defaults_file(tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text("{}")
+    for part, config in {
+        "unet": {"sample_size": 16},
+        "vae": {"block_out_channels": [16, 32, 64]},
+    }.items():
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "config.json").write_text(json.dumps(config))
+    defaults = model_defaults(resolve_model(str(tmp_path)))
+    assert (defaults.width, defaults.height) == (64, 64)

@@ -1,0 +1,93 @@
+"""Option validation: bad values are named with their allowed range, never clamped."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation.errors import InvalidOption
+from generation.options import (
+    MAX_SEED,
+    ModelDefaults,
+    OptionLimits,
+    RequestedOptions,
+    validate,
+    variant_seeds,
+)
+
+LIMITS = OptionLimits()
+DEFAULTS = ModelDefaults(steps=20, guidance_scale=5.0, width=64, height=64, scheduler="dpmpp")
+
+
+def check(**changes: object) -> None:
+    validate(RequestedOptions(**{"prompt": "a red circle", **changes}), LIMITS, DEFAULTS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prompt": ""}, "prompt must be non-empty text, got ''"),
+        ({"prompt": "   "}, "prompt must be non-empty text"),
+        ({"prompt": "x" * 1001}, "prompt must be at most 1000 characters"),
+        ({"steps": 0}, "steps must be a whole number from 1 to 50, got 0"),
+        ({"steps": 51}, "steps must be a whole number from 1 to 50, got 51"),
+        ({"width": 100}, "width must be a multiple of 8 from 64 to 1024, got 100"),
+        ({"height": 2048}, "height must be a multiple of 8 from 64 to 1024, got 2048"),
+        ({"variants": 0}, "variants must be a whole number from 1 to 4, got 0"),
+        ({"variants": 5}, "variants must be a whole number from 1 to 4, got 5"),
+        ({"guidance_scale": -1.0}, "cfg must be a number from 0 to 20, got -1.0"),
+        ({"guidance_scale": float("nan")}, "cfg must be a number from 0 to 20, got nan"),
+        ({"scheduler": "magic"}, "scheduler must be one of default, dpmpp, "),
+        ({"seed": -1}, f"seed must be a whole number from 0 to {MAX_SEED}, got -1"),
+        ({"seed": MAX_SEED + 1}, f"got {MAX_SEED + 1}"),
+    ],
+)
+def test_bad_values_are_named_with_the_allowed_range(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidOption) as caught:
+        check(**changes)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_defaults_come_from_the_model_and_seeds_from_the_base_seed() -> None:
+    options = validate(
+        RequestedOptions(prompt="  a red circle ", seed=10, variants=3), LIMITS, DEFAULTS
+    )
+    assert options.prompt == "a red circle"
+    assert options.seeds == (10, 11, 12)
+    assert (options.steps, options.guidance_scale, options.width, options.scheduler) == (
+        20, 5.0, 64, "dpmpp",
+    )  # fmt: skip
+
+
+def test_user_values_win_over_defaults() -> None:
+    options = validate(
+        RequestedOptions(
+            prompt="p", steps=5, guidance_scale=0, width=128, height=96, scheduler="euler"
+        ),
+        LIMITS,
+        DEFAULTS,
+    )
+    assert (options.steps, options.guidance_scale, options.width, options.height) == (
+        5,
+        0.0,
+        128,
+        96,
+    )
+    assert options.scheduler == "euler"
+
+
+def test_without_a_seed_each_request_gets_a_fresh_one() -> None:
+    seeds = {validate(RequestedOptions(prompt="p"), LIMITS, DEFAULTS).seeds[0] for _ in range(20)}
+    assert len(seeds) > 15
+    assert all(0 <= seed <= MAX_SEED for seed in seeds)
+
+
+def test_variant_seeds_wrap_at_the_top() -> None:
+    assert variant_seeds(MAX_SEED, 2) == (MAX_SEED, 0)
+
+
+def test_limits_come_from_settings() -> None:
+    with pytest.raises(InvalidOption, match="from 1 to 8, got 9"):
+        validate(RequestedOptions(prompt="p", steps=9), OptionLimits(max_steps=8), DEFAULTS)

@@ -1,0 +1,208 @@
+"""Repositories against real SQLite and PostgreSQL databases migrated by Alembic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
+from storage.audit import AuditLog, NewImage, NewJob
+from storage.engine import SessionFactory
+from storage.errors import JobAlreadyFinished, JobNotFound
+from storage.models import JobStatus, TermKind, Verdict
+
+GUILD = 1_100_000_000_000_000_001
+USER = 2_200_000_000_000_000_002
+
+
+def new_job(verdict: Verdict = Verdict.ALLOWED, **overrides: object) -> NewJob:
+    values: dict[str, object] = {
+        "source": "discord",
+        "guild_id": GUILD,
+        "channel_id": 3,
+        "user_id": USER,
+        "prompt": "a red circle",
+        "negative_prompt": "blurry",
+        "steps": 20,
+        "guidance_scale": 5.0,
+        "width": 64,
+        "height": 64,
+        "variants": 2,
+        "scheduler": "dpmpp",
+        "model": "embedded",
+        "seeds": (7, 8),
+        "verdict": verdict,
+        "verdict_reasons": () if verdict is Verdict.ALLOWED else ("contains the blocked term 'x'",),
+    }
+    values.update(overrides)
+    return NewJob(**values)  # type: ignore[arg-type]
+
+
+def image(variant: int, watermark_id: int) -> NewImage:
+    return NewImage(
+        variant=variant,
+        seed=7 + variant,
+        sha256=f"{variant:064x}",
+        watermark_id=watermark_id,
+        watermark_verified=True,
+        safety_score=0.01,
+        safety_verdict="safe",
+        width=256,
+        height=256,
+        path=f"/tmp/{variant}.png",
+    )
+
+
+async def test_a_job_goes_from_queued_to_one_terminal_status(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    job_id = await audit.create_job(new_job())
+    job = await audit.get_job(job_id)
+    assert job is not None
+    assert job.status is JobStatus.QUEUED
+    assert job.seeds == (7, 8)
+    assert job.user_id == USER  # 64-bit snowflakes survive
+
+    await audit.mark_running(job_id)
+    await audit.record_outcome(
+        job_id, JobStatus.SUCCEEDED, images=[image(1, 17), image(2, 18)], generation_ms=12.5
+    )
+    job = await audit.get_job(job_id)
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED
+    assert [i.variant for i in job.images] == [1, 2]
+    assert job.started_at is not None
+    assert job.finished_at is not None
+    assert job.finished_at >= job.started_at >= job.created_at
+    assert job.created_at.tzinfo is UTC
+    assert job.total_ms is not None
+    assert job.generation_ms == 12.5
+
+    with pytest.raises(JobAlreadyFinished, match="already finished with status 'succeeded'"):
+        await audit.record_outcome(job_id, JobStatus.FAILED, error="late")
+    job = await audit.get_job(job_id)
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.error is None
+
+
+async def test_a_blocked_request_is_recorded_finished(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    job_id = await audit.create_job(new_job(Verdict.BLOCKED))
+    job = await audit.get_job(job_id)
+    assert job is not None
+    assert job.status is JobStatus.BLOCKED
+    assert job.verdict == "blocked"
+    assert job.verdict_reasons == ("contains the blocked term 'x'",)
+    assert job.finished_at is not None
+    with pytest.raises(JobAlreadyFinished):
+        await audit.mark_running(job_id)
+
+
+async def test_outcome_rules(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    with pytest.raises(ValueError, match="'running' is not a terminal status"):
+        await audit.record_outcome(1, JobStatus.RUNNING)
+    with pytest.raises(JobNotFound):
+        await audit.record_outcome(999, JobStatus.FAILED)
+
+
+async def test_unfinished_jobs_are_failed_at_start_up(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    queued = await audit.create_job(new_job())
+    running = await audit.create_job(new_job())
+    await audit.mark_running(running)
+    done = await audit.create_job(new_job())
+    await audit.record_outcome(done, JobStatus.CANCELLED, error="user cancelled")
+
+    assert await audit.fail_unfinished("the bot restarted") == 2
+    for job_id in (queued, running):
+        job = await audit.get_job(job_id)
+        assert job is not None
+        assert (job.status, job.error) == (JobStatus.FAILED, "the bot restarted")
+    job = await audit.get_job(done)
+    assert job is not None
+    assert job.status is JobStatus.CANCELLED
+
+
+async def test_images_are_found_by_watermark(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    job_id = await audit.create_job(new_job())
+    await audit.record_outcome(job_id, JobStatus.SUCCEEDED, images=[image(0, 4242), image(1, 4243)])
+    found = await audit.find_by_watermark(4243)
+    assert found is not None
+    job, variant = found
+    assert (job.id, variant.variant, variant.seed) == (job_id, 1, 8)
+    assert await audit.find_by_watermark(1) is None
+
+
+async def test_listing_filters_by_guild_and_date(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    mine = await audit.create_job(new_job())
+    other = await audit.create_job(new_job(guild_id=5))
+    assert [j.id for j in await audit.list_jobs()] == [mine, other]
+    assert [j.id for j in await audit.list_jobs(guild_id=GUILD)] == [mine]
+    assert await audit.list_jobs(since=datetime.now(UTC) + timedelta(minutes=1)) == []
+    assert len(await audit.list_jobs(since=datetime.now(UTC) - timedelta(minutes=1))) == 2
+
+
+async def test_posted_messages_lead_back_to_their_job(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    job_id = await audit.create_job(new_job())
+    message_id = 1_300_000_000_000_000_003
+    await audit.link_message(message_id, job_id, channel_id=3, guild_id=GUILD, variant=2)
+    found = await audit.job_for_message(message_id)
+    assert found is not None
+    assert (found[0].id, found[1]) == (job_id, 2)
+    assert await audit.job_for_message(1) is None
+
+
+async def test_guild_settings_default_then_update(sessions: SessionFactory) -> None:
+    repo = GuildSettingsRepository(sessions)
+    assert (await repo.get(GUILD)).nsfw_policy == "channel"
+    updated = await repo.update(GUILD, nsfw_policy="block", jobs_per_user_per_hour=5)
+    assert (updated.nsfw_policy, updated.jobs_per_user_per_hour) == ("block", 5)
+    assert (await repo.get(GUILD)).jobs_per_user_per_hour == 5
+    with pytest.raises(ValueError, match="unknown guild settings \\['colour'\\]"):
+        await repo.update(GUILD, colour="red")
+
+
+async def test_bans_expire_and_lift(sessions: SessionFactory) -> None:
+    bans = BanList(sessions)
+    await bans.ban(GUILD, USER, banned_by=1, reason="spam")
+    active = await bans.active_ban(GUILD, USER)
+    assert active is not None
+    assert active.reason == "spam"
+    assert await bans.active_ban(GUILD + 1, USER) is None
+
+    await bans.ban(GUILD, USER, banned_by=1, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert await bans.active_ban(GUILD, USER) is None
+    assert len(await bans.list(GUILD)) == 1
+    assert await bans.unban(GUILD, USER) is True
+    assert await bans.unban(GUILD, USER) is False
+
+
+async def test_terms_are_scoped_to_guild_plus_global(sessions: SessionFactory) -> None:
+    terms = TermList(sessions)
+    assert await terms.add(GUILD, TermKind.BLOCK, "  Clown ") is True
+    assert await terms.add(GUILD, TermKind.BLOCK, "clown") is False
+    assert await terms.add(None, TermKind.BLOCK, "spider") is True
+    assert await terms.add(7, TermKind.ALLOW, "clown") is True
+    seen = {(t.guild_id, t.kind, t.term) for t in await terms.for_guild(GUILD)}
+    assert seen == {(GUILD, TermKind.BLOCK, "clown"), (None, TermKind.BLOCK, "spider")}
+    assert await terms.remove(GUILD, TermKind.BLOCK, "CLOWN") is True
+    assert [t.term for t in await terms.for_guild(GUILD)] == ["spider"]
+    with pytest.raises(ValueError, match="must not be empty"):
+        await terms.add(GUILD, TermKind.BLOCK, "   ")
+
+
+async def test_moderation_actions_are_logged_newest_first(sessions: SessionFactory) -> None:
+    log = ModerationLog(sessions)
+    first = await log.record(guild_id=GUILD, actor_id=1, action="ban", target_user_id=USER)
+    second = await log.record(
+        guild_id=GUILD, actor_id=1, action="block_term", details={"term": "clown"}, reason="r"
+    )
+    actions = await log.list(GUILD)
+    assert [a.id for a in actions] == [second, first]
+    assert actions[0].details == {"term": "clown"}
+    assert await log.list(GUILD + 1) == []
