@@ -1,4 +1,4 @@
-"""Invisible watermark: a 48-bit payload (32-bit image id + CRC-16) that ties an image to its record.
+"""Invisible watermark: a 48-bit payload (32-bit image id + CRC-16) tying an image to its record.
 
 The scheme is invisible-watermark's ``dwtDctSvd`` (Haar DWT of the U channel, 4x4 blocks, the
 largest singular value of each block quantised to carry one bit, bits repeated over all blocks and

@@ -20,7 +20,6 @@ from bot.settings import Settings
 from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
-from storage.models import Base
 
 POSTGRES_URL = os.environ.get(
     "SDBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -126,4 +125,4 @@ def settings(tmp_path: Path, model_dir: Path, sqlite_url: str) -> Settings:
     )
 
 
-__all__ = ["IN_CI", "REDIS_URL", "Base", "require_service"]
+__all__ = ["IN_CI", "REDIS_URL", "require_service"]

@@ -45,7 +45,7 @@ def test_bad_sources_are_explained(spec: str, message: str) -> None:
 
 
 def test_a_folder_without_model_index_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="has no model_index.json"):
+    with pytest.raises(ModelLoadError, match=r"has no model_index\.json"):
         resolve_model(str(tmp_path))
 
 

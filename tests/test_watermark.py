@@ -27,7 +27,7 @@ def test_payload_round_trip_and_checksum() -> None:
     assert watermark.decode_payload(payload) == 123456
     corrupted = bytes([payload[0] ^ 1]) + payload[1:]
     assert watermark.decode_payload(corrupted) is None
-    with pytest.raises(ValueError, match="watermark id must be in 0..4294967295"):
+    with pytest.raises(ValueError, match=r"watermark id must be in 0\.\.4294967295"):
         watermark.encode_payload(-1)
 
 
@@ -53,7 +53,7 @@ def test_the_mark_survives_jpeg_q90() -> None:
 
 
 def test_small_images_are_refused_with_the_minimum() -> None:
-    with pytest.raises(ValueError, match="64x64 is too small.*256x256"):
+    with pytest.raises(ValueError, match=r"64x64 is too small.*256x256"):
         watermark.embed(scene(64), 1)
 
 

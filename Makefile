@@ -1,0 +1,33 @@
+# Everything a developer or CI needs; `make demo` and `make test` set up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build on machines without a GPU. For CUDA, e.g.: make TORCH_SPEC="torch==2.13.0" setup
+# on a machine whose pip resolves CUDA wheels (the PyPI default on Linux x86-64).
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/sdbot db upgrade
+	$(BIN)/sdbot imagine "a red circle on a blue background" --seed 1
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

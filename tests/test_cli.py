@@ -1,0 +1,181 @@
+"""The command line as a user runs it: real processes, a real SQLite file, the embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.settings import Settings
+
+
+def sdbot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("SDBOT_")
+    } | {
+        "SDBOT_MODEL": settings.model,
+        "SDBOT_DATA_DIR": str(settings.data_dir),
+        "SDBOT_DATABASE_URL": settings.effective_database_url(),
+        "SDBOT_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.fixture
+def migrated(settings: Settings) -> Settings:
+    result = sdbot(settings, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    return settings
+
+
+def imagine_json(settings: Settings, *args: str) -> dict[str, Any]:
+    result = sdbot(settings, "imagine", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None:
+    first = imagine_json(migrated, "a red circle", "--variants", "4", "--seed", "1")
+    assert first["status"] == "succeeded"
+    assert first["seeds"] == [1, 2, 3, 4]
+    paths = [Path(image["path"]) for image in first["images"]]
+    assert len(paths) == 4
+    for image, path in zip(first["images"], paths, strict=True):
+        with Image.open(path) as picture:
+            assert min(picture.size) >= 256
+        assert image["watermark"]["verified"] is True
+        assert image["safety"]["verdict"] == "safe"
+    grid = Path(first["grid"]["path"])
+    with Image.open(grid) as picture:
+        assert picture.size == (512, 512)
+
+    for path in [*paths, grid]:
+        traced = sdbot(migrated, "trace", str(path), "--json")
+        assert traced.returncode == 0, traced.stderr
+        record = json.loads(traced.stdout)
+        assert record["job"]["id"] == first["job_id"]
+        assert record["job"]["prompt"] == "a red circle"
+    human = sdbot(migrated, "trace", str(paths[2]))
+    assert f"variant 3 of job {first['job_id']} (imagine, succeeded)" in human.stdout
+    assert "seeds 1 2 3 4" in human.stdout
+
+    again = imagine_json(
+        migrated, "a red circle", "--variants", "4", "--seed", "1", "--out", str(tmp_path / "b")
+    )
+    assert again["job_id"] != first["job_id"]
+    for before, after in zip(first["images"], again["images"], strict=True):
+        pixels_before = np.asarray(Image.open(before["path"]))
+        pixels_after = np.asarray(Image.open(after["path"]))
+        # Same seed, same picture; only the watermark (another job id) differs, invisibly.
+        assert np.abs(pixels_before.astype(int) - pixels_after.astype(int)).mean() < 1.0
+    other = imagine_json(migrated, "a red circle", "--variants", "1", "--seed", "99")
+    assert (
+        np.abs(
+            np.asarray(Image.open(other["images"][0]["path"])).astype(int)
+            - np.asarray(Image.open(first["images"][0]["path"])).astype(int)
+        ).mean()
+        > 5.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["imagine", ""], "prompt must be non-empty text, got ''"),
+        (["imagine", "a cat", "--steps", "0"], "steps must be a whole number from 1 to 50, got 0"),
+        (
+            ["imagine", "a cat", "--width", "100"],
+            "width must be a multiple of 8 from 64 to 1024, got 100",
+        ),
+        (
+            ["imagine", "a cat", "--variants", "0"],
+            "variants must be a whole number from 1 to 4, got 0",
+        ),
+        (["imagine", "a cat", "--scheduler", "nope"], "scheduler must be one of default, dpmpp"),
+        (["imagine", "a cat", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
+        (["audit", "export", "--since", "yesterday"], "'yesterday' is not a date"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(settings: Settings, args: list[str], reason: str) -> None:
+    result = sdbot(settings, *args)
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > 0
+    if args[0] == "imagine" and "invalid" not in reason:
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_a_database_that_is_behind_is_refused(settings: Settings) -> None:
+    result = sdbot(settings, "imagine", "a red circle")
+    assert result.returncode == 2
+    assert "has no sdbot schema yet" in result.stderr
+    assert "run `sdbot db upgrade`" in result.stderr
+
+
+def test_blocked_prompts_exit_3_and_are_audited(migrated: Settings, tmp_path: Path) -> None:
+    moderated = sdbot(migrated, "moderate", "a nude portrait")
+    assert moderated.returncode == 3
+    assert "blocked: contains the blocked term 'nude'" in moderated.stdout
+    assert sdbot(migrated, "moderate", "a naked mole rat").returncode == 0
+
+    blocked = sdbot(migrated, "imagine", "a nude portrait", "--json")
+    assert blocked.returncode == 3
+    outcome = json.loads(blocked.stdout)
+    assert outcome["status"] == "blocked"
+    assert outcome["images"] == []
+
+    export = tmp_path / "audit.csv"
+    result = sdbot(migrated, "audit", "export", "--format", "csv", "--out", str(export))
+    assert result.returncode == 0, result.stderr
+    text = export.read_text()
+    assert "a nude portrait" in text
+    assert "contains the blocked term 'nude'" in text
+    lines = sdbot(migrated, "audit", "export", "--since", "2000-01-01").stdout.splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["blocked"]
+    assert sdbot(migrated, "audit", "export", "--guild", "5").stdout == ""
+
+
+def test_trace_without_a_mark_exits_4(migrated: Settings, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (300, 300), (10, 120, 200)).save(plain)
+    result = sdbot(migrated, "trace", str(plain))
+    assert result.returncode == 4
+    assert f"no sdbot watermark found in {plain}" in result.stderr
+
+
+def test_config_masks_secrets(settings: Settings) -> None:
+    result = sdbot(
+        settings,
+        "config",
+        SDBOT_DISCORD_TOKEN="super-secret-token",
+        SDBOT_REDIS_URL="redis://:hunter2@127.0.0.1:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "super-secret-token" not in result.stdout
+    assert "hunter2" not in result.stdout
+    assert "SDBOT_DISCORD_TOKEN" in result.stdout
+    assert "****" in result.stdout
+    assert "SDBOT_MODEL" in result.stdout
+
+
+def test_invalid_settings_are_named(settings: Settings) -> None:
+    result = sdbot(settings, "config", SDBOT_DEVICE="tpu")
+    assert result.returncode == 2
+    assert "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'" in result.stderr

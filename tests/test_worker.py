@@ -1,0 +1,116 @@
+"""The worker process under the service: crashes, stalls, bad models and cancels all end in a
+terminal audit status with a reason, and the next job still runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import open_service, open_storage
+from bot.service import ImagineService, Requester
+from bot.settings import Settings
+from generation.errors import ModelLoadError
+from generation.options import RequestedOptions
+from generation.protocol import Progress, WorkerSpec
+from generation.supervisor import WorkerSupervisor
+from storage import migrations
+from storage.models import JobStatus
+
+CLI = Requester(source="test")
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[ImagineService]:
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        yield service
+
+
+async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
+    service: ImagineService,
+) -> None:
+    killed: list[int] = []
+
+    def kill_on_first_step(progress: Progress) -> None:
+        if not killed and service.supervisor.pid is not None:
+            killed.append(service.supervisor.pid)
+            os.kill(service.supervisor.pid, signal.SIGKILL)
+
+    outcome = await service.imagine(
+        RequestedOptions(prompt="a blue square", steps=40, seed=3),
+        CLI,
+        on_progress=kill_on_first_step,
+    )
+    assert killed
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error == (
+        f"the worker process was killed by SIGKILL while running job {outcome.job_id}"
+    )
+    record = await service.audit.get_job(outcome.job_id)
+    assert record is not None
+    assert (record.status, record.error) == (JobStatus.FAILED, outcome.error)
+
+    after = await service.imagine(RequestedOptions(prompt="a blue square", variants=1), CLI)
+    assert after.status is JobStatus.SUCCEEDED
+    assert service.supervisor.pid not in (None, killed[0])
+
+
+async def test_a_stalled_job_is_failed_not_forgotten(service: ImagineService) -> None:
+    await service.supervisor.start()
+    service.supervisor.stall_timeout_s = 0.001
+    outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error is not None
+    assert "made no progress for 0.001 s; the worker was stopped" in outcome.error
+    assert not service.supervisor.alive
+
+
+async def test_a_cancelled_request_is_recorded_cancelled(service: ImagineService) -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(
+        service.imagine(
+            RequestedOptions(prompt="a green triangle", steps=40),
+            CLI,
+            on_progress=lambda progress: started.set(),
+        )
+    )
+    await asyncio.wait_for(started.wait(), 120)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = await service.audit.list_jobs()
+    assert (record.status, record.error) == (JobStatus.CANCELLED, "cancelled")
+
+
+async def test_flagged_images_are_withheld_but_recorded(settings: Settings) -> None:
+    strict = settings.model_copy(update={"nsfw_threshold": 1e-9})  # everything is flagged
+    await asyncio.to_thread(migrations.upgrade, strict.effective_database_url())
+    async with open_storage(strict) as storage, open_service(strict, storage) as service:
+        outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=2), CLI)
+    assert outcome.status is JobStatus.SUCCEEDED
+    assert [image.withheld for image in outcome.images] == [True, True]
+    assert [image.safety_verdict for image in outcome.images] == ["flagged", "flagged"]
+    assert outcome.grid is not None
+    assert outcome.grid.png is not None  # the grid shows grey placeholders
+    assert outcome.grid.safety_verdict == "safe"
+    assert all(image.path is None for image in outcome.images)
+    files = sorted(
+        p.name for p in (strict.effective_output_dir() / f"job-{outcome.job_id}").iterdir()
+    )
+    assert files == ["grid.png"]
+
+
+async def test_a_model_that_cannot_load_is_reported(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{not json")
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(broken), device="cpu"))
+    with pytest.raises(ModelLoadError, match=f"could not start the worker: .*{broken.name}"):
+        await supervisor.start()
+    assert not supervisor.alive
+    await supervisor.close()
