@@ -232,8 +232,8 @@ class ImagineService:
         tiles = [
             images.placeholder(image.width, image.height, f"#{image.variant} withheld")
             if image.png is None
-            else images.from_image_file(image.png)
-            for image in shown
+            else variant.rgb
+            for image, variant in zip(shown, raw, strict=True)
         ]
         marked = watermark.embed(images.make_grid(tiles), watermark_id(job_id, 0))
         png = images.to_png(marked.rgb)

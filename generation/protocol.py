@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from moderation.safety import SafetyResult
 
 
@@ -40,6 +43,7 @@ class VariantImage:
     variant: int
     seed: int
     png: bytes
+    rgb: npt.NDArray[np.uint8]  # the same pixels, so the grid needs no PNG decode
     width: int
     height: int
     sha256: str

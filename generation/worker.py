@@ -39,7 +39,9 @@ class Worker:
         self.dtype = resolve_dtype(spec.dtype, self.device)
         pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
         self.runner = PipelineRunner(pipe, self.device)
-        self.checker: SafetyChecker = OpenNSFWChecker(spec.nsfw_threshold)
+        self.checker: SafetyChecker = OpenNSFWChecker(
+            spec.nsfw_threshold, threads=spec.torch_threads or os.cpu_count() or 1
+        )
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def ready(self) -> WorkerReady:
@@ -78,6 +80,7 @@ class Worker:
                     variant=index,
                     seed=seed,
                     png=png,
+                    rgb=marked.rgb,
                     width=image.shape[1],
                     height=image.shape[0],
                     sha256=hashlib.sha256(png).hexdigest(),
