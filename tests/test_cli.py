@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,28 @@ def test_invalid_settings_are_named(settings: Settings) -> None:
     result = sdbot(settings, "config", SDBOT_DEVICE="tpu")
     assert result.returncode == 2
     assert "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'" in result.stderr
+
+
+def test_terminating_a_running_imagine_records_it_cancelled(migrated: Settings) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")} | {
+        "SDBOT_MODEL": migrated.model,
+        "SDBOT_DATABASE_URL": migrated.effective_database_url(),
+        "SDBOT_DATA_DIR": str(migrated.data_dir),
+        "SDBOT_DEVICE": "cpu",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "bot", "-v", "imagine", "a red circle", "--steps", "50"],
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:  # wait until the worker holds the job
+            if "worker ready" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        process.stderr.read()
+        assert process.wait(timeout=60) == 130
+    lines = sdbot(migrated, "audit", "export").stdout.splitlines()
+    [record] = [json.loads(line) for line in lines]
+    assert (record["status"], record["error"]) == ("cancelled", "cancelled")

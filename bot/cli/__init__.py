@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -39,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _cancel_on_sigterm(command: Coroutine[Any, Any, int]) -> int:
+    """SIGTERM cancels the command like Ctrl-C does, so a running job is recorded cancelled."""
+    task = asyncio.ensure_future(command)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handler: Handler = args.handler
     try:
-        return asyncio.run(handler(args, settings))
+        return asyncio.run(_cancel_on_sigterm(handler(args, settings)))
     except CommandError as error:
         print(f"sdbot: error: {error}", file=sys.stderr)
         return error.exit_code
