@@ -66,10 +66,7 @@ def _raw_call_ms(settings: Settings, requested: RequestedOptions, runs: int) -> 
     runner = PipelineRunner(
         load_pipeline(source, device, resolve_dtype(settings.dtype, device)), device
     )
-    request = WorkRequest(
-        0, options.prompt, options.negative_prompt, options.seeds, options.steps,
-        options.guidance_scale, options.width, options.height, options.scheduler,
-    )  # fmt: skip
+    request = WorkRequest(0, options)
     runner.generate(request)  # warm-up
     timings = []
     for _ in range(runs):

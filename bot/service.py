@@ -145,20 +145,7 @@ class ImagineService:
         # 4. The worker; any failure ends the record as failed, a cancel as cancelled.
         try:
             await self.audit.mark_running(job_id)
-            result = await self.supervisor.run(
-                WorkRequest(
-                    job_id=job_id,
-                    prompt=options.prompt,
-                    negative_prompt=options.negative_prompt,
-                    seeds=options.seeds,
-                    steps=options.steps,
-                    guidance_scale=options.guidance_scale,
-                    width=options.width,
-                    height=options.height,
-                    scheduler=options.scheduler,
-                ),
-                on_progress,
-            )
+            result = await self.supervisor.run(WorkRequest(job_id, options), on_progress)
             worker_done = time.perf_counter()
             shown = [self._shown(image, show_flagged) for image in result.images]
             grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)

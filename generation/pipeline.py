@@ -97,27 +97,28 @@ class PipelineRunner:
         self, request: WorkRequest, on_step: StepCallback | None = None
     ) -> tuple[list[RGBArray], list[bool]]:
         """The variants as RGB arrays, and whether the model's own checker flagged each."""
+        options = request.options
         # 1. One generator per variant: variant i is the same image whatever the batch size.
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in options.seeds]
 
-        # 2. Per-request scheduler (a copy, so a failed run never leaves state behind).
-        self.pipe.scheduler = self.scheduler(request.scheduler)
+        # 2. The scheduler the request names (one instance per kind; each run resets its steps).
+        self.pipe.scheduler = self.scheduler(options.scheduler)
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
-                on_step(step + 1, request.steps)
+                on_step(step + 1, options.steps)
             return kwargs
 
         # 3. Denoise and decode.
         with torch.inference_mode():
             output = self.pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                num_images_per_prompt=len(request.seeds),
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                width=request.width,
-                height=request.height,
+                prompt=options.prompt,
+                negative_prompt=options.negative_prompt or None,
+                num_images_per_prompt=len(options.seeds),
+                num_inference_steps=options.steps,
+                guidance_scale=options.guidance_scale,
+                width=options.width,
+                height=options.height,
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from generation.options import GenerationOptions
 from moderation.safety import SafetyResult
 
 
@@ -26,14 +27,7 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class WorkRequest:
     job_id: int
-    prompt: str
-    negative_prompt: str
-    seeds: tuple[int, ...]
-    steps: int
-    guidance_scale: float
-    width: int
-    height: int
-    scheduler: str
+    options: GenerationOptions
 
 
 @dataclass(frozen=True)

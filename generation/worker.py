@@ -71,7 +71,7 @@ class Worker:
         # 4. Watermark, verified by decoding, then PNG.
         variants = []
         for index, (image, seed, safety) in enumerate(
-            zip(images, request.seeds, results, strict=True), start=1
+            zip(images, request.options.seeds, results, strict=True), start=1
         ):
             marked = watermark.embed(image, watermark_id(request.job_id, index))
             png = to_png(marked.rgb)
