@@ -21,6 +21,8 @@ from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+
 POSTGRES_URL = os.environ.get(
     "SDBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

@@ -59,3 +59,26 @@ def test_native_size_when_no_defaults_file(tmp_path: Path) -> None:
         (tmp_path / part / "config.json").write_text(json.dumps(config))
     defaults = model_defaults(resolve_model(str(tmp_path)))
     assert (defaults.width, defaults.height) == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (  # no network here: the hub path must say what is missing, not hang or crash
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "does not appear to have a file named model_index.json",
+        ),
+        ("bogus.safetensors", "Unable to load weights from checkpoint file"),
+    ],
+)
+def test_unloadable_models_raise_model_load_error(
+    spec: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from generation.pipeline import load_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    Path("bogus.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError, match=f"could not load model '{spec}': .*{message}"):
+        load_pipeline(resolve_model(spec), "cpu", torch.float32)
