@@ -7,6 +7,7 @@ Every request that passes validation gets a record, and every record one termina
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -23,6 +24,7 @@ from moderation.prompts import PromptRules, PromptVerdict, check_prompt
 from moderation.safety import SafetyVerdict
 from storage.admin import TermList
 from storage.audit import AuditLog, NewImage, NewJob
+from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, TermKind, Verdict
 
 log = logging.getLogger(__name__)
@@ -142,42 +144,36 @@ class ImagineService:
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
 
-        # 4. The worker; any failure ends the record as failed, a cancel as cancelled.
+        # 4. The worker, then 5. the grid, the files and the outcome. Whatever happens, the
+        # record ends in one terminal status with the reason.
         try:
             await self.audit.mark_running(job_id)
             result = await self.supervisor.run(WorkRequest(job_id, options), on_progress)
             worker_done = time.perf_counter()
             shown = [self._shown(image, show_flagged) for image in result.images]
             grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
-            shown, grid = self._write_files(job_id, shown, grid)
-        except GenerationError as error:
-            await self.audit.record_outcome(job_id, JobStatus.FAILED, error=str(error))
-            log.warning("failed ◆ job %d ◆ %s", job_id, error)
+            shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
+            await self.audit.record_outcome(
+                job_id,
+                JobStatus.SUCCEEDED,
+                images=[_new_image(image) for image in (*shown, grid)],
+                generation_ms=result.diffusion_ms + result.postprocess_ms,
+            )
+        except (GenerationError, OSError) as error:
+            reason = str(error) if isinstance(error, GenerationError) else f"cannot save: {error}"
+            await self.audit.record_outcome(job_id, JobStatus.FAILED, error=reason)
+            log.warning("failed ◆ job %d ◆ %s", job_id, reason)
             return ImagineOutcome(
-                job_id, JobStatus.FAILED, verdict, options.prompt, options.seeds, error=str(error)
+                job_id, JobStatus.FAILED, verdict, options.prompt, options.seeds, error=reason
             )
         except asyncio.CancelledError:
-            await asyncio.shield(
-                self.audit.record_outcome(job_id, JobStatus.CANCELLED, error="cancelled")
-            )
+            await asyncio.shield(self._finish_quietly(job_id, JobStatus.CANCELLED, "cancelled"))
             raise
         except BaseException as error:
-            await asyncio.shield(
-                self.audit.record_outcome(
-                    job_id,
-                    JobStatus.FAILED,
-                    error=f"internal error: {type(error).__name__}: {error}",
-                )
-            )
+            reason = f"internal error: {type(error).__name__}: {error}"
+            await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
             raise
 
-        # 5. The outcome, with every image's facts (the grid is variant 0).
-        await self.audit.record_outcome(
-            job_id,
-            JobStatus.SUCCEEDED,
-            images=[_new_image(image) for image in (*shown, grid)],
-            generation_ms=result.diffusion_ms + result.postprocess_ms,
-        )
         finished = time.perf_counter()
         timings = {
             "diffusion": result.diffusion_ms,
@@ -196,6 +192,11 @@ class ImagineService:
             grid,
             timings_ms=timings,
         )
+
+    async def _finish_quietly(self, job_id: int, status: JobStatus, reason: str) -> None:
+        """Records an interrupted job; if its outcome was already written, that one stands."""
+        with contextlib.suppress(JobAlreadyFinished):
+            await self.audit.record_outcome(job_id, status, error=reason)
 
     @staticmethod
     def _shown(image: VariantImage, show_flagged: bool) -> ShownImage:

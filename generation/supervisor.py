@@ -139,35 +139,43 @@ class WorkerSupervisor:
         async with self._lock:
             await self._ensure_started()
             assert self._conn is not None
-            assert self._inbox is not None
             self._conn.send(request)
-            while True:
-                try:
-                    message = await asyncio.wait_for(self._inbox.get(), self.stall_timeout_s)
-                except TimeoutError:
-                    await self._stop_process()
-                    raise JobTimedOut(
-                        f"job {request.job_id} made no progress for {self.stall_timeout_s:g} s; "
-                        "the worker was stopped"
-                    ) from None
-                except asyncio.CancelledError:
-                    await self._stop_process()  # the worker is mid-job: a fresh one is cheaper
-                    raise
-                if isinstance(message, Progress) and message.job_id == request.job_id:
-                    if on_progress is not None:
-                        outcome = on_progress(message)
-                        if outcome is not None:
-                            await outcome
-                elif isinstance(message, WorkResult) and message.job_id == request.job_id:
-                    return message
-                elif isinstance(message, WorkFailed):
-                    raise WorkerFailed(message.error)
-                elif isinstance(message, _Exited):
-                    self.ready_info = None
-                    raise WorkerCrashed(
-                        f"the worker process {describe_exit(message.exitcode)} "
-                        f"while running job {request.job_id}"
-                    )
+            try:
+                return await self._wait_for_result(request, on_progress)
+            except WorkerFailed:
+                raise  # the worker reported the error itself and is ready for the next job
+            except BaseException:
+                # Cancelled, stalled, crashed, or the progress callback failed: the worker may
+                # still be busy with this job, and a fresh one is cheaper than waiting for it.
+                await self._stop_process()
+                raise
+
+    async def _wait_for_result(
+        self, request: WorkRequest, on_progress: ProgressCallback | None
+    ) -> WorkResult:
+        assert self._inbox is not None
+        while True:
+            try:
+                message = await asyncio.wait_for(self._inbox.get(), self.stall_timeout_s)
+            except TimeoutError:
+                raise JobTimedOut(
+                    f"job {request.job_id} made no progress for {self.stall_timeout_s:g} s; "
+                    "the worker was stopped"
+                ) from None
+            if isinstance(message, Progress) and message.job_id == request.job_id:
+                if on_progress is not None:
+                    outcome = on_progress(message)
+                    if outcome is not None:
+                        await outcome
+            elif isinstance(message, WorkResult) and message.job_id == request.job_id:
+                return message
+            elif isinstance(message, WorkFailed):
+                raise WorkerFailed(message.error)
+            elif isinstance(message, _Exited):
+                raise WorkerCrashed(
+                    f"the worker process {describe_exit(message.exitcode)} "
+                    f"while running job {request.job_id}"
+                )
 
     async def _stop_process(self) -> None:
         process, conn = self._process, self._conn

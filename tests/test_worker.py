@@ -114,3 +114,32 @@ async def test_a_model_that_cannot_load_is_reported(tmp_path: Path) -> None:
         await supervisor.start()
     assert not supervisor.alive
     await supervisor.close()
+
+
+async def test_an_unwritable_output_folder_fails_the_job_with_the_reason(
+    service: ImagineService, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    service.output_dir = blocker
+    outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("cannot save: ")
+    assert str(blocker) in outcome.error
+
+
+async def test_a_failing_progress_callback_fails_the_job_and_frees_the_worker(
+    service: ImagineService,
+) -> None:
+    def explode(progress: Progress) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await service.imagine(
+            RequestedOptions(prompt="a red circle", variants=1), CLI, on_progress=explode
+        )
+    [record] = await service.audit.list_jobs()
+    assert (record.status, record.error) == (JobStatus.FAILED, "internal error: RuntimeError: boom")
+    after = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
+    assert after.status is JobStatus.SUCCEEDED
