@@ -6,6 +6,7 @@ rules, audit record, worker IPC, safety, watermark + verify, grid, files, outcom
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import tempfile
 import time
@@ -86,7 +87,7 @@ async def measure_overhead(
 
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as scratch:
         url = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
-        upgrade(url)
+        await asyncio.to_thread(upgrade, url)
         bench_settings = settings.model_copy(
             update={"database_url": url, "output_dir": Path(scratch) / "images"}
         )

@@ -42,7 +42,10 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 
 def load_pipeline(source: ModelSource, device: str, dtype: torch.dtype) -> Any:
     """Loads through diffusers' own loaders: folder or hub id, or one checkpoint file."""
+    import diffusers.utils.logging
     from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+
+    diffusers.utils.logging.disable_progress_bar()  # our own progress goes to the caller
 
     try:
         if source.kind is SourceKind.SINGLE_FILE:
