@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,10 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 
 def load_pipeline(source: ModelSource, device: str, dtype: torch.dtype) -> Any:
     """Loads through diffusers' own loaders: folder or hub id, or one checkpoint file."""
+    # The libraries' own chatter (optional-backend notices, progress bars) is not ours to show.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import diffusers.utils.logging
     from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
 

@@ -104,10 +104,6 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
         level=spec.log_level,
         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    # The libraries' own chatter (progress bars, optional-backend notices) is not ours to show.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if spec.torch_threads:
         import torch
 
