@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
 from generation.images import to_png, upscale_to_min_side
@@ -42,6 +43,7 @@ class Worker:
         self.checker: SafetyChecker = OpenNSFWChecker(
             spec.nsfw_threshold, threads=spec.torch_threads or os.cpu_count() or 1
         )
+        self._safety_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safety")
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def ready(self) -> WorkerReady:
@@ -62,33 +64,35 @@ class Worker:
         # 2. Upscale to what the watermark needs; the checker sees the image that will be posted.
         images = [upscale_to_min_side(image, self.spec.min_output_side) for image in raw_images]
 
-        # 3. Safety: the model's own checker (when it has one) and ours; either flags.
-        results = [
-            SafetyResult(1.0, SafetyVerdict.FLAGGED, "pipeline") if flagged else result
-            for result, flagged in zip(self.checker.check(images), model_flags, strict=True)
+        # 3. Safety runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes.
+        safety = self._safety_thread.submit(self.checker.check, images)
+        marked = [
+            watermark.embed(image, watermark_id(request.job_id, index))
+            for index, image in enumerate(images, start=1)
         ]
-
-        # 4. Watermark, verified by decoding, then PNG.
-        variants = []
-        for index, (image, seed, safety) in enumerate(
-            zip(images, request.options.seeds, results, strict=True), start=1
-        ):
-            marked = watermark.embed(image, watermark_id(request.job_id, index))
-            png = to_png(marked.rgb)
-            variants.append(
-                VariantImage(
-                    variant=index,
-                    seed=seed,
-                    png=png,
-                    rgb=marked.rgb,
-                    width=image.shape[1],
-                    height=image.shape[0],
-                    sha256=hashlib.sha256(png).hexdigest(),
-                    watermark_id=marked.watermark_id,
-                    watermark_verified=marked.verified,
-                    safety=safety,
-                )
+        pngs = [to_png(image.rgb) for image in marked]
+        results = [
+            # The model's own checker (when the folder has one) and ours: either flags.
+            SafetyResult(1.0, SafetyVerdict.FLAGGED, "pipeline") if flagged else result
+            for result, flagged in zip(safety.result(), model_flags, strict=True)
+        ]
+        variants = [
+            VariantImage(
+                variant=index,
+                seed=seed,
+                png=png,
+                rgb=mark.rgb,
+                width=mark.rgb.shape[1],
+                height=mark.rgb.shape[0],
+                sha256=hashlib.sha256(png).hexdigest(),
+                watermark_id=mark.watermark_id,
+                watermark_verified=mark.verified,
+                safety=result,
             )
+            for index, (mark, png, seed, result) in enumerate(
+                zip(marked, pngs, request.options.seeds, results, strict=True), start=1
+            )
+        ]
         finished = time.perf_counter()
         return WorkResult(
             job_id=request.job_id,
