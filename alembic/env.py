@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -15,12 +16,11 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = config.get_main_option("sqlalchemy.url")
-    if url:
-        return url
-    from bot.settings import Settings  # only when run through the plain `alembic` command
-
-    return Settings().database_url
+    # `sdbot db upgrade` sets the URL; the plain `alembic` command reads it from the environment.
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("SDBOT_DATABASE_URL")
+    if not url:
+        raise SystemExit("set SDBOT_DATABASE_URL, or run `sdbot db upgrade` instead")
+    return url
 
 
 def _configure(connection: Connection) -> None:
