@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -28,6 +29,10 @@ from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, TermKind, Verdict
 
 log = logging.getLogger(__name__)
+
+
+class SaveFailed(Exception):
+    """The images could not be written to the output folder."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,20 @@ class ImagineOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+async def rules_for(terms: TermList, base: PromptRules, guild_id: int | None) -> PromptRules:
+    """The shipped rules plus the guild's own (and the global) block and allow terms."""
+    extra = await terms.for_guild(guild_id)
+    return base.with_terms(
+        block=[t.term for t in extra if t.kind is TermKind.BLOCK],
+        allow=[t.term for t in extra if t.kind is TermKind.ALLOW],
+    )
+
+
+async def moderate(terms: TermList, prompt: str, guild_id: int | None = None) -> PromptVerdict:
+    """The verdict on a prompt, without a model or a worker."""
+    return check_prompt(prompt, await rules_for(terms, PromptRules.default(), guild_id))
+
+
 class ImagineService:
     def __init__(
         self,
@@ -95,14 +114,7 @@ class ImagineService:
         self.output_dir = output_dir
 
     async def rules_for(self, guild_id: int | None) -> PromptRules:
-        extra = await self.terms.for_guild(guild_id)
-        return self.rules.with_terms(
-            block=[t.term for t in extra if t.kind is TermKind.BLOCK],
-            allow=[t.term for t in extra if t.kind is TermKind.ALLOW],
-        )
-
-    async def moderate(self, prompt: str, guild_id: int | None = None) -> PromptVerdict:
-        return check_prompt(prompt, await self.rules_for(guild_id))
+        return await rules_for(self.terms, self.rules, guild_id)
 
     async def imagine(
         self,
@@ -152,16 +164,19 @@ class ImagineService:
             worker_done = time.perf_counter()
             shown = [self._shown(image, show_flagged) for image in result.images]
             grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
-            shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
+            try:
+                shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
+            except OSError as error:
+                raise SaveFailed(f"cannot save: {error}") from error
             await self.audit.record_outcome(
                 job_id,
                 JobStatus.SUCCEEDED,
                 images=[_new_image(image) for image in (*shown, grid)],
                 generation_ms=result.diffusion_ms + result.postprocess_ms,
             )
-        except (GenerationError, OSError) as error:
-            reason = str(error) if isinstance(error, GenerationError) else f"cannot save: {error}"
-            await self.audit.record_outcome(job_id, JobStatus.FAILED, error=reason)
+        except (GenerationError, SaveFailed) as error:
+            reason = str(error)
+            await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
             log.warning("failed ◆ job %d ◆ %s", job_id, reason)
             return ImagineOutcome(
                 job_id, JobStatus.FAILED, verdict, options.prompt, options.seeds, error=reason
@@ -255,12 +270,8 @@ class ImagineService:
             name = "grid.png" if image.variant == 0 else f"variant-{image.variant}.png"
             path = folder / name
             path.write_bytes(image.png)
-            written.append(_with_path(image, path))
+            written.append(dataclasses.replace(image, path=path))
         return written[:-1], written[-1]
-
-
-def _with_path(image: ShownImage, path: Path) -> ShownImage:
-    return ShownImage(**{**image.__dict__, "path": path})
 
 
 def _new_image(image: ShownImage) -> NewImage:

@@ -13,6 +13,19 @@ from sqlalchemy.engine import make_url
 from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import OptionLimits
 
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password, and any secret-looking query value, replaced by ***."""
+    parsed = make_url(url)
+    query = {
+        key: "***" if any(word in key.lower() for word in _SECRET_QUERY_KEYS) else value
+        for key, value in parsed.query.items()
+    }
+    rendered = parsed.set(query=query).render_as_string(hide_password=True)
+    return rendered.replace("%2A%2A%2A", "***")  # the query is URL-encoded on the way out
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -44,6 +57,28 @@ class Settings(BaseSettings):
     nsfw_threshold: float = Field(default=0.5, gt=0, le=1)
     min_output_side: int = Field(default=256, ge=256, description="the watermark needs 256")
     job_stall_timeout_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("data_dir", "output_dir")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+            is_async = bool(url.get_dialect().is_async)
+        except Exception as error:  # sqlalchemy raises several kinds for a bad URL
+            raise ValueError(f"{value!r} is not a database URL sdbot can use: {error}") from None
+        if not is_async:
+            raise ValueError(
+                f"database URL {mask_url(value)!r} needs an async driver: "
+                "sqlite+aiosqlite://… or postgresql+asyncpg://…"
+            )
+        return value
 
     @field_validator("device")
     @classmethod
@@ -80,7 +115,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 text = "****" if value.get_secret_value() else ""
             elif name in {"database_url", "redis_url"} and value:
-                text = make_url(str(value)).render_as_string(hide_password=True)
+                text = mask_url(str(value))
             else:
                 text = "" if value is None else str(value)
             values[name] = text

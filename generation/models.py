@@ -8,8 +8,9 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from generation.errors import ModelLoadError
 from generation.options import ModelDefaults
@@ -71,6 +72,29 @@ def _native_size(folder: Path) -> int | None:
     return int(sample_size * 2 ** (len(blocks) - 1))
 
 
+_DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
+    "steps": (int,),
+    "guidance_scale": (int, float),
+    "width": (int,),
+    "height": (int,),
+    "scheduler": (str,),
+}
+
+
+def _defaults_from(raw: object, path: Path) -> ModelDefaults:
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, not {type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for name, kinds in _DEFAULT_TYPES.items():
+        if name not in raw:
+            continue
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ModelLoadError(f"{path}: {name} must be {kinds[0].__name__}, got {value!r}")
+        values[name] = value
+    return ModelDefaults(**values)
+
+
 def model_defaults(source: ModelSource) -> ModelDefaults:
     """The model's own recommendations: its sdbot.json, else its native size, else SD's."""
     if source.kind is not SourceKind.FOLDER:
@@ -81,7 +105,6 @@ def model_defaults(source: ModelSource) -> ModelDefaults:
             raw = json.loads(defaults_file.read_text())
         except ValueError as error:
             raise ModelLoadError(f"{defaults_file} is not valid JSON: {error}") from error
-        known = {f.name for f in fields(ModelDefaults)}
-        return ModelDefaults(**{k: v for k, v in raw.items() if k in known})
+        return _defaults_from(raw, defaults_file)
     size = _native_size(source.path)
     return ModelDefaults() if size is None else ModelDefaults(width=size, height=size)

@@ -113,8 +113,8 @@ class PipelineRunner:
         self.pipe.scheduler = self.scheduler(options.scheduler)
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(step + 1, options.steps)
+            if on_step is not None:  # multi-stage schedulers (Heun) run more than `steps`
+                on_step(step + 1, pipe.num_timesteps)
             return kwargs
 
         # 3. Denoise and decode.

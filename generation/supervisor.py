@@ -102,10 +102,14 @@ class WorkerSupervisor:
             raise ModelLoadError(
                 f"the worker did not load {self.spec.model!r} within {self.start_timeout_s:g} s"
             ) from None
+        except BaseException:  # cancelled while loading: do not leave it loading
+            await self._stop_process()
+            raise
         if isinstance(message, WorkFailed):
             await self._stop_process()
             raise ModelLoadError(message.error)
         if isinstance(message, _Exited):
+            await self._stop_process()
             raise ModelLoadError(f"the worker {describe_exit(message.exitcode)} while loading")
         assert isinstance(message, WorkerReady), message
         self.ready_info = message
@@ -139,8 +143,13 @@ class WorkerSupervisor:
         async with self._lock:
             await self._ensure_started()
             assert self._conn is not None
-            self._conn.send(request)
             try:
+                try:
+                    self._conn.send(request)
+                except OSError as error:  # it died between the liveness check and now
+                    raise WorkerCrashed(
+                        f"the worker process could not take job {request.job_id}: {error}"
+                    ) from error
                 return await self._wait_for_result(request, on_progress)
             except WorkerFailed:
                 raise  # the worker reported the error itself and is ready for the next job

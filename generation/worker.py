@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -104,6 +105,8 @@ class Worker:
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     """The process entry point (spawned): load, say ready, serve until told to stop."""
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=spec.log_level,
         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",

@@ -76,13 +76,14 @@ def _contains(padded_text: str, term: str) -> bool:
 def check_prompt(prompt: str, rules: PromptRules) -> PromptVerdict:
     """The verdict on a positive prompt. Negative prompts are not checked: "nsfw" belongs there."""
     text = f" {normalise(prompt)} "
-    for phrase in sorted(rules.allow_terms, key=len, reverse=True):
-        text = text.replace(f" {phrase} ", " ")
     reasons: list[str] = []
+    # Checked before any allow phrase is taken out: no guild term can switch this rule off.
     if any(_contains(text, t) for t in MINOR_TERMS) and any(
         _contains(text, t) for t in SEXUAL_TERMS
     ):
         reasons.append("sexual content involving minors is never allowed")
+    for phrase in sorted(rules.allow_terms, key=len, reverse=True):
+        text = text.replace(f" {phrase} ", " ")
     matched = sorted({term for term in rules.block_terms if _contains(text, term)})
     reasons.extend(f"contains the blocked term {term!r}" for term in matched)
     return PromptVerdict(allowed=not reasons, reasons=tuple(reasons))

@@ -205,3 +205,24 @@ def test_terminating_a_running_imagine_records_it_cancelled(migrated: Settings) 
     lines = sdbot(migrated, "audit", "export").stdout.splitlines()
     [record] = [json.loads(line) for line in lines]
     assert (record["status"], record["error"]) == ("cancelled", "cancelled")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "reason"),
+    [
+        (
+            ["db", "current"],
+            {"SDBOT_DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1:1/x"},
+            "Connect call failed",
+        ),
+        (["audit", "export", "--out", "/nonexistent/dir/x.csv"], {}, "No such file or directory"),
+        (["config"], {"SDBOT_DATABASE_URL": "postgresql://u@h/db"}, "needs an async driver"),
+    ],
+)
+def test_environment_problems_exit_2_with_one_line(
+    migrated: Settings, args: list[str], env: dict[str, str], reason: str
+) -> None:
+    result = sdbot(migrated, *args, **env)
+    assert result.returncode == 2, result.stderr
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr

@@ -82,3 +82,18 @@ def test_unloadable_models_raise_model_load_error(
     Path("bogus.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelLoadError, match=f"could not load model '{spec}': .*{message}"):
         load_pipeline(resolve_model(spec), "cpu", torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "must hold a JSON object, not list"),
+        ('{"steps": "20"}', "steps must be int, got '20'"),
+        ("{oops", "is not valid JSON"),
+    ],
+)
+def test_a_broken_defaults_file_is_named(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "model_index.json").write_text("{}")
+    (tmp_path / "sdbot.json").write_text(content)
+    with pytest.raises(ModelLoadError, match=message):
+        model_defaults(resolve_model(str(tmp_path)))

@@ -50,6 +50,8 @@ def test_minors_with_sexual_terms_are_always_refused() -> None:
     assert not verdict.allowed
     assert verdict.reasons == ("sexual content involving minors is never allowed",)
     assert check_prompt("a teen reading a book", permissive).allowed
+    allowing = PromptRules(block_terms=(), allow_terms=("nude", "sexy"))
+    assert not check_prompt("a nude child", allowing).allowed  # a guild cannot allow it
 
 
 def test_guild_terms_add_to_the_shipped_ones() -> None:

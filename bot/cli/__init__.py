@@ -11,6 +11,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from alembic.util import CommandError as AlembicError
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.settings import Settings
 from generation.errors import GenerationError, InvalidOption
 from storage.errors import DatabaseBehind
@@ -78,12 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GenerationError as error:
         print(f"sdbot: error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("sdbot: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `sdbot ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except (SQLAlchemyError, AlembicError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"sdbot: error: database: {type(error).__name__}: {first_line}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # a server that does not answer, a file that cannot be written
+        print(f"sdbot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sdbot: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ import asyncio
 import json
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from bot.cli import EXIT_OK
-from bot.settings import Settings
+from bot.settings import Settings, mask_url
 from storage import migrations
-from storage.engine import create_engine
+from storage.engine import create_engine, ensure_sqlite_folder
 
 
 def register(commands: Any) -> None:
@@ -41,12 +39,12 @@ async def run_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shown_url(settings: Settings) -> str:
-    return make_url(settings.effective_database_url()).render_as_string(hide_password=True)
+    return mask_url(settings.effective_database_url())
 
 
 async def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.effective_database_url()
-    create_engine(url)  # makes the SQLite folder when needed
+    ensure_sqlite_folder(url)
     await asyncio.to_thread(migrations.upgrade, url, args.revision)
     print(f"database {_shown_url(settings)} is at revision {args.revision}")
     return EXIT_OK

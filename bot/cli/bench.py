@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,23 @@ async def run_adherence(args: argparse.Namespace, settings: Settings) -> int:
     from generation.embedded.adherence import run_adherence as measure
     from generation.models import EMBEDDED_MODEL_DIR
 
-    report = measure(
-        args.model or EMBEDDED_MODEL_DIR,
+    model = args.model or EMBEDDED_MODEL_DIR
+    if not (model / "model_index.json").is_file():
+        raise CommandError(f"--model {model} is not a diffusers model folder")
+    if args.steps < 1:
+        raise CommandError(f"--steps must be at least 1, got {args.steps}")
+    device = settings.device
+    if device == "auto":
+        from generation.pipeline import resolve_device
+
+        device = resolve_device(device)
+    report = await asyncio.to_thread(  # off the loop, so that SIGTERM still cancels
+        measure,
+        model,
         steps=args.steps,
         guidance_scale=args.cfg,
         seed=args.seed,
-        device="cpu" if settings.device == "auto" else settings.device,
+        device=device,
         progress=None if args.json else print,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.app import open_service, open_storage
 from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
-from bot.service import ImagineOutcome, Requester, ShownImage
+from bot.service import ImagineOutcome, Requester, ShownImage, moderate
 from bot.settings import Settings
 from generation.errors import ModelLoadError
 from generation.models import model_defaults, resolve_model
@@ -122,11 +122,11 @@ def _progress_printer(enabled: bool) -> Any:
 
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        source = resolve_model(settings.model)
+        defaults = model_defaults(resolve_model(settings.model))
     except ModelLoadError as error:
         raise CommandError(f"SDBOT_MODEL: {error}") from error
     requested = _requested(args)
-    validate(requested, settings.limits(), model_defaults(source))  # fail fast, before any I/O
+    validate(requested, settings.limits(), defaults)  # fail fast, before any I/O
     if args.out is not None:
         settings = settings.model_copy(update={"output_dir": args.out})
     async with open_storage(settings) as storage, open_service(settings, storage) as service:
@@ -145,8 +145,8 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_storage(settings) as storage, open_service(settings, storage) as service:
-        verdict = await service.moderate(args.prompt, args.guild)
+    async with open_storage(settings) as storage:
+        verdict = await moderate(storage.terms, args.prompt, args.guild)
     if args.json:
         print(json.dumps({"allowed": verdict.allowed, "reasons": list(verdict.reasons)}))
     else:
