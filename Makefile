@@ -1,8 +1,8 @@
 # Everything a developer or CI needs; `make demo` and `make test` set up on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build on machines without a GPU. For CUDA, e.g.: make TORCH_SPEC="torch==2.13.0" setup
-# on a machine whose pip resolves CUDA wheels (the PyPI default on Linux x86-64).
+# Installed before the project so that pip keeps it: the build pip resolves for this platform
+# (CUDA from PyPI on Linux x86-64; see the README for a CPU-only install).
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 

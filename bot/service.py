@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,7 +262,9 @@ class ImagineService:
         if self.output_dir is None:
             return shown, grid
         folder = self.output_dir / f"job-{job_id}"
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # a reset database reuses ids: never overwrite older pictures
+            folder = self.output_dir / f"job-{job_id}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
         written = []
         for image in (*shown, grid):
             if image.png is None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         if value in {"auto", "cpu", "cuda", "mps"} or value.startswith("cuda:"):
             return value
         raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+    @model_validator(mode="after")
+    def _check_sides(self) -> Settings:
+        if self.min_side > self.max_side:
+            raise ValueError(
+                f"SDBOT_MIN_SIDE ({self.min_side}) must not be above "
+                f"SDBOT_MAX_SIDE ({self.max_side})"
+            )
+        return self
 
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'sdbot.db'}"

@@ -54,3 +54,8 @@ def test_secrets_are_masked_in_urls_and_tokens() -> None:
     assert shown["discord_token"] == "****"
     assert "hunter2" not in shown["redis_url"]
     assert "abc" not in shown["database_url"]
+
+
+def test_side_limits_must_make_sense() -> None:
+    with pytest.raises(ValidationError, match=r"SDBOT_MIN_SIDE \(512\) must not be above"):
+        make(min_side=512, max_side=256)

@@ -143,3 +143,16 @@ async def test_a_failing_progress_callback_fails_the_job_and_frees_the_worker(
     assert (record.status, record.error) == (JobStatus.FAILED, "internal error: RuntimeError: boom")
     after = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
     assert after.status is JobStatus.SUCCEEDED
+
+
+async def test_a_reset_database_never_overwrites_older_pictures(
+    service: ImagineService, settings: Settings
+) -> None:
+    old = settings.effective_output_dir() / "job-1"
+    old.mkdir(parents=True)
+    (old / "variant-1.png").write_bytes(b"an older picture")
+    outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
+    assert outcome.job_id == 1
+    assert (old / "variant-1.png").read_bytes() == b"an older picture"
+    assert outcome.images[0].path is not None
+    assert outcome.images[0].path.parent.name.startswith("job-1-")

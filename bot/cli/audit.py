@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from bot.app import open_storage
 from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
 from bot.settings import Settings
@@ -78,7 +80,7 @@ def _describe(job: JobRecord, variant: int) -> str:
 async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
     try:
         rgb = from_image_file(str(args.image))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise CommandError(f"cannot read image {args.image}: {error}") from error
     mark = watermark.decode(rgb)
     if mark is None:
