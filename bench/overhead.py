@@ -17,7 +17,7 @@ from bot.app import open_service, open_storage
 from bot.service import Requester
 from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
-from generation.options import RequestedOptions, validate
+from generation.options import GenerationOptions, RequestedOptions, validate
 from storage.migrations import upgrade
 
 
@@ -64,20 +64,17 @@ class OverheadReport:
         }
 
 
-def _raw_call_ms(settings: Settings, requested: RequestedOptions, runs: int) -> list[float]:
+def _raw_call_ms(settings: Settings, options: GenerationOptions, runs: int) -> list[float]:
     import torch
 
     from generation.pipeline import PipelineRunner, load_pipeline, resolve_device, resolve_dtype
     from generation.protocol import WorkRequest
 
-    source = resolve_model(settings.model)
-    options = validate(requested, settings.limits(), model_defaults(source))
     device = resolve_device(settings.device)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    runner = PipelineRunner(
-        load_pipeline(source, device, resolve_dtype(settings.dtype, device)), device
-    )
+    source = resolve_model(settings.model)
+    runner = PipelineRunner(load_pipeline(source, device, resolve_dtype(settings.dtype, device)))
     request = WorkRequest(0, options)
     runner.generate(request)  # warm-up
     timings = []
@@ -94,7 +91,7 @@ async def measure_overhead(
     requested = RequestedOptions(prompt=prompt, seed=1, variants=variants, steps=steps)
     source = resolve_model(settings.model)
     options = validate(requested, settings.limits(), model_defaults(source))
-    raw = _raw_call_ms(settings, requested, runs)
+    raw = _raw_call_ms(settings, options, runs)
 
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as scratch:
         url = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"

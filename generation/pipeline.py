@@ -83,7 +83,6 @@ class PipelineRunner:
     """Holds the loaded pipeline and its schedulers; one request at a time."""
 
     pipe: Any
-    device: str
 
     def __post_init__(self) -> None:
         self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}

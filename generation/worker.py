@@ -40,7 +40,7 @@ class Worker:
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
-        self.runner = PipelineRunner(pipe, self.device)
+        self.runner = PipelineRunner(pipe)
         self.checker: SafetyChecker = OpenNSFWChecker(
             spec.nsfw_threshold, threads=spec.torch_threads or os.cpu_count() or 1
         )
@@ -51,13 +51,12 @@ class Worker:
         dtype = str(self.dtype).removeprefix("torch.")
         return WorkerReady(self.spec.model, self.device, dtype, self.load_ms)
 
-    def process(self, request: WorkRequest, send_progress: bool, conn: Connection) -> WorkResult:
+    def process(self, request: WorkRequest, conn: Connection) -> WorkResult:
         # 1. Diffusion.
         started = time.perf_counter()
 
         def on_step(step: int, total: int) -> None:
-            if send_progress:
-                conn.send(Progress(request.job_id, step, total))
+            conn.send(Progress(request.job_id, step, total))
 
         raw_images, model_flags = self.runner.generate(request, on_step)
         diffusion_done = time.perf_counter()
@@ -132,7 +131,7 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
             break
         request: WorkRequest = message
         try:
-            conn.send(worker.process(request, True, conn))
+            conn.send(worker.process(request, conn))
         except Exception as error:  # report the job as failed; the worker stays up
             log.exception("job %d failed", request.job_id)
             conn.send(WorkFailed(request.job_id, f"{type(error).__name__}: {error}"))

@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
 from storage.models import (
-    TERMINAL_STATUSES,
     Image,
     Job,
     JobKind,
@@ -335,13 +334,3 @@ class AuditLog:
             job = await session.get(Job, posted.job_id)
             assert job is not None
             return _job_record(job), posted.variant
-
-
-__all__ = [
-    "TERMINAL_STATUSES",
-    "AuditLog",
-    "ImageRecord",
-    "JobRecord",
-    "NewImage",
-    "NewJob",
-]

@@ -26,7 +26,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 POSTGRES_URL = os.environ.get(
     "SDBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _missing_services: set[str] = set()
 
@@ -127,4 +126,4 @@ def settings(tmp_path: Path, model_dir: Path, sqlite_url: str) -> Settings:
     )
 
 
-__all__ = ["IN_CI", "REDIS_URL", "require_service"]
+__all__ = ["IN_CI", "require_service"]
