@@ -13,7 +13,7 @@ from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
 from generation.supervisor import WorkerSupervisor
 from moderation.prompts import PromptRules
-from storage.admin import TermList
+from storage.admin import GuildSettingsRepository, TermList
 from storage.audit import AuditLog
 from storage.engine import SessionFactory, create_engine, create_session_factory
 from storage.migrations import ensure_up_to_date
@@ -24,6 +24,7 @@ class Storage:
     sessions: SessionFactory
     audit: AuditLog
     terms: TermList
+    guild_settings: GuildSettingsRepository
 
 
 @asynccontextmanager
@@ -33,7 +34,9 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     try:
         await ensure_up_to_date(engine)
         sessions = create_session_factory(engine)
-        yield Storage(sessions, AuditLog(sessions), TermList(sessions))
+        yield Storage(
+            sessions, AuditLog(sessions), TermList(sessions), GuildSettingsRepository(sessions)
+        )
     finally:
         await engine.dispose()
 
@@ -43,7 +46,6 @@ def worker_spec(settings: Settings) -> WorkerSpec:
         model=settings.model,
         device=settings.device,
         dtype=settings.dtype,
-        nsfw_threshold=settings.nsfw_threshold,
         min_output_side=settings.min_output_side,
         torch_threads=settings.torch_threads,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
@@ -61,11 +63,14 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
         yield ImagineService(
             audit=storage.audit,
             terms=storage.terms,
+            guild_settings=storage.guild_settings,
             supervisor=supervisor,
             limits=settings.limits(),
             defaults=model_defaults(source),
             model_name=settings.model,
             rules=PromptRules.default(),
+            nsfw_threshold=settings.nsfw_threshold,
+            nsfw_strict_threshold=settings.nsfw_strict_threshold,
             output_dir=settings.effective_output_dir(),
         )
     finally:

@@ -1,7 +1,8 @@
 """The moderated path of one request, shared by the CLI and the Discord bot.
 
-validate → prompt rules → audit record → worker (diffusion, safety, watermark) → grid → outcome.
-Every request that passes validation gets a record, and every record one terminal status.
+validate → prompt rules → audit record → worker (diffusion, safety, watermark) → image policy →
+grid → outcome. Every request that passes validation gets a record, and every record one terminal
+status.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from generation.options import ModelDefaults, OptionLimits, RequestedOptions, va
 from generation.protocol import VariantImage, WorkRequest, watermark_id
 from generation.supervisor import ProgressCallback, WorkerSupervisor
 from moderation import watermark
-from moderation.prompts import PromptRules, PromptVerdict, check_prompt
-from moderation.safety import SafetyVerdict
-from storage.admin import TermList
+from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy, decide
+from moderation.prompts import (
+    GuildRule,
+    InvalidTerm,
+    PromptRules,
+    PromptVerdict,
+    RuleAction,
+    check_prompt,
+)
+from storage.admin import GuildSettingsRepository, TermList, TermRecord
 from storage.audit import AuditLog, NewImage, NewJob
 from storage.errors import JobAlreadyFinished
-from storage.models import JobKind, JobStatus, TermKind, Verdict
+from storage.models import JobKind, JobStatus, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,7 @@ class Requester:
     guild_id: int | None = None
     channel_id: int | None = None
     user_id: int | None = None
+    channel_nsfw: bool = False  # the channel is marked NSFW (Discord's age-restricted flag)
 
 
 @dataclass(frozen=True)
@@ -58,11 +67,19 @@ class ShownImage:
     safety_verdict: str
     width: int
     height: int
+    disposition: Disposition = Disposition.SHOWN
+    reason: str = ""  # why it is withheld or spoilered
+    safety_threshold: float | None = None
+    model_flagged: bool | None = None
     path: Path | None = None
 
     @property
     def withheld(self) -> bool:
-        return self.png is None
+        return self.disposition is Disposition.WITHHELD
+
+    @property
+    def spoiler(self) -> bool:
+        return self.disposition is Disposition.SPOILER
 
 
 @dataclass(frozen=True)
@@ -78,18 +95,27 @@ class ImagineOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def guild_rule(record: TermRecord) -> GuildRule:
+    return GuildRule(RuleAction(record.kind.value), record.term, is_regex=record.is_regex)
+
+
 async def rules_for(terms: TermList, base: PromptRules, guild_id: int | None) -> PromptRules:
-    """The shipped rules plus the guild's own (and the global) block and allow terms."""
-    extra = await terms.for_guild(guild_id)
-    return base.with_terms(
-        block=[t.term for t in extra if t.kind is TermKind.BLOCK],
-        allow=[t.term for t in extra if t.kind is TermKind.ALLOW],
-    )
+    """The shipped rules plus the guild's own (and the global) entries in force now."""
+    rules = base
+    for record in await terms.for_guild(guild_id):
+        try:
+            rules = rules.with_guild([guild_rule(record)])
+        except InvalidTerm as error:  # stored before a stricter check: skip it, say so
+            log.warning("skipped list entry ◆ guild %s ◆ %s", record.guild_id, error)
+    return rules
 
 
-async def moderate(terms: TermList, prompt: str, guild_id: int | None = None) -> PromptVerdict:
+async def moderate(
+    terms: TermList, prompt: str, guild_id: int | None = None, negative_prompt: str = ""
+) -> PromptVerdict:
     """The verdict on a prompt, without a model or a worker."""
-    return check_prompt(prompt, await rules_for(terms, PromptRules.default(), guild_id))
+    rules = await rules_for(terms, PromptRules.default(), guild_id)
+    return check_prompt(prompt, rules, negative_prompt)
 
 
 class ImagineService:
@@ -98,15 +124,21 @@ class ImagineService:
         *,
         audit: AuditLog,
         terms: TermList,
+        guild_settings: GuildSettingsRepository,
         supervisor: WorkerSupervisor,
         limits: OptionLimits,
         defaults: ModelDefaults,
         model_name: str,
         rules: PromptRules,
+        nsfw_threshold: float,
+        nsfw_strict_threshold: float,
         output_dir: Path | None = None,
     ) -> None:
         self.audit = audit
         self.terms = terms
+        self.guild_settings = guild_settings
+        self.nsfw_threshold = nsfw_threshold
+        self.nsfw_strict_threshold = nsfw_strict_threshold
         self.supervisor = supervisor
         self.limits = limits
         self.defaults = defaults
@@ -117,12 +149,26 @@ class ImagineService:
     async def rules_for(self, guild_id: int | None) -> PromptRules:
         return await rules_for(self.terms, self.rules, guild_id)
 
+    async def image_policy(self, requester: Requester, verdict: PromptVerdict) -> ImagePolicy:
+        """The thresholds and NSFW policy for this guild and channel."""
+        guild_threshold, nsfw_policy = None, NsfwPolicy.BLOCK
+        if requester.guild_id is not None:
+            settings = await self.guild_settings.get(requester.guild_id)
+            guild_threshold, nsfw_policy = settings.nsfw_threshold, settings.nsfw_policy
+        return ImagePolicy.for_request(
+            threshold=self.nsfw_threshold,
+            strict_threshold=self.nsfw_strict_threshold,
+            guild_threshold=guild_threshold,
+            nsfw_policy=nsfw_policy,
+            channel_nsfw=requester.channel_nsfw,
+            force_safe=verdict.force_safe,
+        )
+
     async def imagine(
         self,
         requested: RequestedOptions,
         requester: Requester,
         *,
-        show_flagged: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> ImagineOutcome:
         """Runs the whole path. Raises InvalidOption (before any record) for bad options."""
@@ -131,7 +177,8 @@ class ImagineService:
         options = validate(requested, self.limits, self.defaults)
 
         # 2. Prompt rules, then 3. the audit record (blocked requests too).
-        verdict = check_prompt(options.prompt, await self.rules_for(requester.guild_id))
+        rules = await self.rules_for(requester.guild_id)
+        verdict = check_prompt(options.prompt, rules, options.negative_prompt)
         job_id = await self.audit.create_job(
             NewJob(
                 source=requester.source,
@@ -149,8 +196,8 @@ class ImagineService:
                 scheduler=options.scheduler,
                 model=self.model_name,
                 seeds=options.seeds,
-                verdict=Verdict.ALLOWED if verdict.allowed else Verdict.BLOCKED,
-                verdict_reasons=verdict.reasons,
+                verdict=_audit_verdict(verdict),
+                verdict_reasons=verdict.reasons or verdict.safe_reasons,
             )
         )
         if not verdict.allowed:
@@ -160,10 +207,11 @@ class ImagineService:
         # 4. The worker, then 5. the grid, the files and the outcome. Whatever happens, the
         # record ends in one terminal status with the reason.
         try:
+            policy = await self.image_policy(requester, verdict)
             await self.audit.mark_running(job_id)
             result = await self.supervisor.run(WorkRequest(job_id, options), on_progress)
             worker_done = time.perf_counter()
-            shown = [self._shown(image, show_flagged) for image in result.images]
+            shown = [self._shown(image, decide(image.safety, policy)) for image in result.images]
             grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
             try:
                 shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
@@ -215,34 +263,42 @@ class ImagineService:
             await self.audit.record_outcome(job_id, status, error=reason)
 
     @staticmethod
-    def _shown(image: VariantImage, show_flagged: bool) -> ShownImage:
-        withhold = image.safety.flagged and not show_flagged
+    def _shown(image: VariantImage, decision: ImageDecision) -> ShownImage:
         return ShownImage(
             variant=image.variant,
             seed=image.seed,
-            png=None if withhold else image.png,
+            png=None if decision.withheld else image.png,
             sha256=image.sha256,
             watermark_id=image.watermark_id,
             watermark_verified=image.watermark_verified,
-            safety_score=image.safety.score,
-            safety_verdict=image.safety.verdict.value,
+            safety_score=image.safety.nsfw_score,
+            safety_verdict="flagged" if decision.flagged else "safe",
             width=image.width,
             height=image.height,
+            disposition=decision.disposition,
+            reason=decision.reason,
+            safety_threshold=decision.threshold,
+            model_flagged=image.safety.model_flagged,
         )
 
     @staticmethod
     def _grid(job_id: int, shown: list[ShownImage], raw: tuple[VariantImage, ...]) -> ShownImage:
-        """The 2×2 grid of what may be shown, withheld tiles greyed, with its own watermark."""
+        """The 2×2 grid of what may be shown, withheld tiles greyed, with its own watermark.
+
+        It is spoilered when any of its tiles is; it is never withheld as a whole.
+        """
         tiles = [
-            images.placeholder(image.width, image.height, f"#{image.variant} withheld")
-            if image.png is None
+            images.placeholder(
+                image.width, image.height, f"#{image.variant} withheld\n{image.reason}"
+            )
+            if image.withheld
             else variant.rgb
             for image, variant in zip(shown, raw, strict=True)
         ]
         marked = watermark.embed(images.make_grid(tiles), watermark_id(job_id, 0))
         png = images.to_png(marked.rgb)
-        visible = [v for v, s in zip(raw, shown, strict=True) if s.png is not None]
-        flagged = any(v.safety.flagged for v in visible)
+        visible = [image for image in shown if not image.withheld]
+        spoilered = [image for image in visible if image.spoiler]
         return ShownImage(
             variant=0,
             seed=shown[0].seed,
@@ -250,10 +306,20 @@ class ImagineService:
             sha256=hashlib.sha256(png).hexdigest(),
             watermark_id=marked.watermark_id,
             watermark_verified=marked.verified,
-            safety_score=max((v.safety.score for v in visible), default=0.0),
-            safety_verdict=(SafetyVerdict.FLAGGED if flagged else SafetyVerdict.SAFE).value,
+            safety_score=max((image.safety_score for image in visible), default=0.0),
+            safety_verdict=(
+                "flagged" if any(i.safety_verdict == "flagged" for i in visible) else "safe"
+            ),
             width=marked.rgb.shape[1],
             height=marked.rgb.shape[0],
+            disposition=Disposition.SPOILER if spoilered else Disposition.SHOWN,
+            reason=spoilered[0].reason if spoilered else "",
+            safety_threshold=shown[0].safety_threshold,
+            model_flagged=(
+                None
+                if all(i.model_flagged is None for i in visible)
+                else any(bool(i.model_flagged) for i in visible)
+            ),
         )
 
     def _write_files(
@@ -267,7 +333,7 @@ class ImagineService:
         folder.mkdir(parents=True)
         written = []
         for image in (*shown, grid):
-            if image.png is None:
+            if image.png is None:  # withheld
                 written.append(image)
                 continue
             name = "grid.png" if image.variant == 0 else f"variant-{image.variant}.png"
@@ -289,4 +355,13 @@ def _new_image(image: ShownImage) -> NewImage:
         width=image.width,
         height=image.height,
         path=None if image.path is None else str(image.path),
+        safety_threshold=image.safety_threshold,
+        model_flagged=image.model_flagged,
+        disposition=image.disposition.value,
     )
+
+
+def _audit_verdict(verdict: PromptVerdict) -> Verdict:
+    if not verdict.allowed:
+        return Verdict.BLOCKED
+    return Verdict.FORCE_SAFE if verdict.force_safe else Verdict.ALLOWED

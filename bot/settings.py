@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     min_side: int = Field(default=64, ge=8)
     max_side: int = Field(default=1024, ge=64)
     max_variants: int = Field(default=4, ge=1, le=4)
-    nsfw_threshold: float = Field(default=0.5, gt=0, le=1)
+    nsfw_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="open_nsfw score that flags an image"
+    )
+    nsfw_strict_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="the same for force-safe prompts"
+    )
     min_output_side: int = Field(default=256, ge=256, description="the watermark needs 256")
     job_stall_timeout_s: float = Field(default=300.0, gt=0)
 

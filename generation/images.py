@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,9 +26,12 @@ def upscale_to_min_side(rgb: RGBArray, min_side: int) -> RGBArray:
 
 
 def placeholder(width: int, height: int, text: str) -> RGBArray:
-    """A grey tile that stands in for a withheld image."""
+    """A grey tile that stands in for a withheld image, with a short reason, wrapped."""
     image = Image.new("RGB", (width, height), (64, 64, 64))
-    ImageDraw.Draw(image).text((8, height // 2 - 6), text, fill=(220, 220, 220))
+    columns = max(8, (width - 16) // 6)  # Pillow's default bitmap font is ~6 px a character
+    lines = [line for part in text.splitlines() for line in textwrap.wrap(part, columns)]
+    top = max(4, height // 2 - 6 * len(lines))
+    ImageDraw.Draw(image).multiline_text((8, top), "\n".join(lines), fill=(220, 220, 220))
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -67,6 +67,40 @@ def load_pipeline(source: ModelSource, device: str, dtype: torch.dtype) -> Any:
     return pipe.to(device)
 
 
+@dataclass
+class ModelSafetyChecker:
+    """The model's own checker (diffusers' StableDiffusionSafetyChecker), run on final images.
+
+    Inside the pipeline it would see the images before the upscale and black them out; taken
+    out of the pipeline, it sees what will be posted and only reports.
+    """
+
+    checker: Any
+    feature_extractor: Any
+    device: str
+    dtype: torch.dtype
+
+    @classmethod
+    def detach_from(cls, pipe: Any, device: str, dtype: torch.dtype) -> ModelSafetyChecker | None:
+        checker = getattr(pipe, "safety_checker", None)
+        extractor = getattr(pipe, "feature_extractor", None)
+        if checker is None or extractor is None:
+            return None
+        pipe.safety_checker = None
+        return cls(checker, extractor, device, dtype)
+
+    def flags(self, images: list[RGBArray]) -> list[bool]:
+        from PIL import Image
+
+        inputs = self.feature_extractor(
+            [Image.fromarray(image) for image in images], return_tensors="pt"
+        ).to(self.device)
+        arrays = np.stack([image.astype(np.float32) / 255 for image in images])
+        with torch.inference_mode():
+            _, flagged = self.checker(images=arrays, clip_input=inputs.pixel_values.to(self.dtype))
+        return [bool(flag) for flag in flagged]
+
+
 _SCHEDULER_CLASSES = {
     "dpmpp": "DPMSolverMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
@@ -100,10 +134,8 @@ class PipelineRunner:
             self._schedulers[name] = scheduler_class.from_config(self._schedulers["default"].config)
         return self._schedulers[name]
 
-    def generate(
-        self, request: WorkRequest, on_step: StepCallback | None = None
-    ) -> tuple[list[RGBArray], list[bool]]:
-        """The variants as RGB arrays, and whether the model's own checker flagged each."""
+    def generate(self, request: WorkRequest, on_step: StepCallback | None = None) -> list[RGBArray]:
+        """The variants as RGB arrays."""
         options = request.options
         # 1. One generator per variant: variant i is the same image whatever the batch size.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in options.seeds]
@@ -132,9 +164,7 @@ class PipelineRunner:
             )
 
         # 4. Float [0, 1] to uint8 RGB.
-        images = [
+        return [
             np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
             for image in output.images
         ]
-        flags = getattr(output, "nsfw_content_detected", None) or [False] * len(images)
-        return images, [bool(flag) for flag in flags]

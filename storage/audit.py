@@ -57,6 +57,9 @@ class NewImage:
     width: int
     height: int
     path: str | None = None
+    safety_threshold: float | None = None
+    model_flagged: bool | None = None
+    disposition: str = "shown"
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ def _image_record(row: Image) -> ImageRecord:
         width=row.width,
         height=row.height,
         path=row.path,
+        safety_threshold=row.safety_threshold,
+        model_flagged=row.model_flagged,
+        disposition=row.disposition,
         created_at=row.created_at,
     )
 

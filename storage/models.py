@@ -29,6 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from moderation.policy import Disposition, NsfwPolicy
+
+__all__ = ["Disposition", "NsfwPolicy"]  # re-exported: the columns store their values
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -94,19 +98,22 @@ class JobKind(enum.StrEnum):
 
 class Verdict(enum.StrEnum):
     ALLOWED = "allowed"
+    FORCE_SAFE = "force_safe"  # allowed, but the images are checked strictly and spoilered
     BLOCKED = "blocked"
 
 
 class TermKind(enum.StrEnum):
     BLOCK = "block"
     ALLOW = "allow"
+    FORCE_SAFE = "force_safe"
 
 
 class GuildSettings(Base):
     __tablename__ = "guild_settings"
 
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    nsfw_policy: Mapped[str] = mapped_column(String(16), default="channel")
+    nsfw_policy: Mapped[str] = mapped_column(String(16), default=NsfwPolicy.BLOCK.value)
+    nsfw_threshold: Mapped[float | None] = mapped_column(Float)  # only ever stricter than global
     jobs_per_user_per_hour: Mapped[int | None]
     jobs_per_guild_per_hour: Mapped[int | None]
     max_queued_per_user: Mapped[int | None]
@@ -136,10 +143,12 @@ class Term(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
     term: Mapped[str] = mapped_column(String(200))
+    is_regex: Mapped[bool] = mapped_column(Boolean, default=False)
     added_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
 
 
 class Job(Base):
@@ -196,8 +205,11 @@ class Image(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     watermark_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     watermark_verified: Mapped[bool] = mapped_column(Boolean)
-    safety_score: Mapped[float] = mapped_column(Float)
+    safety_score: Mapped[float] = mapped_column(Float)  # open_nsfw, in [0, 1]
     safety_verdict: Mapped[str] = mapped_column(String(16))
+    safety_threshold: Mapped[float | None] = mapped_column(Float)  # the one the verdict used
+    model_flagged: Mapped[bool | None] = mapped_column(Boolean)  # None: the model has no checker
+    disposition: Mapped[str] = mapped_column(String(16), default=Disposition.SHOWN.value)
     width: Mapped[int]
     height: Mapped[int]
     path: Mapped[str | None] = mapped_column(Text)

@@ -73,6 +73,16 @@ def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None
         record = json.loads(traced.stdout)
         assert record["job"]["id"] == first["job_id"]
         assert record["job"]["prompt"] == "a red circle"
+    # The mark survives what happens to pictures once posted: JPEG q75, a resize to half and back.
+    with Image.open(paths[1]) as picture:
+        picture.convert("RGB").save(tmp_path / "shared.jpg", quality=75)
+        half = picture.resize((picture.width // 2, picture.height // 2), Image.Resampling.BOX)
+        half.resize(picture.size, Image.Resampling.BICUBIC).save(tmp_path / "resized.png")
+    for copy in ("shared.jpg", "resized.png"):
+        traced = sdbot(migrated, "trace", str(tmp_path / copy), "--json")
+        assert traced.returncode == 0, (copy, traced.stderr)
+        record = json.loads(traced.stdout)
+        assert (record["job"]["id"], record["variant"]) == (first["job_id"], 2), copy
     human = sdbot(migrated, "trace", str(paths[2]))
     assert f"variant 3 of job {first['job_id']} (imagine, succeeded)" in human.stdout
     assert "seeds 1 2 3 4" in human.stdout
@@ -133,7 +143,7 @@ def test_a_database_that_is_behind_is_refused(settings: Settings) -> None:
 def test_blocked_prompts_exit_3_and_are_audited(migrated: Settings, tmp_path: Path) -> None:
     moderated = sdbot(migrated, "moderate", "a nude portrait")
     assert moderated.returncode == 3
-    assert "blocked: contains the blocked term 'nude'" in moderated.stdout
+    assert moderated.stdout == "blocked: 'nude' is not allowed (default list)\n"
     assert sdbot(migrated, "moderate", "a naked mole rat").returncode == 0
 
     blocked = sdbot(migrated, "imagine", "a nude portrait", "--json")
@@ -147,10 +157,73 @@ def test_blocked_prompts_exit_3_and_are_audited(migrated: Settings, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     text = export.read_text()
     assert "a nude portrait" in text
-    assert "contains the blocked term 'nude'" in text
+    assert "'nude' is not allowed (default list)" in text
     lines = sdbot(migrated, "audit", "export", "--since", "2000-01-01").stdout.splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["blocked"]
     assert sdbot(migrated, "audit", "export", "--guild", "5").stdout == ""
+
+
+def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> None:
+    def ok(*args: str) -> str:
+        result = sdbot(migrated, *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "added to the block list of guild 5" in ok("terms", "add", "clown*", "--guild", "5")
+    ok("terms", "add", r"\bred\s+nose", "--regex", "--guild", "5", "--expires", "2h")
+    ok("terms", "add", "swimsuit", "--kind", "force-safe", "--guild", "5")
+    ok("terms", "add", "nude", "--kind", "allow", "--guild", "6")  # an art server
+
+    blocked = sdbot(migrated, "moderate", "clowns with a red  nose", "--guild", "5", "--json")
+    assert blocked.returncode == 3
+    assert json.loads(blocked.stdout)["reasons"] == [
+        "'clown' is not allowed (this server's list)",
+        "matches the pattern '\\\\bred\\\\s+nose' (this server's list)",
+    ]
+    assert sdbot(migrated, "moderate", "clowns with a red nose").returncode == 0  # other guilds
+    safe = json.loads(ok("moderate", "a woman in a swimsuit", "--guild", "5", "--json"))
+    assert (safe["allowed"], safe["force_safe"]) == (True, True)
+    assert sdbot(migrated, "moderate", "a nude statue", "--guild", "6").returncode == 0
+    assert sdbot(migrated, "moderate", "a nude child", "--guild", "6").returncode == 3
+    negative = sdbot(migrated, "moderate", "portrait of a man", "--negative", "clothes")
+    assert negative.returncode == 3
+
+    listed = json.loads(ok("terms", "list", "--guild", "5", "--json"))
+    assert [(row["kind"], row["term"], row["regex"]) for row in listed] == [
+        ("block", "clown*", False),
+        ("block", r"\bred\s+nose", True),
+        ("force_safe", "swimsuit", False),
+    ]
+    assert listed[1]["expires_at"] is not None
+    assert "removed" in ok("terms", "remove", "clown*", "--guild", "5")
+    missing = sdbot(migrated, "terms", "remove", "clown*", "--guild", "5")
+    assert (missing.returncode, missing.stderr) == (
+        4,
+        "sdbot: error: 'clown*' is not on the block list of guild 5\n",
+    )
+
+    shown = ok("guild", "set", "5", "--nsfw-policy", "spoiler", "--nsfw-threshold", "0.3")
+    assert "nsfw policy     spoiler" in shown
+    assert "nsfw threshold  0.3" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["terms", "add", "(a+)+$", "--regex"], "can take too long on some prompts"),
+        (["terms", "add", "([", "--regex"], "is not a valid regular expression"),
+        (["terms", "add", "a*b"], "'*' may only stand at the start or the end"),
+        (["terms", "add", "x", "--expires", "soon"], "--expires must be a duration like 30m"),
+        (["terms", "add", "x", "--expires", "2001-01-01"], "--expires '2001-01-01' is in the past"),
+        (["guild", "set", "5", "--nsfw-threshold", "2"], "nsfw_threshold must be in (0, 1], got 2"),
+        (["guild", "set", "5"], "nothing to change"),
+    ],
+)
+def test_bad_list_entries_are_refused(migrated: Settings, args: list[str], reason: str) -> None:
+    result = sdbot(migrated, *args)
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_trace_without_a_mark_exits_4(migrated: Settings, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generation.images import from_image_file, make_grid, placeholder, to_png, upscale_to_min_side
-from moderation.safety import OpenNSFWChecker, SafetyVerdict
+from moderation.safety import OpenNSFWChecker
 
 
 def tile(value: int, size: int = 32) -> np.ndarray:
@@ -34,17 +34,8 @@ def test_png_round_trip() -> None:
     assert (from_image_file(to_png(image)) == image).all()
 
 
-def test_ordinary_images_pass_the_safety_check() -> None:
-    checker = OpenNSFWChecker(threshold=0.5)
-    results = checker.check([tile(128, 256), placeholder(256, 256, "x")])
-    assert [r.verdict for r in results] == [SafetyVerdict.SAFE, SafetyVerdict.SAFE]
-    assert all(0.0 <= r.score < 0.5 for r in results)
-
-
-def test_the_threshold_decides() -> None:
-    image = tile(128, 256)
-    score = OpenNSFWChecker(threshold=0.5).check([image])[0].score
-    strict = OpenNSFWChecker(threshold=max(score * 0.5, 1e-6))
-    assert strict.check([image])[0].flagged
-    with pytest.raises(ValueError, match="threshold must be in \\(0, 1\\], got 0"):
-        OpenNSFWChecker(threshold=0)
+def test_ordinary_images_score_low() -> None:
+    scores = OpenNSFWChecker().scores([tile(128, 256), placeholder(256, 256, "x")])
+    assert len(scores) == 2
+    assert all(0.0 <= score < 0.3 for score in scores), scores
+    assert OpenNSFWChecker().scores([]) == []

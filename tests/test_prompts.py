@@ -1,65 +1,193 @@
-"""Prompt rules: whole-word matches after normalisation, allow phrases, the minors rule."""
+"""Prompt rules, layer by layer: each decides with its own reason, and fails when it breaks."""
 
 from __future__ import annotations
 
 import pytest
 
-from moderation.prompts import PromptRules, check_prompt, normalise
+from moderation.prompts import GuildRule, InvalidTerm, PromptRules, RuleAction, check_prompt
 
 RULES = PromptRules.default()
+MINORS = "sexual content involving minors is never allowed"
+
+
+def guild(*rules: tuple[RuleAction, str] | tuple[RuleAction, str, bool]) -> PromptRules:
+    return RULES.with_guild(GuildRule(*rule) for rule in rules)
 
 
 @pytest.mark.parametrize(
     "prompt",
     [
         "a lighthouse at dusk",
+        "grilled chicken breast with rosemary, food photography",
         "a naked mole rat in a burrow",
         "nude lipstick on a marble table",
-        "chicken breast with rosemary",
         "Scunthorpe high street in the rain",
-        "children playing soccer",
-        "a cocktail party",
-        "an essex village",  # "sex" inside a word is not the word
+        "children playing soccer in a park",
+        "a breastfeeding mother in a sunlit kitchen",
+        "a cocktail party on a rooftop",
+        "an essex village, a sussex spaniel, a sextant on a map",
+        "a baby naked mole rat",  # a shipped allow phrase counts before the minors rule
+        "a gay couple's wedding",  # identity words are excluded from the profanity list
+        "a cowgirl on a horse at sunset",
+        "a knight going in for the kill against a dragon",
+        "R2-D2 and a B-52 bomber, 4k, 1990s",
+        "a 12 year old boy playing chess",
     ],
 )
 def test_benign_prompts_pass(prompt: str) -> None:
     verdict = check_prompt(prompt, RULES)
     assert verdict.allowed, verdict.reasons
+    assert not verdict.force_safe, verdict.safe_reasons
 
 
 @pytest.mark.parametrize(
-    ("prompt", "term"),
+    "prompt",
     [
-        ("a nude woman", "nude"),
-        ("NUDE woman", "nude"),
-        ("n\u200bude portrait", "nude"),  # zero-width space
-        ("ｎｕｄｅ portrait", "nude"),  # full-width letters fold under NFKC
-        ("porn.", "porn"),
-        ("two naked men", "naked"),
+        "a nude woman",
+        "NuDe woman",  # case
+        "a nud3 woman",  # leetspeak
+        "a n\u200bu\u00adde woman",  # zero-width space, soft hyphen
+        "a nud\u0435 woman",  # Cyrillic e
+        "a n\u03bfde woman".replace("\u03bf", "u\u200d"),  # zero-width joiner
+        "ｎｕｄｅ portrait",  # fullwidth
+        "𝐧𝐮𝐝𝐞 portrait",  # mathematical bold
+        "n\u0308u\u0301de portrait",  # combining marks
+        "a n u d e woman",  # spaced
+        "a n.u.d.e woman",  # dotted
+        "a nu-de woman",  # split by a dash
+        "a nuuuuude woman",  # repeats
+        "a n.u.d.3 w0man",  # mixed
+        "nudewoman on a beach",  # glued
     ],
 )
-def test_blocked_terms_are_named(prompt: str, term: str) -> None:
+def test_every_kind_of_evasion_is_folded(prompt: str) -> None:
     verdict = check_prompt(prompt, RULES)
     assert not verdict.allowed
-    assert f"contains the blocked term {term!r}" in verdict.reasons
+    assert "'nude' is not allowed (default list)" in verdict.reasons
 
 
-def test_minors_with_sexual_terms_are_always_refused() -> None:
-    permissive = PromptRules(block_terms=(), allow_terms=())
-    verdict = check_prompt("a sexy teen in lingerie", permissive)
-    assert not verdict.allowed
-    assert verdict.reasons == ("sexual content involving minors is never allowed",)
-    assert check_prompt("a teen reading a book", permissive).allowed
-    allowing = PromptRules(block_terms=(), allow_terms=("nude", "sexy"))
-    assert not check_prompt("a nude child", allowing).allowed  # a guild cannot allow it
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        ("p0rn", "'porn' is not allowed (default list)"),
+        ("$3x scene", "'sex' is not allowed (default list)"),
+        ("a s h i t sign", "'shit' is not allowed (profanity list)"),  # "a" stays an article
+        ("pоrnstar", "'porn' is not allowed (default list)"),  # Cyrillic o, glued
+    ],
+)
+def test_reasons_name_the_term_and_its_layer(prompt: str, reason: str) -> None:
+    assert check_prompt(prompt, RULES).reasons == (reason,)
 
 
-def test_guild_terms_add_to_the_shipped_ones() -> None:
-    rules = RULES.with_terms(block=["Clowns"], allow=["sexy beast"])
-    assert check_prompt("a clowns parade", rules).reasons == ("contains the blocked term 'clowns'",)
-    assert check_prompt("a sexy beast of a car", rules).allowed
-    assert not check_prompt("a sexy car", rules).allowed
+def test_force_safe_terms_pass_with_their_reason() -> None:
+    verdict = check_prompt("a sexy sports car", RULES)
+    assert (verdict.allowed, verdict.force_safe) == (True, True)
+    assert verdict.safe_reasons == ("'sexy' is on the force-safe list (default list)",)
+    assert verdict.summary().startswith("allowed, force safe: ")
+    # A wider block term ("sex*") leaves a force-safe word to its own list...
+    assert check_prompt("sexygirl", RULES).force_safe
+    # ...but still blocks the words it is there for.
+    assert not check_prompt("sexgirl", RULES).allowed
 
 
-def test_normalise() -> None:
-    assert normalise("  A\u00adB—c!!  D_e ") == "ab c d e"
+class TestMinorsRule:
+    def test_minor_and_sexual_terms_are_refused(self) -> None:
+        prompts = ("a nude child", "a teen in lingerie", "13yo in a bikini", "young girl, sexy")
+        for prompt in prompts:
+            assert MINORS in check_prompt(prompt, RULES).reasons, prompt
+
+    def test_minor_terms_alone_pass(self) -> None:
+        for prompt in ("a teen reading a book", "kids at a pool in swimsuits", "a baby in a crib"):
+            assert check_prompt(prompt, RULES).allowed, prompt
+
+    def test_no_guild_setting_turns_it_off(self) -> None:
+        lax = guild((RuleAction.ALLOW, "nude"), (RuleAction.ALLOW, "a nude child"))
+        assert check_prompt("a nude woman", lax).allowed  # the guild allowed the default term
+        assert check_prompt("a nude child", lax).reasons == (MINORS,)
+
+    def test_clothing_left_out_by_the_negative_prompt_counts(self) -> None:
+        verdict = check_prompt("a little girl on a bed", RULES, "clothes")
+        assert MINORS in verdict.reasons
+
+
+class TestNegativePrompt:
+    def test_nsfw_terms_there_keep_images_clean(self) -> None:
+        verdict = check_prompt("portrait of a woman", RULES, "nsfw, nude, naked, lowres")
+        assert verdict.allowed
+        assert not verdict.force_safe
+
+    def test_leaving_out_clothing_on_a_person_is_refused(self) -> None:
+        verdict = check_prompt("portrait of a woman on a bed", RULES, "c1othes, dress")
+        assert verdict.reasons == (
+            "the negative prompt leaves out clothing (clothes) in a picture of a person",
+        )
+        # Two weaker words count together; one alone does not.
+        assert not check_prompt("a woman posing", RULES, "shirt, pants").allowed
+        assert check_prompt("a man in a suit", RULES, "dress, lowres").allowed
+        # Safety phrases people write there are not clothing left out.
+        assert check_prompt("a woman warrior", RULES, "nsfw, revealing clothes").allowed
+
+    def test_without_a_person_it_makes_the_request_force_safe(self) -> None:
+        verdict = check_prompt("an empty bedroom", RULES, "clothes, clutter")
+        assert verdict.allowed
+        assert verdict.force_safe
+        assert verdict.safe_reasons == ("the negative prompt leaves out clothing (clothes)",)
+
+
+class TestGuildRules:
+    def test_block_allow_and_force_safe_terms(self) -> None:
+        rules = guild(
+            (RuleAction.BLOCK, "clown*"),
+            (RuleAction.ALLOW, "cock"),
+            (RuleAction.FORCE_SAFE, "swimsuit"),
+        )
+        assert check_prompt("a clownish parade", rules).reasons == (
+            "'clown' is not allowed (this server's list)",
+        )
+        assert check_prompt("a clownish parade", RULES).allowed  # only in that guild
+        assert check_prompt("a cock on a farm fence", rules).allowed  # a poultry server
+        assert not check_prompt("a cock on a farm fence", RULES).allowed
+        verdict = check_prompt("a model in a swimsuit", rules)
+        assert verdict.safe_reasons == (
+            "'swimsuit' is on the force-safe list (this server's list)",
+        )
+
+    def test_patterns(self) -> None:
+        rules = guild(
+            (RuleAction.BLOCK, r"\bclowns?\b.*\bcars?\b", True),
+            (RuleAction.FORCE_SAFE, r"\bbeach(es)?\b", True),
+        )
+        verdict = check_prompt("Clowns in a tiny car", rules)
+        assert verdict.reasons == (
+            "matches the pattern '\\\\bclowns?\\\\b.*\\\\bcars?\\\\b' (this server's list)",
+        )
+        assert check_prompt("clowns at a circus", rules).allowed
+        assert check_prompt("a beach at dawn", rules).force_safe
+
+    @pytest.mark.parametrize(
+        ("rule", "message"),
+        [
+            (GuildRule(RuleAction.BLOCK, "("), "not a valid regular expression"),
+            (GuildRule(RuleAction.BLOCK, r"(a+)+$"), "can take too long"),
+            (GuildRule(RuleAction.BLOCK, r"x*"), "matches empty text"),
+            (GuildRule(RuleAction.BLOCK, "x" * 201), "at most 200 characters"),
+        ],
+    )
+    def test_bad_patterns_are_refused_with_the_reason(self, rule: GuildRule, message: str) -> None:
+        pattern = GuildRule(rule.action, rule.text, is_regex=True)
+        with pytest.raises(InvalidTerm, match=message):
+            RULES.with_guild([pattern])
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("", "must not be empty"),
+            ("!!!", "has no letters or digits"),
+            ("a*b", "may only stand at the start or the end"),
+            ("two words*", "one-word terms only"),
+            ("ab*", "at least 3 letters"),
+        ],
+    )
+    def test_bad_terms_are_refused_with_the_reason(self, text: str, message: str) -> None:
+        with pytest.raises(InvalidTerm, match=message):
+            RULES.with_guild([GuildRule(RuleAction.BLOCK, text)])

@@ -10,7 +10,7 @@ from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermL
 from storage.audit import AuditLog, NewImage, NewJob
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
-from storage.models import JobStatus, TermKind, Verdict
+from storage.models import JobStatus, NsfwPolicy, TermKind, Verdict
 
 GUILD = 1_100_000_000_000_000_001
 USER = 2_200_000_000_000_000_002
@@ -159,12 +159,19 @@ async def test_posted_messages_lead_back_to_their_job(sessions: SessionFactory) 
 
 async def test_guild_settings_default_then_update(sessions: SessionFactory) -> None:
     repo = GuildSettingsRepository(sessions)
-    assert (await repo.get(GUILD)).nsfw_policy == "channel"
-    updated = await repo.update(GUILD, nsfw_policy="block", jobs_per_user_per_hour=5)
-    assert (updated.nsfw_policy, updated.jobs_per_user_per_hour) == ("block", 5)
+    default = await repo.get(GUILD)
+    assert (default.nsfw_policy, default.nsfw_threshold) == (NsfwPolicy.BLOCK, None)
+    updated = await repo.update(
+        GUILD, nsfw_policy="spoiler", nsfw_threshold=0.3, jobs_per_user_per_hour=5
+    )
+    assert (updated.nsfw_policy, updated.nsfw_threshold) == (NsfwPolicy.SPOILER, 0.3)
     assert (await repo.get(GUILD)).jobs_per_user_per_hour == 5
     with pytest.raises(ValueError, match="unknown guild settings \\['colour'\\]"):
         await repo.update(GUILD, colour="red")
+    with pytest.raises(ValueError, match="nsfw_policy must be one of block, spoiler, got 'show'"):
+        await repo.update(GUILD, nsfw_policy="show")
+    with pytest.raises(ValueError, match=r"nsfw_threshold must be in \(0, 1\], got 1.5"):
+        await repo.update(GUILD, nsfw_threshold=1.5)
 
 
 async def test_bans_expire_and_lift(sessions: SessionFactory) -> None:
@@ -194,6 +201,25 @@ async def test_terms_are_scoped_to_guild_plus_global(sessions: SessionFactory) -
     assert [t.term for t in await terms.for_guild(GUILD)] == ["spider"]
     with pytest.raises(ValueError, match="must not be empty"):
         await terms.add(GUILD, TermKind.BLOCK, "   ")
+
+
+async def test_force_safe_and_pattern_entries_expire(sessions: SessionFactory) -> None:
+    terms = TermList(sessions)
+    now = datetime.now(UTC)
+    await terms.add(GUILD, TermKind.FORCE_SAFE, "Swimsuit", added_by=USER)
+    await terms.add(GUILD, TermKind.BLOCK, r"\bClowns?\b", is_regex=True)  # kept as written
+    await terms.add(GUILD, TermKind.BLOCK, "spiders", expires_at=now - timedelta(seconds=1))
+    await terms.add(GUILD, TermKind.BLOCK, "bats", expires_at=now + timedelta(hours=1))
+    seen = {(t.kind, t.term, t.is_regex) for t in await terms.for_guild(GUILD)}
+    assert seen == {
+        (TermKind.FORCE_SAFE, "swimsuit", False),
+        (TermKind.BLOCK, r"\bClowns?\b", True),
+        (TermKind.BLOCK, "bats", False),
+    }
+    # Adding an entry again renews its expiry.
+    assert await terms.add(GUILD, TermKind.BLOCK, "spiders") is False
+    assert "spiders" in {t.term for t in await terms.for_guild(GUILD)}
+    assert await terms.remove(GUILD, TermKind.BLOCK, r"\bClowns?\b") is True
 
 
 async def test_moderation_actions_are_logged_newest_first(sessions: SessionFactory) -> None:

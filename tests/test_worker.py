@@ -87,24 +87,6 @@ async def test_a_cancelled_request_is_recorded_cancelled(service: ImagineService
     assert (record.status, record.error) == (JobStatus.CANCELLED, "cancelled")
 
 
-async def test_flagged_images_are_withheld_but_recorded(settings: Settings) -> None:
-    strict = settings.model_copy(update={"nsfw_threshold": 1e-9})  # everything is flagged
-    await asyncio.to_thread(migrations.upgrade, strict.effective_database_url())
-    async with open_storage(strict) as storage, open_service(strict, storage) as service:
-        outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=2), CLI)
-    assert outcome.status is JobStatus.SUCCEEDED
-    assert [image.withheld for image in outcome.images] == [True, True]
-    assert [image.safety_verdict for image in outcome.images] == ["flagged", "flagged"]
-    assert outcome.grid is not None
-    assert outcome.grid.png is not None  # the grid shows grey placeholders
-    assert outcome.grid.safety_verdict == "safe"
-    assert all(image.path is None for image in outcome.images)
-    files = sorted(
-        p.name for p in (strict.effective_output_dir() / f"job-{outcome.job_id}").iterdir()
-    )
-    assert files == ["grid.png"]
-
-
 async def test_a_model_that_cannot_load_is_reported(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()

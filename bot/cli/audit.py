@@ -73,6 +73,9 @@ def _describe(job: JobRecord, variant: int) -> str:
             lines.append(
                 f"  image     {image.width}x{image.height} sha256 {image.sha256[:16]}… "
                 f"safety {image.safety_verdict} {image.safety_score:.2f}"
+                + ("" if image.safety_threshold is None else f" (≥ {image.safety_threshold:g})")
+                + (" model checker flagged" if image.model_flagged else "")
+                + f" · {image.disposition}"
             )
     return "\n".join(lines)
 

@@ -31,6 +31,32 @@ def register(commands: Any) -> None:
     adherence.add_argument("--json", action="store_true")
     adherence.set_defaults(handler=run_adherence)
 
+    safety = kinds.add_parser(
+        "safety", help="open_nsfw scores on benign pictures (and your own labelled ones)"
+    )
+    safety.add_argument(
+        "--images", type=Path, help="a folder with safe/ and nsfw/ subfolders of your pictures"
+    )
+    safety.add_argument(
+        "--model-prompts", type=int, default=12, help="embedded-model prompts to draw (4 each)"
+    )
+    safety.add_argument("--json", action="store_true")
+    safety.set_defaults(handler=run_safety)
+
+    moderation = kinds.add_parser(
+        "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
+    )
+    moderation.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        help="eval, heldout, or a folder with benign.tsv and blocked.tsv (default: both shipped)",
+    )
+    moderation.add_argument("--guild", type=int, help="apply this guild's own lists too")
+    moderation.add_argument("--repeats", type=int, default=5, help="timing passes per prompt")
+    moderation.add_argument("--json", action="store_true")
+    moderation.set_defaults(handler=run_moderation)
+
 
 async def run_overhead(args: argparse.Namespace, settings: Settings) -> int:
     from bench.overhead import measure_overhead
@@ -65,6 +91,54 @@ async def run_adherence(args: argparse.Namespace, settings: Settings) -> int:
         guidance_scale=args.cfg,
         seed=args.seed,
         device=device,
+        progress=None if args.json else print,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_moderation(args: argparse.Namespace, settings: Settings) -> int:
+    from moderation.evaluation import SETS, evaluate, load_set
+    from moderation.prompts import PromptRules
+
+    if args.repeats < 1:
+        raise CommandError(f"--repeats must be at least 1, got {args.repeats}")
+    rules = PromptRules.default()
+    if args.guild is not None:
+        from bot.app import open_storage
+        from bot.service import rules_for
+
+        async with open_storage(settings) as storage:
+            rules = await rules_for(storage.terms, rules, args.guild)
+    reports = []
+    for name in args.sets or SETS:
+        try:
+            benign, blocked = load_set(name if name in SETS else Path(name))
+        except (OSError, ValueError) as error:
+            raise CommandError(f"--set {name}: {error}") from error
+        reports.append(evaluate(name, benign, blocked, rules, repeats=args.repeats))
+    if args.json:
+        print(json.dumps([report.to_dict() for report in reports], indent=2))
+    else:
+        print("\n\n".join(report.to_text() for report in reports))
+    return EXIT_OK
+
+
+async def run_safety(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.safety import calibrate
+    from generation.models import EMBEDDED_MODEL_DIR
+
+    if args.images is not None and not any((args.images / n).is_dir() for n in ("safe", "nsfw")):
+        raise CommandError(f"--images {args.images} has neither a safe/ nor an nsfw/ folder")
+    if args.model_prompts < 0:
+        raise CommandError(f"--model-prompts must be 0 or more, got {args.model_prompts}")
+    report = await asyncio.to_thread(
+        calibrate,
+        threshold=settings.nsfw_threshold,
+        strict_threshold=settings.nsfw_strict_threshold,
+        model_dir=EMBEDDED_MODEL_DIR if args.model_prompts else None,
+        model_prompts=args.model_prompts,
+        images=args.images,
         progress=None if args.json else print,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())

@@ -16,6 +16,7 @@ from generation.errors import ModelLoadError
 from generation.models import model_defaults, resolve_model
 from generation.options import SCHEDULERS, RequestedOptions, validate
 from generation.protocol import Progress
+from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
 
 
@@ -35,12 +36,23 @@ def register(commands: Any) -> None:
     imagine.add_argument("--variants", type=int, default=4, help="images to make (default 4)")
     imagine.add_argument("--scheduler", help="one of " + ", ".join(SCHEDULERS))
     imagine.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
+    imagine.add_argument("--guild", type=int, help="apply this guild's lists and NSFW policy")
+    imagine.add_argument(
+        "--nsfw-channel",
+        action="store_true",
+        help="decide as for a channel marked NSFW (flagged images spoilered if the guild allows)",
+    )
     imagine.add_argument("--json", action="store_true", help="print the outcome as JSON")
     imagine.set_defaults(handler=run_imagine)
 
-    moderate = commands.add_parser("moderate", help="print the verdict on a prompt")
+    moderate = commands.add_parser(
+        "moderate",
+        help="print the verdict on a prompt (exit 0 allowed, 3 blocked)",
+        description="Runs the prompt rules only: no model, no worker, no record.",
+    )
     moderate.add_argument("prompt")
-    moderate.add_argument("--guild", type=int, help="apply this guild's own terms too")
+    moderate.add_argument("--negative", default="", help="the negative prompt, checked too")
+    moderate.add_argument("--guild", type=int, help="apply this guild's own lists too")
     moderate.add_argument("--json", action="store_true")
     moderate.set_defaults(handler=run_moderate)
 
@@ -64,12 +76,27 @@ def _image_json(image: ShownImage) -> dict[str, Any]:
         "variant": image.variant,
         "seed": image.seed,
         "path": None if image.path is None else str(image.path),
-        "withheld": image.withheld,
+        "disposition": image.disposition.value,
+        "reason": image.reason,
         "width": image.width,
         "height": image.height,
         "sha256": image.sha256,
-        "safety": {"score": round(image.safety_score, 4), "verdict": image.safety_verdict},
+        "safety": {
+            "score": round(image.safety_score, 4),
+            "verdict": image.safety_verdict,
+            "threshold": image.safety_threshold,
+            "model_flagged": image.model_flagged,
+        },
         "watermark": {"id": image.watermark_id, "verified": image.watermark_verified},
+    }
+
+
+def _verdict_json(verdict: PromptVerdict) -> dict[str, Any]:
+    return {
+        "allowed": verdict.allowed,
+        "reasons": list(verdict.reasons),
+        "force_safe": verdict.force_safe,
+        "force_safe_reasons": list(verdict.safe_reasons),
     }
 
 
@@ -78,7 +105,7 @@ def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
         "job_id": outcome.job_id,
         "status": outcome.status.value,
         "prompt": outcome.prompt,
-        "verdict": {"allowed": outcome.verdict.allowed, "reasons": list(outcome.verdict.reasons)},
+        "verdict": _verdict_json(outcome.verdict),
         "seeds": list(outcome.seeds),
         "images": [_image_json(image) for image in outcome.images],
         "grid": None if outcome.grid is None else _image_json(outcome.grid),
@@ -95,9 +122,16 @@ def _print_outcome(outcome: ImagineOutcome) -> None:
     if outcome.error:
         print(f"  error: {outcome.error}")
         return
+    if outcome.verdict.force_safe:
+        print(f"  {outcome.verdict.summary()}")
     for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
         label = "grid" if image.variant == 0 else f"#{image.variant} seed {image.seed}"
-        where = "withheld (flagged by the safety check)" if image.withheld else str(image.path)
+        if image.withheld:
+            where = f"withheld: {image.reason}"
+        elif image.spoiler:
+            where = f"{image.path} (spoiler: {image.reason})"
+        else:
+            where = str(image.path)
         mark = "watermark ok" if image.watermark_verified else "watermark NOT verified"
         print(
             f"  {label:<18} {image.width}x{image.height}  {image.safety_verdict} "
@@ -132,7 +166,7 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     async with open_storage(settings) as storage, open_service(settings, storage) as service:
         outcome = await service.imagine(
             requested,
-            Requester(source="cli"),
+            Requester(source="cli", guild_id=args.guild, channel_nsfw=args.nsfw_channel),
             on_progress=_progress_printer(not args.json and sys.stderr.isatty()),
         )
     if args.json:
@@ -146,9 +180,9 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
     async with open_storage(settings) as storage:
-        verdict = await moderate(storage.terms, args.prompt, args.guild)
+        verdict = await moderate(storage.terms, args.prompt, args.guild, args.negative)
     if args.json:
-        print(json.dumps({"allowed": verdict.allowed, "reasons": list(verdict.reasons)}))
+        print(json.dumps(_verdict_json(verdict)))
     else:
         print(verdict.summary())
     return EXIT_OK if verdict.allowed else EXIT_BLOCKED

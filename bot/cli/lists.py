@@ -1,0 +1,197 @@
+"""`sdbot terms ...` and `sdbot guild ...`: the moderation lists and NSFW policy from a shell.
+
+The Discord admin commands change the same records; these serve operators and scripts. Every
+change is written to the moderation log with actor 0 (the operator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.app import open_storage
+from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.settings import Settings
+from moderation.policy import NsfwPolicy
+from moderation.prompts import GuildRule, InvalidTerm, PromptRules, RuleAction
+from storage.admin import ModerationLog
+from storage.models import TermKind
+
+OPERATOR = 0  # the actor recorded for changes made from the command line
+_DURATION = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_KINDS = {"block": TermKind.BLOCK, "allow": TermKind.ALLOW, "force-safe": TermKind.FORCE_SAFE}
+
+
+def register(commands: Any) -> None:
+    terms = commands.add_parser("terms", help="block, allow and force-safe lists")
+    term_commands = terms.add_subparsers(dest="terms_command", required=True, metavar="COMMAND")
+    add = term_commands.add_parser(
+        "add",
+        help="add an entry",
+        description="A term is one or more words ('*' at an end widens one word: porn*); "
+        "with --regex, a regular expression matched against the normalised prompt.",
+    )
+    remove = term_commands.add_parser("remove", help="remove an entry")
+    for command in (add, remove):
+        command.add_argument("term")
+        command.add_argument("--kind", choices=list(_KINDS), default="block")
+        command.add_argument("--guild", type=int, help="default: every guild")
+    add.add_argument("--regex", action="store_true", help="the entry is a regular expression")
+    add.add_argument("--expires", help="a duration (30m, 12h, 7d, 2w) or an ISO date")
+    add.set_defaults(handler=run_terms_add)
+    remove.set_defaults(handler=run_terms_remove)
+    listing = term_commands.add_parser("list", help="the entries in force")
+    listing.add_argument(
+        "--guild", type=int, help="that guild's entries and the global ones (default: all)"
+    )
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=run_terms_list)
+
+    guild = commands.add_parser("guild", help="a guild's NSFW policy")
+    guild_commands = guild.add_subparsers(dest="guild_command", required=True, metavar="COMMAND")
+    show = guild_commands.add_parser("show", help="print a guild's settings")
+    show.add_argument("guild", type=int)
+    show.set_defaults(handler=run_guild_show)
+    change = guild_commands.add_parser("set", help="change a guild's NSFW policy")
+    change.add_argument("guild", type=int)
+    change.add_argument(
+        "--nsfw-policy",
+        choices=[policy.value for policy in NsfwPolicy],
+        help="flagged images in NSFW channels: block, or spoiler",
+    )
+    change.add_argument(
+        "--nsfw-threshold", type=float, help="a stricter open_nsfw threshold for this guild"
+    )
+    change.set_defaults(handler=run_guild_set)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """'7d' from now, or an ISO date/time (UTC when no zone is given); must be in the future."""
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(text.strip())
+    if match:
+        when = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise CommandError(
+                f"--expires must be a duration like 30m, 12h, 7d, 2w or an ISO date, got {text!r}"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    if when <= now:
+        raise CommandError(f"--expires {text!r} is in the past")
+    return when
+
+
+async def run_terms_add(args: argparse.Namespace, settings: Settings) -> int:
+    kind = _KINDS[args.kind]
+    try:  # the same check the rules make, before anything is stored
+        PromptRules.default().with_guild([GuildRule(RuleAction(kind), args.term, args.regex)])
+    except InvalidTerm as error:
+        raise CommandError(str(error)) from error
+    expires_at = None if args.expires is None else parse_expiry(args.expires)
+    async with open_storage(settings) as storage:
+        added = await storage.terms.add(
+            args.guild,
+            kind,
+            args.term,
+            is_regex=args.regex,
+            expires_at=expires_at,
+            added_by=OPERATOR,
+        )
+        await ModerationLog(storage.sessions).record(
+            guild_id=args.guild,
+            actor_id=OPERATOR,
+            action=f"{kind.value}_term_add",
+            details={"term": args.term, "regex": args.regex, "expires": args.expires},
+        )
+    scope = "every guild" if args.guild is None else f"guild {args.guild}"
+    until = "" if expires_at is None else f" until {expires_at:%Y-%m-%d %H:%M} UTC"
+    state = "added to" if added else "already on (expiry updated)"
+    print(f"{args.term!r} {state} the {args.kind} list of {scope}{until}")
+    return EXIT_OK
+
+
+async def run_terms_remove(args: argparse.Namespace, settings: Settings) -> int:
+    kind = _KINDS[args.kind]
+    async with open_storage(settings) as storage:
+        removed = await storage.terms.remove(args.guild, kind, args.term)
+        if removed:
+            await ModerationLog(storage.sessions).record(
+                guild_id=args.guild,
+                actor_id=OPERATOR,
+                action=f"{kind.value}_term_remove",
+                details={"term": args.term},
+            )
+    scope = "every guild" if args.guild is None else f"guild {args.guild}"
+    if not removed:
+        raise CommandError(
+            f"{args.term!r} is not on the {args.kind} list of {scope}", EXIT_NOT_FOUND
+        )
+    print(f"{args.term!r} removed from the {args.kind} list of {scope}")
+    return EXIT_OK
+
+
+async def run_terms_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_storage(settings) as storage:
+        terms = storage.terms
+        records = await (terms.every_guild() if args.guild is None else terms.for_guild(args.guild))
+    if args.json:
+        rows = [
+            {
+                "guild": r.guild_id,
+                "kind": r.kind.value,
+                "term": r.term,
+                "regex": r.is_regex,
+                "expires_at": None if r.expires_at is None else r.expires_at.isoformat(),
+            }
+            for r in records
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not records:
+        print("no entries (the shipped lists still apply)")
+    for r in records:
+        scope = "all guilds" if r.guild_id is None else f"guild {r.guild_id}"
+        until = "" if r.expires_at is None else f"  until {r.expires_at:%Y-%m-%d %H:%M} UTC"
+        shown = f"/{r.term}/" if r.is_regex else r.term
+        print(f"{r.kind.value:<10} {scope:<24} {shown}{until}")
+    return EXIT_OK
+
+
+async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_storage(settings) as storage:
+        record = await storage.guild_settings.get(args.guild)
+    threshold = record.nsfw_threshold
+    effective = (
+        settings.nsfw_threshold if threshold is None else min(threshold, settings.nsfw_threshold)
+    )
+    print(f"guild {args.guild}")
+    print(f"  nsfw policy     {record.nsfw_policy.value} (flagged images in NSFW channels)")
+    print(f"  nsfw threshold  {effective:g} (own: {'none' if threshold is None else threshold})")
+    return EXIT_OK
+
+
+async def run_guild_set(args: argparse.Namespace, settings: Settings) -> int:
+    changes: dict[str, Any] = {}
+    if args.nsfw_policy is not None:
+        changes["nsfw_policy"] = args.nsfw_policy
+    if args.nsfw_threshold is not None:
+        changes["nsfw_threshold"] = args.nsfw_threshold
+    if not changes:
+        raise CommandError("nothing to change: give --nsfw-policy or --nsfw-threshold")
+    async with open_storage(settings) as storage:
+        try:
+            await storage.guild_settings.update(args.guild, **changes)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        await ModerationLog(storage.sessions).record(
+            guild_id=args.guild, actor_id=OPERATOR, action="settings_change", details=changes
+        )
+    return await run_guild_show(args, settings)

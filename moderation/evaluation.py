@@ -1,0 +1,150 @@
+"""The labelled prompt sets and how the rules score on them (`sdbot bench moderation`).
+
+``data/eval`` is the development set the lists were tuned on; ``data/heldout`` was written
+afterwards by someone who had not seen the rules, and measures how they generalise. Each set has
+``benign.tsv`` (must be allowed) and ``blocked.tsv`` (must be refused): ``category<TAB>prompt``
+with an optional ``<TAB>negative prompt``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from moderation.prompts import PromptRules, check_prompt
+
+SETS = ("eval", "heldout")
+
+
+@dataclass(frozen=True)
+class LabelledPrompt:
+    category: str
+    prompt: str
+    negative: str = ""
+
+
+def _read(source: Traversable | Path) -> list[LabelledPrompt]:
+    out = []
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) not in (2, 3) or not fields[1].strip():
+            raise ValueError(f"{source}:{number}: expected category<TAB>prompt[<TAB>negative]")
+        out.append(LabelledPrompt(*fields))
+    return out
+
+
+def load_set(name_or_folder: str | Path) -> tuple[list[LabelledPrompt], list[LabelledPrompt]]:
+    """(benign, blocked) from a shipped set's name or a folder with the two files."""
+    folder: Traversable | Path
+    if isinstance(name_or_folder, str) and name_or_folder in SETS:
+        folder = resources.files("moderation").joinpath("data", name_or_folder)
+    else:
+        folder = Path(name_or_folder)
+    return _read(folder.joinpath("benign.tsv")), _read(folder.joinpath("blocked.tsv"))
+
+
+@dataclass(frozen=True)
+class Miss:
+    category: str
+    prompt: str
+    negative: str
+    verdict: str
+
+
+@dataclass
+class ModerationReport:
+    name: str
+    benign: int
+    blocked: int
+    false_positives: list[Miss] = field(default_factory=list)
+    missed: list[Miss] = field(default_factory=list)
+    recall_by_category: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recall(self) -> float:
+        return 1 - len(self.missed) / self.blocked if self.blocked else 1.0
+
+    @property
+    def false_positive_rate(self) -> float:
+        return len(self.false_positives) / self.benign if self.benign else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "set": self.name,
+            "benign": self.benign,
+            "blocked": self.blocked,
+            "recall": round(self.recall, 4),
+            "false_positive_rate": round(self.false_positive_rate, 4),
+            "recall_by_category": {k: round(v, 4) for k, v in self.recall_by_category.items()},
+            "latency_ms": {k: round(v, 4) for k, v in self.latency_ms.items()},
+            "false_positives": [miss.__dict__ for miss in self.false_positives],
+            "missed": [miss.__dict__ for miss in self.missed],
+        }
+
+    def to_text(self) -> str:
+        goals = (
+            f"recall {self.recall:.3f} (goal >= 0.97), false positives "
+            f"{self.false_positive_rate:.3f} (goal <= 0.02), p99 "
+            f"{self.latency_ms['p99']:.3f} ms (goal < 5 ms)"
+        )
+        lines = [
+            f"{self.name}: {self.blocked} prompts to block, {self.benign} to allow",
+            f"  {goals}",
+            f"  latency per prompt: p50 {self.latency_ms['p50']:.3f} ms, "
+            f"p99 {self.latency_ms['p99']:.3f} ms, max {self.latency_ms['max']:.3f} ms",
+            "  recall by category: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.recall_by_category.items())),
+        ]
+        for title, misses in (("missed", self.missed), ("wrongly blocked", self.false_positives)):
+            for miss in misses:
+                negative = f" [negative: {miss.negative}]" if miss.negative else ""
+                lines.append(f"  {title} ({miss.category}): {miss.prompt!r}{negative}")
+                lines.append(f"      -> {miss.verdict}")
+        return "\n".join(lines)
+
+
+def evaluate(
+    name: str,
+    benign: list[LabelledPrompt],
+    blocked: list[LabelledPrompt],
+    rules: PromptRules,
+    *,
+    repeats: int = 5,
+) -> ModerationReport:
+    """Scores the rules; latency is measured over ``repeats`` passes of every prompt."""
+    report = ModerationReport(name, len(benign), len(blocked))
+    timings: list[float] = []
+    caught: Counter[str] = Counter()
+    for expect_allowed, prompts in ((True, benign), (False, blocked)):
+        for item in prompts:
+            for _ in range(repeats):
+                started = time.perf_counter()
+                verdict = check_prompt(item.prompt, rules, item.negative)
+                timings.append((time.perf_counter() - started) * 1000)
+            miss = Miss(item.category, item.prompt, item.negative, verdict.summary())
+            if expect_allowed and not verdict.allowed:
+                report.false_positives.append(miss)
+            elif not expect_allowed and verdict.allowed:
+                report.missed.append(miss)
+            elif not expect_allowed:
+                caught[item.category] += 1
+    totals = Counter(item.category for item in blocked)
+    report.recall_by_category = {
+        category: caught[category] / totals[category] for category in totals
+    }
+    timings.sort()
+    report.latency_ms = {
+        "p50": statistics.median(timings),
+        "p99": timings[min(len(timings) - 1, int(len(timings) * 0.99))],
+        "max": timings[-1],
+    }
+    return report

@@ -1,0 +1,161 @@
+"""Normalisation: the few ways one prompt can be read, so that spelling tricks do not hide a word.
+
+Every view starts from the same base: Unicode NFKC (fullwidth and mathematical letters become
+plain ones), casefold, zero-width and other format characters and combining marks removed, and
+look-alike letters from other scripts folded to Latin in words that use them as disguise. From
+there the views differ in how they read what is left:
+
+- ``plain``: letters and digits as words; runs of three or more single letters are joined, so
+  "n u d e", "n.u.d.e" and "s_e_x" read as one word;
+- ``leet``: the same after folding leetspeak (0 o, 3 e, 4 a, 1 i, 5 s, $ s, @ a, 7 t, ...) in
+  words that mix letters with such characters; ``leet_l`` reads 1 and | as l instead of i;
+- ``glued``: each whitespace-separated chunk with everything but letters and digits taken out,
+  so "nu-de" and "p*rn" (with * dropped) read as one word;
+- each of those again with long letter repeats ("nuuuude") collapsed to one letter and to two.
+
+A rule matches when it matches any view. Views are plain strings of words separated by single
+spaces, so both word and phrase rules can look for `` term `` in the padded view.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# Format characters (zero-width space/joiners, soft hyphen, BOM, bidi marks) and variation
+# selectors carry no letter; Unicode puts most in category Cf.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+_EXTRA_INVISIBLE = frozenset("\u034f\u115f\u1160\u3164\uffa0")  # look blank but are letters
+
+# Letters from other scripts that look like Latin ones (after casefold).
+_LOOKALIKES = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a", "б": "b", "в": "b", "г": "r", "е": "e", "ё": "e", "з": "3", "и": "u",
+        "к": "k", "м": "m", "н": "h", "о": "o", "п": "n", "р": "p", "с": "c", "т": "t",
+        "у": "y", "х": "x", "ь": "b", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
+        "ԛ": "q", "ԝ": "w", "ѡ": "w", "һ": "h", "ӏ": "l", "ү": "y", "ո": "n",
+        # Greek
+        "α": "a", "β": "b", "γ": "y", "δ": "d", "ε": "e", "η": "n", "ι": "i", "κ": "k",
+        "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s",
+        "σ": "o", "μ": "u", "ϲ": "c", "ϳ": "j",
+        # Armenian, Latin extras
+        "օ": "o", "ս": "u", "հ": "h", "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h",
+        "ƅ": "b", "ɡ": "g", "ɑ": "a", "ʀ": "r", "ᴀ": "a", "ᴇ": "e", "ɪ": "i", "ᴏ": "o",
+    }
+)  # fmt: skip
+_LOOKALIKE_CHARS = frozenset(chr(c) for c in _LOOKALIKES)
+
+_LEET_I = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+     "@": "a", "$": "s", "!": "i", "|": "i", "+": "t", "€": "e", "¢": "c", "£": "e", "¡": "i"}
+)  # fmt: skip
+_LEET_L = str.maketrans({"1": "l", "|": "l", "!": "l"})
+_LEET_CHARS = frozenset("013457890@$!|+€¢£¡")
+
+_WORD = re.compile(r"[^\W_]+")
+_NOT_WORD = re.compile(r"[\W_]+")
+_LONG_REPEAT = re.compile(r"([^\W\d_])\1{2,}")
+
+
+def base(text: str) -> str:
+    """NFKC, casefold, invisible characters and accents removed, disguised look-alikes folded."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(
+        char
+        for char in unicodedata.normalize("NFD", text)
+        if unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _EXTRA_INVISIBLE
+    )
+    latin_text = any("a" <= char <= "z" for char in text)
+    return " ".join(_fold_lookalikes(chunk, latin_text) for chunk in text.split())
+
+
+def _fold_lookalikes(chunk: str, latin_text: bool) -> str:
+    """Folds a chunk written in Latin disguised with look-alikes; real Greek or Cyrillic stays.
+
+    A chunk is folded when it mixes Latin letters with look-alikes, or, in a text that is
+    otherwise Latin, consists only of look-alikes ("a рогп video"). A Russian prompt stays.
+    """
+    letters = [char for char in chunk if char.isalpha()]
+    if not any(char in _LOOKALIKE_CHARS for char in letters):
+        return chunk
+    if not all(char.isascii() or char in _LOOKALIKE_CHARS for char in letters):
+        return chunk
+    if latin_text and (any(char.isascii() for char in letters) or len(letters) > 1):
+        return chunk.translate(_LOOKALIKES)
+    return chunk
+
+
+def _has_letter(chunk: str) -> bool:
+    return any(char.isalpha() for char in chunk)
+
+
+def _fold_leet(chunk: str, table: dict[int, str]) -> str:
+    """Leetspeak in a chunk that mixes letters with leet characters, or a lone leet character."""
+    if not any(char in _LEET_CHARS for char in chunk):
+        return chunk
+    if _has_letter(chunk) or len(chunk) == 1:
+        return chunk.translate(table)
+    return chunk
+
+
+def _join_letter_runs(words: list[str], *, keep_article: bool) -> list[str]:
+    """Three or more single letters in a row ("n u d e") become one word.
+
+    With ``keep_article``, a leading "a" or "i" stays a word of its own: "a f u c k" -> "a fuck".
+    """
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1 and word.isalpha():
+            run.append(word)
+            continue
+        if keep_article and len(run) >= 4 and run[0] in ("a", "i"):
+            out.append(run.pop(0))
+        out.extend(["".join(run)] if len(run) >= 3 else run)
+        run = []
+        if word:
+            out.append(word)
+    return out
+
+
+def _words(chunks: list[str], *, keep_article: bool = False) -> str:
+    words = [word for chunk in chunks for word in _WORD.findall(chunk)]
+    return " ".join(_join_letter_runs(words, keep_article=keep_article))
+
+
+@dataclass(frozen=True)
+class Views:
+    """The readings of one text; ``plain`` is the one shown to people and regex rules."""
+
+    plain: str
+    all: tuple[str, ...]
+
+
+def views(text: str) -> Views:
+    chunks = base(text).split()
+    leet_i = [_fold_leet(chunk, _LEET_I) for chunk in chunks]
+    readings = [_words(chunks), _words(leet_i)]
+    readings += [_words(chunks, keep_article=True), _words(leet_i, keep_article=True)]
+    if any(char in "1|!" for char in text):
+        leet_l = [_fold_leet(chunk, _LEET_L) for chunk in chunks]
+        readings.append(_words([_fold_leet(chunk, _LEET_I) for chunk in leet_l]))
+    readings.append(" ".join(filter(None, (_NOT_WORD.sub("", chunk) for chunk in leet_i))))
+    if any(_LONG_REPEAT.search(reading) for reading in readings):
+        readings = [
+            *readings,
+            *(_LONG_REPEAT.sub(r"\1", reading) for reading in readings),
+            *(_LONG_REPEAT.sub(r"\1\1", reading) for reading in readings),
+        ]
+    return Views(plain=readings[0], all=tuple(dict.fromkeys(readings)))
+
+
+def normalise(text: str) -> str:
+    """The plain reading: what a term or phrase is compared with."""
+    return views(text).plain
+
+
+def leet_reading(text: str) -> str:
+    """The reading with leetspeak folded ("p0rn" -> "porn")."""
+    return _words([_fold_leet(chunk, _LEET_I) for chunk in base(text).split()])

@@ -1,0 +1,180 @@
+"""Terms and patterns: how a list entry is written, validated and matched against a view.
+
+A term is one or more words, matched whole after normalisation (``moderation.normalise``), with
+its plural forms ("nude" also matches "nudes"). A ``*`` at either end widens a one-word term:
+``porn*`` matches words that start with "porn", ``*porn`` words that end with it, ``*porn*``
+words that contain it. A pattern is a regular expression matched against the normalised views,
+time-bounded, so that no pattern can stall the bot.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import regex
+
+from moderation.normalise import normalise
+
+T = TypeVar("T")
+
+MAX_TERM_CHARS = 100
+MAX_PATTERN_CHARS = 200
+PATTERN_TIMEOUT_S = 0.02
+_WORD_FORMS = ("", "s", "es")
+# Texts that make backtracking patterns run away: long runs of one letter or word, then a miss.
+_PROBES = tuple(
+    probe + end
+    for probe in ("a" * 1000, "ab" * 500, "a " * 500, "x" * 1000, "aaa bbb " * 125)
+    for end in ("", "!")
+)
+
+
+class InvalidTerm(ValueError):
+    """A list entry that cannot be used; the message names it and says what is allowed."""
+
+
+class TermShape(enum.StrEnum):
+    WORD = "word"
+    PHRASE = "phrase"
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+    ANYWHERE = "anywhere"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self in (TermShape.PREFIX, TermShape.SUFFIX, TermShape.ANYWHERE)
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str  # normalised, without the stars
+    shape: TermShape
+
+    def __str__(self) -> str:
+        star_before = self.shape in (TermShape.SUFFIX, TermShape.ANYWHERE)
+        star_after = self.shape in (TermShape.PREFIX, TermShape.ANYWHERE)
+        return f"{'*' if star_before else ''}{self.text}{'*' if star_after else ''}"
+
+
+def parse_term(written: str) -> Term:
+    """A list entry as written by a person; raises InvalidTerm with the reason."""
+    raw = written.strip()
+    if not raw:
+        raise InvalidTerm("a term must not be empty")
+    if len(raw) > MAX_TERM_CHARS:
+        raise InvalidTerm(f"a term must be at most {MAX_TERM_CHARS} characters, got {len(raw)}")
+    star_before, star_after = raw.startswith("*"), raw.endswith("*") and len(raw) > 1
+    text = normalise(raw.strip("*"))
+    if not text:
+        raise InvalidTerm(f"the term {written!r} has no letters or digits")
+    if "*" in raw.strip("*"):
+        raise InvalidTerm(f"in {written!r}, '*' may only stand at the start or the end")
+    if " " in text:
+        if star_before or star_after:
+            raise InvalidTerm(f"{written!r}: '*' works on one-word terms only")
+        return Term(text, TermShape.PHRASE)
+    if star_before and star_after:
+        shape = TermShape.ANYWHERE
+    elif star_before:
+        shape = TermShape.SUFFIX
+    elif star_after:
+        shape = TermShape.PREFIX
+    else:
+        shape = TermShape.WORD
+    if shape is not TermShape.WORD and len(text) < 3:
+        raise InvalidTerm(f"{written!r}: a term with '*' needs at least 3 letters")
+    return Term(text, shape)
+
+
+def compile_pattern(written: str) -> regex.Pattern[str]:
+    """A regular expression entry, checked so that it can neither fail nor run away."""
+    if not written.strip():
+        raise InvalidTerm("a pattern must not be empty")
+    if len(written) > MAX_PATTERN_CHARS:
+        raise InvalidTerm(
+            f"a pattern must be at most {MAX_PATTERN_CHARS} characters, got {len(written)}"
+        )
+    try:
+        pattern = regex.compile(written, regex.IGNORECASE | regex.VERSION1)
+    except regex.error as error:
+        raise InvalidTerm(
+            f"the pattern {written!r} is not a valid regular expression: {error}"
+        ) from None
+    if pattern.search("") is not None:
+        raise InvalidTerm(f"the pattern {written!r} matches empty text, so it would match anything")
+    for probe in _PROBES:
+        try:
+            pattern.search(probe, timeout=PATTERN_TIMEOUT_S * 5)
+        except TimeoutError:
+            raise InvalidTerm(
+                f"the pattern {written!r} can take too long on some prompts (nested repeats "
+                "such as (a+)+ backtrack); write it without repeating a repeat"
+            ) from None
+    return pattern
+
+
+class TermIndex(Generic[T]):
+    """Terms, each with a value (who listed it and why), found in normalised views."""
+
+    def __init__(self, entries: Iterable[tuple[Term, T]] = ()) -> None:
+        self._words: dict[str, tuple[Term, T]] = {}
+        self._spans: dict[str, tuple[Term, T]] = {}  # phrase, prefix, suffix, anywhere
+        self._span_pattern: re.Pattern[str] | None = None
+        self._entries: list[tuple[Term, T]] = []
+        for term, value in entries:
+            self.add(term, value)
+
+    def add(self, term: Term, value: T) -> None:
+        self._entries.append((term, value))
+        if term.shape is TermShape.WORD:
+            for form in _WORD_FORMS:
+                self._words.setdefault(term.text + form, (term, value))
+        else:
+            self._spans.setdefault(f"{term.shape}:{term.text}", (term, value))
+            self._span_pattern = None
+
+    def __iter__(self) -> Iterator[tuple[Term, T]]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _pattern(self) -> re.Pattern[str] | None:
+        if self._span_pattern is None and self._spans:
+            groups: list[str] = []
+            for key in self._spans:
+                shape, text = key.split(":", 1)
+                body = re.escape(text)
+                if shape in (TermShape.SUFFIX, TermShape.ANYWHERE):
+                    body = r"[^ ]*" + body
+                if shape in (TermShape.PREFIX, TermShape.ANYWHERE):
+                    body += r"[^ ]*"
+                elif shape == TermShape.PHRASE:
+                    body += "(?:e?s)?"
+                groups.append(f"(?P<g{len(groups)}>{body})")
+            self._span_pattern = re.compile(r"(?<= )(?:" + "|".join(groups) + r")(?= )")
+        return self._span_pattern
+
+    def find(self, view: str) -> list[tuple[Term, T, str]]:
+        """(term, value, the words it matched) for the entries found in one view."""
+        found = [(*self._words[word], word) for word in view.split() if word in self._words]
+        pattern = self._pattern()
+        if pattern is not None:
+            keys = list(self._spans)
+            for match in pattern.finditer(f" {view} "):
+                term, value = self._spans[keys[int(str(match.lastgroup)[1:])]]
+                found.append((term, value, match.group()))
+        return found
+
+    def remove_from(self, view: str) -> str:
+        """The view with every entry's words taken out (an allow list at work)."""
+        words = [("_" if word in self._words else word) for word in view.split()]
+        padded = f" {' '.join(words)} "
+        pattern = self._pattern()
+        if pattern is not None:
+            padded = pattern.sub("_", padded)
+        return padded.strip()

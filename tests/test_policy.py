@@ -1,0 +1,71 @@
+"""The image policy table: what is shown, spoilered or withheld, by guild and channel."""
+
+from __future__ import annotations
+
+import pytest
+
+from moderation.policy import Disposition, ImagePolicy, NsfwPolicy, decide
+from moderation.safety import SafetyResult
+
+SAFE = SafetyResult(nsfw_score=0.1)
+BORDERLINE = SafetyResult(nsfw_score=0.4)  # over the strict threshold, under the normal one
+FLAGGED = SafetyResult(nsfw_score=0.9)
+MODEL_FLAGGED = SafetyResult(nsfw_score=0.1, model_flagged=True)
+
+
+def policy(**overrides: object) -> ImagePolicy:
+    values: dict[str, object] = {"threshold": 0.5, "strict_threshold": 0.3}
+    return ImagePolicy.for_request(**(values | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("result", "channel_nsfw", "nsfw_policy", "force_safe", "expected"),
+    [
+        (FLAGGED, False, NsfwPolicy.SPOILER, False, Disposition.WITHHELD),
+        (FLAGGED, True, NsfwPolicy.BLOCK, False, Disposition.WITHHELD),
+        (FLAGGED, True, NsfwPolicy.SPOILER, False, Disposition.SPOILER),
+        (MODEL_FLAGGED, False, NsfwPolicy.BLOCK, False, Disposition.WITHHELD),
+        (MODEL_FLAGGED, True, NsfwPolicy.SPOILER, False, Disposition.SPOILER),
+        (SAFE, False, NsfwPolicy.BLOCK, False, Disposition.SHOWN),
+        (SAFE, True, NsfwPolicy.SPOILER, False, Disposition.SHOWN),
+        (SAFE, False, NsfwPolicy.BLOCK, True, Disposition.SPOILER),  # force safe: never plain
+        (BORDERLINE, False, NsfwPolicy.BLOCK, False, Disposition.SHOWN),
+        (BORDERLINE, False, NsfwPolicy.BLOCK, True, Disposition.WITHHELD),  # strict threshold
+        (BORDERLINE, True, NsfwPolicy.SPOILER, True, Disposition.SPOILER),
+    ],
+)
+def test_policy_table(
+    result: SafetyResult,
+    channel_nsfw: bool,
+    nsfw_policy: NsfwPolicy,
+    force_safe: bool,
+    expected: Disposition,
+) -> None:
+    decision = decide(
+        result, policy(channel_nsfw=channel_nsfw, nsfw_policy=nsfw_policy, force_safe=force_safe)
+    )
+    assert decision.disposition is expected
+    assert decision.flagged == (
+        expected is not Disposition.SHOWN and not (force_safe and result is SAFE)
+    )
+
+
+def test_reasons_say_why() -> None:
+    assert decide(FLAGGED, policy()).reason == ("NSFW score 0.90; the channel is not marked NSFW")
+    assert decide(FLAGGED, policy(channel_nsfw=True)).reason == (
+        "NSFW score 0.90; this server never posts flagged images"
+    )
+    assert decide(MODEL_FLAGGED, policy()).reason.startswith("flagged by the model's checker")
+    assert decide(SAFE, policy(force_safe=True)).reason == "force-safe prompt"
+
+
+def test_a_guild_can_only_be_stricter() -> None:
+    assert policy(guild_threshold=0.2).threshold == 0.2
+    assert policy(guild_threshold=0.2).strict_threshold == 0.2  # never laxer than the normal one
+    assert policy(guild_threshold=0.9).threshold == 0.5
+    assert decide(BORDERLINE, policy(guild_threshold=0.35)).disposition is Disposition.WITHHELD
+
+
+def test_thresholds_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\], got 0"):
+        ImagePolicy(threshold=0, strict_threshold=0.3)
