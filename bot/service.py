@@ -31,6 +31,7 @@ from moderation.prompts import (
     PromptVerdict,
     RuleAction,
     check_prompt,
+    rules_with_guild,
 )
 from storage.admin import GuildSettingsRepository, TermList, TermRecord
 from storage.audit import AuditLog, NewImage, NewJob
@@ -100,14 +101,23 @@ def guild_rule(record: TermRecord) -> GuildRule:
 
 
 async def rules_for(terms: TermList, base: PromptRules, guild_id: int | None) -> PromptRules:
-    """The shipped rules plus the guild's own (and the global) entries in force now."""
-    rules = base
-    for record in await terms.for_guild(guild_id):
-        try:
-            rules = rules.with_guild([guild_rule(record)])
-        except InvalidTerm as error:  # stored before a stricter check: skip it, say so
-            log.warning("skipped list entry ◆ guild %s ◆ %s", record.guild_id, error)
-    return rules
+    """The shipped rules plus the guild's own (and the global) entries in force now.
+
+    Built once per set of entries (cached); entries were validated when they were stored.
+    """
+    entries = tuple(guild_rule(record) for record in await terms.for_guild(guild_id))
+    try:
+        return rules_with_guild(base, entries)
+    except InvalidTerm:  # stored before a stricter check: skip that one, say so
+        valid = []
+        for entry in entries:
+            try:
+                rules_with_guild(base, (entry,))
+            except InvalidTerm as error:
+                log.warning("skipped list entry ◆ guild %s ◆ %s", guild_id, error)
+            else:
+                valid.append(entry)
+        return rules_with_guild(base, tuple(valid))
 
 
 async def moderate(

@@ -19,7 +19,7 @@ from typing import Any
 
 from moderation.prompts import PromptRules, check_prompt
 
-SETS = ("eval", "heldout")
+SETS = ("eval", "heldout", "heldout2")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ def evaluate(
                 report.missed.append(miss)
             elif not expect_allowed:
                 caught[item.category] += 1
+    if not timings:
+        raise ValueError(f"the set {name!r} has no prompts")
     totals = Counter(item.category for item in blocked)
     report.recall_by_category = {
         category: caught[category] / totals[category] for category in totals

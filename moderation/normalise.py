@@ -45,7 +45,29 @@ _LOOKALIKES = str.maketrans(
         "ƅ": "b", "ɡ": "g", "ɑ": "a", "ʀ": "r", "ᴀ": "a", "ᴇ": "e", "ɪ": "i", "ᴏ": "o",
     }
 )  # fmt: skip
-_LOOKALIKE_CHARS = frozenset(chr(c) for c in _LOOKALIKES)
+# Capitals fold before casefold: Greek "Ν" looks like N, its small "ν" like v.
+_UPPER_LOOKALIKES = str.maketrans(
+    {
+        "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n",
+        "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x", "А": "a", "В": "b", "Е": "e", "К": "k",
+        "М": "m", "Н": "h", "О": "o", "Р": "p", "С": "c", "Т": "t", "Х": "x", "У": "y", "Ѕ": "s",
+        "І": "i", "Ј": "j",
+    }
+)  # fmt: skip
+_LOOKALIKE_CHARS = frozenset(chr(c) for c in _LOOKALIKES) | frozenset(
+    chr(c) for c in _UPPER_LOOKALIKES
+)
+
+# Letter-shaped symbols that NFKC leaves alone and no real text uses as letters: negative circled
+# and squared letters (🅝, 🅽), regional indicators (🇳), small capitals (ɴᴜᴅᴇ).
+_SMALL_CAPS = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ"
+_LETTER_SYMBOLS = str.maketrans(
+    {
+        **{chr(start + i): chr(ord("a") + i) for start in (0x1F150, 0x1F170, 0x1F1E6)
+           for i in range(26)},
+        **{small: chr(ord("a") + i) for i, small in enumerate(_SMALL_CAPS) if small != "x"},
+    }
+)  # fmt: skip
 
 _LEET_I = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -61,14 +83,14 @@ _LONG_REPEAT = re.compile(r"([^\W\d_])\1{2,}")
 
 def base(text: str) -> str:
     """NFKC, casefold, invisible characters and accents removed, disguised look-alikes folded."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(_LETTER_SYMBOLS)
     text = "".join(
         char
         for char in unicodedata.normalize("NFD", text)
         if unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _EXTRA_INVISIBLE
     )
-    latin_text = any("a" <= char <= "z" for char in text)
-    return " ".join(_fold_lookalikes(chunk, latin_text) for chunk in text.split())
+    latin_text = any(char.isascii() and char.isalpha() for char in text)
+    return " ".join(_fold_lookalikes(chunk, latin_text).casefold() for chunk in text.split())
 
 
 def _fold_lookalikes(chunk: str, latin_text: bool) -> str:
@@ -83,7 +105,7 @@ def _fold_lookalikes(chunk: str, latin_text: bool) -> str:
     if not all(char.isascii() or char in _LOOKALIKE_CHARS for char in letters):
         return chunk
     if latin_text and (any(char.isascii() for char in letters) or len(letters) > 1):
-        return chunk.translate(_LOOKALIKES)
+        return chunk.translate(_UPPER_LOOKALIKES).casefold().translate(_LOOKALIKES)
     return chunk
 
 
@@ -154,6 +176,28 @@ def views(text: str) -> Views:
 def normalise(text: str) -> str:
     """The plain reading: what a term or phrase is compared with."""
     return views(text).plain
+
+
+def fragment_joins(reading: str, *, shortest: int = 2, longest: int = 8) -> set[str]:
+    """Words that runs of short fragments make when joined: "nu de" -> "nude", "p orn" -> "porn".
+
+    Every contiguous run of two or more tokens of at most three letters is joined (at most
+    ``longest`` tokens). Joins make words out of ordinary text too ("a pen is" -> "penis"), so
+    the caller compares them only with a few unambiguous terms.
+    """
+    tokens = reading.split()
+    joins: set[str] = set()
+    start = 0
+    while start < len(tokens):
+        end = start
+        while end < len(tokens) and len(tokens[end]) <= 3 and tokens[end].isalpha():
+            end += 1
+        run = tokens[start:end]
+        for i in range(len(run)):
+            for j in range(i + shortest, min(len(run), i + longest) + 1):
+                joins.add("".join(run[i:j]))
+        start = end + 1
+    return joins
 
 
 def leet_reading(text: str) -> str:

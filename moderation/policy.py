@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from moderation.safety import SafetyResult
+if TYPE_CHECKING:  # storage imports this module's enums; keep it free of numpy
+    from moderation.safety import SafetyResult
 
 
 class NsfwPolicy(enum.StrEnum):

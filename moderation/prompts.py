@@ -17,21 +17,24 @@ Decisions are pure and fast: no torch, no database, no I/O after the lists are l
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import regex
 
-from moderation.normalise import Views, leet_reading, views
+from moderation.normalise import Views, fragment_joins, leet_reading, views
 from moderation.terms import (
-    PATTERN_TIMEOUT_S,
     InvalidTerm,
     Term,
     TermIndex,
+    TermShape,
     compile_pattern,
     parse_term,
 )
@@ -44,10 +47,25 @@ __all__ = [
     "PromptVerdict",
     "RuleAction",
     "check_prompt",
+    "rules_with_guild",
+    "validate_rule",
 ]
 
-# "12 year old", "13yo", "9 y/o": an age under 18 counts as a word about minors.
-_MINOR_AGE = re.compile(r"(?<![\d.])(?:[1-9]|1[0-7]) ?(?:yo|y o|yrs? old|years? old|year olds?)\b")
+# "12 year old", "13yo", "9 y/o", "aged 12", "twelve years old", "5th grade": an age under 18
+# counts as a word about minors.
+_AGES = (
+    r"(?:[1-9]|1[0-7]|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen"
+    r"|fourteen|fifteen|sixteen|seventeen)"
+)
+_MINOR_AGE = re.compile(
+    rf"(?<![\d.]){_AGES} ?(?:yo|y o|yrs?|years?|year olds?)\b"
+    rf"|\bage[ds]? {_AGES}\b"
+    r"|\b(?:[1-9]|1[0-2])(?:st|nd|rd|th) grade|\bgrade (?:[1-9]|1[0-2])\b"
+)
+# Sexual words that ordinary short words join into: "a pen is", "friend's ex".
+_FRAGMENT_EXCEPTIONS = frozenset({"penis", "sex"})
+# The guild patterns of one check share this much time; past it they count as matching.
+PATTERN_BUDGET_S = 0.05
 
 
 class Layer(enum.StrEnum):
@@ -121,6 +139,13 @@ def _profanity_terms() -> list[Term]:
     return list(terms.values())
 
 
+def _with_glued_form(term: Term) -> list[Term]:
+    """A phrase and the one word it makes when its words are glued ("naked-eye" -> "nakedeye")."""
+    if term.shape is not TermShape.PHRASE:
+        return [term]
+    return [term, Term(term.text.replace(" ", ""), TermShape.WORD)]
+
+
 @dataclass(frozen=True)
 class PromptVerdict:
     allowed: bool
@@ -142,11 +167,13 @@ class PromptRules:
 
     block: TermIndex[_Listed]
     force_safe: TermIndex[_Listed]
-    allow: TermIndex[Layer]
+    shipped_force_safe: TermIndex[_Listed]  # a wildcard block term gives way to these only
+    allow: TermIndex[bool]  # shipped phrases; True: not taken out when the prompt names a person
     minors: TermIndex[None]
     negative: TermIndex[str]  # section of negative_terms.txt: clothing, clothing_weak, people
     negative_allow: TermIndex[None]
-    guild_allow: TermIndex[Layer] = field(default_factory=TermIndex)
+    fragment_terms: frozenset[str]  # sexual words also looked for in joined fragments ("nu de")
+    guild_allow: TermIndex[None] = field(default_factory=TermIndex)
     patterns: tuple[_Pattern, ...] = ()
 
     @classmethod
@@ -157,15 +184,21 @@ class PromptRules:
         block: TermIndex[_Listed] = TermIndex()
         for term, section in _read_terms("block_terms.txt"):
             block.add(term, _Listed(Layer.DEFAULT, sexual=section == "sexual"))
-        for term in _profanity_terms():
-            block.add(term, _Listed(Layer.PROFANITY))
+        for term in _profanity_terms():  # most of what is left of it is sexual
+            block.add(term, _Listed(Layer.PROFANITY, sexual=True))
+        force_safe = TermIndex(
+            (term, _Listed(Layer.DEFAULT, sexual=True))
+            for term, _ in _read_terms("force_safe_terms.txt")
+        )
         return cls(
             block=block,
-            force_safe=TermIndex(
-                (term, _Listed(Layer.DEFAULT, sexual=True))
-                for term, _ in _read_terms("force_safe_terms.txt")
+            force_safe=force_safe,
+            shipped_force_safe=force_safe,
+            allow=TermIndex(
+                (form, section == "not_with_people")
+                for term, section in _read_terms("allow_terms.txt")
+                for form in _with_glued_form(term)
             ),
-            allow=TermIndex((term, Layer.DEFAULT) for term, _ in _read_terms("allow_terms.txt")),
             minors=TermIndex((term, None) for term, _ in _read_terms("minor_terms.txt")),
             negative=TermIndex(
                 (term, section) for term, section in negative_terms if section != "negative_allow"
@@ -173,17 +206,34 @@ class PromptRules:
             negative_allow=TermIndex(
                 (term, None) for term, section in negative_terms if section == "negative_allow"
             ),
+            fragment_terms=frozenset(
+                term.text
+                for term, section in _read_terms("block_terms.txt")
+                if section == "sexual"
+                and term.shape is not TermShape.PHRASE
+                and term.text not in _FRAGMENT_EXCEPTIONS
+            ),
         )
 
-    def with_guild(self, rules: Iterable[GuildRule]) -> PromptRules:
-        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid."""
+    def with_guild(self, rules: Iterable[GuildRule], *, probe: bool = True) -> PromptRules:
+        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid.
+
+        ``probe`` runs new patterns on texts that make backtracking patterns run away; entries
+        read back from the database were probed when they were stored.
+        """
         block = TermIndex(self.block)
         force_safe = TermIndex(self.force_safe)
         guild_allow = TermIndex(self.guild_allow)
         patterns = list(self.patterns)
         for rule in rules:
             if rule.is_regex:
-                patterns.append(_Pattern(rule.text, compile_pattern(rule.text), rule.action))
+                if rule.action is RuleAction.ALLOW:
+                    raise InvalidTerm(
+                        "regular expressions work for block and force-safe entries; "
+                        "an allow entry is a term or phrase"
+                    )
+                compiled = compile_pattern(rule.text, probe=probe)
+                patterns.append(_Pattern(rule.text, compiled, rule.action))
                 continue
             term = parse_term(rule.text)
             if rule.action is RuleAction.BLOCK:
@@ -191,23 +241,31 @@ class PromptRules:
             elif rule.action is RuleAction.FORCE_SAFE:
                 force_safe.add(term, _Listed(Layer.GUILD))
             else:
-                guild_allow.add(term, Layer.GUILD)
-        return PromptRules(
+                guild_allow.add(term, None)
+        return dataclasses.replace(
+            self,
             block=block,
             force_safe=force_safe,
-            allow=self.allow,
-            minors=self.minors,
-            negative=self.negative,
-            negative_allow=self.negative_allow,
             guild_allow=guild_allow,
             patterns=tuple(patterns),
         )
 
 
+def validate_rule(rule: GuildRule) -> None:
+    """Raises InvalidTerm, naming the entry and what is allowed, before a list stores it."""
+    PromptRules.default().with_guild([rule])
+
+
+@functools.lru_cache(maxsize=512)
+def rules_with_guild(base: PromptRules, rules: tuple[GuildRule, ...]) -> PromptRules:
+    """``base.with_guild(rules)`` for stored (already validated) entries, cached by entries."""
+    return base.with_guild(rules, probe=False)
+
+
 def _found(
     index: TermIndex[_Listed], readings: Iterable[str], *, unless: TermIndex[_Listed] | None = None
 ) -> dict[str, _Listed]:
-    """Terms found in any reading, keyed by the term as listed.
+    """Terms found in any reading, keyed by the term's words, the earliest layer first.
 
     With ``unless``, a wildcard term does not count where the word it matched is itself an
     entry of ``unless``: "sex*" blocks "sexgirl" but leaves "sexy" to the force-safe list.
@@ -215,7 +273,7 @@ def _found(
     hits: dict[str, _Listed] = {}
     seen: set[str] = set()  # one reason a word: "nude" and "*nude*" both match "nude"
     found = [hit for reading in readings for hit in index.find(reading)]
-    found.sort(key=lambda hit: _LAYER_ORDER.index(hit[1].layer))  # stable: the earliest layer
+    found.sort(key=lambda hit: _LAYER_ORDER.index(hit[1].layer))  # stable
     for term, listed, matched in found:
         if matched in seen or term.text in seen:
             continue
@@ -226,30 +284,31 @@ def _found(
     return hits
 
 
-def _any(index: TermIndex[None], readings: Iterable[str]) -> str | None:
+def _any(index: TermIndex[Any], readings: Iterable[str]) -> str | None:
     for reading in readings:
         for term, _, _ in index.find(reading):
-            return str(term)
+            return term.text
     return None
 
 
-def _negative_clothing(rules: PromptRules, negative: Views) -> str | None:
-    """The clothing the negative prompt leaves out: one strong word, or two weaker ones."""
+def _clothing_left_out(rules: PromptRules, negative: Views) -> tuple[str | None, str | None]:
+    """(what counts on its own: one strong word or two weaker ones, any clothing word at all)."""
     strong: str | None = None
     weak: set[str] = set()
     for reading in negative.all:
         reading = rules.negative_allow.remove_from(reading)
         for term, section, _ in rules.negative.find(reading):
             if section == "clothing":
-                strong = strong or str(term)
+                strong = strong or term.text
             elif section == "clothing_weak":
-                weak.add(str(term))
-    if strong is None and len(weak) >= 2:
-        return ", ".join(sorted(weak)[:2])
-    return strong
+                weak.add(term.text)
+    counts = strong or (", ".join(sorted(weak)[:2]) if len(weak) >= 2 else None)
+    return counts, strong or min(weak, default=None)
 
 
 def _names_a_person(rules: PromptRules, readings: Iterable[str]) -> bool:
+    if _any(rules.minors, readings):
+        return True
     return any(
         section == "people"
         for reading in readings
@@ -257,18 +316,45 @@ def _names_a_person(rules: PromptRules, readings: Iterable[str]) -> bool:
     )
 
 
+def _minor(rules: PromptRules, positive: Views) -> bool:
+    if _any(rules.minors, positive.all) or _MINOR_AGE.search(positive.plain):
+        return True
+    return any(_any(rules.minors, [join]) for join in fragment_joins(positive.plain))
+
+
+def _sexual(rules: PromptRules, positive: Views) -> bool:
+    """Any sexual term at all, before any allow phrase is taken out (for the minors rule)."""
+    hits = _found(rules.block, positive.all, unless=rules.shipped_force_safe)
+    if any(listed.sexual and listed.layer is not Layer.GUILD for listed in hits.values()):
+        return True
+    if _found(rules.shipped_force_safe, positive.all):
+        return True
+    return any(
+        join in rules.fragment_terms
+        for reading in positive.all[:2]
+        for join in fragment_joins(reading)
+    )
+
+
 def _pattern_hits(
-    patterns: Iterable[_Pattern], readings: tuple[str, ...], action: RuleAction
+    patterns: Iterable[_Pattern], readings: tuple[str, ...], action: RuleAction, deadline: float
 ) -> list[str]:
+    """Patterns that match the plain or the leet reading, all within one deadline.
+
+    A pattern that runs out of time counts as matching: a guild's rule fails closed.
+    """
     hits = []
     for pattern in patterns:
         if pattern.action is not action:
             continue
-        for reading in readings:
+        for reading in readings[:2]:
+            remaining = deadline - time.monotonic()
             try:
-                matched = pattern.compiled.search(reading, timeout=PATTERN_TIMEOUT_S) is not None
+                if remaining <= 0:
+                    raise TimeoutError
+                matched = pattern.compiled.search(reading, timeout=remaining) is not None
             except TimeoutError:
-                matched = True  # fail closed: a pattern that runs away counts as matching
+                matched = True
             if matched:
                 hits.append(pattern.written)
                 break
@@ -279,47 +365,54 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     """The verdict on a request's text; every reason says which layer decided."""
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
-    readings = tuple(rules.allow.remove_from(reading) for reading in positive.all)
-    clothing_left_out = _negative_clothing(rules, negative)
+    clothing, any_clothing = _clothing_left_out(rules, negative)
+    deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
 
-    # 1. Minors: checked before any guild term is taken out, so no guild can switch it off.
-    if _any(rules.minors, readings) or _MINOR_AGE.search(positive.plain):
-        sexual = any(
-            listed.sexual
-            for listed in _found(rules.block, readings, unless=rules.force_safe).values()
+    # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
+    # list (a guild's or ours) can switch it off.
+    if _minor(rules, positive) and (any_clothing or _sexual(rules, positive)):
+        reasons.append("sexual content involving minors is never allowed")
+
+    # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
+    # the guild's own.
+    person = _names_a_person(rules, positive.all)
+    readings = tuple(
+        rules.guild_allow.remove_from(
+            rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
         )
-        if sexual or _found(rules.force_safe, readings) or clothing_left_out:
-            reasons.append("sexual content involving minors is never allowed")
+        for reading in positive.all
+    )
 
-    # 2. Block terms and patterns, after the guild's allowed phrases are taken out.
-    readings = tuple(rules.guild_allow.remove_from(reading) for reading in readings)
-    for term, listed in _found(rules.block, readings, unless=rules.force_safe).items():
-        reasons.append(f"{term!r} is not allowed ({listed.layer})")
-    for written in _pattern_hits(rules.patterns, readings, RuleAction.BLOCK):
-        reasons.append(f"matches the pattern {written!r} ({Layer.GUILD})")
+    # 2. Block terms and patterns.
+    for term, listed in _found(rules.block, readings, unless=rules.shipped_force_safe).items():
+        reasons.append(f"'{term}' is not allowed ({listed.layer})")
+    joined = {join for reading in readings[:2] for join in fragment_joins(reading)}
+    for term in sorted(joined & rules.fragment_terms):
+        if not any(f"'{term}'" in reason for reason in reasons):
+            reasons.append(f"'{term}' is not allowed ({Layer.DEFAULT})")
+    for written in _pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
+        reasons.append(f"matches the pattern '{written}' ({Layer.GUILD})")
 
-    # 5. The negative prompt leaving out clothing in a picture of a person.
-    person = _names_a_person(rules, readings)
-    if clothing_left_out and person:
+    # 6. The negative prompt leaving out clothing in a picture of a person.
+    if clothing and person:
         reasons.append(
-            f"the negative prompt leaves out clothing ({clothing_left_out}) "
-            "in a picture of a person"
+            f"the negative prompt leaves out clothing ({clothing}) in a picture of a person"
         )
     if reasons:
         return PromptVerdict(allowed=False, reasons=tuple(reasons))
 
-    # 3. Force safe: made, checked strictly, never shown unspoilered.
+    # 5. Force safe: made, checked strictly, never shown unspoilered.
     safe_reasons = [
-        f"{term!r} is on the force-safe list ({listed.layer})"
+        f"'{term}' is on the force-safe list ({listed.layer})"
         for term, listed in _found(rules.force_safe, readings).items()
     ]
     safe_reasons += [
-        f"matches the force-safe pattern {written!r} ({Layer.GUILD})"
-        for written in _pattern_hits(rules.patterns, readings, RuleAction.FORCE_SAFE)
+        f"matches the force-safe pattern '{written}' ({Layer.GUILD})"
+        for written in _pattern_hits(rules.patterns, readings, RuleAction.FORCE_SAFE, deadline)
     ]
-    if clothing_left_out:
-        safe_reasons.append(f"the negative prompt leaves out clothing ({clothing_left_out})")
+    if clothing:
+        safe_reasons.append(f"the negative prompt leaves out clothing ({clothing})")
     return PromptVerdict(
         allowed=True, force_safe=bool(safe_reasons), safe_reasons=tuple(safe_reasons)
     )

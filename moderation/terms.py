@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 MAX_TERM_CHARS = 100
 MAX_PATTERN_CHARS = 200
-PATTERN_TIMEOUT_S = 0.02
+PROBE_TIMEOUT_S = 0.1
 _WORD_FORMS = ("", "s", "es")
 # Texts that make backtracking patterns run away: long runs of one letter or word, then a miss.
 _PROBES = tuple(
@@ -90,7 +90,7 @@ def parse_term(written: str) -> Term:
     return Term(text, shape)
 
 
-def compile_pattern(written: str) -> regex.Pattern[str]:
+def compile_pattern(written: str, *, probe: bool = True) -> regex.Pattern[str]:
     """A regular expression entry, checked so that it can neither fail nor run away."""
     if not written.strip():
         raise InvalidTerm("a pattern must not be empty")
@@ -106,9 +106,9 @@ def compile_pattern(written: str) -> regex.Pattern[str]:
         ) from None
     if pattern.search("") is not None:
         raise InvalidTerm(f"the pattern {written!r} matches empty text, so it would match anything")
-    for probe in _PROBES:
+    for text in _PROBES if probe else ():
         try:
-            pattern.search(probe, timeout=PATTERN_TIMEOUT_S * 5)
+            pattern.search(text, timeout=PROBE_TIMEOUT_S)
         except TimeoutError:
             raise InvalidTerm(
                 f"the pattern {written!r} can take too long on some prompts (nested repeats "
@@ -170,11 +170,25 @@ class TermIndex(Generic[T]):
                 found.append((term, value, match.group()))
         return found
 
-    def remove_from(self, view: str) -> str:
-        """The view with every entry's words taken out (an allow list at work)."""
-        words = [("_" if word in self._words else word) for word in view.split()]
+    def remove_from(self, view: str, unless: Callable[[T], bool] | None = None) -> str:
+        """The view with entries' words taken out (an allow list at work), except for entries
+        whose value ``unless`` says to keep."""
+
+        def kept(entry: tuple[Term, T]) -> bool:
+            return unless is not None and unless(entry[1])
+
+        words = [
+            "_" if word in self._words and not kept(self._words[word]) else word
+            for word in view.split()
+        ]
         padded = f" {' '.join(words)} "
         pattern = self._pattern()
         if pattern is not None:
-            padded = pattern.sub("_", padded)
+            keys = list(self._spans)
+
+            def replace(match: re.Match[str]) -> str:
+                entry = self._spans[keys[int(str(match.lastgroup)[1:])]]
+                return match.group() if kept(entry) else "_"
+
+            padded = pattern.sub(replace, padded)
         return padded.strip()

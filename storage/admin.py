@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from storage.models import (
     TermKind,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 _SETTING_FIELDS = (
     "nsfw_policy",
@@ -89,7 +92,11 @@ class GuildSettingsRepository:
             if row is None:
                 return GuildSettingsRecord(guild_id=guild_id)
             values = {name: getattr(row, name) for name in _SETTING_FIELDS}
-            values["nsfw_policy"] = NsfwPolicy(values["nsfw_policy"])
+            try:
+                values["nsfw_policy"] = NsfwPolicy(values["nsfw_policy"])
+            except ValueError:  # written by hand or by older code: the safe policy stands
+                log.warning("guild %d has nsfw_policy %r; using block", guild_id, row.nsfw_policy)
+                values["nsfw_policy"] = NsfwPolicy.BLOCK
             return GuildSettingsRecord(guild_id=guild_id, **values)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
@@ -183,7 +190,8 @@ class TermList:
     """Block, allow and force-safe entries; a ``None`` guild means every guild.
 
     Entries are stored as written (validate them first: ``moderation.prompts.validate_rule``);
-    an entry with ``expires_at`` stops applying then.
+    an entry with ``expires_at`` stops applying then. Adding an entry that exists replaces its
+    expiry and whether it is a pattern.
     """
 
     def __init__(self, sessions: SessionFactory) -> None:

@@ -178,7 +178,7 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
     assert blocked.returncode == 3
     assert json.loads(blocked.stdout)["reasons"] == [
         "'clown' is not allowed (this server's list)",
-        "matches the pattern '\\\\bred\\\\s+nose' (this server's list)",
+        r"matches the pattern '\bred\s+nose' (this server's list)",
     ]
     assert sdbot(migrated, "moderate", "clowns with a red nose").returncode == 0  # other guilds
     safe = json.loads(ok("moderate", "a woman in a swimsuit", "--guild", "5", "--json"))
@@ -215,6 +215,8 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
         (["terms", "add", "a*b"], "'*' may only stand at the start or the end"),
         (["terms", "add", "x", "--expires", "soon"], "--expires must be a duration like 30m"),
         (["terms", "add", "x", "--expires", "2001-01-01"], "--expires '2001-01-01' is in the past"),
+        (["terms", "add", "x", "--expires", "99999999w"], "--expires '99999999w' is too far away"),
+        (["terms", "add", "x+", "--regex", "--kind", "allow"], "an allow entry is a term"),
         (["guild", "set", "5", "--nsfw-threshold", "2"], "nsfw_threshold must be in (0, 1], got 2"),
         (["guild", "set", "5"], "nothing to change"),
     ],

@@ -155,9 +155,12 @@ async def test_the_models_own_checker_sees_the_final_images(
     settings: Settings, model_with_checker: Path
 ) -> None:
     checked = settings.model_copy(update={"model": str(model_with_checker)})
-    async with _open(checked) as (_, service):
-        outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=2), CLI)
+    async with _open(checked) as (storage, service):
+        request = RequestedOptions(prompt="a red circle", variants=2)
+        outcome = await service.imagine(request, CLI)
         record = await service.audit.get_job(outcome.job_id)
+        await storage.guild_settings.update(GUILD, nsfw_policy="spoiler")
+        spoilered = await service.imagine(request, NSFW_CHANNEL)
     assert outcome.status is JobStatus.SUCCEEDED
     assert [image.model_flagged for image in outcome.images] == [True, True]
     assert all(image.safety_score < 0.5 for image in outcome.images)  # open_nsfw: fine
@@ -165,6 +168,13 @@ async def test_the_models_own_checker_sees_the_final_images(
     assert outcome.images[0].reason.startswith("flagged by the model's checker")
     assert record is not None
     assert [image.model_flagged for image in record.images][1:] == [True, True]
+    # Taken out of the pipeline, the checker reports and leaves the pixels alone (inside it,
+    # diffusers would have blacked the picture out before our upscale).
+    assert [image.disposition for image in spoilered.images] == [Disposition.SPOILER] * 2
+    for image in spoilered.images:
+        assert image.path is not None
+        with Image.open(image.path) as picture:
+            assert np.asarray(picture).std() > 20
 
 
 async def test_without_a_checker_in_the_model_none_is_recorded(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from storage import migrations
@@ -64,3 +64,58 @@ async def test_code_refuses_a_database_that_is_behind(database_url: str) -> None
         assert await migrations.current_revision(engine) == migrations.head_revision()
     finally:
         await engine.dispose()
+
+
+async def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                result = await connection.execute(text(statement))
+                if result.returns_rows:
+                    rows += [tuple(row) for row in result]
+            return rows
+    finally:
+        await engine.dispose()
+
+
+async def test_0002_keeps_old_data_meaningful(database_url: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0001")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        "INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) "
+        f"VALUES (1, 'channel', {now}), (2, 'show', {now})",
+        "INSERT INTO jobs (id, kind, source, prompt, negative_prompt, steps, guidance_scale, "
+        "width, height, variants, scheduler, model, seeds, verdict, verdict_reasons, status, "
+        "created_at) "
+        f"VALUES (1, 'imagine', 'cli', 'p', '', 1, 1.0, 64, 64, 2, 'default', 'm', '[1, 2]', "
+        f"'allowed', '[]', 'succeeded', {now})",
+        *(
+            "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+            f"safety_score, safety_verdict, width, height, created_at) VALUES (1, {variant}, 1, "
+            f"'x', {16 + variant}, true, {score}, '{verdict}', 256, 256, {now})"
+            for variant, score, verdict in (
+                (0, 0.1, "flagged"),
+                (1, 0.9, "flagged"),
+                (2, 0.1, "safe"),
+            )
+        ),
+        f"INSERT INTO terms (guild_id, kind, term, created_at) VALUES (1, 'block', 'clown', {now})",
+    )
+
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    policies = await _execute(database_url, "SELECT guild_id, nsfw_policy FROM guild_settings")
+    assert sorted(policies) == [(1, "block"), (2, "block")]
+    shown = await _execute(database_url, "SELECT variant, disposition FROM images")
+    assert sorted(shown) == [(0, "shown"), (1, "withheld"), (2, "shown")]
+    await _execute(
+        database_url,
+        "INSERT INTO terms (guild_id, kind, term, is_regex, created_at) VALUES "
+        f"(1, 'force_safe', 'swimsuit', false, {now}), (1, 'block', 'x+y', true, {now})",
+    )
+
+    # Down again: force-safe and pattern entries have no place there, the rest stays.
+    await asyncio.to_thread(migrations.downgrade, database_url, "0001")
+    assert await _execute(database_url, "SELECT kind, term FROM terms") == [("block", "clown")]

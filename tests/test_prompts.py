@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from moderation.prompts import GuildRule, InvalidTerm, PromptRules, RuleAction, check_prompt
@@ -26,12 +28,14 @@ def guild(*rules: tuple[RuleAction, str] | tuple[RuleAction, str, bool]) -> Prom
         "a breastfeeding mother in a sunlit kitchen",
         "a cocktail party on a rooftop",
         "an essex village, a sussex spaniel, a sextant on a map",
-        "a baby naked mole rat",  # a shipped allow phrase counts before the minors rule
         "a gay couple's wedding",  # identity words are excluded from the profanity list
         "a cowgirl on a horse at sunset",
         "a knight going in for the kill against a dragon",
         "R2-D2 and a B-52 bomber, 4k, 1990s",
         "a 12 year old boy playing chess",
+        "a blue tit and a great tit bird on a feeder",
+        "a pen is on the desk, my friend's ex boyfriend",  # fragments that are not evasions
+        "an eighteen year old woman graduating",
     ],
 )
 def test_benign_prompts_pass(prompt: str) -> None:
@@ -70,6 +74,10 @@ def test_every_kind_of_evasion_is_folded(prompt: str) -> None:
     ("prompt", "reason"),
     [
         ("p0rn", "'porn' is not allowed (default list)"),
+        ("a nu de woman", "'nude' is not allowed (default list)"),  # fragments joined
+        ("po rn video", "'porn' is not allowed (default list)"),
+        ("ɴᴜᴅᴇ 🅽🆄🅳🅴", "'nude' is not allowed (default list)"),  # small caps, enclosed letters
+        ("a woman with great tits", "'tit' is not allowed (profanity list)"),  # not the bird
         ("$3x scene", "'sex' is not allowed (default list)"),
         ("a s h i t sign", "'shit' is not allowed (profanity list)"),  # "a" stays an article
         ("pоrnstar", "'porn' is not allowed (default list)"),  # Cyrillic o, glued
@@ -91,23 +99,49 @@ def test_force_safe_terms_pass_with_their_reason() -> None:
 
 
 class TestMinorsRule:
-    def test_minor_and_sexual_terms_are_refused(self) -> None:
-        prompts = ("a nude child", "a teen in lingerie", "13yo in a bikini", "young girl, sexy")
-        for prompt in prompts:
-            assert MINORS in check_prompt(prompt, RULES).reasons, prompt
+    @pytest.mark.parametrize(
+        "prompt",
+        [
+            "a nude child",
+            "a teen in lingerie",
+            "13yo in a bikini",
+            "young girl, sexy",
+            "sexy girl, age 12",
+            "aged 12, lingerie",
+            "lingerie, 12yrs",
+            "twelve years old in a bikini",
+            "5th grader in a bikini",
+            "sexy little sister",
+            "preschooler in lingerie",
+            "s e x y c h i l d",  # the minor word inside joined letters
+            "lolicon",
+            "teen with great tits",  # no allow phrase ("great tits", a bird) applies here
+            "schoolgirl, horny toad",
+        ],
+    )
+    def test_minor_and_sexual_terms_are_refused(self, prompt: str) -> None:
+        assert MINORS in check_prompt(prompt, RULES).reasons
 
     def test_minor_terms_alone_pass(self) -> None:
         for prompt in ("a teen reading a book", "kids at a pool in swimsuits", "a baby in a crib"):
             assert check_prompt(prompt, RULES).allowed, prompt
 
     def test_no_guild_setting_turns_it_off(self) -> None:
-        lax = guild((RuleAction.ALLOW, "nude"), (RuleAction.ALLOW, "a nude child"))
+        lax = guild(
+            (RuleAction.ALLOW, "nude"),
+            (RuleAction.ALLOW, "a nude child"),
+            (RuleAction.ALLOW, "boobs"),  # from the profanity list
+            (RuleAction.ALLOW, "cum"),
+        )
         assert check_prompt("a nude woman", lax).allowed  # the guild allowed the default term
-        assert check_prompt("a nude child", lax).reasons == (MINORS,)
+        for prompt in ("a nude child", "teen boobs", "cum on a teen"):
+            assert check_prompt(prompt, lax).reasons == (MINORS,), prompt
 
     def test_clothing_left_out_by_the_negative_prompt_counts(self) -> None:
-        verdict = check_prompt("a little girl on a bed", RULES, "clothes")
-        assert MINORS in verdict.reasons
+        assert MINORS in check_prompt("a little girl on a bed", RULES, "clothes").reasons
+        # With a minor, any one clothing word is enough.
+        assert MINORS in check_prompt("a child on a bed", RULES, "underwear").reasons
+        assert check_prompt("a child on a bed", RULES, "blurry, lowres").allowed
 
 
 class TestNegativePrompt:
@@ -126,6 +160,8 @@ class TestNegativePrompt:
         assert check_prompt("a man in a suit", RULES, "dress, lowres").allowed
         # Safety phrases people write there are not clothing left out.
         assert check_prompt("a woman warrior", RULES, "nsfw, revealing clothes").allowed
+        # Booru tags name people too.
+        assert not check_prompt("1girl, solo, on a bed", RULES, "clothes").allowed
 
     def test_without_a_person_it_makes_the_request_force_safe(self) -> None:
         verdict = check_prompt("an empty bedroom", RULES, "clothes, clutter")
@@ -152,6 +188,10 @@ class TestGuildRules:
             "'swimsuit' is on the force-safe list (this server's list)",
         )
 
+    def test_a_guild_force_safe_entry_cannot_soften_a_default_block(self) -> None:
+        rules = guild((RuleAction.FORCE_SAFE, "sexgirl"))
+        assert check_prompt("sexgirl", rules).reasons == ("'sex' is not allowed (default list)",)
+
     def test_patterns(self) -> None:
         rules = guild(
             (RuleAction.BLOCK, r"\bclowns?\b.*\bcars?\b", True),
@@ -159,14 +199,28 @@ class TestGuildRules:
         )
         verdict = check_prompt("Clowns in a tiny car", rules)
         assert verdict.reasons == (
-            "matches the pattern '\\\\bclowns?\\\\b.*\\\\bcars?\\\\b' (this server's list)",
+            r"matches the pattern '\bclowns?\b.*\bcars?\b' (this server's list)",
         )
         assert check_prompt("clowns at a circus", rules).allowed
         assert check_prompt("a beach at dawn", rules).force_safe
 
+    def test_a_pattern_that_runs_out_of_time_counts_as_matching(self) -> None:
+        # Stored before the probes existed (so not probed when read back), and slow on this text.
+        pattern = GuildRule(RuleAction.BLOCK, r"^(a|aa)+$", is_regex=True)
+        with pytest.raises(InvalidTerm, match="can take too long"):
+            RULES.with_guild([pattern])  # what storing it now says
+        runaway = RULES.with_guild([pattern], probe=False)
+        assert check_prompt("aaaa", runaway).reasons  # it does match what it is for
+        assert check_prompt("a lighthouse", runaway).allowed
+        started = time.monotonic()
+        verdict = check_prompt("a" * 40 + "c", runaway)  # seconds of backtracking, unbounded
+        assert time.monotonic() - started < 0.5
+        assert verdict.reasons == ("matches the pattern '^(a|aa)+$' (this server's list)",)
+
     @pytest.mark.parametrize(
         ("rule", "message"),
         [
+            (GuildRule(RuleAction.ALLOW, "cats?"), "regular expressions work for block and force"),
             (GuildRule(RuleAction.BLOCK, "("), "not a valid regular expression"),
             (GuildRule(RuleAction.BLOCK, r"(a+)+$"), "can take too long"),
             (GuildRule(RuleAction.BLOCK, r"x*"), "matches empty text"),

@@ -10,7 +10,7 @@ from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermL
 from storage.audit import AuditLog, NewImage, NewJob
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
-from storage.models import JobStatus, NsfwPolicy, TermKind, Verdict
+from storage.models import GuildSettings, JobStatus, NsfwPolicy, TermKind, Verdict
 
 GUILD = 1_100_000_000_000_000_001
 USER = 2_200_000_000_000_000_002
@@ -170,6 +170,11 @@ async def test_guild_settings_default_then_update(sessions: SessionFactory) -> N
         await repo.update(GUILD, colour="red")
     with pytest.raises(ValueError, match="nsfw_policy must be one of block, spoiler, got 'show'"):
         await repo.update(GUILD, nsfw_policy="show")
+    async with sessions.begin() as session:  # written by hand: the safe policy stands
+        row = await session.get(GuildSettings, GUILD)
+        assert row is not None
+        row.nsfw_policy = "show"
+    assert (await repo.get(GUILD)).nsfw_policy is NsfwPolicy.BLOCK
     with pytest.raises(ValueError, match=r"nsfw_threshold must be in \(0, 1\], got 1.5"):
         await repo.update(GUILD, nsfw_threshold=1.5)
 

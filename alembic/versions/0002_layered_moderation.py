@@ -31,7 +31,11 @@ def upgrade() -> None:
     with op.batch_alter_table("guild_settings") as batch:
         batch.add_column(sa.Column("nsfw_threshold", sa.Float(), nullable=True))
     # "channel" (the old default) meant what "block" means now: flagged images never posted.
-    op.execute("UPDATE guild_settings SET nsfw_policy = 'block' WHERE nsfw_policy = 'channel'")
+    # Anything else that is not a policy now falls back to the safe one as well.
+    op.execute(
+        "UPDATE guild_settings SET nsfw_policy = 'block' "
+        "WHERE nsfw_policy NOT IN ('block', 'spoiler')"
+    )
 
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("safety_threshold", sa.Float(), nullable=True))
@@ -49,6 +53,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Force-safe and regex entries have no place in the older schema: they are deleted.
     with op.batch_alter_table("images") as batch:
         batch.drop_column("disposition")
         batch.drop_column("model_flagged")

@@ -16,7 +16,7 @@ from bot.app import open_storage
 from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
 from bot.settings import Settings
 from moderation.policy import NsfwPolicy
-from moderation.prompts import GuildRule, InvalidTerm, PromptRules, RuleAction
+from moderation.prompts import GuildRule, InvalidTerm, RuleAction, validate_rule
 from storage.admin import ModerationLog
 from storage.models import TermKind
 
@@ -74,7 +74,10 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     match = _DURATION.match(text.strip())
     if match:
-        when = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            when = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:
+            raise CommandError(f"--expires {text!r} is too far away") from None
     else:
         try:
             when = datetime.fromisoformat(text.strip())
@@ -92,7 +95,7 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
 async def run_terms_add(args: argparse.Namespace, settings: Settings) -> int:
     kind = _KINDS[args.kind]
     try:  # the same check the rules make, before anything is stored
-        PromptRules.default().with_guild([GuildRule(RuleAction(kind), args.term, args.regex)])
+        validate_rule(GuildRule(RuleAction(kind), args.term, args.regex))
     except InvalidTerm as error:
         raise CommandError(str(error)) from error
     expires_at = None if args.expires is None else parse_expiry(args.expires)
