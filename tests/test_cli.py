@@ -86,6 +86,8 @@ def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None
     human = sdbot(migrated, "trace", str(paths[2]))
     assert f"variant 3 of job {first['job_id']} (imagine, succeeded)" in human.stdout
     assert "seeds 1 2 3 4" in human.stdout
+    assert "safety safe 0.0" in human.stdout
+    assert "(threshold 0.5) · shown" in human.stdout
 
     again = imagine_json(
         migrated, "a red circle", "--variants", "4", "--seed", "1", "--out", str(tmp_path / "b")

@@ -70,10 +70,11 @@ def _describe(job: JobRecord, variant: int) -> str:
     ]
     for image in job.images:
         if image.variant == variant:
+            threshold = image.safety_threshold
             lines.append(
                 f"  image     {image.width}x{image.height} sha256 {image.sha256[:16]}… "
                 f"safety {image.safety_verdict} {image.safety_score:.2f}"
-                + ("" if image.safety_threshold is None else f" (≥ {image.safety_threshold:g})")
+                + ("" if threshold is None else f" (threshold {threshold:g})")
                 + (" model checker flagged" if image.model_flagged else "")
                 + f" · {image.disposition}"
             )
