@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+import yarl
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
     output_dir: Path | None = Field(default=None, description="default: images/ in the data folder")
     redis_url: str | None = None
     discord_token: SecretStr | None = None
+    discord_api_url: str = Field(
+        default="https://discord.com/api/v10",
+        description="Discord's REST API, or a REST proxy in front of it",
+    )
+    discord_gateway_url: str = Field(
+        default="wss://gateway.discord.gg/", description="Discord's gateway websocket"
+    )
 
     max_prompt_chars: int = Field(default=1000, ge=1)
     max_steps: int = Field(default=50, ge=1, le=500)
@@ -67,6 +75,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
+
+    @field_validator("discord_api_url", "discord_gateway_url")
+    @classmethod
+    def _check_discord_url(cls, value: str, info: ValidationInfo) -> str:
+        schemes = ("http", "https") if info.field_name == "discord_api_url" else ("ws", "wss")
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in schemes:
+            raise ValueError(f"{value!r} must be a {' or '.join(schemes)} URL")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -128,6 +145,9 @@ class Settings(BaseSettings):
                 value = self.effective_output_dir()
             if isinstance(value, SecretStr):
                 text = "****" if value.get_secret_value() else ""
+            elif name in {"discord_api_url", "discord_gateway_url"}:
+                url = yarl.URL(value)  # a proxy URL may carry credentials
+                text = str(url.with_password("****")) if url.password else value
             elif name in {"database_url", "redis_url"} and value:
                 text = mask_url(str(value))
             else:

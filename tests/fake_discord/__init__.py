@@ -1,0 +1,26 @@
+"""A fake Discord for tests: the real discord.py client against a local REST API and gateway."""
+
+from tests.fake_discord.model import (
+    Attachment,
+    Channel,
+    Guild,
+    Message,
+    Overwrite,
+    Permission,
+    User,
+)
+from tests.fake_discord.rest import Call
+from tests.fake_discord.server import FakeDiscord, Interaction
+
+__all__ = [
+    "Attachment",
+    "Call",
+    "Channel",
+    "FakeDiscord",
+    "Guild",
+    "Interaction",
+    "Message",
+    "Overwrite",
+    "Permission",
+    "User",
+]

@@ -1,0 +1,188 @@
+"""The gateway side of the fake: HELLO, IDENTIFY/READY, RESUME with replay, heartbeats, dispatch,
+and the faults a real gateway shows (dropped connections, invalid sessions, silent heartbeats,
+refused connects)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+if TYPE_CHECKING:
+    from tests.fake_discord.server import FakeDiscord
+
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTBEAT_ACK = (
+    0, 1, 2, 6, 7, 9, 10, 11,
+)  # fmt: skip
+
+GUILDS, GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1 << 0, 1 << 9, 1 << 10
+DIRECT_MESSAGES, DIRECT_MESSAGE_REACTIONS = 1 << 12, 1 << 13
+_INTENT_FOR = {
+    ("MESSAGE_CREATE", True): GUILD_MESSAGES,
+    ("MESSAGE_UPDATE", True): GUILD_MESSAGES,
+    ("MESSAGE_DELETE", True): GUILD_MESSAGES,
+    ("MESSAGE_CREATE", False): DIRECT_MESSAGES,
+    ("MESSAGE_UPDATE", False): DIRECT_MESSAGES,
+    ("MESSAGE_DELETE", False): DIRECT_MESSAGES,
+    ("MESSAGE_REACTION_ADD", True): GUILD_MESSAGE_REACTIONS,
+    ("MESSAGE_REACTION_REMOVE", True): GUILD_MESSAGE_REACTIONS,
+    ("MESSAGE_REACTION_ADD", False): DIRECT_MESSAGE_REACTIONS,
+    ("MESSAGE_REACTION_REMOVE", False): DIRECT_MESSAGE_REACTIONS,
+}
+
+
+@dataclass
+class GatewaySession:
+    id: str
+    intents: int
+    seq: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, for RESUME
+    ws: web.WebSocketResponse | None = None
+    identifies: int = 1
+    resumes: int = 0
+
+
+class Gateway:
+    """One bot connection at a time (what a plain discord.py Client opens)."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+        self.session: GatewaySession | None = None
+        self.heartbeat_interval_ms = 41_250
+        self.ack_heartbeats = True
+        self.refuse_connects = 0  # the next N connects fail the websocket handshake
+        self.connects = 0
+        self.connected = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    # --- the websocket endpoint --------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.connects += 1
+        if self.refuse_connects > 0:
+            self.refuse_connects -= 1
+            return web.Response(status=503, text="gateway unavailable (fault injected)")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        await self._send(ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                await self._received(ws, json.loads(message.data))
+        finally:
+            if self.session is not None and self.session.ws is ws:
+                self.session.ws = None
+                self.connected.clear()
+        return ws
+
+    async def _received(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        if op == HEARTBEAT:
+            if self.ack_heartbeats:
+                await self._send(ws, {"op": HEARTBEAT_ACK})
+        elif op == IDENTIFY:
+            await self._identify(ws, data)
+        elif op == RESUME:
+            await self._resume(ws, data)
+        # Presence updates, member chunk requests and the like are accepted and ignored.
+
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        if data.get("token") != self.fake.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return
+        previous = self.session.identifies if self.session else 0
+        self.session = GatewaySession(
+            secrets.token_hex(16), int(data.get("intents", 0)), identifies=previous + 1
+        )
+        self.session.ws = ws
+        fake = self.fake
+        self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": fake.bot_user.to_json(),
+                "guilds": [{"id": str(g), "unavailable": True} for g in fake.guilds],
+                "session_id": self.session.id,
+                "resume_gateway_url": fake.gateway_url,
+                "application": {"id": str(fake.application_id), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+            },
+        )
+        for guild in fake.guilds.values():
+            self.dispatch("GUILD_CREATE", guild.to_json())
+        self.connected.set()
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        session = self.session
+        if (
+            session is None
+            or data.get("session_id") != session.id
+            or data.get("token") != self.fake.token
+        ):
+            await self._send(ws, {"op": INVALID_SESSION, "d": False})
+            return
+        session.ws = ws
+        session.resumes += 1
+        seq = int(data.get("seq") or 0)
+        for event in session.events:
+            if event["s"] > seq:
+                await self._send(ws, event)
+        self.dispatch("RESUMED", {})
+        self.connected.set()
+
+    # --- sending -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        if not ws.closed:
+            await ws.send_str(json.dumps(payload))
+
+    def dispatch(self, event: str, data: dict[str, Any], *, in_guild: bool | None = None) -> bool:
+        """Sends an event (or keeps it for RESUME while the bot is away); False when the bot's
+        intents do not cover it."""
+        session = self.session
+        if session is None:
+            return False
+        intent = _INTENT_FOR.get((event, bool(in_guild)))
+        if intent is not None and not session.intents & intent:
+            return False
+        session.seq += 1
+        payload = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
+        session.events.append(payload)
+        if session.ws is not None and not session.ws.closed:
+            ws = session.ws
+            self.fake.spawn(self._send(ws, payload))
+        return True
+
+    # --- faults ------------------------------------------------------------------------------
+
+    async def drop(self, code: int = 4000) -> None:
+        """Closes the connection as a failing gateway does; the client reconnects and RESUMEs."""
+        if self.session is not None and self.session.ws is not None:
+            ws, self.session.ws = self.session.ws, None
+            self.connected.clear()
+            await ws.close(code=code, message=b"dropped (fault injected)")
+
+    async def invalidate(self) -> None:
+        """op 9 with d=false: the session is gone, the client must IDENTIFY again."""
+        if self.session is not None and self.session.ws is not None:
+            ws = self.session.ws
+            self.connected.clear()
+            await self._send(ws, {"op": INVALID_SESSION, "d": False})
+
+    async def request_reconnect(self) -> None:
+        """op 7: the client closes and RESUMEs."""
+        if self.session is not None and self.session.ws is not None:
+            ws = self.session.ws
+            self.connected.clear()
+            await self._send(ws, {"op": RECONNECT, "d": None})
+
+    async def close_all(self) -> None:
+        if self.session is not None and self.session.ws is not None:
+            await self.session.ws.close(code=WSCloseCode.GOING_AWAY)

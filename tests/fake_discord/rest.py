@@ -1,0 +1,465 @@
+"""The REST routes the fake answers, with Discord's rules and error codes.
+
+Every handler gets the parsed request and returns ``(status, json)``; ``DiscordError`` is turned
+into Discord's error body by the server. A route not listed here answers 404 and is recorded as
+unhandled, so a test sees a call the fake does not know instead of a silent success.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from tests.fake_discord.model import Attachment, Channel, Message, Permission, User, snowflake
+
+if TYPE_CHECKING:
+    from tests.fake_discord.server import FakeDiscord, Interaction
+
+MAX_CONTENT = 2000
+MAX_FILES = 10
+MAX_EMBEDS = 10
+MAX_EMBED_CHARS = 6000
+EPHEMERAL = 1 << 6
+
+
+class DiscordError(Exception):
+    def __init__(self, status: int, code: int, message: str, errors: Any = None) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+
+def unknown(kind: str, code: int) -> DiscordError:
+    return DiscordError(404, code, f"Unknown {kind}")
+
+
+def missing_permissions() -> DiscordError:
+    return DiscordError(403, 50013, "Missing Permissions")
+
+
+def invalid_form(field_name: str, message: str) -> DiscordError:
+    return DiscordError(
+        400,
+        50035,
+        "Invalid Form Body",
+        {field_name: {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}},
+    )
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class Call:
+    """One REST request as the fake saw it, for tests to inspect (in order)."""
+
+    method: str
+    route: str  # the template: "POST /channels/{channel_id}/messages"
+    path: str
+    params: dict[str, str]
+    json: Any = None
+    files: list[Upload] = field(default_factory=list)
+    status: int = 0
+    code: int | None = None  # Discord's error code when it failed
+    at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+Handler = Callable[["FakeDiscord", Call], Awaitable[tuple[int, Any]]]
+ROUTES: list[
+    tuple[str, re.Pattern[str], str, Handler, bool]
+] = []  # method, regex, template, fn, auth
+
+
+def route(method: str, template: str, *, auth: bool = True) -> Callable[[Handler], Handler]:
+    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
+
+    def register(handler: Handler) -> Handler:
+        ROUTES.append((method, pattern, f"{method} {template}", handler, auth))
+        return handler
+
+    return register
+
+
+def match(method: str, path: str) -> tuple[str, dict[str, str], Handler, bool] | None:
+    for route_method, pattern, template, handler, auth in ROUTES:
+        found = pattern.match(path)
+        if route_method == method and found:
+            return template, {k: unquote(v) for k, v in found.groupdict().items()}, handler, auth
+    return None
+
+
+# --- identity and commands ---------------------------------------------------------------------
+
+
+@route("GET", "/users/@me")
+async def get_me(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, fake.bot_user.to_json()
+
+
+@route("GET", "/oauth2/applications/@me")
+async def get_application(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, {
+        "id": str(fake.application_id),
+        "name": fake.bot_user.name,
+        "description": "",
+        "icon": None,
+        "bot_public": True,
+        "bot_require_code_grant": False,
+        "owner": fake.owner.to_json(),
+        "verify_key": "0" * 64,
+        "flags": 0,
+    }
+
+
+@route("GET", "/gateway")
+@route("GET", "/gateway/bot")
+async def get_gateway(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, {
+        "url": fake.gateway_url,
+        "shards": 1,
+        "session_start_limit": {
+            "total": 1000,
+            "remaining": 999,
+            "reset_after": 0,
+            "max_concurrency": 1,
+        },
+    }
+
+
+def _store_commands(fake: FakeDiscord, guild_id: int | None, body: Any) -> list[dict[str, Any]]:
+    stored = []
+    for command in body:
+        existing = fake.commands.get((guild_id, command["name"]))
+        command = {
+            **command,
+            "id": existing["id"] if existing else str(snowflake()),
+            "application_id": str(fake.application_id),
+            "version": str(snowflake()),
+            "type": command.get("type", 1),
+        }
+        if guild_id is not None:
+            command["guild_id"] = str(guild_id)
+        stored.append(command)
+    for key in [key for key in fake.commands if key[0] == guild_id]:
+        del fake.commands[key]
+    for command in stored:
+        fake.commands[(guild_id, command["name"])] = command
+    return stored
+
+
+@route("PUT", "/applications/{application_id}/commands")
+async def put_global_commands(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, _store_commands(fake, None, call.json)
+
+
+@route("PUT", "/applications/{application_id}/guilds/{guild_id}/commands")
+async def put_guild_commands(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, _store_commands(fake, int(call.params["guild_id"]), call.json)
+
+
+@route("GET", "/applications/{application_id}/commands")
+async def get_global_commands(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, [c for (g, _), c in fake.commands.items() if g is None]
+
+
+@route("GET", "/applications/{application_id}/guilds/{guild_id}/commands")
+async def get_guild_commands(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    guild_id = int(call.params["guild_id"])
+    return 200, [c for (g, _), c in fake.commands.items() if g == guild_id]
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+def check_message(fake: FakeDiscord, body: dict[str, Any], files: list[Upload], limit: int) -> None:
+    """Discord's message limits: length, count, not empty, upload size."""
+    content = body.get("content") or ""
+    embeds = body.get("embeds") or []
+    if len(content) > MAX_CONTENT:
+        raise invalid_form("content", f"Must be {MAX_CONTENT} or fewer in length.")
+    if len(embeds) > MAX_EMBEDS:
+        raise invalid_form("embeds", f"Must be {MAX_EMBEDS} or fewer in length.")
+    if sum(len(str(embed)) for embed in embeds) > MAX_EMBED_CHARS:
+        raise invalid_form("embeds", f"Embed size exceeds maximum size of {MAX_EMBED_CHARS}")
+    if len(files) > MAX_FILES:
+        raise invalid_form("files", f"Must be {MAX_FILES} or fewer in length.")
+    if sum(len(f.data) for f in files) > limit:
+        raise DiscordError(413, 40005, "Request entity too large")
+    if not content and not embeds and not files and not body.get("components"):
+        raise DiscordError(400, 50006, "Cannot send an empty message")
+
+
+def new_message(
+    fake: FakeDiscord,
+    channel: Channel,
+    author: User,
+    body: dict[str, Any],
+    files: list[Upload],
+    **extra: Any,
+) -> Message:
+    message_id = snowflake(fake.now())
+    attachments = [
+        Attachment(
+            snowflake(),
+            upload.filename,
+            upload.data,
+            upload.content_type,
+            f"{fake.url}/cdn/attachments/{channel.id}/{message_id}/{upload.filename}",
+        )
+        for upload in files
+    ]
+    message = Message(
+        id=message_id,
+        channel_id=channel.id,
+        guild_id=channel.guild_id,
+        author=author,
+        content=body.get("content") or "",
+        attachments=attachments,
+        embeds=list(body.get("embeds") or []),
+        flags=int(body.get("flags") or 0),
+        components=list(body.get("components") or []),
+        allowed_mentions=body.get("allowed_mentions"),
+        message_reference=body.get("message_reference"),
+        **extra,
+    )
+    fake.add_message(message)
+    return message
+
+
+def _channel(fake: FakeDiscord, call: Call) -> Channel:
+    channel = fake.channels.get(int(call.params["channel_id"]))
+    if channel is None:
+        raise unknown("Channel", 10003)
+    return channel
+
+
+def _require(fake: FakeDiscord, channel: Channel, *bits: int) -> None:
+    """The bot's permissions in a guild channel; DMs need none."""
+    if channel.guild_id is None:
+        return
+    granted = fake.guilds[channel.guild_id].permissions(fake.bot_user.id, channel)
+    if not granted & Permission.VIEW_CHANNEL:
+        raise DiscordError(403, 50001, "Missing Access")
+    for bit in bits:
+        if not granted & bit:
+            raise missing_permissions()
+
+
+def _message(fake: FakeDiscord, channel: Channel, message_id: str) -> Message:
+    message = fake.messages.get(int(message_id))
+    if message is None or message.deleted or message.channel_id != channel.id:
+        raise unknown("Message", 10008)
+    return message
+
+
+@route("GET", "/channels/{channel_id}")
+async def get_channel(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    return 200, _channel(fake, call).to_json()
+
+
+@route("POST", "/channels/{channel_id}/messages")
+async def create_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(
+        fake, channel, Permission.SEND_MESSAGES, *([Permission.ATTACH_FILES] * bool(call.files))
+    )
+    body = call.json or {}
+    check_message(fake, body, call.files, fake.attachment_size_limit)
+    message = new_message(fake, channel, fake.bot_user, body, call.files)
+    return 200, message.to_json(fake.bot_user.id)
+
+
+@route("GET", "/channels/{channel_id}/messages/{message_id}")
+async def get_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.READ_MESSAGE_HISTORY)
+    return 200, _message(fake, channel, call.params["message_id"]).to_json(fake.bot_user.id)
+
+
+@route("PATCH", "/channels/{channel_id}/messages/{message_id}")
+async def edit_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    message = _message(fake, channel, call.params["message_id"])
+    if message.author.id != fake.bot_user.id:
+        raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+    fake.edit_message(message, call.json or {}, call.files)
+    return 200, message.to_json(fake.bot_user.id)
+
+
+@route("DELETE", "/channels/{channel_id}/messages/{message_id}")
+async def delete_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    message = _message(fake, channel, call.params["message_id"])
+    if message.author.id != fake.bot_user.id:
+        _require(fake, channel, Permission.MANAGE_MESSAGES)
+    fake.delete_message(message)
+    return 204, None
+
+
+@route("PUT", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me")
+async def add_reaction(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.ADD_REACTIONS, Permission.READ_MESSAGE_HISTORY)
+    message = _message(fake, channel, call.params["message_id"])
+    fake.react(fake.bot_user.id, message, call.params["emoji"], dispatch=True)
+    return 204, None
+
+
+@route("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user_id}")
+async def remove_reaction(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    message = _message(fake, channel, call.params["message_id"])
+    who = call.params["user_id"]
+    user_id = fake.bot_user.id if who == "@me" else int(who)
+    if user_id != fake.bot_user.id:
+        _require(fake, channel, Permission.MANAGE_MESSAGES)
+    fake.unreact(user_id, message, call.params["emoji"])
+    return 204, None
+
+
+@route("POST", "/users/@me/channels")
+async def open_dm(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    recipient = fake.users.get(int((call.json or {}).get("recipient_id", 0)))
+    if recipient is None:
+        raise unknown("User", 10013)
+    return 200, fake.dm_channel(recipient).to_json()
+
+
+@route("GET", "/guilds/{guild_id}/members/{user_id}")
+async def get_member(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    guild = fake.guilds.get(int(call.params["guild_id"]))
+    if guild is None:
+        raise unknown("Guild", 10004)
+    member = guild.members.get(int(call.params["user_id"]))
+    if member is None:
+        raise unknown("Member", 10007)
+    return 200, member.to_json()
+
+
+# --- interactions --------------------------------------------------------------------------------
+
+
+def _interaction(fake: FakeDiscord, call: Call, *, id_key: str = "") -> Interaction:
+    if id_key:
+        interaction = fake.interactions.get(int(call.params[id_key]))
+        if interaction is None or interaction.token != call.params["token"]:
+            raise unknown("interaction", 10062)
+        return interaction
+    token = call.params["token"]
+    for interaction in fake.interactions.values():
+        if interaction.token == token:
+            return interaction
+    raise unknown("Webhook", 10015)
+
+
+@route("POST", "/interactions/{interaction_id}/{token}/callback", auth=False)
+async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    interaction = _interaction(fake, call, id_key="interaction_id")
+    if interaction.responded:
+        raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+    if fake.now() - interaction.created > fake.ack_deadline_s:
+        interaction.expired_ack = True
+        raise unknown("interaction", 10062)
+    body = call.json or {}
+    kind, data = int(body.get("type", 0)), body.get("data") or {}
+    resource: dict[str, Any] = {"type": kind}
+    if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
+        check_message(fake, data, call.files, interaction.attachment_size_limit)
+        interaction.original = fake.interaction_message(interaction, data, call.files)
+        resource["message"] = interaction.original.to_json(fake.bot_user.id)
+    elif kind == 5:  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking…"
+        flags = int(data.get("flags") or 0)
+        interaction.original = fake.interaction_message(
+            interaction, {"content": "", "flags": flags}, [], loading=True
+        )
+        resource["message"] = interaction.original.to_json(fake.bot_user.id)
+    elif kind not in (6, 7, 9):  # deferred update, update message, modal
+        raise invalid_form("type", f"Value {kind} is not a valid interaction callback type")
+    fake.acknowledge(interaction, kind, ephemeral=bool(int(data.get("flags") or 0) & EPHEMERAL))
+    original = interaction.original
+    return 200, {
+        "interaction": {
+            "id": str(interaction.id),
+            "type": 2,
+            "response_message_id": str(original.id) if original else None,
+            "response_message_loading": kind == 5,
+            "response_message_ephemeral": interaction.ephemeral,
+        },
+        "resource": resource,
+    }
+
+
+def _live_token(fake: FakeDiscord, interaction: Interaction) -> None:
+    if fake.now() - interaction.created > fake.token_lifetime_s:
+        raise DiscordError(401, 50027, "Invalid Webhook Token")
+    if not interaction.responded:
+        raise unknown("Webhook", 10015)
+
+
+@route("POST", "/webhooks/{application_id}/{token}", auth=False)
+async def followup(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    interaction = _interaction(fake, call)
+    _live_token(fake, interaction)
+    body = call.json or {}
+    check_message(fake, body, call.files, interaction.attachment_size_limit)
+    if interaction.original is not None and interaction.original.flags & Message.LOADING:
+        # The first followup after a "thinking" defer replaces the loading message.
+        message = interaction.original
+        fake.edit_message(message, body, call.files, finish_loading=True)
+    else:
+        message = fake.interaction_message(interaction, body, call.files)
+    interaction.followups.append(message)
+    return 200, message.to_json(fake.bot_user.id)
+
+
+def _webhook_message(fake: FakeDiscord, call: Call) -> tuple[Interaction, Message]:
+    interaction = _interaction(fake, call)
+    _live_token(fake, interaction)
+    which = call.params["message_id"]
+    if which == "@original":
+        if interaction.original is None or interaction.original.deleted:
+            raise unknown("Message", 10008)
+        return interaction, interaction.original
+    message = fake.messages.get(int(which))
+    if message is None or message.deleted or message.interaction_id != interaction.id:
+        raise unknown("Message", 10008)
+    return interaction, message
+
+
+@route("GET", "/webhooks/{application_id}/{token}/messages/{message_id}", auth=False)
+async def get_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    _, message = _webhook_message(fake, call)
+    return 200, message.to_json(fake.bot_user.id)
+
+
+@route("PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}", auth=False)
+async def edit_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    interaction, message = _webhook_message(fake, call)
+    body = call.json or {}
+    merged = {"content": message.content, **body}
+    check_message(fake, merged, call.files or [], interaction.attachment_size_limit)
+    fake.edit_message(message, body, call.files, finish_loading=True)
+    return 200, message.to_json(fake.bot_user.id)
+
+
+@route("DELETE", "/webhooks/{application_id}/{token}/messages/{message_id}", auth=False)
+async def delete_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    _, message = _webhook_message(fake, call)
+    fake.delete_message(message)
+    return 204, None

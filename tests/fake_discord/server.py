@@ -1,0 +1,618 @@
+"""FakeDiscord: an aiohttp server on 127.0.0.1 that the unmodified discord.py client logs in to,
+plus the test API that plays members and guilds and inspects what the bot did.
+
+See tests/fake_discord/README.md for a guide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from tests.fake_discord import rest
+from tests.fake_discord.gateway import Gateway
+from tests.fake_discord.model import (
+    Attachment,
+    Channel,
+    Guild,
+    Member,
+    Message,
+    Overwrite,
+    Permission,
+    Role,
+    User,
+    snowflake,
+)
+from tests.fake_discord.rest import Call, DiscordError, Upload
+
+T = TypeVar("T")
+DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
+_OPTION_TYPES = {"STRING": 3, "INTEGER": 4, "BOOLEAN": 5, "USER": 6, "NUMBER": 10}
+
+
+@dataclass
+class Fault:
+    """What the next matching requests get instead of (or before) a normal answer."""
+
+    route: str  # "POST /channels/{channel_id}/messages", or "*" for every route
+    count: int
+    status: int = 0  # 429 or 5xx; 0 with a delay: only slow
+    retry_after: float = 0.0
+    is_global: bool = False
+    delay: float = 0.0
+
+
+@dataclass
+class Interaction:
+    id: int
+    token: str
+    name: str
+    user: User
+    guild_id: int | None
+    channel_id: int
+    created: float  # on the fake's clock
+    sent_at: float  # time.perf_counter(), for latency
+    attachment_size_limit: int
+    responded: bool = False
+    response_type: int | None = None
+    ephemeral: bool = False
+    expired_ack: bool = False
+    acked_at: float | None = None
+    original: Message | None = None
+    followups: list[Message] = field(default_factory=list)
+    acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ack_latency(self) -> float | None:
+        return None if self.acked_at is None else self.acked_at - self.sent_at
+
+    @property
+    def messages(self) -> list[Message]:
+        shown = [self.original] if self.original else []
+        by_id = {m.id: m for m in [*shown, *self.followups]}  # the first followup may be original
+        return [m for m in by_id.values() if not m.deleted]
+
+
+class FakeDiscord:
+    """Discord's REST API and gateway on a loopback port, with state a test controls."""
+
+    def __init__(self) -> None:
+        self.token = "fake." + secrets.token_urlsafe(24)
+        self.application_id = snowflake()
+        self.bot_user = User(self.application_id, "sdbot", bot=True)
+        self.owner = User(snowflake(), "owner")
+        self.users: dict[int, User] = {u.id: u for u in (self.bot_user, self.owner)}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self.messages: dict[int, Message] = {}
+        self.interactions: dict[int, Interaction] = {}
+        self.commands: dict[tuple[int | None, str], dict[str, Any]] = {}
+        self.calls: list[Call] = []
+        self.unhandled: list[Call] = []
+        self.faults: list[Fault] = []
+        self.ack_deadline_s = 3.0
+        self.token_lifetime_s = 15 * 60.0
+        self.attachment_size_limit = DEFAULT_ATTACHMENT_LIMIT
+        self.gateway = Gateway(self)
+        self._clock_offset = 0.0
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> FakeDiscord:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway/ws", self.gateway.handle)
+        app.router.add_get("/cdn/attachments/{channel}/{message}/{filename}", self._cdn)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        await self.gateway.close_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.url.replace('http', 'ws', 1)}/gateway/ws"
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the clock -----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch on the fake's clock (``advance`` moves it)."""
+        return time.time() + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Moves the fake's clock on: interaction deadlines and token lifetimes see it."""
+        self._clock_offset += seconds
+
+    # --- building the world ------------------------------------------------------------------
+
+    def create_user(self, name: str) -> User:
+        user = User(snowflake(), name)
+        self.users[user.id] = user
+        return user
+
+    def create_guild(
+        self, name: str = "guild", *, everyone: int = Permission.MEMBER, bot: int = Permission.BOT
+    ) -> Guild:
+        """A guild with @everyone (``everyone`` permissions), the bot as a member with a role of
+        ``bot`` permissions, and its owner; add channels and members with the methods below."""
+        guild = Guild(snowflake(), name, owner_id=self.owner.id)
+        guild.roles[guild.id] = Role(guild.id, "@everyone", everyone)
+        bot_role = Role(snowflake(), "sdbot", bot, position=1)
+        guild.roles[bot_role.id] = bot_role
+        guild.members[self.bot_user.id] = Member(self.bot_user, [bot_role.id])
+        guild.members[self.owner.id] = Member(self.owner, [])
+        self.guilds[guild.id] = guild
+        if self.gateway.session is not None:
+            self.gateway.dispatch("GUILD_CREATE", guild.to_json())
+        return guild
+
+    def create_role(self, guild: Guild, name: str, permissions: int) -> Role:
+        role = Role(snowflake(), name, permissions, position=len(guild.roles))
+        guild.roles[role.id] = role
+        return role
+
+    def create_channel(
+        self,
+        guild: Guild,
+        name: str = "general",
+        *,
+        nsfw: bool = False,
+        overwrites: list[Overwrite] | None = None,
+    ) -> Channel:
+        channel = Channel(snowflake(), name, guild.id, nsfw, list(overwrites or []))
+        guild.channels[channel.id] = channel
+        self.channels[channel.id] = channel
+        if self.gateway.session is not None:
+            self.gateway.dispatch("CHANNEL_CREATE", channel.to_json())
+        return channel
+
+    def add_member(self, guild: Guild, user: User, roles: list[Role] | None = None) -> Member:
+        member = Member(user, [role.id for role in roles or []])
+        guild.members[user.id] = member
+        return member
+
+    def dm_channel(self, user: User) -> Channel:
+        for channel in self.channels.values():
+            if channel.guild_id is None and channel.recipient is user:
+                return channel
+        channel = Channel(snowflake(), user.name, recipient=user)
+        self.channels[channel.id] = channel
+        return channel
+
+    # --- acting as members ---------------------------------------------------------------------
+
+    def _command_schema(self, guild_id: int | None, name: str) -> tuple[dict[str, Any], bool]:
+        top = name.split()[0]
+        if (guild_id, top) in self.commands:
+            return self.commands[(guild_id, top)], True
+        if (None, top) in self.commands:
+            return self.commands[(None, top)], False
+        known = sorted({n for _, n in self.commands})
+        raise LookupError(f"no application command {top!r} was synced; synced: {known}")
+
+    def _options(
+        self, schema: dict[str, Any], path: list[str], values: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Discord's option payload for a (sub)command, typed from the synced schema."""
+        options = schema.get("options") or []
+        if path:
+            sub = next((o for o in options if o["name"] == path[0] and o["type"] in (1, 2)), None)
+            if sub is None:
+                raise LookupError(f"{schema['name']!r} has no subcommand {path[0]!r}")
+            inner, resolved = self._options(sub, path[1:], values)
+            return [{"name": sub["name"], "type": sub["type"], "options": inner}], resolved
+        by_name = {o["name"]: o for o in options}
+        out, resolved = [], {}
+        for key, value in values.items():
+            if key not in by_name:
+                raise LookupError(
+                    f"{schema['name']!r} has no option {key!r}; it has {sorted(by_name)}"
+                )
+            kind = by_name[key]["type"]
+            if isinstance(value, User):
+                resolved.setdefault("users", {})[str(value.id)] = value.to_json()
+                value = str(value.id)
+            out.append({"name": key, "type": kind, "value": value})
+        return out, resolved
+
+    async def slash(
+        self,
+        user: User,
+        channel: Channel,
+        command: str,
+        /,
+        *,
+        attachment_size_limit: int | None = None,
+        **options: Any,
+    ) -> Interaction:
+        """Sends INTERACTION_CREATE for ``/command`` (``"mod ban"`` for a subcommand) as ``user``
+        in ``channel``; options are checked against the synced command but, as on Discord's
+        side only types are, values are sent as given (out-of-range ones included)."""
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        schema, guild_command = self._command_schema(channel.guild_id, command)
+        path = command.split()[1:]
+        opts, resolved = self._options(schema, path, options)
+        data: dict[str, Any] = {"id": schema["id"], "name": schema["name"], "type": 1}
+        if opts:
+            data["options"] = opts
+        if resolved:
+            data["resolved"] = resolved
+        if guild_command and guild is not None:
+            data["guild_id"] = str(guild.id)
+        created = self.now()
+        interaction = Interaction(
+            id=snowflake(created),
+            token="itoken." + secrets.token_urlsafe(32),
+            name=command,
+            user=user,
+            guild_id=guild.id if guild else None,
+            channel_id=channel.id,
+            created=created,
+            sent_at=time.perf_counter(),
+            attachment_size_limit=attachment_size_limit or self.attachment_size_limit,
+        )
+        self.interactions[interaction.id] = interaction
+        payload: dict[str, Any] = {
+            "id": str(interaction.id),
+            "application_id": str(self.application_id),
+            "type": 2,
+            "data": data,
+            "channel_id": str(channel.id),
+            "channel": channel.to_json(),
+            "token": interaction.token,
+            "version": 1,
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild.id) if guild else "0"},
+            "context": 0 if guild else 1,
+            "attachment_size_limit": interaction.attachment_size_limit,
+        }
+        if guild is not None:
+            member = guild.members.get(user.id) or self.add_member(guild, user)
+            payload["guild_id"] = str(guild.id)
+            payload["guild_locale"] = "en-US"
+            payload["member"] = {
+                **member.to_json(),
+                "permissions": str(guild.permissions(user.id, channel) & (2**53 - 1)),
+            }
+            payload["app_permissions"] = str(
+                guild.permissions(self.bot_user.id, channel) & (2**53 - 1)
+            )
+        else:
+            payload["user"] = user.to_json()
+        self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    def react(self, user_id: int, message: Message, emoji: str, *, dispatch: bool = True) -> None:
+        users = message.reactions.setdefault(emoji, [])
+        if user_id in users:
+            return
+        users.append(user_id)
+        if dispatch:
+            data = self._reaction_event(user_id, message, emoji)
+            data["message_author_id"] = str(message.author.id)
+            if message.guild_id is not None:
+                member = self.guilds[message.guild_id].members.get(user_id)
+                if member is not None:
+                    data["member"] = member.to_json()
+            self.gateway.dispatch(
+                "MESSAGE_REACTION_ADD", data, in_guild=message.guild_id is not None
+            )
+        self._notify()
+
+    def unreact(self, user_id: int, message: Message, emoji: str) -> None:
+        users = message.reactions.get(emoji, [])
+        if user_id not in users:
+            return
+        users.remove(user_id)
+        self.gateway.dispatch(
+            "MESSAGE_REACTION_REMOVE",
+            self._reaction_event(user_id, message, emoji),
+            in_guild=message.guild_id is not None,
+        )
+        self._notify()
+
+    async def add_reaction(self, user: User, message: Message, emoji: str) -> None:
+        """``user`` reacts to ``message`` (the bot gets MESSAGE_REACTION_ADD)."""
+        self.react(user.id, message, emoji)
+
+    async def remove_reaction(self, user: User, message: Message, emoji: str) -> None:
+        self.unreact(user.id, message, emoji)
+
+    @staticmethod
+    def _reaction_event(user_id: int, message: Message, emoji: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "user_id": str(user_id),
+            "channel_id": str(message.channel_id),
+            "message_id": str(message.id),
+            "emoji": {"id": None, "name": emoji},
+            "type": 0,
+            "burst": False,
+            "burst_colors": [],
+        }
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        return data
+
+    # --- what the bot did ----------------------------------------------------------------------
+
+    def add_message(self, message: Message) -> None:
+        self.messages[message.id] = message
+        if not message.ephemeral:
+            self.gateway.dispatch(
+                "MESSAGE_CREATE",
+                message.to_json(self.bot_user.id),
+                in_guild=message.guild_id is not None,
+            )
+        self._notify()
+
+    def interaction_message(
+        self,
+        interaction: Interaction,
+        body: dict[str, Any],
+        files: list[Upload],
+        *,
+        loading: bool = False,
+    ) -> Message:
+        channel = self.channels[interaction.channel_id]
+        body = dict(body)
+        if loading:
+            body["flags"] = int(body.get("flags") or 0) | Message.LOADING
+        return rest.new_message(
+            self,
+            channel,
+            self.bot_user,
+            body,
+            files,
+            interaction_id=interaction.id,
+            webhook_id=self.application_id,
+        )
+
+    def edit_message(
+        self,
+        message: Message,
+        body: dict[str, Any],
+        files: list[Upload],
+        *,
+        finish_loading: bool = False,
+    ) -> None:
+        if "content" in body:
+            message.content = body["content"] or ""
+        if "embeds" in body:
+            message.embeds = list(body["embeds"] or [])
+        if "components" in body:
+            message.components = list(body["components"] or [])
+        if "allowed_mentions" in body:
+            message.allowed_mentions = body["allowed_mentions"]
+        if files or body.get("attachments") == []:
+            kept = {str(a.get("id")) for a in body.get("attachments") or []}
+            message.attachments = [a for a in message.attachments if str(a.id) in kept]
+            message.attachments += [
+                Attachment(
+                    snowflake(),
+                    upload.filename,
+                    upload.data,
+                    upload.content_type,
+                    f"{self.url}/cdn/attachments/{message.channel_id}/{message.id}/{upload.filename}",
+                )
+                for upload in files
+            ]
+        if finish_loading:
+            message.flags &= ~Message.LOADING
+        message.edits += 1
+        if not message.ephemeral:
+            self.gateway.dispatch(
+                "MESSAGE_UPDATE",
+                message.to_json(self.bot_user.id),
+                in_guild=message.guild_id is not None,
+            )
+        self._notify()
+
+    def delete_message(self, message: Message) -> None:
+        message.deleted = True
+        data = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        self.gateway.dispatch("MESSAGE_DELETE", data, in_guild=message.guild_id is not None)
+        self._notify()
+
+    def acknowledge(self, interaction: Interaction, kind: int, *, ephemeral: bool) -> None:
+        interaction.responded = True
+        interaction.response_type = kind
+        interaction.ephemeral = ephemeral
+        interaction.acked_at = time.perf_counter()
+        interaction.acknowledged.set()
+        self._notify()
+
+    def channel_messages(self, channel: Channel, *, deleted: bool = False) -> list[Message]:
+        """The channel's messages in the order they were created."""
+        return [
+            m
+            for m in self.messages.values()
+            if m.channel_id == channel.id and (deleted or not m.deleted)
+        ]
+
+    def calls_to(self, route: str) -> list[Call]:
+        """The calls made to one route template, e.g. ``"PUT /channels/{channel_id}/messages/
+        {message_id}/reactions/{emoji}/@me"`` (a prefix of it works too)."""
+        return [call for call in self.calls if call.route.startswith(route)]
+
+    async def wait_for(
+        self, predicate: Callable[[], T | None], within: float = 5.0, what: str = ""
+    ) -> T:
+        """Waits until ``predicate()`` returns something truthy (checked on every change)."""
+
+        async def waiting() -> T:
+            async with self._changed:
+                while True:
+                    found = predicate()
+                    if found:
+                        return found
+                    # Woken by every change the fake makes, and every 50 ms for the others.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.05)
+
+        try:
+            return await asyncio.wait_for(waiting(), within)
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {within} s for {what or predicate}; calls so far: "
+                + ", ".join(f"{c.route} {c.status}" for c in self.calls[-12:])
+            ) from None
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        self.spawn(notify())
+
+    # --- faults --------------------------------------------------------------------------------
+
+    def rate_limit(
+        self, route: str = "*", *, count: int = 1, retry_after: float = 0.2, is_global: bool = False
+    ) -> None:
+        """The next ``count`` calls to ``route`` get 429 with Discord's headers and body."""
+        self.faults.append(Fault(route, count, 429, retry_after, is_global))
+
+    def fail(self, route: str = "*", *, status: int = 502, count: int = 1) -> None:
+        """The next ``count`` calls to ``route`` get a server error."""
+        self.faults.append(Fault(route, count, status))
+
+    def slow(self, route: str = "*", *, seconds: float, count: int = 1) -> None:
+        """The next ``count`` calls to ``route`` are answered ``seconds`` late (then normally)."""
+        self.faults.append(Fault(route, count, delay=seconds))
+
+    def _take_fault(self, route: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.count > 0 and fault.route in ("*", route):
+                fault.count -= 1
+                return fault
+        return None
+
+    # --- HTTP plumbing -------------------------------------------------------------------------
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        message = self.messages.get(int(request.match_info["message"]))
+        for attachment in message.attachments if message else []:
+            if attachment.filename == request.match_info["filename"]:
+                return web.Response(body=attachment.data, content_type=attachment.content_type)
+        return web.Response(status=404)
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        found = rest.match(request.method, path)
+        call = Call(request.method, f"{request.method} {path}", path, {}, at=time.perf_counter())
+        await self._read_body(request, call)
+        self.calls.append(call)
+        if found is None:
+            self.unhandled.append(call)
+            call.status = 404
+            return _json(404, {"message": f"the fake has no route {call.route}", "code": 0})
+        call.route, call.params, handler, needs_auth = found
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
+            call.status = 401
+            return _json(401, {"message": "401: Unauthorized", "code": 0})
+        fault = self._take_fault(call.route)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status == 429:
+                call.status = 429
+                return _rate_limited(fault)
+            if fault.status:
+                call.status = fault.status
+                return web.Response(status=fault.status, text="upstream error (fault injected)")
+        try:
+            status, body = await handler(self, call)
+        except DiscordError as error:
+            call.status, call.code = error.status, error.code
+            return _json(error.status, error.body())
+        call.status = status
+        self._notify()
+        return _json(status, body)
+
+    @staticmethod
+    async def _read_body(request: web.Request, call: Call) -> None:
+        if request.content_type == "application/json":
+            call.json = await request.json()
+        elif request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name == "payload_json":
+                    call.json = json.loads(await part.text())  # type: ignore[union-attr]
+                elif part.filename is not None:
+                    data = await part.read()  # type: ignore[union-attr]
+                    content_type = part.headers.get("Content-Type", "application/octet-stream")
+                    call.files.append(Upload(part.filename, bytes(data), content_type))
+
+
+def _json(status: int, body: Any) -> web.Response:
+    headers = {
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "4",
+        "X-RateLimit-Reset-After": "1.0",
+        "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+        "X-RateLimit-Bucket": "fake-bucket",
+    }
+    if status == 204:
+        return web.Response(status=204, headers=headers)
+    # Exactly "application/json": discord.py decodes nothing else (aiohttp would add a charset).
+    headers["Content-Type"] = "application/json"
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+
+
+def _rate_limited(fault: Fault) -> web.Response:
+    headers = {
+        "Content-Type": "application/json",
+        "Retry-After": f"{max(1, round(fault.retry_after))}",
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
+        "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
+        "X-RateLimit-Bucket": "fake-bucket",
+        "X-RateLimit-Scope": "global" if fault.is_global else "user",
+        "Via": "1.1 google",  # without it discord.py takes a 429 for a Cloudflare ban
+    }
+    if fault.is_global:
+        headers["X-RateLimit-Global"] = "true"
+    body = {
+        "message": "You are being rate limited.",
+        "retry_after": fault.retry_after,
+        "global": fault.is_global,
+        "code": 0,
+    }
+    return web.Response(status=429, body=json.dumps(body).encode(), headers=headers)
+
+
+__all__ = ["FakeDiscord", "Fault", "Interaction"]

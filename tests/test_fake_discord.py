@@ -1,0 +1,554 @@
+"""The fake Discord against the real, unmodified discord.py client: login, command sync, slash
+commands, responses and followups with files, reactions, edits, deletions, DMs, Discord's rules
+and error codes, faults (429, 5xx, slow answers, dropped gateway, invalid session, silent
+heartbeats, refused connects) and a load scenario.
+
+The client here is a small probe built only from discord.py, so that these tests pin down the
+fake itself; the bot's own tests drive bot/ against the same fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+from PIL import Image
+
+from bot import discord_endpoints
+from bot.discord_endpoints import Endpoints
+from bot.settings import Settings
+from tests.fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
+from tests.fake_discord.load import run_load
+
+
+def png(side: int = 64, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class ProbeBot(discord.Client):
+    """Commands that exercise each kind of call the real bot makes."""
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("guild_ready_timeout", 0.05)
+        super().__init__(intents=discord.Intents.default(), **options)
+        self.tree = app_commands.CommandTree(self)
+        self.errors: list[discord.HTTPException] = []
+        self.reactions: list[discord.RawReactionActionEvent] = []
+        self.removed: list[discord.RawReactionActionEvent] = []
+        tree = self.tree
+
+        mod = app_commands.Group(name="mod", description="moderation")
+
+        @mod.command(description="a subcommand with a user option")
+        async def ban(
+            interaction: discord.Interaction, user: discord.User, reason: str = ""
+        ) -> None:
+            await interaction.response.send_message(f"banned {user.name}: {reason}", ephemeral=True)
+
+        tree.add_command(mod)
+
+        @tree.command(description="what may the caller do here?")
+        async def whoami(interaction: discord.Interaction) -> None:
+            allowed = interaction.permissions
+            nsfw = getattr(interaction.channel, "nsfw", None)
+            await interaction.response.send_message(
+                f"manage_guild={allowed.manage_guild} nsfw={nsfw}", ephemeral=True
+            )
+
+        @tree.command(description="defer, then answer in a followup")
+        async def echo(interaction: discord.Interaction, text: str, times: int = 1) -> None:
+            await interaction.response.defer(thinking=True)
+            await interaction.followup.send(
+                " ".join([text] * times), allowed_mentions=discord.AllowedMentions.none()
+            )
+
+        @tree.command(description="a picture with reactions under it")
+        async def picture(interaction: discord.Interaction) -> None:
+            await interaction.response.defer()
+            message = await interaction.followup.send(
+                "here", file=discord.File(io.BytesIO(png()), "grid.png"), wait=True
+            )
+            for emoji in ("1️⃣", "🔄", "❌"):
+                await message.add_reaction(emoji)
+
+        @tree.command(description="an ephemeral answer")
+        async def secret(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("only you", ephemeral=True)
+
+        @tree.command(description="answers too late")
+        async def late(interaction: discord.Interaction) -> None:
+            await asyncio.sleep(3.3)
+            await self._record(interaction.response.send_message("late"))
+
+        @tree.command(description="a file over the limit")
+        async def big(interaction: discord.Interaction, megabytes: int = 11) -> None:
+            await interaction.response.defer()
+            data = b"\0" * (megabytes * 1024 * 1024)
+            await self._record(interaction.followup.send(file=discord.File(io.BytesIO(data), "x")))
+
+        @tree.command(description="a long message")
+        async def long(interaction: discord.Interaction, length: int) -> None:
+            await self._record(interaction.response.send_message("x" * length))
+
+        @tree.command(description="a channel message, not a response")
+        async def say(interaction: discord.Interaction, text: str) -> None:
+            await interaction.response.send_message("ok", ephemeral=True)
+            assert interaction.channel is not None
+            await self._record(interaction.channel.send(text))  # type: ignore[union-attr]
+
+        @tree.command(description="a direct message")
+        async def dm(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("check your DMs", ephemeral=True)
+            await interaction.user.send("hello in private")
+
+        @tree.command(description="edit, then delete the original response")
+        async def churn(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("first")
+            await interaction.edit_original_response(content="second")
+            await interaction.delete_original_response()
+
+    async def _record(self, call: Any) -> None:
+        try:
+            await call
+        except discord.HTTPException as error:
+            self.errors.append(error)
+
+    async def setup_hook(self) -> None:
+        await self.tree.sync()
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        self.removed.append(payload)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.user is None or payload.user_id == self.user.id:
+            return
+        self.reactions.append(payload)
+        channel = self.get_partial_messageable(payload.channel_id)
+        message = channel.get_partial_message(payload.message_id)
+        if str(payload.emoji) == "❌":
+            await message.delete()
+        else:  # only the requester's controls count in the real bot; here: remove it
+            await self._record(
+                message.remove_reaction(payload.emoji, discord.Object(payload.user_id))
+            )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = await FakeDiscord().start()
+    # The way the bot finds it: its settings, as SDBOT_DISCORD_API_URL / _GATEWAY_URL give them.
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        discord_api_url=server.api_url,
+        discord_gateway_url=server.gateway_url,
+    )
+    before = discord_endpoints.use(discord_endpoints.from_settings(settings))
+    try:
+        yield server
+    finally:
+        discord_endpoints.use(before)
+        await server.close()
+    assert not server.unhandled, [call.route for call in server.unhandled]
+
+
+@pytest.fixture
+def world(fake: FakeDiscord) -> tuple[Guild, Channel, User]:
+    guild = fake.create_guild("art club")
+    channel = fake.create_channel(guild, "images")
+    member = fake.create_user("ada")
+    fake.add_member(guild, member)
+    return guild, channel, member
+
+
+async def _start(fake: FakeDiscord, client: discord.Client) -> asyncio.Task[None]:
+    task = asyncio.create_task(client.start(fake.token))
+    await asyncio.wait_for(client.wait_until_ready(), 10)
+    return task
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, world: tuple[Guild, Channel, User]) -> AsyncIterator[ProbeBot]:
+    client = ProbeBot()
+    task = await _start(fake, client)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_login_and_one_command_end_to_end(world: tuple[Guild, Channel, User]) -> None:
+    guild, channel, ada = world
+    started = time.perf_counter()
+    server = await FakeDiscord().start()
+    # The same world, on a fresh fake, timed from nothing to the answer.
+    g = server.create_guild("art club")
+    c = server.create_channel(g, "images")
+    before = discord_endpoints.use(Endpoints(server.api_url, server.gateway_url))
+    client = ProbeBot()
+    try:
+        task = await _start(server, client)
+        interaction = await server.slash(ada, c, "echo", text="@everyone hi", times=2)
+        message = await server.wait_for(lambda: interaction.followups and interaction.followups[0])
+        elapsed = time.perf_counter() - started
+        assert message.content == "@everyone hi @everyone hi"
+        assert message.allowed_mentions == {"parse": []}  # echoed text pings no one
+        assert interaction.response_type == 5  # deferred ("thinking"), then the followup
+        assert not message.flags & message.LOADING
+        print(f"login + sync + one command: {elapsed * 1000:.0f} ms")  # goal < 2 s (bench)
+        routes = [call.route for call in server.calls]
+        assert routes[:3] == [
+            "GET /users/@me",
+            "GET /oauth2/applications/@me",
+            "PUT /applications/{application_id}/commands",
+        ]
+        assert routes[-2:] == [
+            "POST /interactions/{interaction_id}/{token}/callback",
+            "POST /webhooks/{application_id}/{token}",
+        ]
+        await client.close()
+        await task
+    finally:
+        discord_endpoints.use(before)
+        await server.close()
+    assert {guild.name, channel.name} == {"art club", "images"}
+
+
+async def test_files_reactions_and_their_order(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    interaction = await fake.slash(ada, channel, "picture")
+    message = await fake.wait_for(
+        lambda: next((m for m in interaction.messages if len(m.reacted) == 3), None)
+    )
+    [attachment] = message.attachments
+    assert attachment.filename == "grid.png"
+    assert attachment.image().size == (64, 64)
+    assert message.reacted == ["1️⃣", "🔄", "❌"]
+    routes = [call.route.split(" ", 1)[1] for call in fake.calls if call.ok][-5:]
+    assert routes == [
+        "/interactions/{interaction_id}/{token}/callback",
+        "/webhooks/{application_id}/{token}",
+        *["/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"] * 3,
+    ]
+    # The attachment is served where its URL says.
+    async with aiohttp.ClientSession() as session, session.get(attachment.url) as response:
+        assert await response.read() == attachment.data
+
+    # A member's reaction reaches the bot, which removes it; ❌ deletes the post.
+    await fake.add_reaction(ada, message, "🔄")
+    await fake.wait_for(lambda: message.reactions["🔄"] == [fake.bot_user.id])
+    assert [str(r.emoji) for r in bot.reactions] == ["🔄"]
+    # Removals are events too: the bot's removal of ada's 🔄, and ada taking one back.
+    fake.react(ada.id, message, "⭐", dispatch=False)
+    await fake.remove_reaction(ada, message, "⭐")
+    await fake.wait_for(lambda: len(bot.removed) == 2)
+    assert [(str(r.emoji), r.user_id) for r in bot.removed] == [("🔄", ada.id), ("⭐", ada.id)]
+    await fake.add_reaction(ada, message, "❌")
+    await fake.wait_for(lambda: message.deleted)
+
+
+async def test_members_roles_and_channels_reach_the_client(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, channel, ada = world
+    admin = fake.create_user("grace")
+    fake.add_member(guild, admin, [fake.create_role(guild, "mods", Permission.MANAGE_GUILD)])
+    after_dark = fake.create_channel(guild, "after-dark", nsfw=True)
+    answers = []
+    for user, where in ((ada, channel), (admin, after_dark)):
+        interaction = await fake.slash(user, where, "whoami")
+        await fake.wait_for(lambda i=interaction: i.original)  # type: ignore[misc]
+        assert interaction.original is not None
+        answers.append(interaction.original.content)
+    assert answers == ["manage_guild=False nsfw=False", "manage_guild=True nsfw=True"]
+
+    banned = await fake.slash(admin, channel, "mod ban", user=ada, reason="spam")
+    await fake.wait_for(lambda: banned.original)
+    assert banned.original is not None
+    assert banned.original.content == "banned ada: spam"
+
+
+async def test_ephemeral_edit_delete_and_dm(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    secret = await fake.slash(ada, channel, "secret")
+    await fake.wait_for(lambda: secret.original)
+    assert secret.original is not None
+    assert (secret.original.ephemeral, secret.ephemeral) == (True, True)
+
+    churn = await fake.slash(ada, channel, "churn")
+    await fake.wait_for(lambda: churn.original is not None and churn.original.deleted)
+    assert churn.original is not None
+    assert (churn.original.content, churn.original.edits) == ("second", 1)
+
+    dm = await fake.slash(ada, channel, "dm")
+    dm_channel = fake.dm_channel(ada)
+    [message] = await fake.wait_for(lambda: fake.channel_messages(dm_channel))
+    assert message.content == "hello in private"
+    assert dm.ephemeral
+
+
+async def test_the_first_response_deadline(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    late = await fake.slash(ada, channel, "late")
+    await fake.wait_for(lambda: bot.errors, within=8)
+    [error] = bot.errors
+    assert isinstance(error, discord.NotFound)
+    assert (error.status, error.code) == (404, 10062)
+    assert late.expired_ack
+    assert not late.responded
+
+
+async def _post(url: str, body: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_one_acknowledgement_and_the_token_lifetime(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    interaction = await fake.slash(ada, channel, "secret")
+    await interaction.acknowledged.wait()
+    callback = f"{fake.api_url}/interactions/{interaction.id}/{interaction.token}/callback"
+    status, body = await _post(callback, {"type": 4, "data": {"content": "again"}})
+    assert (status, body["code"]) == (400, 40060)
+
+    webhook = f"{fake.api_url}/webhooks/{fake.application_id}/{interaction.token}"
+    assert (await _post(webhook, {"content": "still in time"}))[0] == 200
+    fake.advance(15 * 60 + 1)
+    status, body = await _post(webhook, {"content": "too late"})
+    assert (status, body["code"]) == (401, 50027)
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "status", "code"),
+    [
+        ("big", {"megabytes": 11}, 413, 40005),  # over the 10 MiB attachment limit
+        ("long", {"length": 2001}, 400, 50035),
+        ("long", {"length": 0}, 400, 50006),  # empty
+    ],
+)
+async def test_message_limits(
+    fake: FakeDiscord,
+    bot: ProbeBot,
+    world: tuple[Guild, Channel, User],
+    command: str,
+    options: dict[str, int],
+    status: int,
+    code: int,
+) -> None:
+    _, channel, ada = world
+    await fake.slash(ada, channel, command, **options)
+    await fake.wait_for(lambda: bot.errors, within=8)
+    assert [(e.status, e.code) for e in bot.errors] == [(status, code)]
+
+
+async def test_a_bigger_attachment_limit_is_honoured(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    interaction = await fake.slash(
+        ada, channel, "big", megabytes=11, attachment_size_limit=25 * 1024 * 1024
+    )
+    await fake.wait_for(lambda: interaction.followups, within=8)
+    assert bot.errors == []
+
+
+async def test_permissions_are_checked(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, _, ada = world
+    read_only = fake.create_channel(
+        guild,
+        "announcements",
+        overwrites=[Overwrite(guild.id, 0, deny=Permission.SEND_MESSAGES)],
+    )
+    await fake.slash(ada, read_only, "say", text="hello")
+    await fake.wait_for(lambda: bot.errors)
+    assert [(e.status, e.code) for e in bot.errors] == [(403, 50013)]
+    # Interaction responses need no channel permission; the channel message was refused.
+    assert [m.content for m in fake.channel_messages(read_only)] == ["ok"]
+    assert fake.channel_messages(read_only)[0].ephemeral
+
+
+async def test_rate_limits_and_server_errors_are_retried(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    reaction_route = "PUT /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+    fake.rate_limit(reaction_route, retry_after=0.3)
+    fake.rate_limit("POST /webhooks/{application_id}/{token}", retry_after=0.2, is_global=True)
+    fake.fail("POST /webhooks/{application_id}/{token}", status=502)
+    fake.slow("POST /interactions/{interaction_id}/{token}/callback", seconds=0.5)
+    interaction = await fake.slash(ada, channel, "picture")
+    message = await fake.wait_for(
+        lambda: next((m for m in interaction.messages if len(m.reacted) == 3), None), within=10
+    )
+    assert message.reacted == ["1️⃣", "🔄", "❌"]
+    statuses = [call.status for call in fake.calls_to("POST /webhooks")]
+    assert statuses == [429, 502, 200]
+    assert [call.status for call in fake.calls_to(reaction_route)] == [429, 204, 204, 204]
+    assert bot.errors == []
+
+
+async def test_gateway_drop_is_resumed_and_missed_events_replayed(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    await fake.gateway.drop()
+    # Sent while the bot is away: kept and replayed after RESUME.
+    interaction = await fake.slash(ada, channel, "secret")
+    await asyncio.wait_for(interaction.acknowledged.wait(), 10)
+    assert fake.gateway.session is not None
+    assert fake.gateway.session.resumes == 1
+    assert fake.gateway.session.identifies == 1
+
+
+async def test_op7_reconnect_is_resumed(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    await fake.gateway.request_reconnect()
+    interaction = await fake.slash(ada, channel, "secret")
+    await asyncio.wait_for(interaction.acknowledged.wait(), 10)
+    assert fake.gateway.session is not None
+    assert fake.gateway.session.resumes == 1
+
+
+class QuickIdentifyBot(ProbeBot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py sleeps 5 s before every IDENTIFY but the first; not in this test."""
+
+
+async def test_invalid_session_makes_the_client_identify_again(
+    fake: FakeDiscord, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    client = QuickIdentifyBot()
+    task = await _start(fake, client)
+    try:
+        first = fake.gateway.session
+        await fake.gateway.invalidate()
+        await fake.wait_for(
+            lambda: fake.gateway.session is not first and fake.gateway.connected.is_set(),
+            within=10,
+        )
+        assert fake.gateway.session is not None
+        assert fake.gateway.session.identifies == 2
+        interaction = await fake.slash(ada, channel, "secret")
+        await asyncio.wait_for(interaction.acknowledged.wait(), 10)
+    finally:
+        await client.close()
+        await task
+
+
+async def test_silent_heartbeats_make_the_client_reconnect(
+    fake: FakeDiscord, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    fake.gateway.heartbeat_interval_ms = 200
+    client = ProbeBot(heartbeat_timeout=1.0)
+    task = await _start(fake, client)
+    try:
+        fake.gateway.ack_heartbeats = False  # and nothing else arrives either
+        await fake.wait_for(
+            lambda: fake.gateway.session is not None and fake.gateway.session.resumes >= 1,
+            within=10,
+        )
+        fake.gateway.ack_heartbeats = True
+        interaction = await fake.slash(ada, channel, "secret")
+        await asyncio.wait_for(interaction.acknowledged.wait(), 10)
+    finally:
+        await client.close()
+        await task
+
+
+async def test_a_refused_first_connect_stops_the_client(
+    fake: FakeDiscord, world: tuple[Guild, Channel, User]
+) -> None:
+    """discord.py does not retry a failing first gateway connect (Rapptz/discord.py#10520):
+    `start` ends with an error, so `sdbot run` must restart the client itself."""
+    fake.gateway.refuse_connects = 1
+    client = ProbeBot()
+    with pytest.raises(Exception):  # noqa: B017, PT011  (an AttributeError today; any error)
+        await asyncio.wait_for(client.start(fake.token), 15)
+    await client.close()
+    again = ProbeBot()
+    task = await _start(fake, again)
+    await again.close()
+    await task
+    assert fake.gateway.connects == 2
+
+
+async def test_unknown_commands_and_options_fail_loudly(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    with pytest.raises(LookupError, match="no application command 'nope' was synced"):
+        await fake.slash(ada, channel, "nope")
+    with pytest.raises(LookupError, match="'echo' has no option 'colour'"):
+        await fake.slash(ada, channel, "echo", colour="red")
+
+
+async def test_load_scenario_records_every_acknowledgement(
+    fake: FakeDiscord, bot: ProbeBot
+) -> None:
+    report = await run_load(
+        fake, guilds=3, users_per_guild=4, seconds=1.5, command="echo", text="hi"
+    )
+    summary = report.summary()
+    print(f"load: {summary}")  # figures go to the note and the bench, not into asserts
+    assert summary["interactions"] >= 12
+    assert report.unanswered == []
+    assert len(report.latencies) == summary["interactions"]
+    assert all(i.followups for i in report.interactions)
+
+
+async def _rest(
+    fake: FakeDiscord, method: str, path: str, *, token: bool = True, **kwargs: Any
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bot {fake.token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, fake.api_url + path, headers=headers, **kwargs) as response,
+    ):
+        return response.status, await response.json(
+            content_type=None
+        ) if response.status != 204 else None
+
+
+async def test_rest_rules_without_the_client(
+    fake: FakeDiscord, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, _ = world
+    messages = f"/channels/{channel.id}/messages"
+    assert (await _rest(fake, "POST", messages, json={"content": "hi"}))[0] == 200
+    assert (await _rest(fake, "POST", messages, token=False, json={"content": "hi"}))[0] == 401
+    status, body = await _rest(fake, "POST", messages, json={"embeds": [{"title": "x"}] * 11})
+    assert (status, body["code"]) == (400, 50035)
+    form = aiohttp.FormData()
+    form.add_field("payload_json", '{"content": "files"}', content_type="application/json")
+    for n in range(11):
+        form.add_field(f"files[{n}]", png(8), filename=f"{n}.png", content_type="image/png")
+    status, body = await _rest(fake, "POST", messages, data=form)
+    assert (status, body["code"]) == (400, 50035)
+    assert (await _rest(fake, "GET", "/channels/1/messages/2"))[1]["code"] == 10003
+    status, body = await _rest(fake, "GET", "/guilds/1/bans")
+    assert status == 404
+    assert [call.route for call in fake.unhandled] == ["GET /guilds/1/bans"]
+    fake.unhandled.clear()  # recorded on purpose here
