@@ -20,6 +20,7 @@ from bot.settings import Settings
 from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
+from tests.fake_discord import FakeDiscord
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
@@ -124,6 +125,26 @@ def settings(tmp_path: Path, model_dir: Path, sqlite_url: str) -> Settings:
         database_url=sqlite_url,
         device="cpu",
     )
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """A fresh fake Discord, with discord.py pointed at it the way the bot is: by its settings."""
+    from bot import discord_endpoints
+
+    server = await FakeDiscord().start()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        discord_api_url=server.api_url,
+        discord_gateway_url=server.gateway_url,
+    )
+    before = discord_endpoints.use(discord_endpoints.from_settings(settings))
+    try:
+        yield server
+    finally:
+        discord_endpoints.use(before)
+        await server.close()
+    server.check()  # no route the fake does not know, no failure inside it
 
 
 __all__ = ["IN_CI", "require_service"]

@@ -19,7 +19,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTB
     0, 1, 2, 6, 7, 9, 10, 11,
 )  # fmt: skip
 
-GUILDS, GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1 << 0, 1 << 9, 1 << 10
+GUILDS, GUILD_MEMBERS, GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1 << 0, 1 << 1, 1 << 9, 1 << 10
 DIRECT_MESSAGES, DIRECT_MESSAGE_REACTIONS = 1 << 12, 1 << 13
 _INTENT_FOR = {
     ("MESSAGE_CREATE", True): GUILD_MESSAGES,
@@ -32,18 +32,53 @@ _INTENT_FOR = {
     ("MESSAGE_REACTION_REMOVE", True): GUILD_MESSAGE_REACTIONS,
     ("MESSAGE_REACTION_ADD", False): DIRECT_MESSAGE_REACTIONS,
     ("MESSAGE_REACTION_REMOVE", False): DIRECT_MESSAGE_REACTIONS,
+    ("GUILD_MEMBER_ADD", True): GUILD_MEMBERS,
+    ("GUILD_MEMBER_UPDATE", True): GUILD_MEMBERS,
 }
 
 
 @dataclass
 class GatewaySession:
+    """One session: every event it dispatched (for RESUME), and while a socket is attached, one
+    queue and one writer that send them in order."""
+
     id: str
     intents: int
     seq: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, for RESUME
+    events: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     identifies: int = 1
     resumes: int = 0
+    invalid: bool = False
+    _outbox: asyncio.Queue[dict[str, Any]] | None = None
+    _writer: asyncio.Task[None] | None = None
+
+    def attach(self, ws: web.WebSocketResponse, backlog: list[dict[str, Any]]) -> None:
+        """Sends ``backlog`` first, then whatever is dispatched from now on, in order."""
+        self.detach()
+        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for payload in backlog:
+            outbox.put_nowait(payload)
+        self.ws, self._outbox = ws, outbox
+        self._writer = asyncio.create_task(self._write(ws, outbox))
+
+    def detach(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        self.ws = self._outbox = self._writer = None
+
+    def send(self, payload: dict[str, Any]) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(payload)
+
+    @staticmethod
+    async def _write(ws: web.WebSocketResponse, outbox: asyncio.Queue[dict[str, Any]]) -> None:
+        while not ws.closed:
+            payload = await outbox.get()
+            try:
+                await ws.send_str(json.dumps(payload))
+            except ConnectionError:
+                return
 
 
 class Gateway:
@@ -57,7 +92,7 @@ class Gateway:
         self.refuse_connects = 0  # the next N connects fail the websocket handshake
         self.connects = 0
         self.connected = asyncio.Event()
-        self._ready = asyncio.Event()
+        self.sockets: set[web.WebSocketResponse] = set()
 
     # --- the websocket endpoint --------------------------------------------------------------
 
@@ -68,6 +103,7 @@ class Gateway:
             return web.Response(status=503, text="gateway unavailable (fault injected)")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
+        self.sockets.add(ws)
         await self._send(ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         try:
             async for message in ws:
@@ -75,15 +111,21 @@ class Gateway:
                     continue
                 await self._received(ws, json.loads(message.data))
         finally:
+            self.sockets.discard(ws)
             if self.session is not None and self.session.ws is ws:
-                self.session.ws = None
+                self.session.detach()
                 self.connected.clear()
+                self.fake.changed()
         return ws
 
     async def _received(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
         op, data = payload.get("op"), payload.get("d")
         if op == HEARTBEAT:
-            if self.ack_heartbeats:
+            if not self.ack_heartbeats:
+                return
+            if self.session is not None and self.session.ws is ws:
+                self.session.send({"op": HEARTBEAT_ACK})  # through the writer: frames stay whole
+            else:
                 await self._send(ws, {"op": HEARTBEAT_ACK})
         elif op == IDENTIFY:
             await self._identify(ws, data)
@@ -96,10 +138,12 @@ class Gateway:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
         previous = self.session.identifies if self.session else 0
+        if self.session is not None:
+            self.session.detach()
         self.session = GatewaySession(
             secrets.token_hex(16), int(data.get("intents", 0)), identifies=previous + 1
         )
-        self.session.ws = ws
+        self.session.attach(ws, [])
         fake = self.fake
         self.dispatch(
             "READY",
@@ -115,26 +159,37 @@ class Gateway:
             },
         )
         for guild in fake.guilds.values():
-            self.dispatch("GUILD_CREATE", guild.to_json())
+            self.dispatch("GUILD_CREATE", self.guild_json(guild.id))
         self.connected.set()
+        fake.changed()
+
+    def guild_json(self, guild_id: int) -> dict[str, Any]:
+        """GUILD_CREATE's data: the member list only for a bot with the members intent (the bot
+        itself always), as Discord does."""
+        data = self.fake.guilds[guild_id].to_json()
+        if self.session is None or not self.session.intents & GUILD_MEMBERS:
+            me = str(self.fake.bot_user.id)
+            data["members"] = [m for m in data["members"] if m["user"]["id"] == me]
+        return data
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         session = self.session
         if (
             session is None
+            or session.invalid
             or data.get("session_id") != session.id
             or data.get("token") != self.fake.token
         ):
             await self._send(ws, {"op": INVALID_SESSION, "d": False})
             return
-        session.ws = ws
         session.resumes += 1
         seq = int(data.get("seq") or 0)
-        for event in session.events:
-            if event["s"] > seq:
-                await self._send(ws, event)
+        # What the client missed, then RESUMED, then what comes next: one queue keeps the order.
+        backlog = [event for event in session.events if event["s"] > seq]
+        session.attach(ws, backlog)
         self.dispatch("RESUMED", {})
         self.connected.set()
+        self.fake.changed()
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -144,8 +199,8 @@ class Gateway:
             await ws.send_str(json.dumps(payload))
 
     def dispatch(self, event: str, data: dict[str, Any], *, in_guild: bool | None = None) -> bool:
-        """Sends an event (or keeps it for RESUME while the bot is away); False when the bot's
-        intents do not cover it."""
+        """Sends an event (or keeps it for RESUME while the bot is away); False when no bot has
+        connected yet or its intents do not cover the event."""
         session = self.session
         if session is None:
             return False
@@ -155,34 +210,43 @@ class Gateway:
         session.seq += 1
         payload = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
         session.events.append(payload)
-        if session.ws is not None and not session.ws.closed:
-            ws = session.ws
-            self.fake.spawn(self._send(ws, payload))
+        session.send(payload)
         return True
 
     # --- faults ------------------------------------------------------------------------------
 
+    def _detached(self) -> web.WebSocketResponse | None:
+        session = self.session
+        if session is None or session.ws is None:
+            return None
+        ws = session.ws
+        session.detach()
+        self.connected.clear()
+        return ws
+
     async def drop(self, code: int = 4000) -> None:
-        """Closes the connection as a failing gateway does; the client reconnects and RESUMEs."""
-        if self.session is not None and self.session.ws is not None:
-            ws, self.session.ws = self.session.ws, None
-            self.connected.clear()
+        """Closes the connection as a failing gateway does; the client reconnects and RESUMEs.
+
+        Events dispatched from now until then are kept and replayed."""
+        ws = self._detached()
+        if ws is not None:
             await ws.close(code=code, message=b"dropped (fault injected)")
 
     async def invalidate(self) -> None:
         """op 9 with d=false: the session is gone, the client must IDENTIFY again."""
-        if self.session is not None and self.session.ws is not None:
-            ws = self.session.ws
-            self.connected.clear()
+        ws = self._detached()
+        if ws is not None and self.session is not None:
+            self.session.invalid = True
             await self._send(ws, {"op": INVALID_SESSION, "d": False})
 
     async def request_reconnect(self) -> None:
         """op 7: the client closes and RESUMEs."""
-        if self.session is not None and self.session.ws is not None:
-            ws = self.session.ws
-            self.connected.clear()
+        ws = self._detached()
+        if ws is not None:
             await self._send(ws, {"op": RECONNECT, "d": None})
 
     async def close_all(self) -> None:
-        if self.session is not None and self.session.ws is not None:
-            await self.session.ws.close(code=WSCloseCode.GOING_AWAY)
+        if self.session is not None:
+            self.session.detach()
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY)

@@ -28,6 +28,10 @@ class Permission:
     READ_MESSAGE_HISTORY = 1 << 16
     MANAGE_GUILD = 1 << 5
     ADMINISTRATOR = 1 << 3
+    KICK_MEMBERS = 1 << 1
+    BAN_MEMBERS = 1 << 2
+    MANAGE_ROLES = 1 << 28
+    MODERATE_MEMBERS = 1 << 40
     USE_APPLICATION_COMMANDS = 1 << 31
 
     MEMBER = (
@@ -52,6 +56,7 @@ class User:
     id: int
     name: str
     bot: bool = False
+    dms_open: bool = True  # False: the user does not accept DMs from this server (50007)
 
     def to_json(self) -> dict[str, Any]:
         return {

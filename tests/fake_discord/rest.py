@@ -7,6 +7,7 @@ unhandled, so a test sees a call the fake does not know instead of a silent succ
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Call:
     route: str  # the template: "POST /channels/{channel_id}/messages"
     path: str
     params: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
     json: Any = None
     files: list[Upload] = field(default_factory=list)
     status: int = 0
@@ -142,8 +144,22 @@ async def get_gateway(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     }
 
 
+def _check_command(command: dict[str, Any], depth: int = 0) -> None:
+    """Discord's limits on a synced command: 25 options a level, 8000 characters in all."""
+    options = command.get("options") or []
+    if len(options) > 25:
+        raise invalid_form("options", "Must be 25 or fewer in length.")
+    for option in options:
+        _check_command(option, depth + 1)
+    if depth == 0 and len(json.dumps(command)) > 8000:
+        error = {"code": "APPLICATION_COMMAND_TOO_LARGE", "message": "Command exceeds 8000"}
+        raise DiscordError(400, 50035, "Invalid Form Body", {"_errors": [error]})
+
+
 def _store_commands(fake: FakeDiscord, guild_id: int | None, body: Any) -> list[dict[str, Any]]:
     stored = []
+    for command in body:
+        _check_command(command)
     for command in body:
         existing = fake.commands.get((guild_id, command["name"]))
         command = {
@@ -199,9 +215,10 @@ def check_message(fake: FakeDiscord, body: dict[str, Any], files: list[Upload], 
         raise invalid_form("embeds", f"Embed size exceeds maximum size of {MAX_EMBED_CHARS}")
     if len(files) > MAX_FILES:
         raise invalid_form("files", f"Must be {MAX_FILES} or fewer in length.")
-    if sum(len(f.data) for f in files) > limit:
+    if any(len(f.data) > limit for f in files):  # the limit is per file
         raise DiscordError(413, 40005, "Request entity too large")
-    if not content and not embeds and not files and not body.get("components"):
+    kept = body.get("attachments") or []
+    if not content and not embeds and not files and not kept and not body.get("components"):
         raise DiscordError(400, 50006, "Cannot send an empty message")
 
 
@@ -262,10 +279,23 @@ def _require(fake: FakeDiscord, channel: Channel, *bits: int) -> None:
 
 
 def _message(fake: FakeDiscord, channel: Channel, message_id: str) -> Message:
-    message = fake.messages.get(int(message_id))
-    if message is None or message.deleted or message.channel_id != channel.id:
+    """A message by its channel route; ephemeral ones exist only for their interaction."""
+    message = fake.messages.get(int(message_id)) if message_id.isdigit() else None
+    if message is None or message.deleted or message.channel_id != channel.id or message.ephemeral:
         raise unknown("Message", 10008)
     return message
+
+
+def _as_edited(message: Message, body: dict[str, Any]) -> dict[str, Any]:
+    """The message as it would be after an edit: what the body changes, the rest kept."""
+    kept = [{"id": str(a.id)} for a in message.attachments]
+    return {
+        "content": message.content,
+        "embeds": message.embeds,
+        "components": message.components,
+        "attachments": kept,
+        **{k: v for k, v in body.items() if v is not None or k == "content"},
+    }
 
 
 @route("GET", "/channels/{channel_id}")
@@ -276,6 +306,8 @@ async def get_channel(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 @route("POST", "/channels/{channel_id}/messages")
 async def create_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     channel = _channel(fake, call)
+    if channel.recipient is not None and not channel.recipient.dms_open:
+        raise DiscordError(403, 50007, "Cannot send messages to this user")
     _require(
         fake, channel, Permission.SEND_MESSAGES, *([Permission.ATTACH_FILES] * bool(call.files))
     )
@@ -298,6 +330,9 @@ async def edit_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     message = _message(fake, channel, call.params["message_id"])
     if message.author.id != fake.bot_user.id:
         raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+    check_message(
+        fake, _as_edited(message, call.json or {}), call.files, fake.attachment_size_limit
+    )
     fake.edit_message(message, call.json or {}, call.files)
     return 200, message.to_json(fake.bot_user.id)
 
@@ -331,6 +366,53 @@ async def remove_reaction(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
         _require(fake, channel, Permission.MANAGE_MESSAGES)
     fake.unreact(user_id, message, call.params["emoji"])
     return 204, None
+
+
+@route("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions")
+async def clear_reactions(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.MANAGE_MESSAGES)
+    message = _message(fake, channel, call.params["message_id"])
+    for emoji, users in list(message.reactions.items()):
+        for user_id in list(users):
+            fake.unreact(user_id, message, emoji)
+    return 204, None
+
+
+@route("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}")
+async def clear_emoji(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.MANAGE_MESSAGES)
+    message = _message(fake, channel, call.params["message_id"])
+    for user_id in list(message.reactions.get(call.params["emoji"], [])):
+        fake.unreact(user_id, message, call.params["emoji"])
+    return 204, None
+
+
+@route("GET", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}")
+async def reaction_users(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.READ_MESSAGE_HISTORY)
+    message = _message(fake, channel, call.params["message_id"])
+    users = message.reactions.get(call.params["emoji"], [])
+    return 200, [fake.users[user_id].to_json() for user_id in users]
+
+
+@route("GET", "/channels/{channel_id}/messages")
+async def history(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    channel = _channel(fake, call)
+    _require(fake, channel, Permission.READ_MESSAGE_HISTORY)
+    limit = int(call.query.get("limit", "50"))
+    shown = [m for m in fake.channel_messages(channel) if not m.ephemeral]
+    return 200, [m.to_json(fake.bot_user.id) for m in reversed(shown[-limit:])]
+
+
+@route("GET", "/users/{user_id}")
+async def get_user(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
+    user = fake.users.get(int(call.params["user_id"])) if call.params["user_id"].isdigit() else None
+    if user is None:
+        raise unknown("User", 10013)
+    return 200, user.to_json()
 
 
 @route("POST", "/users/@me/channels")
@@ -383,14 +465,15 @@ async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]
         check_message(fake, data, call.files, interaction.attachment_size_limit)
         interaction.original = fake.interaction_message(interaction, data, call.files)
         resource["message"] = interaction.original.to_json(fake.bot_user.id)
-    elif kind == 5:  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking…"
+    elif kind == 5:  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking…" (no message returned)
         flags = int(data.get("flags") or 0)
         interaction.original = fake.interaction_message(
             interaction, {"content": "", "flags": flags}, [], loading=True
         )
-        resource["message"] = interaction.original.to_json(fake.bot_user.id)
-    elif kind not in (6, 7, 9):  # deferred update, update message, modal
-        raise invalid_form("type", f"Value {kind} is not a valid interaction callback type")
+    elif kind != 9:  # 6 and 7 answer components, 8 autocomplete; 9 opens a modal
+        raise invalid_form(
+            "type", f"Value {kind} is not a valid callback type for an application command"
+        )
     fake.acknowledge(interaction, kind, ephemeral=bool(int(data.get("flags") or 0) & EPHEMERAL))
     original = interaction.original
     return 200, {
@@ -452,8 +535,8 @@ async def get_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 async def edit_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     interaction, message = _webhook_message(fake, call)
     body = call.json or {}
-    merged = {"content": message.content, **body}
-    check_message(fake, merged, call.files or [], interaction.attachment_size_limit)
+    merged = _as_edited(message, body)
+    check_message(fake, merged, call.files, interaction.attachment_size_limit)
     fake.edit_message(message, body, call.files, finish_loading=True)
     return 200, message.to_json(fake.bot_user.id)
 

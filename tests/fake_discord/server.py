@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,7 +36,13 @@ from tests.fake_discord.rest import Call, DiscordError, Upload
 
 T = TypeVar("T")
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
-_OPTION_TYPES = {"STRING": 3, "INTEGER": 4, "BOOLEAN": 5, "USER": 6, "NUMBER": 10}
+# Routes that Discord's global rate limit does not cover.
+_INTERACTION_ROUTES = (
+    "POST /interactions/",
+    "POST /webhooks/",
+    "PATCH /webhooks/",
+    "GET /webhooks/",
+)
 
 
 @dataclass
@@ -97,6 +104,7 @@ class FakeDiscord:
         self.commands: dict[tuple[int | None, str], dict[str, Any]] = {}
         self.calls: list[Call] = []
         self.unhandled: list[Call] = []
+        self.errors: list[str] = []  # exceptions inside the fake's own handlers
         self.faults: list[Fault] = []
         self.ack_deadline_s = 3.0
         self.token_lifetime_s = 15 * 60.0
@@ -115,7 +123,7 @@ class FakeDiscord:
         app.router.add_get("/gateway/ws", self.gateway.handle)
         app.router.add_get("/cdn/attachments/{channel}/{message}/{filename}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -125,10 +133,19 @@ class FakeDiscord:
 
     async def close(self) -> None:
         await self.gateway.close_all()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def check(self) -> None:
+        """Fails when the bot called a route the fake does not know, or a handler broke."""
+        assert not self.unhandled, (
+            f"routes the fake does not know: {[c.route for c in self.unhandled]}"
+        )
+        assert not self.errors, f"the fake's own handlers failed: {self.errors}"
 
     @property
     def api_url(self) -> str:
@@ -150,7 +167,10 @@ class FakeDiscord:
         return time.time() + self._clock_offset
 
     def advance(self, seconds: float) -> None:
-        """Moves the fake's clock on: interaction deadlines and token lifetimes see it."""
+        """Moves the fake's clock on: interaction deadlines and token lifetimes see it.
+
+        discord.py's ``Interaction.is_expired()`` reads the real clock, so a bot under test
+        learns of an expired token the way it must on Discord too: a 401 with code 50027."""
         self._clock_offset += seconds
 
     # --- building the world ------------------------------------------------------------------
@@ -173,13 +193,28 @@ class FakeDiscord:
         guild.members[self.owner.id] = Member(self.owner, [])
         self.guilds[guild.id] = guild
         if self.gateway.session is not None:
-            self.gateway.dispatch("GUILD_CREATE", guild.to_json())
+            self.gateway.dispatch("GUILD_CREATE", self.gateway.guild_json(guild.id))
         return guild
 
     def create_role(self, guild: Guild, name: str, permissions: int) -> Role:
         role = Role(snowflake(), name, permissions, position=len(guild.roles))
         guild.roles[role.id] = role
+        self.gateway.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.to_json()}
+        )
         return role
+
+    def set_roles(self, guild: Guild, user: User, roles: list[Role]) -> None:
+        """Changes a member's roles (the bot hears GUILD_MEMBER_UPDATE if it has the intent)."""
+        member = guild.members[user.id]
+        member.role_ids = [role.id for role in roles]
+        self.gateway.dispatch(
+            "GUILD_MEMBER_UPDATE", {"guild_id": str(guild.id), **member.to_json()}, in_guild=True
+        )
+
+    def set_overwrites(self, channel: Channel, overwrites: list[Overwrite]) -> None:
+        channel.overwrites = list(overwrites)
+        self.gateway.dispatch("CHANNEL_UPDATE", channel.to_json())
 
     def create_channel(
         self,
@@ -192,13 +227,15 @@ class FakeDiscord:
         channel = Channel(snowflake(), name, guild.id, nsfw, list(overwrites or []))
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
-        if self.gateway.session is not None:
-            self.gateway.dispatch("CHANNEL_CREATE", channel.to_json())
+        self.gateway.dispatch("CHANNEL_CREATE", channel.to_json())
         return channel
 
     def add_member(self, guild: Guild, user: User, roles: list[Role] | None = None) -> Member:
         member = Member(user, [role.id for role in roles or []])
         guild.members[user.id] = member
+        self.gateway.dispatch(
+            "GUILD_MEMBER_ADD", {"guild_id": str(guild.id), **member.to_json()}, in_guild=True
+        )
         return member
 
     def dm_channel(self, user: User) -> Channel:
@@ -221,28 +258,45 @@ class FakeDiscord:
         raise LookupError(f"no application command {top!r} was synced; synced: {known}")
 
     def _options(
-        self, schema: dict[str, Any], path: list[str], values: dict[str, Any]
+        self,
+        schema: dict[str, Any],
+        path: list[str],
+        values: dict[str, Any],
+        guild: Guild | None,
+        checked: bool,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Discord's option payload for a (sub)command, typed from the synced schema."""
+        """Discord's option payload for a (sub)command, typed from the synced schema, checked
+        as Discord's own client checks it (unless ``checked`` is False)."""
         options = schema.get("options") or []
         if path:
             sub = next((o for o in options if o["name"] == path[0] and o["type"] in (1, 2)), None)
             if sub is None:
                 raise LookupError(f"{schema['name']!r} has no subcommand {path[0]!r}")
-            inner, resolved = self._options(sub, path[1:], values)
+            inner, resolved = self._options(sub, path[1:], values, guild, checked)
             return [{"name": sub["name"], "type": sub["type"], "options": inner}], resolved
         by_name = {o["name"]: o for o in options}
-        out, resolved = [], {}
+        out: list[dict[str, Any]] = []
+        resolved: dict[str, Any] = {}
         for key, value in values.items():
             if key not in by_name:
                 raise LookupError(
                     f"{schema['name']!r} has no option {key!r}; it has {sorted(by_name)}"
                 )
-            kind = by_name[key]["type"]
+            option = by_name[key]
+            if checked:
+                _check_option(option, value)
             if isinstance(value, User):
                 resolved.setdefault("users", {})[str(value.id)] = value.to_json()
+                member = guild.members.get(value.id) if guild else None
+                if member is not None:
+                    partial = {k: v for k, v in member.to_json().items() if k != "user"}
+                    resolved.setdefault("members", {})[str(value.id)] = partial
                 value = str(value.id)
-            out.append({"name": key, "type": kind, "value": value})
+            out.append({"name": key, "type": option["type"], "value": value})
+        if checked:
+            missing = [o["name"] for o in options if o.get("required") and o["name"] not in values]
+            if missing:
+                raise ValueError(f"Discord would not send {schema['name']!r} without {missing}")
         return out, resolved
 
     async def slash(
@@ -253,15 +307,31 @@ class FakeDiscord:
         /,
         *,
         attachment_size_limit: int | None = None,
+        checked: bool = True,
         **options: Any,
     ) -> Interaction:
         """Sends INTERACTION_CREATE for ``/command`` (``"mod ban"`` for a subcommand) as ``user``
-        in ``channel``; options are checked against the synced command but, as on Discord's
-        side only types are, values are sent as given (out-of-range ones included)."""
+        in ``channel``.
+
+        As Discord's client does, it refuses what Discord would never send: an unknown command
+        or option, a missing required option, a value outside the synced choices, range or
+        length, a command the member may not see (``default_member_permissions``) or an
+        age-restricted command outside an NSFW channel. ``checked=False`` sends it anyway, as
+        a modified client could.
+        """
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
         schema, guild_command = self._command_schema(channel.guild_id, command)
+        if checked and guild is not None:
+            needed = int(schema.get("default_member_permissions") or 0)
+            granted = guild.permissions(user.id, channel)
+            if needed and granted & needed != needed and granted != -1:
+                raise PermissionError(f"Discord does not show /{schema['name']} to {user.name}")
+            if schema.get("nsfw") and not channel.nsfw:
+                raise PermissionError(
+                    f"/{schema['name']} is age-restricted; #{channel.name} is not"
+                )
         path = command.split()[1:]
-        opts, resolved = self._options(schema, path, options)
+        opts, resolved = self._options(schema, path, options, guild, checked)
         data: dict[str, Any] = {"id": schema["id"], "name": schema["name"], "type": 1}
         if opts:
             data["options"] = opts
@@ -328,7 +398,7 @@ class FakeDiscord:
             self.gateway.dispatch(
                 "MESSAGE_REACTION_ADD", data, in_guild=message.guild_id is not None
             )
-        self._notify()
+        self.changed()
 
     def unreact(self, user_id: int, message: Message, emoji: str) -> None:
         users = message.reactions.get(emoji, [])
@@ -340,7 +410,7 @@ class FakeDiscord:
             self._reaction_event(user_id, message, emoji),
             in_guild=message.guild_id is not None,
         )
-        self._notify()
+        self.changed()
 
     async def add_reaction(self, user: User, message: Message, emoji: str) -> None:
         """``user`` reacts to ``message`` (the bot gets MESSAGE_REACTION_ADD)."""
@@ -374,7 +444,7 @@ class FakeDiscord:
                 message.to_json(self.bot_user.id),
                 in_guild=message.guild_id is not None,
             )
-        self._notify()
+        self.changed()
 
     def interaction_message(
         self,
@@ -414,9 +484,10 @@ class FakeDiscord:
             message.components = list(body["components"] or [])
         if "allowed_mentions" in body:
             message.allowed_mentions = body["allowed_mentions"]
-        if files or body.get("attachments") == []:
+        if "attachments" in body:  # the attachments listed stay, the others go
             kept = {str(a.get("id")) for a in body.get("attachments") or []}
             message.attachments = [a for a in message.attachments if str(a.id) in kept]
+        if files:
             message.attachments += [
                 Attachment(
                     snowflake(),
@@ -436,7 +507,7 @@ class FakeDiscord:
                 message.to_json(self.bot_user.id),
                 in_guild=message.guild_id is not None,
             )
-        self._notify()
+        self.changed()
 
     def delete_message(self, message: Message) -> None:
         message.deleted = True
@@ -444,7 +515,7 @@ class FakeDiscord:
         if message.guild_id is not None:
             data["guild_id"] = str(message.guild_id)
         self.gateway.dispatch("MESSAGE_DELETE", data, in_guild=message.guild_id is not None)
-        self._notify()
+        self.changed()
 
     def acknowledge(self, interaction: Interaction, kind: int, *, ephemeral: bool) -> None:
         interaction.responded = True
@@ -452,7 +523,7 @@ class FakeDiscord:
         interaction.ephemeral = ephemeral
         interaction.acked_at = time.perf_counter()
         interaction.acknowledged.set()
-        self._notify()
+        self.changed()
 
     def channel_messages(self, channel: Channel, *, deleted: bool = False) -> list[Message]:
         """The channel's messages in the order they were created."""
@@ -490,7 +561,7 @@ class FakeDiscord:
                 + ", ".join(f"{c.route} {c.status}" for c in self.calls[-12:])
             ) from None
 
-    def _notify(self) -> None:
+    def changed(self) -> None:
         async def notify() -> None:
             async with self._changed:
                 self._changed.notify_all()
@@ -502,7 +573,12 @@ class FakeDiscord:
     def rate_limit(
         self, route: str = "*", *, count: int = 1, retry_after: float = 0.2, is_global: bool = False
     ) -> None:
-        """The next ``count`` calls to ``route`` get 429 with Discord's headers and body."""
+        """The next ``count`` calls to ``route`` get 429 with Discord's headers and body.
+
+        Interaction routes are not under the global limit, so a global 429 cannot target them.
+        """
+        if is_global and route.startswith(_INTERACTION_ROUTES):
+            raise ValueError(f"{route!r} is an interaction route: Discord's global limit skips it")
         self.faults.append(Fault(route, count, 429, retry_after, is_global))
 
     def fail(self, route: str = "*", *, status: int = 502, count: int = 1) -> None:
@@ -513,7 +589,7 @@ class FakeDiscord:
         """The next ``count`` calls to ``route`` are answered ``seconds`` late (then normally)."""
         self.faults.append(Fault(route, count, delay=seconds))
 
-    def _take_fault(self, route: str) -> Fault | None:
+    def _take_fault(self, route: str) -> Fault | None:  # first matching fault with count left
         for fault in self.faults:
             if fault.count > 0 and fault.route in ("*", route):
                 fault.count -= 1
@@ -532,17 +608,24 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         found = rest.match(request.method, path)
-        call = Call(request.method, f"{request.method} {path}", path, {}, at=time.perf_counter())
+        call = Call(
+            request.method,
+            f"{request.method} {path}",
+            path,
+            {},
+            dict(request.query),
+            at=time.perf_counter(),
+        )
         await self._read_body(request, call)
         self.calls.append(call)
         if found is None:
             self.unhandled.append(call)
             call.status = 404
-            return _json(404, {"message": f"the fake has no route {call.route}", "code": 0})
+            return _json(404, {"message": f"the fake has no route {call.route}", "code": 0}, "")
         call.route, call.params, handler, needs_auth = found
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             call.status = 401
-            return _json(401, {"message": "401: Unauthorized", "code": 0})
+            return _json(401, {"message": "401: Unauthorized", "code": 0}, call.route)
         fault = self._take_fault(call.route)
         if fault is not None:
             if fault.delay:
@@ -557,10 +640,14 @@ class FakeDiscord:
             status, body = await handler(self, call)
         except DiscordError as error:
             call.status, call.code = error.status, error.code
-            return _json(error.status, error.body())
+            return _json(error.status, error.body(), call.route)
+        except Exception as error:  # a bug in the fake: a 400 the bot will not retry, recorded
+            self.errors.append(f"{call.route}: {type(error).__name__}: {error}")
+            call.status = 400
+            return _json(400, {"message": f"the fake failed: {error}", "code": 0}, call.route)
         call.status = status
-        self._notify()
-        return _json(status, body)
+        self.changed()
+        return _json(status, body, call.route)
 
     @staticmethod
     async def _read_body(request: web.Request, call: Call) -> None:
@@ -577,13 +664,14 @@ class FakeDiscord:
                     call.files.append(Upload(part.filename, bytes(data), content_type))
 
 
-def _json(status: int, body: Any) -> web.Response:
+def _json(status: int, body: Any, route: str) -> web.Response:
+    # A roomy bucket per route: the client's own limiter never waits unless a fault says so.
     headers = {
-        "X-RateLimit-Limit": "5",
-        "X-RateLimit-Remaining": "4",
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "49",
         "X-RateLimit-Reset-After": "1.0",
         "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
-        "X-RateLimit-Bucket": "fake-bucket",
+        "X-RateLimit-Bucket": f"{zlib.crc32(route.encode()):08x}",
     }
     if status == 204:
         return web.Response(status=204, headers=headers)
@@ -600,7 +688,7 @@ def _rate_limited(fault: Fault) -> web.Response:
         "X-RateLimit-Remaining": "0",
         "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
         "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
-        "X-RateLimit-Bucket": "fake-bucket",
+        "X-RateLimit-Bucket": f"{zlib.crc32(fault.route.encode()):08x}",
         "X-RateLimit-Scope": "global" if fault.is_global else "user",
         "Via": "1.1 google",  # without it discord.py takes a 429 for a Cloudflare ban
     }
@@ -616,3 +704,19 @@ def _rate_limited(fault: Fault) -> web.Response:
 
 
 __all__ = ["FakeDiscord", "Fault", "Interaction"]
+
+
+def _check_option(option: dict[str, Any], value: Any) -> None:
+    """What Discord's client checks before it sends an option (discord.py does not)."""
+    name = option["name"]
+    choices = [choice["value"] for choice in option.get("choices") or []]
+    if choices and value not in choices:
+        raise ValueError(f"Discord would not send {name}={value!r}: the choices are {choices}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = option.get("min_value"), option.get("max_value")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"Discord would not send {name}={value!r}: range {low}..{high}")
+    if isinstance(value, str):
+        low, high = option.get("min_length", 0), option.get("max_length", 6000)
+        if not low <= len(value) <= high:
+            raise ValueError(f"Discord would not send {name} of {len(value)} characters")
