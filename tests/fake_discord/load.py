@@ -3,8 +3,10 @@ with the acknowledgement latency of every interaction recorded."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import random
 import statistics
 import time
@@ -86,3 +88,36 @@ async def run_load(
         *(member(user, channel, rng.uniform(0, think_time[1])) for user, channel in members)
     )
     return report
+
+
+async def _main(guilds: int, users: int, seconds: float) -> None:
+    """The load scenario against the probe bot of tests/test_fake_discord.py (the harness's own
+    ceiling; the real bot's figures come from `sdbot bench discord`)."""
+    from bot import discord_endpoints
+    from bot.discord_endpoints import Endpoints
+    from tests.test_fake_discord import ProbeBot
+
+    fake = await FakeDiscord().start()
+    before = discord_endpoints.use(Endpoints(fake.api_url, fake.gateway_url))
+    client = ProbeBot()
+    task = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        report = await run_load(
+            fake, guilds=guilds, users_per_guild=users, seconds=seconds, command="echo", text="hi"
+        )
+        print(json.dumps(report.summary()))
+    finally:
+        await client.close()
+        await task
+        discord_endpoints.use(before)
+        await fake.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the fake Discord's load scenario")
+    parser.add_argument("--guilds", type=int, default=10)
+    parser.add_argument("--users", type=int, default=10, help="members per guild")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    asyncio.run(_main(args.guilds, args.users, args.seconds))
