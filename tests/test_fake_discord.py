@@ -10,10 +10,11 @@ fake itself; the bot's own tests drive bot/ against the same fake.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -25,6 +26,8 @@ from bot import discord_endpoints
 from bot.discord_endpoints import Endpoints
 from tests.fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
 from tests.fake_discord.load import run_load
+
+C = TypeVar("C", bound=discord.Client)
 
 
 def png(side: int = 64, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -176,15 +179,21 @@ async def _start(fake: FakeDiscord, client: discord.Client) -> asyncio.Task[None
     return task
 
 
-@pytest.fixture
-async def bot(fake: FakeDiscord, world: tuple[Guild, Channel, User]) -> AsyncIterator[ProbeBot]:
-    client = ProbeBot()
+@contextlib.asynccontextmanager
+async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
+    """The client logged in and ready; closed (and its task awaited) on the way out."""
     task = await _start(fake, client)
     try:
         yield client
     finally:
         await client.close()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, world: tuple[Guild, Channel, User]) -> AsyncIterator[ProbeBot]:
+    async with running(fake, ProbeBot()) as client:
+        yield client
 
 
 async def test_login_and_one_command_end_to_end(world: tuple[Guild, Channel, User]) -> None:
@@ -467,9 +476,7 @@ async def test_invalid_session_makes_the_client_identify_again(
     fake: FakeDiscord, world: tuple[Guild, Channel, User]
 ) -> None:
     _, channel, ada = world
-    client = QuickIdentifyBot()
-    task = await _start(fake, client)
-    try:
+    async with running(fake, QuickIdentifyBot()):
         first = fake.gateway.session
         await fake.gateway.invalidate()
         await fake.wait_for(
@@ -480,9 +487,6 @@ async def test_invalid_session_makes_the_client_identify_again(
         assert fake.gateway.session.identifies == 2
         interaction = await fake.slash(ada, channel, "secret")
         await asyncio.wait_for(interaction.acknowledged.wait(), 10)
-    finally:
-        await client.close()
-        await task
 
 
 async def test_silent_heartbeats_make_the_client_reconnect(
@@ -490,9 +494,7 @@ async def test_silent_heartbeats_make_the_client_reconnect(
 ) -> None:
     _, channel, ada = world
     fake.gateway.heartbeat_interval_ms = 200
-    client = ProbeBot(heartbeat_timeout=1.0)
-    task = await _start(fake, client)
-    try:
+    async with running(fake, ProbeBot(heartbeat_timeout=1.0)):
         fake.gateway.ack_heartbeats = False  # and nothing else arrives either
         await fake.wait_for(
             lambda: fake.gateway.session is not None and fake.gateway.session.resumes >= 1,
@@ -501,9 +503,6 @@ async def test_silent_heartbeats_make_the_client_reconnect(
         fake.gateway.ack_heartbeats = True
         interaction = await fake.slash(ada, channel, "secret")
         await asyncio.wait_for(interaction.acknowledged.wait(), 10)
-    finally:
-        await client.close()
-        await task
 
 
 async def test_a_refused_first_connect_stops_the_client(
@@ -524,11 +523,8 @@ async def test_a_refused_first_connect_stops_the_client(
         await client.close()
     assert failure is not None, "start() returned after a refused connect"
     assert fake.gateway.connects == 1
-    again = ProbeBot()
-    task = await _start(fake, again)
-    await again.close()
-    await task
-    assert fake.gateway.connects == 2
+    async with running(fake, ProbeBot()):
+        assert fake.gateway.connects == 2
 
 
 async def test_unknown_commands_and_options_fail_loudly(
