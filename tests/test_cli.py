@@ -303,3 +303,16 @@ def test_environment_problems_exit_2_with_one_line(
     assert result.returncode == 2, result.stderr
     assert reason in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_queue_reports_its_figures(settings: Settings) -> None:
+    result = sdbot(settings, "bench", "queue", "--jobs", "200", "--queued", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["jobs"] == 200
+    assert report["queued"] == 100
+    assert report["overhead_us_per_job"] > 0
+    # The fair queue keeps the light guild's wait far below what first-come-first-served gives.
+    assert (
+        report["light_p95_wait_in_service_times"] < report["fifo_light_p95_wait_in_service_times"]
+    )

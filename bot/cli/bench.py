@@ -43,6 +43,12 @@ def register(commands: Any) -> None:
     safety.add_argument("--json", action="store_true")
     safety.set_defaults(handler=run_safety)
 
+    queue = kinds.add_parser("queue", help="scheduling overhead, fairness under skew, memory")
+    queue.add_argument("--jobs", type=int, default=100_000, help="jobs for the overhead figure")
+    queue.add_argument("--queued", type=int, default=10_000, help="jobs held for the memory one")
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(handler=run_queue)
+
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
     )
@@ -141,5 +147,17 @@ async def run_safety(args: argparse.Namespace, settings: Settings) -> int:
         images=args.images,
         progress=None if args.json else print,
     )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_queue(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.queue import measure_queue
+
+    if args.jobs < 1 or args.queued < 1:
+        raise CommandError(
+            f"--jobs and --queued must be at least 1, got {args.jobs}, {args.queued}"
+        )
+    report = await asyncio.to_thread(measure_queue, args.jobs, args.queued)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK
