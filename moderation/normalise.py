@@ -178,23 +178,27 @@ def normalise(text: str) -> str:
     return views(text).plain
 
 
-def fragment_joins(reading: str, *, shortest: int = 2, longest: int = 8) -> set[str]:
+_FRAGMENT_LETTERS = 3  # fragments this short or shorter are joined
+_FRAGMENT_RUN = 8  # at most this many fragments make one word
+
+
+def fragment_joins(reading: str) -> set[str]:
     """Words that runs of short fragments make when joined: "nu de" -> "nude", "p orn" -> "porn".
 
-    Every contiguous run of two or more tokens of at most three letters is joined (at most
-    ``longest`` tokens). Joins make words out of ordinary text too ("a pen is" -> "penis"), so
-    the caller compares them only with a few unambiguous terms.
+    Every contiguous run of two to eight tokens of at most three letters is joined. Joins make
+    words out of ordinary text too ("a pen is" -> "penis"), so the caller compares them only
+    with a few unambiguous terms.
     """
     tokens = reading.split()
     joins: set[str] = set()
     start = 0
     while start < len(tokens):
         end = start
-        while end < len(tokens) and len(tokens[end]) <= 3 and tokens[end].isalpha():
+        while end < len(tokens) and len(tokens[end]) <= _FRAGMENT_LETTERS and tokens[end].isalpha():
             end += 1
         run = tokens[start:end]
         for i in range(len(run)):
-            for j in range(i + shortest, min(len(run), i + longest) + 1):
+            for j in range(i + 2, min(len(run), i + _FRAGMENT_RUN) + 1):
                 joins.add("".join(run[i:j]))
         start = end + 1
     return joins

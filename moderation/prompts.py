@@ -69,11 +69,11 @@ PATTERN_BUDGET_S = 0.05
 
 
 class Layer(enum.StrEnum):
-    MINORS = "minors"
+    """Which list a term came from, named as the reason shows it (earliest layer first)."""
+
     DEFAULT = "default list"
     PROFANITY = "profanity list"
     GUILD = "this server's list"
-    NEGATIVE = "negative prompt"
 
 
 _LAYER_ORDER = tuple(Layer)
