@@ -76,11 +76,11 @@ def _raw_call_ms(settings: Settings, options: GenerationOptions, runs: int) -> l
     source = resolve_model(settings.model)
     runner = PipelineRunner(load_pipeline(source, device, resolve_dtype(settings.dtype, device)))
     request = WorkRequest(0, options)
-    runner.generate(request)  # warm-up
+    runner.generate([request])  # warm-up
     timings = []
     for _ in range(runs):
         started = time.perf_counter()
-        runner.generate(request)
+        runner.generate([request])
         timings.append((time.perf_counter() - started) * 1000)
     return timings
 

@@ -11,6 +11,7 @@ from bot.service import ImagineService
 from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
+from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from generation.supervisor import WorkerSupervisor
 from moderation.prompts import PromptRules
 from storage.admin import GuildSettingsRepository, TermList
@@ -56,22 +57,37 @@ def worker_spec(settings: Settings) -> WorkerSpec:
 async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[ImagineService]:
     """The imagine path with its worker process; the worker stops on the way out."""
     source = resolve_model(settings.model)
+    queue = await open_queue(settings)
+    service = ImagineService(
+        audit=storage.audit,
+        terms=storage.terms,
+        guild_settings=storage.guild_settings,
+        queue=queue,
+        limits=settings.limits(),
+        defaults=model_defaults(source),
+        model_name=settings.model,
+        rules=PromptRules.default(),
+        nsfw_threshold=settings.nsfw_threshold,
+        nsfw_strict_threshold=settings.nsfw_strict_threshold,
+        output_dir=settings.effective_output_dir(),
+        default_limits=settings.queue_limits(),
+    )
+    try:
+        yield service
+    finally:
+        await service.close()
+        if isinstance(queue, LocalQueue):
+            await queue.supervisor.close()
+
+
+async def open_queue(settings: Settings) -> JobQueue:
+    """In this process in front of one worker, or on Redis when SDBOT_REDIS_URL is set."""
+    batch = BatchPolicy(settings.batch_max_jobs, settings.batch_max_images)
+    if settings.redis_url:
+        from generation.redis_queue import RedisQueue
+
+        return await RedisQueue.connect(settings.redis_url, prefix=settings.redis_prefix)
     supervisor = WorkerSupervisor(
         worker_spec(settings), stall_timeout_s=settings.job_stall_timeout_s
     )
-    try:
-        yield ImagineService(
-            audit=storage.audit,
-            terms=storage.terms,
-            guild_settings=storage.guild_settings,
-            supervisor=supervisor,
-            limits=settings.limits(),
-            defaults=model_defaults(source),
-            model_name=settings.model,
-            rules=PromptRules.default(),
-            nsfw_threshold=settings.nsfw_threshold,
-            nsfw_strict_threshold=settings.nsfw_strict_threshold,
-            output_dir=settings.effective_output_dir(),
-        )
-    finally:
-        await supervisor.close()
+    return LocalQueue(supervisor, batch)

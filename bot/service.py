@@ -14,14 +14,34 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from generation import images
 from generation.errors import GenerationError
-from generation.options import ModelDefaults, OptionLimits, RequestedOptions, validate
-from generation.protocol import VariantImage, WorkRequest, watermark_id
-from generation.supervisor import ProgressCallback, WorkerSupervisor
+from generation.limits import Limits, RateLimited, work_units
+from generation.options import (
+    GenerationOptions,
+    ModelDefaults,
+    OptionLimits,
+    RequestedOptions,
+    validate,
+)
+from generation.protocol import Progress, VariantImage, WorkRequest, WorkResult, watermark_id
+from generation.queue import (
+    Cancelled,
+    CancelOutcome,
+    Done,
+    Failed,
+    JobHandle,
+    JobQueue,
+    Queued,
+    QueuedJob,
+    Started,
+)
+from generation.supervisor import ProgressCallback
 from moderation import watermark
 from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy, decide
 from moderation.prompts import (
@@ -34,11 +54,12 @@ from moderation.prompts import (
     rules_with_guild,
 )
 from storage.admin import GuildSettingsRepository, TermList, TermRecord
-from storage.audit import AuditLog, NewImage, NewJob
+from storage.audit import AuditLog, JobRecord, NewImage, NewJob
 from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SaveFailed(Exception):
@@ -94,6 +115,47 @@ class ImagineOutcome:
     grid: ShownImage | None = None
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    retry_after: float | None = None  # refused: seconds until the same request would pass
+
+
+QueuedCallback = Callable[[Queued], Awaitable[None] | None]
+OutcomeCallback = Callable[["ImagineOutcome"], Awaitable[None] | None]
+
+
+class NotYours(Exception):
+    """A user asked to act on a job that does not exist or belongs to someone else."""
+
+
+async def _call(callback: Callable[[T], Awaitable[None] | None] | None, value: T) -> None:
+    if callback is not None:
+        outcome = callback(value)
+        if outcome is not None:
+            await outcome
+
+
+def guild_limits(
+    defaults: Limits,
+    *,
+    user_per_hour: float | None,
+    guild_per_hour: float | None,
+    max_jobs_per_user: int | None,
+) -> Limits:
+    """A guild's own rates over the defaults; bursts scale with the rate, never below one
+    full grid of standard images (4) so that the smallest rate can still make one."""
+
+    def burst(rate: float | None, default_rate: float, default_burst: float) -> float:
+        if rate is None:
+            return default_burst
+        return max(4.0, rate * default_burst / default_rate)
+
+    return dataclasses.replace(
+        defaults,
+        user_units_per_hour=user_per_hour or defaults.user_units_per_hour,
+        user_burst=burst(user_per_hour, defaults.user_units_per_hour, defaults.user_burst),
+        guild_units_per_hour=guild_per_hour or defaults.guild_units_per_hour,
+        guild_burst=burst(guild_per_hour, defaults.guild_units_per_hour, defaults.guild_burst),
+        max_jobs_per_user=max_jobs_per_user or defaults.max_jobs_per_user,
+    )
 
 
 def guild_rule(record: TermRecord) -> GuildRule:
@@ -135,7 +197,7 @@ class ImagineService:
         audit: AuditLog,
         terms: TermList,
         guild_settings: GuildSettingsRepository,
-        supervisor: WorkerSupervisor,
+        queue: JobQueue,
         limits: OptionLimits,
         defaults: ModelDefaults,
         model_name: str,
@@ -143,13 +205,17 @@ class ImagineService:
         nsfw_threshold: float,
         nsfw_strict_threshold: float,
         output_dir: Path | None = None,
+        default_limits: Limits | None = None,
     ) -> None:
         self.audit = audit
         self.terms = terms
         self.guild_settings = guild_settings
         self.nsfw_threshold = nsfw_threshold
         self.nsfw_strict_threshold = nsfw_strict_threshold
-        self.supervisor = supervisor
+        self.queue = queue
+        self.default_limits = default_limits or Limits()
+        self.closing = False
+        self._recovered: set[asyncio.Task[None]] = set()
         self.limits = limits
         self.defaults = defaults
         self.model_name = model_name
@@ -174,52 +240,123 @@ class ImagineService:
             force_safe=verdict.force_safe,
         )
 
+    async def limits_for(self, guild_id: int | None) -> Limits:
+        """The guild's own rates (in standard images an hour) over the defaults."""
+        if guild_id is None:
+            return self.default_limits
+        record = await self.guild_settings.get(guild_id)
+        return guild_limits(
+            self.default_limits,
+            user_per_hour=record.user_images_per_hour,
+            guild_per_hour=record.guild_images_per_hour,
+            max_jobs_per_user=record.max_jobs_per_user,
+        )
+
     async def imagine(
         self,
         requested: RequestedOptions,
         requester: Requester,
         *,
         on_progress: ProgressCallback | None = None,
+        on_queued: QueuedCallback | None = None,
     ) -> ImagineOutcome:
-        """Runs the whole path. Raises InvalidOption (before any record) for bad options."""
+        """Runs the whole path. Raises InvalidOption (before any record) for bad options.
+
+        Cancelling the awaiting task cancels the job (recorded ``cancelled``), unless the
+        service is closing: then the job stays open, to be resumed at the next start.
+        """
         started = time.perf_counter()
         # 1. Options: fail at the boundary, never clamp.
         options = validate(requested, self.limits, self.defaults)
 
-        # 2. Prompt rules, then 3. the audit record (blocked requests too).
+        # 2. Prompt rules, then 3. admission and the audit record (blocked and refused too).
         rules = await self.rules_for(requester.guild_id)
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
-        job_id = await self.audit.create_job(
-            NewJob(
-                source=requester.source,
-                guild_id=requester.guild_id,
-                channel_id=requester.channel_id,
-                user_id=requester.user_id,
-                kind=JobKind.IMAGINE,
-                prompt=options.prompt,
-                negative_prompt=options.negative_prompt,
-                steps=options.steps,
-                guidance_scale=options.guidance_scale,
-                width=options.width,
-                height=options.height,
-                variants=options.variants,
-                scheduler=options.scheduler,
-                model=self.model_name,
-                seeds=options.seeds,
-                verdict=_audit_verdict(verdict),
-                verdict_reasons=verdict.reasons or verdict.safe_reasons,
-            )
-        )
+        new = _new_job(requester, options, verdict, self.model_name)
         if not verdict.allowed:
+            job_id = await self.audit.create_job(new)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
-
-        # 4. The worker, then 5. the grid, the files and the outcome. Whatever happens, the
-        # record ends in one terminal status with the reason.
+        guild, user = requester.guild_id, requester.user_id
+        units = work_units(options.width, options.height, options.steps, options.variants)
         try:
-            policy = await self.image_policy(requester, verdict)
-            await self.audit.mark_running(job_id)
-            result = await self.supervisor.run(WorkRequest(job_id, options), on_progress)
+            await self.queue.admit(guild, user, units, await self.limits_for(guild))
+        except RateLimited as refusal:
+            job_id = await self.audit.create_job(new, refused=str(refusal))
+            log.info("refused ◆ job %d ◆ %s", job_id, refusal)
+            return ImagineOutcome(
+                job_id,
+                JobStatus.REFUSED,
+                verdict,
+                options.prompt,
+                options.seeds,
+                error=str(refusal),
+                retry_after=refusal.retry_after,
+            )
+        try:  # recorded before it is acknowledged: a crash from here on leaves it queued
+            job_id = await self.audit.create_job(new)
+        except BaseException:
+            await self.queue.release(guild, user)
+            raise
+        job = QueuedJob(WorkRequest(job_id, options), guild, user)
+        handle = await self.queue.submit(job)
+        return await self.follow(
+            job,
+            handle,
+            verdict,
+            requester.channel_nsfw,
+            on_progress=on_progress,
+            on_queued=on_queued,
+            started=started,
+        )
+
+    async def follow(
+        self,
+        job: QueuedJob,
+        handle: JobHandle,
+        verdict: PromptVerdict,
+        channel_nsfw: bool,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_queued: QueuedCallback | None = None,
+        started: float | None = None,
+    ) -> ImagineOutcome:
+        """Reads a submitted job's events to its outcome, recording each step in the audit log.
+
+        Whatever happens, the record ends in one terminal status with the reason.
+        """
+        started = time.perf_counter() if started is None else started
+        job_id, options = job.job_id, job.request.options
+
+        def ended(status: JobStatus, reason: str) -> ImagineOutcome:
+            log.warning("%s ◆ job %d ◆ %s", status.value, job_id, reason)
+            return ImagineOutcome(
+                job_id, status, verdict, options.prompt, options.seeds, error=reason
+            )
+
+        try:
+            policy = await self.image_policy(
+                Requester("queue", job.guild_id, None, job.user_id, channel_nsfw), verdict
+            )
+            result: WorkResult | None = None
+            async for event in handle.events():
+                if isinstance(event, Queued):
+                    await _call(on_queued, event)
+                elif isinstance(event, Started):
+                    await self.audit.mark_running(job_id)
+                    if event.attempt > 1:
+                        log.warning("retrying ◆ job %d ◆ attempt %d", job_id, event.attempt)
+                elif isinstance(event, Progress):
+                    await _call(on_progress, event)
+                elif isinstance(event, Done):
+                    result = event.result
+                elif isinstance(event, Failed):
+                    await self._finish_quietly(job_id, JobStatus.FAILED, event.reason)
+                    return ended(JobStatus.FAILED, event.reason)
+                elif isinstance(event, Cancelled):
+                    await self._finish_quietly(job_id, JobStatus.CANCELLED, event.reason)
+                    return ended(JobStatus.CANCELLED, event.reason)
+            assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
             shown = [self._shown(image, decide(image.safety, policy)) for image in result.images]
             grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
@@ -236,16 +373,14 @@ class ImagineService:
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
-            log.warning("failed ◆ job %d ◆ %s", job_id, reason)
-            return ImagineOutcome(
-                job_id, JobStatus.FAILED, verdict, options.prompt, options.seeds, error=reason
-            )
+            return ended(JobStatus.FAILED, reason)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish_quietly(job_id, JobStatus.CANCELLED, "cancelled"))
+            if not self.closing:  # the requester gave up: the job is cancelled, wherever it is
+                await asyncio.shield(self._cancel_and_record(job_id, "cancelled"))
             raise
         except BaseException as error:
             reason = f"internal error: {type(error).__name__}: {error}"
-            await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
+            await asyncio.shield(self._cancel_and_record(job_id, reason, JobStatus.FAILED))
             raise
 
         finished = time.perf_counter()
@@ -266,6 +401,86 @@ class ImagineService:
             grid,
             timings_ms=timings,
         )
+
+    async def cancel(self, job_id: int, user_id: int | None) -> str:
+        """The owner cancels a job: a queued one never runs, a running one stops at its next
+        denoising step. Returns what happened, in words; raises NotYours for someone else's."""
+        record = await self.audit.get_job(job_id)
+        if record is None:
+            raise NotYours(f"there is no job {job_id}")
+        if record.user_id != user_id:
+            raise NotYours(f"job {job_id} is not yours to cancel")
+        if record.status.is_terminal:
+            return f"job {job_id} already ended: {record.status.value}"
+        outcome = await self.queue.cancel(job_id)
+        if outcome == CancelOutcome.DEQUEUED:
+            return f"job {job_id} was cancelled before it started"
+        if outcome == CancelOutcome.STOPPING:
+            return f"job {job_id} stops at its next step"
+        return f"job {job_id} is not in the queue any more"
+
+    async def _cancel_and_record(
+        self, job_id: int, reason: str, status: JobStatus = JobStatus.CANCELLED
+    ) -> None:
+        with contextlib.suppress(Exception):  # the queue may be closing; the record stands
+            await self.queue.cancel(job_id)
+        await self._finish_quietly(job_id, status, reason)
+
+    async def recover(self, on_outcome: OutcomeCallback) -> int:
+        """At start-up: every job a stopped process left open is resumed or ended.
+
+        Queued jobs go back in the queue; a running one is retried once (its ``attempts`` say
+        how often a worker started it), then failed with the reason. With Redis, jobs the queue
+        still holds are followed where they are. Each outcome goes to ``on_outcome``. Returns
+        how many jobs were resumed.
+        """
+        resumed = 0
+        for record in await self.audit.open_jobs():
+            verdict = PromptVerdict(
+                True, (), record.verdict == Verdict.FORCE_SAFE.value, record.verdict_reasons
+            )
+            job = QueuedJob(
+                WorkRequest(record.id, _options(record)), record.guild_id, record.user_id
+            )
+            handle = await self.queue.attach(record.id)
+            if handle is None:
+                if record.status is JobStatus.RUNNING and record.attempts >= 2:
+                    reason = (
+                        f"stopped {record.attempts} times while running (the bot or its worker "
+                        "went away); not retried again"
+                    )
+                    await self._finish_quietly(record.id, JobStatus.FAILED, reason)
+                    continue
+                await self.audit.requeue(record.id)
+                handle = await self.queue.submit(job, readmit=True)
+            resumed += 1
+            task = asyncio.create_task(
+                self._deliver(job, handle, verdict, record.channel_nsfw, on_outcome)
+            )
+            self._recovered.add(task)
+            task.add_done_callback(self._recovered.discard)
+        if resumed:
+            log.info("resumed %d open jobs", resumed)
+        return resumed
+
+    async def _deliver(
+        self,
+        job: QueuedJob,
+        handle: JobHandle,
+        verdict: PromptVerdict,
+        channel_nsfw: bool,
+        on_outcome: OutcomeCallback,
+    ) -> None:
+        outcome = await self.follow(job, handle, verdict, channel_nsfw)
+        await _call(on_outcome, outcome)
+
+    async def close(self) -> None:
+        """Stops taking work; open jobs stay open in the audit log for the next start."""
+        self.closing = True
+        for task in list(self._recovered):
+            task.cancel()
+        await asyncio.gather(*self._recovered, return_exceptions=True)
+        await self.queue.close()
 
     async def _finish_quietly(self, job_id: int, status: JobStatus, reason: str) -> None:
         """Records an interrupted job; if its outcome was already written, that one stands."""
@@ -351,6 +566,45 @@ class ImagineService:
             path.write_bytes(image.png)
             written.append(dataclasses.replace(image, path=path))
         return written[:-1], written[-1]
+
+
+def _new_job(
+    requester: Requester, options: GenerationOptions, verdict: PromptVerdict, model: str
+) -> NewJob:
+    return NewJob(
+        source=requester.source,
+        guild_id=requester.guild_id,
+        channel_id=requester.channel_id,
+        user_id=requester.user_id,
+        channel_nsfw=requester.channel_nsfw,
+        kind=JobKind.IMAGINE,
+        prompt=options.prompt,
+        negative_prompt=options.negative_prompt,
+        steps=options.steps,
+        guidance_scale=options.guidance_scale,
+        width=options.width,
+        height=options.height,
+        variants=options.variants,
+        scheduler=options.scheduler,
+        model=model,
+        seeds=options.seeds,
+        verdict=_audit_verdict(verdict),
+        verdict_reasons=verdict.reasons or verdict.safe_reasons,
+    )
+
+
+def _options(record: JobRecord) -> GenerationOptions:
+    """The options a recorded job ran with (they were validated when it was recorded)."""
+    return GenerationOptions(
+        prompt=record.prompt,
+        negative_prompt=record.negative_prompt,
+        seeds=record.seeds,
+        steps=record.steps,
+        guidance_scale=record.guidance_scale,
+        width=record.width,
+        height=record.height,
+        scheduler=record.scheduler,
+    )
 
 
 def _new_image(image: ShownImage) -> NewImage:

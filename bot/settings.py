@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import OptionLimits
 
@@ -70,6 +71,24 @@ class Settings(BaseSettings):
     )
     min_output_side: int = Field(default=256, ge=256, description="the watermark needs 256")
     job_stall_timeout_s: float = Field(default=300.0, gt=0)
+    redis_prefix: str = Field(
+        default="sdbot", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Redis key prefix"
+    )
+    batch_max_jobs: int = Field(
+        default=4, ge=1, le=64, description="queued jobs of one shape run in one pipeline call"
+    )
+    batch_max_images: int = Field(default=16, ge=1, le=256, description="images in one call")
+    worker_reclaim_s: float = Field(
+        default=60.0, gt=0, description="a Redis worker silent this long loses its job"
+    )
+    user_images_per_hour: float = Field(
+        default=60.0, gt=0, description="standard images (512², 20 steps) a user may make"
+    )
+    user_burst: float = Field(default=8.0, gt=0)
+    guild_images_per_hour: float = Field(default=600.0, gt=0)
+    guild_burst: float = Field(default=40.0, gt=0)
+    max_jobs_per_user: int = Field(default=3, ge=1, description="queued + running")
+    max_queue_depth: int = Field(default=1000, ge=1, description="queued + running, all guilds")
 
     @field_validator("data_dir", "output_dir")
     @classmethod
@@ -132,6 +151,16 @@ class Settings(BaseSettings):
             min_side=self.min_side,
             max_side=self.max_side,
             max_variants=self.max_variants,
+        )
+
+    def queue_limits(self) -> Limits:
+        return Limits(
+            user_units_per_hour=self.user_images_per_hour,
+            user_burst=self.user_burst,
+            guild_units_per_hour=self.guild_images_per_hour,
+            guild_burst=self.guild_burst,
+            max_jobs_per_user=self.max_jobs_per_user,
+            max_queue_depth=self.max_queue_depth,
         )
 
     def masked(self) -> dict[str, str]:

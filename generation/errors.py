@@ -31,3 +31,12 @@ class JobTimedOut(GenerationError):
 
 class WorkerFailed(GenerationError):
     """The worker reported an error for a job (its message carries the cause)."""
+
+
+class JobCancelled(GenerationError):
+    """A running job was cancelled by its owner; it stopped between denoising steps."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"cancelled at step {step} of {total}")
+        self.step = step
+        self.total = total

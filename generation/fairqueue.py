@@ -99,6 +99,11 @@ class FairQueue(Generic[T]):
 
     def order(self) -> Iterator[Ticket]:
         """The tickets in the order ``pop`` would return them, without popping (O(n))."""
+        for ticket, _ in self.items_in_order():
+            yield ticket
+
+    def items_in_order(self) -> Iterator[tuple[Ticket, T]]:
+        """Tickets and items in the order ``pop`` would return them (O(n))."""
         guilds = deque(
             (key, deque((user, deque(jobs)) for user, jobs in guild.users.items()))
             for key, guild in self._guilds.items()
@@ -106,8 +111,7 @@ class FairQueue(Generic[T]):
         while guilds:
             key, users = guilds.popleft()
             user, jobs = users.popleft()
-            ticket, _ = jobs.popleft()
-            yield ticket
+            yield jobs.popleft()
             if jobs:
                 users.append((user, jobs))
             if users:

@@ -100,34 +100,35 @@ class RateLimiter:
     _guilds: dict[int | None, TokenBucket] = field(default_factory=dict)
     depth: int = 0
 
-    def admit(self, guild_id: int | None, user_id: int | None, units: float) -> None:
-        """Charges the request or raises RateLimited with the reason and the wait."""
-        limits = self.limits_for(guild_id)
+    def admit(
+        self,
+        guild_id: int | None,
+        user_id: int | None,
+        units: float,
+        limits: Limits | None = None,
+    ) -> None:
+        """Charges the request or raises RateLimited with the reason and the wait. ``limits``
+        (the guild's, read by the caller) overrides ``limits_for``."""
+        limits = limits or self.limits_for(guild_id)
         now = self.clock()
         if self.depth >= limits.max_queue_depth:
-            raise RateLimited(
-                f"the queue is full ({limits.max_queue_depth} jobs); try again in a minute", 60.0
-            )
+            raise queue_full(limits)
         user = self._user(guild_id, user_id, limits)
         if user.active >= limits.max_jobs_per_user:
-            raise RateLimited(
-                f"you already have {user.active} jobs queued or running (at most "
-                f"{limits.max_jobs_per_user}); wait for one to finish",
-                None,
-            )
+            raise too_many_jobs(user.active, limits)
         guild = self._guild(guild_id, limits)
         user_wait = user.bucket.wait_for(units, now)
         guild_wait = guild.wait_for(units, now)
         if user_wait or guild_wait:
-            if user_wait >= guild_wait:
-                who = f"your limit is {_units(limits.user_units_per_hour)} an hour"
-            else:
-                who = f"this server's limit is {_units(limits.guild_units_per_hour)} an hour"
-            wait = max(user_wait, guild_wait)
-            raise RateLimited(f"you can make this in {_duration(wait)} ({who})", wait)
+            raise over_rate(user_wait, guild_wait, limits)
         user.bucket.take(units, now)
         guild.take(units, now)
         user.active += 1
+        self.depth += 1
+
+    def readmit(self, guild_id: int | None, user_id: int | None) -> None:
+        """Counts a job admitted before a restart: no charge, no refusal."""
+        self._user(guild_id, user_id, self.limits_for(guild_id)).active += 1
         self.depth += 1
 
     def finished(self, guild_id: int | None, user_id: int | None) -> None:
@@ -152,6 +153,29 @@ class RateLimiter:
         bucket = self._guilds[guild_id]
         bucket.retune(limits.guild_units_per_hour, limits.guild_burst)
         return bucket
+
+
+def queue_full(limits: Limits) -> RateLimited:
+    return RateLimited(
+        f"the queue is full ({limits.max_queue_depth} jobs); try again in a minute", 60.0
+    )
+
+
+def too_many_jobs(active: int, limits: Limits) -> RateLimited:
+    return RateLimited(
+        f"you already have {active} jobs queued or running (at most "
+        f"{limits.max_jobs_per_user}); wait for one to finish",
+        None,
+    )
+
+
+def over_rate(user_wait: float, guild_wait: float, limits: Limits) -> RateLimited:
+    if user_wait >= guild_wait:
+        who = f"your limit is {_units(limits.user_units_per_hour)} an hour"
+    else:
+        who = f"this server's limit is {_units(limits.guild_units_per_hour)} an hour"
+    wait = max(user_wait, guild_wait)
+    return RateLimited(f"you can make this in {_duration(wait)} ({who})", wait)
 
 
 def _units(value: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,14 +134,25 @@ class PipelineRunner:
             self._schedulers[name] = scheduler_class.from_config(self._schedulers["default"].config)
         return self._schedulers[name]
 
-    def generate(self, request: WorkRequest, on_step: StepCallback | None = None) -> list[RGBArray]:
-        """The variants as RGB arrays."""
-        options = request.options
-        # 1. One generator per variant: variant i is the same image whatever the batch size.
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in options.seeds]
+    def generate(
+        self, requests: Sequence[WorkRequest], on_step: StepCallback | None = None
+    ) -> list[list[RGBArray]]:
+        """The variants of each request as RGB arrays, in one pipeline call.
 
-        # 2. The scheduler the request names (one instance per kind; each run resets its steps).
-        self.pipe.scheduler = self.scheduler(options.scheduler)
+        The requests must share a batch key (size, steps, guidance, scheduler); their prompts,
+        negative prompts and seeds may differ.
+        """
+        if len({request.batch_key for request in requests}) != 1:
+            raise ValueError("a batch needs one size, step count, guidance scale and scheduler")
+        first = requests[0].options
+        # 1. One generator per image: an image depends on its seed, not on its batch.
+        seeds = [seed for request in requests for seed in request.options.seeds]
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        prompts = [r.options.prompt for r in requests for _ in r.options.seeds]
+        negatives = [r.options.negative_prompt for r in requests for _ in r.options.seeds]
+
+        # 2. The scheduler the requests name (one instance per kind; each run resets its steps).
+        self.pipe.scheduler = self.scheduler(first.scheduler)
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:  # multi-stage schedulers (Heun) run more than `steps`
@@ -151,20 +162,25 @@ class PipelineRunner:
         # 3. Denoise and decode.
         with torch.inference_mode():
             output = self.pipe(
-                prompt=options.prompt,
-                negative_prompt=options.negative_prompt or None,
-                num_images_per_prompt=len(options.seeds),
-                num_inference_steps=options.steps,
-                guidance_scale=options.guidance_scale,
-                width=options.width,
-                height=options.height,
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
+                num_images_per_prompt=1,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance_scale,
+                width=first.width,
+                height=first.height,
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,
             )
 
-        # 4. Float [0, 1] to uint8 RGB.
-        return [
+        # 4. Float [0, 1] to uint8 RGB, split back per request.
+        images = [
             np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
             for image in output.images
         ]
+        split, start = [], 0
+        for request in requests:
+            split.append(images[start : start + len(request.options.seeds)])
+            start += len(request.options.seeds)
+        return split

@@ -28,6 +28,23 @@ class WorkRequest:
     job_id: int
     options: GenerationOptions
 
+    @property
+    def batch_key(self) -> tuple[int, int, int, float, str]:
+        """Jobs with equal keys can run in one pipeline call (one model per worker)."""
+        o = self.options
+        return (o.width, o.height, o.steps, o.guidance_scale, o.scheduler)
+
+
+@dataclass(frozen=True)
+class WorkBatch:
+    """Requests that share a batch key, run in one pipeline call; each gets its own answer."""
+
+    requests: tuple[WorkRequest, ...]
+
+    @property
+    def job_ids(self) -> tuple[int, ...]:
+        return tuple(request.job_id for request in self.requests)
+
 
 @dataclass(frozen=True)
 class VariantImage:
@@ -64,6 +81,22 @@ class Progress:
 class WorkFailed:
     job_id: int | None
     error: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    """Supervisor → worker, while a batch runs: stop this job at the next denoising step."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class WorkCancelled:
+    """Worker → supervisor: the job stopped at ``step`` of ``total``; nothing was made."""
+
+    job_id: int
+    step: int
+    total: int
 
 
 @dataclass(frozen=True)

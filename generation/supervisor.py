@@ -17,9 +17,18 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from generation.errors import JobTimedOut, ModelLoadError, WorkerCrashed, WorkerFailed
+from generation.errors import (
+    JobCancelled,
+    JobTimedOut,
+    ModelLoadError,
+    WorkerCrashed,
+    WorkerFailed,
+)
 from generation.protocol import (
+    CancelJob,
     Progress,
+    WorkBatch,
+    WorkCancelled,
     WorkerReady,
     WorkerSpec,
     WorkFailed,
@@ -31,6 +40,13 @@ from generation.worker import run_worker
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+Answer = WorkResult | WorkFailed | WorkCancelled
+
+
+def _jobs(job_ids: tuple[int, ...]) -> str:
+    if len(job_ids) == 1:
+        return f"job {job_ids[0]}"
+    return "jobs " + ", ".join(str(job_id) for job_id in job_ids)
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class WorkerSupervisor:
         self._conn: Connection | None = None
         self._inbox: asyncio.Queue[object] | None = None
         self._lock = asyncio.Lock()
+        self._running: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -139,52 +156,78 @@ class WorkerSupervisor:
     async def run(
         self, request: WorkRequest, on_progress: ProgressCallback | None = None
     ) -> WorkResult:
-        """Runs one request to its result; raises WorkerCrashed, JobTimedOut or WorkerFailed."""
+        """Runs one request to its result; raises WorkerCrashed, JobTimedOut, WorkerFailed or
+        JobCancelled."""
+        [answer] = (await self.run_batch(WorkBatch((request,)), on_progress)).values()
+        if isinstance(answer, WorkFailed):
+            raise WorkerFailed(answer.error)
+        if isinstance(answer, WorkCancelled):
+            raise JobCancelled(answer.step, answer.total)
+        return answer
+
+    async def run_batch(
+        self, batch: WorkBatch, on_progress: ProgressCallback | None = None
+    ) -> dict[int, Answer]:
+        """Runs a batch; every job gets its answer (result, failure or cancel). Raises
+        WorkerCrashed or JobTimedOut for the whole batch when the worker dies or stalls."""
         async with self._lock:
             await self._ensure_started()
             assert self._conn is not None
+            self._running = set(batch.job_ids)
             try:
                 try:
-                    self._conn.send(request)
+                    self._conn.send(batch)
                 except OSError as error:  # it died between the liveness check and now
                     raise WorkerCrashed(
-                        f"the worker process could not take job {request.job_id}: {error}"
+                        f"the worker process could not take {_jobs(batch.job_ids)}: {error}"
                     ) from error
-                return await self._wait_for_result(request, on_progress)
-            except WorkerFailed:
-                raise  # the worker reported the error itself and is ready for the next job
+                return await self._wait_for_answers(batch, on_progress)
             except BaseException:
                 # Cancelled, stalled, crashed, or the progress callback failed: the worker may
-                # still be busy with this job, and a fresh one is cheaper than waiting for it.
+                # still be busy with this batch, and a fresh one is cheaper than waiting for it.
                 await self._stop_process()
                 raise
+            finally:
+                self._running = set()
 
-    async def _wait_for_result(
-        self, request: WorkRequest, on_progress: ProgressCallback | None
-    ) -> WorkResult:
+    def cancel(self, job_id: int) -> bool:
+        """Asks the worker to stop a running job at its next denoising step (False: not
+        running here). Its answer comes back as WorkCancelled."""
+        if job_id not in self._running or self._conn is None:
+            return False
+        try:
+            self._conn.send(CancelJob(job_id))
+        except OSError:  # it is dying; the batch fails with the reason
+            return False
+        return True
+
+    async def _wait_for_answers(
+        self, batch: WorkBatch, on_progress: ProgressCallback | None
+    ) -> dict[int, Answer]:
         assert self._inbox is not None
-        while True:
+        answers: dict[int, Answer] = {}
+        while len(answers) < len(batch.requests):
             try:
                 message = await asyncio.wait_for(self._inbox.get(), self.stall_timeout_s)
             except TimeoutError:
                 raise JobTimedOut(
-                    f"job {request.job_id} made no progress for {self.stall_timeout_s:g} s; "
+                    f"{_jobs(batch.job_ids)} made no progress for {self.stall_timeout_s:g} s; "
                     "the worker was stopped"
                 ) from None
-            if isinstance(message, Progress) and message.job_id == request.job_id:
+            if isinstance(message, Progress) and message.job_id in batch.job_ids:
                 if on_progress is not None:
                     outcome = on_progress(message)
                     if outcome is not None:
                         await outcome
-            elif isinstance(message, WorkResult) and message.job_id == request.job_id:
-                return message
-            elif isinstance(message, WorkFailed):
-                raise WorkerFailed(message.error)
+            elif isinstance(message, WorkResult | WorkFailed | WorkCancelled):
+                if message.job_id in batch.job_ids:
+                    answers[message.job_id] = message
             elif isinstance(message, _Exited):
                 raise WorkerCrashed(
                     f"the worker process {describe_exit(message.exitcode)} "
-                    f"while running job {request.job_id}"
+                    f"while running {_jobs(batch.job_ids)}"
                 )
+        return answers
 
     async def _stop_process(self) -> None:
         process, conn = self._process, self._conn

@@ -13,10 +13,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
+import numpy as np
+import numpy.typing as npt
+
 from generation.images import to_png, upscale_to_min_side
 from generation.protocol import (
+    CancelJob,
     Progress,
     VariantImage,
+    WorkBatch,
+    WorkCancelled,
     WorkerReady,
     WorkerSpec,
     WorkFailed,
@@ -28,6 +34,12 @@ from moderation import watermark
 from moderation.safety import OpenNSFWChecker, SafetyResult
 
 log = logging.getLogger(__name__)
+
+RGBArray = npt.NDArray[np.uint8]
+
+
+class _Cancelled(Exception):
+    """Raised from the step callback to stop a batch whose jobs were all cancelled."""
 
 
 class Worker:
@@ -56,16 +68,54 @@ class Worker:
         dtype = str(self.dtype).removeprefix("torch.")
         return WorkerReady(self.spec.model, self.device, dtype, self.load_ms)
 
-    def process(self, request: WorkRequest, conn: Connection) -> WorkResult:
-        # 1. Diffusion.
-        started = time.perf_counter()
+    def process(self, batch: WorkBatch, conn: Connection) -> None:
+        """Runs a batch and sends one answer per job: its result, its failure or its cancel.
+
+        Between denoising steps it reads the pipe for cancels; the batch stops early only when
+        every job in it is cancelled, otherwise the cancelled ones are dropped at the end.
+        """
+        jobs = batch.job_ids
+        cancelled: dict[int, tuple[int, int]] = {}
 
         def on_step(step: int, total: int) -> None:
-            conn.send(Progress(request.job_id, step, total))
+            while conn.poll():
+                message = conn.recv()
+                if isinstance(message, CancelJob) and message.job_id in jobs:
+                    cancelled.setdefault(message.job_id, (step, total))
+            if len(cancelled) == len(jobs):
+                raise _Cancelled
+            for job_id in jobs:
+                if job_id not in cancelled:
+                    conn.send(Progress(job_id, step, total))
 
-        raw_images = self.runner.generate(request, on_step)
+        # 1. Diffusion, all jobs in one call.
+        started = time.perf_counter()
+        try:
+            raw_batches = self.runner.generate(batch.requests, on_step)
+        except _Cancelled:
+            raw_batches = None
+        except Exception as error:  # report every job as failed; the worker stays up
+            log.exception("batch %s failed", jobs)
+            for job_id in jobs:
+                conn.send(WorkFailed(job_id, f"{type(error).__name__}: {error}"))
+            return
+        diffusion_ms = (time.perf_counter() - started) * 1000
+        for index, request in enumerate(batch.requests):
+            if request.job_id in cancelled or raw_batches is None:
+                step, total = cancelled[request.job_id]
+                conn.send(WorkCancelled(request.job_id, step, total))
+                continue
+            try:
+                conn.send(self.finish(request, raw_batches[index], diffusion_ms))
+            except Exception as error:
+                log.exception("job %d failed", request.job_id)
+                conn.send(WorkFailed(request.job_id, f"{type(error).__name__}: {error}"))
+
+    def finish(
+        self, request: WorkRequest, raw_images: list[RGBArray], diffusion_ms: float
+    ) -> WorkResult:
+        """Upscale, safety check and watermark one job's images."""
         diffusion_done = time.perf_counter()
-
         # 2. Upscale to what the watermark needs; the checker sees the image that will be posted.
         images = [upscale_to_min_side(image, self.spec.min_output_side) for image in raw_images]
 
@@ -105,7 +155,7 @@ class Worker:
         return WorkResult(
             job_id=request.job_id,
             images=tuple(variants),
-            diffusion_ms=(diffusion_done - started) * 1000,
+            diffusion_ms=diffusion_ms,
             postprocess_ms=(finished - diffusion_done) * 1000,
         )
 
@@ -137,9 +187,6 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
             break
         if message is None:
             break
-        request: WorkRequest = message
-        try:
-            conn.send(worker.process(request, conn))
-        except Exception as error:  # report the job as failed; the worker stays up
-            log.exception("job %d failed", request.job_id)
-            conn.send(WorkFailed(request.job_id, f"{type(error).__name__}: {error}"))
+        if isinstance(message, WorkBatch):
+            worker.process(message, conn)
+        # Anything else (a cancel that came after its job finished) needs no answer.

@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 _SETTING_FIELDS = (
     "nsfw_policy",
     "nsfw_threshold",
-    "jobs_per_user_per_hour",
-    "jobs_per_guild_per_hour",
-    "max_queued_per_user",
+    "user_images_per_hour",
+    "guild_images_per_hour",
+    "max_jobs_per_user",
     "max_steps",
     "audit_channel_id",
 )
@@ -38,9 +38,9 @@ class GuildSettingsRecord:
     guild_id: int
     nsfw_policy: NsfwPolicy = NsfwPolicy.BLOCK
     nsfw_threshold: float | None = None
-    jobs_per_user_per_hour: int | None = None
-    jobs_per_guild_per_hour: int | None = None
-    max_queued_per_user: int | None = None
+    user_images_per_hour: float | None = None  # standard images (512², 20 steps) an hour
+    guild_images_per_hour: float | None = None
+    max_jobs_per_user: int | None = None  # queued + running
     max_steps: int | None = None
     audit_channel_id: int | None = None
 
@@ -114,6 +114,10 @@ class GuildSettingsRepository:
         threshold = changes.get("nsfw_threshold")
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise ValueError(f"nsfw_threshold must be in (0, 1], got {threshold}")
+        for name in ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user"):
+            value = changes.get(name)
+            if value is not None and not 0 < value <= 1_000_000:
+                raise ValueError(f"{name} must be above 0 and at most 1000000, got {value}")
         async with self._sessions.begin() as session:
             row = await session.get(GuildSettings, guild_id)
             if row is None:

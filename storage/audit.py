@@ -43,6 +43,7 @@ class NewJob:
     user_id: int | None = None
     parent_job_id: int | None = None
     parent_variant: int | None = None
+    channel_nsfw: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class JobRecord:
     queue_ms: float | None
     generation_ms: float | None
     total_ms: float | None
+    attempts: int = 0
+    channel_nsfw: bool = False
     images: tuple[ImageRecord, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +179,8 @@ def _job_record(row: Job) -> JobRecord:
         queue_ms=row.queue_ms,
         generation_ms=row.generation_ms,
         total_ms=row.total_ms,
+        attempts=row.attempts,
+        channel_nsfw=row.channel_nsfw,
         images=tuple(_image_record(image) for image in row.images),
     )
 
@@ -189,10 +194,15 @@ class AuditLog:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    async def create_job(self, new: NewJob) -> int:
-        """Records a request. A blocked request is finished at once with status ``blocked``."""
+    async def create_job(self, new: NewJob, *, refused: str | None = None) -> int:
+        """Records a request. A blocked request is finished at once with status ``blocked``, a
+        refused one (over a limit: ``refused`` says which) with status ``refused``."""
         now = utcnow()
         blocked = new.verdict is Verdict.BLOCKED
+        if blocked:
+            status = JobStatus.BLOCKED
+        else:
+            status = JobStatus.QUEUED if refused is None else JobStatus.REFUSED
         row = Job(
             kind=new.kind.value,
             source=new.source,
@@ -213,17 +223,20 @@ class AuditLog:
             seeds=list(new.seeds),
             verdict=new.verdict.value,
             verdict_reasons=list(new.verdict_reasons),
-            status=(JobStatus.BLOCKED if blocked else JobStatus.QUEUED).value,
+            channel_nsfw=new.channel_nsfw,
+            status=status.value,
+            error=None if blocked else refused,
             created_at=now,
-            finished_at=now if blocked else None,
-            total_ms=0.0 if blocked else None,
+            finished_at=None if status is JobStatus.QUEUED else now,
+            total_ms=None if status is JobStatus.QUEUED else 0.0,
         )
         async with self._sessions.begin() as session:
             session.add(row)
             await session.flush()
             return row.id
 
-    async def mark_running(self, job_id: int) -> None:
+    async def mark_running(self, job_id: int) -> int:
+        """A worker started the job; returns how many times one has (retries count)."""
         now = utcnow()
         async with self._sessions.begin() as session:
             job = await session.get(Job, job_id)
@@ -232,8 +245,26 @@ class AuditLog:
             if JobStatus(job.status).is_terminal:
                 raise JobAlreadyFinished(job_id, job.status)
             job.status = JobStatus.RUNNING.value
-            job.started_at = now
-            job.queue_ms = (now - job.created_at).total_seconds() * 1000
+            job.attempts += 1
+            if job.started_at is None:
+                job.started_at = now
+                job.queue_ms = (now - job.created_at).total_seconds() * 1000
+            return job.attempts
+
+    async def requeue(self, job_id: int) -> None:
+        """A running job whose worker went away goes back to queued, to be retried."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                .values(status=JobStatus.QUEUED.value)
+            )
+
+    async def open_jobs(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first: what a restart must resume or end."""
+        query = select(Job).where(Job.status.in_(_OPEN_STATUSES)).order_by(Job.id)
+        async with self._sessions() as session:
+            return [_job_record(row) for row in await session.scalars(query)]
 
     async def record_outcome(
         self,

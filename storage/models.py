@@ -79,6 +79,7 @@ class JobStatus(enum.StrEnum):
     BLOCKED = "blocked"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # over a rate limit or the queue bound; never queued
 
     @property
     def is_terminal(self) -> bool:
@@ -86,7 +87,13 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.CANCELLED}
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.BLOCKED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.REFUSED,
+    }
 )
 
 
@@ -114,9 +121,9 @@ class GuildSettings(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     nsfw_policy: Mapped[str] = mapped_column(String(16), default=NsfwPolicy.BLOCK.value)
     nsfw_threshold: Mapped[float | None] = mapped_column(Float)  # only ever stricter than global
-    jobs_per_user_per_hour: Mapped[int | None]
-    jobs_per_guild_per_hour: Mapped[int | None]
-    max_queued_per_user: Mapped[int | None]
+    user_images_per_hour: Mapped[float | None] = mapped_column(Float)  # standard images
+    guild_images_per_hour: Mapped[float | None] = mapped_column(Float)
+    max_jobs_per_user: Mapped[int | None]  # queued + running
     max_steps: Mapped[int | None]
     audit_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -181,6 +188,8 @@ class Job(Base):
     verdict: Mapped[str] = mapped_column(String(16))
     verdict_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(default=0)  # times a worker started it
+    channel_nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

@@ -162,10 +162,10 @@ async def test_guild_settings_default_then_update(sessions: SessionFactory) -> N
     default = await repo.get(GUILD)
     assert (default.nsfw_policy, default.nsfw_threshold) == (NsfwPolicy.BLOCK, None)
     updated = await repo.update(
-        GUILD, nsfw_policy="spoiler", nsfw_threshold=0.3, jobs_per_user_per_hour=5
+        GUILD, nsfw_policy="spoiler", nsfw_threshold=0.3, user_images_per_hour=5
     )
     assert (updated.nsfw_policy, updated.nsfw_threshold) == (NsfwPolicy.SPOILER, 0.3)
-    assert (await repo.get(GUILD)).jobs_per_user_per_hour == 5
+    assert (await repo.get(GUILD)).user_images_per_hour == 5
     with pytest.raises(ValueError, match="unknown guild settings \\['colour'\\]"):
         await repo.update(GUILD, colour="red")
     with pytest.raises(ValueError, match="nsfw_policy must be one of block, spoiler, got 'show'"):

@@ -17,11 +17,17 @@ from bot.settings import Settings
 from generation.errors import ModelLoadError
 from generation.options import RequestedOptions
 from generation.protocol import Progress, WorkerSpec
+from generation.queue import LocalQueue
 from generation.supervisor import WorkerSupervisor
 from storage import migrations
 from storage.models import JobStatus
 
 CLI = Requester(source="test")
+
+
+def local_supervisor(service: ImagineService) -> WorkerSupervisor:
+    assert isinstance(service.queue, LocalQueue)
+    return service.queue.supervisor
 
 
 @pytest.fixture
@@ -37,9 +43,9 @@ async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
     killed: list[int] = []
 
     def kill_on_first_step(progress: Progress) -> None:
-        if not killed and service.supervisor.pid is not None:
-            killed.append(service.supervisor.pid)
-            os.kill(service.supervisor.pid, signal.SIGKILL)
+        if not killed and local_supervisor(service).pid is not None:
+            killed.append(local_supervisor(service).pid)
+            os.kill(local_supervisor(service).pid, signal.SIGKILL)
 
     outcome = await service.imagine(
         RequestedOptions(prompt="a blue square", steps=40, seed=3),
@@ -57,17 +63,17 @@ async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
 
     after = await service.imagine(RequestedOptions(prompt="a blue square", variants=1), CLI)
     assert after.status is JobStatus.SUCCEEDED
-    assert service.supervisor.pid not in (None, killed[0])
+    assert local_supervisor(service).pid not in (None, killed[0])
 
 
 async def test_a_stalled_job_is_failed_not_forgotten(service: ImagineService) -> None:
-    await service.supervisor.start()
-    service.supervisor.stall_timeout_s = 0.001
+    await local_supervisor(service).start()
+    local_supervisor(service).stall_timeout_s = 0.001
     outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
     assert outcome.status is JobStatus.FAILED
     assert outcome.error is not None
     assert "made no progress for 0.001 s; the worker was stopped" in outcome.error
-    assert not service.supervisor.alive
+    assert not local_supervisor(service).alive
 
 
 async def test_a_cancelled_request_is_recorded_cancelled(service: ImagineService) -> None:
