@@ -163,7 +163,7 @@ def queue_full(limits: Limits) -> RateLimited:
 
 def too_many_jobs(active: int, limits: Limits) -> RateLimited:
     return RateLimited(
-        f"you already have {active} jobs queued or running (at most "
+        f"you already have {active} job{'s' if active != 1 else ''} queued or running (at most "
         f"{limits.max_jobs_per_user}); wait for one to finish",
         None,
     )

@@ -119,3 +119,43 @@ async def test_0002_keeps_old_data_meaningful(database_url: str) -> None:
     # Down again: force-safe and pattern entries have no place there, the rest stays.
     await asyncio.to_thread(migrations.downgrade, database_url, "0001")
     assert await _execute(database_url, "SELECT kind, term FROM terms") == [("block", "clown")]
+
+
+async def test_0003_turns_job_limits_into_image_limits_and_keeps_the_images(
+    database_url: str,
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0002")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        "INSERT INTO guild_settings (guild_id, nsfw_policy, jobs_per_user_per_hour, "
+        f"jobs_per_guild_per_hour, max_queued_per_user, updated_at) VALUES (1, 'block', 5, 50, "
+        f"2, {now})",
+        "INSERT INTO jobs (id, kind, source, prompt, negative_prompt, steps, guidance_scale, "
+        "width, height, variants, scheduler, model, seeds, verdict, verdict_reasons, status, "
+        f"created_at) VALUES (1, 'imagine', 'cli', 'p', '', 1, 1.0, 64, 64, 1, 'default', 'm', "
+        f"'[1]', 'allowed', '[]', 'succeeded', {now})",
+        "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+        "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
+        f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
+    )
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    limits = await _execute(
+        database_url,
+        "SELECT user_images_per_hour, guild_images_per_hour, max_jobs_per_user "
+        "FROM guild_settings",
+    )
+    assert limits == [(20.0, 200.0, 2)]  # a job was a 4-image grid
+    assert await _execute(database_url, "SELECT attempts, channel_nsfw FROM jobs") == [(0, False)]
+    # On SQLite a table copy of `jobs` would have cascaded to its images.
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+
+    await _execute(database_url, "UPDATE jobs SET status = 'refused'")
+    await asyncio.to_thread(migrations.downgrade, database_url, "0002")
+    assert await _execute(
+        database_url,
+        "SELECT jobs_per_user_per_hour, jobs_per_guild_per_hour, max_queued_per_user "
+        "FROM guild_settings",
+    ) == [(5, 50, 2)]
+    assert await _execute(database_url, "SELECT status FROM jobs") == [("failed",)]
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]

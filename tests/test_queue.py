@@ -1,0 +1,163 @@
+"""The in-process queue in front of the real worker process: fair order across guilds, positions
+and ETAs that move, batches of one shape, and cancels of queued and running jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generation.options import GenerationOptions
+from generation.protocol import Progress, WorkerSpec, WorkRequest
+from generation.queue import (
+    BatchPolicy,
+    Cancelled,
+    CancelOutcome,
+    Done,
+    JobEvent,
+    JobHandle,
+    LocalQueue,
+    Queued,
+    QueuedJob,
+    Started,
+)
+from generation.supervisor import WorkerSupervisor
+
+
+def job(
+    job_id: int, guild: int, *, steps: int = 4, seeds: tuple[int, ...] = (1,), prompt: str = ""
+) -> QueuedJob:
+    options = GenerationOptions(
+        prompt=prompt or f"a red circle number {job_id}",
+        negative_prompt="",
+        seeds=seeds,
+        steps=steps,
+        guidance_scale=3.0,
+        width=64,
+        height=64,
+        scheduler="dpmpp",
+    )
+    return QueuedJob(WorkRequest(job_id, options), guild, 100 + job_id)
+
+
+@pytest.fixture
+async def supervisor(model_dir: Path) -> AsyncIterator[WorkerSupervisor]:
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu", torch_threads=2))
+    await supervisor.start()
+    try:
+        yield supervisor
+    finally:
+        await supervisor.close()
+
+
+async def events_of(handle: JobHandle) -> list[JobEvent]:
+    return [event async for event in handle.events()]
+
+
+async def first_progress(handle: JobHandle, seen: list[JobEvent]) -> None:
+    async for event in handle.events():
+        seen.append(event)
+        if isinstance(event, Progress):
+            return
+
+
+async def test_a_trickle_from_one_guild_is_not_starved_by_a_flood_from_another(
+    supervisor: WorkerSupervisor,
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    started_order: list[int] = []
+
+    async def run(handle: JobHandle) -> list[JobEvent]:
+        events = []
+        async for event in handle.events():
+            events.append(event)
+            if isinstance(event, Started):
+                started_order.append(handle.job_id)
+        return events
+
+    flood = [await queue.submit(job(n, guild=1)) for n in range(1, 7)]
+    trickle = await queue.submit(job(50, guild=2))
+    results = await asyncio.gather(*(run(handle) for handle in [*flood, trickle]))
+    await queue.close()
+
+    # Job 1 was already running when the others came; the quiet guild's job goes right after.
+    assert started_order[:3] == [1, 50, 2]
+    assert all(isinstance(events[-1], Done) for events in results)
+    # The flood's last job saw the quiet guild's job go ahead of it, then its place move down
+    # as the queue moved, to the front.
+    places = [event.ahead for event in results[5] if isinstance(event, Queued)]
+    assert places[:2] == [5, 6]
+    assert places[1:] == sorted(places[1:], reverse=True)
+    assert places[-1] == 0
+
+
+async def test_eta_comes_from_measured_throughput_and_counts_down(
+    supervisor: WorkerSupervisor,
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    first = await events_of(await queue.submit(job(1, guild=1)))
+    assert [e.eta_s for e in first if isinstance(e, Queued)] == [None]  # nothing measured yet
+    assert queue.throughput.seconds_per_unit is not None
+
+    handles = [await queue.submit(job(n, guild=1)) for n in range(2, 5)]
+    last = (await asyncio.gather(*(events_of(h) for h in handles)))[-1]
+    etas = [e.eta_s for e in last if isinstance(e, Queued)]
+    await queue.close()
+    assert all(eta is not None and eta > 0 for eta in etas)
+    assert etas == sorted(etas, reverse=True)  # it counts down as jobs ahead finish
+
+
+async def test_jobs_of_one_shape_run_as_one_batch_with_the_same_images(
+    supervisor: WorkerSupervisor,
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=4, max_images=16))
+    blocker = await queue.submit(job(1, guild=1, steps=12))
+    seen: list[JobEvent] = []
+    await first_progress(blocker, seen)
+    same = [await queue.submit(job(n, guild=n, seeds=(n, n + 1))) for n in (2, 3, 4)]
+    other_shape = await queue.submit(job(5, guild=5, steps=6))
+    batched = await asyncio.gather(*(events_of(h) for h in [*same, other_shape]))
+    await events_of(blocker)
+
+    sizes = [next(e.batch_size for e in events if isinstance(e, Started)) for events in batched]
+    assert sizes == [3, 3, 3, 1]
+    # Each job's pictures depend on its prompt and seeds, not on the batch it ran in.
+    alone = await events_of(await queue.submit(job(3, guild=3, seeds=(3, 4))))
+    await queue.close()
+    together, single = batched[1][-1], alone[-1]
+    assert isinstance(together, Done) and isinstance(single, Done)
+    for a, b in zip(together.result.images, single.result.images, strict=True):
+        assert a.seed == b.seed
+        assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() < 1.0
+
+
+async def test_a_queued_job_is_cancelled_before_it_runs_and_a_running_one_between_steps(
+    supervisor: WorkerSupervisor,
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    running = await queue.submit(job(1, guild=1, steps=40))
+    waiting = await queue.submit(job(2, guild=1))
+    seen: list[JobEvent] = []
+    await first_progress(running, seen)
+
+    assert await queue.cancel(2) == CancelOutcome.DEQUEUED
+    assert await queue.cancel(1) == CancelOutcome.STOPPING
+    rest = await events_of(running)
+    assert (await events_of(waiting))[-1] == Cancelled("cancelled while queued")
+    ended = rest[-1]
+    assert isinstance(ended, Cancelled)
+    step = int(ended.reason.split()[3])
+    assert ended.reason == f"cancelled at step {step} of 40"
+    assert step < 40
+    assert await queue.cancel(1) == CancelOutcome.UNKNOWN  # over: nothing to cancel
+
+    # The worker was not restarted for it, and the next job runs.
+    pid = supervisor.pid
+    after = await events_of(await queue.submit(job(3, guild=1)))
+    await queue.close()
+    assert isinstance(after[-1], Done)
+    assert supervisor.pid == pid
+    assert queue.limiter.depth == 0
