@@ -142,8 +142,7 @@ async def test_0003_turns_job_limits_into_image_limits_and_keeps_the_images(
     await asyncio.to_thread(migrations.upgrade, database_url)
     limits = await _execute(
         database_url,
-        "SELECT user_images_per_hour, guild_images_per_hour, max_jobs_per_user "
-        "FROM guild_settings",
+        "SELECT user_images_per_hour, guild_images_per_hour, max_jobs_per_user FROM guild_settings",
     )
     assert limits == [(20.0, 200.0, 2)]  # a job was a 4-image grid
     assert await _execute(database_url, "SELECT attempts, channel_nsfw FROM jobs") == [(0, False)]

@@ -128,7 +128,8 @@ async def test_jobs_of_one_shape_run_as_one_batch_with_the_same_images(
     alone = await events_of(await queue.submit(job(3, guild=3, seeds=(3, 4))))
     await queue.close()
     together, single = batched[1][-1], alone[-1]
-    assert isinstance(together, Done) and isinstance(single, Done)
+    assert isinstance(together, Done)
+    assert isinstance(single, Done)
     for a, b in zip(together.result.images, single.result.images, strict=True):
         assert a.seed == b.seed
         assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() < 1.0

@@ -165,22 +165,22 @@ async def test_after_a_crash_queued_jobs_resume_and_running_ones_are_retried_onc
 ) -> None:
     await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
     # A real `sdbot imagine`, killed (process group and its worker) while its job runs.
-    with subprocess.Popen(
-        [sys.executable, "-m", "bot", "imagine", "a red circle", "--steps", "50", "--seed", "9"],
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "bot", "imagine", "a red circle", "--steps", "50", "--seed", "9"],
         env=_cli_env(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-    ) as process:
-        async with open_storage(settings) as storage:
-            crashed = await _wait_for_status(storage.audit, JobStatus.RUNNING)
-            os.killpg(process.pid, signal.SIGKILL)
-            assert process.wait(timeout=30) == -signal.SIGKILL
-            # Two more open jobs: one that never started, one whose worker died twice already.
-            queued = await storage.audit.create_job(_queued("a blue square", 701))
-            twice = await storage.audit.create_job(_queued("a green triangle", 702))
-            await storage.audit.mark_running(twice)
-            await storage.audit.mark_running(twice)
+    )
+    async with open_storage(settings) as storage:
+        crashed = await _wait_for_status(storage.audit, JobStatus.RUNNING)
+        os.killpg(process.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(process.wait(), 30) == -signal.SIGKILL
+        # Two more open jobs: one that never started, one whose worker died twice already.
+        queued = await storage.audit.create_job(_queued("a blue square", 701))
+        twice = await storage.audit.create_job(_queued("a green triangle", 702))
+        await storage.audit.mark_running(twice)
+        await storage.audit.mark_running(twice)
 
     outcomes: dict[int, ImagineOutcome] = {}
     all_in = asyncio.Event()
