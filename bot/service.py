@@ -299,7 +299,14 @@ class ImagineService:
             await self.queue.release(guild, user)
             raise
         job = QueuedJob(WorkRequest(job_id, options), guild, user)
-        handle = await self.queue.submit(job)
+        try:
+            handle = await self.queue.submit(job)
+        except BaseException as error:  # the queue is unreachable: say so, end the record
+            reason = f"could not queue the job: {type(error).__name__}: {error}"
+            await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
+            with contextlib.suppress(Exception):
+                await self.queue.release(guild, user)
+            raise
         return await self.follow(
             job,
             handle,

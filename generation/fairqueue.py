@@ -120,3 +120,7 @@ class FairQueue(Generic[T]):
     def positions(self) -> dict[int, int]:
         """Ticket id → how many jobs are ahead of it (0: next)."""
         return {ticket.id: index for index, ticket in enumerate(self.order())}
+
+    def positions_by_item(self) -> dict[T, int]:
+        """Item → how many jobs are ahead of it (items must be hashable: job ids)."""
+        return {item: index for index, (_, item) in enumerate(self.items_in_order())}

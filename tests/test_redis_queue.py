@@ -1,0 +1,248 @@
+"""The queue on the real Redis: the same fair order and limits as in-process, cancels, and real
+`sdbot worker` processes, one killed mid-job and its job taken over by the other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.app import open_service, open_storage
+from bot.service import Requester
+from bot.settings import Settings
+from generation.fairqueue import FairQueue
+from generation.limits import Limits, RateLimited, RateLimiter
+from generation.options import GenerationOptions, RequestedOptions
+from generation.protocol import Progress, WorkRequest
+from generation.queue import Cancelled, CancelOutcome, Queued, QueuedJob
+from generation.redis_queue import RedisQueue, decode_request
+from storage import migrations
+from storage.models import JobStatus
+from tests.conftest import require_service
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own, deleted afterwards."""
+    require_service("Redis", REDIS_URL, 6379)
+    name = f"sdbot-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(f"{name}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def queue(prefix: str) -> AsyncIterator[RedisQueue]:
+    queue = await RedisQueue.connect(REDIS_URL, prefix=prefix)
+    yield queue
+    await queue.close()
+
+
+def job(job_id: int, guild: int | None, user: int | None) -> QueuedJob:
+    options = GenerationOptions("a red circle", "", (1,), 4, 3.0, 64, 64, "dpmpp")
+    return QueuedJob(WorkRequest(job_id, options), guild, user)
+
+
+async def claim(queue: RedisQueue, consumer: str = "probe") -> int | None:
+    answer = await queue.scripts.claim(args=[queue.prefix, consumer])
+    return None if not answer else decode_request(answer[2]).job_id
+
+
+async def test_redis_keeps_the_same_fair_order_as_the_in_process_queue(
+    queue: RedisQueue,
+) -> None:
+    rng = random.Random(5)
+    local: FairQueue[int] = FairQueue()
+    tickets = {}
+    popped_local: list[int] = []
+    popped_redis: list[int | None] = []
+    for job_id in range(1, 301):
+        if rng.random() < 0.6:  # pushes from a busy guild, a quiet one, and no guild (CLI)
+            guild = rng.choice([1, 1, 1, 1, 2, None])
+            user = rng.choice([10, 11, 12]) if guild == 1 else rng.choice([20, None])
+            tickets[job_id] = local.push(job_id, guild=guild, user=user)
+            await queue.submit(job(job_id, guild, user))
+        elif rng.random() < 0.2 and tickets:  # a cancel of a job that may still wait
+            victim = rng.choice(list(tickets))
+            removed = local.cancel(tickets.pop(victim))
+            assert (await queue.cancel(victim) == CancelOutcome.DEQUEUED) == removed
+        else:
+            popped = local.pop()
+            popped_local.append(popped[1] if popped else -1)
+            popped_redis.append(await claim(queue) or -1)
+        if job_id % 50 == 0:  # the positions the bot announces follow the same order
+            places = await queue.positions()
+            assert {k: v.ahead for k, v in places.items()} == local.positions_by_item()
+    assert popped_redis == popped_local
+    assert len(popped_local) > 50
+
+
+async def test_admission_on_redis_answers_like_the_in_process_limiter(
+    queue: RedisQueue,
+) -> None:
+    limits = Limits(user_units_per_hour=6, user_burst=1, max_jobs_per_user=2, max_queue_depth=3)
+    local = RateLimiter(lambda: 0.0)
+
+    async def both(guild: int, user: int, units: float) -> tuple[str, str]:
+        answers = []
+        for admit in (
+            lambda: queue.admit(guild, user, units, limits),
+            lambda: asyncio.to_thread(local.admit, guild, user, units, limits),
+        ):
+            try:
+                await admit()
+                answers.append("ok")
+            except RateLimited as refusal:
+                answers.append(str(refusal))
+        return answers[0], answers[1]
+
+    assert await both(1, 10, 0.5) == ("ok", "ok")
+    # 0.5 left, 0.75 asked: 0.25 short at 600 s a unit.
+    wait = "you can make this in 2 min 30 s (your limit is 6 standard images an hour)"
+    assert await both(1, 10, 0.75) == (wait, wait)
+    assert await both(1, 10, 0.25) == ("ok", "ok")
+    assert await both(1, 10, 0.01) == (
+        ("you already have 2 jobs queued or running (at most 2); wait for one to finish",) * 2
+    )
+    assert await both(1, 11, 0.01) == ("ok", "ok")
+    full = "the queue is full (3 jobs); try again in a minute"
+    assert await both(2, 20, 0.01) == (full, full)
+    await queue.release(1, 10)
+    local.finished(1, 10)
+    assert await both(2, 20, 0.01) == ("ok", "ok")
+
+
+async def test_a_queued_job_cancelled_on_redis_never_runs_and_frees_its_place(
+    queue: RedisQueue,
+) -> None:
+    await queue.admit(1, 10, 0.1, Limits())
+    handle = await queue.submit(job(1, 1, 10))
+    assert await queue.cancel(1) == CancelOutcome.DEQUEUED
+    events = [event async for event in handle.events()]
+    assert events[-1] == Cancelled("cancelled while queued")
+    assert await claim(queue) is None
+    assert await queue.client.get(f"{queue.prefix}:depth") == b"0"
+    assert await queue.cancel(1) == CancelOutcome.UNKNOWN
+
+
+def _start_worker(settings: Settings, prefix: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")} | {
+        "SDBOT_MODEL": settings.model,
+        "SDBOT_DEVICE": "cpu",
+        "SDBOT_TORCH_THREADS": "1",
+        "SDBOT_REDIS_URL": REDIS_URL,
+        "SDBOT_REDIS_PREFIX": prefix,
+        "SDBOT_WORKER_RECLAIM_S": "2",
+        "SDBOT_DATA_DIR": str(settings.data_dir),
+    }
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker", "--name", name],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its model process shares its group: one kill takes both
+        )
+
+
+def _read(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+async def _wait_for_line(log: Path, text: str, within: float = 120) -> None:
+    for _ in range(int(within * 10)):
+        if text in await asyncio.to_thread(_read, log):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{log.name} never said {text!r}: {_read(log)}")
+
+
+async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
+    settings: Settings, prefix: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    settings = settings.model_copy(
+        update={"redis_url": REDIS_URL, "redis_prefix": prefix, "max_steps": 300}
+    )
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = _start_worker(settings, prefix, "first", first_log)
+    second: subprocess.Popen[bytes] | None = None
+    member = Requester(source="test", guild_id=7, channel_id=70, user_id=700)
+    try:
+        await _wait_for_line(first_log, "taking jobs from")
+        async with open_storage(settings) as storage, open_service(settings, storage) as service:
+            running = asyncio.Event()
+            places: list[Queued] = []
+            long_job = asyncio.create_task(
+                service.imagine(
+                    RequestedOptions(prompt="a red circle", steps=120, seed=4),
+                    member,
+                    on_progress=lambda progress: running.set(),
+                    on_queued=places.append,
+                )
+            )
+            await asyncio.wait_for(running.wait(), 120)
+            second = _start_worker(settings, prefix, "second", second_log)
+            await _wait_for_line(second_log, "taking jobs from")
+            os.killpg(first.pid, signal.SIGKILL)  # the worker and its model process, mid-job
+
+            outcome = await asyncio.wait_for(long_job, 240)
+            assert outcome.status is JobStatus.SUCCEEDED
+            assert outcome.seeds == (4, 5, 6, 7)
+            assert all(image.watermark_verified for image in outcome.images)
+            record = await storage.audit.get_job(outcome.job_id)
+            assert record is not None
+            assert (record.status, record.attempts) == (JobStatus.SUCCEEDED, 2)
+            # An idle worker takes a job the instant it is pushed: at most it heard it was next.
+            assert all(place.ahead == 0 for place in places)
+            await _wait_for_line(second_log, "taken over from first")
+
+            # The owner cancels a running job on Redis: it stops between steps.
+            steps: list[Progress] = []
+            busy = asyncio.Event()
+
+            def seen(progress: Progress) -> None:
+                steps.append(progress)
+                busy.set()
+
+            cancelled = asyncio.create_task(
+                service.imagine(
+                    RequestedOptions(prompt="a blue square", steps=200), member, on_progress=seen
+                )
+            )
+            await asyncio.wait_for(busy.wait(), 120)
+            [job_id] = [
+                r.id for r in await storage.audit.list_jobs() if r.prompt == "a blue square"
+            ]
+            assert await service.cancel(job_id, 700) == f"job {job_id} stops at its next step"
+            ended = await asyncio.wait_for(cancelled, 120)
+            assert ended.status is JobStatus.CANCELLED
+            assert ended.error is not None
+            assert ended.error.startswith("cancelled at step ")
+            assert steps[-1].step < 200
+            assert await service.queue.client.get(f"{prefix}:depth") == b"0"  # type: ignore[attr-defined]
+
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+        assert "stopped after 2 jobs" in second_log.read_text()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
