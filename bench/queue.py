@@ -1,9 +1,9 @@
 """`sdbot bench queue`: what scheduling costs, how fair it is under skew, and its memory.
 
-In-process (the Redis queue is measured separately when it exists): admission through the rate
-limiter and the fair queue, push and pop, per job; a 10:1 load skew between two guilds on one
-simulated server (virtual time, so the figure is the scheduler's, not this machine's); and the
-memory that 10,000 queued jobs hold.
+In-process: admission through the rate limiter and the fair queue, push and pop, per job; on
+Redis (``--redis-url``): the same path through the Lua scripts and the stream, per job; a 10:1
+load skew between two guilds on one simulated server (virtual time, so the figure is the
+scheduler's, not this machine's); and the memory that 10,000 queued jobs hold, here and in Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import random
 import statistics
 import time
 import tracemalloc
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from generation.fairqueue import FairQueue
@@ -37,9 +38,12 @@ class QueueReport:
     fifo_light_p95_wait_in_service_times: float
     queued: int
     bytes_per_queued_job: float
+    redis: RedisFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["redis"] = None if self.redis is None else asdict(self.redis)
+        return out
 
     def to_text(self) -> str:
         return "\n".join(
@@ -55,8 +59,89 @@ class QueueReport:
                 f"memory                  {self.queued:,} queued jobs hold "
                 f"{self.bytes_per_queued_job * self.queued / 1e6:.2f} MB "
                 f"({self.bytes_per_queued_job:.0f} bytes a job)",
+                *(
+                    self.redis.lines()
+                    if self.redis
+                    else ["redis                   not measured (give --redis-url)"]
+                ),
             ]
         )
+
+
+@dataclass(frozen=True)
+class RedisFigures:
+    jobs: int
+    mean_ms_per_job: float
+    p95_ms_per_job: float
+    queued: int
+    bytes_per_queued_job: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"redis overhead          {self.mean_ms_per_job:.2f} ms per job mean, p95 "
+            f"{self.p95_ms_per_job:.2f} ms (admit + submit + claim + start event + finish, "
+            f"{self.jobs:,} jobs; goal < 5 ms)",
+            f"redis memory            {self.queued:,} queued jobs hold "
+            f"{self.bytes_per_queued_job * self.queued / 1e6:.2f} MB in Redis "
+            f"({self.bytes_per_queued_job:.0f} bytes a job)",
+        ]
+
+
+async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> RedisFigures:
+    """The whole path of a job through Redis but the model, under a fresh key prefix."""
+    import redis.asyncio as aioredis
+
+    from generation.options import GenerationOptions
+    from generation.protocol import WorkRequest
+    from generation.queue import QueuedJob
+    from generation.redis_queue import KEEP_S, RedisQueue, encode_request
+
+    prefix = f"sdbot-bench-{uuid.uuid4().hex[:8]}"
+    queue = await RedisQueue.connect(url, prefix=prefix)
+    options = GenerationOptions("a red circle", "", (1, 2, 3, 4), 20, 3.0, 64, 64, "dpmpp")
+    try:
+        timings = []
+        for n in range(1, jobs + 1):
+            job = QueuedJob(WorkRequest(n, options), n % 50, n % 1000)
+            started = time.perf_counter()
+            await queue.admit(job.guild_id, job.user_id, job.units, _GENEROUS)
+            await queue.submit(job)
+            entry, *_ = await queue.scripts.claim(args=[prefix, "bench"])
+            await queue.client.xadd(f"{prefix}:ev:{n}", {"type": "started", "attempt": "1"})
+            await queue.scripts.finish(args=[prefix, entry, n, KEEP_S, "type", "done"])
+            timings.append((time.perf_counter() - started) * 1000)
+            queue._handles.clear()  # nobody follows these jobs
+            queue._last.clear()
+        info: Any = await queue.client.info("memory")
+        before = int(info["used_memory"])
+        for n in range(jobs + 1, jobs + queued + 1):
+            job = QueuedJob(WorkRequest(n, options), n % 100, n)
+            await queue.scripts.push(
+                args=[
+                    prefix,
+                    n,
+                    n % 100,
+                    n,
+                    encode_request(job.request),
+                    repr(job.units),
+                ]
+            )
+        info = await queue.client.info("memory")
+        used = int(info["used_memory"]) - before
+    finally:
+        client = aioredis.Redis.from_url(url)
+        keys = [key async for key in client.scan_iter(f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+        await client.aclose()
+        await queue.close()
+    return RedisFigures(
+        jobs=jobs,
+        mean_ms_per_job=statistics.fmean(timings),
+        p95_ms_per_job=statistics.quantiles(timings, n=20)[-1],
+        queued=queued,
+        bytes_per_queued_job=used / queued,
+    )
 
 
 def _overhead(jobs: int) -> float:
@@ -125,7 +210,9 @@ def _memory(jobs: int) -> float:
     return used / jobs
 
 
-def measure_queue(jobs: int = 100_000, queued: int = 10_000) -> QueueReport:
+def measure_queue(
+    jobs: int = 100_000, queued: int = 10_000, redis: RedisFigures | None = None
+) -> QueueReport:
     light, heavy = _skew(fair=True)
     fifo_light, _ = _skew(fair=False)
     return QueueReport(
@@ -136,4 +223,5 @@ def measure_queue(jobs: int = 100_000, queued: int = 10_000) -> QueueReport:
         fifo_light_p95_wait_in_service_times=fifo_light,
         queued=queued,
         bytes_per_queued_job=_memory(queued),
+        redis=redis,
     )

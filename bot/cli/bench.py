@@ -46,8 +46,22 @@ def register(commands: Any) -> None:
     queue = kinds.add_parser("queue", help="scheduling overhead, fairness under skew, memory")
     queue.add_argument("--jobs", type=int, default=100_000, help="jobs for the overhead figure")
     queue.add_argument("--queued", type=int, default=10_000, help="jobs held for the memory one")
+    queue.add_argument(
+        "--redis-url", help="also measure the Redis queue there (default: SDBOT_REDIS_URL)"
+    )
+    queue.add_argument("--redis-jobs", type=int, default=2000, help="jobs through Redis")
     queue.add_argument("--json", action="store_true")
     queue.set_defaults(handler=run_queue)
+
+    batching = kinds.add_parser(
+        "batching", help="jobs of one shape one by one vs in one pipeline call, on the worker"
+    )
+    batching.add_argument("--jobs", type=int, default=4, help="jobs in the batch")
+    batching.add_argument("--variants", type=int, default=4)
+    batching.add_argument("--steps", type=int, help="default: the model's")
+    batching.add_argument("--rounds", type=int, default=3, help="timed rounds of each")
+    batching.add_argument("--json", action="store_true")
+    batching.set_defaults(handler=run_batching)
 
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
@@ -158,6 +172,26 @@ async def run_queue(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             f"--jobs and --queued must be at least 1, got {args.jobs}, {args.queued}"
         )
-    report = await asyncio.to_thread(measure_queue, args.jobs, args.queued)
+    redis = None
+    url = args.redis_url or settings.redis_url
+    if url:
+        from bench.queue import measure_redis
+
+        redis = await measure_redis(url, args.redis_jobs, args.queued)
+    report = await asyncio.to_thread(measure_queue, args.jobs, args.queued, redis)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_batching(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.batching import measure_batching
+
+    if args.jobs < 2 or args.rounds < 1:
+        raise CommandError(
+            f"--jobs must be at least 2 and --rounds 1, got {args.jobs}, {args.rounds}"
+        )
+    report = await measure_batching(
+        settings, jobs=args.jobs, variants=args.variants, steps=args.steps, rounds=args.rounds
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK
