@@ -481,6 +481,11 @@ class ImagineService:
         outcome = await self.follow(job, handle, verdict, channel_nsfw)
         await _call(on_outcome, outcome)
 
+    async def wait_recovered(self) -> None:
+        """Until every job :meth:`recover` resumed has its outcome."""
+        while self._recovered:
+            await asyncio.gather(*self._recovered, return_exceptions=True)
+
     async def close(self) -> None:
         """Stops taking work; open jobs stay open in the audit log for the next start."""
         self.closing = True

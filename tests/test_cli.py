@@ -316,3 +316,61 @@ def test_bench_queue_reports_its_figures(settings: Settings) -> None:
     assert (
         report["light_p95_wait_in_service_times"] < report["fifo_light_p95_wait_in_service_times"]
     )
+
+
+def test_bench_queue_measures_redis_when_given_it(settings: Settings) -> None:
+    from tests.conftest import require_service
+
+    url = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    require_service("Redis", url, 6379)
+    result = sdbot(
+        settings,
+        "bench", "queue", "--jobs", "100", "--queued", "200", "--redis-jobs", "50",
+        "--redis-url", url, "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    redis = json.loads(result.stdout)["redis"]
+    assert (redis["jobs"], redis["queued"]) == (50, 200)
+    assert 0 < redis["mean_ms_per_job"] <= redis["p95_ms_per_job"]
+    assert redis["bytes_per_queued_job"] > 0
+
+
+def test_bench_batching_runs_the_same_jobs_both_ways(settings: Settings) -> None:
+    result = sdbot(
+        settings,
+        "bench", "batching", "--jobs", "2", "--variants", "1", "--steps", "2", "--rounds", "1",
+        "--json",
+        SDBOT_TORCH_THREADS="2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["jobs"], report["variants"], report["steps"]) == (2, 1, 2)
+    assert report["gain"] == pytest.approx(report["one_by_one_s"] / report["batched_s"])
+    assert report["first_job_alone_s"] <= report["one_by_one_s"]
+
+
+def test_recover_runs_the_jobs_a_stopped_process_left_open(migrated: Settings) -> None:
+    import asyncio
+
+    from bot.app import open_storage
+    from storage.audit import NewJob
+    from storage.models import Verdict
+
+    async def leave_one_open() -> int:
+        async with open_storage(migrated) as storage:
+            return await storage.audit.create_job(
+                NewJob(
+                    source="cli", prompt="a red circle", negative_prompt="", steps=4,
+                    guidance_scale=3.0, width=64, height=64, variants=2, scheduler="dpmpp",
+                    model=migrated.model, seeds=(3, 4), verdict=Verdict.ALLOWED,
+                )
+            )  # fmt: skip
+
+    job_id = asyncio.run(leave_one_open())
+    result = sdbot(migrated, "recover", "--json")
+    assert result.returncode == 0, result.stderr
+    [outcome] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (outcome["job_id"], outcome["status"], outcome["seeds"]) == (job_id, "succeeded", [3, 4])
+    assert all(Path(image["path"]).is_file() for image in outcome["images"])
+    again = sdbot(migrated, "recover")
+    assert (again.returncode, again.stdout) == (0, "no open jobs\n")

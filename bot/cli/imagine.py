@@ -45,6 +45,17 @@ def register(commands: Any) -> None:
     imagine.add_argument("--json", action="store_true", help="print the outcome as JSON")
     imagine.set_defaults(handler=run_imagine)
 
+    recover = commands.add_parser(
+        "recover",
+        help="resume the jobs a stopped process left open, and print their outcomes",
+        description=(
+            "Queued jobs run again; a running one is retried once, then failed with the reason. "
+            "The Discord bot does the same at start-up."
+        ),
+    )
+    recover.add_argument("--json", action="store_true", help="one JSON outcome per line")
+    recover.set_defaults(handler=run_recover)
+
     moderate = commands.add_parser(
         "moderate",
         help="print the verdict on a prompt (exit 0 allowed, 3 blocked)",
@@ -176,6 +187,31 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     if outcome.status is JobStatus.BLOCKED:
         return EXIT_BLOCKED
     return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
+    outcomes: list[ImagineOutcome] = []
+
+    def show(outcome: ImagineOutcome) -> None:
+        outcomes.append(outcome)
+        if args.json:
+            print(json.dumps(outcome_json(outcome)), flush=True)
+        else:
+            _print_outcome(outcome)
+
+    async with open_storage(settings) as storage:
+        open_jobs = len(await storage.audit.open_jobs())
+        if open_jobs == 0:
+            if not args.json:
+                print("no open jobs")
+            return EXIT_OK
+        async with open_service(settings, storage) as service:
+            resumed = await service.recover(show)
+            if not args.json:
+                print(f"{open_jobs} open jobs: {resumed} resumed, {open_jobs - resumed} failed")
+            await service.wait_recovered()
+    succeeded = all(outcome.status is JobStatus.SUCCEEDED for outcome in outcomes)
+    return EXIT_OK if succeeded and resumed == open_jobs else EXIT_FAILED
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
