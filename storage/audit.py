@@ -301,16 +301,6 @@ class AuditLog:
             for image in images:
                 session.add(Image(job_id=job_id, **image.__dict__))
 
-    async def fail_unfinished(self, reason: str) -> int:
-        """At start-up: jobs a crashed process left open are failed, never forgotten."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Job)
-                .where(Job.status.in_(_OPEN_STATUSES))
-                .values(status=JobStatus.FAILED.value, error=reason, finished_at=utcnow())
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
-
     async def get_job(self, job_id: int) -> JobRecord | None:
         async with self._sessions() as session:
             row = await session.get(Job, job_id)

@@ -208,6 +208,16 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
     assert "nsfw policy     spoiler" in shown
     assert "nsfw threshold  0.3" in shown
 
+    limited = ok("guild", "set", "5", "--user-images-per-hour", "30", "--max-jobs-per-user", "2")
+    assert "member limit    30 standard images an hour, 4 saved up (own)" in limited
+    assert "guild limit     600 standard images an hour, 40 saved up (default)" in limited
+    assert "jobs per member 2 queued + running (own)" in limited
+    zero = sdbot(migrated, "guild", "set", "5", "--max-jobs-per-user", "0")
+    assert (zero.returncode, zero.stderr) == (
+        2,
+        "sdbot: error: max_jobs_per_user must be above 0 and at most 1000000, got 0\n",
+    )
+
 
 @pytest.mark.parametrize(
     ("args", "reason"),

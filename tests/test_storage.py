@@ -107,22 +107,33 @@ async def test_outcome_rules(sessions: SessionFactory) -> None:
         await audit.record_outcome(999, JobStatus.FAILED)
 
 
-async def test_unfinished_jobs_are_failed_at_start_up(sessions: SessionFactory) -> None:
+async def test_open_jobs_count_their_attempts_and_go_back_to_the_queue(
+    sessions: SessionFactory,
+) -> None:
     audit = AuditLog(sessions)
     queued = await audit.create_job(new_job())
     running = await audit.create_job(new_job())
-    await audit.mark_running(running)
+    assert await audit.mark_running(running) == 1
     done = await audit.create_job(new_job())
     await audit.record_outcome(done, JobStatus.CANCELLED, error="user cancelled")
+    refused = await audit.create_job(new_job(), refused="the queue is full")
 
-    assert await audit.fail_unfinished("the bot restarted") == 2
-    for job_id in (queued, running):
-        job = await audit.get_job(job_id)
-        assert job is not None
-        assert (job.status, job.error) == (JobStatus.FAILED, "the bot restarted")
-    job = await audit.get_job(done)
-    assert job is not None
-    assert job.status is JobStatus.CANCELLED
+    assert [job.id for job in await audit.open_jobs()] == [queued, running]
+    first = await audit.get_job(running)
+    assert first is not None
+    await audit.requeue(running)  # its worker went away: queued again, the first start kept
+    assert await audit.mark_running(running) == 2
+    again = await audit.get_job(running)
+    assert again is not None
+    assert (again.status, again.attempts, again.started_at) == (
+        JobStatus.RUNNING,
+        2,
+        first.started_at,
+    )
+    record = await audit.get_job(refused)
+    assert record is not None
+    assert (record.status, record.error) == (JobStatus.REFUSED, "the queue is full")
+    assert record.finished_at is not None
 
 
 async def test_images_are_found_by_watermark(sessions: SessionFactory) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.app import open_storage
 from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.service import guild_limits
 from bot.settings import Settings
 from moderation.policy import NsfwPolicy
 from moderation.prompts import GuildRule, InvalidTerm, RuleAction, validate_rule
@@ -56,7 +57,7 @@ def register(commands: Any) -> None:
     show = guild_commands.add_parser("show", help="print a guild's settings")
     show.add_argument("guild", type=int)
     show.set_defaults(handler=run_guild_show)
-    change = guild_commands.add_parser("set", help="change a guild's NSFW policy")
+    change = guild_commands.add_parser("set", help="change a guild's NSFW policy and limits")
     change.add_argument("guild", type=int)
     change.add_argument(
         "--nsfw-policy",
@@ -66,6 +67,11 @@ def register(commands: Any) -> None:
     change.add_argument(
         "--nsfw-threshold", type=float, help="a stricter open_nsfw threshold for this guild"
     )
+    change.add_argument(
+        "--user-images-per-hour", type=float, help="each member's rate, in standard images"
+    )
+    change.add_argument("--guild-images-per-hour", type=float, help="the whole guild's rate")
+    change.add_argument("--max-jobs-per-user", type=int, help="a member's jobs queued + running")
     change.set_defaults(handler=run_guild_set)
 
 
@@ -178,6 +184,28 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"guild {args.guild}")
     print(f"  nsfw policy     {record.nsfw_policy.value} (flagged images in NSFW channels)")
     print(f"  nsfw threshold  {effective:g} (own: {'none' if threshold is None else threshold})")
+    limits = guild_limits(
+        settings.queue_limits(),
+        user_per_hour=record.user_images_per_hour,
+        guild_per_hour=record.guild_images_per_hour,
+        max_jobs_per_user=record.max_jobs_per_user,
+    )
+
+    def own(value: float | None) -> str:
+        return "default" if value is None else "own"
+
+    print(
+        f"  member limit    {limits.user_units_per_hour:g} standard images an hour, "
+        f"{limits.user_burst:g} saved up ({own(record.user_images_per_hour)})"
+    )
+    print(
+        f"  guild limit     {limits.guild_units_per_hour:g} standard images an hour, "
+        f"{limits.guild_burst:g} saved up ({own(record.guild_images_per_hour)})"
+    )
+    print(
+        f"  jobs per member {limits.max_jobs_per_user} queued + running "
+        f"({own(record.max_jobs_per_user)})"
+    )
     return EXIT_OK
 
 
@@ -187,8 +215,14 @@ async def run_guild_set(args: argparse.Namespace, settings: Settings) -> int:
         changes["nsfw_policy"] = args.nsfw_policy
     if args.nsfw_threshold is not None:
         changes["nsfw_threshold"] = args.nsfw_threshold
+    for name in ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     if not changes:
-        raise CommandError("nothing to change: give --nsfw-policy or --nsfw-threshold")
+        raise CommandError(
+            "nothing to change: give --nsfw-policy, --nsfw-threshold, --user-images-per-hour, "
+            "--guild-images-per-hour or --max-jobs-per-user"
+        )
     async with open_storage(settings) as storage:
         try:
             await storage.guild_settings.update(args.guild, **changes)
