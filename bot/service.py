@@ -350,9 +350,11 @@ class ImagineService:
                 if isinstance(event, Queued):
                     await _call(on_queued, event)
                 elif isinstance(event, Started):
-                    await self.audit.mark_running(job_id)
-                    if event.attempt > 1:
-                        log.warning("retrying ◆ job %d ◆ attempt %d", job_id, event.attempt)
+                    # A bot that restarted replays the events: the attempt number, not the
+                    # count of Started events, is what the record keeps.
+                    attempts = await self.audit.mark_running(job_id, event.attempt)
+                    if attempts > 1:
+                        log.warning("retrying ◆ job %d ◆ attempt %d", job_id, attempts)
                 elif isinstance(event, Progress):
                     await _call(on_progress, event)
                 elif isinstance(event, Done):

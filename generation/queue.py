@@ -59,7 +59,9 @@ class Queued:
 
 @dataclass(frozen=True)
 class Started:
-    attempt: int  # 1, or 2 when a worker died with it and another took it over
+    # Which start this is, when the queue knows (Redis counts deliveries: 2 when a worker died
+    # with it and another took it over); None: count it as one more start.
+    attempt: int | None
     worker: str
     batch_size: int = 1
 
@@ -302,7 +304,7 @@ class LocalQueue:
         for entry in entries:
             entry.ticket = None
             self._running[entry.job.job_id] = entry
-            entry.handle.put(Started(1, "local", len(batch)))
+            entry.handle.put(Started(None, "local", len(batch)))
         self._announce()
 
         def on_progress(progress: Progress) -> None:

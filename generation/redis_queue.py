@@ -460,6 +460,13 @@ class RedisQueue:
             ]
         )
         handle = await self._follow(job.job_id)
+        if not await self.client.zcount(f"{self.prefix}:workers", time.time() - 60, "+inf"):
+            log.warning(
+                "job %d waits in Redis, but no sdbot worker was seen in the last minute "
+                "(prefix %s)",
+                job.job_id,
+                self.prefix,
+            )
         place = (await self.positions()).get(job.job_id)
         if place is not None:  # the first answer says where it stands, at once
             handle.put(place)

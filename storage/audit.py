@@ -235,8 +235,12 @@ class AuditLog:
             await session.flush()
             return row.id
 
-    async def mark_running(self, job_id: int) -> int:
-        """A worker started the job; returns how many times one has (retries count)."""
+    async def mark_running(self, job_id: int, attempt: int | None = None) -> int:
+        """A worker started the job; returns how many times one has (retries count).
+
+        ``attempt``: which start this is, when the queue knows it (a replayed event does not
+        count twice); None counts one more.
+        """
         now = utcnow()
         async with self._sessions.begin() as session:
             job = await session.get(Job, job_id)
@@ -245,7 +249,7 @@ class AuditLog:
             if JobStatus(job.status).is_terminal:
                 raise JobAlreadyFinished(job_id, job.status)
             job.status = JobStatus.RUNNING.value
-            job.attempts += 1
+            job.attempts = job.attempts + 1 if attempt is None else max(job.attempts, attempt)
             if job.started_at is None:
                 job.started_at = now
                 job.queue_ms = (now - job.created_at).total_seconds() * 1000

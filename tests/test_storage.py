@@ -130,6 +130,9 @@ async def test_open_jobs_count_their_attempts_and_go_back_to_the_queue(
         2,
         first.started_at,
     )
+    # A replayed start of a known attempt (a restarted bot reading a job's events) counts once.
+    assert await audit.mark_running(running, 2) == 2
+    assert await audit.mark_running(running, 1) == 2
     record = await audit.get_job(refused)
     assert record is not None
     assert (record.status, record.error) == (JobStatus.REFUSED, "the queue is full")

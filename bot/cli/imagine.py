@@ -16,6 +16,7 @@ from generation.errors import ModelLoadError
 from generation.models import model_defaults, resolve_model
 from generation.options import SCHEDULERS, RequestedOptions, validate
 from generation.protocol import Progress
+from generation.queue import Queued
 from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
 
@@ -165,6 +166,15 @@ def _progress_printer(enabled: bool) -> Any:
     return show if enabled else None
 
 
+def _queue_printer(enabled: bool) -> Any:
+    def show(place: Queued) -> None:
+        eta = "" if place.eta_s is None else f", done in about {place.eta_s:.0f} s"
+        ahead = "next" if place.ahead == 0 else f"{place.ahead} ahead"
+        print(f"\r  queued: {ahead}{eta}   ", end="", file=sys.stderr, flush=True)
+
+    return show if enabled else None
+
+
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     try:
         defaults = model_defaults(resolve_model(settings.model))
@@ -179,6 +189,7 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
             requested,
             Requester(source="cli", guild_id=args.guild, channel_nsfw=args.nsfw_channel),
             on_progress=_progress_printer(not args.json and sys.stderr.isatty()),
+            on_queued=_queue_printer(not args.json and sys.stderr.isatty()),
         )
     if args.json:
         print(json.dumps(outcome_json(outcome), indent=2))
