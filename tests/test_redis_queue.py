@@ -246,3 +246,48 @@ async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
+
+
+async def test_a_restarted_bot_follows_its_jobs_where_redis_holds_them(
+    settings: Settings, prefix: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    settings = settings.model_copy(
+        update={"redis_url": REDIS_URL, "redis_prefix": prefix, "max_steps": 300}
+    )
+    log = tmp_path / "worker.log"
+    worker = _start_worker(settings, prefix, "only", log)
+    try:
+        await _wait_for_line(log, "taking jobs from")
+        async with open_storage(settings) as storage:
+            async with open_service(settings, storage) as service:
+                running = asyncio.Event()
+                task = asyncio.create_task(
+                    service.imagine(
+                        RequestedOptions(prompt="a red circle", steps=60, seed=2),
+                        Requester(source="test", guild_id=7, user_id=700),
+                        on_progress=lambda progress: running.set(),
+                    )
+                )
+                await asyncio.wait_for(running.wait(), 120)
+                service.closing = True  # the bot stops: its job stays open, the worker goes on
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            [left] = await storage.audit.open_jobs()
+            assert left.status is JobStatus.RUNNING
+
+            outcomes = []
+            async with open_service(settings, storage) as restarted:
+                assert await restarted.recover(outcomes.append) == 1
+                await asyncio.wait_for(restarted.wait_recovered(), 120)
+            [outcome] = outcomes
+            assert (outcome.job_id, outcome.status) == (left.id, JobStatus.SUCCEEDED)
+            record = await storage.audit.get_job(left.id)
+            assert record is not None
+            # One worker ran it once: the replayed start event did not count as a retry.
+            assert (record.status, record.attempts) == (JobStatus.SUCCEEDED, 1)
+            assert len(record.images) == 5
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
