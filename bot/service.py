@@ -22,6 +22,7 @@ from typing import TypeVar
 from generation import images
 from generation.errors import GenerationError
 from generation.limits import Limits, RateLimited, work_units
+from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import (
     GenerationOptions,
     ModelDefaults,
@@ -116,6 +117,16 @@ class ImagineOutcome:
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     retry_after: float | None = None  # refused: seconds until the same request would pass
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A request recorded and queued: follow it with :meth:`ImagineService.follow`."""
+
+    job: QueuedJob
+    handle: JobHandle
+    verdict: PromptVerdict
+    started: float
 
 
 QueuedCallback = Callable[[Queued], Awaitable[None] | None]
@@ -222,6 +233,14 @@ class ImagineService:
         self.rules = rules
         self.output_dir = output_dir
 
+    @property
+    def model_label(self) -> str:
+        """The model as shown to members: a hub id or a file name, never a local path."""
+        path = Path(self.model_name)
+        if path.resolve() == EMBEDDED_MODEL_DIR.resolve():
+            return "sdbot embedded model"
+        return path.name if path.exists() else self.model_name
+
     async def rules_for(self, guild_id: int | None) -> PromptRules:
         return await rules_for(self.terms, self.rules, guild_id)
 
@@ -265,6 +284,25 @@ class ImagineService:
         Cancelling the awaiting task cancels the job (recorded ``cancelled``), unless the
         service is closing: then the job stays open, to be resumed at the next start.
         """
+        submitted = await self.submit(requested, requester)
+        if isinstance(submitted, ImagineOutcome):
+            return submitted
+        return await self.follow(
+            submitted.job,
+            submitted.handle,
+            submitted.verdict,
+            requester.channel_nsfw,
+            on_progress=on_progress,
+            on_queued=on_queued,
+            started=submitted.started,
+        )
+
+    async def submit(
+        self, requested: RequestedOptions, requester: Requester
+    ) -> Submitted | ImagineOutcome:
+        """Checks, records and queues a request; fast (no model). Blocked and refused requests
+        come back as their final outcome, an accepted one as its job to :meth:`follow`.
+        Raises InvalidOption (before any record) for bad options."""
         started = time.perf_counter()
         # 1. Options: fail at the boundary, never clamp.
         options = validate(requested, self.limits, self.defaults)
@@ -307,15 +345,7 @@ class ImagineService:
             with contextlib.suppress(Exception):
                 await self.queue.release(guild, user)
             raise
-        return await self.follow(
-            job,
-            handle,
-            verdict,
-            requester.channel_nsfw,
-            on_progress=on_progress,
-            on_queued=on_queued,
-            started=started,
-        )
+        return Submitted(job, handle, verdict, started)
 
     async def follow(
         self,

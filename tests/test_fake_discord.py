@@ -10,7 +10,6 @@ fake itself; the bot's own tests drive bot/ against the same fake.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from PIL import Image
 from bot import discord_endpoints
 from bot.discord_endpoints import Endpoints
 from tests.fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
+from tests.fake_discord.client import running, start_client
 from tests.fake_discord.load import run_load
 
 C = TypeVar("C", bound=discord.Client)
@@ -168,28 +168,6 @@ def world(fake: FakeDiscord) -> tuple[Guild, Channel, User]:
     return guild, channel, member
 
 
-async def _start(fake: FakeDiscord, client: discord.Client) -> asyncio.Task[None]:
-    task = asyncio.create_task(client.start(fake.token))
-    try:
-        await asyncio.wait_for(client.wait_until_ready(), 10)
-    except BaseException:
-        await client.close()
-        task.cancel()
-        raise
-    return task
-
-
-@contextlib.asynccontextmanager
-async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
-    """The client logged in and ready; closed (and its task awaited) on the way out."""
-    task = await _start(fake, client)
-    try:
-        yield client
-    finally:
-        await client.close()
-        await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 async def bot(fake: FakeDiscord, world: tuple[Guild, Channel, User]) -> AsyncIterator[ProbeBot]:
     async with running(fake, ProbeBot()) as client:
@@ -207,7 +185,7 @@ async def test_login_and_one_command_end_to_end(world: tuple[Guild, Channel, Use
     client = ProbeBot()
     task = None
     try:
-        task = await _start(server, client)
+        task = await start_client(server, client)
         interaction = await server.slash(ada, c, "echo", text="@everyone hi", times=2)
         message = await server.wait_for(lambda: interaction.followups and interaction.followups[0])
         elapsed = time.perf_counter() - started

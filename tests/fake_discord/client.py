@@ -1,0 +1,37 @@
+"""Running a real discord.py client against the fake, for the length of a test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import discord
+
+from tests.fake_discord.server import FakeDiscord
+
+C = TypeVar("C", bound=discord.Client)
+
+
+async def start_client(fake: FakeDiscord, client: discord.Client) -> asyncio.Task[None]:
+    """Logs the client in and waits until it is ready; returns its task."""
+    task = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+    except BaseException:
+        await client.close()
+        task.cancel()
+        raise
+    return task
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
+    """The client logged in and ready; closed (and its task awaited) on the way out."""
+    task = await start_client(fake, client)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,148 @@
+"""The Discord bot on the fake Discord, with the real discord.py client, the real worker
+process and the embedded model: /imagine from a member to a posted grid with its controls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.app import open_service, open_storage
+from bot.discord_bot import CONTROLS, ImagineBot
+from bot.service import ImagineService
+from bot.settings import Settings
+from generation.limits import Limits
+from storage import migrations
+from storage.models import JobStatus
+from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
+from tests.fake_discord.client import running
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[ImagineService]:
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        yield service
+
+
+@pytest.fixture
+def world(fake_discord: FakeDiscord) -> tuple[Guild, Channel, User]:
+    guild = fake_discord.create_guild("art club")
+    channel = fake_discord.create_channel(guild, "images")
+    member = fake_discord.create_user("ada")
+    fake_discord.add_member(guild, member)
+    return guild, channel, member
+
+
+@pytest.fixture
+async def bot(
+    fake_discord: FakeDiscord, service: ImagineService, world: object
+) -> AsyncIterator[ImagineBot]:
+    client = ImagineBot(service, edit_every_s=0.2, guild_ready_timeout=0.05)
+    async with running(fake_discord, client):
+        yield client
+
+
+def _posted(message: Message | None) -> Message | None:
+    if message is not None and message.attachments and len(message.reacted) == len(CONTROLS):
+        return message
+    return None
+
+
+async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, channel, ada = world
+    interaction = await fake_discord.slash(
+        ada, channel, "imagine", prompt="@everyone a red circle", seed=3
+    )
+    message = await fake_discord.wait_for(lambda: _posted(interaction.original), within=120)
+    assert interaction.ack_latency is not None
+    assert interaction.ack_latency < 2.0
+    assert not interaction.ephemeral
+    [attachment] = message.attachments
+    assert attachment.filename.endswith(".png")
+    assert attachment.image().size == (512, 512)  # four 256 px variants
+    assert message.reacted == list(CONTROLS)
+    assert message.allowed_mentions == {"parse": []}  # the echoed @everyone pings no one
+    assert "seeds 3, 4, 5, 6 · sdbot embedded model" in message.content
+    assert message.edits >= 2  # queued → drawing → the grid
+
+    [record] = await bot.service.audit.list_jobs()
+    assert (record.status, record.guild_id, record.user_id) == (
+        JobStatus.SUCCEEDED,
+        guild.id,
+        ada.id,
+    )
+    assert f"job {record.id}" in message.content
+    linked = await bot.service.audit.job_for_message(message.id)
+    assert linked is not None
+    assert linked[0].id == record.id
+
+
+@pytest.mark.parametrize(
+    ("options", "answer"),
+    [
+        ({"prompt": "a nude child"}, "🚫 This prompt was not accepted: "),
+        ({"prompt": "a red circle", "steps": 400}, "⚠️ steps must be a whole number from 1 to 50"),
+        ({"prompt": "a red circle", "size": 100}, "⚠️ width must be a multiple of 8"),
+    ],
+)
+async def test_what_is_not_accepted_gets_an_ephemeral_reason(
+    fake_discord: FakeDiscord,
+    bot: ImagineBot,
+    world: tuple[Guild, Channel, User],
+    options: dict[str, object],
+    answer: str,
+) -> None:
+    _, channel, ada = world
+    interaction = await fake_discord.slash(ada, channel, "imagine", **options)
+    message = await fake_discord.wait_for(lambda: interaction.original, within=30)
+    assert interaction.ephemeral
+    assert message.content.startswith(answer), message.content
+
+
+async def test_a_rate_limited_member_is_told_the_wait(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, channel, ada = world
+    limits = Limits(user_units_per_hour=0.01, user_burst=0.1)
+    bot.service.default_limits = limits
+    await bot.service.queue.admit(guild.id, ada.id, 0.1, limits)  # the saved-up tenth, spent
+    await bot.service.queue.release(guild.id, ada.id)
+    interaction = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle")
+    message = await fake_discord.wait_for(lambda: interaction.original, within=30)
+    assert interaction.ephemeral
+    assert message.content.startswith("⏳ you can make this in ")
+    assert message.content.endswith("(your limit is 0.01 standard images an hour)")
+    [record] = await bot.service.audit.list_jobs()
+    assert record.status is JobStatus.REFUSED
+
+
+async def test_after_the_token_expires_the_grid_goes_to_the_channel_mentioning_the_member(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    interaction = await fake_discord.slash(
+        ada, channel, "imagine", prompt="a blue square", steps=50
+    )
+    await fake_discord.wait_for(
+        lambda: interaction.original and "drawing" in interaction.original.content, within=120
+    )
+    fake_discord.advance(16 * 60)  # a long queue: the interaction token is 15 min old
+
+    def posted() -> Message | None:
+        for message in fake_discord.channel_messages(channel):
+            if message.interaction_id is None and _posted(message):
+                return message
+        return None
+
+    message = await fake_discord.wait_for(posted, within=120)
+    assert message.content.startswith(f"<@{ada.id}> **a blue square**")
+    assert message.allowed_mentions == {"parse": [], "users": [ada.id]}
+    [record] = await bot.service.audit.list_jobs()
+    assert record.status is JobStatus.SUCCEEDED
+    linked = await bot.service.audit.job_for_message(message.id)
+    assert linked is not None
+    assert linked[0].id == record.id
