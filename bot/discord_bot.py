@@ -61,6 +61,23 @@ class ImagineBot(discord.Client):
     async def setup_hook(self) -> None:
         await self.tree.sync()
 
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info(
+            "connected to Discord as %s (%s) ◆ %d guilds", user, user and user.id, len(self.guilds)
+        )
+
+    async def post_recovered(self, outcome: ImagineOutcome) -> None:
+        """A job resumed after a restart: its result goes to its channel, for its member."""
+        record = await self.service.audit.get_job(outcome.job_id)
+        if record is None or record.channel_id is None or record.source != "discord":
+            return
+        title = f"**{quoted(outcome.prompt)}** · job {outcome.job_id} (resumed after a restart)"
+        content, file = self._final(outcome, title)
+        message = await self._to_channel(record.channel_id, record.user_id, content, file)
+        if message is not None and file is not None:
+            await self._controls(message, outcome.job_id, record.guild_id)
+
     def _register(self) -> None:
         @self.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")
         @app_commands.describe(
@@ -160,13 +177,10 @@ class ImagineBot(discord.Client):
             started=submitted.started,
         )
 
-    async def _post(
-        self, interaction: discord.Interaction, outcome: ImagineOutcome, title: str
-    ) -> None:
+    def _final(self, outcome: ImagineOutcome, title: str) -> tuple[str, discord.File | None]:
+        """The text and the grid file of a finished job."""
         if outcome.status is not JobStatus.SUCCEEDED or outcome.grid is None:
-            text = f"{title}\n❌ {outcome.status.value}: {outcome.error or 'no images'}"
-            await self._answer(interaction, outcome, content=text)
-            return
+            return f"{title}\n❌ {outcome.status.value}: {outcome.error or 'no images'}", None
         grid = outcome.grid
         assert grid.png is not None  # a grid is never withheld
         name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
@@ -179,28 +193,30 @@ class ImagineBot(discord.Client):
             )
         if grid.spoiler:
             lines.append(f"spoilered: {grid.reason}")
-        message = await self._answer(
-            interaction,
-            outcome,
-            content="\n".join(lines),
-            file=discord.File(_bytes_io(grid.png), filename=name),
-        )
-        if message is None:
-            return
+        return "\n".join(lines), discord.File(io.BytesIO(grid.png), filename=name)
+
+    async def _post(
+        self, interaction: discord.Interaction, outcome: ImagineOutcome, title: str
+    ) -> None:
+        content, file = self._final(outcome, title)
+        message = await self._answer(interaction, content=content, file=file)
+        if message is not None and file is not None:
+            await self._controls(message, outcome.job_id, interaction.guild_id)
+
+    async def _controls(self, message: discord.Message, job_id: int, guild_id: int | None) -> None:
         await self.service.audit.link_message(
-            message.id, outcome.job_id, channel_id=message.channel.id, guild_id=interaction.guild_id
+            message.id, job_id, channel_id=message.channel.id, guild_id=guild_id
         )
         for emoji in CONTROLS:
             try:
                 await message.add_reaction(emoji)
             except discord.HTTPException as error:  # no permission to react: the post stands
-                log.warning("could not add controls ◆ job %d ◆ %s", outcome.job_id, error)
+                log.warning("could not add controls ◆ job %d ◆ %s", job_id, error)
                 break
 
     async def _answer(
         self,
         interaction: discord.Interaction,
-        outcome: ImagineOutcome,
         *,
         content: str,
         file: discord.File | None = None,
@@ -215,16 +231,33 @@ class ImagineBot(discord.Client):
         except discord.HTTPException as error:
             if error.code not in _TOKEN_GONE and error.status != 401:
                 raise
-        channel = interaction.channel
-        if not isinstance(channel, discord.abc.Messageable):
-            log.warning("no channel to post job %d to", outcome.job_id)
-            return None
         if file is not None:
             file.reset()
+        return await self._to_channel(interaction.channel_id, interaction.user.id, content, file)
+
+    async def _to_channel(
+        self,
+        channel_id: int | None,
+        user_id: int | None,
+        content: str,
+        file: discord.File | None,
+    ) -> discord.Message | None:
+        """A new message in the channel that mentions the member (and only them)."""
+        if channel_id is None:
+            return None
+        try:
+            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+        except discord.HTTPException as error:
+            log.warning("cannot reach channel %s: %s", channel_id, error)
+            return None
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        member = discord.Object(user_id) if user_id is not None else None
+        mention = f"<@{user_id}> " if user_id is not None else ""
         return await channel.send(
-            f"{interaction.user.mention} {content}",
+            f"{mention}{content}",
             file=file if file is not None else discord.utils.MISSING,
-            allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
+            allowed_mentions=discord.AllowedMentions(users=[member] if member else False),
         )
 
 
@@ -232,7 +265,3 @@ def _refusal(outcome: ImagineOutcome) -> str:
     if outcome.status is JobStatus.BLOCKED:
         return "🚫 This prompt was not accepted: " + "; ".join(outcome.verdict.reasons)
     return f"⏳ {outcome.error}"
-
-
-def _bytes_io(data: bytes) -> io.BytesIO:
-    return io.BytesIO(data)

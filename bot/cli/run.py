@@ -1,0 +1,111 @@
+"""`sdbot run`: the Discord bot, with its queue and worker, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from bot import discord_endpoints
+from bot.app import open_service, open_storage
+from bot.cli import EXIT_OK, CommandError
+from bot.settings import Settings
+from generation.queue import LocalQueue
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the Discord bot (needs SDBOT_DISCORD_TOKEN)",
+        description=(
+            "Checks the database and the worker, resumes the jobs a stopped bot left open, then "
+            "serves /imagine until SIGTERM or Ctrl-C. A client whose gateway connect fails is "
+            "restarted with a growing pause."
+        ),
+    )
+    run.add_argument(
+        "--ready-timeout", type=float, default=2.0, help=argparse.SUPPRESS
+    )  # discord.py's guild_ready_timeout; tests shorten it
+    run.set_defaults(handler=run_bot)
+
+
+async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
+    import discord
+
+    from bot.discord_bot import ImagineBot
+    from bot.service import ImagineOutcome
+
+    token = settings.discord_token.get_secret_value() if settings.discord_token else ""
+    if not token:
+        raise CommandError("sdbot run needs the bot token: set SDBOT_DISCORD_TOKEN")
+    discord_endpoints.use(discord_endpoints.from_settings(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        if isinstance(service.queue, LocalQueue):  # a model that cannot load stops us here
+            ready = await service.queue.supervisor.start()
+            where = f"{ready.model} on {ready.device} ({ready.dtype})"
+        else:
+            where = f"Redis workers (prefix {settings.redis_prefix})"
+        _say(f"worker: {where}")
+        client: ImagineBot | None = None
+        pause, recovered = 1.0, False
+
+        async def post_recovered(outcome: ImagineOutcome) -> None:
+            if client is not None:
+                await client.post_recovered(outcome)
+
+        while not stop.is_set():
+            client = ImagineBot(service, guild_ready_timeout=args.ready_timeout)
+            task = asyncio.create_task(client.start(token))
+            ready_wait = asyncio.create_task(client.wait_until_ready())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, ready_wait, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if ready_wait.done() and not stop.is_set():
+                user = client.user
+                _say(
+                    f"connected to Discord as {user} ({user and user.id}) at "
+                    f"{settings.discord_api_url}, {len(client.guilds)} guilds"
+                )
+                if not recovered:
+                    recovered = True
+                    resumed = await service.recover(post_recovered)
+                    if resumed:
+                        _say(f"resumed {resumed} open jobs")
+                pause = 1.0
+                await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            ready_wait.cancel()
+            stopping.cancel()
+            if stop.is_set():
+                break
+            error = task.exception() if task.done() else None
+            await client.close()
+            if isinstance(error, discord.LoginFailure):
+                raise CommandError(f"Discord refused the token: {error}")
+            log.warning("the Discord client stopped (%r); restarting in %.0f s", error, pause)
+            _say(f"the Discord client stopped ({type(error).__name__}); restarting")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            pause = min(pause * 2, 60.0)
+
+        _say("shutting down: open jobs stay recorded and resume at the next start")
+        service.closing = True
+        if client is not None:
+            await client.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+    _say("stopped")
+    return EXIT_OK
+
+
+def _say(text: str) -> None:
+    print(f"sdbot run: {text}", file=sys.stderr, flush=True)
