@@ -319,6 +319,11 @@ class LocalQueue:
             for entry in entries:
                 self._end(entry, Failed(str(error)))
             return
+        except Exception as error:  # a bug must not stop the queue: the jobs fail, it goes on
+            log.exception("batch %s failed", [entry.job.job_id for entry in entries])
+            for entry in entries:
+                self._end(entry, Failed(f"internal error: {type(error).__name__}: {error}"))
+            return
         except asyncio.CancelledError:  # shutting down: the jobs stay open in the audit log
             raise
         finally:

@@ -633,13 +633,21 @@ class RedisWorker:
         await self._seen()
         log.info("worker %s ◆ waiting for jobs ◆ prefix %s", self.name, self.prefix)
         while not stop.is_set():
-            claimed = await self.next_job()
-            if claimed is None:
-                await self._seen()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.client.blpop([f"{self.prefix}:wake"], timeout=1), 5)
-                continue
-            await self.process(claimed)
+            try:
+                await self._step()
+            except aioredis.RedisError as error:  # Redis restarting: try again in a moment
+                log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
+                await asyncio.sleep(1)
+
+    async def _step(self) -> None:
+        """Takes and runs one job, or waits (at most about a second) for one."""
+        claimed = await self.next_job()
+        if claimed is None:
+            await self._seen()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.client.blpop([f"{self.prefix}:wake"], timeout=1), 5)
+            return
+        await self.process(claimed)
 
     async def next_job(self) -> Claimed | None:
         """A job whose worker went silent first, else the next one in fair order."""

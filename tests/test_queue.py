@@ -17,6 +17,7 @@ from generation.queue import (
     Cancelled,
     CancelOutcome,
     Done,
+    Failed,
     JobEvent,
     JobHandle,
     LocalQueue,
@@ -161,4 +162,27 @@ async def test_a_queued_job_is_cancelled_before_it_runs_and_a_running_one_betwee
     await queue.close()
     assert isinstance(after[-1], Done)
     assert supervisor.pid == pid
+    assert queue.limiter.depth == 0
+
+
+async def test_an_unexpected_error_fails_its_batch_and_the_queue_goes_on(
+    supervisor: WorkerSupervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    real = supervisor.run_batch
+    calls = 0
+
+    async def broken_once(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(supervisor, "run_batch", broken_once)
+    first = await events_of(await queue.submit(job(1, guild=1)))
+    second = await events_of(await queue.submit(job(2, guild=1)))
+    await queue.close()
+    assert first[-1] == Failed("internal error: RuntimeError: a bug")
+    assert isinstance(second[-1], Done)
     assert queue.limiter.depth == 0
