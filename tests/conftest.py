@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.service import ImagineService
 from bot.settings import Settings
 from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
@@ -125,6 +126,16 @@ def settings(tmp_path: Path, model_dir: Path, sqlite_url: str) -> Settings:
         database_url=sqlite_url,
         device="cpu",
     )
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[ImagineService]:
+    """The moderated path on a migrated SQLite file, with its queue and worker process."""
+    from bot.app import open_service, open_storage
+
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        yield service
 
 
 @pytest.fixture

@@ -3,27 +3,16 @@ process and the embedded model: /imagine from a member to a posted grid with its
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.app import open_service, open_storage
 from bot.discord_bot import CONTROLS, ImagineBot
 from bot.service import ImagineService
-from bot.settings import Settings
 from generation.limits import Limits
-from storage import migrations
 from storage.models import JobStatus
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
 from tests.fake_discord.client import running
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[ImagineService]:
-    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
-    async with open_storage(settings) as storage, open_service(settings, storage) as service:
-        yield service
 
 
 @pytest.fixture

@@ -16,18 +16,7 @@ from storage import migrations
 from storage.audit import NewJob
 from storage.models import JobStatus, Verdict
 from tests.fake_discord import FakeDiscord, Message
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-async def _wait_for_line(path: Path, text: str, within: float = 120) -> None:
-    for _ in range(int(within * 10)):
-        if text in await asyncio.to_thread(_read, path):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"sdbot run never said {text!r}:\n{_read(path)}")
+from tests.processes import read_log, wait_for_line
 
 
 async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
@@ -67,8 +56,8 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
             stderr=stderr,
         )
     try:
-        await _wait_for_line(log, "connected to Discord as")
-        assert "the Discord client stopped" in _read(log)  # the refused connect, then a restart
+        await wait_for_line(log, "connected to Discord as")
+        assert "the Discord client stopped" in read_log(log)  # the refused connect, then a restart
 
         def resumed() -> Message | None:
             for message in fake_discord.channel_messages(channel):
@@ -92,8 +81,8 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 60)
-    assert code == 0, _read(log)
-    assert "sdbot run: stopped" in _read(log)
+    assert code == 0, read_log(log)
+    assert "sdbot run: stopped" in read_log(log)
     async with open_storage(settings) as storage:
         jobs = await storage.audit.list_jobs()
     assert [(job.prompt, job.status) for job in jobs] == [

@@ -28,6 +28,7 @@ from generation.redis_queue import RedisQueue, decode_request
 from storage import migrations
 from storage.models import JobStatus
 from tests.conftest import require_service
+from tests.processes import wait_for_line
 
 pytestmark = pytest.mark.redis
 
@@ -161,18 +162,6 @@ def _start_worker(settings: Settings, prefix: str, name: str, log: Path) -> subp
         )
 
 
-def _read(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-async def _wait_for_line(log: Path, text: str, within: float = 120) -> None:
-    for _ in range(int(within * 10)):
-        if text in await asyncio.to_thread(_read, log):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{log.name} never said {text!r}: {_read(log)}")
-
-
 async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
     settings: Settings, prefix: str, tmp_path: Path
 ) -> None:
@@ -185,7 +174,7 @@ async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
     second: subprocess.Popen[bytes] | None = None
     member = Requester(source="test", guild_id=7, channel_id=70, user_id=700)
     try:
-        await _wait_for_line(first_log, "taking jobs from")
+        await wait_for_line(first_log, "taking jobs from")
         async with open_storage(settings) as storage, open_service(settings, storage) as service:
             running = asyncio.Event()
             places: list[Queued] = []
@@ -199,7 +188,7 @@ async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
             )
             await asyncio.wait_for(running.wait(), 120)
             second = _start_worker(settings, prefix, "second", second_log)
-            await _wait_for_line(second_log, "taking jobs from")
+            await wait_for_line(second_log, "taking jobs from")
             os.killpg(first.pid, signal.SIGKILL)  # the worker and its model process, mid-job
 
             outcome = await asyncio.wait_for(long_job, 240)
@@ -211,7 +200,7 @@ async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
             assert (record.status, record.attempts) == (JobStatus.SUCCEEDED, 2)
             # An idle worker takes a job the instant it is pushed: at most it heard it was next.
             assert all(place.ahead == 0 for place in places)
-            await _wait_for_line(second_log, "taken over from first")
+            await wait_for_line(second_log, "taken over from first")
 
             # The owner cancels a running job on Redis: it stops between steps.
             steps: list[Progress] = []
@@ -258,7 +247,7 @@ async def test_a_restarted_bot_follows_its_jobs_where_redis_holds_them(
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, prefix, "only", log)
     try:
-        await _wait_for_line(log, "taking jobs from")
+        await wait_for_line(log, "taking jobs from")
         async with open_storage(settings) as storage:
             async with open_service(settings, storage) as service:
                 running = asyncio.Event()

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,13 +24,6 @@ from storage.audit import AuditLog, NewJob
 from storage.models import JobStatus, Verdict
 
 MEMBER = Requester(source="test", guild_id=7, channel_id=70, user_id=700)
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[ImagineService]:
-    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
-    async with open_storage(settings) as storage, open_service(settings, storage) as service:
-        yield service
 
 
 async def test_a_request_over_a_limit_is_refused_with_the_wait_and_recorded(

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.app import open_service, open_storage
 from bot.service import ImagineService, Requester
 from bot.settings import Settings
 from generation.errors import ModelLoadError
@@ -19,7 +17,6 @@ from generation.options import RequestedOptions
 from generation.protocol import Progress, WorkerSpec
 from generation.queue import LocalQueue
 from generation.supervisor import WorkerSupervisor
-from storage import migrations
 from storage.models import JobStatus
 
 CLI = Requester(source="test")
@@ -28,13 +25,6 @@ CLI = Requester(source="test")
 def local_supervisor(service: ImagineService) -> WorkerSupervisor:
     assert isinstance(service.queue, LocalQueue)
     return service.queue.supervisor
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[ImagineService]:
-    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
-    async with open_storage(settings) as storage, open_service(settings, storage) as service:
-        yield service
 
 
 async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
