@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from generation import images
 from generation.errors import GenerationError
@@ -42,7 +41,7 @@ from generation.queue import (
     QueuedJob,
     Started,
 )
-from generation.supervisor import ProgressCallback
+from generation.supervisor import ProgressCallback, notify
 from moderation import watermark
 from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy, decide
 from moderation.prompts import (
@@ -60,7 +59,6 @@ from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class SaveFailed(Exception):
@@ -135,13 +133,6 @@ OutcomeCallback = Callable[["ImagineOutcome"], Awaitable[None] | None]
 
 class NotYours(Exception):
     """A user asked to act on a job that does not exist or belongs to someone else."""
-
-
-async def _call(callback: Callable[[T], Awaitable[None] | None] | None, value: T) -> None:
-    if callback is not None:
-        outcome = callback(value)
-        if outcome is not None:
-            await outcome
 
 
 def guild_limits(
@@ -244,18 +235,20 @@ class ImagineService:
     async def rules_for(self, guild_id: int | None) -> PromptRules:
         return await rules_for(self.terms, self.rules, guild_id)
 
-    async def image_policy(self, requester: Requester, verdict: PromptVerdict) -> ImagePolicy:
+    async def image_policy(
+        self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict
+    ) -> ImagePolicy:
         """The thresholds and NSFW policy for this guild and channel."""
         guild_threshold, nsfw_policy = None, NsfwPolicy.BLOCK
-        if requester.guild_id is not None:
-            settings = await self.guild_settings.get(requester.guild_id)
+        if guild_id is not None:
+            settings = await self.guild_settings.get(guild_id)
             guild_threshold, nsfw_policy = settings.nsfw_threshold, settings.nsfw_policy
         return ImagePolicy.for_request(
             threshold=self.nsfw_threshold,
             strict_threshold=self.nsfw_strict_threshold,
             guild_threshold=guild_threshold,
             nsfw_policy=nsfw_policy,
-            channel_nsfw=requester.channel_nsfw,
+            channel_nsfw=channel_nsfw,
             force_safe=verdict.force_safe,
         )
 
@@ -372,13 +365,11 @@ class ImagineService:
             )
 
         try:
-            policy = await self.image_policy(
-                Requester("queue", job.guild_id, None, job.user_id, channel_nsfw), verdict
-            )
+            policy = await self.image_policy(job.guild_id, channel_nsfw, verdict)
             result: WorkResult | None = None
             async for event in handle.events():
                 if isinstance(event, Queued):
-                    await _call(on_queued, event)
+                    await notify(on_queued, event)
                 elif isinstance(event, Started):
                     # A bot that restarted replays the events: the attempt number, not the
                     # count of Started events, is what the record keeps.
@@ -386,7 +377,7 @@ class ImagineService:
                     if attempts > 1:
                         log.warning("retrying ◆ job %d ◆ attempt %d", job_id, attempts)
                 elif isinstance(event, Progress):
-                    await _call(on_progress, event)
+                    await notify(on_progress, event)
                 elif isinstance(event, Done):
                     result = event.result
                 elif isinstance(event, Failed):
@@ -511,7 +502,7 @@ class ImagineService:
         on_outcome: OutcomeCallback,
     ) -> None:
         outcome = await self.follow(job, handle, verdict, channel_nsfw)
-        await _call(on_outcome, outcome)
+        await notify(on_outcome, outcome)
 
     async def wait_recovered(self) -> None:
         """Until every job :meth:`recover` resumed has its outcome."""

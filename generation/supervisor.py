@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import TypeVar
 
 from generation.errors import (
     JobCancelled,
@@ -40,6 +41,17 @@ from generation.worker import run_worker
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+T = TypeVar("T")
+
+
+async def notify(callback: Callable[[T], Awaitable[None] | None] | None, value: T) -> None:
+    """Calls a callback that may be plain or async (or absent)."""
+    if callback is not None:
+        outcome = callback(value)
+        if outcome is not None:
+            await outcome
+
+
 Answer = WorkResult | WorkFailed | WorkCancelled
 
 
@@ -215,10 +227,7 @@ class WorkerSupervisor:
                     "the worker was stopped"
                 ) from None
             if isinstance(message, Progress) and message.job_id in batch.job_ids:
-                if on_progress is not None:
-                    outcome = on_progress(message)
-                    if outcome is not None:
-                        await outcome
+                await notify(on_progress, message)
             elif isinstance(message, WorkResult | WorkFailed | WorkCancelled):
                 if message.job_id in batch.job_ids:
                     answers[message.job_id] = message

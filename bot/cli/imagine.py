@@ -219,7 +219,8 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
         async with open_service(settings, storage) as service:
             resumed = await service.recover(show)
             if not args.json:
-                print(f"{open_jobs} open jobs: {resumed} resumed, {open_jobs - resumed} failed")
+                jobs = "job" if open_jobs == 1 else "jobs"
+                print(f"{open_jobs} open {jobs}: {resumed} resumed, {open_jobs - resumed} failed")
             await service.wait_recovered()
     succeeded = all(outcome.status is JobStatus.SUCCEEDED for outcome in outcomes)
     return EXIT_OK if succeeded and resumed == open_jobs else EXIT_FAILED
