@@ -1,4 +1,4 @@
-"""The Discord bot: `/imagine` through the same moderated path as the CLI.
+"""The Discord bot: `/imagine` through the same moderated path as the CLI, and the controls.
 
 A request is checked, recorded and queued before the bot answers, which takes milliseconds:
 a blocked prompt, a bad option or a rate limit gets an ephemeral reply with the reason; an
@@ -6,29 +6,50 @@ accepted one a public "queued" message that then shows its place, its progress (
 every ``edit_every_s``), and finally the 2×2 grid with the controls. When the interaction token
 has expired (a long queue), the result goes to the channel as a new message that mentions the
 requester. Echoed prompts never ping anyone.
+
+The controls are reactions: 1️⃣–4️⃣ upscale a variant and 🔄 rerolls (each posted as a reply to
+the grid), ❌ deletes a post. Which job a message shows lives in the database, so the controls
+work across restarts, and each control starts one job however often it is used.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.service import ImagineOutcome, ImagineService, Requester, Submitted
+from bot.service import (
+    AlreadyStarted,
+    ControlUnavailable,
+    ImagineOutcome,
+    ImagineService,
+    NotYours,
+    Requester,
+    ShuttingDown,
+    Submitted,
+)
 from generation.errors import InvalidOption
 from generation.options import SCHEDULERS, RequestedOptions
 from generation.protocol import Progress
 from generation.queue import Queued
-from storage.models import JobStatus
+from storage.audit import JobRecord
+from storage.models import Controls, JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
-CONTROLS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "🔄", "❌")
+UPSCALES = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
+REROLL = "🔄"
+DELETE = "❌"
+CONTROLS = (*UPSCALES, REROLL, DELETE)
 NO_PINGS = discord.AllowedMentions.none()
+NOTICE_SECONDS = 30.0  # a reply to a control (already done, not allowed now) then goes away
 _TOKEN_GONE = {10015, 50027}  # unknown webhook, invalid webhook token (after 15 min)
 
 
@@ -44,18 +65,48 @@ def _eta(seconds: float | None) -> str:
     return f" · about {seconds:.0f} s" if seconds < 90 else f" · about {seconds / 60:.0f} min"
 
 
+def _title(record: JobRecord) -> str:
+    """``**prompt** · job N``, with what it was made from for an upscale or a reroll."""
+    if record.kind == JobKind.UPSCALE.value:
+        what = f" · upscale of #{record.parent_variant} of job {record.parent_job_id}"
+    elif record.kind == JobKind.REROLL.value:
+        what = f" · reroll of job {record.parent_job_id}"
+    else:
+        what = ""
+    return f"**{quoted(record.prompt)}**{what} · job {record.id}"
+
+
+def is_moderator(member: discord.abc.User | None, channel: Any) -> bool:
+    """Manage Messages in the channel, or Manage Server: who may delete others' posts."""
+    if not isinstance(member, discord.Member):
+        return False
+    if isinstance(channel, discord.abc.GuildChannel):
+        permissions = channel.permissions_for(member)
+    else:
+        permissions = member.guild_permissions
+    return permissions.manage_messages or permissions.manage_guild
+
+
+# Where a job's status and result are shown: the interaction's own message, or a channel message.
+Edit = Callable[[str], Awaitable[None]]
+Final = Callable[[str, discord.File | None], Awaitable[discord.Message | None]]
+
+
 class ImagineBot(discord.Client):
     def __init__(
         self,
         service: ImagineService,
         *,
         edit_every_s: float = 2.0,
+        notice_s: float = NOTICE_SECONDS,
         **options: Any,
     ) -> None:
         super().__init__(intents=discord.Intents.default(), allowed_mentions=NO_PINGS, **options)
         self.service = service
         self.edit_every_s = edit_every_s
+        self.notice_s = notice_s
         self.tree = app_commands.CommandTree(self)
+        self._deliveries: dict[int, asyncio.Task[Any]] = {}  # job id → the task posting it
         self._register()
 
     async def setup_hook(self) -> None:
@@ -67,16 +118,28 @@ class ImagineBot(discord.Client):
             "connected to Discord as %s (%s) ◆ %d guilds", user, user and user.id, len(self.guilds)
         )
 
+    async def drain(self, grace_s: float) -> int:
+        """A graceful stop: no new work; the jobs running now get ``grace_s`` to be drawn and
+        posted. Returns how many did not make it (they resume at the next start)."""
+        running = await self.service.stop_taking_work()
+        tasks = [task for job_id, task in self._deliveries.items() if job_id in running]
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        return len(pending)
+
     async def post_recovered(self, outcome: ImagineOutcome) -> None:
         """A job resumed after a restart: its result goes to its channel, for its member."""
         record = await self.service.audit.get_job(outcome.job_id)
         if record is None or record.channel_id is None or record.source != "discord":
             return
-        title = f"**{quoted(outcome.prompt)}** · job {outcome.job_id} (resumed after a restart)"
+        title = f"{_title(record)} (resumed after a restart)"
         content, file = self._final(outcome, title)
         message = await self._to_channel(record.channel_id, record.user_id, content, file)
         if message is not None and file is not None:
-            await self._controls(message, outcome.job_id, record.guild_id)
+            await self._controls(message, record)
+
+    # --- commands ------------------------------------------------------------------------------
 
     def _register(self) -> None:
         @self.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")
@@ -114,33 +177,312 @@ class ImagineBot(discord.Client):
             )
             await self.run_imagine(interaction, requested)
 
-    async def run_imagine(
-        self, interaction: discord.Interaction, requested: RequestedOptions
-    ) -> None:
-        channel = interaction.channel
-        requester = Requester(
+        @self.tree.command(name="job", description="A job's settings, and its grid posted again")
+        @app_commands.describe(id="the job number shown under the grid")
+        async def job(interaction: discord.Interaction, id: app_commands.Range[int, 1]) -> None:
+            await self.show_job(interaction, id)
+
+        @self.tree.command(name="cancel", description="Cancel your queued or running job")
+        @app_commands.describe(id="the job number (default: your latest one here)")
+        async def cancel(
+            interaction: discord.Interaction, id: app_commands.Range[int, 1] | None = None
+        ) -> None:
+            await self.cancel_job(interaction, id)
+
+        @self.tree.command(name="help", description="What sdbot does, and this server's limits")
+        async def help(interaction: discord.Interaction) -> None:
+            text = await self.help_text(interaction)
+            await interaction.response.send_message(text, ephemeral=True)
+
+    def _requester(self, interaction: discord.Interaction) -> Requester:
+        return Requester(
             source="discord",
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
-            channel_nsfw=bool(getattr(channel, "nsfw", False)),
+            channel_nsfw=getattr(interaction.channel, "nsfw", False) is True,
         )
+
+    async def run_imagine(
+        self, interaction: discord.Interaction, requested: RequestedOptions
+    ) -> None:
+        requester = self._requester(interaction)
         # Fast (rules, a record, a queue push): the answer goes out well inside Discord's 3 s.
         try:
             submitted = await self.service.submit(requested, requester)
         except InvalidOption as error:  # discord.py does not enforce ranges: we do
             await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
             return
+        except ShuttingDown as error:
+            await interaction.response.send_message(f"🔁 {error}", ephemeral=True)
+            return
         if isinstance(submitted, ImagineOutcome):
             await interaction.response.send_message(_refusal(submitted), ephemeral=True)
             return
         title = f"**{quoted(requested.prompt)}** · job {submitted.job.job_id}"
-        await interaction.response.send_message(f"{title}\nqueued", allowed_mentions=NO_PINGS)
-        outcome = await self._follow(interaction, submitted, title)
-        await self._post(interaction, outcome, title)
+        try:
+            await interaction.response.send_message(f"{title}\nqueued", allowed_mentions=NO_PINGS)
+            answered = True
+        except discord.HTTPException as error:  # too late (Discord's 3 s): the job still posts
+            log.warning("could not answer ◆ job %d ◆ %s", submitted.job.job_id, error)
+            answered = False
+
+        async def edit(text: str) -> None:
+            if answered:
+                await interaction.edit_original_response(content=text)
+
+        async def final(content: str, file: discord.File | None) -> discord.Message | None:
+            if not answered:
+                return await self._to_channel(
+                    interaction.channel_id, interaction.user.id, content, file
+                )
+            return await self._answer(interaction, content=content, file=file)
+
+        await self._deliver(submitted, title, edit, final, requester.channel_nsfw)
+
+    async def show_job(self, interaction: discord.Interaction, job_id: int) -> None:
+        """/job: the settings of a job of this server, and its grid posted again with the
+        controls where it may be shown here; otherwise the settings alone, to the caller."""
+        record = await self.service.audit.get_job(job_id)
+        if record is None or record.guild_id != interaction.guild_id or record.source != "discord":
+            where = "in this server" if interaction.guild_id else "here"
+            await interaction.response.send_message(
+                f"⚠️ there is no job {job_id} {where}", ephemeral=True
+            )
+            return
+        mine = record.user_id == interaction.user.id
+        moderator = interaction.permissions.manage_messages or interaction.permissions.manage_guild
+        if record.status in (JobStatus.BLOCKED, JobStatus.REFUSED) and not (mine or moderator):
+            await interaction.response.send_message(
+                f"⚠️ job {job_id} was {record.status.value}; only its requester and moderators "
+                "can see it",
+                ephemeral=True,
+            )
+            return
+        text = self._details(record)
+        file, why_not = self._stored_post(record, getattr(interaction.channel, "nsfw", False))
+        if file is None:
+            note = f"\n*{why_not}*" if why_not else ""
+            await interaction.response.send_message(text + note, ephemeral=True)
+            return
+        await interaction.response.send_message(text, file=file, allowed_mentions=NO_PINGS)
+        message = await interaction.original_response()
+        await self._controls(message, record)
+
+    async def cancel_job(self, interaction: discord.Interaction, job_id: int | None) -> None:
+        """/cancel: the caller's job (by default their latest open one here) stops."""
+        user = interaction.user.id
+        if job_id is None:
+            latest = await self.service.audit.latest_open_job(user, interaction.guild_id)
+            if latest is None:
+                await interaction.response.send_message(
+                    "⚠️ you have no queued or running job here", ephemeral=True
+                )
+                return
+            job_id = latest.id
+        try:
+            said = await self.service.cancel(job_id, user)
+        except NotYours as error:
+            await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
+            return
+        await interaction.response.send_message(f"✅ {said}", ephemeral=True)
+
+    async def help_text(self, interaction: discord.Interaction) -> str:
+        service, guild_id = self.service, interaction.guild_id
+        limits, defaults = await service.option_limits_for(guild_id)
+        rates = await service.limits_for(guild_id)
+        settings = await service.guild_settings.get(guild_id) if guild_id else None
+        controls = settings.controls if settings else Controls.REQUESTER
+        who = "anyone here" if controls is Controls.EVERYONE else "the requester and moderators"
+        nsfw = (
+            "spoilered in age-restricted channels, withheld elsewhere"
+            if settings and settings.nsfw_policy.value == "spoiler"
+            else "withheld"
+        )
+        return "\n".join(
+            [
+                "**sdbot** draws pictures from text with Stable Diffusion "
+                f"({service.model_label}).",
+                "`/imagine prompt` makes a 2×2 grid; options: `negative`, `size`, `steps`, "
+                "`guidance`, `seed`, `sampler`.",
+                "`/job id` shows a job's settings and posts its grid again with the controls.",
+                "`/cancel [id]` stops your queued or running job.",
+                f"Under a grid: {' '.join(UPSCALES)} upscale that picture, {REROLL} draws the "
+                f"prompt again with new seeds (for {who}); {DELETE} deletes the post (its "
+                "requester or a moderator).",
+                "",
+                "**Limits here**",
+                f"- steps 1–{limits.max_steps} (default {defaults.steps}), sizes "
+                f"{limits.min_side}–{limits.max_side} px in steps of 8 (default "
+                f"{defaults.width}), guidance {limits.min_guidance:g}–{limits.max_guidance:g}",
+                f"- {rates.user_units_per_hour:g} standard images an hour for each member and "
+                f"{rates.guild_units_per_hour:g} for the server, {rates.max_jobs_per_user} jobs "
+                "at a time each (a standard image is 512×512 px at 20 steps; smaller and "
+                "shorter ones cost less)",
+                f"- images the safety checker flags are {nsfw}",
+                "- every prompt, blocked ones too, is recorded for this server's moderators",
+            ]
+        )
+
+    # --- controls ------------------------------------------------------------------------------
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        emoji = str(payload.emoji)
+        if self.user is None or payload.user_id == self.user.id or emoji not in CONTROLS:
+            return
+        linked = await self.service.audit.job_for_message(payload.message_id)
+        if linked is None:  # not a post of ours (or one deleted since)
+            return
+        record, _ = linked
+        try:
+            channel = self.get_channel(payload.channel_id) or await self.fetch_channel(
+                payload.channel_id
+            )
+        except discord.HTTPException as error:
+            log.warning("a control in channel %d we cannot see ◆ %s", payload.channel_id, error)
+            return
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        message = channel.get_partial_message(payload.message_id)
+        owner = payload.user_id == record.user_id
+        moderator = is_moderator(payload.member, channel)
+        if emoji == DELETE:
+            if owner or moderator:
+                await self._delete(message, record, payload.user_id)
+            else:
+                await self._unreact(message, emoji, payload.user_id)
+            return
+        if record.kind == JobKind.UPSCALE.value:  # an upscale has only ❌: others are just emoji
+            return
+        if not (owner or moderator or await self._controls_open(payload.guild_id)):
+            await self._unreact(message, emoji, payload.user_id)
+            return
+        # The member's reaction goes, so the control reads as a button; a repeat is answered.
+        await self._unreact(message, emoji, payload.user_id)
+        variant = UPSCALES.index(emoji) + 1 if emoji in UPSCALES else None
+        requester = Requester(
+            source="discord",
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            user_id=payload.user_id,
+            channel_nsfw=getattr(channel, "nsfw", False) is True,
+        )
+        try:
+            started = await self.service.use_control(record.id, variant, requester)
+        except (ControlUnavailable, InvalidOption) as error:
+            await self._notice(message, payload.user_id, f"⚠️ {error}")
+            return
+        except ShuttingDown as error:
+            await self._notice(message, payload.user_id, f"🔁 {error}")
+            return
+        if isinstance(started, AlreadyStarted):
+            await self._notice(message, payload.user_id, await self._already(started, variant))
+            return
+        if isinstance(started, ImagineOutcome):  # blocked by today's lists, or a rate limit
+            await self._notice(message, payload.user_id, _refusal(started))
+            return
+        child = await self.service.audit.get_job(started.job.job_id)
+        assert child is not None  # recorded before it was queued
+        title = _title(child)
+        status: discord.Message | None = None
+        try:
+            status = await message.reply(
+                f"{title}\nqueued", mention_author=False, allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException as error:  # the job is queued: it is followed all the same
+            log.warning("could not post the status of job %d ◆ %s", started.job.job_id, error)
+
+        async def edit(text: str) -> None:
+            if status is not None:
+                await status.edit(content=text)
+
+        async def final(content: str, file: discord.File | None) -> discord.Message | None:
+            if status is not None:
+                try:
+                    return await status.edit(
+                        content=content,
+                        attachments=[file] if file else [],
+                        allowed_mentions=NO_PINGS,
+                    )
+                except discord.NotFound:  # the status message was deleted meanwhile
+                    if file is not None:
+                        file.reset()
+            return await self._to_channel(payload.channel_id, payload.user_id, content, file)
+
+        await self._deliver(started, title, edit, final, requester.channel_nsfw)
+
+    async def _controls_open(self, guild_id: int | None) -> bool:
+        if guild_id is None:
+            return False
+        return (await self.service.guild_settings.get(guild_id)).controls is Controls.EVERYONE
+
+    async def _already(self, started: AlreadyStarted, variant: int | None) -> str:
+        what = "🔄 this grid was rerolled" if variant is None else f"#{variant} was upscaled"
+        if started.job is None:
+            return f"{what} a moment ago; its post is on the way"
+        links = await self.service.audit.messages_for_job(started.job.id)
+        where = ""
+        if links:
+            channel_id, message_id = links[0]
+            channel = self.get_partial_messageable(channel_id)
+            where = f": {channel.get_partial_message(message_id).jump_url}"
+        return f"{what} already, as job {started.job.id} ({started.job.status.value}){where}"
+
+    async def _delete(
+        self, message: discord.PartialMessage, record: JobRecord, user_id: int
+    ) -> None:
+        try:
+            await message.delete()
+        except discord.NotFound:
+            pass
+        except discord.HTTPException as error:
+            log.warning("could not delete the post of job %d ◆ %s", record.id, error)
+            return
+        await self.service.audit.unlink_message(message.id)
+        log.info("deleted the post of job %d ◆ by %d", record.id, user_id)
+
+    async def _unreact(self, message: discord.PartialMessage, emoji: str, user_id: int) -> None:
+        try:
+            await message.remove_reaction(emoji, discord.Object(user_id))
+        except discord.HTTPException as error:  # no Manage Messages here: the reaction stays
+            log.info("could not remove a reaction ◆ %s", error)
+
+    async def _notice(self, message: discord.PartialMessage, user_id: int, text: str) -> None:
+        """A short reply to a control, for its member only, that goes away by itself."""
+        try:
+            await message.reply(
+                f"<@{user_id}> {text}",
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
+                delete_after=self.notice_s,
+            )
+        except discord.HTTPException as error:
+            log.info("could not answer a control ◆ %s", error)
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    async def _deliver(
+        self, submitted: Submitted, title: str, edit: Edit, final: Final, channel_nsfw: bool
+    ) -> None:
+        """Shows a job's place and progress through ``edit``, then its result through ``final``
+        and the controls under it."""
+        job_id = submitted.job.job_id
+        task = asyncio.current_task()
+        if task is not None:
+            self._deliveries[job_id] = task
+        try:
+            outcome = await self._follow(submitted, title, edit, channel_nsfw)
+            content, file = self._final(outcome, title)
+            message = await final(content, file)
+            if message is not None and file is not None:
+                record = await self.service.audit.get_job(job_id)
+                assert record is not None
+                await self._controls(message, record)
+        finally:
+            self._deliveries.pop(job_id, None)
 
     async def _follow(
-        self, interaction: discord.Interaction, submitted: Submitted, title: str
+        self, submitted: Submitted, title: str, edit: Edit, channel_nsfw: bool
     ) -> ImagineOutcome:
         last_edit = 0.0
         editable = True
@@ -152,7 +494,7 @@ class ImagineBot(discord.Client):
                 return
             last_edit = now
             try:
-                await interaction.edit_original_response(content=f"{title}\n{text}")
+                await edit(f"{title}\n{text}")
             except discord.HTTPException as error:  # an expired token: the result still posts
                 log.info("stopped live updates ◆ job %d ◆ %s", submitted.job.job_id, error)
                 editable = False
@@ -171,47 +513,87 @@ class ImagineBot(discord.Client):
             submitted.job,
             submitted.handle,
             submitted.verdict,
-            getattr(interaction.channel, "nsfw", False) is True,
+            channel_nsfw,
             on_progress=on_progress,
             on_queued=on_queued,
             started=submitted.started,
         )
 
     def _final(self, outcome: ImagineOutcome, title: str) -> tuple[str, discord.File | None]:
-        """The text and the grid file of a finished job."""
-        if outcome.status is not JobStatus.SUCCEEDED or outcome.grid is None:
+        """The text and the picture file of a finished job."""
+        if outcome.status is not JobStatus.SUCCEEDED:
             return f"{title}\n❌ {outcome.status.value}: {outcome.error or 'no images'}", None
-        grid = outcome.grid
-        assert grid.png is not None  # a grid is never withheld
-        name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
         seeds = ", ".join(str(seed) for seed in outcome.seeds)
-        lines = [title, f"seeds {seeds} · {self.service.model_label}"]
+        lines = [title, f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · "
+                 f"{self.service.model_label}"]  # fmt: skip
         withheld = [image for image in outcome.images if image.withheld]
         if withheld:
             lines.append(
                 "withheld: " + "; ".join(f"#{image.variant} ({image.reason})" for image in withheld)
             )
+        grid = outcome.grid
+        if grid is None or grid.png is None:  # a one-picture job whose picture was withheld
+            return "\n".join(lines), None
         if grid.spoiler:
             lines.append(f"spoilered: {grid.reason}")
+        name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
         return "\n".join(lines), discord.File(io.BytesIO(grid.png), filename=name)
 
-    async def _post(
-        self, interaction: discord.Interaction, outcome: ImagineOutcome, title: str
-    ) -> None:
-        content, file = self._final(outcome, title)
-        message = await self._answer(interaction, content=content, file=file)
-        if message is not None and file is not None:
-            await self._controls(message, outcome.job_id, interaction.guild_id)
-
-    async def _controls(self, message: discord.Message, job_id: int, guild_id: int | None) -> None:
-        await self.service.audit.link_message(
-            message.id, job_id, channel_id=message.channel.id, guild_id=guild_id
+    def _details(self, record: JobRecord) -> str:
+        """/job's text: what a job was asked to draw, how, by whom, and how it ended."""
+        lines = [_title(record)]
+        when = discord.utils.format_dt(record.created_at, "f")
+        took = f" in {record.total_ms / 1000:.1f} s" if record.total_ms else ""
+        by = f"<@{record.user_id}>" if record.user_id else "the command line"
+        lines.append(f"by {by} · {when} · {record.status.value}{took}")
+        if record.error:
+            lines.append(f"reason: {quoted(record.error)}")
+        if record.negative_prompt:
+            lines.append(f"negative: {quoted(record.negative_prompt)}")
+        seeds = ", ".join(str(seed) for seed in record.seeds)
+        lines.append(
+            f"{record.width}×{record.height} · {record.steps} steps · guidance "
+            f"{record.guidance_scale:g} · sampler {record.scheduler} · seeds {seeds} · "
+            f"{self.service.model_label}"
         )
-        for emoji in CONTROLS:
+        withheld = [i for i in record.images if i.disposition == "withheld"]
+        if withheld:
+            lines.append("withheld: " + ", ".join(f"#{i.variant}" for i in withheld))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _stored_post(record: JobRecord, channel_nsfw: bool) -> tuple[discord.File | None, str]:
+        """The job's posted picture from the output folder, or why it cannot be posted here."""
+        if record.status is not JobStatus.SUCCEEDED:
+            return None, ""
+        posted = [i for i in record.images if i.variant == 0] or [
+            i for i in record.images if i.disposition != "withheld"
+        ]
+        if not posted:
+            return None, "its picture was withheld"
+        image = posted[0]
+        if image.disposition == "spoiler" and not channel_nsfw:
+            return None, "its picture is shown only in age-restricted channels"
+        if image.path is None or not Path(image.path).is_file():
+            return None, "its picture is no longer stored"
+        spoiler = "SPOILER_" if image.disposition == "spoiler" else ""
+        png = io.BytesIO(Path(image.path).read_bytes())
+        return discord.File(png, filename=f"{spoiler}sdbot-{record.id}.png"), ""
+
+    async def _controls(self, message: discord.Message, record: JobRecord) -> None:
+        await self.service.audit.link_message(
+            message.id,
+            record.id,
+            channel_id=message.channel.id,
+            guild_id=record.guild_id,
+            variant=record.parent_variant if record.kind == JobKind.UPSCALE.value else None,
+        )
+        emoji = (DELETE,) if record.kind == JobKind.UPSCALE.value else CONTROLS
+        for control in emoji:
             try:
-                await message.add_reaction(emoji)
+                await message.add_reaction(control)
             except discord.HTTPException as error:  # no permission to react: the post stands
-                log.warning("could not add controls ◆ job %d ◆ %s", job_id, error)
+                log.warning("could not add controls ◆ job %d ◆ %s", record.id, error)
                 break
 
     async def _answer(

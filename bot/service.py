@@ -20,9 +20,10 @@ from pathlib import Path
 
 from generation import images
 from generation.errors import GenerationError
-from generation.limits import Limits, RateLimited, work_units
+from generation.limits import Limits, RateLimited, options_units
 from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import (
+    UPSCALE_FACTOR,
     GenerationOptions,
     ModelDefaults,
     OptionLimits,
@@ -135,6 +136,36 @@ class NotYours(Exception):
     """A user asked to act on a job that does not exist or belongs to someone else."""
 
 
+class ShuttingDown(Exception):
+    """The bot is stopping: it takes no new work until it starts again."""
+
+
+class ControlUnavailable(Exception):
+    """A control (upscale, reroll) that cannot start a job on this one; the message says why."""
+
+
+@dataclass(frozen=True)
+class AlreadyStarted:
+    """The control was used before: ``job`` is what it started (None: being started now)."""
+
+    job: JobRecord | None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What makes a job a reroll or an upscale of another."""
+
+    kind: JobKind
+    parent_job_id: int
+    parent_variant: int | None = None
+    upscale: int = 1
+
+
+def control_name(variant: int | None) -> str:
+    """The control's name in the audit log: ``upscale-2``, or ``reroll`` for None."""
+    return "reroll" if variant is None else f"upscale-{variant}"
+
+
 def guild_limits(
     defaults: Limits,
     *,
@@ -217,6 +248,8 @@ class ImagineService:
         self.queue = queue
         self.default_limits = default_limits or Limits()
         self.closing = False
+        self.accepting = True
+        self._running: set[int] = set()  # followed jobs a worker has started
         self._recovered: set[asyncio.Task[None]] = set()
         self.limits = limits
         self.defaults = defaults
@@ -250,6 +283,18 @@ class ImagineService:
             nsfw_policy=nsfw_policy,
             channel_nsfw=channel_nsfw,
             force_safe=verdict.force_safe,
+        )
+
+    async def option_limits_for(self, guild_id: int | None) -> tuple[OptionLimits, ModelDefaults]:
+        """The option limits with the guild's own maximum steps, and defaults within them."""
+        if guild_id is None:
+            return self.limits, self.defaults
+        max_steps = (await self.guild_settings.get(guild_id)).max_steps
+        if max_steps is None or max_steps >= self.limits.max_steps:
+            return self.limits, self.defaults
+        return (
+            dataclasses.replace(self.limits, max_steps=max_steps),
+            dataclasses.replace(self.defaults, steps=min(self.defaults.steps, max_steps)),
         )
 
     async def limits_for(self, guild_id: int | None) -> Limits:
@@ -291,25 +336,30 @@ class ImagineService:
         )
 
     async def submit(
-        self, requested: RequestedOptions, requester: Requester
+        self, requested: RequestedOptions, requester: Requester, *, derived: Derived | None = None
     ) -> Submitted | ImagineOutcome:
         """Checks, records and queues a request; fast (no model). Blocked and refused requests
         come back as their final outcome, an accepted one as its job to :meth:`follow`.
         Raises InvalidOption (before any record) for bad options."""
         started = time.perf_counter()
-        # 1. Options: fail at the boundary, never clamp.
-        options = validate(requested, self.limits, self.defaults)
+        if not self.accepting:
+            raise ShuttingDown("sdbot is restarting; try again in a minute")
+        # 1. Options: fail at the boundary, never clamp; the guild may allow fewer steps.
+        limits, defaults = await self.option_limits_for(requester.guild_id)
+        options = validate(requested, limits, defaults)
+        if derived is not None and derived.upscale > 1:
+            options = dataclasses.replace(options, upscale=derived.upscale)
 
         # 2. Prompt rules, then 3. admission and the audit record (blocked and refused too).
         rules = await self.rules_for(requester.guild_id)
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
-        new = _new_job(requester, options, verdict, self.model_name)
+        new = _new_job(requester, options, verdict, self.model_name, derived)
         if not verdict.allowed:
             job_id = await self.audit.create_job(new)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
         guild, user = requester.guild_id, requester.user_id
-        units = work_units(options.width, options.height, options.steps, options.variants)
+        units = options_units(options)
         try:
             await self.queue.admit(guild, user, units, await self.limits_for(guild))
         except RateLimited as refusal:
@@ -339,6 +389,34 @@ class ImagineService:
                 await self.queue.release(guild, user)
             raise
         return Submitted(job, handle, verdict, started)
+
+    async def use_control(
+        self, job_id: int, variant: int | None, requester: Requester
+    ) -> Submitted | ImagineOutcome | AlreadyStarted:
+        """A control on a finished grid: upscale ``variant`` (1–4), or reroll (None) with new
+        seeds. The new job goes through the whole path (rules, limits, record) for the member
+        who used the control. Each control starts one job: using it again, or a reaction that
+        Discord delivers twice, gets :class:`AlreadyStarted` with the job it started.
+
+        Raises ControlUnavailable (nothing to upscale, a withheld variant) or InvalidOption (the
+        guild's limits changed since).
+        """
+        parent = await self.audit.get_job(job_id)
+        if parent is None:
+            raise ControlUnavailable(f"there is no job {job_id}")
+        requested, derived = _derive(parent, variant)
+        action = control_name(variant)
+        claim = await self.audit.claim_action(job_id, action, requester.user_id)
+        if not claim.claimed:
+            return AlreadyStarted(claim.existing)
+        try:
+            submitted = await self.submit(requested, requester, derived=derived)
+        except BaseException:
+            await asyncio.shield(self.audit.release_action(job_id, action))
+            raise
+        child = submitted.job.job_id if isinstance(submitted, Submitted) else submitted.job_id
+        await self.audit.action_started(job_id, action, child)
+        return submitted
 
     async def follow(
         self,
@@ -371,6 +449,7 @@ class ImagineService:
                 if isinstance(event, Queued):
                     await notify(on_queued, event)
                 elif isinstance(event, Started):
+                    self._running.add(job_id)
                     # A bot that restarted replays the events: the attempt number, not the
                     # count of Started events, is what the record keeps.
                     attempts = await self.audit.mark_running(job_id, event.attempt)
@@ -389,7 +468,11 @@ class ImagineService:
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
             shown = [self._shown(image, decide(image.safety, policy)) for image in result.images]
-            grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
+            grid: ShownImage | None
+            if options.upscale > 1:  # an upscale: its one image is what is posted, if it may be
+                grid = None
+            else:
+                grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
             try:
                 shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
             except OSError as error:
@@ -397,9 +480,11 @@ class ImagineService:
             await self.audit.record_outcome(
                 job_id,
                 JobStatus.SUCCEEDED,
-                images=[_new_image(image) for image in (*shown, grid)],
+                images=[_new_image(image) for image in shown + ([grid] if grid else [])],
                 generation_ms=result.diffusion_ms + result.postprocess_ms,
             )
+            if grid is None and not shown[0].withheld:
+                grid = shown[0]
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(self._finish_quietly(job_id, JobStatus.FAILED, reason))
@@ -412,6 +497,8 @@ class ImagineService:
             reason = f"internal error: {type(error).__name__}: {error}"
             await asyncio.shield(self._cancel_and_record(job_id, reason, JobStatus.FAILED))
             raise
+        finally:
+            self._running.discard(job_id)
 
         finished = time.perf_counter()
         timings = {
@@ -509,6 +596,13 @@ class ImagineService:
         while self._recovered:
             await asyncio.gather(*self._recovered, return_exceptions=True)
 
+    async def stop_taking_work(self) -> set[int]:
+        """The first step of a graceful stop: new requests get :class:`ShuttingDown`, queued
+        jobs stay queued (recorded, resumed at the next start). Returns the ids of the jobs
+        running now, which the caller may let finish."""
+        self.accepting = False
+        return await self.queue.hold() | self._running
+
     async def close(self) -> None:
         """Stops taking work; open jobs stay open in the audit log for the next start."""
         self.closing = True
@@ -583,8 +677,8 @@ class ImagineService:
         )
 
     def _write_files(
-        self, job_id: int, shown: list[ShownImage], grid: ShownImage
-    ) -> tuple[list[ShownImage], ShownImage]:
+        self, job_id: int, shown: list[ShownImage], grid: ShownImage | None
+    ) -> tuple[list[ShownImage], ShownImage | None]:
         if self.output_dir is None:
             return shown, grid
         folder = self.output_dir / f"job-{job_id}"
@@ -592,7 +686,7 @@ class ImagineService:
             folder = self.output_dir / f"job-{job_id}-{uuid.uuid4().hex[:8]}"
         folder.mkdir(parents=True)
         written = []
-        for image in (*shown, grid):
+        for image in shown + ([grid] if grid else []):
             if image.png is None:  # withheld
                 written.append(image)
                 continue
@@ -600,19 +694,27 @@ class ImagineService:
             path = folder / name
             path.write_bytes(image.png)
             written.append(dataclasses.replace(image, path=path))
+        if grid is None:
+            return written, None
         return written[:-1], written[-1]
 
 
 def _new_job(
-    requester: Requester, options: GenerationOptions, verdict: PromptVerdict, model: str
+    requester: Requester,
+    options: GenerationOptions,
+    verdict: PromptVerdict,
+    model: str,
+    derived: Derived | None = None,
 ) -> NewJob:
     return NewJob(
         source=requester.source,
+        parent_job_id=None if derived is None else derived.parent_job_id,
+        parent_variant=None if derived is None else derived.parent_variant,
         guild_id=requester.guild_id,
         channel_id=requester.channel_id,
         user_id=requester.user_id,
         channel_nsfw=requester.channel_nsfw,
-        kind=JobKind.IMAGINE,
+        kind=JobKind.IMAGINE if derived is None else derived.kind,
         prompt=options.prompt,
         negative_prompt=options.negative_prompt,
         steps=options.steps,
@@ -639,7 +741,38 @@ def _options(record: JobRecord) -> GenerationOptions:
         width=record.width,
         height=record.height,
         scheduler=record.scheduler,
+        upscale=UPSCALE_FACTOR if record.kind == JobKind.UPSCALE else 1,
     )
+
+
+def _derive(parent: JobRecord, variant: int | None) -> tuple[RequestedOptions, Derived]:
+    """The request a control makes from a finished job: the same prompt and settings with new
+    seeds (reroll), or one variant's seed redrawn at twice the size (upscale)."""
+    if parent.status is not JobStatus.SUCCEEDED:
+        raise ControlUnavailable(f"job {parent.id} has no images ({parent.status.value})")
+    if parent.kind == JobKind.UPSCALE:
+        raise ControlUnavailable(f"job {parent.id} is already an upscale")
+    requested = RequestedOptions(
+        prompt=parent.prompt,
+        negative_prompt=parent.negative_prompt,
+        steps=parent.steps,
+        guidance_scale=parent.guidance_scale,
+        width=parent.width,
+        height=parent.height,
+        variants=parent.variants,
+        scheduler=parent.scheduler,
+    )
+    if variant is None:
+        return requested, Derived(JobKind.REROLL, parent.id)
+    if not 1 <= variant <= parent.variants:
+        raise ControlUnavailable(
+            f"job {parent.id} has variants 1 to {parent.variants}, not {variant}"
+        )
+    image = next((i for i in parent.images if i.variant == variant), None)
+    if image is not None and image.disposition == Disposition.WITHHELD.value:
+        raise ControlUnavailable(f"variant {variant} of job {parent.id} was withheld")
+    requested = dataclasses.replace(requested, seed=parent.seeds[variant - 1], variants=1)
+    return requested, Derived(JobKind.UPSCALE, parent.id, variant, UPSCALE_FACTOR)
 
 
 def _new_image(image: ShownImage) -> NewImage:

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     )
     min_output_side: int = Field(default=256, ge=256, description="the watermark needs 256")
     job_stall_timeout_s: float = Field(default=300.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=25.0, ge=0, description="on SIGTERM, how long running jobs may take to finish"
+    )
     redis_prefix: str = Field(
         default="sdbot", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Redis key prefix"
     )

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from generation.options import GenerationOptions
+
 STANDARD_PIXELS = 512 * 512
 STANDARD_STEPS = 20
 
@@ -20,6 +22,16 @@ STANDARD_STEPS = 20
 def work_units(width: int, height: int, steps: int, variants: int) -> float:
     """What a request costs, in standard images."""
     return (width * height / STANDARD_PIXELS) * (steps / STANDARD_STEPS) * variants
+
+
+def options_units(options: GenerationOptions) -> float:
+    """What a request costs, its redraw at the larger size (an upscale) included."""
+    o = options
+    units = work_units(o.width, o.height, o.steps, o.variants)
+    if o.upscale > 1:
+        side = o.upscale
+        units += work_units(o.width * side, o.height * side, o.refine_steps, o.variants)
+    return units
 
 
 class RateLimited(Exception):

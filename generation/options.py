@@ -10,6 +10,8 @@ from generation.errors import InvalidOption
 
 SCHEDULERS = ("default", "dpmpp", "euler", "euler_a", "ddim", "unipc", "pndm", "heun")
 MAX_SEED = 2**32 - 1
+UPSCALE_FACTOR = 2  # an upscale redraws its variant at twice the size
+UPSCALE_STRENGTH = 0.35  # how much of the image the redraw may change (img2img strength)
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,18 @@ class GenerationOptions:
     width: int
     height: int
     scheduler: str
+    upscale: int = 1  # 2: each image is redrawn at twice the size (img2img), then delivered
 
     @property
     def variants(self) -> int:
         return len(self.seeds)
+
+    @property
+    def refine_steps(self) -> int:
+        """The denoising steps of the redraw (diffusers runs ``steps × strength`` of them)."""
+        if self.upscale == 1:
+            return 0
+        return max(1, int(self.steps * UPSCALE_STRENGTH))
 
 
 def variant_seeds(base_seed: int, variants: int) -> tuple[int, ...]:

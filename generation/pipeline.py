@@ -14,6 +14,7 @@ import torch
 
 from generation.errors import InvalidOption, ModelLoadError
 from generation.models import ModelSource, SourceKind
+from generation.options import UPSCALE_STRENGTH
 from generation.protocol import WorkRequest
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class PipelineRunner:
 
     def __post_init__(self) -> None:
         self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}
+        self._img2img: Any = None  # built on first upscale, sharing the pipeline's components
 
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
@@ -153,10 +155,11 @@ class PipelineRunner:
 
         # 2. The scheduler the requests name (one instance per kind; each run resets its steps).
         self.pipe.scheduler = self.scheduler(first.scheduler)
+        refine = first.refine_steps  # an upscale: a redraw at the larger size follows
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:  # multi-stage schedulers (Heun) run more than `steps`
-                on_step(step + 1, pipe.num_timesteps)
+                on_step(step + 1, pipe.num_timesteps + refine)
             return kwargs
 
         # 3. Denoise and decode.
@@ -170,17 +173,63 @@ class PipelineRunner:
                 width=first.width,
                 height=first.height,
                 generator=generators,
-                output_type="np",
+                output_type="pil" if refine else "np",
                 callback_on_step_end=step_end,
             )
+            pictures = output.images
+            if refine:
+                pictures = self._redraw(requests, pictures, seeds, prompts, negatives, on_step)
 
         # 4. Float [0, 1] to uint8 RGB, split back per request.
         images = [
             np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
-            for image in output.images
+            for image in pictures
         ]
         split, start = [], 0
         for request in requests:
             split.append(images[start : start + len(request.options.seeds)])
             start += len(request.options.seeds)
         return split
+
+    def _redraw(
+        self,
+        requests: Sequence[WorkRequest],
+        pictures: list[Any],
+        seeds: list[int],
+        prompts: list[str],
+        negatives: list[str],
+        on_step: StepCallback | None,
+    ) -> Any:
+        """An upscale's second pass ("hires fix"): each picture enlarged with Lanczos, then
+        partly re-noised and denoised again at that size, which adds the detail a plain
+        resize cannot. The same model, through diffusers' image-to-image pipeline built on
+        this one's components (no second copy of the weights)."""
+        from diffusers import AutoPipelineForImage2Image
+        from PIL import Image
+
+        if self._img2img is None:
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        first = requests[0].options
+        self._img2img.scheduler = self.scheduler(first.scheduler)
+        size = (first.width * first.upscale, first.height * first.upscale)
+        enlarged = [picture.resize(size, Image.Resampling.LANCZOS) for picture in pictures]
+        base = self.pipe.num_timesteps
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(base + step + 1, base + pipe.num_timesteps)
+            return kwargs
+
+        output = self._img2img(
+            prompt=prompts,
+            negative_prompt=negatives if any(negatives) else None,
+            image=enlarged,
+            strength=UPSCALE_STRENGTH,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+            output_type="np",
+            callback_on_step_end=step_end,
+        )
+        return output.images

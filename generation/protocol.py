@@ -29,10 +29,10 @@ class WorkRequest:
     options: GenerationOptions
 
     @property
-    def batch_key(self) -> tuple[int, int, int, float, str]:
+    def batch_key(self) -> tuple[int, int, int, float, str, int]:
         """Jobs with equal keys can run in one pipeline call (one model per worker)."""
         o = self.options
-        return (o.width, o.height, o.steps, o.guidance_scale, o.scheduler)
+        return (o.width, o.height, o.steps, o.guidance_scale, o.scheduler, o.upscale)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from generation.errors import GenerationError
 from generation.fairqueue import FairQueue, Ticket
-from generation.limits import Limits, RateLimiter, work_units
+from generation.limits import Limits, RateLimiter, options_units
 from generation.protocol import (
     Progress,
     WorkBatch,
@@ -47,8 +47,7 @@ class QueuedJob:
 
     @property
     def units(self) -> float:
-        o = self.request.options
-        return work_units(o.width, o.height, o.steps, len(o.seeds))
+        return options_units(self.request.options)
 
 
 @dataclass(frozen=True)
@@ -126,6 +125,7 @@ class JobQueue(Protocol):
     async def submit(self, job: QueuedJob, *, readmit: bool = False) -> JobHandle: ...
     async def attach(self, job_id: int) -> JobHandle | None: ...
     async def cancel(self, job_id: int) -> str: ...
+    async def hold(self) -> set[int]: ...
 
 
 @dataclass
@@ -213,6 +213,7 @@ class LocalQueue:
         self._running_until: float | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._held = False
 
     async def start(self) -> None:
         if self._task is None:
@@ -225,6 +226,12 @@ class LocalQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def hold(self) -> set[int]:
+        """Shutting down: no queued job starts any more (they stay recorded as queued for the
+        next start); the running batch finishes. Returns the ids of the running jobs."""
+        self._held = True
+        return set(self._running)
 
     async def admit(
         self, guild_id: int | None, user_id: int | None, units: float, limits: Limits
@@ -288,7 +295,7 @@ class LocalQueue:
 
     async def _dispatch(self) -> None:
         while True:
-            batch = take_batch(self._fair, self.batch)
+            batch = [] if self._held else take_batch(self._fair, self.batch)
             if not batch:
                 self._wake.clear()
                 await self._wake.wait()

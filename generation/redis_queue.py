@@ -410,6 +410,11 @@ class RedisQueue:
                 asyncio.create_task(self._announce(), name="sdbot-positions"),
             ]
 
+    async def hold(self) -> set[int]:
+        """Nothing to hold: the workers are processes of their own and go on; jobs this bot
+        stops following are picked up again at its next start. Returns no ids."""
+        return set()
+
     async def close(self) -> None:
         """Stops following; the jobs live on in Redis and the workers keep running them."""
         for task in self._tasks:

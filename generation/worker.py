@@ -116,8 +116,10 @@ class Worker:
     ) -> WorkResult:
         """Upscale, safety check and watermark one job's images."""
         diffusion_done = time.perf_counter()
-        # 2. Upscale to what the watermark needs; the checker sees the image that will be posted.
-        images = [upscale_to_min_side(image, self.spec.min_output_side) for image in raw_images]
+        # 2. Upscale to what the watermark needs (an upscale job: twice that); the checker sees
+        # the image that will be posted.
+        min_side = self.spec.min_output_side * request.options.upscale
+        images = [upscale_to_min_side(image, min_side) for image in raw_images]
 
         # 3. open_nsfw runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes;
         # the model's own checker, when it has one, looks at the same final images.

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, or_, select
 from storage.engine import SessionFactory
 from storage.models import (
     Ban,
+    Controls,
     GuildSettings,
     ModerationAction,
     NsfwPolicy,
@@ -30,6 +31,7 @@ _SETTING_FIELDS = (
     "max_jobs_per_user",
     "max_steps",
     "audit_channel_id",
+    "controls",
 )
 
 
@@ -43,6 +45,7 @@ class GuildSettingsRecord:
     max_jobs_per_user: int | None = None  # queued + running
     max_steps: int | None = None
     audit_channel_id: int | None = None
+    controls: Controls = Controls.REQUESTER
 
 
 @dataclass(frozen=True)
@@ -97,20 +100,25 @@ class GuildSettingsRepository:
             except ValueError:  # written by hand or by older code: the safe policy stands
                 log.warning("guild %d has nsfw_policy %r; using block", guild_id, row.nsfw_policy)
                 values["nsfw_policy"] = NsfwPolicy.BLOCK
+            try:
+                values["controls"] = Controls(values["controls"] or Controls.REQUESTER)
+            except ValueError:
+                log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
+                values["controls"] = Controls.REQUESTER
             return GuildSettingsRecord(guild_id=guild_id, **values)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
         unknown = set(changes) - set(_SETTING_FIELDS)
         if unknown:
             raise ValueError(f"unknown guild settings {sorted(unknown)}; known: {_SETTING_FIELDS}")
-        if "nsfw_policy" in changes:
-            allowed = [policy.value for policy in NsfwPolicy]
-            if changes["nsfw_policy"] not in allowed:
-                raise ValueError(
-                    f"nsfw_policy must be one of {', '.join(allowed)}, "
-                    f"got {changes['nsfw_policy']!r}"
-                )
-            changes["nsfw_policy"] = str(changes["nsfw_policy"])
+        for name, choices in (("nsfw_policy", NsfwPolicy), ("controls", Controls)):
+            if name in changes:
+                allowed = [choice.value for choice in choices]
+                if changes[name] not in allowed:
+                    raise ValueError(
+                        f"{name} must be one of {', '.join(allowed)}, got {changes[name]!r}"
+                    )
+                changes[name] = str(changes[name])
         threshold = changes.get("nsfw_threshold")
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise ValueError(f"nsfw_threshold must be in (0, 1], got {threshold}")
@@ -118,6 +126,9 @@ class GuildSettingsRepository:
             value = changes.get(name)
             if value is not None and not 0 < value <= 1_000_000:
                 raise ValueError(f"{name} must be above 0 and at most 1000000, got {value}")
+        steps = changes.get("max_steps")
+        if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 500):
+            raise ValueError(f"max_steps must be a whole number from 1 to 500, got {steps}")
         async with self._sessions.begin() as session:
             row = await session.get(GuildSettings, guild_id)
             if row is None:

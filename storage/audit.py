@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
 from storage.models import (
     Image,
     Job,
+    JobAction,
     JobKind,
     JobStatus,
     PostedMessage,
@@ -186,6 +188,19 @@ def _job_record(row: Job) -> JobRecord:
 
 
 _OPEN_STATUSES = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+# A control whose job ended without images may be used again (a rate limit passed, a list changed).
+_RETRYABLE = {JobStatus.REFUSED, JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.CANCELLED}
+# A claim whose job was never recorded (the process died in between) is free again after this.
+CLAIM_TIMEOUT = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ActionClaim:
+    """The answer to "may this control start a job?": ``claimed``, or the job it already started
+    (None while another claim is between its claim and its record)."""
+
+    claimed: bool
+    existing: JobRecord | None = None
 
 
 class AuditLog:
@@ -365,3 +380,104 @@ class AuditLog:
             job = await session.get(Job, posted.job_id)
             assert job is not None
             return _job_record(job), posted.variant
+
+    async def messages_for_job(self, job_id: int) -> list[tuple[int, int]]:
+        """The (channel id, message id) of every posted message that shows the job."""
+        query = select(PostedMessage).where(PostedMessage.job_id == job_id)
+        async with self._sessions() as session:
+            return [(row.channel_id, row.message_id) for row in await session.scalars(query)]
+
+    async def unlink_message(self, message_id: int) -> None:
+        """The message was deleted: reactions on it mean nothing any more."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(PostedMessage).where(PostedMessage.message_id == message_id)
+            )
+
+    async def latest_open_job(self, user_id: int, guild_id: int | None) -> JobRecord | None:
+        """The member's most recent queued or running job in the guild (None: in DMs/CLI)."""
+        query = (
+            select(Job)
+            .where(Job.user_id == user_id, Job.status.in_(_OPEN_STATUSES))
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        query = query.where(
+            Job.guild_id.is_(None) if guild_id is None else Job.guild_id == guild_id
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+            return None if row is None else _job_record(row)
+
+    async def claim_action(
+        self, parent_job_id: int, action: str, user_id: int | None
+    ) -> ActionClaim:
+        """Claims a control on a job, once: a second claim gets the job the first one started.
+
+        A control whose job ended without images (refused, blocked, failed, cancelled) can be
+        claimed again. The unique row and conditional updates make this hold across processes.
+        """
+        now = utcnow()
+        try:
+            async with self._sessions.begin() as session:
+                row = await session.scalar(
+                    select(JobAction).where(
+                        JobAction.parent_job_id == parent_job_id, JobAction.action == action
+                    )
+                )
+                if row is None:
+                    session.add(
+                        JobAction(
+                            parent_job_id=parent_job_id,
+                            action=action,
+                            user_id=user_id,
+                            claimed_at=now,
+                        )
+                    )
+                    return ActionClaim(True)
+                child = (
+                    None if row.child_job_id is None else await session.get(Job, row.child_job_id)
+                )
+                free = (
+                    JobStatus(child.status) in _RETRYABLE
+                    if child is not None
+                    else row.claimed_at < now - CLAIM_TIMEOUT
+                )
+                if not free:
+                    return ActionClaim(False, None if child is None else _job_record(child))
+                # Whoever changes the row as it was read wins; a concurrent retry loses.
+                taken = await session.execute(
+                    update(JobAction)
+                    .where(
+                        JobAction.id == row.id,
+                        JobAction.claimed_at == row.claimed_at,
+                        JobAction.child_job_id.is_(None)
+                        if row.child_job_id is None
+                        else JobAction.child_job_id == row.child_job_id,
+                    )
+                    .values(child_job_id=None, user_id=user_id, claimed_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                return ActionClaim(taken.rowcount == 1)  # type: ignore[attr-defined]
+        except IntegrityError:  # another process inserted the same claim first
+            return ActionClaim(False)
+
+    async def action_started(self, parent_job_id: int, action: str, child_job_id: int) -> None:
+        """The claimed control's job is recorded (whatever its status)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(JobAction)
+                .where(JobAction.parent_job_id == parent_job_id, JobAction.action == action)
+                .values(child_job_id=child_job_id)
+            )
+
+    async def release_action(self, parent_job_id: int, action: str) -> None:
+        """The claimed control started nothing (its options are no longer allowed)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(JobAction).where(
+                    JobAction.parent_job_id == parent_job_id,
+                    JobAction.action == action,
+                    JobAction.child_job_id.is_(None),
+                )
+            )

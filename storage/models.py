@@ -115,6 +115,14 @@ class TermKind(enum.StrEnum):
     FORCE_SAFE = "force_safe"
 
 
+class Controls(enum.StrEnum):
+    """Who may use the controls (1️⃣–4️⃣ 🔄) under a posted grid; ❌ stays with its owner and
+    moderators either way."""
+
+    REQUESTER = "requester"  # the member who asked, and moderators
+    EVERYONE = "everyone"
+
+
 class GuildSettings(Base):
     __tablename__ = "guild_settings"
 
@@ -126,6 +134,7 @@ class GuildSettings(Base):
     max_jobs_per_user: Mapped[int | None]  # queued + running
     max_steps: Mapped[int | None]
     audit_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    controls: Mapped[str | None] = mapped_column(String(16))  # None: Controls.REQUESTER
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -238,6 +247,21 @@ class PostedMessage(Base):
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
     variant: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobAction(Base):
+    """A control used on a job (``upscale-2``, ``reroll``): one row per job and control, so a
+    repeated or replayed reaction finds the job it already started instead of starting another."""
+
+    __tablename__ = "job_actions"
+    __table_args__ = (UniqueConstraint("parent_job_id", "action"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    child_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModerationAction(Base):

@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -21,7 +22,10 @@ from bot.settings import Settings
 from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import Channel, FakeDiscord, Guild, User
+
+if TYPE_CHECKING:
+    from bot.discord_bot import ImagineBot
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
@@ -159,3 +163,26 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 __all__ = ["IN_CI", "require_service"]
+
+
+@pytest.fixture
+def world(fake_discord: FakeDiscord) -> tuple[Guild, Channel, User]:
+    """A guild with an ``images`` channel and one member, ada."""
+    guild = fake_discord.create_guild("art club")
+    channel = fake_discord.create_channel(guild, "images")
+    member = fake_discord.create_user("ada")
+    fake_discord.add_member(guild, member)
+    return guild, channel, member
+
+
+@pytest.fixture
+async def bot(
+    fake_discord: FakeDiscord, service: ImagineService, world: object
+) -> AsyncIterator[ImagineBot]:
+    """The real bot, logged in to the fake Discord, on the service and its worker."""
+    from bot.discord_bot import ImagineBot
+    from tests.fake_discord.client import running
+
+    client = ImagineBot(service, edit_every_s=0.2, notice_s=5.0, guild_ready_timeout=0.05)
+    async with running(fake_discord, client):
+        yield client

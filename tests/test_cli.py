@@ -359,6 +359,19 @@ def test_bench_batching_runs_the_same_jobs_both_ways(settings: Settings) -> None
     assert report["first_job_alone_s"] <= report["one_by_one_s"]
 
 
+def test_bench_discord_reports_acknowledgement_and_end_to_end_times(settings: Settings) -> None:
+    result = sdbot(
+        settings,
+        "bench", "discord", "--guilds", "2", "--members", "2", "--steps", "2", "--json",
+        SDBOT_TORCH_THREADS="2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["jobs"], report["unanswered"], report["failed"]) == (4, 0, 0)
+    assert 0 < report["ack_p50_ms"] <= report["ack_p99_ms"] <= report["ack_max_ms"]
+    assert 0 < report["e2e_p50_s"] <= report["e2e_p99_s"] <= report["e2e_max_s"]
+
+
 def test_recover_runs_the_jobs_a_stopped_process_left_open(migrated: Settings) -> None:
     import asyncio
 

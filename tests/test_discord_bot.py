@@ -3,40 +3,13 @@ process and the embedded model: /imagine from a member to a posted grid with its
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from bot.discord_bot import CONTROLS, ImagineBot
-from bot.service import ImagineService
 from generation.limits import Limits
 from storage.models import JobStatus
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
-from tests.fake_discord.client import running
-
-
-@pytest.fixture
-def world(fake_discord: FakeDiscord) -> tuple[Guild, Channel, User]:
-    guild = fake_discord.create_guild("art club")
-    channel = fake_discord.create_channel(guild, "images")
-    member = fake_discord.create_user("ada")
-    fake_discord.add_member(guild, member)
-    return guild, channel, member
-
-
-@pytest.fixture
-async def bot(
-    fake_discord: FakeDiscord, service: ImagineService, world: object
-) -> AsyncIterator[ImagineBot]:
-    client = ImagineBot(service, edit_every_s=0.2, guild_ready_timeout=0.05)
-    async with running(fake_discord, client):
-        yield client
-
-
-def _posted(message: Message | None) -> Message | None:
-    if message is not None and message.attachments and len(message.reacted) == len(CONTROLS):
-        return message
-    return None
+from tests.fake_discord.client import with_controls as _posted
 
 
 async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(

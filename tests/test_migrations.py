@@ -16,8 +16,8 @@ from storage.errors import DatabaseBehind
 from storage.models import Base
 
 TABLES = {
-    "alembic_version", "bans", "guild_settings", "images", "jobs", "moderation_actions",
-    "posted_messages", "terms",
+    "alembic_version", "bans", "guild_settings", "images", "job_actions", "jobs",
+    "moderation_actions", "posted_messages", "terms",
 }  # fmt: skip
 
 

@@ -180,7 +180,7 @@ async def test_two_workers_one_killed_mid_job_and_the_other_finishes_it(
             places: list[Queued] = []
             long_job = asyncio.create_task(
                 service.imagine(
-                    RequestedOptions(prompt="a red circle", steps=120, seed=4),
+                    RequestedOptions(prompt="a red circle", steps=250, seed=4),  # outlasts a start
                     member,
                     on_progress=lambda progress: running.set(),
                     on_queued=places.append,

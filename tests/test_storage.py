@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
-from storage.audit import AuditLog, NewImage, NewJob
+from storage.audit import ActionClaim, AuditLog, NewImage, NewJob
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
-from storage.models import GuildSettings, JobStatus, NsfwPolicy, TermKind, Verdict
+from storage.models import Controls, GuildSettings, JobStatus, NsfwPolicy, TermKind, Verdict
 
 GUILD = 1_100_000_000_000_000_001
 USER = 2_200_000_000_000_000_002
@@ -171,6 +171,26 @@ async def test_posted_messages_lead_back_to_their_job(sessions: SessionFactory) 
     assert await audit.job_for_message(1) is None
 
 
+async def test_a_control_starts_one_job_until_that_job_ends_without_images(
+    sessions: SessionFactory,
+) -> None:
+    audit = AuditLog(sessions)
+    parent = await audit.create_job(new_job())
+    assert (await audit.claim_action(parent, "upscale-2", 7)).claimed
+    assert await audit.claim_action(parent, "upscale-2", 8) == ActionClaim(False, None)
+    assert (await audit.claim_action(parent, "reroll", 8)).claimed  # another control is free
+    child = await audit.create_job(new_job())
+    await audit.action_started(parent, "upscale-2", child)
+    again = await audit.claim_action(parent, "upscale-2", 7)
+    assert not again.claimed
+    assert again.existing is not None
+    assert again.existing.id == child
+    await audit.record_outcome(child, JobStatus.REFUSED, error="over the limit")
+    assert (await audit.claim_action(parent, "upscale-2", 7)).claimed  # it can be used again
+    await audit.release_action(parent, "upscale-2")  # it started nothing after all
+    assert (await audit.claim_action(parent, "upscale-2", 8)).claimed
+
+
 async def test_guild_settings_default_then_update(sessions: SessionFactory) -> None:
     repo = GuildSettingsRepository(sessions)
     default = await repo.get(GUILD)
@@ -191,6 +211,14 @@ async def test_guild_settings_default_then_update(sessions: SessionFactory) -> N
     assert (await repo.get(GUILD)).nsfw_policy is NsfwPolicy.BLOCK
     with pytest.raises(ValueError, match=r"nsfw_threshold must be in \(0, 1\], got 1.5"):
         await repo.update(GUILD, nsfw_threshold=1.5)
+    assert default.controls is Controls.REQUESTER
+    assert (
+        await repo.update(GUILD, controls="everyone", max_steps=30)
+    ).controls is Controls.EVERYONE
+    with pytest.raises(ValueError, match="controls must be one of requester, everyone, got 'all'"):
+        await repo.update(GUILD, controls="all")
+    with pytest.raises(ValueError, match="max_steps must be a whole number from 1 to 500, got 0"):
+        await repo.update(GUILD, max_steps=0)
 
 
 async def test_bans_expire_and_lift(sessions: SessionFactory) -> None:

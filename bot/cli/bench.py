@@ -63,6 +63,16 @@ def register(commands: Any) -> None:
     batching.add_argument("--json", action="store_true")
     batching.set_defaults(handler=run_batching)
 
+    discord = kinds.add_parser(
+        "discord", help="acknowledgement and end-to-end time of /imagine on the fake Discord"
+    )
+    discord.add_argument("--guilds", type=int, default=4)
+    discord.add_argument("--members", type=int, default=5, help="members per guild, each one job")
+    discord.add_argument("--steps", type=int, help="default: the model's")
+    discord.add_argument("--timeout", type=float, default=1800.0, help="seconds for all jobs")
+    discord.add_argument("--json", action="store_true")
+    discord.set_defaults(handler=run_discord)
+
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
     )
@@ -192,6 +202,29 @@ async def run_batching(args: argparse.Namespace, settings: Settings) -> int:
         )
     report = await measure_batching(
         settings, jobs=args.jobs, variants=args.variants, steps=args.steps, rounds=args.rounds
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_discord(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from bench.discord import measure_discord
+        from tests.fake_discord import FakeDiscord  # noqa: F401  # only in a source checkout
+    except ImportError as error:
+        raise CommandError(
+            f"sdbot bench discord needs a source checkout (the fake Discord is in tests/): {error}"
+        ) from error
+    if args.guilds < 1 or args.members < 1:
+        raise CommandError(
+            f"--guilds and --members must be at least 1, got {args.guilds}, {args.members}"
+        )
+    report = await measure_discord(
+        settings,
+        guilds=args.guilds,
+        members=args.members,
+        steps=args.steps,
+        timeout_s=args.timeout,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK

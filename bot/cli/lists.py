@@ -19,7 +19,7 @@ from bot.settings import Settings
 from moderation.policy import NsfwPolicy
 from moderation.prompts import GuildRule, InvalidTerm, RuleAction, validate_rule
 from storage.admin import ModerationLog
-from storage.models import TermKind
+from storage.models import Controls, TermKind
 
 OPERATOR = 0  # the actor recorded for changes made from the command line
 _DURATION = re.compile(r"^(\d+)([mhdw])$")
@@ -52,7 +52,7 @@ def register(commands: Any) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=run_terms_list)
 
-    guild = commands.add_parser("guild", help="a guild's NSFW policy")
+    guild = commands.add_parser("guild", help="a guild's NSFW policy, limits and controls")
     guild_commands = guild.add_subparsers(dest="guild_command", required=True, metavar="COMMAND")
     show = guild_commands.add_parser("show", help="print a guild's settings")
     show.add_argument("guild", type=int)
@@ -72,6 +72,12 @@ def register(commands: Any) -> None:
     )
     change.add_argument("--guild-images-per-hour", type=float, help="the whole guild's rate")
     change.add_argument("--max-jobs-per-user", type=int, help="a member's jobs queued + running")
+    change.add_argument("--max-steps", type=int, help="fewer denoising steps than the bot allows")
+    change.add_argument(
+        "--controls",
+        choices=[controls.value for controls in Controls],
+        help="who may upscale and reroll a grid: its requester and moderators, or everyone",
+    )
     change.set_defaults(handler=run_guild_set)
 
 
@@ -206,6 +212,13 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
         f"  jobs per member {limits.max_jobs_per_user} queued + running "
         f"({own(record.max_jobs_per_user)})"
     )
+    steps = (
+        settings.max_steps
+        if record.max_steps is None
+        else min(record.max_steps, settings.max_steps)
+    )
+    print(f"  max steps       {steps} ({own(record.max_steps)})")
+    print(f"  controls        {record.controls.value} (who may upscale and reroll a grid)")
     return EXIT_OK
 
 
@@ -215,13 +228,14 @@ async def run_guild_set(args: argparse.Namespace, settings: Settings) -> int:
         changes["nsfw_policy"] = args.nsfw_policy
     if args.nsfw_threshold is not None:
         changes["nsfw_threshold"] = args.nsfw_threshold
-    for name in ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user"):
+    names = ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user", "max_steps")
+    for name in (*names, "controls"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if not changes:
         raise CommandError(
             "nothing to change: give --nsfw-policy, --nsfw-threshold, --user-images-per-hour, "
-            "--guild-images-per-hour or --max-jobs-per-user"
+            "--guild-images-per-hour, --max-jobs-per-user, --max-steps or --controls"
         )
     async with open_storage(settings) as storage:
         try:

@@ -97,7 +97,13 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 await asyncio.wait_for(stop.wait(), pause)
             pause = min(pause * 2, 60.0)
 
-        _say("shutting down: open jobs stay recorded and resume at the next start")
+        if client is not None and client.is_ready():
+            grace = settings.shutdown_grace_s
+            _say(f"shutting down: running jobs get {grace:g} s to finish and post")
+            unfinished = await client.drain(grace)
+            if unfinished:
+                _say(f"{unfinished} running {_jobs(unfinished)} did not finish in time")
+        _say("open jobs stay recorded and resume at the next start")
         service.closing = True
         if client is not None:
             await client.close()
@@ -105,6 +111,10 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 await asyncio.wait_for(task, 10)
     _say("stopped")
     return EXIT_OK
+
+
+def _jobs(count: int) -> str:
+    return "job" if count == 1 else "jobs"
 
 
 def _say(text: str) -> None:

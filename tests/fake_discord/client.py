@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import discord
 
+from tests.fake_discord.model import Message
 from tests.fake_discord.server import FakeDiscord
 
 C = TypeVar("C", bound=discord.Client)
@@ -35,3 +36,10 @@ async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
     finally:
         await client.close()
         await asyncio.wait_for(task, 10)
+
+
+def with_controls(message: Message | None, controls: int = 6) -> Message | None:
+    """The message once it holds a picture and the bot's ``controls`` reactions, else None."""
+    if message is not None and message.attachments and len(message.reacted) == controls:
+        return message
+    return None

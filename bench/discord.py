@@ -1,0 +1,159 @@
+"""`sdbot bench discord`: the bot as members meet it, on the fake Discord.
+
+The real discord.py client, the real service and worker process, a scratch SQLite database: N
+guilds × M members each send /imagine at once (a long queue forms), and every interaction's
+acknowledgement latency (command sent → the bot's first response) and end-to-end time (command
+sent → the grid posted with its controls) is recorded. The fake Discord lives in ``tests/``, so
+this runs from a source checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.settings import Settings
+from storage import migrations
+
+
+@dataclass(frozen=True)
+class DiscordReport:
+    guilds: int
+    members_per_guild: int
+    jobs: int
+    steps: int
+    ack_p50_ms: float
+    ack_p99_ms: float
+    ack_max_ms: float
+    e2e_p50_s: float
+    e2e_p99_s: float
+    e2e_max_s: float
+    unanswered: int
+    failed: int
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        return "\n".join(
+            [
+                f"load             {self.guilds} guilds × {self.members_per_guild} members, "
+                f"{self.jobs} /imagine at once ({self.steps} steps each)",
+                f"acknowledgement  p50 {self.ack_p50_ms:.1f} ms, p99 {self.ack_p99_ms:.1f} ms, "
+                f"max {self.ack_max_ms:.1f} ms (goal: p99 < 500 ms)",
+                f"end to end       p50 {self.e2e_p50_s:.1f} s, p99 {self.e2e_p99_s:.1f} s, "
+                f"max {self.e2e_max_s:.1f} s (command → grid with its controls)",
+                f"answers          {self.unanswered} unanswered, {self.failed} without a grid; "
+                f"all posted in {self.wall_s:.1f} s",
+            ]
+        )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def measure_discord(
+    settings: Settings, *, guilds: int, members: int, steps: int | None, timeout_s: float
+) -> DiscordReport:
+    from bot import discord_endpoints
+    from bot.app import open_service, open_storage
+    from bot.discord_bot import CONTROLS, ImagineBot
+    from tests.fake_discord import FakeDiscord
+    from tests.fake_discord.client import running, with_controls
+
+    with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as scratch:
+        data = Path(scratch)
+        local = settings.model_copy(
+            update={
+                "data_dir": data,
+                "database_url": f"sqlite+aiosqlite:///{data / 'bench.db'}",
+                "output_dir": data / "images",
+                "redis_url": None,
+                # Members here make as much as they like: the queue, not the limits, is measured.
+                "user_images_per_hour": 1e9,
+                "user_burst": 1e9,
+                "guild_images_per_hour": 1e9,
+                "guild_burst": 1e9,
+                "max_jobs_per_user": 1000,
+            }
+        )
+        await asyncio.to_thread(migrations.upgrade, local.effective_database_url())
+        server = await FakeDiscord().start()
+        before = discord_endpoints.use(
+            discord_endpoints.Endpoints(server.api_url, server.gateway_url)
+        )
+        try:
+            async with open_storage(local) as storage, open_service(local, storage) as service:
+                await service.queue.supervisor.start()  # type: ignore[attr-defined]
+                places = []
+                for g in range(guilds):
+                    guild = server.create_guild(f"guild {g}")
+                    channel = server.create_channel(guild, "images")
+                    for m in range(members):
+                        user = server.create_user(f"member {g}.{m}")
+                        server.add_member(guild, user)
+                        places.append((user, channel))
+                client = ImagineBot(service, guild_ready_timeout=0.05)
+                async with running(server, client):
+                    options: dict[str, Any] = {} if steps is None else {"steps": steps}
+                    started = time.perf_counter()
+                    sent = await asyncio.gather(
+                        *(
+                            server.slash(
+                                user,
+                                channel,
+                                "imagine",
+                                prompt=f"a red circle {i}",
+                                seed=i,
+                                **options,
+                            )
+                            for i, (user, channel) in enumerate(places)
+                        )
+                    )
+                    posted: dict[int, float] = {}
+
+                    def all_posted() -> bool:
+                        for interaction in sent:
+                            if interaction.id in posted:
+                                continue
+                            message = interaction.original
+                            if with_controls(message, len(CONTROLS)) or (
+                                message is not None and "❌" in message.content.split("\n")[-1]
+                            ):
+                                posted[interaction.id] = time.perf_counter()
+                        return len(posted) == len(sent)
+
+                    await server.wait_for(all_posted, within=timeout_s)
+                    wall = time.perf_counter() - started
+        finally:
+            discord_endpoints.use(before)
+            await server.close()
+
+    acks = [i.ack_latency * 1000 for i in sent if i.ack_latency is not None]
+    ends = [posted[i.id] - i.sent_at for i in sent]
+    failed = sum(1 for i in sent if not with_controls(i.original, len(CONTROLS)))
+    used_steps = steps if steps is not None else service.defaults.steps
+    return DiscordReport(
+        guilds=guilds,
+        members_per_guild=members,
+        jobs=len(sent),
+        steps=used_steps,
+        ack_p50_ms=statistics.median(acks),
+        ack_p99_ms=_percentile(acks, 0.99),
+        ack_max_ms=max(acks),
+        e2e_p50_s=statistics.median(ends),
+        e2e_p99_s=_percentile(ends, 0.99),
+        e2e_max_s=max(ends),
+        unanswered=sum(1 for i in sent if not i.responded),
+        failed=failed,
+        wall_s=wall,
+    )
