@@ -1,7 +1,8 @@
 """`sdbot bench discord`: the bot as members meet it, on the fake Discord.
 
 The real discord.py client, the real service and worker process, a scratch SQLite database: N
-guilds × M members each send /imagine at once (a long queue forms), and every interaction's
+guilds × M members each send /imagine, all at once or spread evenly over ``spread_s`` seconds (a
+long queue forms either way), and every interaction's
 acknowledgement latency (command sent → the bot's first response) and end-to-end time (command
 sent → the grid posted with its controls) is recorded. The fake Discord lives in ``tests/``, so
 this runs from a source checkout.
@@ -28,6 +29,7 @@ class DiscordReport:
     members_per_guild: int
     jobs: int
     steps: int
+    spread_s: float
     ack_p50_ms: float
     ack_p99_ms: float
     ack_max_ms: float
@@ -45,7 +47,9 @@ class DiscordReport:
         return "\n".join(
             [
                 f"load             {self.guilds} guilds × {self.members_per_guild} members, "
-                f"{self.jobs} /imagine at once ({self.steps} steps each)",
+                f"{self.jobs} /imagine "
+                + (f"over {self.spread_s:g} s" if self.spread_s else "at once")
+                + f" ({self.steps} steps each)",
                 f"acknowledgement  p50 {self.ack_p50_ms:.1f} ms, p99 {self.ack_p99_ms:.1f} ms, "
                 f"max {self.ack_max_ms:.1f} ms (goal: p99 < 500 ms)",
                 f"end to end       p50 {self.e2e_p50_s:.1f} s, p99 {self.e2e_p99_s:.1f} s, "
@@ -62,7 +66,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure_discord(
-    settings: Settings, *, guilds: int, members: int, steps: int | None, timeout_s: float
+    settings: Settings,
+    *,
+    guilds: int,
+    members: int,
+    steps: int | None,
+    timeout_s: float,
+    spread_s: float = 0.0,
 ) -> DiscordReport:
     from bot import discord_endpoints
     from bot.app import open_service, open_storage
@@ -106,18 +116,16 @@ async def measure_discord(
                 async with running(server, client):
                     options: dict[str, Any] = {} if steps is None else {"steps": steps}
                     started = time.perf_counter()
+
+                    async def send(index: int, user: Any, channel: Any) -> Any:
+                        await asyncio.sleep(spread_s * index / len(places))
+                        return await server.slash(
+                            user, channel, "imagine", prompt=f"a red circle {index}",
+                            seed=index, **options,
+                        )  # fmt: skip
+
                     sent = await asyncio.gather(
-                        *(
-                            server.slash(
-                                user,
-                                channel,
-                                "imagine",
-                                prompt=f"a red circle {i}",
-                                seed=i,
-                                **options,
-                            )
-                            for i, (user, channel) in enumerate(places)
-                        )
+                        *(send(i, user, channel) for i, (user, channel) in enumerate(places))
                     )
                     posted: dict[int, float] = {}
 
@@ -147,6 +155,7 @@ async def measure_discord(
         members_per_guild=members,
         jobs=len(sent),
         steps=used_steps,
+        spread_s=spread_s,
         ack_p50_ms=statistics.median(acks),
         ack_p99_ms=_percentile(acks, 0.99),
         ack_max_ms=max(acks),

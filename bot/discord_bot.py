@@ -289,9 +289,8 @@ class ImagineBot(discord.Client):
 
     async def help_text(self, interaction: discord.Interaction) -> str:
         service, guild_id = self.service, interaction.guild_id
-        limits, defaults = await service.option_limits_for(guild_id)
-        rates = await service.limits_for(guild_id)
-        settings = await service.guild_settings.get(guild_id) if guild_id else None
+        here = await service.limits_here(guild_id)
+        limits, defaults, rates, settings = here.options, here.defaults, here.rates, here.settings
         controls = settings.controls if settings else Controls.REQUESTER
         who = "anyone here" if controls is Controls.EVERYONE else "the requester and moderators"
         nsfw = (

@@ -54,7 +54,7 @@ from moderation.prompts import (
     check_prompt,
     rules_with_guild,
 )
-from storage.admin import GuildSettingsRepository, TermList, TermRecord
+from storage.admin import GuildSettingsRecord, GuildSettingsRepository, TermList, TermRecord
 from storage.audit import AuditLog, JobRecord, NewImage, NewJob
 from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
@@ -116,6 +116,16 @@ class ImagineOutcome:
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     retry_after: float | None = None  # refused: seconds until the same request would pass
+
+
+@dataclass(frozen=True)
+class GuildLimits:
+    """What a guild's members may ask for, and how much of it."""
+
+    options: OptionLimits
+    defaults: ModelDefaults
+    rates: Limits
+    settings: GuildSettingsRecord | None  # None outside a guild
 
 
 @dataclass(frozen=True)
@@ -285,29 +295,23 @@ class ImagineService:
             force_safe=verdict.force_safe,
         )
 
-    async def option_limits_for(self, guild_id: int | None) -> tuple[OptionLimits, ModelDefaults]:
-        """The option limits with the guild's own maximum steps, and defaults within them."""
+    async def limits_here(self, guild_id: int | None) -> GuildLimits:
+        """The option limits, defaults and rates in force in a guild (one read of its settings):
+        its own maximum steps and rates over the bot's."""
         if guild_id is None:
-            return self.limits, self.defaults
-        max_steps = (await self.guild_settings.get(guild_id)).max_steps
-        if max_steps is None or max_steps >= self.limits.max_steps:
-            return self.limits, self.defaults
-        return (
-            dataclasses.replace(self.limits, max_steps=max_steps),
-            dataclasses.replace(self.defaults, steps=min(self.defaults.steps, max_steps)),
-        )
-
-    async def limits_for(self, guild_id: int | None) -> Limits:
-        """The guild's own rates (in standard images an hour) over the defaults."""
-        if guild_id is None:
-            return self.default_limits
+            return GuildLimits(self.limits, self.defaults, self.default_limits, None)
         record = await self.guild_settings.get(guild_id)
-        return guild_limits(
+        options, defaults = self.limits, self.defaults
+        if record.max_steps is not None and record.max_steps < options.max_steps:
+            options = dataclasses.replace(options, max_steps=record.max_steps)
+            defaults = dataclasses.replace(defaults, steps=min(defaults.steps, record.max_steps))
+        rates = guild_limits(
             self.default_limits,
             user_per_hour=record.user_images_per_hour,
             guild_per_hour=record.guild_images_per_hour,
             max_jobs_per_user=record.max_jobs_per_user,
         )
+        return GuildLimits(options, defaults, rates, record)
 
     async def imagine(
         self,
@@ -345,8 +349,8 @@ class ImagineService:
         if not self.accepting:
             raise ShuttingDown("sdbot is restarting; try again in a minute")
         # 1. Options: fail at the boundary, never clamp; the guild may allow fewer steps.
-        limits, defaults = await self.option_limits_for(requester.guild_id)
-        options = validate(requested, limits, defaults)
+        here = await self.limits_here(requester.guild_id)
+        options = validate(requested, here.options, here.defaults)
         if derived is not None and derived.upscale > 1:
             options = dataclasses.replace(options, upscale=derived.upscale)
 
@@ -361,7 +365,7 @@ class ImagineService:
         guild, user = requester.guild_id, requester.user_id
         units = options_units(options)
         try:
-            await self.queue.admit(guild, user, units, await self.limits_for(guild))
+            await self.queue.admit(guild, user, units, here.rates)
         except RateLimited as refusal:
             job_id = await self.audit.create_job(new, refused=str(refusal))
             log.info("refused ◆ job %d ◆ %s", job_id, refusal)

@@ -69,6 +69,9 @@ def register(commands: Any) -> None:
     discord.add_argument("--guilds", type=int, default=4)
     discord.add_argument("--members", type=int, default=5, help="members per guild, each one job")
     discord.add_argument("--steps", type=int, help="default: the model's")
+    discord.add_argument(
+        "--spread", type=float, default=0.0, help="seconds over which the commands arrive"
+    )
     discord.add_argument("--timeout", type=float, default=1800.0, help="seconds for all jobs")
     discord.add_argument("--json", action="store_true")
     discord.set_defaults(handler=run_discord)
@@ -215,9 +218,10 @@ async def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             f"sdbot bench discord needs a source checkout (the fake Discord is in tests/): {error}"
         ) from error
-    if args.guilds < 1 or args.members < 1:
+    if args.guilds < 1 or args.members < 1 or args.spread < 0:
         raise CommandError(
-            f"--guilds and --members must be at least 1, got {args.guilds}, {args.members}"
+            "--guilds and --members must be at least 1 and --spread at least 0, got "
+            f"{args.guilds}, {args.members}, {args.spread}"
         )
     report = await measure_discord(
         settings,
@@ -225,6 +229,7 @@ async def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         members=args.members,
         steps=args.steps,
         timeout_s=args.timeout,
+        spread_s=args.spread,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK
