@@ -65,15 +65,23 @@ def _eta(seconds: float | None) -> str:
     return f" · about {seconds:.0f} s" if seconds < 90 else f" · about {seconds / 60:.0f} min"
 
 
-def _title(record: JobRecord) -> str:
+def _title_of(
+    prompt: str, job_id: int, kind: str, parent_job_id: int | None, parent_variant: int | None
+) -> str:
     """``**prompt** · job N``, with what it was made from for an upscale or a reroll."""
-    if record.kind == JobKind.UPSCALE.value:
-        what = f" · upscale of #{record.parent_variant} of job {record.parent_job_id}"
-    elif record.kind == JobKind.REROLL.value:
-        what = f" · reroll of job {record.parent_job_id}"
+    if kind == JobKind.UPSCALE.value:
+        what = f" · upscale of #{parent_variant} of job {parent_job_id}"
+    elif kind == JobKind.REROLL.value:
+        what = f" · reroll of job {parent_job_id}"
     else:
         what = ""
-    return f"**{quoted(record.prompt)}**{what} · job {record.id}"
+    return f"**{quoted(prompt)}**{what} · job {job_id}"
+
+
+def _title(record: JobRecord) -> str:
+    return _title_of(
+        record.prompt, record.id, record.kind, record.parent_job_id, record.parent_variant
+    )
 
 
 def is_moderator(member: discord.abc.User | None, channel: Any) -> bool:
@@ -123,6 +131,7 @@ class ImagineBot(discord.Client):
         posted. Returns how many did not make it (they resume at the next start)."""
         running = await self.service.stop_taking_work()
         tasks = [task for job_id, task in self._deliveries.items() if job_id in running]
+        tasks += self.service.recovered_deliveries(running)
         if not tasks:
             return 0
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -244,7 +253,13 @@ class ImagineBot(discord.Client):
         """/job: the settings of a job of this server, and its grid posted again with the
         controls where it may be shown here; otherwise the settings alone, to the caller."""
         record = await self.service.audit.get_job(job_id)
-        if record is None or record.guild_id != interaction.guild_id or record.source != "discord":
+        in_dms = interaction.guild_id is None
+        if (
+            record is None
+            or record.source != "discord"
+            or record.guild_id != interaction.guild_id
+            or (in_dms and record.user_id != interaction.user.id)  # DMs: one's own jobs only
+        ):
             where = "in this server" if interaction.guild_id else "here"
             await interaction.response.send_message(
                 f"⚠️ there is no job {job_id} {where}", ephemeral=True
@@ -265,7 +280,14 @@ class ImagineBot(discord.Client):
             note = f"\n*{why_not}*" if why_not else ""
             await interaction.response.send_message(text + note, ephemeral=True)
             return
-        await interaction.response.send_message(text, file=file, allowed_mentions=NO_PINGS)
+        try:
+            await interaction.response.send_message(text, file=file, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as error:  # too large for this server, no permission, …
+            if interaction.response.is_done():
+                raise
+            note = f"\n*the picture could not be posted here: {error.text or error.status}*"
+            await interaction.response.send_message(text + note, ephemeral=True)
+            return
         message = await interaction.original_response()
         await self._controls(message, record)
 
@@ -380,9 +402,13 @@ class ImagineBot(discord.Client):
         if isinstance(started, ImagineOutcome):  # blocked by today's lists, or a rate limit
             await self._notice(message, payload.user_id, _refusal(started))
             return
-        child = await self.service.audit.get_job(started.job.job_id)
-        assert child is not None  # recorded before it was queued
-        title = _title(child)
+        title = _title_of(
+            record.prompt,
+            started.job.job_id,
+            JobKind.REROLL if variant is None else JobKind.UPSCALE,
+            record.id,
+            variant,
+        )
         status: discord.Message | None = None
         try:
             status = await message.reply(
@@ -472,7 +498,16 @@ class ImagineBot(discord.Client):
         try:
             outcome = await self._follow(submitted, title, edit, channel_nsfw)
             content, file = self._final(outcome, title)
-            message = await final(content, file)
+            try:
+                message = await final(content, file)
+            except discord.HTTPException as error:
+                if file is None:
+                    raise
+                # Too large for the channel, or no Attach Files: the member still hears of it.
+                log.warning("could not post the picture of job %d ◆ %s", job_id, error)
+                reason = error.text or f"HTTP {error.status}"
+                await final(f"{content}\n⚠️ the picture could not be posted: {reason}", None)
+                return
             if message is not None and file is not None:
                 record = await self.service.audit.get_job(job_id)
                 assert record is not None

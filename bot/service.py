@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -260,7 +261,7 @@ class ImagineService:
         self.closing = False
         self.accepting = True
         self._running: set[int] = set()  # followed jobs a worker has started
-        self._recovered: set[asyncio.Task[None]] = set()
+        self._recovered: dict[int, asyncio.Task[None]] = {}  # job id → its delivery
         self.limits = limits
         self.defaults = defaults
         self.model_name = model_name
@@ -419,7 +420,14 @@ class ImagineService:
             await asyncio.shield(self.audit.release_action(job_id, action))
             raise
         child = submitted.job.job_id if isinstance(submitted, Submitted) else submitted.job_id
-        await self.audit.action_started(job_id, action, child)
+        assert claim.claimed_at is not None
+        try:  # the job is queued: nothing here may stop it from being followed
+            if not await self.audit.action_started(job_id, action, child, claim.claimed_at):
+                log.warning(
+                    "%s of job %d was claimed again meanwhile ◆ job %d", action, job_id, child
+                )
+        except Exception:
+            log.exception("could not link job %d to %s of job %d", child, action, job_id)
         return submitted
 
     async def follow(
@@ -578,8 +586,8 @@ class ImagineService:
             task = asyncio.create_task(
                 self._deliver(job, handle, verdict, record.channel_nsfw, on_outcome)
             )
-            self._recovered.add(task)
-            task.add_done_callback(self._recovered.discard)
+            self._recovered[record.id] = task
+            task.add_done_callback(functools.partial(self._forget_recovered, record.id))
         if resumed:
             log.info("resumed %d open jobs", resumed)
         return resumed
@@ -598,7 +606,14 @@ class ImagineService:
     async def wait_recovered(self) -> None:
         """Until every job :meth:`recover` resumed has its outcome."""
         while self._recovered:
-            await asyncio.gather(*self._recovered, return_exceptions=True)
+            await asyncio.gather(*self._recovered.values(), return_exceptions=True)
+
+    def _forget_recovered(self, job_id: int, _: asyncio.Task[None]) -> None:
+        self._recovered.pop(job_id, None)
+
+    def recovered_deliveries(self, job_ids: set[int]) -> list[asyncio.Task[None]]:
+        """The deliveries :meth:`recover` started for these jobs that are still going."""
+        return [task for job_id, task in self._recovered.items() if job_id in job_ids]
 
     async def stop_taking_work(self) -> set[int]:
         """The first step of a graceful stop: new requests get :class:`ShuttingDown`, queued
@@ -610,9 +625,9 @@ class ImagineService:
     async def close(self) -> None:
         """Stops taking work; open jobs stay open in the audit log for the next start."""
         self.closing = True
-        for task in list(self._recovered):
+        for task in list(self._recovered.values()):
             task.cancel()
-        await asyncio.gather(*self._recovered, return_exceptions=True)
+        await asyncio.gather(*self._recovered.values(), return_exceptions=True)
         await self.queue.close()
 
     async def _finish_quietly(self, job_id: int, status: JobStatus, reason: str) -> None:

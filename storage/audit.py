@@ -201,6 +201,7 @@ class ActionClaim:
 
     claimed: bool
     existing: JobRecord | None = None
+    claimed_at: datetime | None = None  # a claim's own mark, for action_started
 
 
 class AuditLog:
@@ -434,7 +435,7 @@ class AuditLog:
                             claimed_at=now,
                         )
                     )
-                    return ActionClaim(True)
+                    return ActionClaim(True, claimed_at=now)
                 child = (
                     None if row.child_job_id is None else await session.get(Job, row.child_job_id)
                 )
@@ -458,18 +459,28 @@ class AuditLog:
                     .values(child_job_id=None, user_id=user_id, claimed_at=now)
                     .execution_options(synchronize_session=False)
                 )
-                return ActionClaim(taken.rowcount == 1)  # type: ignore[attr-defined]
+                won = taken.rowcount == 1  # type: ignore[attr-defined]
+                return ActionClaim(won, claimed_at=now if won else None)
         except IntegrityError:  # another process inserted the same claim first
             return ActionClaim(False)
 
-    async def action_started(self, parent_job_id: int, action: str, child_job_id: int) -> None:
-        """The claimed control's job is recorded (whatever its status)."""
+    async def action_started(
+        self, parent_job_id: int, action: str, child_job_id: int, claimed_at: datetime
+    ) -> bool:
+        """The claimed control's job is recorded (whatever its status). False when the claim was
+        taken over meanwhile (it outlived CLAIM_TIMEOUT): the row keeps the newer claim."""
         async with self._sessions.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(JobAction)
-                .where(JobAction.parent_job_id == parent_job_id, JobAction.action == action)
+                .where(
+                    JobAction.parent_job_id == parent_job_id,
+                    JobAction.action == action,
+                    JobAction.claimed_at == claimed_at,
+                )
                 .values(child_job_id=child_job_id)
+                .execution_options(synchronize_session=False)
             )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def release_action(self, parent_job_id: int, action: str) -> None:
         """The claimed control started nothing (its options are no longer allowed)."""

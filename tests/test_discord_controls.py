@@ -206,6 +206,19 @@ async def test_job_shows_the_settings_and_posts_the_grid_again_with_controls(
     missing = await fake_discord.wait_for(lambda: elsewhere.original)
     assert missing.content == f"⚠️ there is no job {made.id} in this server"
 
+    # In DMs, one's own jobs only.
+    private = await fake_discord.slash(
+        ada, fake_discord.dm_channel(ada), "imagine", prompt="a nude child"
+    )
+    await fake_discord.wait_for(lambda: private.original)
+    dm_job = (await bot.service.audit.list_jobs())[-1]
+    assert dm_job.guild_id is None
+    snooping = await fake_discord.slash(bob, fake_discord.dm_channel(bob), "job", id=dm_job.id)
+    answer = await fake_discord.wait_for(lambda: snooping.original)
+    assert answer.content == f"⚠️ there is no job {dm_job.id} here"
+    own_dm = await fake_discord.slash(ada, fake_discord.dm_channel(ada), "job", id=dm_job.id)
+    assert "**a nude child**" in (await fake_discord.wait_for(lambda: own_dm.original)).content
+
 
 async def test_cancel_stops_the_callers_queued_job_and_only_theirs(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World

@@ -176,11 +176,13 @@ async def test_a_control_starts_one_job_until_that_job_ends_without_images(
 ) -> None:
     audit = AuditLog(sessions)
     parent = await audit.create_job(new_job())
-    assert (await audit.claim_action(parent, "upscale-2", 7)).claimed
+    first = await audit.claim_action(parent, "upscale-2", 7)
+    assert first.claimed
+    assert first.claimed_at is not None
     assert await audit.claim_action(parent, "upscale-2", 8) == ActionClaim(False, None)
     assert (await audit.claim_action(parent, "reroll", 8)).claimed  # another control is free
     child = await audit.create_job(new_job())
-    await audit.action_started(parent, "upscale-2", child)
+    assert await audit.action_started(parent, "upscale-2", child, first.claimed_at)
     again = await audit.claim_action(parent, "upscale-2", 7)
     assert not again.claimed
     assert again.existing is not None
