@@ -40,7 +40,7 @@ from generation.options import SCHEDULERS, RequestedOptions
 from generation.protocol import Progress
 from generation.queue import Queued
 from storage.audit import JobRecord
-from storage.models import Controls, JobKind, JobStatus
+from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,11 @@ def is_moderator(member: discord.abc.User | None, channel: Any) -> bool:
     if not isinstance(member, discord.Member):
         return False
     if isinstance(channel, discord.abc.GuildChannel):
-        permissions = channel.permissions_for(member)
-    else:
-        permissions = member.guild_permissions
+        return may_moderate(channel.permissions_for(member))
+    return may_moderate(member.guild_permissions)
+
+
+def may_moderate(permissions: discord.Permissions) -> bool:
     return permissions.manage_messages or permissions.manage_guild
 
 
@@ -228,7 +230,7 @@ class ImagineBot(discord.Client):
         if isinstance(submitted, ImagineOutcome):
             await interaction.response.send_message(_refusal(submitted), ephemeral=True)
             return
-        title = f"**{quoted(requested.prompt)}** · job {submitted.job.job_id}"
+        title = _title_of(requested.prompt, submitted.job.job_id, JobKind.IMAGINE, None, None)
         try:
             await interaction.response.send_message(f"{title}\nqueued", allowed_mentions=NO_PINGS)
             answered = True
@@ -266,7 +268,7 @@ class ImagineBot(discord.Client):
             )
             return
         mine = record.user_id == interaction.user.id
-        moderator = interaction.permissions.manage_messages or interaction.permissions.manage_guild
+        moderator = may_moderate(interaction.permissions)
         if record.status in (JobStatus.BLOCKED, JobStatus.REFUSED) and not (mine or moderator):
             await interaction.response.send_message(
                 f"⚠️ job {job_id} was {record.status.value}; only its requester and moderators "
@@ -317,7 +319,7 @@ class ImagineBot(discord.Client):
         who = "anyone here" if controls is Controls.EVERYONE else "the requester and moderators"
         nsfw = (
             "spoilered in age-restricted channels, withheld elsewhere"
-            if settings and settings.nsfw_policy.value == "spoiler"
+            if settings and settings.nsfw_policy is NsfwPolicy.SPOILER
             else "withheld"
         )
         return "\n".join(
@@ -590,7 +592,7 @@ class ImagineBot(discord.Client):
             f"{record.guidance_scale:g} · sampler {record.scheduler} · seeds {seeds} · "
             f"{self.service.model_label}"
         )
-        withheld = [i for i in record.images if i.disposition == "withheld"]
+        withheld = [i for i in record.images if i.disposition == Disposition.WITHHELD]
         if withheld:
             lines.append("withheld: " + ", ".join(f"#{i.variant}" for i in withheld))
         return "\n".join(lines)
@@ -601,16 +603,17 @@ class ImagineBot(discord.Client):
         if record.status is not JobStatus.SUCCEEDED:
             return None, ""
         posted = [i for i in record.images if i.variant == 0] or [
-            i for i in record.images if i.disposition != "withheld"
+            i for i in record.images if i.disposition != Disposition.WITHHELD
         ]
         if not posted:
             return None, "its picture was withheld"
         image = posted[0]
-        if image.disposition == "spoiler" and not channel_nsfw:
+        spoilered = image.disposition == Disposition.SPOILER
+        if spoilered and not channel_nsfw:
             return None, "its picture is shown only in age-restricted channels"
         if image.path is None or not Path(image.path).is_file():
             return None, "its picture is no longer stored"
-        spoiler = "SPOILER_" if image.disposition == "spoiler" else ""
+        spoiler = "SPOILER_" if spoilered else ""
         png = io.BytesIO(Path(image.path).read_bytes())
         return discord.File(png, filename=f"{spoiler}sdbot-{record.id}.png"), ""
 
