@@ -14,7 +14,7 @@ from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from generation.supervisor import WorkerSupervisor
 from moderation.prompts import PromptRules
-from storage.admin import GuildSettingsRepository, TermList
+from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
 from storage.audit import AuditLog
 from storage.engine import SessionFactory, create_engine, create_session_factory
 from storage.migrations import ensure_up_to_date
@@ -26,6 +26,8 @@ class Storage:
     audit: AuditLog
     terms: TermList
     guild_settings: GuildSettingsRepository
+    bans: BanList
+    moderation: ModerationLog
 
 
 @asynccontextmanager
@@ -36,7 +38,12 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         await ensure_up_to_date(engine)
         sessions = create_session_factory(engine)
         yield Storage(
-            sessions, AuditLog(sessions), TermList(sessions), GuildSettingsRepository(sessions)
+            sessions,
+            AuditLog(sessions),
+            TermList(sessions),
+            GuildSettingsRepository(sessions),
+            BanList(sessions),
+            ModerationLog(sessions),
         )
     finally:
         await engine.dispose()
@@ -62,6 +69,8 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
         audit=storage.audit,
         terms=storage.terms,
         guild_settings=storage.guild_settings,
+        bans=storage.bans,
+        moderation=storage.moderation,
         queue=queue,
         limits=settings.limits(),
         defaults=model_defaults(source),

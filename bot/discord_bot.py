@@ -25,12 +25,15 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.discord_mod import mod_commands
+from bot.discord_text import NO_PINGS, quoted
 from bot.service import (
     AlreadyStarted,
     ControlUnavailable,
     ImagineOutcome,
     ImagineService,
     NotYours,
+    Refusal,
     Requester,
     ShuttingDown,
     Submitted,
@@ -39,6 +42,7 @@ from generation.errors import InvalidOption
 from generation.options import SCHEDULERS, RequestedOptions
 from generation.protocol import Progress
 from generation.queue import Queued
+from storage.admin import GuildSettingsRecord
 from storage.audit import JobRecord
 from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
@@ -48,15 +52,8 @@ UPSCALES = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
 REROLL = "🔄"
 DELETE = "❌"
 CONTROLS = (*UPSCALES, REROLL, DELETE)
-NO_PINGS = discord.AllowedMentions.none()
 NOTICE_SECONDS = 30.0  # a reply to a control (already done, not allowed now) then goes away
 _TOKEN_GONE = {10015, 50027}  # unknown webhook, invalid webhook token (after 15 min)
-
-
-def quoted(prompt: str, limit: int = 300) -> str:
-    """A prompt as it is shown: markdown and mentions neutralised, cut to ``limit``."""
-    text = discord.utils.escape_mentions(discord.utils.escape_markdown(prompt))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _eta(seconds: float | None) -> str:
@@ -116,6 +113,7 @@ class ImagineBot(discord.Client):
         self.edit_every_s = edit_every_s
         self.notice_s = notice_s
         self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._command_failed  # type: ignore[method-assign]
         self._deliveries: dict[int, asyncio.Task[Any]] = {}  # job id → the task posting it
         self._register()
 
@@ -147,8 +145,8 @@ class ImagineBot(discord.Client):
         title = f"{_title(record)} (resumed after a restart)"
         content, file = self._final(outcome, title)
         message = await self._to_channel(record.channel_id, record.user_id, content, file)
-        if message is not None and file is not None:
-            await self._controls(message, record)
+        if message is not None:
+            await self._controls(message, record, reactions=file is not None)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -205,6 +203,25 @@ class ImagineBot(discord.Client):
             text = await self.help_text(interaction)
             await interaction.response.send_message(text, ephemeral=True)
 
+        self.tree.add_command(mod_commands(self))
+
+    async def _command_failed(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """A command that broke still answers its member; a refused check already did."""
+        if isinstance(error, app_commands.CheckFailure):
+            return
+        command = interaction.command.qualified_name if interaction.command else "?"
+        log.error("/%s failed", command, exc_info=error)
+        text = "⚠️ something went wrong on sdbot's side; the error is logged for its operator"
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
     def _requester(self, interaction: discord.Interaction) -> Requester:
         return Requester(
             source="discord",
@@ -212,6 +229,7 @@ class ImagineBot(discord.Client):
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
             channel_nsfw=getattr(interaction.channel, "nsfw", False) is True,
+            parent_channel_id=_parent_id(interaction.channel),
         )
 
     async def run_imagine(
@@ -267,6 +285,12 @@ class ImagineBot(discord.Client):
                 f"⚠️ there is no job {job_id} {where}", ephemeral=True
             )
             return
+        if interaction.guild_id is not None:  # a banned member, a channel the bot is not in
+            here = await self.service.limits_here(interaction.guild_id)
+            gate = await self.service.gate(self._requester(interaction), here.settings)
+            if gate is not None and gate[0] is not Refusal.PAUSED:
+                await interaction.response.send_message(_refused(*gate), ephemeral=True)
+                return
         mine = record.user_id == interaction.user.id
         moderator = may_moderate(interaction.permissions)
         if record.status in (JobStatus.BLOCKED, JobStatus.REFUSED) and not (mine or moderator):
@@ -344,8 +368,19 @@ class ImagineBot(discord.Client):
                 "shorter ones cost less)",
                 f"- images the safety checker flags are {nsfw}",
                 "- every prompt, blocked ones too, is recorded for this server's moderators",
+                *self._paused_line(settings),
+                "",
+                "Moderators (Manage Server) run sdbot here with `/mod`: bans, block and allow "
+                "lists, settings, history, review, export, purge, pause.",
             ]
         )
+
+    @staticmethod
+    def _paused_line(settings: GuildSettingsRecord | None) -> list[str]:
+        if settings is None or not settings.paused:
+            return []
+        why = f": {quoted(settings.pause_reason)}" if settings.pause_reason else ""
+        return [f"- ⏸️ the moderators paused image generation here{why}"]
 
     # --- controls ------------------------------------------------------------------------------
 
@@ -389,6 +424,7 @@ class ImagineBot(discord.Client):
             channel_id=payload.channel_id,
             user_id=payload.user_id,
             channel_nsfw=getattr(channel, "nsfw", False) is True,
+            parent_channel_id=_parent_id(channel),
         )
         try:
             started = await self.service.use_control(record.id, variant, requester)
@@ -508,12 +544,13 @@ class ImagineBot(discord.Client):
                 # Too large for the channel, or no Attach Files: the member still hears of it.
                 log.warning("could not post the picture of job %d ◆ %s", job_id, error)
                 reason = error.text or f"HTTP {error.status}"
-                await final(f"{content}\n⚠️ the picture could not be posted: {reason}", None)
-                return
-            if message is not None and file is not None:
+                notice = f"{content}\n⚠️ the picture could not be posted: {reason}"
+                message = await final(notice, None)
+                file = None
+            if message is not None:
                 record = await self.service.audit.get_job(job_id)
                 assert record is not None
-                await self._controls(message, record)
+                await self._controls(message, record, reactions=file is not None)
         finally:
             self._deliveries.pop(job_id, None)
 
@@ -617,7 +654,11 @@ class ImagineBot(discord.Client):
         png = io.BytesIO(Path(image.path).read_bytes())
         return discord.File(png, filename=f"{spoiler}sdbot-{record.id}.png"), ""
 
-    async def _controls(self, message: discord.Message, record: JobRecord) -> None:
+    async def _controls(
+        self, message: discord.Message, record: JobRecord, *, reactions: bool = True
+    ) -> None:
+        """Links the post to its job (for the controls, and for /mod purge) and adds the
+        controls under a picture."""
         await self.service.audit.link_message(
             message.id,
             record.id,
@@ -625,6 +666,8 @@ class ImagineBot(discord.Client):
             guild_id=record.guild_id,
             variant=record.parent_variant if record.kind == JobKind.UPSCALE.value else None,
         )
+        if not reactions:
+            return
         emoji = (DELETE,) if record.kind == JobKind.UPSCALE.value else CONTROLS
         for control in emoji:
             try:
@@ -680,7 +723,26 @@ class ImagineBot(discord.Client):
         )
 
 
+def _parent_id(channel: object) -> int | None:
+    """The channel a thread is in (None for anything else): where a guild's channel list
+    allows a channel, it allows its threads."""
+    parent = getattr(channel, "parent_id", None)
+    return parent if isinstance(channel, discord.Thread) and isinstance(parent, int) else None
+
+
 def _refusal(outcome: ImagineOutcome) -> str:
     if outcome.status is JobStatus.BLOCKED:
         return "🚫 This prompt was not accepted: " + "; ".join(outcome.verdict.reasons)
-    return f"⏳ {outcome.error}"
+    return _refused(outcome.refusal or Refusal.RATE, outcome.error or "refused")
+
+
+_REFUSAL_MARKS = {
+    Refusal.RATE: "⏳",
+    Refusal.BANNED: "⛔",
+    Refusal.PAUSED: "⏸️",
+    Refusal.CHANNEL: "📍",
+}
+
+
+def _refused(refusal: Refusal, reason: str) -> str:
+    return f"{_REFUSAL_MARKS[refusal]} {reason}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import functools
 import hashlib
 import logging
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from generation import images
@@ -55,7 +57,14 @@ from moderation.prompts import (
     check_prompt,
     rules_with_guild,
 )
-from storage.admin import GuildSettingsRecord, GuildSettingsRepository, TermList, TermRecord
+from storage.admin import (
+    BanList,
+    GuildSettingsRecord,
+    GuildSettingsRepository,
+    ModerationLog,
+    TermList,
+    TermRecord,
+)
 from storage.audit import AuditLog, JobRecord, NewImage, NewJob
 from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
@@ -74,6 +83,7 @@ class Requester:
     channel_id: int | None = None
     user_id: int | None = None
     channel_nsfw: bool = False  # the channel is marked NSFW (Discord's age-restricted flag)
+    parent_channel_id: int | None = None  # a thread's channel
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,16 @@ class ImagineOutcome:
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     retry_after: float | None = None  # refused: seconds until the same request would pass
+    refusal: Refusal | None = None  # refused: by what
+
+
+class Refusal(enum.StrEnum):
+    """Why a request was refused before it was queued (it is recorded all the same)."""
+
+    RATE = "rate"  # a rate limit, a member's cap or the queue bound
+    BANNED = "banned"  # the member is banned from the bot in this guild
+    PAUSED = "paused"  # the guild's moderators paused generation
+    CHANNEL = "channel"  # the bot does not answer in this channel
 
 
 @dataclass(frozen=True)
@@ -170,6 +190,13 @@ class Derived:
     parent_job_id: int
     parent_variant: int | None = None
     upscale: int = 1
+
+
+def ban_message(reason: str, expires_at: datetime | None) -> str:
+    """What a banned member is told (and what their refused requests record)."""
+    until = "" if expires_at is None else f" until {expires_at:%Y-%m-%d %H:%M} UTC"
+    why = f" ({reason})" if reason else ""
+    return f"you are banned from sdbot on this server{until}{why}"
 
 
 def control_name(variant: int | None) -> str:
@@ -241,6 +268,8 @@ class ImagineService:
         audit: AuditLog,
         terms: TermList,
         guild_settings: GuildSettingsRepository,
+        bans: BanList,
+        moderation: ModerationLog,
         queue: JobQueue,
         limits: OptionLimits,
         defaults: ModelDefaults,
@@ -254,6 +283,8 @@ class ImagineService:
         self.audit = audit
         self.terms = terms
         self.guild_settings = guild_settings
+        self.bans = bans
+        self.moderation = moderation
         self.nsfw_threshold = nsfw_threshold
         self.nsfw_strict_threshold = nsfw_strict_threshold
         self.queue = queue
@@ -306,6 +337,12 @@ class ImagineService:
         if record.max_steps is not None and record.max_steps < options.max_steps:
             options = dataclasses.replace(options, max_steps=record.max_steps)
             defaults = dataclasses.replace(defaults, steps=min(defaults.steps, record.max_steps))
+        if record.max_side is not None and record.max_side < options.max_side:
+            side = max(record.max_side, options.min_side)
+            options = dataclasses.replace(options, max_side=side)
+            defaults = dataclasses.replace(
+                defaults, width=min(defaults.width, side), height=min(defaults.height, side)
+            )
         rates = guild_limits(
             self.default_limits,
             user_per_hour=record.user_images_per_hour,
@@ -355,14 +392,30 @@ class ImagineService:
         if derived is not None and derived.upscale > 1:
             options = dataclasses.replace(options, upscale=derived.upscale)
 
-        # 2. Prompt rules, then 3. admission and the audit record (blocked and refused too).
+        # 2. Prompt rules, then 3. the guild's moderators (a ban, a pause, the channels: they
+        # come first, so a banned member hears of the ban and cannot probe the lists), then
+        # 4. admission and the audit record (blocked and refused too).
         rules = await self.rules_for(requester.guild_id)
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
         new = _new_job(requester, options, verdict, self.model_name, derived)
-        if not verdict.allowed:
+        gate = await self.gate(requester, here.settings)
+        if gate is None and not verdict.allowed:
             job_id = await self.audit.create_job(new)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
+        if gate is not None:
+            refusal, reason = gate
+            job_id = await self.audit.create_job(new, refused=reason)
+            log.info("refused ◆ job %d ◆ %s", job_id, reason)
+            return ImagineOutcome(
+                job_id,
+                JobStatus.REFUSED,
+                verdict,
+                options.prompt,
+                options.seeds,
+                error=reason,
+                refusal=refusal,
+            )
         guild, user = requester.guild_id, requester.user_id
         units = options_units(options)
         try:
@@ -378,6 +431,7 @@ class ImagineService:
                 options.seeds,
                 error=str(refusal),
                 retry_after=refusal.retry_after,
+                refusal=Refusal.RATE,
             )
         try:  # recorded before it is acknowledged: a crash from here on leaves it queued
             job_id = await self.audit.create_job(new)
@@ -394,6 +448,29 @@ class ImagineService:
                 await self.queue.release(guild, user)
             raise
         return Submitted(job, handle, verdict, started)
+
+    async def gate(
+        self, requester: Requester, settings: GuildSettingsRecord | None
+    ) -> tuple[Refusal, str] | None:
+        """What the guild's moderators decided stands in the way of this member here, in words
+        (None: nothing): a ban, a pause, a channel the bot does not answer in."""
+        if requester.guild_id is None or settings is None:
+            return None
+        if requester.user_id is not None:
+            ban = await self.bans.active_ban(requester.guild_id, requester.user_id)
+            if ban is not None:
+                return Refusal.BANNED, ban_message(ban.reason, ban.expires_at)
+        if settings.paused:
+            why = f": {settings.pause_reason}" if settings.pause_reason else ""
+            return Refusal.PAUSED, f"the moderators paused image generation here{why}"
+        if not (
+            settings.answers_in(requester.channel_id)
+            or (requester.parent_channel_id and settings.answers_in(requester.parent_channel_id))
+        ):
+            assert settings.channels is not None
+            where = ", ".join(f"<#{channel}>" for channel in settings.channels)
+            return Refusal.CHANNEL, f"sdbot answers only in {where} on this server"
+        return None
 
     async def use_control(
         self, job_id: int, variant: int | None, requester: Requester

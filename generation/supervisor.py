@@ -95,6 +95,8 @@ class WorkerSupervisor:
         self._inbox: asyncio.Queue[object] | None = None
         self._lock = asyncio.Lock()
         self._running: set[int] = set()
+        self._starting: set[int] = set()  # in a batch waiting for the worker to take it
+        self._cancel_at_start: set[int] = set()  # cancelled while starting: sent with it
 
     @property
     def pid(self) -> int | None:
@@ -182,29 +184,41 @@ class WorkerSupervisor:
     ) -> dict[int, Answer]:
         """Runs a batch; every job gets its answer (result, failure or cancel). Raises
         WorkerCrashed or JobTimedOut for the whole batch when the worker dies or stalls."""
-        async with self._lock:
-            await self._ensure_started()
-            assert self._conn is not None
-            self._running = set(batch.job_ids)
-            try:
+        ids = set(batch.job_ids)
+        self._starting |= ids
+        try:
+            async with self._lock:
+                await self._ensure_started()
+                assert self._conn is not None
+                self._running, self._starting = ids, self._starting - ids
                 try:
-                    self._conn.send(batch)
-                except OSError as error:  # it died between the liveness check and now
-                    raise WorkerCrashed(
-                        f"the worker process could not take {_jobs(batch.job_ids)}: {error}"
-                    ) from error
-                return await self._wait_for_answers(batch, on_progress)
-            except BaseException:
-                # Cancelled, stalled, crashed, or the progress callback failed: the worker may
-                # still be busy with this batch, and a fresh one is cheaper than waiting for it.
-                await self._stop_process()
-                raise
-            finally:
-                self._running = set()
+                    try:
+                        self._conn.send(batch)
+                        for job_id in sorted(self._cancel_at_start & ids):
+                            self._conn.send(CancelJob(job_id))  # read at the first step
+                    except OSError as error:  # it died between the liveness check and now
+                        raise WorkerCrashed(
+                            f"the worker process could not take {_jobs(batch.job_ids)}: {error}"
+                        ) from error
+                    return await self._wait_for_answers(batch, on_progress)
+                except BaseException:
+                    # Cancelled, stalled, crashed, or the progress callback failed: the worker
+                    # may still be busy with this batch, and a fresh one is cheaper than waiting.
+                    await self._stop_process()
+                    raise
+                finally:
+                    self._running = set()
+        finally:
+            self._starting -= ids
+            self._cancel_at_start -= ids
 
     def cancel(self, job_id: int) -> bool:
         """Asks the worker to stop a running job at its next denoising step (False: not
-        running here). Its answer comes back as WorkCancelled."""
+        running here). Its answer comes back as WorkCancelled. A job whose batch waits for the
+        worker (starting, loading the model) is cancelled as the worker takes it."""
+        if job_id in self._starting:
+            self._cancel_at_start.add(job_id)
+            return True
         if job_id not in self._running or self._conn is None:
             return False
         try:

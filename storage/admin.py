@@ -32,7 +32,12 @@ _SETTING_FIELDS = (
     "max_steps",
     "audit_channel_id",
     "controls",
+    "max_side",
+    "channels",
+    "paused_at",
+    "pause_reason",
 )
+MAX_CHANNELS = 50  # channels a guild may limit the bot to
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,17 @@ class GuildSettingsRecord:
     max_steps: int | None = None
     audit_channel_id: int | None = None
     controls: Controls = Controls.REQUESTER
+    max_side: int | None = None  # pixels, a multiple of 8
+    channels: tuple[int, ...] | None = None  # None: the bot answers in every channel
+    paused_at: datetime | None = None  # None: generating
+    pause_reason: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    def answers_in(self, channel_id: int | None) -> bool:
+        return self.channels is None or channel_id in self.channels
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,8 @@ class GuildSettingsRepository:
             except ValueError:
                 log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
                 values["controls"] = Controls.REQUESTER
+            if values["channels"] is not None:
+                values["channels"] = tuple(int(channel) for channel in values["channels"])
             return GuildSettingsRecord(guild_id=guild_id, **values)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
@@ -129,6 +147,17 @@ class GuildSettingsRepository:
         steps = changes.get("max_steps")
         if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 500):
             raise ValueError(f"max_steps must be a whole number from 1 to 500, got {steps}")
+        side = changes.get("max_side")
+        if side is not None and (isinstance(side, bool) or not 64 <= side <= 4096 or side % 8):
+            raise ValueError(f"max_side must be a multiple of 8 from 64 to 4096, got {side}")
+        if changes.get("channels") is not None:
+            channels = sorted({int(channel) for channel in changes["channels"]})
+            if not channels or len(channels) > MAX_CHANNELS:
+                raise ValueError(
+                    f"channels must name 1 to {MAX_CHANNELS} channels (None: every channel), "
+                    f"got {len(channels)}"
+                )
+            changes["channels"] = channels
         async with self._sessions.begin() as session:
             row = await session.get(GuildSettings, guild_id)
             if row is None:
@@ -190,11 +219,13 @@ class BanList:
         )
         return record if record.active_at(utcnow()) else None
 
-    async def list(self, guild_id: int) -> list[BanRecord]:
+    async def list(self, guild_id: int, *, active: bool = False) -> list[BanRecord]:
+        """The guild's bans, oldest first; with ``active``, only those in force now."""
+        query = select(Ban).where(Ban.guild_id == guild_id).order_by(Ban.created_at, Ban.id)
+        if active:
+            query = query.where(or_(Ban.expires_at.is_(None), Ban.expires_at > utcnow()))
         async with self._sessions() as session:
-            rows = await session.scalars(
-                select(Ban).where(Ban.guild_id == guild_id).order_by(Ban.created_at)
-            )
+            rows = await session.scalars(query)
             return [
                 BanRecord(r.guild_id, r.user_id, r.reason, r.banned_by, r.created_at, r.expires_at)
                 for r in rows
@@ -324,14 +355,25 @@ class ModerationLog:
             await session.flush()
             return row.id
 
-    async def list(self, guild_id: int, *, limit: int = 50) -> list[ModerationActionRecord]:
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ModerationAction)
-                .where(ModerationAction.guild_id == guild_id)
-                .order_by(ModerationAction.id.desc())
-                .limit(limit)
+    async def list(
+        self, guild_id: int, *, user_id: int | None = None, limit: int | None = 50
+    ) -> list[ModerationActionRecord]:
+        """The guild's actions, newest first; with ``user_id``, those by or on that user."""
+        query = (
+            select(ModerationAction)
+            .where(ModerationAction.guild_id == guild_id)
+            .order_by(ModerationAction.id.desc())
+            .limit(limit)
+        )
+        if user_id is not None:
+            query = query.where(
+                or_(
+                    ModerationAction.target_user_id == user_id,
+                    ModerationAction.actor_id == user_id,
+                )
             )
+        async with self._sessions() as session:
+            rows = await session.scalars(query)
             return [
                 ModerationActionRecord(
                     r.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -211,14 +211,15 @@ class AuditLog:
         self._sessions = sessions
 
     async def create_job(self, new: NewJob, *, refused: str | None = None) -> int:
-        """Records a request. A blocked request is finished at once with status ``blocked``, a
-        refused one (over a limit: ``refused`` says which) with status ``refused``."""
+        """Records a request. A refused one (over a limit, a ban, a pause: ``refused`` says
+        which) is finished at once with status ``refused``, whatever its prompt's verdict; a
+        blocked one with status ``blocked``."""
         now = utcnow()
-        blocked = new.verdict is Verdict.BLOCKED
-        if blocked:
-            status = JobStatus.BLOCKED
+        blocked = new.verdict is Verdict.BLOCKED and refused is None
+        if refused is not None:
+            status = JobStatus.REFUSED
         else:
-            status = JobStatus.QUEUED if refused is None else JobStatus.REFUSED
+            status = JobStatus.BLOCKED if blocked else JobStatus.QUEUED
         row = Job(
             kind=new.kind.value,
             source=new.source,
@@ -280,9 +281,16 @@ class AuditLog:
                 .values(status=JobStatus.QUEUED.value)
             )
 
-    async def open_jobs(self) -> list[JobRecord]:
-        """Queued and running jobs, oldest first: what a restart must resume or end."""
+    async def open_jobs(
+        self, *, guild_id: int | None = None, user_id: int | None = None
+    ) -> list[JobRecord]:
+        """Queued and running jobs, oldest first: what a restart must resume or end (or, for a
+        guild and a member, what a pause or a ban stops)."""
         query = select(Job).where(Job.status.in_(_OPEN_STATUSES)).order_by(Job.id)
+        if guild_id is not None:
+            query = query.where(Job.guild_id == guild_id)
+        if user_id is not None:
+            query = query.where(Job.user_id == user_id)
         async with self._sessions() as session:
             return [_job_record(row) for row in await session.scalars(query)]
 
@@ -341,10 +349,17 @@ class AuditLog:
         guild_id: int | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        user_id: int | None = None,
+        statuses: Iterable[JobStatus] | None = None,
+        newest_first: bool = False,
     ) -> list[JobRecord]:
-        query = select(Job).order_by(Job.id)
+        query = select(Job).order_by(Job.id.desc() if newest_first else Job.id)
         if guild_id is not None:
             query = query.where(Job.guild_id == guild_id)
+        if user_id is not None:
+            query = query.where(Job.user_id == user_id)
+        if statuses is not None:
+            query = query.where(Job.status.in_([status.value for status in statuses]))
         if since is not None:
             query = query.where(Job.created_at >= since)
         if limit is not None:
@@ -387,6 +402,38 @@ class AuditLog:
         query = select(PostedMessage).where(PostedMessage.job_id == job_id)
         async with self._sessions() as session:
             return [(row.channel_id, row.message_id) for row in await session.scalars(query)]
+
+    async def posts_for_user(self, guild_id: int, user_id: int) -> list[tuple[int, int, int]]:
+        """(channel id, message id, job id) of every message posted for a member's jobs in a
+        guild, oldest first."""
+        query = (
+            select(PostedMessage.channel_id, PostedMessage.message_id, PostedMessage.job_id)
+            .join(Job, Job.id == PostedMessage.job_id)
+            .where(Job.guild_id == guild_id, Job.user_id == user_id)
+            .order_by(PostedMessage.created_at, PostedMessage.message_id)
+        )
+        async with self._sessions() as session:
+            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
+
+    async def flagged_images(
+        self, guild_id: int, *, limit: int = 10
+    ) -> list[tuple[JobRecord, ImageRecord]]:
+        """The guild's images the safety checker flagged (grids aside), newest first."""
+        query = (
+            select(Image)
+            .join(Job, Job.id == Image.job_id)
+            .where(Job.guild_id == guild_id, Image.safety_verdict == "flagged", Image.variant > 0)
+            .order_by(Image.id.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            images = list(await session.scalars(query))
+            found = []
+            for image in images:
+                job = await session.get(Job, image.job_id)
+                assert job is not None
+                found.append((_job_record(job), _image_record(image)))
+            return found
 
     async def unlink_message(self, message_id: int) -> None:
         """The message was deleted: reactions on it mean nothing any more."""

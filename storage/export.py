@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
+from storage.admin import ModerationActionRecord
 from storage.audit import JobRecord
 
 CSV_COLUMNS = (
@@ -14,6 +15,10 @@ CSV_COLUMNS = (
     "guild_id", "channel_id", "user_id", "kind", "parent_job_id", "prompt", "negative_prompt",
     "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "seeds",
     "error", "total_ms", "images", "image_sha256",
+)  # fmt: skip
+ACTION_COLUMNS = (
+    "id", "created_at", "guild_id", "actor_id", "action", "target_user_id", "target_job_id",
+    "reason", "details",
 )  # fmt: skip
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -47,5 +52,27 @@ def write_jsonl(jobs: Iterable[JobRecord], out: TextIO) -> int:
     count = 0
     for job in jobs:
         out.write(json.dumps(job.to_dict(), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def write_actions_csv(actions: Iterable[ModerationActionRecord], out: TextIO) -> int:
+    """The moderation log: who did what to whom, why and when; details as JSON."""
+    writer = csv.writer(out)
+    writer.writerow(ACTION_COLUMNS)
+    count = 0
+    for action in actions:
+        values = (
+            action.id,
+            action.created_at.isoformat(),
+            action.guild_id,
+            action.actor_id,
+            action.action,
+            action.target_user_id,
+            action.target_job_id,
+            action.reason,
+            json.dumps(action.details, ensure_ascii=False, sort_keys=True),
+        )
+        writer.writerow([_cell(value) for value in values])
         count += 1
     return count

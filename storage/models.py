@@ -135,6 +135,10 @@ class GuildSettings(Base):
     max_steps: Mapped[int | None]
     audit_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     controls: Mapped[str | None] = mapped_column(String(16))  # None: Controls.REQUESTER
+    max_side: Mapped[int | None]
+    channels: Mapped[list[Any] | None] = mapped_column(JSON)  # None: every channel
+    paused_at: Mapped[datetime | None]  # None: generating
+    pause_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -266,7 +270,10 @@ class JobAction(Base):
 
 class ModerationAction(Base):
     __tablename__ = "moderation_actions"
-    __table_args__ = (Index("ix_moderation_actions_guild_id_created_at", "guild_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_moderation_actions_guild_id_created_at", "guild_id", "created_at"),
+        Index("ix_moderation_actions_guild_id_target_user_id", "guild_id", "target_user_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guild_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -217,6 +217,16 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
         2,
         "sdbot: error: max_jobs_per_user must be above 0 and at most 1000000, got 0\n",
     )
+    narrowed = ok("guild", "set", "5", "--max-side", "256", "--channels", "11,12")
+    assert "max side        256 px (own)" in narrowed
+    assert "channels        11, 12" in narrowed
+    assert "generation      running" in narrowed
+    assert "channels        all" in ok("guild", "set", "5", "--channels", "all")
+    bad = sdbot(migrated, "guild", "set", "5", "--channels", "#general")
+    assert bad.stderr == (
+        "sdbot: error: --channels must be channel ids separated by commas, or 'all'; "
+        "got '#general'\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -225,8 +235,11 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
         (["terms", "add", "(a+)+$", "--regex"], "can take too long on some prompts"),
         (["terms", "add", "([", "--regex"], "is not a valid regular expression"),
         (["terms", "add", "a*b"], "'*' may only stand at the start or the end"),
-        (["terms", "add", "x", "--expires", "soon"], "--expires must be a duration like 30m"),
-        (["terms", "add", "x", "--expires", "2001-01-01"], "--expires '2001-01-01' is in the past"),
+        (["terms", "add", "x", "--expires", "soon"], "--expires 'soon' is not a duration like 30m"),
+        (
+            ["terms", "add", "x", "--expires", "2001-01-01"],
+            "--expires '2001-01-01' is not in the future",
+        ),
         (["terms", "add", "x", "--expires", "99999999w"], "--expires '99999999w' is too far away"),
         (["terms", "add", "x+", "--regex", "--kind", "allow"], "an allow entry is a term"),
         (["guild", "set", "5", "--nsfw-threshold", "2"], "nsfw_threshold must be in (0, 1], got 2"),
@@ -370,6 +383,19 @@ def test_bench_discord_reports_acknowledgement_and_end_to_end_times(settings: Se
     assert (report["jobs"], report["unanswered"], report["failed"]) == (4, 0, 0)
     assert 0 < report["ack_p50_ms"] <= report["ack_p99_ms"] <= report["ack_max_ms"]
     assert 0 < report["e2e_p50_s"] <= report["e2e_p99_s"] <= report["e2e_max_s"]
+
+
+def test_bench_mod_fills_a_scratch_database_and_times_the_reads(settings: Settings) -> None:
+    result = sdbot(settings, "bench", "mod", "--jobs", "300", "--guilds", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["jobs"], report["guilds"], report["guild_jobs"]) == (300, 3, 100)
+    assert 0 < report["gate_p50_us"] <= report["gate_p99_us"]
+    assert report["export_mib"] > 0
+    assert report["prompts_per_upload"] > 1000
+    too_few = sdbot(settings, "bench", "mod", "--jobs", "5")
+    assert too_few.returncode == 2
+    assert "--jobs must be at least 100" in too_few.stderr
 
 
 def test_recover_runs_the_jobs_a_stopped_process_left_open(migrated: Settings) -> None:

@@ -186,3 +186,23 @@ async def test_an_unexpected_error_fails_its_batch_and_the_queue_goes_on(
     assert first[-1] == Failed("internal error: RuntimeError: a bug")
     assert isinstance(second[-1], Done)
     assert queue.limiter.depth == 0
+
+
+async def test_a_job_cancelled_while_the_worker_starts_stops_at_its_first_step(
+    model_dir: Path,
+) -> None:
+    # The worker starts with the first batch (loading the model takes seconds): a cancel then
+    # must not be lost, as a moderator's pause or a ban cancels whatever is open.
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu", torch_threads=2))
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    try:
+        handle = await queue.submit(job(1, guild=1, steps=40))
+        async for event in handle.events():
+            if isinstance(event, Started):  # taken from the queue; the worker is not up yet
+                break
+        assert await queue.cancel(1) == CancelOutcome.STOPPING
+        ended = (await events_of(handle))[-1]
+        assert ended == Cancelled("cancelled at step 1 of 40")
+    finally:
+        await queue.close()
+        await supervisor.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -281,3 +282,80 @@ async def test_moderation_actions_are_logged_newest_first(sessions: SessionFacto
     assert [a.id for a in actions] == [second, first]
     assert actions[0].details == {"term": "clown"}
     assert await log.list(GUILD + 1) == []
+
+
+async def test_guild_admin_settings_hold_size_channels_and_pause(sessions: SessionFactory) -> None:
+    repo = GuildSettingsRepository(sessions)
+    default = await repo.get(GUILD)
+    assert (default.max_side, default.channels, default.paused) == (None, None, False)
+    assert default.answers_in(12345)
+
+    channel = 1_300_000_000_000_000_003  # a snowflake: survives JSON on both databases
+    paused_at = datetime.now(UTC)
+    record = await repo.update(
+        GUILD, max_side=256, channels=[channel, 5, channel], paused_at=paused_at, pause_reason="r"
+    )
+    assert record.max_side == 256
+    assert record.channels == (5, channel)  # sorted, once each
+    assert record.answers_in(channel)
+    assert not record.answers_in(6)
+    assert record.paused
+    assert record.paused_at is not None
+    assert abs((record.paused_at - paused_at).total_seconds()) < 1
+    assert (await repo.get(GUILD + 1)).channels is None  # another guild is untouched
+
+    with pytest.raises(
+        ValueError, match="max_side must be a multiple of 8 from 64 to 4096, got 100"
+    ):
+        await repo.update(GUILD, max_side=100)
+    with pytest.raises(ValueError, match="channels must name 1 to 50 channels"):
+        await repo.update(GUILD, channels=[])
+    with pytest.raises(ValueError, match="got 51"):
+        await repo.update(GUILD, channels=list(range(1, 52)))
+    cleared = await repo.update(GUILD, channels=None, paused_at=None, max_side=None)
+    assert (cleared.channels, cleared.paused, cleared.max_side) == (None, False, None)
+
+
+async def test_moderation_reads_by_member_and_state(sessions: SessionFactory) -> None:
+    bans = BanList(sessions)
+    await bans.ban(GUILD, USER, banned_by=1)
+    await bans.ban(GUILD, USER + 1, banned_by=1, expires_at=datetime.now(UTC) - timedelta(1))
+    assert [b.user_id for b in await bans.list(GUILD)] == [USER, USER + 1]
+    assert [b.user_id for b in await bans.list(GUILD, active=True)] == [USER]
+
+    log = ModerationLog(sessions)
+    on_user = await log.record(guild_id=GUILD, actor_id=1, action="ban", target_user_id=USER)
+    by_user = await log.record(guild_id=GUILD, actor_id=USER, action="denied")
+    await log.record(guild_id=GUILD, actor_id=1, action="ban", target_user_id=USER + 1)
+    await log.record(guild_id=GUILD + 1, actor_id=USER, action="denied")
+    assert [a.id for a in await log.list(GUILD, user_id=USER)] == [by_user, on_user]
+    assert len(await log.list(GUILD, limit=None)) == 3
+
+    audit = AuditLog(sessions)
+    mine = await audit.create_job(new_job())
+    theirs = await audit.create_job(new_job(user_id=USER + 1))
+    elsewhere = await audit.create_job(new_job(guild_id=GUILD + 1))
+    blocked = await audit.create_job(new_job(Verdict.BLOCKED))
+    assert [j.id for j in await audit.open_jobs(guild_id=GUILD)] == [mine, theirs]
+    assert [j.id for j in await audit.open_jobs(guild_id=GUILD, user_id=USER)] == [mine]
+    listed = await audit.list_jobs(
+        guild_id=GUILD, user_id=USER, statuses=[JobStatus.BLOCKED], newest_first=True
+    )
+    assert [j.id for j in listed] == [blocked]
+    assert [j.id for j in await audit.list_jobs(guild_id=GUILD, newest_first=True, limit=2)] == [
+        blocked,
+        theirs,
+    ]
+
+    for message_id, job_id in ((10, mine), (11, theirs), (12, elsewhere), (13, mine)):
+        await audit.link_message(message_id, job_id, channel_id=3, guild_id=GUILD)
+    assert await audit.posts_for_user(GUILD, USER) == [(3, 10, mine), (3, 13, mine)]
+    assert await audit.posts_for_user(GUILD + 1, USER) == [(3, 12, elsewhere)]
+
+    flagged = dataclasses.replace(image(1, 101), safety_score=0.9, safety_verdict="flagged")
+    await audit.record_outcome(mine, JobStatus.SUCCEEDED, images=[flagged, image(2, 102)])
+    await audit.record_outcome(
+        elsewhere, JobStatus.SUCCEEDED, images=[dataclasses.replace(flagged, watermark_id=103)]
+    )
+    [(job, found)] = await audit.flagged_images(GUILD)
+    assert (job.id, found.variant, found.safety_score) == (mine, 1, 0.9)

@@ -76,6 +76,17 @@ def register(commands: Any) -> None:
     discord.add_argument("--json", action="store_true")
     discord.set_defaults(handler=run_discord)
 
+    mod = kinds.add_parser(
+        "mod", help="what /mod's checks and reads cost: the gate, history, review, export"
+    )
+    mod.add_argument("--jobs", type=int, default=20_000, help="prompts in the scratch database")
+    mod.add_argument("--guilds", type=int, default=10)
+    mod.add_argument(
+        "--database-url", help="an empty database to fill (default: a scratch SQLite file)"
+    )
+    mod.add_argument("--json", action="store_true")
+    mod.set_defaults(handler=run_mod)
+
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
     )
@@ -231,5 +242,22 @@ async def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         timeout_s=args.timeout,
         spread_s=args.spread,
     )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_mod(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.mod import measure_mod
+
+    if args.jobs < 100 or args.guilds < 1:
+        raise CommandError(
+            f"--jobs must be at least 100 and --guilds at least 1, got {args.jobs}, {args.guilds}"
+        )
+    try:
+        report = await measure_mod(
+            settings, jobs=args.jobs, guilds=args.guilds, database_url=args.database_url
+        )
+    except ValueError as error:
+        raise CommandError(f"--database-url {error}") from error
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK

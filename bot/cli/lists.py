@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.app import open_storage
 from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.durations import parse_expiry
+from bot.guild_admin import change_settings
 from bot.service import guild_limits
 from bot.settings import Settings
 from moderation.policy import NsfwPolicy
 from moderation.prompts import GuildRule, InvalidTerm, RuleAction, validate_rule
-from storage.admin import ModerationLog
 from storage.models import Controls, TermKind
 
 OPERATOR = 0  # the actor recorded for changes made from the command line
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _KINDS = {"block": TermKind.BLOCK, "allow": TermKind.ALLOW, "force-safe": TermKind.FORCE_SAFE}
 
 
@@ -73,6 +71,11 @@ def register(commands: Any) -> None:
     change.add_argument("--guild-images-per-hour", type=float, help="the whole guild's rate")
     change.add_argument("--max-jobs-per-user", type=int, help="a member's jobs queued + running")
     change.add_argument("--max-steps", type=int, help="fewer denoising steps than the bot allows")
+    change.add_argument("--max-side", type=int, help="a smaller largest side, in pixels")
+    change.add_argument(
+        "--channels",
+        help="the channel ids the bot answers in, comma-separated; 'all' for every channel",
+    )
     change.add_argument(
         "--controls",
         choices=[controls.value for controls in Controls],
@@ -81,27 +84,11 @@ def register(commands: Any) -> None:
     change.set_defaults(handler=run_guild_set)
 
 
-def parse_expiry(text: str, now: datetime | None = None) -> datetime:
-    """'7d' from now, or an ISO date/time (UTC when no zone is given); must be in the future."""
-    now = now or datetime.now(UTC)
-    match = _DURATION.match(text.strip())
-    if match:
-        try:
-            when = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
-        except OverflowError:
-            raise CommandError(f"--expires {text!r} is too far away") from None
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise CommandError(
-                f"--expires must be a duration like 30m, 12h, 7d, 2w or an ISO date, got {text!r}"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    if when <= now:
-        raise CommandError(f"--expires {text!r} is in the past")
-    return when
+def _expiry(text: str) -> datetime:
+    try:
+        return parse_expiry(text)
+    except ValueError as error:
+        raise CommandError(f"--expires {error}") from None
 
 
 async def run_terms_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,7 +97,7 @@ async def run_terms_add(args: argparse.Namespace, settings: Settings) -> int:
         validate_rule(GuildRule(RuleAction(kind), args.term, args.regex))
     except InvalidTerm as error:
         raise CommandError(str(error)) from error
-    expires_at = None if args.expires is None else parse_expiry(args.expires)
+    expires_at = None if args.expires is None else _expiry(args.expires)
     async with open_storage(settings) as storage:
         added = await storage.terms.add(
             args.guild,
@@ -120,7 +107,7 @@ async def run_terms_add(args: argparse.Namespace, settings: Settings) -> int:
             expires_at=expires_at,
             added_by=OPERATOR,
         )
-        await ModerationLog(storage.sessions).record(
+        await storage.moderation.record(
             guild_id=args.guild,
             actor_id=OPERATOR,
             action=f"{kind.value}_term_add",
@@ -138,7 +125,7 @@ async def run_terms_remove(args: argparse.Namespace, settings: Settings) -> int:
     async with open_storage(settings) as storage:
         removed = await storage.terms.remove(args.guild, kind, args.term)
         if removed:
-            await ModerationLog(storage.sessions).record(
+            await storage.moderation.record(
                 guild_id=args.guild,
                 actor_id=OPERATOR,
                 action=f"{kind.value}_term_remove",
@@ -218,8 +205,28 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
         else min(record.max_steps, settings.max_steps)
     )
     print(f"  max steps       {steps} ({own(record.max_steps)})")
+    side = settings.max_side if record.max_side is None else min(record.max_side, settings.max_side)
+    print(f"  max side        {side} px ({own(record.max_side)})")
     print(f"  controls        {record.controls.value} (who may upscale and reroll a grid)")
+    channels = "all" if record.channels is None else ", ".join(map(str, record.channels))
+    print(f"  channels        {channels}")
+    if record.paused_at is None:
+        print("  generation      running")
+    else:
+        why = f": {record.pause_reason}" if record.pause_reason else ""
+        print(f"  generation      paused since {record.paused_at:%Y-%m-%d %H:%M} UTC{why}")
     return EXIT_OK
+
+
+def _channels(text: str) -> list[int] | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(
+            f"--channels must be channel ids separated by commas, or 'all'; got {text!r}"
+        ) from None
 
 
 async def run_guild_set(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,20 +236,22 @@ async def run_guild_set(args: argparse.Namespace, settings: Settings) -> int:
     if args.nsfw_threshold is not None:
         changes["nsfw_threshold"] = args.nsfw_threshold
     names = ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user", "max_steps")
-    for name in (*names, "controls"):
+    for name in (*names, "max_side", "controls"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.channels is not None:
+        changes["channels"] = _channels(args.channels)
     if not changes:
         raise CommandError(
             "nothing to change: give --nsfw-policy, --nsfw-threshold, --user-images-per-hour, "
-            "--guild-images-per-hour, --max-jobs-per-user, --max-steps or --controls"
+            "--guild-images-per-hour, --max-jobs-per-user, --max-steps, --max-side, --controls "
+            "or --channels"
         )
     async with open_storage(settings) as storage:
         try:
-            await storage.guild_settings.update(args.guild, **changes)
+            await change_settings(
+                storage.guild_settings, storage.moderation, args.guild, OPERATOR, changes
+            )
         except ValueError as error:
             raise CommandError(str(error)) from error
-        await ModerationLog(storage.sessions).record(
-            guild_id=args.guild, actor_id=OPERATOR, action="settings_change", details=changes
-        )
     return await run_guild_show(args, settings)

@@ -264,6 +264,7 @@ class FakeDiscord:
         values: dict[str, Any],
         guild: Guild | None,
         checked: bool,
+        user: User,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Discord's option payload for a (sub)command, typed from the synced schema, checked
         as Discord's own client checks it (unless ``checked`` is False)."""
@@ -272,7 +273,7 @@ class FakeDiscord:
             sub = next((o for o in options if o["name"] == path[0] and o["type"] in (1, 2)), None)
             if sub is None:
                 raise LookupError(f"{schema['name']!r} has no subcommand {path[0]!r}")
-            inner, resolved = self._options(sub, path[1:], values, guild, checked)
+            inner, resolved = self._options(sub, path[1:], values, guild, checked, user)
             return [{"name": sub["name"], "type": sub["type"], "options": inner}], resolved
         by_name = {o["name"]: o for o in options}
         out: list[dict[str, Any]] = []
@@ -291,6 +292,11 @@ class FakeDiscord:
                 if member is not None:
                     partial = {k: v for k, v in member.to_json().items() if k != "user"}
                     resolved.setdefault("members", {})[str(value.id)] = partial
+                value = str(value.id)
+            elif isinstance(value, Channel):  # resolved as Discord does: with the member's
+                permissions = guild.permissions(user.id, value) if guild else 0  # permissions
+                channel = {**value.to_json(), "permissions": str(permissions & (2**53 - 1))}
+                resolved.setdefault("channels", {})[str(value.id)] = channel
                 value = str(value.id)
             out.append({"name": key, "type": option["type"], "value": value})
         if checked:
@@ -331,7 +337,7 @@ class FakeDiscord:
                     f"/{schema['name']} is age-restricted; #{channel.name} is not"
                 )
         path = command.split()[1:]
-        opts, resolved = self._options(schema, path, options, guild, checked)
+        opts, resolved = self._options(schema, path, options, guild, checked, user)
         data: dict[str, Any] = {"id": schema["id"], "name": schema["name"], "type": 1}
         if opts:
             data["options"] = opts
