@@ -13,6 +13,7 @@ in a hundred flagged; a moderation action every hundred prompts; bans in the fir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import statistics
 import tempfile
@@ -42,6 +43,7 @@ class ModReport:
     history_ms: float
     review_ms: float
     export_s: float
+    export_loop_stall_ms: float
     export_mib: float
     prompts_per_upload: int
 
@@ -59,8 +61,26 @@ class ModReport:
                 f"/mod review   {self.review_ms:.1f} ms (10 blocked prompts, 10 flagged images)",
                 f"/mod export   {self.export_s:.2f} s, {self.export_mib:.2f} MiB of CSV; "
                 f"about {self.prompts_per_upload:,} prompts fit in a 10 MiB upload",
+                f"              the bot's event loop stalled {self.export_loop_stall_ms:.0f} ms "
+                "at most meanwhile (other members' commands wait that long)",
             ]
         )
+
+
+_stalls: list[float] = []
+
+
+async def _longest_stall(tick_s: float = 0.005) -> None:
+    """Records how much later than asked the loop woke this task, the longest so far last."""
+    _stalls.clear()
+    longest = 0.0
+    while True:
+        asked = time.perf_counter()
+        await asyncio.sleep(tick_s)
+        late = (time.perf_counter() - asked - tick_s) * 1000
+        if late > longest:
+            longest = late
+            _stalls.append(longest)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -184,9 +204,14 @@ async def measure_mod(
                 started = time.perf_counter()
                 await admin.review(busiest, limit=10)
                 review_ms = (time.perf_counter() - started) * 1000
+                watching = asyncio.create_task(_longest_stall())
                 started = time.perf_counter()
                 prompts, actions, count, _ = await admin.export(busiest, 7)
                 export_s = time.perf_counter() - started
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+                stall_ms = _stalls[-1] if _stalls else 0.0
     size = len(prompts) + len(actions)
     return ModReport(
         database=url.split(":", 1)[0],
@@ -198,6 +223,7 @@ async def measure_mod(
         history_ms=history_ms,
         review_ms=review_ms,
         export_s=export_s,
+        export_loop_stall_ms=stall_ms,
         export_mib=size / 2**20,
         prompts_per_upload=int(UPLOAD_LIMIT / (len(prompts) / max(count, 1))),
     )

@@ -46,6 +46,9 @@ SETTINGS = (
 )
 
 
+EXPORT_PAGE = 200  # jobs read at a time for an export
+
+
 @dataclass(frozen=True)
 class BanOutcome:
     ban: BanRecord
@@ -244,13 +247,21 @@ class GuildAdmin:
         """The guild's audit log (every prompt) and moderation log as CSV files; the export
         itself is recorded. Returns (jobs CSV, actions CSV, jobs, actions)."""
         since = None if days is None else utcnow() - timedelta(days=days)
-        jobs = await self.service.audit.list_jobs(guild_id=guild_id, since=since)
+        jobs_csv, actions_csv = io.StringIO(), io.StringIO()
+        job_count, after = 0, None
+        while True:  # in pages, so that a long log never holds up the bot's other answers
+            page = await self.service.audit.list_jobs(
+                guild_id=guild_id, since=since, after_id=after, limit=EXPORT_PAGE
+            )
+            if not page:
+                break
+            job_count += await asyncio.to_thread(write_csv, page, jobs_csv, header=after is None)
+            after = page[-1].id
+        if after is None:
+            write_csv([], jobs_csv)  # the header alone
         actions = await self.log.list(guild_id, limit=None)
         if since is not None:
             actions = [action for action in actions if action.created_at >= since]
-        jobs_csv, actions_csv = io.StringIO(), io.StringIO()
-        # Off the event loop: a large guild's log takes a while to write out.
-        job_count = await asyncio.to_thread(write_csv, jobs, jobs_csv)
         action_count = await asyncio.to_thread(write_actions_csv, reversed(actions), actions_csv)
         await self.record(guild_id, actor_id, "export", days=days, jobs=job_count)
         return (

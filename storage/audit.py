@@ -352,8 +352,12 @@ class AuditLog:
         user_id: int | None = None,
         statuses: Iterable[JobStatus] | None = None,
         newest_first: bool = False,
+        after_id: int | None = None,
     ) -> list[JobRecord]:
+        """Jobs by id (``after_id``: from the next one on, for reading a long log in pages)."""
         query = select(Job).order_by(Job.id.desc() if newest_first else Job.id)
+        if after_id is not None:
+            query = query.where(Job.id > after_id)
         if guild_id is not None:
             query = query.where(Job.guild_id == guild_id)
         if user_id is not None:

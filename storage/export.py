@@ -38,9 +38,11 @@ def _row(job: JobRecord) -> list[str]:
     return [_cell(values[column]) for column in CSV_COLUMNS]
 
 
-def write_csv(jobs: Iterable[JobRecord], out: TextIO) -> int:
+def write_csv(jobs: Iterable[JobRecord], out: TextIO, *, header: bool = True) -> int:
+    """The jobs as CSV rows (``header``: the column names first; off to append a page)."""
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    if header:
+        writer.writerow(CSV_COLUMNS)
     count = 0
     for job in jobs:
         writer.writerow(_row(job))
