@@ -431,9 +431,10 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
                 if image.safety_threshold is None
                 else f" (flags at ≥ {image.safety_threshold:g})"
             )
+            model = " · the model's own checker flagged it" if image.model_flagged else ""
             lines.append(
                 f"- job {job.id} #{image.variant} · {_mention(job.user_id)} · score "
-                f"{image.safety_score:.2f}{threshold} · {image.disposition} · "
+                f"{image.safety_score:.2f}{threshold}{model} · {image.disposition} · "
                 f"“{quoted(job.prompt, 80)}”"
             )
             if nsfw_here and image.path is not None and len(files) < 10:
