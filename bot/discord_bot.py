@@ -15,6 +15,7 @@ work across restarts, and each control starts one job however often it is used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -25,7 +26,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.discord_mod import mod_commands
+from bot.discord_mod import action_text, mod_commands
 from bot.discord_text import NO_PINGS, quoted
 from bot.service import (
     AlreadyStarted,
@@ -42,7 +43,7 @@ from generation.errors import InvalidOption
 from generation.options import SCHEDULERS, RequestedOptions
 from generation.protocol import Progress
 from generation.queue import Queued
-from storage.admin import GuildSettingsRecord
+from storage.admin import GuildSettingsRecord, ModerationActionRecord
 from storage.audit import JobRecord
 from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
@@ -115,10 +116,37 @@ class ImagineBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._command_failed  # type: ignore[method-assign]
         self._deliveries: dict[int, asyncio.Task[Any]] = {}  # job id → the task posting it
+        self._posting: set[asyncio.Task[None]] = set()  # moderators' actions on their way
+        service.moderation.listeners.append(self._on_moderation)
         self._register()
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
+
+    async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.service.moderation.listeners.remove(self._on_moderation)
+        await super().close()
+
+    def _on_moderation(self, action: ModerationActionRecord) -> None:
+        """A moderator's action in this bot goes to the guild's log channel, when it has one,
+        without holding up the command that made it."""
+        if action.guild_id is None or self.is_closed():
+            return
+        task = asyncio.create_task(self._post_action(action.guild_id, action))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    async def _post_action(self, guild_id: int, action: ModerationActionRecord) -> None:
+        channel_id = (await self.service.guild_settings.get(guild_id)).audit_channel_id
+        if channel_id is None:
+            return
+        try:
+            await self.get_partial_messageable(channel_id).send(
+                f"🛡️ {action_text(action)}", allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException as error:
+            log.warning("could not post to the log channel of guild %d ◆ %s", guild_id, error)
 
     async def on_ready(self) -> None:
         user = self.user

@@ -46,6 +46,7 @@ OPTION_NAMES = {
     "max_side": "max_size",
     "controls": "controls",
     "channels": "channels",
+    "audit_channel_id": "log_channel",
 }
 _RESETTABLE = {
     "nsfw_policy": "NSFW policy",
@@ -57,6 +58,7 @@ _RESETTABLE = {
     "max_side": "maximum size",
     "controls": "who may use the controls",
     "channels": "channels (every channel)",
+    "audit_channel_id": "log channel (none)",
 }
 
 
@@ -294,6 +296,7 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
         answer_in="a channel to answer in (once any is set, only those)",
         stop_answering_in="a channel to stop answering in",
         every_channel="answer in every channel again",
+        log_channel="a channel where every moderator's action here is posted as it happens",
         reset="put one setting back to the bot's default",
         reason="why (recorded)",
     )
@@ -315,6 +318,7 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
         answer_in: discord.TextChannel | None = None,
         stop_answering_in: discord.TextChannel | None = None,
         every_channel: bool | None = None,
+        log_channel: discord.TextChannel | None = None,
         reset: str | None = None,
         reason: app_commands.Range[str, 0, 300] = "",
     ) -> None:
@@ -331,6 +335,7 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
                 ("max_steps", max_steps),
                 ("max_side", max_size),
                 ("controls", controls),
+                ("audit_channel_id", log_channel.id if log_channel else None),
             )
             if value is not None
         }
@@ -366,6 +371,13 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
             changes[reset] = _DEFAULTS.get(reset)
         if not changes:
             await _say(interaction, await _settings_text(bot, guild_id, before))
+            return
+        if log_channel is not None and not _can_post(interaction, log_channel.id):
+            await _say(
+                interaction,
+                f"⚠️ sdbot cannot post in {log_channel.mention}: give it View Channel and Send "
+                "Messages there first",
+            )
             return
         laxer = _laxer_than_the_bot(bot, changes)
         if laxer:
@@ -586,6 +598,15 @@ def _stored(path: str) -> bytes | None:
 _DEFAULTS = {"nsfw_policy": NsfwPolicy.BLOCK.value, "controls": Controls.REQUESTER.value}
 
 
+def _can_post(interaction: discord.Interaction, channel_id: int) -> bool:
+    guild = interaction.guild
+    channel = guild.get_channel(channel_id) if guild else None
+    if guild is None or channel is None or guild.me is None:
+        return False
+    permissions = channel.permissions_for(guild.me)
+    return permissions.view_channel and permissions.send_messages
+
+
 def _laxer_than_the_bot(bot: ImagineBot, changes: dict[str, Any]) -> str:
     """Why a change would not take effect: a server can be stricter than the bot, never laxer
     ("" when it would)."""
@@ -620,7 +641,9 @@ def _entry(term: str, is_regex: bool) -> str:
 
 def _setting(value: Any, name: str = "") -> str:
     if value is None:
-        return "every channel" if name == "channels" else "default"
+        return {"channels": "every channel", "audit_channel_id": "none"}.get(name, "default")
+    if name == "audit_channel_id":
+        return f"<#{value}>"
     if isinstance(value, list):
         return ", ".join(f"<#{channel}>" for channel in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -644,10 +667,10 @@ def _history_line(entry: HistoryEntry) -> str:
             f"- {when} · job {entry.id} · {_mention(entry.user_id)} · {entry.status.value}{why} · "
             f"“{quoted(entry.prompt, 100)}”"
         )
-    return f"- {when} · {_action_text(entry)}"
+    return f"- {when} · {action_text(entry)}"
 
 
-def _action_text(action: ModerationActionRecord) -> str:
+def action_text(action: ModerationActionRecord) -> str:
     actor = _mention(action.actor_id)
     target = f" {_mention(action.target_user_id)}" if action.target_user_id else ""
     details = action.details
@@ -717,5 +740,6 @@ async def _settings_text(bot: ImagineBot, guild_id: int, settings: GuildSettings
             f"- max_size: {options.max_side} px{own(settings.max_side)}",
             f"- controls: {settings.controls.value} (who may upscale and reroll)",
             f"- channels: {channels}",
+            f"- log_channel: {_setting(settings.audit_channel_id, 'audit_channel_id')}",
         ]
     )

@@ -43,6 +43,7 @@ SETTINGS = (
     "max_side",
     "controls",
     "channels",
+    "audit_channel_id",
 )
 
 

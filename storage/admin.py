@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -326,9 +327,16 @@ class TermList:
             ]
 
 
+ActionListener = Callable[["ModerationActionRecord"], None]
+
+
 class ModerationLog:
+    """Who did what to whom, why and when. ``listeners`` hear of each action once it is
+    stored (the bot posts it to a guild's log channel); one that fails is logged, not raised."""
+
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
+        self.listeners: list[ActionListener] = []
 
     async def record(
         self,
@@ -353,7 +361,13 @@ class ModerationLog:
             )
             session.add(row)
             await session.flush()
-            return row.id
+            record = _action_record(row)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("a moderation log listener failed on action %d", record.id)
+        return record.id
 
     async def list(
         self, guild_id: int, *, user_id: int | None = None, limit: int | None = 50
@@ -374,17 +388,18 @@ class ModerationLog:
             )
         async with self._sessions() as session:
             rows = await session.scalars(query)
-            return [
-                ModerationActionRecord(
-                    r.id,
-                    r.guild_id,
-                    r.actor_id,
-                    r.action,
-                    r.target_user_id,
-                    r.target_job_id,
-                    dict(r.details),
-                    r.reason,
-                    r.created_at,
-                )
-                for r in rows
-            ]
+            return [_action_record(r) for r in rows]
+
+
+def _action_record(row: ModerationAction) -> ModerationActionRecord:
+    return ModerationActionRecord(
+        row.id,
+        row.guild_id,
+        row.actor_id,
+        row.action,
+        row.target_user_id,
+        row.target_job_id,
+        dict(row.details),
+        row.reason,
+        row.created_at,
+    )

@@ -3,6 +3,7 @@ model: what moderators can do, that members cannot, and that one guild never rea
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import io
@@ -16,7 +17,15 @@ from bot.discord_bot import ImagineBot
 from bot.service import ImagineService, Requester
 from storage.audit import NewImage, NewJob
 from storage.models import JobKind, JobStatus, Verdict
-from tests.fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
+from tests.fake_discord import (
+    Channel,
+    FakeDiscord,
+    Guild,
+    Message,
+    Overwrite,
+    Permission,
+    User,
+)
 from tests.fake_discord.client import with_controls
 from tests.fake_discord.server import Interaction
 
@@ -624,3 +633,44 @@ async def test_an_export_over_the_upload_limit_is_zipped_or_refused_with_a_way_o
         f"even zipped, over this server's upload limit of 1000 bytes: give `days` for a shorter "
         f"span, or ask the bot's operator for `sdbot audit export --guild {guild.id}`"
     )
+
+
+async def test_a_log_channel_shows_every_moderators_action_as_it_happens(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World
+) -> None:
+    guild, channel, ada = world
+    mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
+    mod_log = fake_discord.create_channel(guild, "mod-log")
+    # @everyone, the bot included, may not write in #read-only.
+    read_only = fake_discord.create_channel(
+        guild, "read-only", overwrites=[Overwrite(guild.id, 0, deny=Permission.SEND_MESSAGES)]
+    )
+    said = await _mod(fake_discord, mod, channel, "settings", log_channel=read_only)
+    assert said == (
+        f"⚠️ sdbot cannot post in <#{read_only.id}>: give it View Channel and Send Messages "
+        "there first"
+    )
+
+    said = await _mod(fake_discord, mod, channel, "settings", log_channel=mod_log)
+    assert said.splitlines()[0] == f"✅ log_channel: none → <#{mod_log.id}>"
+    await _mod(fake_discord, mod, channel, "ban", user=ada, reason="spam")
+    denied = await fake_discord.slash(ada, channel, "mod pause", checked=False)
+    await fake_discord.wait_for(lambda: _answer(denied))
+
+    def posted() -> list[str] | None:
+        texts = [m.content for m in fake_discord.channel_messages(mod_log)]
+        return texts if len(texts) == 3 else None
+
+    texts = await fake_discord.wait_for(posted)
+    assert texts == [
+        f"🛡️ <@{mod.id}> changed settings: log_channel none → <#{mod_log.id}>",
+        f"🛡️ <@{mod.id}> ban <@{ada.id}> · spam",
+        f"🛡️ <@{ada.id}> tried `/mod pause` without Manage Server",
+    ]
+    assert all(m.allowed_mentions == {"parse": []} for m in fake_discord.channel_messages(mod_log))
+
+    said = await _mod(fake_discord, mod, channel, "settings", reset="audit_channel_id")
+    assert said.splitlines()[0] == f"✅ log_channel: <#{mod_log.id}> → none"
+    await _mod(fake_discord, mod, channel, "unban", user=ada)
+    await asyncio.gather(*bot._posting)  # whatever was on its way has arrived
+    assert len(fake_discord.channel_messages(mod_log)) == 3  # the log channel is off again

@@ -283,6 +283,16 @@ async def test_moderation_actions_are_logged_newest_first(sessions: SessionFacto
     assert actions[0].details == {"term": "clown"}
     assert await log.list(GUILD + 1) == []
 
+    heard: list[str] = []
+
+    def broken(_: object) -> None:
+        raise RuntimeError("a listener that fails")
+
+    log.listeners += [broken, lambda action: heard.append(action.action)]
+    third = await log.record(guild_id=GUILD, actor_id=1, action="pause", reason="raid")
+    assert heard == ["pause"]  # the failing listener neither stops the others nor the record
+    assert (await log.list(GUILD))[0].id == third
+
 
 async def test_guild_admin_settings_hold_size_channels_and_pause(sessions: SessionFactory) -> None:
     repo = GuildSettingsRepository(sessions)
