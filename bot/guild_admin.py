@@ -48,6 +48,7 @@ SETTINGS = (
 
 
 EXPORT_PAGE = 200  # jobs read at a time for an export
+SWEEP_AGAIN_S = 1.0  # after a ban or a pause, open jobs are looked for once more
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class GuildAdmin:
         self.service = service
         self.bans: BanList = service.bans
         self.log: ModerationLog = service.moderation
+        self._sweeps: set[asyncio.Task[None]] = set()
 
     async def record(
         self,
@@ -118,6 +120,7 @@ class GuildAdmin:
         ban = await self.bans.active_ban(guild_id, user_id)
         assert ban is not None
         stopped = await self._stop_jobs(guild_id, user_id)
+        self._sweep_again(guild_id, user_id)
         await self.record(
             guild_id,
             actor_id,
@@ -198,6 +201,7 @@ class GuildAdmin:
                 guild_id, paused_at=utcnow(), pause_reason=reason or None
             )
         stopped = await self._stop_jobs(guild_id)
+        self._sweep_again(guild_id)
         await self.record(guild_id, actor_id, "pause", reason=reason, cancelled_jobs=list(stopped))
         return not before.paused, stopped
 
@@ -211,6 +215,28 @@ class GuildAdmin:
         paused_s = (utcnow() - before.paused_at).total_seconds()
         await self.record(guild_id, actor_id, "resume", reason=reason, paused_s=round(paused_s))
         return True
+
+    def _sweep_again(self, guild_id: int, user_id: int | None = None) -> None:
+        """A request that passed the gate a moment before the ban or pause was written may be
+        queued after the first sweep: a second one, a little later, stops it too (while the ban
+        or the pause still stands)."""
+        task = asyncio.create_task(self._sweep(guild_id, user_id))
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep(self, guild_id: int, user_id: int | None) -> None:
+        await asyncio.sleep(SWEEP_AGAIN_S)
+        try:
+            if user_id is not None:
+                standing = await self.bans.active_ban(guild_id, user_id) is not None
+            else:
+                standing = (await self.service.guild_settings.get(guild_id)).paused
+            if standing:
+                late = await self._stop_jobs(guild_id, user_id)
+                if late:
+                    log.info("stopped %s, queued as guild %d's moderators acted", late, guild_id)
+        except Exception:  # the bot may be stopping; the jobs end as the service ends them
+            log.exception("the second sweep of guild %d failed", guild_id)
 
     async def _stop_jobs(self, guild_id: int, user_id: int | None = None) -> tuple[int, ...]:
         stopped = []

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bot.discord_bot import ImagineBot
-from bot.service import ImagineService, Requester
+from bot.service import ImagineOutcome, ImagineService, Requester
 from storage.audit import NewImage, NewJob
 from storage.models import JobKind, JobStatus, Verdict
 from tests.fake_discord import (
@@ -674,3 +674,29 @@ async def test_a_log_channel_shows_every_moderators_action_as_it_happens(
     await _mod(fake_discord, mod, channel, "unban", user=ada)
     await asyncio.gather(*bot._posting)  # whatever was on its way has arrived
     assert len(fake_discord.channel_messages(mod_log)) == 3  # the log channel is off again
+
+
+async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
+    service: ImagineService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.guild_admin import GuildAdmin
+    from generation.options import RequestedOptions
+
+    monkeypatch.setattr("bot.guild_admin.SWEEP_AGAIN_S", 0.2)
+    admin = GuildAdmin(service)
+    ada = Requester("discord", guild_id=1, channel_id=2, user_id=3)
+    await admin.ban(1, 9, 3, reason="raid")
+
+    async def passed(*_: object) -> None:  # it was checked a moment before the ban was written
+        return None
+
+    monkeypatch.setattr(service, "gate", passed)
+    submitted = await service.submit(RequestedOptions(prompt="a late one", steps=50), ada)
+    assert not isinstance(submitted, ImagineOutcome)
+    outcome = await service.follow(
+        submitted.job, submitted.handle, submitted.verdict, channel_nsfw=False
+    )
+    assert outcome.status is JobStatus.CANCELLED
+    record = await service.audit.get_job(outcome.job_id)
+    assert record is not None
+    assert record.status is JobStatus.CANCELLED
