@@ -263,7 +263,7 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
         @group.command(name="list", description=f"The entries on {label}")
         async def listing(interaction: discord.Interaction) -> None:
             own, shared = await admin.terms(guild_of(interaction), kind)
-            lines = [f"**{label}: {len(own)} entries**"]
+            lines = [f"**{label}: {len(own)} {'entry' if len(own) == 1 else 'entries'}**"]
             for entry in own:
                 until = "" if entry.expires_at is None else f" · until {_when(entry.expires_at)}"
                 lines.append(f"- {_entry(entry.term, entry.is_regex)}{until}")
@@ -689,13 +689,21 @@ def action_text(action: ModerationActionRecord) -> str:
         text = f"{actor} {verb} {term} {'to' if verb == 'added' else 'from'} the {listed}"
     elif action.action == "denied":
         text = f"{actor} tried `/{details.get('command', 'mod')}` without {MOD_PERMISSION}"
+    elif action.action == "ban":
+        expires = details.get("expires_at")
+        until = (
+            " permanently" if not expires else f" until {_when(datetime.fromisoformat(expires))}"
+        )
+        text = f"{actor} banned{target}{until}"
+    elif action.action == "purge":
+        text = f"{actor} deleted {details.get('deleted', 0)} posts made for{target}"
+    elif action.action == "export":
+        text = f"{actor} exported the audit log ({details.get('jobs', 0)} prompts)"
     else:
-        extra = ""
-        if details.get("cancelled_jobs"):
-            extra = f" (cancelled jobs {', '.join(map(str, details['cancelled_jobs']))})"
-        elif action.action == "purge":
-            extra = f" ({details.get('deleted', 0)} posts deleted)"
-        text = f"{actor} {action.action}{target}{extra}"
+        done = {"unban": "unbanned", "pause": "paused generation", "resume": "resumed generation"}
+        text = f"{actor} {done.get(action.action, action.action)}{target}"
+    if details.get("cancelled_jobs"):
+        text += f", cancelling {_jobs(tuple(details['cancelled_jobs']))}"
     return text + (f" · {quoted(action.reason, 150)}" if action.reason else "")
 
 

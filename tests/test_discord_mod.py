@@ -246,6 +246,17 @@ async def test_a_ban_and_a_pause_cancel_the_jobs_they_stop(
     accepted = await _ask(fake_discord, bea, channel, "imagine", prompt="now", steps=2)
     assert accepted.content.endswith("queued")
 
+    history = await _mod(fake_discord, mod, channel, "history")
+    lines = [line.split(" · ", 1)[1] for line in history.splitlines()[1:]]
+    assert f"<@{mod.id}> resumed generation" in lines
+    banned = f"<@{mod.id}> banned <@{ada.id}> permanently"
+    assert f"{banned}, cancelling 1 queued and running jobs: {ada_job.id}" in lines
+    assert any(
+        line.startswith(f"<@{mod.id}> paused generation, cancelling ")
+        and line.endswith(" · a raid")
+        for line in lines
+    )
+
 
 async def test_block_and_allow_lists_are_kept_from_discord(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World
@@ -297,7 +308,7 @@ async def test_block_and_allow_lists_are_kept_from_discord(
     said = await _mod(fake_discord, mod, channel, "allowlist add", term="bikini")
     assert said == "✅ `bikini` added to this server's allowlist"
     listed = await _mod(fake_discord, mod, channel, "allowlist list")
-    assert listed.splitlines()[:2] == ["**this server's allowlist: 1 entries**", "- `bikini`"]
+    assert listed.splitlines()[:2] == ["**this server's allowlist: 1 entry**", "- `bikini`"]
 
     history = await _mod(fake_discord, mod, channel, "history", limit=50)
     assert f"<@{mod.id}> added `lighthouse` to the blocklist" in history
@@ -664,7 +675,7 @@ async def test_a_log_channel_shows_every_moderators_action_as_it_happens(
     texts = await fake_discord.wait_for(posted)
     assert texts == [
         f"🛡️ <@{mod.id}> changed settings: log_channel none → <#{mod_log.id}>",
-        f"🛡️ <@{mod.id}> ban <@{ada.id}> · spam",
+        f"🛡️ <@{mod.id}> banned <@{ada.id}> permanently · spam",
         f"🛡️ <@{ada.id}> tried `/mod pause` without Manage Server",
     ]
     assert all(m.allowed_mentions == {"parse": []} for m in fake_discord.channel_messages(mod_log))
