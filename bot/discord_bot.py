@@ -314,8 +314,8 @@ class ImagineBot(discord.Client):
             )
             return
         if interaction.guild_id is not None:  # a banned member, a channel the bot is not in
-            here = await self.service.limits_here(interaction.guild_id)
-            gate = await self.service.gate(self._requester(interaction), here.settings)
+            settings = await self.service.guild_settings.get(interaction.guild_id)
+            gate = await self.service.gate(self._requester(interaction), settings)
             if gate is not None and gate[0] is not Refusal.PAUSED:
                 await interaction.response.send_message(_refused(*gate), ephemeral=True)
                 return

@@ -399,39 +399,19 @@ class ImagineService:
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
         new = _new_job(requester, options, verdict, self.model_name, derived)
         gate = await self.gate(requester, here.settings)
-        if gate is None and not verdict.allowed:
+        if gate is not None:
+            return await self._refuse(new, verdict, options, *gate)
+        if not verdict.allowed:
             job_id = await self.audit.create_job(new)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
-        if gate is not None:
-            refusal, reason = gate
-            job_id = await self.audit.create_job(new, refused=reason)
-            log.info("refused ◆ job %d ◆ %s", job_id, reason)
-            return ImagineOutcome(
-                job_id,
-                JobStatus.REFUSED,
-                verdict,
-                options.prompt,
-                options.seeds,
-                error=reason,
-                refusal=refusal,
-            )
         guild, user = requester.guild_id, requester.user_id
         units = options_units(options)
         try:
             await self.queue.admit(guild, user, units, here.rates)
         except RateLimited as refusal:
-            job_id = await self.audit.create_job(new, refused=str(refusal))
-            log.info("refused ◆ job %d ◆ %s", job_id, refusal)
-            return ImagineOutcome(
-                job_id,
-                JobStatus.REFUSED,
-                verdict,
-                options.prompt,
-                options.seeds,
-                error=str(refusal),
-                retry_after=refusal.retry_after,
-                refusal=Refusal.RATE,
+            return await self._refuse(
+                new, verdict, options, Refusal.RATE, str(refusal), refusal.retry_after
             )
         try:  # recorded before it is acknowledged: a crash from here on leaves it queued
             job_id = await self.audit.create_job(new)
@@ -448,6 +428,29 @@ class ImagineService:
                 await self.queue.release(guild, user)
             raise
         return Submitted(job, handle, verdict, started)
+
+    async def _refuse(
+        self,
+        new: NewJob,
+        verdict: PromptVerdict,
+        options: GenerationOptions,
+        refusal: Refusal,
+        reason: str,
+        retry_after: float | None = None,
+    ) -> ImagineOutcome:
+        """Records a request refused before it was queued, and its outcome."""
+        job_id = await self.audit.create_job(new, refused=reason)
+        log.info("refused ◆ job %d ◆ %s", job_id, reason)
+        return ImagineOutcome(
+            job_id,
+            JobStatus.REFUSED,
+            verdict,
+            options.prompt,
+            options.seeds,
+            error=reason,
+            retry_after=retry_after,
+            refusal=refusal,
+        )
 
     async def gate(
         self, requester: Requester, settings: GuildSettingsRecord | None
