@@ -277,8 +277,7 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
     term_group(
         TermKind.ALLOW,
         "allowlist",
-        "Words a shipped list blocks that this server allows (a guild list cannot allow "
-        "what is never allowed)",
+        "Words a shipped list blocks that this server allows (never the rule on minors)",
     )
 
     # --- settings ------------------------------------------------------------------------------
