@@ -36,17 +36,27 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     engine = create_engine(settings.effective_database_url())
     try:
         await ensure_up_to_date(engine)
-        sessions = create_session_factory(engine)
-        yield Storage(
-            sessions,
-            AuditLog(sessions),
-            TermList(sessions),
-            GuildSettingsRepository(sessions),
-            BanList(sessions),
-            ModerationLog(sessions),
-        )
+        yield _repositories(create_session_factory(engine))
     finally:
         await engine.dispose()
+
+
+def unopened_storage(settings: Settings) -> Storage:
+    """Repositories over an engine that has not connected (it connects on first use): for what
+    needs the bot's objects but not its data, such as ``sdbot discord check``."""
+    sessions = create_session_factory(create_engine(settings.effective_database_url()))
+    return _repositories(sessions)
+
+
+def _repositories(sessions: SessionFactory) -> Storage:
+    return Storage(
+        sessions,
+        AuditLog(sessions),
+        TermList(sessions),
+        GuildSettingsRepository(sessions),
+        BanList(sessions),
+        ModerationLog(sessions),
+    )
 
 
 def worker_spec(settings: Settings) -> WorkerSpec:
@@ -63,9 +73,19 @@ def worker_spec(settings: Settings) -> WorkerSpec:
 @asynccontextmanager
 async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[ImagineService]:
     """The imagine path with its worker process; the worker stops on the way out."""
-    source = resolve_model(settings.model)
     queue = await open_queue(settings)
-    service = ImagineService(
+    service = build_service(settings, storage, queue)
+    try:
+        yield service
+    finally:
+        await service.close()
+        if isinstance(queue, LocalQueue):
+            await queue.supervisor.close()
+
+
+def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> ImagineService:
+    """The imagine path over ``storage`` and ``queue``; nothing starts or connects here."""
+    return ImagineService(
         audit=storage.audit,
         terms=storage.terms,
         guild_settings=storage.guild_settings,
@@ -73,7 +93,7 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
         moderation=storage.moderation,
         queue=queue,
         limits=settings.limits(),
-        defaults=model_defaults(source),
+        defaults=model_defaults(resolve_model(settings.model)),
         model_name=settings.model,
         rules=PromptRules.default(),
         nsfw_threshold=settings.nsfw_threshold,
@@ -81,12 +101,6 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
         output_dir=settings.effective_output_dir(),
         default_limits=settings.queue_limits(),
     )
-    try:
-        yield service
-    finally:
-        await service.close()
-        if isinstance(queue, LocalQueue):
-            await queue.supervisor.close()
 
 
 async def open_queue(settings: Settings) -> JobQueue:

@@ -27,6 +27,7 @@ import discord
 from discord import app_commands
 
 from bot.discord_mod import action_text, mod_commands
+from bot.discord_sync import CommandSync
 from bot.discord_text import NO_PINGS, quoted
 from bot.service import (
     AlreadyStarted,
@@ -100,17 +101,22 @@ Edit = Callable[[str], Awaitable[None]]
 Final = Callable[[str, discord.File | None], Awaitable[discord.Message | None]]
 
 
-class ImagineBot(discord.Client):
+class ImagineBot(discord.AutoShardedClient):
+    """Sharded as Discord recommends (one shard below 2,500 guilds), or as ``shard_count`` and
+    ``shard_ids`` say when several processes share the guilds."""
+
     def __init__(
         self,
         service: ImagineService,
         *,
+        command_sync: CommandSync | None = None,
         edit_every_s: float = 2.0,
         notice_s: float = NOTICE_SECONDS,
         **options: Any,
     ) -> None:
         super().__init__(intents=discord.Intents.default(), allowed_mentions=NO_PINGS, **options)
         self.service = service
+        self.command_sync = command_sync or CommandSync()
         self.edit_every_s = edit_every_s
         self.notice_s = notice_s
         self.tree = app_commands.CommandTree(self)
@@ -121,7 +127,7 @@ class ImagineBot(discord.Client):
         self._register()
 
     async def setup_hook(self) -> None:
-        await self.tree.sync()
+        await self.command_sync.run(self.tree)
 
     async def close(self) -> None:
         with contextlib.suppress(ValueError):

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     discord_gateway_url: str = Field(
         default="wss://gateway.discord.gg/", description="Discord's gateway websocket"
     )
+    discord_commands_guild: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**63,
+        description="sync the commands to this guild only (they show at once; for a test server)",
+    )
+    discord_shard_count: int | None = Field(
+        default=None, ge=1, description="shards in all (default: as many as Discord recommends)"
+    )
+    discord_shard_ids: list[int] | None = Field(
+        default=None, description="the shards this process runs, e.g. [0,1] (default: all)"
+    )
 
     max_prompt_chars: int = Field(default=1000, ge=1)
     max_steps: int = Field(default=50, ge=1, le=500)
@@ -137,6 +149,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SDBOT_MIN_SIDE ({self.min_side}) must not be above "
                 f"SDBOT_MAX_SIDE ({self.max_side})"
+            )
+        shards, count = self.discord_shard_ids, self.discord_shard_count
+        if shards is not None and (count is None or any(not 0 <= s < count for s in shards)):
+            raise ValueError(
+                f"SDBOT_DISCORD_SHARD_IDS {shards} need SDBOT_DISCORD_SHARD_COUNT and must each "
+                f"be from 0 to the count less one (count: {count})"
             )
         return self
 

@@ -32,14 +32,14 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bot.cli import admin, audit, bench, imagine, lists, run, worker
+    from bot.cli import admin, audit, bench, discord, imagine, lists, run, worker
 
     parser = argparse.ArgumentParser(
         prog="sdbot", description="Stable Diffusion for Discord communities, safely."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (imagine, audit, lists, admin, bench, worker, run):
+    for module in (imagine, audit, lists, admin, bench, worker, run, discord):
         module.register(commands)
     return parser
 

@@ -8,13 +8,16 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import discord_endpoints
 from bot.app import open_service, open_storage
 from bot.cli import EXIT_OK, CommandError
 from bot.settings import Settings
 from generation.queue import LocalQueue
+
+if TYPE_CHECKING:
+    from bot.discord_sync import CommandSync
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def register(commands: Any) -> None:
 
 async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     import discord
+    from discord import app_commands
 
     from bot.discord_bot import ImagineBot
     from bot.service import ImagineOutcome
@@ -65,7 +69,13 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 await client.post_recovered(outcome)
 
         while not stop.is_set():
-            client = ImagineBot(service, guild_ready_timeout=args.ready_timeout)
+            client = ImagineBot(
+                service,
+                command_sync=command_sync(settings),
+                guild_ready_timeout=args.ready_timeout,
+                shard_count=settings.discord_shard_count,
+                shard_ids=settings.discord_shard_ids,
+            )
             task = asyncio.create_task(client.start(token))
             ready_wait = asyncio.create_task(client.wait_until_ready())
             stopping = asyncio.create_task(stop.wait())
@@ -91,6 +101,11 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
             await client.close()
             if isinstance(error, discord.LoginFailure):
                 raise CommandError(f"Discord refused the token: {error}")
+            if isinstance(error, app_commands.CommandSyncFailure):  # a restart cannot mend it
+                raise CommandError(
+                    f"Discord refused the bot's commands ({error}); `sdbot discord check` "
+                    "lists what is wrong"
+                )
             log.warning("the Discord client stopped (%r); restarting in %.0f s", error, pause)
             _say(f"the Discord client stopped ({type(error).__name__}); restarting")
             with contextlib.suppress(TimeoutError):
@@ -111,6 +126,13 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 await asyncio.wait_for(task, 10)
     _say("stopped")
     return EXIT_OK
+
+
+def command_sync(settings: Settings) -> CommandSync:
+    """Commands pushed when they changed since the last push recorded in the data folder."""
+    from bot.discord_sync import CommandSync
+
+    return CommandSync(settings.data_dir / "discord-commands.json", settings.discord_commands_guild)
 
 
 def _jobs(count: int) -> str:

@@ -7,22 +7,18 @@ unhandled, so a test sees a call the fake does not know instead of a silent succ
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from bot import discord_schema
 from tests.fake_discord.model import Attachment, Channel, Message, Permission, User, snowflake
 
 if TYPE_CHECKING:
     from tests.fake_discord.server import FakeDiscord, Interaction
 
-MAX_CONTENT = 2000
-MAX_FILES = 10
-MAX_EMBEDS = 10
-MAX_EMBED_CHARS = 6000
 EPHEMERAL = 1 << 6
 
 
@@ -46,13 +42,23 @@ def missing_permissions() -> DiscordError:
     return DiscordError(403, 50013, "Missing Permissions")
 
 
-def invalid_form(field_name: str, message: str) -> DiscordError:
-    return DiscordError(
-        400,
-        50035,
-        "Invalid Form Body",
-        {field_name: {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}},
-    )
+def invalid_form(field_name: str, message: str, code: str = "BASE_TYPE_BAD_LENGTH") -> DiscordError:
+    problem = discord_schema.Problem((field_name,), code, message)
+    return DiscordError(400, 50035, "Invalid Form Body", discord_schema.errors_body([problem]))
+
+
+def check_request(call: Call) -> None:
+    """Every request against Discord's published schema of its route (lengths, counts, enums,
+    required fields, types) and the limits its docs add: 400 / 50035 with the fields' paths,
+    as Discord answers; a request's uploads over 25 MiB in all: 413 / 40005."""
+    problems = discord_schema.problems(call.method, call.path, call.query, call.json)
+    if problems:
+        errors = discord_schema.errors_body(problems)
+        raise DiscordError(400, 50035, "Invalid Form Body", errors)
+    if len(call.files) > discord_schema.MAX_FILES:
+        raise invalid_form("files", f"Must be {discord_schema.MAX_FILES} or fewer in length.")
+    if sum(len(f.data) for f in call.files) > discord_schema.MAX_UPLOAD_BYTES:
+        raise DiscordError(413, 40005, "Request entity too large")
 
 
 @dataclass
@@ -144,22 +150,8 @@ async def get_gateway(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     }
 
 
-def _check_command(command: dict[str, Any], depth: int = 0) -> None:
-    """Discord's limits on a synced command: 25 options a level, 8000 characters in all."""
-    options = command.get("options") or []
-    if len(options) > 25:
-        raise invalid_form("options", "Must be 25 or fewer in length.")
-    for option in options:
-        _check_command(option, depth + 1)
-    if depth == 0 and len(json.dumps(command)) > 8000:
-        error = {"code": "APPLICATION_COMMAND_TOO_LARGE", "message": "Command exceeds 8000"}
-        raise DiscordError(400, 50035, "Invalid Form Body", {"_errors": [error]})
-
-
 def _store_commands(fake: FakeDiscord, guild_id: int | None, body: Any) -> list[dict[str, Any]]:
     stored = []
-    for command in body:
-        _check_command(command)
     for command in body:
         existing = fake.commands.get((guild_id, command["name"]))
         command = {
@@ -204,17 +196,11 @@ async def get_guild_commands(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 
 
 def check_message(fake: FakeDiscord, body: dict[str, Any], files: list[Upload], limit: int) -> None:
-    """Discord's message limits: length, count, not empty, upload size."""
+    """What a message must be beyond its request's schema (``check_request``): not empty, and
+    each file within the channel's or interaction's upload limit. An edit is checked as the
+    message it would make."""
     content = body.get("content") or ""
     embeds = body.get("embeds") or []
-    if len(content) > MAX_CONTENT:
-        raise invalid_form("content", f"Must be {MAX_CONTENT} or fewer in length.")
-    if len(embeds) > MAX_EMBEDS:
-        raise invalid_form("embeds", f"Must be {MAX_EMBEDS} or fewer in length.")
-    if sum(len(str(embed)) for embed in embeds) > MAX_EMBED_CHARS:
-        raise invalid_form("embeds", f"Embed size exceeds maximum size of {MAX_EMBED_CHARS}")
-    if len(files) > MAX_FILES:
-        raise invalid_form("files", f"Must be {MAX_FILES} or fewer in length.")
     if any(len(f.data) > limit for f in files):  # the limit is per file
         raise DiscordError(413, 40005, "Request entity too large")
     kept = body.get("attachments") or []

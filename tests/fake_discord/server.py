@@ -643,6 +643,7 @@ class FakeDiscord:
                 call.status = fault.status
                 return web.Response(status=fault.status, text="upstream error (fault injected)")
         try:
+            rest.check_request(call)  # what Discord's schema and documented limits refuse
             status, body = await handler(self, call)
         except DiscordError as error:
             call.status, call.code = error.status, error.code
