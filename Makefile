@@ -28,6 +28,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/sdbot discord check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
