@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,34 @@ _INTENT_FOR = {
 }
 
 
+class Frames:
+    """How one connection's payloads go out: JSON text frames, or with ``compress=zlib-stream``
+    in the URL (discord.py always asks for it) one zlib stream for the whole connection, each
+    payload flushed with Z_SYNC_FLUSH into a binary frame ending in 00 00 ff ff, as Discord
+    sends them."""
+
+    SUFFIX = b"\x00\x00\xff\xff"
+
+    def __init__(self, ws: web.WebSocketResponse, compress: str | None) -> None:
+        self.ws = ws
+        self.compress = compress if compress == "zlib-stream" else None
+        self._zlib = zlib.compressobj() if self.compress else None
+        self._in_order = asyncio.Lock()  # the stream's bytes must leave in the order made
+        self.sent = 0
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload)
+        async with self._in_order:
+            if self.ws.closed:
+                return
+            if self._zlib is None:
+                await self.ws.send_str(text)
+            else:
+                data = self._zlib.compress(text.encode()) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+                await self.ws.send_bytes(data)
+            self.sent += 1
+
+
 @dataclass
 class GatewaySession:
     """One session: every event it dispatched (for RESUME), and while a socket is attached, one
@@ -47,36 +76,37 @@ class GatewaySession:
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
+    frames: Frames | None = None
     identifies: int = 1
     resumes: int = 0
     invalid: bool = False
     _outbox: asyncio.Queue[dict[str, Any]] | None = None
     _writer: asyncio.Task[None] | None = None
 
-    def attach(self, ws: web.WebSocketResponse, backlog: list[dict[str, Any]]) -> None:
+    def attach(self, frames: Frames, backlog: list[dict[str, Any]]) -> None:
         """Sends ``backlog`` first, then whatever is dispatched from now on, in order."""
         self.detach()
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for payload in backlog:
             outbox.put_nowait(payload)
-        self.ws, self._outbox = ws, outbox
-        self._writer = asyncio.create_task(self._write(ws, outbox))
+        self.ws, self.frames, self._outbox = frames.ws, frames, outbox
+        self._writer = asyncio.create_task(self._write(frames, outbox))
 
     def detach(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-        self.ws = self._outbox = self._writer = None
+        self.ws = self.frames = self._outbox = self._writer = None
 
     def send(self, payload: dict[str, Any]) -> None:
         if self._outbox is not None:
             self._outbox.put_nowait(payload)
 
     @staticmethod
-    async def _write(ws: web.WebSocketResponse, outbox: asyncio.Queue[dict[str, Any]]) -> None:
-        while not ws.closed:
+    async def _write(frames: Frames, outbox: asyncio.Queue[dict[str, Any]]) -> None:
+        while not frames.ws.closed:
             payload = await outbox.get()
             try:
-                await ws.send_str(json.dumps(payload))
+                await frames.send(payload)
             except ConnectionError:
                 return
 
@@ -93,6 +123,7 @@ class Gateway:
         self.connects = 0
         self.connected = asyncio.Event()
         self.sockets: set[web.WebSocketResponse] = set()
+        self.compression: list[str | None] = []  # what each accepted connection asked for
 
     # --- the websocket endpoint --------------------------------------------------------------
 
@@ -104,12 +135,14 @@ class Gateway:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.sockets.add(ws)
-        await self._send(ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        frames = Frames(ws, request.query.get("compress"))
+        self.compression.append(frames.compress)
+        await frames.send({"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         try:
             async for message in ws:
                 if message.type is not WSMsgType.TEXT:
                     continue
-                await self._received(ws, json.loads(message.data))
+                await self._received(frames, json.loads(message.data))
         finally:
             self.sockets.discard(ws)
             if self.session is not None and self.session.ws is ws:
@@ -118,24 +151,24 @@ class Gateway:
                 self.fake.changed()
         return ws
 
-    async def _received(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+    async def _received(self, frames: Frames, payload: dict[str, Any]) -> None:
         op, data = payload.get("op"), payload.get("d")
         if op == HEARTBEAT:
             if not self.ack_heartbeats:
                 return
-            if self.session is not None and self.session.ws is ws:
+            if self.session is not None and self.session.frames is frames:
                 self.session.send({"op": HEARTBEAT_ACK})  # through the writer: frames stay whole
             else:
-                await self._send(ws, {"op": HEARTBEAT_ACK})
+                await frames.send({"op": HEARTBEAT_ACK})
         elif op == IDENTIFY:
-            await self._identify(ws, data)
+            await self._identify(frames, data)
         elif op == RESUME:
-            await self._resume(ws, data)
+            await self._resume(frames, data)
         # Presence updates, member chunk requests and the like are accepted and ignored.
 
-    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+    async def _identify(self, frames: Frames, data: dict[str, Any]) -> None:
         if data.get("token") != self.fake.token:
-            await ws.close(code=4004, message=b"Authentication failed.")
+            await frames.ws.close(code=4004, message=b"Authentication failed.")
             return
         previous = self.session.identifies if self.session else 0
         if self.session is not None:
@@ -143,21 +176,21 @@ class Gateway:
         self.session = GatewaySession(
             secrets.token_hex(16), int(data.get("intents", 0)), identifies=previous + 1
         )
-        self.session.attach(ws, [])
+        self.session.attach(frames, [])
         fake = self.fake
-        self.dispatch(
-            "READY",
-            {
-                "v": 10,
-                "user": fake.bot_user.to_json(),
-                "guilds": [{"id": str(g), "unavailable": True} for g in fake.guilds],
-                "session_id": self.session.id,
-                "resume_gateway_url": fake.gateway_url,
-                "application": {"id": str(fake.application_id), "flags": 0},
-                "private_channels": [],
-                "relationships": [],
-            },
-        )
+        ready = {
+            "v": 10,
+            "user": fake.bot_user.to_json(),
+            "guilds": [{"id": str(g), "unavailable": True} for g in fake.guilds],
+            "session_id": self.session.id,
+            "resume_gateway_url": fake.gateway_url,
+            "application": {"id": str(fake.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        if data.get("shard"):  # AutoShardedClient reads it back; one shard is all the fake has
+            ready["shard"] = data["shard"]
+        self.dispatch("READY", ready)
         for guild in fake.guilds.values():
             self.dispatch("GUILD_CREATE", self.guild_json(guild.id))
         self.connected.set()
@@ -172,7 +205,7 @@ class Gateway:
             data["members"] = [m for m in data["members"] if m["user"]["id"] == me]
         return data
 
-    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+    async def _resume(self, frames: Frames, data: dict[str, Any]) -> None:
         session = self.session
         if (
             session is None
@@ -180,23 +213,18 @@ class Gateway:
             or data.get("session_id") != session.id
             or data.get("token") != self.fake.token
         ):
-            await self._send(ws, {"op": INVALID_SESSION, "d": False})
+            await frames.send({"op": INVALID_SESSION, "d": False})
             return
         session.resumes += 1
         seq = int(data.get("seq") or 0)
         # What the client missed, then RESUMED, then what comes next: one queue keeps the order.
         backlog = [event for event in session.events if event["s"] > seq]
-        session.attach(ws, backlog)
+        session.attach(frames, backlog)
         self.dispatch("RESUMED", {})
         self.connected.set()
         self.fake.changed()
 
     # --- sending -----------------------------------------------------------------------------
-
-    @staticmethod
-    async def _send(ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
-        if not ws.closed:
-            await ws.send_str(json.dumps(payload))
 
     def dispatch(self, event: str, data: dict[str, Any], *, in_guild: bool | None = None) -> bool:
         """Sends an event (or keeps it for RESUME while the bot is away); False when no bot has
@@ -215,35 +243,35 @@ class Gateway:
 
     # --- faults ------------------------------------------------------------------------------
 
-    def _detached(self) -> web.WebSocketResponse | None:
+    def _detached(self) -> Frames | None:
         session = self.session
-        if session is None or session.ws is None:
+        if session is None or session.frames is None:
             return None
-        ws = session.ws
+        frames = session.frames
         session.detach()
         self.connected.clear()
-        return ws
+        return frames
 
     async def drop(self, code: int = 4000) -> None:
         """Closes the connection as a failing gateway does; the client reconnects and RESUMEs.
 
         Events dispatched from now until then are kept and replayed."""
-        ws = self._detached()
-        if ws is not None:
-            await ws.close(code=code, message=b"dropped (fault injected)")
+        frames = self._detached()
+        if frames is not None:
+            await frames.ws.close(code=code, message=b"dropped (fault injected)")
 
     async def invalidate(self) -> None:
         """op 9 with d=false: the session is gone, the client must IDENTIFY again."""
-        ws = self._detached()
-        if ws is not None and self.session is not None:
+        frames = self._detached()
+        if frames is not None and self.session is not None:
             self.session.invalid = True
-            await self._send(ws, {"op": INVALID_SESSION, "d": False})
+            await frames.send({"op": INVALID_SESSION, "d": False})
 
     async def request_reconnect(self) -> None:
         """op 7: the client closes and RESUMEs."""
-        ws = self._detached()
-        if ws is not None:
-            await self._send(ws, {"op": RECONNECT, "d": None})
+        frames = self._detached()
+        if frames is not None:
+            await frames.send({"op": RECONNECT, "d": None})
 
     async def close_all(self) -> None:
         if self.session is not None:
