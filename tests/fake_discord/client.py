@@ -19,7 +19,7 @@ async def start_client(fake: FakeDiscord, client: discord.Client) -> asyncio.Tas
     """Logs the client in and waits until it is ready; returns its task."""
     task = asyncio.create_task(client.start(fake.token))
     try:
-        await asyncio.wait_for(client.wait_until_ready(), 10)
+        await asyncio.wait_for(client.wait_until_ready(), 60)  # a ceiling for a busy machine
     except BaseException:
         await client.close()
         task.cancel()
@@ -35,7 +35,7 @@ async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
         yield client
     finally:
         await client.close()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 60)
 
 
 def with_controls(message: Message | None, controls: int = 6) -> Message | None:

@@ -102,7 +102,7 @@ async def _main(guilds: int, users: int, seconds: float) -> None:
     client = ProbeBot()
     task = asyncio.create_task(client.start(fake.token))
     try:
-        await asyncio.wait_for(client.wait_until_ready(), 10)
+        await asyncio.wait_for(client.wait_until_ready(), 60)
         report = await run_load(
             fake, guilds=guilds, users_per_guild=users, seconds=seconds, command="echo", text="hi"
         )

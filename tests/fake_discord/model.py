@@ -33,10 +33,13 @@ class Permission:
     MANAGE_ROLES = 1 << 28
     MODERATE_MEMBERS = 1 << 40
     USE_APPLICATION_COMMANDS = 1 << 31
+    CREATE_PUBLIC_THREADS = 1 << 35
+    SEND_MESSAGES_IN_THREADS = 1 << 38  # threads need this instead of SEND_MESSAGES
 
+    # Discord's default @everyone, which has both thread bits.
     MEMBER = (
         VIEW_CHANNEL | SEND_MESSAGES | ADD_REACTIONS | READ_MESSAGE_HISTORY | ATTACH_FILES
-        | EMBED_LINKS | USE_APPLICATION_COMMANDS
+        | EMBED_LINKS | USE_APPLICATION_COMMANDS | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS
     )  # fmt: skip
     BOT = MEMBER | MANAGE_MESSAGES
 
@@ -110,14 +113,34 @@ class Overwrite:
 
 @dataclass
 class Channel:
+    """A guild text channel, a DM (``recipient``) or a public thread (``parent``): a thread has
+    no overwrites or NSFW flag of its own, its parent's count."""
+
     id: int
     name: str
     guild_id: int | None = None  # None: a DM
     nsfw: bool = False
     overwrites: list[Overwrite] = field(default_factory=list)
     recipient: User | None = None  # DMs
+    parent: Channel | None = None  # threads
+    owner_id: int | None = None  # threads: who started it
+    created: float = field(default_factory=time.time)
+
+    TEXT, DM, PUBLIC_THREAD = 0, 1, 11
+
+    @property
+    def kind(self) -> int:
+        if self.parent is not None:
+            return self.PUBLIC_THREAD
+        return self.DM if self.guild_id is None else self.TEXT
+
+    def is_nsfw(self) -> bool:
+        """The channel's age restriction; a thread's is its parent's."""
+        return self.parent.nsfw if self.parent is not None else self.nsfw
 
     def to_json(self) -> dict[str, Any]:
+        if self.parent is not None:
+            return self._thread_json(self.parent)
         if self.guild_id is None:
             assert self.recipient is not None
             return {
@@ -138,6 +161,30 @@ class Channel:
             "rate_limit_per_user": 0,
             "parent_id": None,
             "permission_overwrites": [o.to_json() for o in self.overwrites],
+        }
+
+    def _thread_json(self, parent: Channel) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.PUBLIC_THREAD,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(parent.id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "nsfw": parent.nsfw,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _iso(self.created),
+                "locked": False,
+                "create_timestamp": _iso(self.created),
+            },
         }
 
 
@@ -166,6 +213,7 @@ class Guild:
     owner_id: int
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
+    threads: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
 
     @property
@@ -173,7 +221,10 @@ class Guild:
         return self.roles[self.id]
 
     def permissions(self, user_id: int, channel: Channel | None = None) -> int:
-        """Discord's computation: base from roles, then the channel's overwrites."""
+        """Discord's computation: base from roles, then the channel's overwrites (a thread's
+        parent's)."""
+        if channel is not None and channel.parent is not None:
+            channel = channel.parent
         if user_id == self.owner_id:
             return -1  # every bit
         member = self.members.get(user_id)
@@ -214,7 +265,7 @@ class Guild:
             "roles": [role.to_json() for role in self.roles.values()],
             "channels": [channel.to_json() for channel in self.channels.values()],
             "members": [member.to_json() for member in self.members.values()],
-            "threads": [],
+            "threads": [thread.to_json() for thread in self.threads.values()],
             "emojis": [],
             "stickers": [],
             "voice_states": [],

@@ -82,6 +82,7 @@ class Call:
     status: int = 0
     code: int | None = None  # Discord's error code when it failed
     at: float = 0.0
+    answered: bool = True  # False: a connection fault (drop, stall) kept the answer from the client
 
     @property
     def ok(self) -> bool:
@@ -239,6 +240,7 @@ def new_message(
         components=list(body.get("components") or []),
         allowed_mentions=body.get("allowed_mentions"),
         message_reference=body.get("message_reference"),
+        created=fake.now(),
         **extra,
     )
     fake.add_message(message)
@@ -272,6 +274,21 @@ def _message(fake: FakeDiscord, channel: Channel, message_id: str) -> Message:
     return message
 
 
+def _not_in_dm(channel: Channel) -> None:
+    """In a DM a bot may not touch what others did: their reactions, their messages."""
+    if channel.guild_id is None:
+        raise DiscordError(403, 50003, "Cannot execute action on a DM channel")
+
+
+def _still_editable(fake: FakeDiscord, message: Message) -> None:
+    """Discord caps edits to messages older than an hour; modelled as: no edit after an hour
+    (on the fake's clock)."""
+    if fake.now() - message.created > fake.edit_age_limit_s:
+        raise DiscordError(
+            400, 30046, "Maximum number of edits to messages older than 1 hour reached."
+        )
+
+
 def _as_edited(message: Message, body: dict[str, Any]) -> dict[str, Any]:
     """The message as it would be after an edit: what the body changes, the rest kept."""
     kept = [{"id": str(a.id)} for a in message.attachments]
@@ -294,9 +311,8 @@ async def create_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     channel = _channel(fake, call)
     if channel.recipient is not None and not channel.recipient.dms_open:
         raise DiscordError(403, 50007, "Cannot send messages to this user")
-    _require(
-        fake, channel, Permission.SEND_MESSAGES, *([Permission.ATTACH_FILES] * bool(call.files))
-    )
+    send = Permission.SEND_MESSAGES_IN_THREADS if channel.parent else Permission.SEND_MESSAGES
+    _require(fake, channel, send, *([Permission.ATTACH_FILES] * bool(call.files)))
     body = call.json or {}
     check_message(fake, body, call.files, fake.attachment_size_limit)
     message = new_message(fake, channel, fake.bot_user, body, call.files)
@@ -316,6 +332,7 @@ async def edit_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     message = _message(fake, channel, call.params["message_id"])
     if message.author.id != fake.bot_user.id:
         raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+    _still_editable(fake, message)
     check_message(
         fake, _as_edited(message, call.json or {}), call.files, fake.attachment_size_limit
     )
@@ -328,6 +345,7 @@ async def delete_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     channel = _channel(fake, call)
     message = _message(fake, channel, call.params["message_id"])
     if message.author.id != fake.bot_user.id:
+        _not_in_dm(channel)
         _require(fake, channel, Permission.MANAGE_MESSAGES)
     fake.delete_message(message)
     return 204, None
@@ -349,6 +367,7 @@ async def remove_reaction(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     who = call.params["user_id"]
     user_id = fake.bot_user.id if who == "@me" else int(who)
     if user_id != fake.bot_user.id:
+        _not_in_dm(channel)
         _require(fake, channel, Permission.MANAGE_MESSAGES)
     fake.unreact(user_id, message, call.params["emoji"])
     return 204, None
@@ -357,6 +376,7 @@ async def remove_reaction(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 @route("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions")
 async def clear_reactions(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     channel = _channel(fake, call)
+    _not_in_dm(channel)
     _require(fake, channel, Permission.MANAGE_MESSAGES)
     message = _message(fake, channel, call.params["message_id"])
     for emoji, users in list(message.reactions.items()):
@@ -368,6 +388,7 @@ async def clear_reactions(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 @route("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}")
 async def clear_emoji(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     channel = _channel(fake, call)
+    _not_in_dm(channel)
     _require(fake, channel, Permission.MANAGE_MESSAGES)
     message = _message(fake, channel, call.params["message_id"])
     for user_id in list(message.reactions.get(call.params["emoji"], [])):
@@ -520,6 +541,7 @@ async def get_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
 @route("PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}", auth=False)
 async def edit_webhook_message(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     interaction, message = _webhook_message(fake, call)
+    _still_editable(fake, message)
     body = call.json or {}
     merged = _as_edited(message, body)
     check_message(fake, merged, call.files, interaction.attachment_size_limit)

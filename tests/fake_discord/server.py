@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from tests.fake_discord.model import (
     User,
     snowflake,
 )
+from tests.fake_discord.ratelimit import RateLimiter
 from tests.fake_discord.rest import Call, DiscordError, Upload
 
 T = TypeVar("T")
@@ -55,6 +56,19 @@ class Fault:
     retry_after: float = 0.0
     is_global: bool = False
     delay: float = 0.0
+
+
+@dataclass
+class ConnectionFault:
+    """A request whose connection breaks: ``phase`` "request" (closed before the fake reads or
+    does anything), "response" (the fake did the work, then closed before answering), "body"
+    (status and headers sent, the body cut short), or "stall" (no answer for ``seconds``, or
+    until the client gives up, then closed; nothing done)."""
+
+    route: str
+    count: int
+    phase: str
+    seconds: float | None = None
 
 
 @dataclass
@@ -106,6 +120,9 @@ class FakeDiscord:
         self.unhandled: list[Call] = []
         self.errors: list[str] = []  # exceptions inside the fake's own handlers
         self.faults: list[Fault] = []
+        self.connection_faults: list[ConnectionFault] = []
+        self.limits = RateLimiter()  # Discord's buckets and global limit; tests may change them
+        self.edit_age_limit_s = 3600.0  # older messages: edits refused with 30046
         self.ack_deadline_s = 3.0
         self.token_lifetime_s = 15 * 60.0
         self.attachment_size_limit = DEFAULT_ATTACHMENT_LIMIT
@@ -119,7 +136,7 @@ class FakeDiscord:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> FakeDiscord:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._guard])
         app.router.add_get("/gateway/ws", self.gateway.handle)
         app.router.add_get("/cdn/attachments/{channel}/{message}/{filename}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
@@ -230,6 +247,23 @@ class FakeDiscord:
         self.gateway.dispatch("CHANNEL_CREATE", channel.to_json())
         return channel
 
+    def create_thread(
+        self, channel: Channel, name: str = "thread", *, owner: User | None = None
+    ) -> Channel:
+        """A public thread (type 11) in ``channel``, started by ``owner`` (the guild's owner by
+        default). As on Discord it has the parent's permissions and NSFW flag, and posting in
+        it needs Send Messages in Threads instead of Send Messages. The bot hears THREAD_CREATE
+        (and finds it in GUILD_CREATE's ``threads`` after a new IDENTIFY)."""
+        if channel.kind != Channel.TEXT or channel.guild_id is None:
+            raise ValueError(f"a thread starts in a guild text channel, not {channel.name!r}")
+        guild = self.guilds[channel.guild_id]
+        starter = owner or self.owner
+        thread = Channel(snowflake(self.now()), name, guild.id, parent=channel, owner_id=starter.id)
+        guild.threads[thread.id] = thread
+        self.channels[thread.id] = thread
+        self.gateway.dispatch("THREAD_CREATE", {**thread.to_json(), "newly_created": True})
+        return thread
+
     def add_member(self, guild: Guild, user: User, roles: list[Role] | None = None) -> Member:
         member = Member(user, [role.id for role in roles or []])
         guild.members[user.id] = member
@@ -332,7 +366,7 @@ class FakeDiscord:
             granted = guild.permissions(user.id, channel)
             if needed and granted & needed != needed and granted != -1:
                 raise PermissionError(f"Discord does not show /{schema['name']} to {user.name}")
-            if schema.get("nsfw") and not channel.nsfw:
+            if schema.get("nsfw") and not channel.is_nsfw():
                 raise PermissionError(
                     f"/{schema['name']} is age-restricted; #{channel.name} is not"
                 )
@@ -545,9 +579,12 @@ class FakeDiscord:
         return [call for call in self.calls if call.route.startswith(route)]
 
     async def wait_for(
-        self, predicate: Callable[[], T | None], within: float = 5.0, what: str = ""
+        self, predicate: Callable[[], T | None], within: float = 60.0, what: str = ""
     ) -> T:
-        """Waits until ``predicate()`` returns something truthy (checked on every change)."""
+        """Waits until ``predicate()`` returns something truthy (checked on every change).
+
+        ``within`` is a ceiling for a loaded machine, not a pace: it returns as soon as the
+        predicate holds."""
 
         async def waiting() -> T:
             async with self._changed:
@@ -602,7 +639,84 @@ class FakeDiscord:
                 return fault
         return None
 
+    def drop(self, route: str = "*", *, phase: str = "response", count: int = 1) -> None:
+        """The next ``count`` calls to ``route`` lose their connection.
+
+        ``phase="request"``: closed as the request arrives, before the fake does anything (a
+        large upload sees ``ClientOSError`` "Connection reset by peer", a small request
+        ``ServerDisconnectedError``). ``"response"``: the fake does the work (a message is
+        posted), then closes without answering (``ServerDisconnectedError``): the client cannot
+        know it succeeded. ``"body"``: the work is done, status and headers arrive, the body is
+        cut short (``ClientPayloadError``). discord.py retries none of them on Linux."""
+        if phase not in ("request", "response", "body"):
+            raise ValueError(f"phase must be 'request', 'response' or 'body', not {phase!r}")
+        self.connection_faults.append(ConnectionFault(route, count, phase))
+
+    def stall(self, route: str = "*", *, seconds: float | None = None, count: int = 1) -> None:
+        """The next ``count`` calls to ``route`` get no answer: the fake does nothing and holds
+        the connection open for ``seconds`` (None: until the client gives up or the fake
+        closes), then closes it (``ServerDisconnectedError``). discord.py sets no timeout of
+        its own on REST calls (aiohttp's default is 5 minutes): a bot needs its own."""
+        self.connection_faults.append(ConnectionFault(route, count, "stall", seconds))
+
+    def _take_connection_fault(self, route: str) -> ConnectionFault | None:
+        for fault in self.connection_faults:
+            if fault.count > 0 and fault.route in ("*", route):
+                fault.count -= 1
+                return fault
+        return None
+
     # --- HTTP plumbing -------------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Around every REST call: the connection faults and Discord's rate limits first, then
+        the bucket's truthful ``X-RateLimit-*`` headers on the answer."""
+        tail = request.match_info.get("tail")
+        found = rest.match(request.method, "/" + tail) if tail is not None else None
+        if found is None:
+            return await handler(request)
+        route, params, _, _ = found
+        fault = self._take_connection_fault(route)
+        if fault is not None and fault.phase in ("request", "stall"):
+            self._record(request, route, params).answered = False
+            if fault.phase == "stall":
+                await _stall(request, fault.seconds)
+            _close(request)
+            return web.Response(status=204)  # never sent: the connection is gone
+        under_global = not route.startswith(_INTERACTION_ROUTES)
+        verdict = self.limits.take(route, params, under_global=under_global)
+        if not verdict.allowed:
+            call = self._record(request, route, params)
+            await self._read_body(request, call)
+            call.status = 429
+            return verdict.refusal()
+        first = len(self.calls)
+        response = await handler(request)
+        if response.status != 429:  # a rate_limit() fault brings its own headers
+            response.headers.update(verdict.headers())
+        if fault is None:
+            return response
+        for call in self.calls[first:]:
+            if call.route == route and call.params == params:
+                call.answered = False
+                break
+        if fault.phase == "body" and isinstance(response, web.Response) and response.body:
+            return await _cut_short(request, response)
+        _close(request)
+        return response
+
+    def _record(self, request: web.Request, route: str, params: dict[str, str]) -> Call:
+        """A call the fake answered before its handler ran (429, dropped, stalled)."""
+        path = request.path.removeprefix("/api/v10")
+        call = Call(request.method, route, path, params, dict(request.query))
+        call.at = time.perf_counter()
+        self.calls.append(call)
+        return call
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         message = self.messages.get(int(request.match_info["message"]))
@@ -672,19 +786,37 @@ class FakeDiscord:
 
 
 def _json(status: int, body: Any, route: str) -> web.Response:
-    # A roomy bucket per route: the client's own limiter never waits unless a fault says so.
-    headers = {
-        "X-RateLimit-Limit": "50",
-        "X-RateLimit-Remaining": "49",
-        "X-RateLimit-Reset-After": "1.0",
-        "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
-        "X-RateLimit-Bucket": f"{zlib.crc32(route.encode()):08x}",
-    }
+    headers: dict[str, str] = {}  # the X-RateLimit-* headers come from FakeDiscord._guard
     if status == 204:
         return web.Response(status=204, headers=headers)
     # Exactly "application/json": discord.py decodes nothing else (aiohttp would add a charset).
     headers["Content-Type"] = "application/json"
     return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+
+
+def _close(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _stall(request: web.Request, seconds: float | None) -> None:
+    """Holds a request unanswered for ``seconds`` (None: forever) or until the client leaves."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while request.transport is not None and not request.transport.is_closing():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _cut_short(request: web.Request, response: web.Response) -> web.StreamResponse:
+    """Sends the status, the headers and half the body, then closes the connection."""
+    body = bytes(response.body)  # type: ignore[arg-type]  # _json's answers are bytes
+    partial = web.StreamResponse(status=response.status, headers=response.headers)
+    partial.content_length = len(body)
+    await partial.prepare(request)
+    await partial.write(body[: len(body) // 2])
+    _close(request)
+    return partial
 
 
 def _rate_limited(fault: Fault) -> web.Response:
