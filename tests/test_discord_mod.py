@@ -52,7 +52,7 @@ async def _ask(
     fake: FakeDiscord, member: User, channel: Channel, command: str, /, **options: Any
 ) -> Message:
     interaction = await fake.slash(member, channel, command, **options)
-    answer = await fake.wait_for(lambda: _answer(interaction), within=30)
+    answer = await fake.wait_for(lambda: _answer(interaction))  # 60 s ceiling
     return answer
 
 
