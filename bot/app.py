@@ -100,6 +100,7 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
         nsfw_strict_threshold=settings.nsfw_strict_threshold,
         output_dir=settings.effective_output_dir(),
         default_limits=settings.queue_limits(),
+        direct_messages=settings.discord_allow_dms,
     )
 
 

@@ -16,19 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import discord
 from discord import app_commands
 
+from bot.discord_delivery import (
+    DISCORD_ERRORS,
+    DeliveryFailed,
+    Gone,
+    best_effort,
+    describe,
+    is_gone,
+    is_token_gone,
+    with_retries,
+)
 from bot.discord_mod import action_text, mod_commands
 from bot.discord_sync import CommandSync
-from bot.discord_text import NO_PINGS, quoted
+from bot.discord_text import NO_PINGS, capped, channel_nsfw, quoted
 from bot.service import (
     AlreadyStarted,
     ControlUnavailable,
@@ -39,9 +51,16 @@ from bot.service import (
     Requester,
     ShuttingDown,
     Submitted,
+    options_of,
 )
 from generation.errors import InvalidOption
-from generation.options import SCHEDULERS, RequestedOptions
+from generation.options import (
+    MAX_SEED,
+    SCHEDULERS,
+    GenerationOptions,
+    RequestedOptions,
+    renamed,
+)
 from generation.protocol import Progress
 from generation.queue import Queued
 from storage.admin import GuildSettingsRecord, ModerationActionRecord
@@ -55,7 +74,16 @@ REROLL = "🔄"
 DELETE = "❌"
 CONTROLS = (*UPSCALES, REROLL, DELETE)
 NOTICE_SECONDS = 30.0  # a reply to a control (already done, not allowed now) then goes away
-_TOKEN_GONE = {10015, 50027}  # unknown webhook, invalid webhook token (after 15 min)
+# The options as /imagine names them, for refusals that name what the member typed.
+OPTION_NAMES = {
+    "width": "size",
+    "height": "size",
+    "cfg": "guidance",
+    "scheduler": "sampler",
+    "negative prompt": "negative",
+}
+DISCORD_MAX_STRING = 6000  # the longest string option Discord accepts
+REQUEST_TIMEOUT_S = 30.0  # discord.py waits for an answer forever; a post is tried again
 
 
 def _eta(seconds: float | None) -> str:
@@ -96,9 +124,43 @@ def may_moderate(permissions: discord.Permissions) -> bool:
     return permissions.manage_messages or permissions.manage_guild
 
 
-# Where a job's status and result are shown: the interaction's own message, or a channel message.
-Edit = Callable[[str], Awaitable[None]]
-Final = Callable[[str, discord.File | None], Awaitable[discord.Message | None]]
+@dataclass
+class Status:
+    """The message that shows a job's place and progress, and takes its result: the
+    interaction's response (edited through its token while it lives, then through the channel)
+    or a channel message (a control's reply)."""
+
+    channel_id: int | None
+    guild_id: int | None
+    user_id: int | None
+    interaction: discord.Interaction | None = None
+    message_id: int | None = None
+    token_expired: bool = False  # a late result then mentions its member in a new message
+
+    def editable(self) -> bool:
+        return self.message_id is not None or self.interaction is not None
+
+
+def chosen(options: GenerationOptions) -> str:
+    """The options a picture was drawn with, as a post echoes them."""
+    side = options.upscale
+    text = (
+        f"{options.width * side}×{options.height * side} · {options.steps} steps · "
+        f"guidance {options.guidance_scale:g}"
+    )
+    return text if options.scheduler == "default" else f"{text} · sampler {options.scheduler}"
+
+
+def progress_text(progress: Progress, options: GenerationOptions) -> str:
+    """``drawing: step 7/20`` in the steps the member asked for. The worker counts an
+    upscale's redraw at twice the size in the same run, and some samplers (Heun) take more
+    steps than asked: the redraw is shown as its own phase, the rest scaled to the steps."""
+    refine = options.refine_steps
+    first = max(1, progress.total - refine)
+    if progress.step <= first:
+        step = min(options.steps, max(1, math.ceil(progress.step * options.steps / first)))
+        return f"drawing: step {step}/{options.steps}"
+    return f"upscaling: step {min(progress.step - first, refine)}/{refine}"
 
 
 class ImagineBot(discord.AutoShardedClient):
@@ -123,6 +185,8 @@ class ImagineBot(discord.AutoShardedClient):
         self.tree.on_error = self._command_failed  # type: ignore[method-assign]
         self._deliveries: dict[int, asyncio.Task[Any]] = {}  # job id → the task posting it
         self._posting: set[asyncio.Task[None]] = set()  # moderators' actions on their way
+        self.successor: ImagineBot | None = None  # the client that replaced this one, if any
+        self.request_timeout_s = REQUEST_TIMEOUT_S  # a post, an edit: tried again after this
         service.moderation.listeners.append(self._on_moderation)
         self._register()
 
@@ -172,40 +236,47 @@ class ImagineBot(discord.AutoShardedClient):
         return len(pending)
 
     async def post_recovered(self, outcome: ImagineOutcome) -> None:
-        """A job resumed after a restart: its result goes to its channel, for its member."""
+        """A job resumed after a restart: its result goes to its channel, for its member, and
+        the status message the stopped process left ("queued", "drawing …") says where."""
         record = await self.service.audit.get_job(outcome.job_id)
         if record is None or record.channel_id is None or record.source != "discord":
             return
+        stale = await self.service.audit.messages_for_job(record.id)  # an open job: statuses
         title = f"{_title(record)} (resumed after a restart)"
-        content, file = self._final(outcome, title)
-        message = await self._to_channel(record.channel_id, record.user_id, content, file)
-        if message is not None:
-            await self._controls(message, record, reactions=file is not None)
+        content, file = self._final(outcome, title, options_of(record))
+        status = Status(record.channel_id, record.guild_id, record.user_id)
+        try:
+            message = await with_retries(
+                lambda: self._to_channel(record.channel_id, record.user_id, content, file, status),
+                f"posting resumed job {record.id}",
+                timeout_s=self.request_timeout_s,
+            )
+        except (DeliveryFailed, discord.HTTPException) as error:
+            log.error("could not post resumed job %d ◆ %s", record.id, error)
+            return
+        if message is None:
+            return
+        await self._controls(message, record, reactions=file is not None)
+        said = f"{_title(record)}\n🔁 sdbot restarted meanwhile; the result: {message.jump_url}"
+        for channel_id, message_id in stale:
+            channel = self._live().get_partial_messageable(channel_id, guild_id=record.guild_id)
+            old = channel.get_partial_message(message_id)
+            await best_effort(
+                functools.partial(old.edit, content=capped(said), allowed_mentions=NO_PINGS),
+                f"pointing the status of job {record.id} to its result",
+            )
 
     # --- commands ------------------------------------------------------------------------------
 
     def _register(self) -> None:
-        @self.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")
-        @app_commands.describe(
-            prompt="what to draw",
-            negative="what not to draw",
-            size="width and height in pixels, a multiple of 8 (default: the model's)",
-            steps="denoising steps (more: slower, finer)",
-            guidance="how closely to follow the prompt (cfg)",
-            seed="the same seed and prompt make the same grid",
-            sampler="the scheduler",
-        )
-        @app_commands.choices(
-            sampler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS]
-        )
         async def imagine(
             interaction: discord.Interaction,
-            prompt: app_commands.Range[str, 1, 1000],
-            negative: app_commands.Range[str, 0, 1000] = "",
-            size: app_commands.Range[int, 64, 2048] | None = None,
-            steps: app_commands.Range[int, 1, 500] | None = None,
-            guidance: app_commands.Range[float, 0.0, 50.0] | None = None,
-            seed: app_commands.Range[int, 0, 2**32 - 1] | None = None,
+            prompt: str,
+            negative: str = "",
+            size: int | None = None,
+            steps: int | None = None,
+            guidance: float | None = None,
+            seed: int | None = None,
             sampler: str | None = None,
         ) -> None:
             requested = RequestedOptions(
@@ -219,6 +290,35 @@ class ImagineBot(discord.AutoShardedClient):
                 scheduler=sampler,
             )
             await self.run_imagine(interaction, requested)
+
+        # Discord shows and enforces the bot's own limits (a guild may allow less; the bot
+        # says so). The annotations are strings here (PEP 563): the ranges, built from the
+        # settings, replace them before discord.py reads the signature.
+        limits = self.service.limits
+        text = min(limits.max_prompt_chars, DISCORD_MAX_STRING)
+        imagine.__annotations__.update(
+            prompt=app_commands.Range[str, 1, text],
+            negative=app_commands.Range[str, 0, text],
+            size=app_commands.Range[int, limits.min_side, limits.max_side] | None,
+            steps=app_commands.Range[int, 1, limits.max_steps] | None,
+            guidance=app_commands.Range[float, limits.min_guidance, limits.max_guidance] | None,
+            seed=app_commands.Range[int, 0, MAX_SEED] | None,
+        )
+        described = app_commands.describe(
+            prompt="what to draw",
+            negative="what not to draw",
+            size="width and height in pixels, a multiple of 8 (default: the model's)",
+            steps="denoising steps (more: slower, finer)",
+            guidance="how closely to follow the prompt (cfg)",
+            seed="the same seed and prompt make the same grid",
+            sampler="the scheduler",
+        )(imagine)
+        chosen = app_commands.choices(
+            sampler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS]
+        )(described)
+        self.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")(
+            chosen
+        )
 
         @self.tree.command(name="job", description="A job's settings, and its grid posted again")
         @app_commands.describe(id="the job number shown under the grid")
@@ -234,8 +334,7 @@ class ImagineBot(discord.AutoShardedClient):
 
         @self.tree.command(name="help", description="What sdbot does, and this server's limits")
         async def help(interaction: discord.Interaction) -> None:
-            text = await self.help_text(interaction)
-            await interaction.response.send_message(text, ephemeral=True)
+            await _private(interaction, await self.help_text(interaction))
 
         self.tree.add_command(mod_commands(self))
 
@@ -248,13 +347,7 @@ class ImagineBot(discord.AutoShardedClient):
         command = interaction.command.qualified_name if interaction.command else "?"
         log.error("/%s failed", command, exc_info=error)
         text = "⚠️ something went wrong on sdbot's side; the error is logged for its operator"
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            pass
+        await best_effort(lambda: _private(interaction, text), f"answering /{command}")
 
     def _requester(self, interaction: discord.Interaction) -> Requester:
         return Requester(
@@ -262,7 +355,7 @@ class ImagineBot(discord.AutoShardedClient):
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
-            channel_nsfw=getattr(interaction.channel, "nsfw", False) is True,
+            channel_nsfw=channel_nsfw(interaction.channel),
             parent_channel_id=_parent_id(interaction.channel),
         )
 
@@ -274,34 +367,28 @@ class ImagineBot(discord.AutoShardedClient):
         try:
             submitted = await self.service.submit(requested, requester)
         except InvalidOption as error:  # discord.py does not enforce ranges: we do
-            await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
+            await _private(interaction, f"⚠️ {renamed(error, OPTION_NAMES)}")
             return
         except ShuttingDown as error:
-            await interaction.response.send_message(f"🔁 {error}", ephemeral=True)
+            await _private(interaction, f"🔁 {error}")
             return
         if isinstance(submitted, ImagineOutcome):
-            await interaction.response.send_message(_refusal(submitted), ephemeral=True)
+            await _private(interaction, _refusal(submitted))
             return
-        title = _title_of(requested.prompt, submitted.job.job_id, JobKind.IMAGINE, None, None)
+        job_id = submitted.job.job_id
+        title = _title_of(requested.prompt, job_id, JobKind.IMAGINE, None, None)
+        status = Status(interaction.channel_id, interaction.guild_id, interaction.user.id)
         try:
-            await interaction.response.send_message(f"{title}\nqueued", allowed_mentions=NO_PINGS)
-            answered = True
-        except discord.HTTPException as error:  # too late (Discord's 3 s): the job still posts
-            log.warning("could not answer ◆ job %d ◆ %s", submitted.job.job_id, error)
-            answered = False
-
-        async def edit(text: str) -> None:
-            if answered:
-                await interaction.edit_original_response(content=text)
-
-        async def final(content: str, file: discord.File | None) -> discord.Message | None:
-            if not answered:
-                return await self._to_channel(
-                    interaction.channel_id, interaction.user.id, content, file
-                )
-            return await self._answer(interaction, content=content, file=file)
-
-        await self._deliver(submitted, title, edit, final, requester.channel_nsfw)
+            answer = await interaction.response.send_message(
+                capped(f"{title}\nqueued"), allowed_mentions=NO_PINGS
+            )
+        except DISCORD_ERRORS as error:  # too late (Discord's 3 s): the job still posts
+            log.warning("could not answer ◆ job %d ◆ %s", job_id, describe(error))
+        else:
+            status.interaction = interaction
+            status.message_id = answer.message_id
+            await self._link_status(status, job_id)
+        await self._deliver(submitted, title, status)
 
     async def show_job(self, interaction: discord.Interaction, job_id: int) -> None:
         """/job: the settings of a job of this server, and its grid posted again with the
@@ -315,40 +402,47 @@ class ImagineBot(discord.AutoShardedClient):
             or (in_dms and record.user_id != interaction.user.id)  # DMs: one's own jobs only
         ):
             where = "in this server" if interaction.guild_id else "here"
-            await interaction.response.send_message(
-                f"⚠️ there is no job {job_id} {where}", ephemeral=True
-            )
+            await _private(interaction, f"⚠️ there is no job {job_id} {where}")
             return
         if interaction.guild_id is not None:  # a banned member, a channel the bot is not in
             settings = await self.service.guild_settings.get(interaction.guild_id)
             gate = await self.service.gate(self._requester(interaction), settings)
             if gate is not None and gate[0] is not Refusal.PAUSED:
-                await interaction.response.send_message(_refused(*gate), ephemeral=True)
+                await _private(interaction, _refused(*gate))
                 return
         mine = record.user_id == interaction.user.id
         moderator = may_moderate(interaction.permissions)
         if record.status in (JobStatus.BLOCKED, JobStatus.REFUSED) and not (mine or moderator):
-            await interaction.response.send_message(
+            await _private(
+                interaction,
                 f"⚠️ job {job_id} was {record.status.value}; only its requester and moderators "
                 "can see it",
-                ephemeral=True,
             )
             return
         text = self._details(record)
-        file, why_not = self._stored_post(record, getattr(interaction.channel, "nsfw", False))
-        if file is None:
-            note = f"\n*{why_not}*" if why_not else ""
-            await interaction.response.send_message(text + note, ephemeral=True)
+        stored, why_not = self._stored_post(record, channel_nsfw(interaction.channel))
+        if stored is None:
+            await _private(interaction, f"{text}\n*{why_not}*" if why_not else text)
             return
+        # An upload can outlast Discord's 3 s: the answer goes first, the picture follows it.
+        await interaction.response.defer(thinking=True)
+        path, name = stored
         try:
-            await interaction.response.send_message(text, file=file, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as error:  # too large for this server, no permission, …
-            if interaction.response.is_done():
-                raise
-            note = f"\n*the picture could not be posted here: {error.text or error.status}*"
-            await interaction.response.send_message(text + note, ephemeral=True)
+            png = await asyncio.to_thread(path.read_bytes)
+            message = await interaction.followup.send(
+                capped(text),
+                file=discord.File(io.BytesIO(png), filename=name),
+                allowed_mentions=NO_PINGS,
+                wait=True,
+            )
+        except (OSError, discord.HTTPException) as error:  # gone, too large, no permission, …
+            why = (
+                "its picture is no longer stored"
+                if isinstance(error, OSError)
+                else f"the picture could not be posted here: {error.text or error.status}"
+            )
+            await interaction.followup.send(capped(f"{text}\n*{why}*"), allowed_mentions=NO_PINGS)
             return
-        message = await interaction.original_response()
         await self._controls(message, record)
 
     async def cancel_job(self, interaction: discord.Interaction, job_id: int | None) -> None:
@@ -357,17 +451,15 @@ class ImagineBot(discord.AutoShardedClient):
         if job_id is None:
             latest = await self.service.audit.latest_open_job(user, interaction.guild_id)
             if latest is None:
-                await interaction.response.send_message(
-                    "⚠️ you have no queued or running job here", ephemeral=True
-                )
+                await _private(interaction, "⚠️ you have no queued or running job here")
                 return
             job_id = latest.id
         try:
             said = await self.service.cancel(job_id, user)
         except NotYours as error:
-            await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
+            await _private(interaction, f"⚠️ {error}")
             return
-        await interaction.response.send_message(f"✅ {said}", ephemeral=True)
+        await _private(interaction, f"✅ {said}")
 
     async def help_text(self, interaction: discord.Interaction) -> str:
         service, guild_id = self.service, interaction.guild_id
@@ -457,12 +549,15 @@ class ImagineBot(discord.AutoShardedClient):
             guild_id=payload.guild_id,
             channel_id=payload.channel_id,
             user_id=payload.user_id,
-            channel_nsfw=getattr(channel, "nsfw", False) is True,
+            channel_nsfw=channel_nsfw(channel),
             parent_channel_id=_parent_id(channel),
         )
         try:
             started = await self.service.use_control(record.id, variant, requester)
-        except (ControlUnavailable, InvalidOption) as error:
+        except InvalidOption as error:  # the guild's limits changed since the grid
+            await self._notice(message, payload.user_id, f"⚠️ {renamed(error, OPTION_NAMES)}")
+            return
+        except ControlUnavailable as error:
             await self._notice(message, payload.user_id, f"⚠️ {error}")
             return
         except ShuttingDown as error:
@@ -471,8 +566,11 @@ class ImagineBot(discord.AutoShardedClient):
         if isinstance(started, AlreadyStarted):
             await self._notice(message, payload.user_id, await self._already(started, variant))
             return
-        if isinstance(started, ImagineOutcome):  # blocked by today's lists, or a rate limit
-            await self._notice(message, payload.user_id, _refusal(started))
+        if isinstance(started, ImagineOutcome):  # banned, paused, blocked by today's lists, …
+            if started.refusal in (Refusal.BANNED, Refusal.PAUSED):
+                await self._private_notice(message, payload.user_id, _refusal(started))
+            else:
+                await self._notice(message, payload.user_id, _refusal(started))
             return
         title = _title_of(
             record.prompt,
@@ -481,32 +579,17 @@ class ImagineBot(discord.AutoShardedClient):
             record.id,
             variant,
         )
-        status: discord.Message | None = None
+        status = Status(payload.channel_id, payload.guild_id, payload.user_id)
         try:
-            status = await message.reply(
-                f"{title}\nqueued", mention_author=False, allowed_mentions=NO_PINGS
+            reply = await message.reply(
+                capped(f"{title}\nqueued"), mention_author=False, allowed_mentions=NO_PINGS
             )
-        except discord.HTTPException as error:  # the job is queued: it is followed all the same
+        except DISCORD_ERRORS as error:  # the job is queued: it is followed all the same
             log.warning("could not post the status of job %d ◆ %s", started.job.job_id, error)
-
-        async def edit(text: str) -> None:
-            if status is not None:
-                await status.edit(content=text)
-
-        async def final(content: str, file: discord.File | None) -> discord.Message | None:
-            if status is not None:
-                try:
-                    return await status.edit(
-                        content=content,
-                        attachments=[file] if file else [],
-                        allowed_mentions=NO_PINGS,
-                    )
-                except discord.NotFound:  # the status message was deleted meanwhile
-                    if file is not None:
-                        file.reset()
-            return await self._to_channel(payload.channel_id, payload.user_id, content, file)
-
-        await self._deliver(started, title, edit, final, requester.channel_nsfw)
+        else:
+            status.message_id = reply.id
+            await self._link_status(status, started.job.job_id)
+        await self._deliver(started, title, status)
 
     async def _controls_open(self, guild_id: int | None) -> bool:
         if guild_id is None:
@@ -519,9 +602,9 @@ class ImagineBot(discord.AutoShardedClient):
             return f"{what} a moment ago; its post is on the way"
         links = await self.service.audit.messages_for_job(started.job.id)
         where = ""
-        if links:
-            channel_id, message_id = links[0]
-            channel = self.get_partial_messageable(channel_id)
+        if links:  # the latest: the result, where its status message was not reused
+            channel_id, message_id = links[-1]
+            channel = self.get_partial_messageable(channel_id, guild_id=started.job.guild_id)
             where = f": {channel.get_partial_message(message_id).jump_url}"
         return f"{what} already, as job {started.job.id} ({started.job.status.value}){where}"
 
@@ -548,101 +631,217 @@ class ImagineBot(discord.AutoShardedClient):
         """A short reply to a control, for its member only, that goes away by itself."""
         try:
             await message.reply(
-                f"<@{user_id}> {text}",
+                capped(f"<@{user_id}> {text}"),
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
                 delete_after=self.notice_s,
             )
-        except discord.HTTPException as error:
-            log.info("could not answer a control ◆ %s", error)
+        except DISCORD_ERRORS as error:
+            log.info("could not answer a control ◆ %s", describe(error))
+
+    async def _private_notice(
+        self, message: discord.PartialMessage, user_id: int, text: str
+    ) -> None:
+        """A refusal whose reason is the member's alone (a ban's, a pause's): the reason goes
+        to them in a direct message; the channel reads only that the control is not theirs."""
+
+        async def direct() -> None:
+            user = self.get_user(user_id) or await self.fetch_user(user_id)
+            await user.send(capped(f"{text}\n(the control under {message.jump_url})"))
+
+        sent = await best_effort(direct, f"a direct message to {user_id}")
+        where = (
+            "sdbot sent you why in a direct message"
+            if sent
+            else "`/imagine` here tells you why, for your eyes only"
+        )
+        await self._notice(message, user_id, f"this control is not open to you now; {where}")
 
     # --- delivery ------------------------------------------------------------------------------
 
-    async def _deliver(
-        self, submitted: Submitted, title: str, edit: Edit, final: Final, channel_nsfw: bool
-    ) -> None:
-        """Shows a job's place and progress through ``edit``, then its result through ``final``
-        and the controls under it."""
+    async def _link_status(self, status: Status, job_id: int) -> None:
+        """The status message is linked to its job: a restart finds it and says where the
+        result went, and /mod purge deletes it with the member's other posts."""
+        if status.message_id is None or status.channel_id is None:
+            return
+        try:
+            await self.service.audit.link_message(
+                status.message_id, job_id, channel_id=status.channel_id, guild_id=status.guild_id
+            )
+        except Exception:  # the job is queued: nothing here may stop it from being followed
+            log.exception("could not link the status message of job %d", job_id)
+
+    async def _deliver(self, submitted: Submitted, title: str, status: Status) -> None:
+        """Shows a job's place and progress in its status message, then its result (there, or
+        in a new message when that cannot be edited) with the controls under it. Nothing that
+        Discord or the network does here fails or cancels the job."""
         job_id = submitted.job.job_id
         task = asyncio.current_task()
         if task is not None:
             self._deliveries[job_id] = task
         try:
-            outcome = await self._follow(submitted, title, edit, channel_nsfw)
-            content, file = self._final(outcome, title)
+            outcome = await self._follow(submitted, title, status)
+            record = await self.service.audit.get_job(job_id)
+            assert record is not None
+            content, file = self._final(outcome, title, submitted.job.request.options)
             try:
-                message = await final(content, file)
+                message = await self._post_result(status, title, content, file)
             except discord.HTTPException as error:
                 if file is None:
                     raise
                 # Too large for the channel, or no Attach Files: the member still hears of it.
-                log.warning("could not post the picture of job %d ◆ %s", job_id, error)
+                log.warning("could not post the picture of job %d ◆ %s", job_id, describe(error))
                 reason = error.text or f"HTTP {error.status}"
                 notice = f"{content}\n⚠️ the picture could not be posted: {reason}"
-                message = await final(notice, None)
+                message = await self._post_result(status, title, notice, None)
                 file = None
             if message is not None:
-                record = await self.service.audit.get_job(job_id)
-                assert record is not None
                 await self._controls(message, record, reactions=file is not None)
+        except (DeliveryFailed, discord.HTTPException) as error:  # the job itself is recorded
+            log.error("could not post job %d ◆ %s", job_id, error)
         finally:
             self._deliveries.pop(job_id, None)
 
-    async def _follow(
-        self, submitted: Submitted, title: str, edit: Edit, channel_nsfw: bool
-    ) -> ImagineOutcome:
+    async def _post_result(
+        self, status: Status, title: str, content: str, file: discord.File | None
+    ) -> discord.Message | None:
+        """The result in the status message, tried a few times; when it cannot be edited (gone,
+        too old, the token expired, every try failed), a new channel message for the member,
+        and the status message says where it went."""
+        if status.editable() and not status.token_expired:
+            try:
+                return await with_retries(
+                    lambda: self._edit_status(status, content, file=file, final=True),
+                    f"posting to the status of job in {status.channel_id}",
+                    timeout_s=self.request_timeout_s,
+                )
+            except (Gone, DeliveryFailed) as error:
+                log.warning("the status message takes no result ◆ %s", error)
+                if isinstance(error, Gone) and not status.token_expired:
+                    status.message_id = None  # deleted or too old: nothing to point from
+        message = await with_retries(
+            lambda: self._to_channel(status.channel_id, status.user_id, content, file, status),
+            f"posting to channel {status.channel_id}",
+            timeout_s=self.request_timeout_s,
+        )
+        if message is not None and status.message_id is not None:
+            where = f"{title}\n➡️ posted as a new message: {message.jump_url}"
+            await best_effort(
+                lambda: self._edit_status(status, where),
+                "pointing the status to the result",
+                timeout_s=self.request_timeout_s,
+            )
+        return message
+
+    async def _edit_status(
+        self,
+        status: Status,
+        content: str,
+        *,
+        file: discord.File | None = None,
+        final: bool = False,
+    ) -> discord.Message:
+        """Edits the status message: through the interaction while its token lives, then
+        through the channel. A result (``final``) raises Gone when the token expired, so that
+        it goes to a new message that mentions its member."""
+        fields: dict[str, Any] = {"content": capped(content), "allowed_mentions": NO_PINGS}
+        if final:
+            if file is not None:
+                file.reset()
+            fields["attachments"] = [file] if file is not None else []
+        interaction = status.interaction
+        if interaction is not None and not self.is_closed():
+            try:
+                return await interaction.edit_original_response(**fields)
+            except discord.HTTPException as error:
+                if not is_token_gone(error):
+                    raise
+                status.interaction, status.token_expired = None, True
+                if final:
+                    raise Gone(describe(error)) from error
+                if file is not None:
+                    file.reset()
+        elif interaction is not None:  # its client was closed (and restarted): its session too
+            status.interaction = None
+        if status.message_id is None or status.channel_id is None:
+            raise Gone("the status message is not known")
+        channel = self._live().get_partial_messageable(status.channel_id, guild_id=status.guild_id)
+        return await channel.get_partial_message(status.message_id).edit(**fields)
+
+    def _live(self) -> ImagineBot:
+        """The client that posts now: this one, or the one that replaced it after a restart."""
+        client = self
+        while client.is_closed() and client.successor is not None:
+            client = client.successor
+        return client
+
+    async def _follow(self, submitted: Submitted, title: str, status: Status) -> ImagineOutcome:
+        job_id, options = submitted.job.job_id, submitted.job.request.options
         last_edit = 0.0
-        editable = True
 
         async def show(text: str, *, force: bool = False) -> None:
-            nonlocal last_edit, editable
+            """Best effort: a failed edit is skipped, a message that is gone is left alone."""
+            nonlocal last_edit
             now = time.monotonic()
-            if not editable or (not force and now - last_edit < self.edit_every_s):
+            if not status.editable() or (not force and now - last_edit < self.edit_every_s):
                 return
             last_edit = now
-            try:
-                await edit(f"{title}\n{text}")
-            except discord.HTTPException as error:  # an expired token: the result still posts
-                log.info("stopped live updates ◆ job %d ◆ %s", submitted.job.job_id, error)
-                editable = False
+            try:  # a stalled edit must not hold up the job's events for long
+                await asyncio.wait_for(
+                    self._edit_status(status, f"{title}\n{text}"), self.request_timeout_s
+                )
+            except Gone as error:
+                log.info("stopped live updates ◆ job %d ◆ %s", job_id, error)
+                status.message_id = None
+            except DISCORD_ERRORS as error:
+                if is_gone(error):
+                    log.info("stopped live updates ◆ job %d ◆ %s", job_id, describe(error))
+                    status.message_id, status.interaction = None, None
+                else:
+                    log.info("skipped a live update ◆ job %d ◆ %s", job_id, describe(error))
 
         async def on_queued(place: Queued) -> None:
             ahead = "next in line" if place.ahead == 0 else f"{place.ahead} ahead"
             await show(f"queued: {ahead}{_eta(place.eta_s)}")
 
         async def on_progress(progress: Progress) -> None:
-            await show(
-                f"drawing: step {progress.step}/{progress.total}",
-                force=progress.step == 1,
-            )
+            await show(progress_text(progress, options), force=progress.step == 1)
 
         return await self.service.follow(
             submitted.job,
             submitted.handle,
             submitted.verdict,
-            channel_nsfw,
+            submitted.channel_nsfw,
             on_progress=on_progress,
             on_queued=on_queued,
             started=submitted.started,
         )
 
-    def _final(self, outcome: ImagineOutcome, title: str) -> tuple[str, discord.File | None]:
+    def _final(
+        self, outcome: ImagineOutcome, title: str, options: GenerationOptions
+    ) -> tuple[str, discord.File | None]:
         """The text and the picture file of a finished job."""
+        if outcome.status is JobStatus.CANCELLED:
+            return f"{title}\n❌ {outcome.error or 'cancelled'}", None
         if outcome.status is not JobStatus.SUCCEEDED:
             return f"{title}\n❌ {outcome.status.value}: {outcome.error or 'no images'}", None
         seeds = ", ".join(str(seed) for seed in outcome.seeds)
-        lines = [title, f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · "
-                 f"{self.service.model_label}"]  # fmt: skip
+        lines = [
+            title,
+            f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · {chosen(options)} · "
+            f"{self.service.model_label}",
+        ]
         withheld = [image for image in outcome.images if image.withheld]
         if withheld:
             lines.append(
-                "withheld: " + "; ".join(f"#{image.variant} ({image.reason})" for image in withheld)
+                "withheld: "
+                + "; ".join(f"#{image.variant} ({quoted(image.reason, 200)})" for image in withheld)
             )
         grid = outcome.grid
         if grid is None or grid.png is None:  # a one-picture job whose picture was withheld
             return "\n".join(lines), None
         if grid.spoiler:
-            lines.append(f"spoilered: {grid.reason}")
+            lines.append(f"spoilered: {quoted(grid.reason, 200)}")
         name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
         return "\n".join(lines), discord.File(io.BytesIO(grid.png), filename=name)
 
@@ -669,8 +868,9 @@ class ImagineBot(discord.AutoShardedClient):
         return "\n".join(lines)
 
     @staticmethod
-    def _stored_post(record: JobRecord, channel_nsfw: bool) -> tuple[discord.File | None, str]:
-        """The job's posted picture from the output folder, or why it cannot be posted here."""
+    def _stored_post(record: JobRecord, channel_nsfw: bool) -> tuple[tuple[Path, str] | None, str]:
+        """The job's posted picture in the output folder and its file name, or why it cannot be
+        posted here."""
         if record.status is not JobStatus.SUCCEEDED:
             return None, ""
         posted = [i for i in record.images if i.variant == 0] or [
@@ -685,14 +885,13 @@ class ImagineBot(discord.AutoShardedClient):
         if image.path is None or not Path(image.path).is_file():
             return None, "its picture is no longer stored"
         spoiler = "SPOILER_" if spoilered else ""
-        png = io.BytesIO(Path(image.path).read_bytes())
-        return discord.File(png, filename=f"{spoiler}sdbot-{record.id}.png"), ""
+        return (Path(image.path), f"{spoiler}sdbot-{record.id}.png"), ""
 
     async def _controls(
         self, message: discord.Message, record: JobRecord, *, reactions: bool = True
     ) -> None:
         """Links the post to its job (for the controls, and for /mod purge) and adds the
-        controls under a picture."""
+        controls under a picture; a post without one (failed, cancelled) gets ❌ alone."""
         await self.service.audit.link_message(
             message.id,
             record.id,
@@ -700,36 +899,16 @@ class ImagineBot(discord.AutoShardedClient):
             guild_id=record.guild_id,
             variant=record.parent_variant if record.kind == JobKind.UPSCALE.value else None,
         )
-        if not reactions:
-            return
-        emoji = (DELETE,) if record.kind == JobKind.UPSCALE.value else CONTROLS
+        if not reactions or record.kind == JobKind.UPSCALE.value:
+            emoji: tuple[str, ...] = (DELETE,)
+        else:
+            emoji = CONTROLS
         for control in emoji:
             try:
                 await message.add_reaction(control)
-            except discord.HTTPException as error:  # no permission to react: the post stands
-                log.warning("could not add controls ◆ job %d ◆ %s", record.id, error)
+            except DISCORD_ERRORS as error:  # no permission to react: the post stands
+                log.warning("could not add controls ◆ job %d ◆ %s", record.id, describe(error))
                 break
-
-    async def _answer(
-        self,
-        interaction: discord.Interaction,
-        *,
-        content: str,
-        file: discord.File | None = None,
-    ) -> discord.Message | None:
-        """Edits the original response; after the token expired, a new channel message that
-        mentions the requester (and only them)."""
-        attachments = [file] if file is not None else []
-        try:
-            return await interaction.edit_original_response(
-                content=content, attachments=attachments, allowed_mentions=NO_PINGS
-            )
-        except discord.HTTPException as error:
-            if error.code not in _TOKEN_GONE and error.status != 401:
-                raise
-        if file is not None:
-            file.reset()
-        return await self._to_channel(interaction.channel_id, interaction.user.id, content, file)
 
     async def _to_channel(
         self,
@@ -737,23 +916,32 @@ class ImagineBot(discord.AutoShardedClient):
         user_id: int | None,
         content: str,
         file: discord.File | None,
+        status: Status | None = None,
     ) -> discord.Message | None:
         """A new message in the channel that mentions the member (and only them)."""
         if channel_id is None:
             return None
-        try:
-            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
-        except discord.HTTPException as error:
-            log.warning("cannot reach channel %s: %s", channel_id, error)
-            return None
-        if not isinstance(channel, discord.abc.Messageable):
-            return None
-        member = discord.Object(user_id) if user_id is not None else None
+        if file is not None:
+            file.reset()
+        guild_id = status.guild_id if status is not None else None
+        channel = self._live().get_partial_messageable(channel_id, guild_id=guild_id)
         mention = f"<@{user_id}> " if user_id is not None else ""
         return await channel.send(
-            f"{mention}{content}",
+            capped(f"{mention}{content}"),
             file=file if file is not None else discord.utils.MISSING,
-            allowed_mentions=discord.AllowedMentions(users=[member] if member else False),
+            allowed_mentions=discord.AllowedMentions(
+                users=[discord.Object(user_id)] if user_id is not None else False
+            ),
+        )
+
+
+async def _private(interaction: discord.Interaction, text: str) -> None:
+    """An answer for the member alone, within Discord's limits (a follow-up once deferred)."""
+    if interaction.response.is_done():
+        await interaction.followup.send(capped(text), ephemeral=True, allowed_mentions=NO_PINGS)
+    else:
+        await interaction.response.send_message(
+            capped(text), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
 
@@ -766,7 +954,10 @@ def _parent_id(channel: object) -> int | None:
 
 def _refusal(outcome: ImagineOutcome) -> str:
     if outcome.status is JobStatus.BLOCKED:
-        return "🚫 This prompt was not accepted: " + "; ".join(outcome.verdict.reasons)
+        # The reasons quote list entries and patterns: shown as written, never as markdown.
+        return "🚫 This prompt was not accepted: " + "; ".join(
+            quoted(reason, 200) for reason in outcome.verdict.reasons
+        )
     return _refused(outcome.refusal or Refusal.RATE, outcome.error or "refused")
 
 
@@ -775,6 +966,7 @@ _REFUSAL_MARKS = {
     Refusal.BANNED: "⛔",
     Refusal.PAUSED: "⏸️",
     Refusal.CHANNEL: "📍",
+    Refusal.DIRECT: "✉️",
 }
 
 

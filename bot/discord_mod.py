@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.discord_text import NO_PINGS, code, fit, quoted
+from bot.discord_text import NO_PINGS, capped, channel_nsfw, code, fit, plural, quoted
 from bot.durations import parse_expiry
 from bot.guild_admin import GuildAdmin, HistoryEntry
 from moderation.policy import NsfwPolicy
@@ -80,7 +80,9 @@ def _until(expires_at: datetime | None) -> str:
 
 
 async def _say(interaction: discord.Interaction, text: str, **extra: Any) -> None:
-    """The ephemeral answer, or its followup once the command deferred."""
+    """The ephemeral answer within Discord's limits, or its followup once the command
+    deferred (as every command that uploads files does first)."""
+    text = capped(text)
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS, **extra)
     else:
@@ -268,7 +270,8 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
                 until = "" if entry.expires_at is None else f" · until {_when(entry.expires_at)}"
                 lines.append(f"- {_entry(entry.term, entry.is_regex)}{until}")
             if shared:
-                lines.append(f"and {shared} global entries set by the bot's operator")
+                entries = plural(shared, "global entry", "global entries")
+                lines.append(f"and {entries} set by the bot's operator")
             if kind is TermKind.BLOCK:
                 lines.append("(the lists sdbot ships with apply too)")
             await _say(interaction, fit(lines, "… and {left} more"))
@@ -424,16 +427,18 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
     async def review(
         interaction: discord.Interaction, limit: app_commands.Range[int, 1, 10] = 5
     ) -> None:
+        # Pictures may be attached: the answer goes first, within Discord's 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         found = await admin.review(guild_of(interaction), limit=limit)
-        lines = [f"**blocked prompts** ({len(found.blocked)} most recent)"]
+        lines = [_recent("blocked prompts", len(found.blocked), limit)]
         for job in found.blocked:
             reasons = "; ".join(job.verdict_reasons) or "blocked"
             lines.append(
                 f"- job {job.id} · {_mention(job.user_id)} · {_when(job.created_at)} · "
                 f"“{quoted(job.prompt, 120)}” — {quoted(reasons, 150)}"
             )
-        lines.append(f"**flagged images** ({len(found.flagged)} most recent)")
-        nsfw_here = getattr(interaction.channel, "nsfw", False) is True
+        lines.append(_recent("flagged images", len(found.flagged), limit))
+        nsfw_here = channel_nsfw(interaction.channel)
         files: list[discord.File] = []
         budget = interaction.filesize_limit
         for job, image in found.flagged:
@@ -458,7 +463,8 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
         elif found.flagged:
             withheld = sum(1 for _, i in found.flagged if i.disposition == Disposition.WITHHELD)
             if withheld:
-                lines.append(f"*{withheld} withheld pictures were never stored*")
+                were = "was" if withheld == 1 else "were"
+                lines.append(f"*{plural(withheld, 'withheld picture')} {were} never stored*")
         await _say(interaction, fit(lines, "… {left} more lines"), files=files)
 
     @mod.command(name="export", description="This server's audit log as CSV files")
@@ -472,8 +478,11 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
             guild_id, interaction.user.id, days=days
         )
         limit = interaction.filesize_limit
-        span = "everything" if days is None else f"the last {days} days"
-        said = f"📄 {job_count} prompts and {action_count} moderators' actions ({span})"
+        span = {None: "everything", 1: "the last day"}.get(days, f"the last {days} days")
+        said = (
+            f"📄 {plural(job_count, 'prompt')} and {plural(action_count, 'moderator’s action')}"
+            f" ({span})"
+        )
         names = (f"sdbot-{guild_id}-prompts.csv", f"sdbot-{guild_id}-actions.csv")
         if len(jobs) + len(actions) <= limit:  # Discord's limit: the whole upload
             files = [
@@ -529,9 +538,9 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
             already_gone=gone,
             failed=len(posts) - deleted - gone,
         )
-        lines = [f"🧹 deleted {deleted} posts sdbot made for {user.mention}"]
+        lines = [f"🧹 deleted {plural(deleted, 'post')} sdbot made for {user.mention}"]
         if gone:
-            lines.append(f"{gone} were already gone")
+            lines.append(f"{gone} {'was' if gone == 1 else 'were'} already gone")
         for channel_id, why in failed.items():
             lines.append(f"⚠️ could not delete in <#{channel_id}>: {why}")
         await _say(interaction, fit(lines, "… and {left} more channels"))
@@ -566,10 +575,20 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
 
 
 def _jobs(job_ids: tuple[int, ...], shown: int = 10) -> str:
-    """``3 queued and running jobs: 4, 5, 9``, the ids cut after ``shown``."""
+    """``3 queued or running jobs: 4, 5, 9`` (``1 queued or running job: 4``), the ids cut
+    after ``shown``."""
     ids = ", ".join(map(str, job_ids[:shown]))
     more = f" and {len(job_ids) - shown} more" if len(job_ids) > shown else ""
-    return f"{len(job_ids)} queued and running jobs: {ids}{more}"
+    return f"{plural(len(job_ids), 'queued or running job')}: {ids}{more}"
+
+
+def _recent(what: str, found: int, limit: int) -> str:
+    """A section's heading: ``**blocked prompts**: none``, ``… the 5 most recent``."""
+    if found == 0:
+        return f"**{what}**: none"
+    if found < limit:
+        return f"**{what}**: {'the only one' if found == 1 else f'all {found}'}"
+    return f"**{what}**: {'the most recent' if found == 1 else f'the {found} most recent'}"
 
 
 def _size(size: int) -> str:
@@ -697,7 +716,7 @@ def action_text(action: ModerationActionRecord) -> str:
     elif action.action == "purge":
         text = f"{actor} deleted {details.get('deleted', 0)} posts made for{target}"
     elif action.action == "export":
-        text = f"{actor} exported the audit log ({details.get('jobs', 0)} prompts)"
+        text = f"{actor} exported the audit log ({plural(details.get('jobs', 0), 'prompt')})"
     else:
         done = {"unban": "unbanned", "pause": "paused generation", "resume": "resumed generation"}
         text = f"{actor} {done.get(action.action, action.action)}{target}"

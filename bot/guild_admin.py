@@ -239,9 +239,15 @@ class GuildAdmin:
             log.exception("the second sweep of guild %d failed", guild_id)
 
     async def _stop_jobs(self, guild_id: int, user_id: int | None = None) -> tuple[int, ...]:
+        # Shown under the job's post, in public: what stopped it, never a ban's reason.
+        why = (
+            "the moderators paused image generation here"
+            if user_id is None
+            else "its requester was banned from sdbot here"
+        )
         stopped = []
         for job in await self.service.audit.open_jobs(guild_id=guild_id, user_id=user_id):
-            outcome = await self.service.queue.cancel(job.id)
+            outcome = await self.service.stop(job.id, why)
             if outcome in (CancelOutcome.DEQUEUED, CancelOutcome.STOPPING):
                 stopped.append(job.id)
         return tuple(stopped)

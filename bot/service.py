@@ -137,6 +137,7 @@ class Refusal(enum.StrEnum):
     BANNED = "banned"  # the member is banned from the bot in this guild
     PAUSED = "paused"  # the guild's moderators paused generation
     CHANNEL = "channel"  # the bot does not answer in this channel
+    DIRECT = "direct"  # a direct message, where no guild's rules apply (unless allowed)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class Submitted:
     handle: JobHandle
     verdict: PromptVerdict
     started: float
+    channel_nsfw: bool = False  # where it was asked for: its pictures' policy follows it
 
 
 QueuedCallback = Callable[[Queued], Awaitable[None] | None]
@@ -279,8 +281,10 @@ class ImagineService:
         nsfw_strict_threshold: float,
         output_dir: Path | None = None,
         default_limits: Limits | None = None,
+        direct_messages: bool = False,
     ) -> None:
         self.audit = audit
+        self.direct_messages = direct_messages  # Discord DMs draw under the global rules only
         self.terms = terms
         self.guild_settings = guild_settings
         self.bans = bans
@@ -293,6 +297,7 @@ class ImagineService:
         self.accepting = True
         self._running: set[int] = set()  # followed jobs a worker has started
         self._recovered: dict[int, asyncio.Task[None]] = {}  # job id → its delivery
+        self._stop_reasons: dict[int, str] = {}  # job id → why it was stopped, for its post
         self.limits = limits
         self.defaults = defaults
         self.model_name = model_name
@@ -427,7 +432,7 @@ class ImagineService:
             with contextlib.suppress(Exception):
                 await self.queue.release(guild, user)
             raise
-        return Submitted(job, handle, verdict, started)
+        return Submitted(job, handle, verdict, started, requester.channel_nsfw)
 
     async def _refuse(
         self,
@@ -456,7 +461,15 @@ class ImagineService:
         self, requester: Requester, settings: GuildSettingsRecord | None
     ) -> tuple[Refusal, str] | None:
         """What the guild's moderators decided stands in the way of this member here, in words
-        (None: nothing): a ban, a pause, a channel the bot does not answer in."""
+        (None: nothing): a ban, a pause, a channel the bot does not answer in; outside a guild,
+        a direct message when they are not allowed."""
+        if requester.guild_id is None and requester.source == "discord":
+            if self.direct_messages:
+                return None
+            return Refusal.DIRECT, (
+                "sdbot does not draw in direct messages: a server's bans, lists and limits "
+                "cannot apply here. Use /imagine in a server"
+            )
         if requester.guild_id is None or settings is None:
             return None
         if requester.user_id is not None:
@@ -555,8 +568,10 @@ class ImagineService:
                     await self._finish_quietly(job_id, JobStatus.FAILED, event.reason)
                     return ended(JobStatus.FAILED, event.reason)
                 elif isinstance(event, Cancelled):
-                    await self._finish_quietly(job_id, JobStatus.CANCELLED, event.reason)
-                    return ended(JobStatus.CANCELLED, event.reason)
+                    why = self._stop_reasons.pop(job_id, None)
+                    reason = f"{event.reason} ({why})" if why else event.reason
+                    await self._finish_quietly(job_id, JobStatus.CANCELLED, reason)
+                    return ended(JobStatus.CANCELLED, reason)
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
             shown = [self._shown(image, decide(image.safety, policy)) for image in result.images]
@@ -621,12 +636,21 @@ class ImagineService:
             raise NotYours(f"job {job_id} is not yours to cancel")
         if record.status.is_terminal:
             return f"job {job_id} already ended: {record.status.value}"
-        outcome = await self.queue.cancel(job_id)
+        outcome = await self.stop(job_id, "by its requester")
         if outcome == CancelOutcome.DEQUEUED:
             return f"job {job_id} was cancelled before it started"
         if outcome == CancelOutcome.STOPPING:
             return f"job {job_id} stops at its next step"
         return f"job {job_id} is not in the queue any more"
+
+    async def stop(self, job_id: int, why: str) -> str:
+        """Cancels a job in the queue; ``why`` (who stopped it, in words that may be shown in
+        public: never a ban's reason) ends the reason its record and its post give."""
+        self._stop_reasons[job_id] = why
+        outcome = await self.queue.cancel(job_id)
+        if outcome not in (CancelOutcome.DEQUEUED, CancelOutcome.STOPPING):
+            self._stop_reasons.pop(job_id, None)
+        return outcome
 
     async def _cancel_and_record(
         self, job_id: int, reason: str, status: JobStatus = JobStatus.CANCELLED
@@ -649,7 +673,7 @@ class ImagineService:
                 True, (), record.verdict == Verdict.FORCE_SAFE.value, record.verdict_reasons
             )
             job = QueuedJob(
-                WorkRequest(record.id, _options(record)), record.guild_id, record.user_id
+                WorkRequest(record.id, options_of(record)), record.guild_id, record.user_id
             )
             handle = await self.queue.attach(record.id)
             if handle is None:
@@ -829,7 +853,7 @@ def _new_job(
     )
 
 
-def _options(record: JobRecord) -> GenerationOptions:
+def options_of(record: JobRecord) -> GenerationOptions:
     """The options a recorded job ran with (they were validated when it was recorded)."""
     return GenerationOptions(
         prompt=record.prompt,

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     discord_gateway_url: str = Field(
         default="wss://gateway.discord.gg/", description="Discord's gateway websocket"
     )
+    discord_allow_dms: bool = Field(
+        default=False,
+        description="/imagine in direct messages, under the global rules only (no guild's)",
+    )
     discord_commands_guild: int | None = Field(
         default=None,
         ge=0,

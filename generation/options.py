@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from generation.errors import InvalidOption
@@ -73,6 +74,12 @@ class GenerationOptions:
         if self.upscale == 1:
             return 0
         return max(1, int(self.steps * UPSCALE_STRENGTH))
+
+
+def renamed(error: InvalidOption, names: Mapping[str, str]) -> InvalidOption:
+    """The same refusal with the option named as a front end calls it (Discord's ``size`` for
+    width and height, ``guidance`` for cfg), so that a member reads the option they typed."""
+    return InvalidOption(names.get(error.option, error.option), error.value, error.allowed)
 
 
 def variant_seeds(base_seed: int, variants: int) -> tuple[int, ...]:

@@ -380,16 +380,22 @@ class AuditLog:
         guild_id: int | None,
         variant: int | None = None,
     ) -> None:
+        """Links a message to the job it shows; a status message that became the result is
+        linked again (its variant may change)."""
         async with self._sessions.begin() as session:
-            session.add(
-                PostedMessage(
-                    message_id=message_id,
-                    job_id=job_id,
-                    channel_id=channel_id,
-                    guild_id=guild_id,
-                    variant=variant,
+            posted = await session.get(PostedMessage, message_id)
+            if posted is None:
+                session.add(
+                    PostedMessage(
+                        message_id=message_id,
+                        job_id=job_id,
+                        channel_id=channel_id,
+                        guild_id=guild_id,
+                        variant=variant,
+                    )
                 )
-            )
+            else:
+                posted.job_id, posted.channel_id, posted.variant = job_id, channel_id, variant
 
     async def job_for_message(self, message_id: int) -> tuple[JobRecord, int | None] | None:
         """The job a posted message shows, and the variant when it shows one."""
@@ -402,8 +408,13 @@ class AuditLog:
             return _job_record(job), posted.variant
 
     async def messages_for_job(self, job_id: int) -> list[tuple[int, int]]:
-        """The (channel id, message id) of every posted message that shows the job."""
-        query = select(PostedMessage).where(PostedMessage.job_id == job_id)
+        """The (channel id, message id) of every posted message that shows the job, oldest
+        first."""
+        query = (
+            select(PostedMessage)
+            .where(PostedMessage.job_id == job_id)
+            .order_by(PostedMessage.created_at, PostedMessage.message_id)
+        )
         async with self._sessions() as session:
             return [(row.channel_id, row.message_id) for row in await session.scalars(query)]
 
