@@ -3,6 +3,8 @@ process and the embedded model: /imagine from a member to a posted grid with its
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.discord_bot import CONTROLS, ImagineBot
@@ -60,7 +62,7 @@ async def test_what_is_not_accepted_gets_an_ephemeral_reason(
     fake_discord: FakeDiscord,
     bot: ImagineBot,
     world: tuple[Guild, Channel, User],
-    options: dict[str, object],
+    options: dict[str, Any],
     answer: str,
 ) -> None:
     _, channel, ada = world

@@ -4,6 +4,8 @@ whatever happens to its status message."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.discord_bot import CONTROLS, DELETE, ImagineBot
 from storage.models import JobStatus, TermKind
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
@@ -22,7 +24,7 @@ def _new_post(fake: FakeDiscord, channel: Channel) -> Message | None:
     return None
 
 
-async def _drawing(fake: FakeDiscord, member: User, channel: Channel, **options: object) -> Message:
+async def _drawing(fake: FakeDiscord, member: User, channel: Channel, **options: Any) -> Message:
     interaction = await fake.slash(member, channel, "imagine", **options)
     await fake.wait_for(
         lambda: interaction.original and "drawing" in interaction.original.content, within=120
@@ -176,14 +178,13 @@ async def test_a_cancelled_job_says_why_and_can_be_deleted(
     jobs = await bot.service.audit.list_jobs()
     cancel = await fake_discord.slash(ada, channel, "cancel", id=jobs[-1].id)
     await fake_discord.wait_for(lambda: cancel.original, within=30)
-    post = await fake_discord.wait_for(
-        lambda: (
-            waiting.original
-            and "❌ cancelled" in waiting.original.content
-            and DELETE in waiting.original.reacted
-            and waiting.original
-        ),
-        within=60,
-    )
+
+    def cancelled() -> Message | None:
+        post = waiting.original
+        if post is not None and "❌ cancelled" in post.content and DELETE in post.reacted:
+            return post
+        return None
+
+    post = await fake_discord.wait_for(cancelled, within=60)
     assert "(by its requester)" in post.content
     await fake_discord.wait_for(lambda: with_controls(running.original), within=180)
