@@ -31,9 +31,9 @@ async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(
     assert message.reacted == list(CONTROLS)
     assert message.allowed_mentions == {"parse": []}  # the echoed @everyone pings no one
     # The options chosen are echoed: size, steps, guidance (the sampler only when not default).
-    assert "seeds 3, 4, 5, 6 · 256×256 · 25 steps · guidance 7 · sdbot embedded model" in (
+    assert "seeds 3, 4, 5, 6 · 64×64 · 20 steps · guidance 3 · sampler dpmpp · sdbot embedded" in (
         message.content
-    )
+    )  # the embedded model's own defaults
     assert message.edits >= 2  # queued → drawing → the grid
 
     [record] = await bot.service.audit.list_jobs()

@@ -4,6 +4,7 @@ the real worker process and the embedded model."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bot.discord_bot import CONTROLS, DELETE, ImagineBot
 from bot.service import ImagineService
@@ -14,7 +15,7 @@ from tests.fake_discord.client import running, with_controls
 World = tuple[Guild, Channel, User]
 
 
-async def _grid(fake: FakeDiscord, member: User, channel: Channel, **options: object) -> Message:
+async def _grid(fake: FakeDiscord, member: User, channel: Channel, **options: Any) -> Message:
     interaction = await fake.slash(member, channel, "imagine", **options)
     message = await fake.wait_for(lambda: with_controls(interaction.original), within=120)
     return message
@@ -40,7 +41,7 @@ def _replies(fake: FakeDiscord, channel: Channel, to: Message) -> list[Message]:
 async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World
 ) -> None:
-    _, channel, ada = world
+    guild, channel, ada = world
     grid = await _grid(fake_discord, ada, channel, prompt="a red circle", seed=11, steps=8)
     await fake_discord.add_reaction(ada, grid, "2️⃣")
 
@@ -54,7 +55,7 @@ async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete
     assert reply.reacted == [DELETE]
     assert reply.attachments[0].image().size == (512, 512)  # a 256 px tile, redrawn at twice
     assert "upscale of #2 of job" in reply.content
-    assert "seed 12 · sdbot embedded model" in reply.content
+    assert "seed 12 · 128×128 · 8 steps" in reply.content  # the options, at the upscaled size
     assert ada.id not in grid.reactions.get("2️⃣", [])  # the member's reaction reads as a press
 
     parent, child = await bot.service.audit.list_jobs()
@@ -77,6 +78,7 @@ async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete
         )
     )
     assert notice.content.startswith(f"<@{ada.id}> #2 was upscaled already, as job {child.id}")
+    assert f"https://discord.com/channels/{guild.id}/{channel.id}/" in notice.content  # not @me
     assert notice.allowed_mentions == {"parse": [], "users": [ada.id], "replied_user": False}
     assert len(await bot.service.audit.list_jobs()) == 2
     await fake_discord.wait_for(lambda: notice.deleted)  # it goes away by itself
