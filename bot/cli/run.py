@@ -69,6 +69,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 await client.post_recovered(outcome)
 
         while not stop.is_set():
+            previous = client
             client = ImagineBot(
                 service,
                 command_sync=command_sync(settings),
@@ -76,6 +77,8 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
                 shard_count=settings.discord_shard_count,
                 shard_ids=settings.discord_shard_ids,
             )
+            if previous is not None:  # the jobs it was following post through this one
+                previous.successor = client
             task = asyncio.create_task(client.start(token))
             ready_wait = asyncio.create_task(client.wait_until_ready())
             stopping = asyncio.create_task(stop.wait())
