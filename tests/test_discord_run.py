@@ -36,7 +36,7 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
                 seeds=(1, 2, 3, 4), verdict=Verdict.ALLOWED,
             )
         )  # fmt: skip
-    fake_discord.gateway.refuse_connects = 1  # discord.py gives up on a failed first connect
+    fake_discord.gateway.refuse_connects = 1  # the first gateway connect fails
 
     log = tmp_path / "run.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")} | {
@@ -57,7 +57,9 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
         )
     try:
         await wait_for_line(log, "connected to Discord as")
-        assert "the Discord client stopped" in read_log(log)  # the refused connect, then a restart
+        # The sharded client tries a refused connect again by itself (a plain Client gave up).
+        assert "Failed to connect for shard_id: 0. Retrying" in read_log(log)
+        assert fake_discord.gateway.connects >= 2
 
         def resumed() -> Message | None:
             for message in fake_discord.channel_messages(channel):

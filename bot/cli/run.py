@@ -28,8 +28,8 @@ def register(commands: Any) -> None:
         help="run the Discord bot (needs SDBOT_DISCORD_TOKEN)",
         description=(
             "Checks the database and the worker, resumes the jobs a stopped bot left open, then "
-            "serves /imagine until SIGTERM or Ctrl-C. A client whose gateway connect fails is "
-            "restarted with a growing pause."
+            "serves /imagine until SIGTERM or Ctrl-C. A failed gateway connect is tried again "
+            "every 5 s; a client that stops otherwise is restarted with a growing pause."
         ),
     )
     run.add_argument(
