@@ -83,6 +83,12 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= min(cost, self.burst)
 
+    def refund(self, cost: float, now: float) -> None:
+        """Gives back what :meth:`take` charged for ``cost``; the bucket never holds more than
+        its burst."""
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + min(cost, self.burst))
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -142,6 +148,17 @@ class RateLimiter:
         """Counts a job admitted before a restart: no charge, no refusal."""
         self._user(guild_id, user_id, self.limits_for(guild_id)).active += 1
         self.depth += 1
+
+    def refund(self, guild_id: int | None, user_id: int | None, units: float) -> None:
+        """A job admitted earlier was cancelled before it started: its units go back to the
+        user's and the guild's buckets (call :meth:`finished` for its place as well)."""
+        now = self.clock()
+        usage = self._users.get((guild_id, user_id))
+        if usage is not None:
+            usage.bucket.refund(units, now)
+        guild = self._guilds.get(guild_id)
+        if guild is not None:
+            guild.refund(units, now)
 
     def finished(self, guild_id: int | None, user_id: int | None) -> None:
         """A job admitted earlier ended (done, failed or cancelled)."""

@@ -194,6 +194,7 @@ class _Entry:
     job: QueuedJob
     handle: JobHandle
     ticket: Ticket | None = None  # None once it left the queue
+    charged: bool = True  # admitted here (a job readmitted after a restart was not)
 
 
 @dataclass
@@ -248,7 +249,7 @@ class LocalQueue:
         await self.start()
         handle = JobHandle(job.job_id)
         ticket = self._fair.push(job, guild=job.guild_id, user=job.user_id)
-        self._entries[job.job_id] = _Entry(job, handle, ticket)
+        self._entries[job.job_id] = _Entry(job, handle, ticket, charged=not readmit)
         self._announce()
         self._wake.set()
         return handle
@@ -262,6 +263,8 @@ class LocalQueue:
         if entry is None:
             return CancelOutcome.UNKNOWN
         if entry.ticket is not None and self._fair.cancel(entry.ticket):
+            if entry.charged:  # it never ran: what it cost goes back to its member and guild
+                self.limiter.refund(entry.job.guild_id, entry.job.user_id, entry.job.units)
             self._end(entry, Cancelled("cancelled while queued"))
             self._announce()
             return CancelOutcome.DEQUEUED

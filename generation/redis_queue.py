@@ -17,7 +17,8 @@ Layout (every key under one prefix, default ``sdbot``):
 - ``result:ID``: the finished images (PNG bytes) and their facts; ``cancel:ID``: a cancel
   request for a running job, read by its worker between denoising steps;
 - ``rl:…``, ``active:…``, ``depth``: token buckets, per-user counts and the queue bound, with
-  the same rules and messages as ``generation.limits``.
+  the same rules and messages as ``generation.limits``; a job cancelled while queued gives its
+  units back to its buckets, as in-process.
 
 Requests and results travel as JSON and PNG bytes, never pickles: a Redis shared by several
 machines must not be a way to run code on them.
@@ -102,7 +103,7 @@ end
 PUSH = """
 local p, id, g, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 redis.call('HSET', p .. ':job:' .. id, 'payload', ARGV[5], 'guild', g, 'user', u,
-  'state', 'queued', 'units', ARGV[6])
+  'state', 'queued', 'units', ARGV[6], 'charged', ARGV[7])
 local guilds, users = p .. ':q:guilds', p .. ':q:users:' .. g
 local jobs = p .. ':q:jobs:' .. g .. ':' .. u
 if redis.call('LLEN', jobs) == 0 then
@@ -178,8 +179,20 @@ return 1
 """
 )
 
+# TokenBucket.refund: a bucket's saved level, whenever it was saved, may take the refund
+# before its refill, as both are capped at the burst; a bucket that expired is full anyway.
+_REFUND = """
+local function refund(key, units)
+  local saved = redis.call('HMGET', key, 'tokens', 'burst')
+  local tokens, burst = tonumber(saved[1]), tonumber(saved[2])
+  if not tokens or not burst then return end
+  redis.call('HSET', key, 'tokens', tostring(math.min(burst, tokens + math.min(units, burst))))
+end
+"""
+
 CANCEL = (
     _RELEASE
+    + _REFUND
     + """
 local p, id = ARGV[1], ARGV[2]
 local job = p .. ':job:' .. id
@@ -194,6 +207,11 @@ if state == 'queued' then
   redis.call('HSET', job, 'state', 'done')
   redis.call('EXPIRE', job, ARGV[3])
   release(p, g, u)
+  if redis.call('HGET', job, 'charged') == '1' then
+    local units = tonumber(redis.call('HGET', job, 'units'))
+    refund(p .. ':rl:u:' .. g .. ':' .. u, units)
+    refund(p .. ':rl:g:' .. g, units)
+  end
   redis.call('XADD', p .. ':ev:' .. id, '*', 'type', 'cancelled',
     'reason', 'cancelled while queued')
   redis.call('EXPIRE', p .. ':ev:' .. id, ARGV[3])
@@ -234,9 +252,9 @@ if user_wait > 1e-6 or guild_wait > 1e-6 then
   return {'rate', tostring(user_wait), tostring(guild_wait)}
 end
 redis.call('HSET', user_key, 'tokens', tostring(user_tokens - user_cost),
-  'updated', tostring(now))
+  'updated', tostring(now), 'burst', tostring(user_burst))
 redis.call('HSET', guild_key, 'tokens', tostring(guild_tokens - guild_cost),
-  'updated', tostring(now))
+  'updated', tostring(now), 'burst', tostring(guild_burst))
 redis.call('EXPIRE', user_key, 86400)
 redis.call('EXPIRE', guild_key, 86400)
 redis.call('INCR', active_key)
@@ -462,6 +480,7 @@ class RedisQueue:
                 _key(job.user_id),
                 encode_request(job.request),
                 repr(job.units),
+                "0" if readmit else "1",  # a readmitted job was charged before, or never
             ]
         )
         handle = await self._follow(job.job_id)

@@ -88,3 +88,36 @@ def test_new_guild_settings_apply_at_once() -> None:
     with pytest.raises(RateLimited, match="your limit is 60 standard images an hour") as refused:
         limiter.admit(1, 1, 2.0)
     assert refused.value.retry_after == pytest.approx(60)
+
+
+def test_a_refund_gives_back_what_was_taken_never_above_the_burst() -> None:
+    bucket = TokenBucket(rate_per_hour=60, burst=2)
+    bucket.take(2, now=0)
+    bucket.refund(1, now=0)
+    assert bucket.wait_for(1, now=0) == 0
+    assert bucket.wait_for(2, now=0) == pytest.approx(60)
+    bucket.refund(5, now=30)  # charged as the whole burst at most, so refunded so at most
+    assert bucket.wait_for(2, now=30) == 0
+    bucket.take(1, now=30)
+    assert bucket.wait_for(2, now=30) == pytest.approx(60)
+
+
+def test_a_cancelled_job_gives_its_units_back_to_its_user_and_its_guild() -> None:
+    clock = Clock()
+    limits = Limits(
+        user_units_per_hour=1, user_burst=2, guild_units_per_hour=1, guild_burst=3,
+        max_jobs_per_user=10,
+    )  # fmt: skip
+    limiter = RateLimiter(clock, lambda guild: limits)
+    limiter.admit(1, 10, 1.0)
+    limiter.admit(1, 10, 1.0)
+    limiter.admit(1, 11, 1.0)  # the guild's last unit
+    with pytest.raises(RateLimited, match="your limit"):
+        limiter.admit(1, 10, 1.0)
+    limiter.refund(1, 10, 1.0)
+    limiter.finished(1, 10)
+    limiter.admit(1, 10, 1.0)  # the user's unit and the guild's came back
+    with pytest.raises(RateLimited, match="this server's limit"):
+        limiter.admit(1, 12, 1.0)
+    limiter.refund(2, 20, 1.0)  # a guild and user it never saw: nothing to give back
+    assert limiter.depth == 3

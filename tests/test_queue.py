@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from generation.limits import Limits, RateLimited
 from generation.options import GenerationOptions
 from generation.protocol import Progress, WorkerSpec, WorkRequest
 from generation.queue import (
@@ -162,6 +163,50 @@ async def test_a_queued_job_is_cancelled_before_it_runs_and_a_running_one_betwee
     await queue.close()
     assert isinstance(after[-1], Done)
     assert supervisor.pid == pid
+    assert queue.limiter.depth == 0
+
+
+async def test_a_job_cancelled_before_it_started_gives_back_its_rate_budget(
+    supervisor: WorkerSupervisor,
+) -> None:
+    queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
+    running, waiting = job(1, guild=1, steps=40), job(2, guild=1)
+    units = running.units  # the same for both: a budget of two such jobs, one an hour
+    limits = Limits(
+        user_units_per_hour=units, user_burst=2 * units, guild_units_per_hour=units,
+        guild_burst=2 * units, max_jobs_per_user=10,
+    )  # fmt: skip
+
+    async def submit(queued: QueuedJob) -> JobHandle:
+        await queue.admit(1, 7, queued.units, limits)
+        return await queue.submit(QueuedJob(queued.request, 1, 7))
+
+    first, second = await submit(running), await submit(waiting)
+    with pytest.raises(RateLimited):
+        await queue.admit(1, 7, units, limits)
+    await first_progress(first, [])
+
+    assert await queue.cancel(2) == CancelOutcome.DEQUEUED
+    assert (await events_of(second))[-1] == Cancelled("cancelled while queued")
+    await queue.admit(1, 7, units, limits)  # the queued job never ran: its budget came back
+    await queue.release(1, 7)
+    # A job the worker started keeps its cost, cancelled or not.
+    assert await queue.cancel(1) == CancelOutcome.STOPPING
+    assert isinstance((await events_of(first))[-1], Cancelled)
+    with pytest.raises(RateLimited):
+        await queue.admit(1, 7, units, limits)
+
+    # A job readmitted after a restart was not charged by this process: it gives nothing back.
+    blocker = await queue.submit(job(3, guild=2, steps=40))
+    await first_progress(blocker, [])
+    readmitted = await queue.submit(QueuedJob(waiting.request, 1, 7), readmit=True)
+    assert await queue.cancel(2) == CancelOutcome.DEQUEUED
+    await events_of(readmitted)
+    with pytest.raises(RateLimited):
+        await queue.admit(1, 7, units, limits)
+    await queue.cancel(3)
+    await events_of(blocker)
+    await queue.close()
     assert queue.limiter.depth == 0
 
 

@@ -142,6 +142,57 @@ async def test_a_queued_job_cancelled_on_redis_never_runs_and_frees_its_place(
     assert await queue.cancel(1) == CancelOutcome.UNKNOWN
 
 
+async def test_a_job_cancelled_while_queued_on_redis_is_refunded_like_in_process(
+    queue: RedisQueue,
+) -> None:
+    # Two jobs an hour per member and per guild; the in-process limiter replays every step.
+    units = job(1, 1, 10).units
+    limits = Limits(
+        user_units_per_hour=units, user_burst=2 * units, guild_units_per_hour=units,
+        guild_burst=2 * units, max_jobs_per_user=10,
+    )  # fmt: skip
+    local = RateLimiter(lambda: 0.0)
+
+    async def admit(user: int) -> tuple[str, str]:
+        answers = []
+        for on_redis in (True, False):
+            try:
+                if on_redis:
+                    await queue.admit(1, user, units, limits)
+                else:
+                    local.admit(1, user, units, limits)
+                answers.append("ok")
+            except RateLimited as refusal:
+                answers.append(str(refusal))
+        return answers[0], answers[1]
+
+    refused = "you can make this in 60 min (your limit is 0.003125 standard images an hour)"
+    assert await admit(10) == ("ok", "ok")
+    await queue.submit(job(1, 1, 10))
+    assert await admit(10) == ("ok", "ok")
+    await queue.submit(job(2, 1, 10))
+    assert await admit(10) == (refused, refused)
+
+    assert await claim(queue) == 1  # a worker took job 1; job 2 waits
+    assert await queue.cancel(2) == CancelOutcome.DEQUEUED
+    local.refund(1, 10, units)
+    local.finished(1, 10)
+    assert await admit(10) == ("ok", "ok")  # job 2's units came back to the member and guild
+    await queue.submit(job(3, 1, 10))
+    assert await queue.cancel(1) == CancelOutcome.STOPPING  # started: it keeps its cost
+    assert await admit(10) == (refused, refused)
+
+    # A job readmitted after the bot restarted was not charged again: it gives nothing back.
+    await queue.cancel(3)
+    local.refund(1, 10, units)
+    local.finished(1, 10)
+    await queue.submit(job(4, 1, 10), readmit=True)
+    assert await queue.cancel(4) == CancelOutcome.DEQUEUED
+    assert await admit(11) == ("ok", "ok")  # the one unit back from job 3 …
+    server = "you can make this in 60 min (this server's limit is 0.003125 standard images an hour)"
+    assert await admit(12) == (server, server)  # … and none from job 4
+
+
 def _start_worker(settings: Settings, prefix: str, name: str, log: Path) -> subprocess.Popen[bytes]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")} | {
         "SDBOT_MODEL": settings.model,
