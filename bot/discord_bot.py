@@ -32,6 +32,7 @@ from bot.discord_delivery import (
     DISCORD_ERRORS,
     DeliveryFailed,
     Gone,
+    Restarting,
     best_effort,
     describe,
     is_gone,
@@ -84,6 +85,7 @@ OPTION_NAMES = {
 }
 DISCORD_MAX_STRING = 6000  # the longest string option Discord accepts
 REQUEST_TIMEOUT_S = 30.0  # discord.py waits for an answer forever; a post is tried again
+RESTART_WAIT_S = 300.0  # a result waits this long for the client `sdbot run` restarts
 
 
 def _eta(seconds: float | None) -> str:
@@ -187,6 +189,8 @@ class ImagineBot(discord.AutoShardedClient):
         self._posting: set[asyncio.Task[None]] = set()  # moderators' actions on their way
         self.successor: ImagineBot | None = None  # the client that replaced this one, if any
         self.request_timeout_s = REQUEST_TIMEOUT_S  # a post, an edit: tried again after this
+        self.retry_backoff_s = 1.0  # the pause before a post's second try (doubled after)
+        self.restart_wait_s = RESTART_WAIT_S
         service.moderation.listeners.append(self._on_moderation)
         self._register()
 
@@ -245,11 +249,13 @@ class ImagineBot(discord.AutoShardedClient):
         title = f"{_title(record)} (resumed after a restart)"
         content, file = self._final(outcome, title, options_of(record))
         status = Status(record.channel_id, record.guild_id, record.user_id)
+        await self._until_live()
         try:
             message = await with_retries(
                 lambda: self._to_channel(record.channel_id, record.user_id, content, file, status),
                 f"posting resumed job {record.id}",
                 timeout_s=self.request_timeout_s,
+                backoff_s=self.retry_backoff_s,
             )
         except (DeliveryFailed, discord.HTTPException) as error:
             log.error("could not post resumed job %d ◆ %s", record.id, error)
@@ -708,12 +714,14 @@ class ImagineBot(discord.AutoShardedClient):
         """The result in the status message, tried a few times; when it cannot be edited (gone,
         too old, the token expired, every try failed), a new channel message for the member,
         and the status message says where it went."""
+        await self._until_live()
         if status.editable() and not status.token_expired:
             try:
                 return await with_retries(
                     lambda: self._edit_status(status, content, file=file, final=True),
                     f"posting to the status of job in {status.channel_id}",
                     timeout_s=self.request_timeout_s,
+                    backoff_s=self.retry_backoff_s,
                 )
             except (Gone, DeliveryFailed) as error:
                 log.warning("the status message takes no result ◆ %s", error)
@@ -723,6 +731,7 @@ class ImagineBot(discord.AutoShardedClient):
             lambda: self._to_channel(status.channel_id, status.user_id, content, file, status),
             f"posting to channel {status.channel_id}",
             timeout_s=self.request_timeout_s,
+            backoff_s=self.retry_backoff_s,
         )
         if message is not None and status.message_id is not None:
             where = f"{title}\n➡️ posted as a new message: {message.jump_url}"
@@ -769,11 +778,29 @@ class ImagineBot(discord.AutoShardedClient):
         return await channel.get_partial_message(status.message_id).edit(**fields)
 
     def _live(self) -> ImagineBot:
-        """The client that posts now: this one, or the one that replaced it after a restart."""
+        """The client that posts now: this one, or the one that replaced it after a restart.
+        Raises Restarting while that one is not there or has not logged in (its session is
+        opened by the login: a call through it before would break)."""
         client = self
         while client.is_closed() and client.successor is not None:
             client = client.successor
+        if client.is_closed() or client.user is None:
+            raise Restarting("no client is logged in: sdbot run is restarting it")
         return client
+
+    async def _until_live(self) -> None:
+        """Waits, ``restart_wait_s`` at most, while `sdbot run` restarts the client (it pauses
+        before a new one, up to a minute after repeated failures), so that a result does not
+        spend its tries on a closed session. A progress edit does not wait: it is skipped."""
+        deadline = time.monotonic() + self.restart_wait_s
+        while time.monotonic() < deadline:
+            try:
+                self._live()
+            except Restarting:
+                await asyncio.sleep(0.2)  # nothing to wait on: the successor is set from outside
+            else:
+                return
+        log.warning("no client logged in after %.0f s; posting anyway", self.restart_wait_s)
 
     async def _follow(self, submitted: Submitted, title: str, status: Status) -> ImagineOutcome:
         job_id, options = submitted.job.job_id, submitted.job.request.options

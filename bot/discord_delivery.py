@@ -26,14 +26,21 @@ INVALID_TOKEN = 50027  # the interaction token expired (15 min)
 TOO_OLD_TO_EDIT = 30046  # too many edits to a message older than an hour
 GONE_CODES = frozenset({UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, INVALID_TOKEN, TOO_OLD_TO_EDIT})
 
+
+class Restarting(Exception):
+    """No client is logged in to post through: `sdbot run` is restarting it."""
+
+
 # What a request to Discord raises besides discord.HTTPException: aiohttp's connection and
-# payload errors, a timeout, a reset socket, and RuntimeError("Session is closed") from the
-# session of a client that was closed and restarted while a job was being followed.
+# payload errors, a timeout, a reset socket, RuntimeError("Session is closed") from the
+# session of a client that was closed and restarted while a job was being followed, and
+# Restarting while its successor has not logged in yet.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
     asyncio.TimeoutError,
     OSError,
     RuntimeError,
+    Restarting,
 )
 DISCORD_ERRORS: tuple[type[BaseException], ...] = (discord.HTTPException, *NETWORK_ERRORS)
 
