@@ -1,4 +1,4 @@
-"""Image plumbing with Pillow: upscale to the watermark's minimum, grids, PNG bytes."""
+"""Image plumbing with Pillow: upscale to the watermark's minimum, numbered grids, PNG bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 RGBArray = npt.NDArray[np.uint8]
 
@@ -35,8 +35,12 @@ def placeholder(width: int, height: int, text: str) -> RGBArray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def make_grid(tiles: Sequence[RGBArray]) -> RGBArray:
-    """Tiles side by side: 1 → 1×1, 2 → 2×1, 3–4 → 2×2 (an empty cell stays black)."""
+def make_grid(tiles: Sequence[RGBArray], *, numbered: bool = True) -> RGBArray:
+    """Tiles side by side: 1 → 1×1, 2 → 2×1, 3–4 → 2×2 (an empty cell stays black).
+
+    With more than one tile, each is ``numbered`` 1, 2, … in its top-left corner, the numbers
+    of the 1️⃣–4️⃣ controls under a posted grid; the tiles themselves are left unmarked.
+    """
     if not tiles:
         raise ValueError("a grid needs at least one tile")
     height, width = tiles[0].shape[:2]
@@ -48,7 +52,28 @@ def make_grid(tiles: Sequence[RGBArray]) -> RGBArray:
             raise ValueError(f"tile {index} is {tile.shape[:2]}, expected {(height, width)}")
         row, column = divmod(index, columns)
         grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
-    return grid
+    if not numbered or len(tiles) == 1:
+        return grid
+    image = Image.fromarray(grid)
+    draw = ImageDraw.Draw(image)
+    for index in range(len(tiles)):
+        row, column = divmod(index, columns)
+        _draw_number(draw, index + 1, column * width, row * height, min(width, height))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _draw_number(draw: ImageDraw.ImageDraw, number: int, left: int, top: int, side: int) -> None:
+    """A white number on a dark rounded badge, about a tenth of the tile high: legible on any
+    picture, small enough to hide little of it."""
+    size = max(10, round(side * 0.09))
+    font = ImageFont.load_default(size=size)
+    margin, pad = max(2, side // 64), max(2, size // 4)
+    x0, y0, x1, y1 = draw.textbbox((0, 0), str(number), font=font)
+    badge_left, badge_top = left + margin, top + margin
+    badge = (badge_left, badge_top, badge_left + x1 - x0 + 2 * pad, badge_top + y1 - y0 + 2 * pad)
+    draw.rounded_rectangle(badge, radius=pad, fill=(24, 24, 24))
+    origin = (badge_left + pad - x0, badge_top + pad - y0)
+    draw.text(origin, str(number), font=font, fill=(255, 255, 255))
 
 
 def to_png(rgb: RGBArray) -> bytes:
