@@ -47,15 +47,14 @@ from generation.queue import (
 )
 from generation.supervisor import ProgressCallback, notify
 from moderation import watermark
+from moderation.guild_rules import GuildRulesCache
 from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy, decide
 from moderation.prompts import (
     GuildRule,
-    InvalidTerm,
     PromptRules,
     PromptVerdict,
     RuleAction,
     check_prompt,
-    rules_with_guild,
 )
 from storage.admin import (
     BanList,
@@ -235,24 +234,23 @@ def guild_rule(record: TermRecord) -> GuildRule:
     return GuildRule(RuleAction(record.kind.value), record.term, is_regex=record.is_regex)
 
 
-async def rules_for(terms: TermList, base: PromptRules, guild_id: int | None) -> PromptRules:
-    """The shipped rules plus the guild's own (and the global) entries in force now.
+async def guild_entries(terms: TermList, guild_id: int | None) -> tuple[GuildRule, ...]:
+    """The guild's own (and the global) entries in force now, in the order they were added."""
+    return tuple(guild_rule(record) for record in await terms.for_guild(guild_id))
 
-    Built once per set of entries (cached); entries were validated when they were stored.
-    """
-    entries = tuple(guild_rule(record) for record in await terms.for_guild(guild_id))
-    try:
-        return rules_with_guild(base, entries)
-    except InvalidTerm:  # stored before a stricter check: skip that one, say so
-        valid = []
-        for entry in entries:
-            try:
-                rules_with_guild(base, (entry,))
-            except InvalidTerm as error:
-                log.warning("skipped list entry ◆ guild %s ◆ %s", guild_id, error)
-            else:
-                valid.append(entry)
-        return rules_with_guild(base, tuple(valid))
+
+async def rules_for(
+    terms: TermList,
+    base: PromptRules,
+    guild_id: int | None,
+    *,
+    cache: GuildRulesCache | None = None,
+) -> PromptRules:
+    """The shipped rules plus the guild's own (and the global) entries in force now, built in
+    a thread; with ``cache`` (the bot's), built once per set of entries. An entry that fails
+    today's checks is skipped with a warning (see ``moderation.guild_rules``)."""
+    cache = cache or GuildRulesCache(base)
+    return await cache.rules(await guild_entries(terms, guild_id), guild_id=guild_id)
 
 
 async def moderate(
@@ -302,6 +300,7 @@ class ImagineService:
         self.defaults = defaults
         self.model_name = model_name
         self.rules = rules
+        self.rules_cache = GuildRulesCache(rules)  # a guild's rules, per set of its entries
         self.output_dir = output_dir
 
     @property
@@ -313,7 +312,7 @@ class ImagineService:
         return path.name if path.exists() else self.model_name
 
     async def rules_for(self, guild_id: int | None) -> PromptRules:
-        return await rules_for(self.terms, self.rules, guild_id)
+        return await rules_for(self.terms, self.rules, guild_id, cache=self.rules_cache)
 
     async def image_policy(
         self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict

@@ -22,7 +22,7 @@ import enum
 import functools
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -47,7 +47,6 @@ __all__ = [
     "PromptVerdict",
     "RuleAction",
     "check_prompt",
-    "rules_with_guild",
     "validate_rule",
 ]
 
@@ -215,8 +214,15 @@ class PromptRules:
             ),
         )
 
-    def with_guild(self, rules: Iterable[GuildRule], *, probe: bool = True) -> PromptRules:
-        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid.
+    def with_guild(
+        self,
+        rules: Iterable[GuildRule],
+        *,
+        probe: bool = True,
+        skip_invalid: Callable[[GuildRule, InvalidTerm], None] | None = None,
+    ) -> PromptRules:
+        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid,
+        or, with ``skip_invalid``, leaves it out and tells that function why.
 
         ``probe`` runs new patterns on texts that make backtracking patterns run away; entries
         read back from the database were probed when they were stored.
@@ -226,22 +232,24 @@ class PromptRules:
         guild_allow = TermIndex(self.guild_allow)
         patterns = list(self.patterns)
         for rule in rules:
-            if rule.is_regex:
-                if rule.action is RuleAction.ALLOW:
-                    raise InvalidTerm(
-                        "regular expressions work for block and force-safe entries; "
-                        "an allow entry is a term or phrase"
-                    )
-                compiled = compile_pattern(rule.text, probe=probe)
-                patterns.append(_Pattern(rule.text, compiled, rule.action))
+            try:
+                if rule.is_regex:
+                    patterns.append(_guild_pattern(rule, probe=probe))
+                    continue
+                term = parse_term(rule.text)
+            except InvalidTerm as error:
+                if skip_invalid is None:
+                    raise
+                skip_invalid(rule, error)
                 continue
-            term = parse_term(rule.text)
             if rule.action is RuleAction.BLOCK:
                 block.add(term, _Listed(Layer.GUILD))
             elif rule.action is RuleAction.FORCE_SAFE:
                 force_safe.add(term, _Listed(Layer.GUILD))
             else:
                 guild_allow.add(term, None)
+        for index in (block, force_safe, guild_allow):
+            index.prepare()
         return dataclasses.replace(
             self,
             block=block,
@@ -251,15 +259,25 @@ class PromptRules:
         )
 
 
+def _guild_pattern(rule: GuildRule, *, probe: bool) -> _Pattern:
+    if rule.action is RuleAction.ALLOW:
+        raise InvalidTerm(
+            "regular expressions work for block and force-safe entries; "
+            "an allow entry is a term or phrase"
+        )
+    return _Pattern(rule.text, compile_pattern(rule.text, probe=probe), rule.action)
+
+
 def validate_rule(rule: GuildRule) -> None:
-    """Raises InvalidTerm, naming the entry and what is allowed, before a list stores it."""
-    PromptRules.default().with_guild([rule])
+    """Raises InvalidTerm, naming the entry and what is allowed, before a list stores it.
 
-
-@functools.lru_cache(maxsize=512)
-def rules_with_guild(base: PromptRules, rules: tuple[GuildRule, ...]) -> PromptRules:
-    """``base.with_guild(rules)`` for stored (already validated) entries, cached by entries."""
-    return base.with_guild(rules, probe=False)
+    A pattern is bounded before it is compiled, then probed for up to about a second: call
+    this from a thread where an event loop is running.
+    """
+    if rule.is_regex:
+        _guild_pattern(rule, probe=True)
+    else:
+        parse_term(rule.text)
 
 
 def _found(

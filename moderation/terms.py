@@ -23,6 +23,11 @@ T = TypeVar("T")
 
 MAX_TERM_CHARS = 100
 MAX_PATTERN_CHARS = 200
+# A counted repeat compiles into one copy of its item per count (a{5000000}: 15 s, 1.5 GB), and
+# nested counts multiply. No prompt is longer than 1000 characters by default, so no useful
+# pattern repeats more often; 10000 expanded items compile in about 15 ms.
+MAX_REPEAT = 1000
+MAX_EXPANDED = 10_000
 PROBE_TIMEOUT_S = 0.1
 _WORD_FORMS = ("", "s", "es")
 # Texts that make backtracking patterns run away: long runs of one letter or word, then a miss.
@@ -31,6 +36,11 @@ _PROBES = tuple(
     for probe in ("a" * 1000, "ab" * 500, "a " * 500, "x" * 1000, "aaa bbb " * 125)
     for end in ("", "!")
 )
+
+
+_BRACES = re.compile(r"\{([^{}]*)\}")
+_COUNT = re.compile(r"\s*\d*\s*(?:,\s*\d*\s*)?")
+_GROUP_OPENING = re.compile(r"\?(?:P?<[A-Za-z_]\w*>|<[=!]|[A-Za-z^-]*[:=!>|]?)")
 
 
 class InvalidTerm(ValueError):
@@ -90,17 +100,108 @@ def parse_term(written: str) -> Term:
     return Term(text, shape)
 
 
+def _class_end(text: str, start: int) -> int:
+    """The index after the character class opening at ``start`` (nested sets too: [[a-z]--[q]])."""
+    depth, i = 0, start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+        elif char == "[":
+            depth, i = depth + 1, i + 1
+            i += text.startswith("^", i)
+            i += text.startswith("]", i)  # a ']' first in a set is the character itself
+        elif char == "]":
+            depth, i = depth - 1, i + 1
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
+
+
+def check_pattern_size(written: str) -> None:
+    """Refuses a pattern whose counted repeats would make it slow or huge to compile, by
+    reading it (never compiling it): every count at most MAX_REPEAT, and the pattern expanded
+    by its counts (nested ones multiply) at most MAX_EXPANDED items. It errs on the side of
+    refusing: a literal "{2000}" counts as a repeat too."""
+    # One frame per open group: [weight of its finished items, weight of its last item].
+    frames = [[0, 0]]
+
+    def item(weight: int) -> None:
+        frames[-1][0] += frames[-1][1]
+        frames[-1][1] = weight
+
+    i = 0
+    while i < len(written):
+        char = written[i]
+        if char == "\\":  # an escape; \p{L}, \N{…}, \x{…} carry their own braces
+            end = i + 2
+            if written.startswith("{", end) and written[i + 1 : end].isalpha():
+                close = written.find("}", end)
+                end = len(written) if close < 0 else close + 1
+            item(1)
+            i = end
+        elif char == "[":
+            item(1)
+            i = _class_end(written, i)
+        elif char == "(" and written.startswith("(?#", i):
+            close = written.find(")", i)
+            i = len(written) if close < 0 else close + 1
+        elif char == "(":
+            frames.append([0, 0])
+            i += 1
+            if opening := _GROUP_OPENING.match(written, i):  # (?:, (?i:, (?P<name>, (?<=, …
+                i = opening.end()
+        elif char == ")" and len(frames) > 1:
+            finished, last = frames.pop()
+            item(finished + last)
+            i += 1
+        elif char == "{" and (braces := _BRACES.match(written, i)):
+            counts = [int(number) for number in re.findall(r"\d+", braces.group(1))]
+            if counts and max(counts) > MAX_REPEAT:
+                raise InvalidTerm(
+                    f"the pattern {written!r} repeats {max(counts)} times; a count may be at "
+                    f"most {MAX_REPEAT} (no prompt is longer)"
+                )
+            if counts and _COUNT.fullmatch(braces.group(1)):  # not a fuzzy {e<=2}
+                frames[-1][1] *= max(max(counts), 1)
+                if frames[-1][1] > MAX_EXPANDED:
+                    raise InvalidTerm(
+                        f"the pattern {written!r} expands to over {MAX_EXPANDED} items (nested "
+                        f"counts multiply: {{10}} inside {{100}} is 1000); write it with "
+                        "smaller counts"
+                    )
+            i = braces.end()
+        else:
+            item(1)
+            i += 1
+    while len(frames) > 1:  # an unclosed group: the compiler refuses it, count it all the same
+        finished, last = frames.pop()
+        item(finished + last)
+    if sum(frames[0]) > MAX_EXPANDED:
+        raise InvalidTerm(
+            f"the pattern {written!r} expands to over {MAX_EXPANDED} items (its counted "
+            "repeats add up); write it with smaller counts"
+        )
+
+
 def compile_pattern(written: str, *, probe: bool = True) -> regex.Pattern[str]:
-    """A regular expression entry, checked so that it can neither fail nor run away."""
+    """A regular expression entry, checked so that it can neither fail nor run away.
+
+    Its size is checked before it is compiled, so a pattern stored before the limits existed
+    is refused here too rather than compiled for minutes.
+    """
     if not written.strip():
         raise InvalidTerm("a pattern must not be empty")
     if len(written) > MAX_PATTERN_CHARS:
         raise InvalidTerm(
             f"a pattern must be at most {MAX_PATTERN_CHARS} characters, got {len(written)}"
         )
+    check_pattern_size(written)
     try:
         pattern = regex.compile(written, regex.IGNORECASE | regex.VERSION1)
-    except regex.error as error:
+    except (regex.error, ValueError) as error:  # (?V0) against VERSION1 is a ValueError
         raise InvalidTerm(
             f"the pattern {written!r} is not a valid regular expression: {error}"
         ) from None
@@ -139,6 +240,10 @@ class TermIndex(Generic[T]):
 
     def __iter__(self) -> Iterator[tuple[Term, T]]:
         return iter(self._entries)
+
+    def prepare(self) -> None:
+        """Compiles the index now (in the thread that builds it), not at its first use."""
+        self._pattern()
 
     def _pattern(self) -> re.Pattern[str] | None:
         if self._span_pattern is None and self._spans:

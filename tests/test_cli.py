@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ import pytest
 from PIL import Image
 
 from bot.settings import Settings
+from storage.admin import TermList
+from storage.engine import create_engine, create_session_factory
+from storage.models import TermKind
 
 
 def sdbot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -251,6 +256,38 @@ def test_bad_list_entries_are_refused(migrated: Settings, args: list[str], reaso
     assert result.returncode == 2
     assert reason in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_pattern_that_would_stall_is_refused_and_an_old_one_skipped(migrated: Settings) -> None:
+    started = time.monotonic()
+    refused = sdbot(migrated, "terms", "add", "a{1000000000}", "--regex", "--guild", "5")
+    elapsed = time.monotonic() - started
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "sdbot: error: the pattern 'a{1000000000}' repeats 1000000000 times; a count may be at "
+        "most 1000 (no prompt is longer)\n",
+    )
+    assert elapsed < 60  # process start included; compiling it never finished (126 s)
+
+    async def store_as_older_code_did() -> None:  # TermList stores what it is given
+        engine = create_engine(migrated.effective_database_url())
+        try:
+            terms = TermList(create_session_factory(engine))
+            await terms.add(5, TermKind.BLOCK, "a{5000000}", is_regex=True)
+            await terms.add(5, TermKind.BLOCK, "clown")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(store_as_older_code_did())
+    started = time.monotonic()
+    checked = sdbot(migrated, "moderate", "a sad clown", "--guild", "5")
+    elapsed = time.monotonic() - started
+    assert checked.returncode == 3
+    assert checked.stdout == "blocked: 'clown' is not allowed (this server's list)\n"
+    assert "skipped list entry ◆ guild 5 ◆ block ◆ the pattern 'a{5000000}' repeats" in (
+        checked.stderr
+    )
+    assert elapsed < 60  # it took 15 s and 1.5 GB to compile, at every change of the list
 
 
 def test_trace_without_a_mark_exits_4(migrated: Settings, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import dataclasses
 import io
+import time
 import zipfile
 from typing import Any
 
@@ -296,6 +297,18 @@ async def test_block_and_allow_lists_are_kept_from_discord(
     said = await _mod(fake_discord, mod, channel, "allowlist add", term="x+", regex=True)
     assert said.startswith("⚠️ ")
     assert "an allow entry is a term" in said
+    # Counted repeats are bounded before anything compiles: this one never finished (126 s).
+    started = time.monotonic()
+    said = await _mod(fake_discord, mod, channel, "blocklist add", term="a{1000000000}",
+                      regex=True)  # fmt: skip
+    assert time.monotonic() - started < 10  # a generous ceiling on what took minutes
+    assert said == (
+        "⚠️ the pattern 'a{1000000000}' repeats 1000000000 times; a count may be at most 1000 "
+        "(no prompt is longer)"
+    )
+    said = await _mod(fake_discord, mod, channel, "blocklist add", term="(ab{100}){1000}",
+                      regex=True)  # fmt: skip
+    assert said.startswith("⚠️ the pattern '(ab{100}){1000}' expands to over 10000 items")
 
     listed = await _mod(fake_discord, mod, channel, "blocklist list")
     assert listed.splitlines()[:3] == [

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from moderation.prompts import GuildRule, InvalidTerm, PromptRules, RuleAction, check_prompt
+from moderation.prompts import (
+    GuildRule,
+    InvalidTerm,
+    PromptRules,
+    RuleAction,
+    check_prompt,
+    validate_rule,
+)
 
 RULES = PromptRules.default()
 MINORS = "sexual content involving minors is never allowed"
@@ -231,6 +239,49 @@ class TestGuildRules:
         pattern = GuildRule(rule.action, rule.text, is_regex=True)
         with pytest.raises(InvalidTerm, match=message):
             RULES.with_guild([pattern])
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("a{1000000000}", "'a{1000000000}' repeats 1000000000 times; a count may be at most"),
+            ("a{5000000}", "repeats 5000000 times; a count may be at most 1000"),
+            ("x{2,5000}", "repeats 5000 times"),
+            ("[{]{2000}", "repeats 2000 times"),  # the braces inside a class are characters
+            ("(?:ab){e<=5000}", "repeats 5000 times"),  # a fuzzy count too
+            ("(a{100}){101}", "expands to over 10000 items (nested counts multiply"),
+            ("((a{30}){30}){30}", "expands to over 10000 items"),
+            (
+                "(a{100}){100}(b{100}){100}",
+                "expands to over 10000 items (its counted repeats add up",
+            ),
+        ],
+    )
+    def test_counted_repeats_are_bounded_before_compiling(self, text: str, message: str) -> None:
+        # a{1000000000} never finished compiling (126 s), a{5000000} took 15 s and 1.5 GB.
+        started = time.monotonic()
+        with pytest.raises(InvalidTerm, match=re.escape(message)):
+            validate_rule(GuildRule(RuleAction.BLOCK, text, is_regex=True))
+        assert time.monotonic() - started < 10  # a generous ceiling on what took minutes
+        stored = RULES.with_guild([GuildRule(RuleAction.BLOCK, text, True)], probe=False,
+                                  skip_invalid=lambda rule, error: None)  # fmt: skip
+        assert stored.patterns == ()  # read back from the database, it is left out too
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            r"a{1000}",
+            r"(a{100}){100}",
+            r"((a{10}){10}){10}",
+            r"\bclo{2,1000}wns?\b",
+            r"(?:x{10}){1000}",  # the group's own syntax adds nothing
+            r"\p{L}{3}x",
+            r"\{2000\}",  # escaped braces are characters
+            r"(?#{9999})clown",  # so is a comment
+            r"(?:clown){e<=1}",
+        ],
+    )
+    def test_patterns_within_the_bounds_are_kept(self, text: str) -> None:
+        validate_rule(GuildRule(RuleAction.BLOCK, text, is_regex=True))
 
     @pytest.mark.parametrize(
         ("text", "message"),
