@@ -733,3 +733,105 @@ async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
     record = await service.audit.get_job(outcome.job_id)
     assert record is not None
     assert record.status is JobStatus.CANCELLED
+
+
+def _notices(fake: FakeDiscord, channel: Channel) -> list[Message]:
+    """The bot's replies to controls in the channel (they delete themselves later)."""
+    return [
+        m
+        for m in fake.channel_messages(channel, deleted=True)
+        if m.message_reference and "not open to you" in m.content
+    ]
+
+
+async def test_a_paused_or_banned_members_control_gets_its_reason_in_private_only(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World
+) -> None:
+    guild, channel, ada = world
+    mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
+    grid = await _grid(fake_discord, ada, channel, prompt="a red circle", seed=5, steps=4)
+    dm = fake_discord.dm_channel(ada)
+    await _mod(fake_discord, mod, channel, "pause", reason="swapping the model tonight")
+
+    # An upscale while paused: the reason by DM, the channel reads none.
+    await fake_discord.add_reaction(ada, grid, "1️⃣")
+    [notice] = await fake_discord.wait_for(lambda: _notices(fake_discord, channel))
+    assert notice.content == (
+        f"<@{ada.id}> this control is not open to you now; sdbot sent you why in a direct message"
+    )
+    [told] = await fake_discord.wait_for(lambda: fake_discord.channel_messages(dm))
+    assert told.content.startswith(
+        "⏸️ the moderators paused image generation here: swapping the model tonight\n"
+    )
+    assert told.content.endswith(f"/{guild.id}/{channel.id}/{grid.id})")  # the grid's link
+
+    # Her DMs closed: the channel says the control is not hers and where to learn why, no more.
+    ada.dms_open = False
+    await fake_discord.add_reaction(ada, grid, "🔄")
+    closed = await fake_discord.wait_for(
+        lambda: len(_notices(fake_discord, channel)) == 2 and _notices(fake_discord, channel)[1]
+    )
+    assert closed.content == (
+        f"<@{ada.id}> this control is not open to you now; `/imagine` here tells you why, "
+        "for your eyes only"
+    )
+    assert len(fake_discord.channel_messages(dm)) == 1  # nothing more reached her DMs
+    assert any(call.code == 50007 for call in fake_discord.calls)  # the DM was tried
+    asked = await _ask(fake_discord, ada, channel, "imagine", prompt="a blue square")
+    assert asked.ephemeral  # ... and /imagine does tell her, for her eyes only
+    assert asked.content.endswith("paused image generation here: swapping the model tonight")
+
+    # Banned, DMs still closed: the same, without the ban's reason.
+    await _mod(fake_discord, mod, channel, "resume")
+    await _mod(fake_discord, mod, channel, "ban", user=ada, reason="posted gore")
+    await fake_discord.add_reaction(ada, grid, "2️⃣")
+    banned = await fake_discord.wait_for(
+        lambda: len(_notices(fake_discord, channel)) == 3 and _notices(fake_discord, channel)[2]
+    )
+    assert banned.content == closed.content
+    public = [m for m in fake_discord.channel_messages(channel, deleted=True) if not m.ephemeral]
+    assert not any("swapping" in m.content or "gore" in m.content for m in public)
+    jobs = await bot.service.audit.list_jobs()
+    assert [j.status for j in jobs[1:]] == [JobStatus.REFUSED] * 4  # nothing was drawn
+    await fake_discord.wait_for(
+        lambda: not any(ada.id in users for users in grid.reactions.values())
+    )
+
+
+def _uploads(fake: FakeDiscord, interaction: Interaction) -> tuple[Any, list[Any]]:
+    """The interaction's first response (its callback call) and the follow-up calls."""
+    [callback] = [
+        call
+        for call in fake.calls
+        if call.route == "POST /interactions/{interaction_id}/{token}/callback"
+        and call.params.get("interaction_id") == str(interaction.id)
+    ]
+    followups = [
+        call
+        for call in fake.calls
+        if call.route == "POST /webhooks/{application_id}/{token}"
+        and call.params.get("token") == interaction.token
+    ]
+    return callback, followups
+
+
+async def test_review_and_export_answer_first_and_upload_as_a_follow_up(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World, tmp_path: Any
+) -> None:
+    guild, _, ada = world
+    mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
+    lounge = fake_discord.create_channel(guild, "lounge", nsfw=True)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, "PNG")
+    await _record_flagged(bot.service, guild, lounge, ada, png.getvalue(), tmp_path)
+
+    for command in ("mod review", "mod export"):
+        interaction = await fake_discord.slash(mod, lounge, command)
+        answer = await fake_discord.wait_for(lambda i=interaction: _answer(i))
+        assert interaction.response_type == 5, command  # deferred: no upload inside the 3 s
+        assert interaction.ephemeral
+        assert answer.attachments, command
+        callback, followups = _uploads(fake_discord, interaction)
+        assert callback.json["type"] == 5
+        assert callback.files == []
+        assert [len(call.files) > 0 for call in followups] == [True], command
