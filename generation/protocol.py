@@ -105,6 +105,7 @@ class WorkerReady:
     device: str
     dtype: str
     load_ms: float
+    cpu_threads: int = 0  # torch's intra-op threads in the worker
 
 
 def watermark_id(job_id: int, variant: int) -> int:

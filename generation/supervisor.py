@@ -145,7 +145,11 @@ class WorkerSupervisor:
         assert isinstance(message, WorkerReady), message
         self.ready_info = message
         log.info(
-            "worker ready ◆ pid %s ◆ %s ◆ %.0f ms", process.pid, message.device, message.load_ms
+            "worker ready ◆ pid %s ◆ %s ◆ %d CPU threads ◆ %.0f ms",
+            process.pid,
+            message.device,
+            message.cpu_threads,
+            message.load_ms,
         )
         return message
 

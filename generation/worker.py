@@ -42,8 +42,27 @@ class _Cancelled(Exception):
     """Raised from the step callback to stop a batch whose jobs were all cancelled."""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or ``taskset``'s share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cpu_threads(configured: int | None, cores: int) -> int:
+    """The worker's CPU threads: ``SDBOT_TORCH_THREADS`` when set, else every core but one.
+
+    The spare core is the bot's: its event loop answers Discord within 3 s and heartbeats the
+    gateway. On 2 busy cores, torch on both of them drew ~10× slower than on one, and the bot
+    fell 41 s behind its gateway (a missed heartbeat is a reconnect on Discord).
+    """
+    return configured if configured is not None else max(1, cores - 1)
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
+        import torch
+
         from generation.models import resolve_model
         from generation.pipeline import (
             ModelSafetyChecker,
@@ -56,17 +75,24 @@ class Worker:
         started = time.perf_counter()
         self.spec = spec
         self.device = resolve_device(spec.device)
+        threads = cpu_threads(spec.torch_threads, usable_cores())
+        if spec.torch_threads is not None or self.device == "cpu":  # a GPU: torch's own choice
+            torch.set_num_threads(threads)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
         self.model_checker = ModelSafetyChecker.detach_from(pipe, self.device, self.dtype)
         self.runner = PipelineRunner(pipe)
-        self.checker = OpenNSFWChecker(threads=spec.torch_threads or os.cpu_count() or 1)
+        self.checker = OpenNSFWChecker(threads=threads)
         self._safety_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safety")
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def ready(self) -> WorkerReady:
+        import torch
+
         dtype = str(self.dtype).removeprefix("torch.")
-        return WorkerReady(self.spec.model, self.device, dtype, self.load_ms)
+        return WorkerReady(
+            self.spec.model, self.device, dtype, self.load_ms, torch.get_num_threads()
+        )
 
     def process(self, batch: WorkBatch, conn: Connection) -> None:
         """Runs a batch and sends one answer per job: its result, its failure or its cancel.
@@ -170,10 +196,6 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
         level=spec.log_level,
         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    if spec.torch_threads:
-        import torch
-
-        torch.set_num_threads(spec.torch_threads)
     try:
         worker = Worker(spec)
     except Exception as error:  # any load failure is reported, then the process ends

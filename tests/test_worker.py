@@ -17,6 +17,7 @@ from generation.options import RequestedOptions
 from generation.protocol import Progress, WorkerSpec
 from generation.queue import LocalQueue
 from generation.supervisor import WorkerSupervisor
+from generation.worker import cpu_threads, usable_cores
 from storage.models import JobStatus
 
 CLI = Requester(source="test")
@@ -134,3 +135,19 @@ async def test_a_reset_database_never_overwrites_older_pictures(
     assert (old / "variant-1.png").read_bytes() == b"an older picture"
     assert outcome.images[0].path is not None
     assert outcome.images[0].path.parent.name.startswith("job-1-")
+
+
+def test_the_worker_leaves_the_bot_a_core_unless_told_otherwise() -> None:
+    assert cpu_threads(None, cores=2) == 1
+    assert cpu_threads(None, cores=1) == 1
+    assert cpu_threads(None, cores=16) == 15
+    assert cpu_threads(2, cores=2) == 2  # SDBOT_TORCH_THREADS decides when it is set
+
+
+async def test_a_cpu_worker_draws_on_every_core_but_one(model_dir: Path) -> None:
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu"))
+    try:
+        ready = await supervisor.start()
+    finally:
+        await supervisor.close()
+    assert ready.cpu_threads == max(1, usable_cores() - 1)
