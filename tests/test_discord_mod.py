@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import functools
 import io
 import time
 import zipfile
@@ -744,6 +745,12 @@ def _notices(fake: FakeDiscord, channel: Channel) -> list[Message]:
     ]
 
 
+def _notice(fake: FakeDiscord, channel: Channel, number: int) -> Message | None:
+    """The ``number``-th reply to a control, once it is there."""
+    notices = _notices(fake, channel)
+    return notices[number - 1] if len(notices) >= number else None
+
+
 async def test_a_paused_or_banned_members_control_gets_its_reason_in_private_only(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World
 ) -> None:
@@ -768,9 +775,7 @@ async def test_a_paused_or_banned_members_control_gets_its_reason_in_private_onl
     # Her DMs closed: the channel says the control is not hers and where to learn why, no more.
     ada.dms_open = False
     await fake_discord.add_reaction(ada, grid, "🔄")
-    closed = await fake_discord.wait_for(
-        lambda: len(_notices(fake_discord, channel)) == 2 and _notices(fake_discord, channel)[1]
-    )
+    closed = await fake_discord.wait_for(lambda: _notice(fake_discord, channel, 2))
     assert closed.content == (
         f"<@{ada.id}> this control is not open to you now; `/imagine` here tells you why, "
         "for your eyes only"
@@ -785,9 +790,7 @@ async def test_a_paused_or_banned_members_control_gets_its_reason_in_private_onl
     await _mod(fake_discord, mod, channel, "resume")
     await _mod(fake_discord, mod, channel, "ban", user=ada, reason="posted gore")
     await fake_discord.add_reaction(ada, grid, "2️⃣")
-    banned = await fake_discord.wait_for(
-        lambda: len(_notices(fake_discord, channel)) == 3 and _notices(fake_discord, channel)[2]
-    )
+    banned = await fake_discord.wait_for(lambda: _notice(fake_discord, channel, 3))
     assert banned.content == closed.content
     public = [m for m in fake_discord.channel_messages(channel, deleted=True) if not m.ephemeral]
     assert not any("swapping" in m.content or "gore" in m.content for m in public)
@@ -827,7 +830,7 @@ async def test_review_and_export_answer_first_and_upload_as_a_follow_up(
 
     for command in ("mod review", "mod export"):
         interaction = await fake_discord.slash(mod, lounge, command)
-        answer = await fake_discord.wait_for(lambda i=interaction: _answer(i))
+        answer = await fake_discord.wait_for(functools.partial(_answer, interaction))
         assert interaction.response_type == 5, command  # deferred: no upload inside the 3 s
         assert interaction.ephemeral
         assert answer.attachments, command
