@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.discord_bot import CONTROLS, DELETE, ImagineBot
+from generation.limits import Limits
 from storage.models import JobStatus, TermKind
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
 from tests.fake_discord.client import with_controls
@@ -188,3 +189,23 @@ async def test_a_cancelled_job_says_why_and_can_be_deleted(
     post = await fake_discord.wait_for(cancelled, within=60)
     assert "(by its requester)" in post.content
     await fake_discord.wait_for(lambda: with_controls(running.original), within=180)
+
+
+async def test_a_rate_limit_refusal_of_a_long_prompt_fits_in_one_message(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World
+) -> None:
+    guild, channel, ada = world
+    limits = Limits(user_units_per_hour=0.01, user_burst=0.1)
+    bot.service.default_limits = limits
+    await bot.service.queue.admit(guild.id, ada.id, 0.1, limits)  # the saved-up tenth, spent
+    await bot.service.queue.release(guild.id, ada.id)
+    prompt = ", ".join(f"lighthouse {number}" for number in range(100, 180))[:1000]
+    interaction = await fake_discord.slash(ada, channel, "imagine", prompt=prompt)
+    message = await fake_discord.wait_for(lambda: interaction.original, within=30)
+    assert interaction.ephemeral
+    assert message.content.startswith("⏳ you can make this in ")
+    assert len(message.content) <= 2000
+    [record] = await bot.service.audit.list_jobs()
+    assert record.status is JobStatus.REFUSED
+    assert record.prompt == prompt
+    assert len(prompt) == 1000
