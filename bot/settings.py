@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from generation.limits import Limits
-from generation.models import EMBEDDED_MODEL_DIR
-from generation.options import OptionLimits
+from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
+from generation.options import ModelDefaults, OptionLimits, limits_for_model
 
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key")
 
@@ -168,8 +168,12 @@ class Settings(BaseSettings):
     def effective_output_dir(self) -> Path:
         return self.output_dir or self.data_dir / "images"
 
-    def limits(self) -> OptionLimits:
-        return OptionLimits(
+    def limits(self, defaults: ModelDefaults | None = None) -> OptionLimits:
+        """The option limits: these settings, with sizes narrowed to what the model serves in
+        time (see ``limits_for_model``; its defaults are read from SDBOT_MODEL unless given).
+        Raises ModelLoadError for a model that cannot be read, InvalidOption for a
+        SDBOT_MIN_SIDE above the model's largest size."""
+        limits = OptionLimits(
             max_prompt_chars=self.max_prompt_chars,
             max_steps=self.max_steps,
             max_guidance=self.max_guidance,
@@ -177,6 +181,9 @@ class Settings(BaseSettings):
             max_side=self.max_side,
             max_variants=self.max_variants,
         )
+        if defaults is None:
+            defaults = model_defaults(resolve_model(self.model))
+        return limits_for_model(limits, defaults)
 
     def queue_limits(self) -> Limits:
         return Limits(

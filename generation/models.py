@@ -5,6 +5,7 @@ Nothing here imports torch: the bot process uses it to describe the model withou
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import re
@@ -78,6 +79,7 @@ _DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "width": (int,),
     "height": (int,),
     "scheduler": (str,),
+    "native_side": (int,),
 }
 
 
@@ -96,15 +98,30 @@ def _defaults_from(raw: object, path: Path) -> ModelDefaults:
 
 
 def model_defaults(source: ModelSource) -> ModelDefaults:
-    """The model's own recommendations: its sdbot.json, else its native size, else SD's."""
+    """The model's own recommendations: its sdbot.json, else its native size, else SD's.
+
+    The native side (what the size limits follow) is sdbot.json's ``native_side``, else the
+    one its UNet and VAE configs give, else SD's 512 (a hub id or a single checkpoint file,
+    which are not read here; SDXL's 1024 is then still within the limit).
+    """
     if source.kind is not SourceKind.FOLDER:
         return ModelDefaults()
+    native = _native_size(source.path)
     defaults_file = source.path / DEFAULTS_FILE
     if defaults_file.is_file():
         try:
             raw = json.loads(defaults_file.read_text())
         except ValueError as error:
             raise ModelLoadError(f"{defaults_file} is not valid JSON: {error}") from error
-        return _defaults_from(raw, defaults_file)
-    size = _native_size(source.path)
-    return ModelDefaults() if size is None else ModelDefaults(width=size, height=size)
+        defaults = _defaults_from(raw, defaults_file)
+        if native is not None and "native_side" not in raw:
+            defaults = dataclasses.replace(defaults, native_side=native)
+        if not 8 <= defaults.native_side <= 8192:
+            raise ModelLoadError(
+                f"{defaults_file}: native_side must be from 8 to 8192 px, "
+                f"got {defaults.native_side}"
+            )
+        return defaults
+    if native is None:
+        return ModelDefaults()
+    return ModelDefaults(width=native, height=native, native_side=native)

@@ -120,7 +120,21 @@ def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None
         (["imagine", "a cat", "--steps", "0"], "steps must be a whole number from 1 to 50, got 0"),
         (
             ["imagine", "a cat", "--width", "100"],
-            "width must be a multiple of 8 from 64 to 1024, got 100",
+            "width must be a multiple of 8 from 64 to 128 (2 × the model's native 64 px), got 100",
+        ),
+        (  # the embedded model took 76 s for 1024² idle, and stalled the worker under load
+            ["imagine", "a cat", "--height", "1024"],
+            "height must be a multiple of 8 from 64 to 128 (2 × the model's native 64 px), "
+            "got 1024",
+        ),
+        (  # the settings still narrow it
+            ["imagine", "a cat", "--width", "128", "SDBOT_MAX_SIDE=96"],
+            "width must be a multiple of 8 from 64 to 96, got 128",
+        ),
+        (
+            ["imagine", "a cat", "SDBOT_MIN_SIDE=256"],
+            "SDBOT_MIN_SIDE must be at most 128, the largest side this model serves "
+            "(2 × its native 64 px), got 256",
         ),
         (
             ["imagine", "a cat", "--variants", "0"],
@@ -132,7 +146,8 @@ def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None
     ],
 )
 def test_bad_input_exits_2_with_one_line(settings: Settings, args: list[str], reason: str) -> None:
-    result = sdbot(settings, *args)
+    env = dict(arg.split("=", 1) for arg in args if arg.startswith("SDBOT_"))  # settings
+    result = sdbot(settings, *(arg for arg in args if not arg.startswith("SDBOT_")), **env)
     assert result.returncode == 2
     assert reason in result.stderr
     assert len(result.stderr.strip().splitlines()[-1]) > 0

@@ -55,6 +55,11 @@ async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(
         ({"prompt": "a red circle", "steps": 400}, "⚠️ steps must be a whole number from 1 to 50"),
         # The member's own option is named: size (not width), guidance (not cfg).
         ({"prompt": "a red circle", "size": 100}, "⚠️ size must be a multiple of 8 from 64 to"),
+        (  # the embedded model serves up to twice its native side: 1024 took 76 s and stalled
+            {"prompt": "a red circle", "size": 1024},
+            "⚠️ size must be a multiple of 8 from 64 to 128 (2 × the model's native 64 px), "
+            "got 1024",
+        ),
         ({"prompt": "a red circle", "guidance": 30.0}, "⚠️ guidance must be a number from 0 to 20"),
     ],
 )

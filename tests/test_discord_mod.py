@@ -353,19 +353,19 @@ async def test_settings_are_shown_changed_recorded_and_in_force(
 
     said = await _mod(
         fake_discord, mod, channel, "settings",
-        max_steps=12, max_size=256, controls="everyone", nsfw_policy="spoiler",
+        max_steps=12, max_size=96, controls="everyone", nsfw_policy="spoiler",
         member_images_per_hour=30.0, answer_in=studio, reason="a quieter server",
     )  # fmt: skip
     assert said.splitlines()[:6] == [
         "✅ nsfw_policy: block → spoiler",
         "✅ member_images_per_hour: default → 30",
         "✅ max_steps: default → 12",
-        "✅ max_size: default → 256",
+        "✅ max_size: default → 96",
         "✅ controls: requester → everyone",
         f"✅ channels: every channel → <#{studio.id}>",
     ]
     assert "- max_steps: 12\n" in said
-    assert "- max_size: 256 px\n" in said
+    assert "- max_size: 96 px\n" in said
     assert "- member_images_per_hour: 30 standard images\n" in said
     assert f"- channels: <#{studio.id}>" in said
 
@@ -377,12 +377,13 @@ async def test_settings_are_shown_changed_recorded_and_in_force(
     assert too_many.ephemeral
     assert "steps" in too_many.content
     assert "12" in too_many.content
-    too_big = await _ask(fake_discord, ada, studio, "imagine", prompt="a cat", size=512)
+    # Within the bot's sizes (up to 128 px on the embedded model), above the guild's.
+    too_big = await _ask(fake_discord, ada, studio, "imagine", prompt="a cat", size=128)
     assert too_big.ephemeral
-    assert "256" in too_big.content
+    assert too_big.content == "⚠️ size must be a multiple of 8 from 64 to 96, got 128"
     help_text = (await _ask(fake_discord, ada, studio, "help")).content
     assert "steps 1–12" in help_text
-    assert "64–256 px" in help_text
+    assert "64–96 px" in help_text
 
     # Bad values name themselves, as the option is called; nothing changes.
     said = await _mod(fake_discord, mod, channel, "settings", max_size=100)

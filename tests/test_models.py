@@ -20,6 +20,7 @@ def test_the_embedded_model_is_a_folder_with_its_own_defaults(model_dir: Path) -
     assert defaults.steps == shipped["steps"]
     assert defaults.guidance_scale == shipped["guidance_scale"]
     assert (defaults.width, defaults.height) == (shipped["width"], shipped["height"])
+    assert defaults.native_side == 64  # from its UNet and VAE configs
 
 
 def test_hub_ids_and_checkpoints(tmp_path: Path) -> None:
@@ -58,7 +59,17 @@ def test_native_size_when_no_defaults_file(tmp_path: Path) -> None:
         (tmp_path / part).mkdir()
         (tmp_path / part / "config.json").write_text(json.dumps(config))
     defaults = model_defaults(resolve_model(str(tmp_path)))
-    assert (defaults.width, defaults.height) == (64, 64)
+    assert (defaults.width, defaults.height, defaults.native_side) == (64, 64, 64)
+
+    # With a defaults file, the native side still comes from the configs, unless it says so.
+    (tmp_path / "sdbot.json").write_text(json.dumps({"width": 96, "height": 96}))
+    defaults = model_defaults(resolve_model(str(tmp_path)))
+    assert (defaults.width, defaults.native_side) == (96, 64)
+    (tmp_path / "sdbot.json").write_text(json.dumps({"native_side": 256}))
+    assert model_defaults(resolve_model(str(tmp_path))).native_side == 256
+    (tmp_path / "sdbot.json").write_text(json.dumps({"native_side": 0}))
+    with pytest.raises(ModelLoadError, match="native_side must be from 8 to 8192 px, got 0"):
+        model_defaults(resolve_model(str(tmp_path)))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from generation.options import (
     ModelDefaults,
     OptionLimits,
     RequestedOptions,
+    limits_for_model,
     validate,
     variant_seeds,
 )
@@ -91,3 +92,44 @@ def test_variant_seeds_wrap_at_the_top() -> None:
 def test_limits_come_from_settings() -> None:
     with pytest.raises(InvalidOption, match="from 1 to 8, got 9"):
         validate(RequestedOptions(prompt="p", steps=9), OptionLimits(max_steps=8), DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("native", "settings_max", "served"),
+    [
+        (64, 1024, 128),  # the embedded model: 1024² took 76 s idle and stalled under load
+        (512, 1024, 1024),  # SD 1.5: the settings' default is already its limit
+        (512, 4096, 1024),
+        (1024, 1024, 1024),  # SDXL: the settings stop it first
+        (1024, 4096, 2048),
+    ],
+)
+def test_sizes_follow_the_model_and_the_settings(
+    native: int, settings_max: int, served: int
+) -> None:
+    defaults = ModelDefaults(width=native, height=native, native_side=native)
+    limits = limits_for_model(OptionLimits(max_side=settings_max), defaults)
+    assert limits.max_side == served
+    validate(RequestedOptions(prompt="p", width=served, height=served), limits, defaults)
+    with pytest.raises(InvalidOption) as refused:
+        validate(RequestedOptions(prompt="p", width=served + 8), limits, defaults)
+    assert str(refused.value).startswith(f"width must be a multiple of 8 from 64 to {served}")
+    if served == 2 * native:
+        assert f"to {served} (2 × the model's native {native} px), got {served + 8}" in str(
+            refused.value
+        )
+
+
+def test_the_models_own_default_size_is_always_served() -> None:
+    defaults = ModelDefaults(width=768, height=640, native_side=256)
+    assert limits_for_model(OptionLimits(), defaults).max_side == 768
+
+
+def test_a_minimum_side_above_what_the_model_serves_is_refused() -> None:
+    defaults = ModelDefaults(width=64, height=64, native_side=64)
+    with pytest.raises(InvalidOption) as refused:
+        limits_for_model(OptionLimits(min_side=256), defaults)
+    assert str(refused.value) == (
+        "SDBOT_MIN_SIDE must be at most 128, the largest side this model serves "
+        "(2 × its native 64 px), got 256"
+    )
