@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from storage.models import (
     JobStatus,
     PostedMessage,
     Verdict,
+    new_uid,
     utcnow,
 )
 
@@ -46,6 +47,15 @@ class NewJob:
     parent_job_id: int | None = None
     parent_variant: int | None = None
     channel_nsfw: bool = False
+    uid: str = field(default_factory=new_uid)  # the identity the queue and Redis carry
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who follows an open job (``host:pid:random``) and for how long without renewing."""
+
+    owner: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -105,11 +115,16 @@ class JobRecord:
     attempts: int = 0
     channel_nsfw: bool = False
     images: tuple[ImageRecord, ...] = field(default=())
+    uid: str = ""
+    lease_owner: str | None = None  # operational, not part of the audit record's dict
+    lease_expires_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (datetimes as ISO strings)."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
+            if name.startswith("lease_"):
+                continue
             value = getattr(self, name)
             if name == "images":
                 value = [_image_dict(image) for image in value]
@@ -184,12 +199,21 @@ def _job_record(row: Job) -> JobRecord:
         attempts=row.attempts,
         channel_nsfw=row.channel_nsfw,
         images=tuple(_image_record(image) for image in row.images),
+        uid=row.uid,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
     )
 
 
 _OPEN_STATUSES = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 # A control whose job ended without images may be used again (a rate limit passed, a list changed).
 _RETRYABLE = {JobStatus.REFUSED, JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def _span(lease: Lease) -> timedelta:
+    return timedelta(seconds=lease.seconds)
+
+
 # A claim whose job was never recorded (the process died in between) is free again after this.
 CLAIM_TIMEOUT = timedelta(seconds=60)
 
@@ -210,17 +234,23 @@ class AuditLog:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    async def create_job(self, new: NewJob, *, refused: str | None = None) -> int:
+    async def create_job(
+        self, new: NewJob, *, refused: str | None = None, lease: Lease | None = None
+    ) -> int:
         """Records a request. A refused one (over a limit, a ban, a pause: ``refused`` says
         which) is finished at once with status ``refused``, whatever its prompt's verdict; a
-        blocked one with status ``blocked``."""
+        blocked one with status ``blocked``. A queued one is held by ``lease`` when given."""
         now = utcnow()
         blocked = new.verdict is Verdict.BLOCKED and refused is None
         if refused is not None:
             status = JobStatus.REFUSED
         else:
             status = JobStatus.BLOCKED if blocked else JobStatus.QUEUED
+        held = lease if status is JobStatus.QUEUED else None
         row = Job(
+            uid=new.uid,
+            lease_owner=None if held is None else held.owner,
+            lease_expires_at=None if held is None else now + timedelta(seconds=held.seconds),
             kind=new.kind.value,
             source=new.source,
             parent_job_id=new.parent_job_id,
@@ -318,6 +348,8 @@ class AuditLog:
                 .values(
                     status=status.value,
                     error=error,
+                    lease_owner=None,
+                    lease_expires_at=None,
                     finished_at=now,
                     generation_ms=generation_ms,
                     total_ms=(now - job.created_at).total_seconds() * 1000,
@@ -329,9 +361,82 @@ class AuditLog:
             for image in images:
                 session.add(Image(job_id=job_id, **image.__dict__))
 
+    async def take_lease(
+        self, job_id: int, lease: Lease, *, dead: Callable[[str], bool] = lambda owner: False
+    ) -> JobRecord | None:
+        """Takes an open job for ``lease.owner``: when nobody holds it, its lease ran out, its
+        holder is ``dead`` (a process of this host that is gone) or it is already ours. Returns
+        the job as it was, or None when it is finished or another live process holds it.
+
+        One conditional UPDATE on the lease as it was read, so that of two processes that try
+        at once exactly one wins (on SQLite a read-then-write transaction would fail instead).
+        """
+        now = utcnow()
+        async with self._sessions() as session:
+            row = await session.get(Job, job_id)
+            if row is None or JobStatus(row.status).is_terminal:
+                return None
+            record = _job_record(row)
+        owner, until = record.lease_owner, record.lease_expires_at
+        free = owner is None or until is None or until <= now or owner == lease.owner or dead(owner)
+        if not free:
+            return None
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status.in_(_OPEN_STATUSES),
+                    Job.lease_owner.is_(None) if owner is None else Job.lease_owner == owner,
+                    Job.lease_expires_at.is_(None)
+                    if until is None
+                    else Job.lease_expires_at == until,
+                )
+                .values(lease_owner=lease.owner, lease_expires_at=now + _span(lease))
+                .execution_options(synchronize_session=False)
+            )
+            taken = result.rowcount == 1  # type: ignore[attr-defined]  # CursorResult at runtime
+        return record if taken else None
+
+    async def renew_leases(self, lease: Lease) -> int:
+        """The holder is alive: its open jobs' leases run ``lease.seconds`` from now. Returns
+        how many it holds."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Job)
+                .where(Job.lease_owner == lease.owner, Job.status.in_(_OPEN_STATUSES))
+                .values(lease_expires_at=utcnow() + _span(lease))
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release_leases(self, owner: str) -> None:
+        """The holder stops following its open jobs (a graceful stop): the next start or
+        `sdbot recover` may take them at once."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def image_paths(self) -> set[str]:
+        """The recorded path of every image file (as stored)."""
+        async with self._sessions() as session:
+            return {
+                str(path)
+                for path in await session.scalars(select(Image.path).where(Image.path.is_not(None)))
+            }
+
     async def get_job(self, job_id: int) -> JobRecord | None:
         async with self._sessions() as session:
             row = await session.get(Job, job_id)
+            return None if row is None else _job_record(row)
+
+    async def get_job_by_uid(self, uid: str) -> JobRecord | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(Job).where(Job.uid == uid))
             return None if row is None else _job_record(row)
 
     async def find_by_watermark(self, watermark_id: int) -> tuple[JobRecord, ImageRecord] | None:

@@ -8,6 +8,7 @@ back timezone-aware.
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -44,6 +45,11 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    """A job's identity: 128 random bits, 32 hex digits."""
+    return uuid.uuid4().hex
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -178,9 +184,13 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_uid", "uid", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The identity the queue, Redis keys and events carry: never reused, even when a reset or
+    # restored database hands out the same ``id`` again.
+    uid: Mapped[str] = mapped_column(String(32), default=new_uid)
     kind: Mapped[str] = mapped_column(String(16), default=JobKind.IMAGINE.value)
     source: Mapped[str] = mapped_column(String(16))
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
@@ -210,6 +220,10 @@ class Job(Base):
     queue_ms: Mapped[float | None] = mapped_column(Float)
     generation_ms: Mapped[float | None] = mapped_column(Float)
     total_ms: Mapped[float | None] = mapped_column(Float)
+    # The process that follows the open job (``host:pid:random``) and until when; it renews the
+    # lease while it runs the job, and `sdbot recover` takes only jobs whose lease ran out.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job", order_by="Image.variant", lazy="selectin"

@@ -158,3 +158,40 @@ async def test_0003_turns_job_limits_into_image_limits_and_keeps_the_images(
     ) == [(5, 50, 2)]
     assert await _execute(database_url, "SELECT status FROM jobs") == [("failed",)]
     assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+
+
+async def test_0006_gives_every_job_its_own_uid_and_keeps_the_images(database_url: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0005")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        *(
+            "INSERT INTO jobs (id, kind, source, prompt, negative_prompt, steps, guidance_scale, "
+            "width, height, variants, scheduler, model, seeds, verdict, verdict_reasons, status, "
+            f"created_at) VALUES ({job_id}, 'imagine', 'cli', 'p', '', 1, 1.0, 64, 64, 1, "
+            f"'default', 'm', '[1]', 'allowed', '[]', '{status}', {now})"
+            for job_id, status in ((1, "succeeded"), (2, "queued"), (3, "running"))
+        ),
+        "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+        "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
+        f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
+    )
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    rows = await _execute(
+        database_url, "SELECT id, uid, lease_owner, lease_expires_at FROM jobs ORDER BY id"
+    )
+    uids = [str(uid) for _, uid, _, _ in rows]
+    assert len(set(uids)) == 3
+    assert all(len(uid) == 32 and int(uid, 16) >= 0 for uid in uids)
+    assert [(job_id, owner, until) for job_id, _, owner, until in rows] == [
+        (1, None, None),
+        (2, None, None),
+        (3, None, None),
+    ]  # no lease: `sdbot recover` may take the open ones at once
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+    with pytest.raises(Exception, match=r"(?i)unique"):  # the database itself refuses a reuse
+        await _execute(database_url, f"UPDATE jobs SET uid = '{uids[0]}' WHERE id = 2")
+
+    await asyncio.to_thread(migrations.downgrade, database_url, "0005")
+    assert await _execute(database_url, "SELECT id FROM jobs ORDER BY id") == [(1,), (2,), (3,)]
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
