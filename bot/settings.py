@@ -3,30 +3,88 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yarl
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.connection import parse_url as parse_redis_url
 from sqlalchemy.engine import make_url
 
 from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
+from storage.engine import check_database_url
 
-_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key")
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
+# Rates and bursts, in standard images: below one image in ten hours a wait overflows a timer.
+MIN_RATE, MAX_RATE = 0.1, 1_000_000.0
+_RATES = ("user_images_per_hour", "user_burst", "guild_images_per_hour", "guild_burst")
+_URLS = ("database_url", "redis_url", "discord_api_url", "discord_gateway_url")
+_CREDENTIALS = re.compile(r"(?<=://)([^/?#@]*?):[^/?#@]*@")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;][^=&;#]*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")[^=&;#]*=)[^&;#]*"
+)
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_QUERY_KEYS)
+
+
+def mask_text(text: str) -> str:
+    """A URL that may not parse, its password and secret-looking query values replaced by ***."""
+    return _SECRET_QUERY.sub(r"\1***", _CREDENTIALS.sub(r"\1:***@", text))
+
+
+def mask_web_url(url: str) -> str:
+    """An http(s) or ws(s) URL with its password and secret-looking query values masked."""
+    try:
+        parsed = yarl.URL(url)
+        if parsed.password:
+            parsed = parsed.with_password("***")
+        if any(_is_secret(key) for key in parsed.query):
+            masked = [(k, "***" if _is_secret(k) else v) for k, v in parsed.query.items()]
+            parsed = parsed.with_query(masked)
+        return str(parsed).replace("%2A%2A%2A", "***")
+    except (ValueError, TypeError):
+        return mask_text(url)
 
 
 def mask_url(url: str) -> str:
     """The URL with its password, and any secret-looking query value, replaced by ***."""
-    parsed = make_url(url)
-    query = {
-        key: "***" if any(word in key.lower() for word in _SECRET_QUERY_KEYS) else value
-        for key, value in parsed.query.items()
-    }
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy raises several kinds for text that is no URL
+        return mask_text(url)
+    query = {key: "***" if _is_secret(key) else value for key, value in parsed.query.items()}
     rendered = parsed.set(query=query).render_as_string(hide_password=True)
     return rendered.replace("%2A%2A%2A", "***")  # the query is URL-encoded on the way out
+
+
+def settings_error(error: ValidationError) -> str:
+    """pydantic's report in one line, each bad value named and never a secret shown."""
+    problems = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] != "value_error":  # sdbot's own messages name the value already
+            value: Any = item.get("input")
+            if name in _URLS and isinstance(value, str):
+                value = mask_text(value)
+            elif name == "discord_token":
+                value = "****"
+            message = f"{message}, got {value!r}"
+        problems.append(f"SDBOT_{name.upper()}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 def _default_data_dir() -> Path:
@@ -35,7 +93,9 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SDBOT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SDBOT_", env_file=".env", extra="ignore", allow_inf_nan=False
+    )
 
     model: str = Field(
         default=str(EMBEDDED_MODEL_DIR),
@@ -112,7 +172,38 @@ class Settings(BaseSettings):
     @field_validator("data_dir", "output_dir")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+        try:
+            return None if value is None else value.expanduser()
+        except RuntimeError:  # ~someone who has no account here
+            raise ValueError(
+                f"{str(value)!r} names a home folder this system does not know"
+            ) from None
+
+    @field_validator(*_RATES)
+    @classmethod
+    def _check_rate(cls, value: float) -> float:
+        if not MIN_RATE <= value <= MAX_RATE:
+            raise ValueError(
+                f"must be from {MIN_RATE:g} to {MAX_RATE:.0f} standard images, got {value!r}"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            parse_redis_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
+        except ValueError as error:
+            raise ValueError(f"{mask_text(value)!r} is not a Redis URL: {error}") from None
+        path = yarl.URL(value).path if value.startswith(("redis:", "rediss:")) else ""
+        if not re.fullmatch(r"/?(\d+)?", path):
+            raise ValueError(
+                f"{mask_text(value)!r} names database {path.lstrip('/')!r}; a Redis database "
+                "is a number (redis://host:6379/0)"
+            )
+        return value
 
     @field_validator("discord_api_url", "discord_gateway_url")
     @classmethod
@@ -120,7 +211,7 @@ class Settings(BaseSettings):
         schemes = ("http", "https") if info.field_name == "discord_api_url" else ("ws", "wss")
         scheme = value.split("://", 1)[0] if "://" in value else ""
         if scheme not in schemes:
-            raise ValueError(f"{value!r} must be a {' or '.join(schemes)} URL")
+            raise ValueError(f"{mask_web_url(value)!r} must be a {' or '.join(schemes)} URL")
         return value
 
     @field_validator("database_url")
@@ -129,15 +220,11 @@ class Settings(BaseSettings):
         if not value:
             return value
         try:
-            url = make_url(value)
-            is_async = bool(url.get_dialect().is_async)
-        except Exception as error:  # sqlalchemy raises several kinds for a bad URL
-            raise ValueError(f"{value!r} is not a database URL sdbot can use: {error}") from None
-        if not is_async:
+            check_database_url(value)
+        except ValueError as error:
             raise ValueError(
-                f"database URL {mask_url(value)!r} needs an async driver: "
-                "sqlite+aiosqlite://… or postgresql+asyncpg://…"
-            )
+                f"{mask_url(value)!r} is not a database URL sdbot can use: {error}"
+            ) from None
         return value
 
     @field_validator("device")
@@ -207,8 +294,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 text = "****" if value.get_secret_value() else ""
             elif name in {"discord_api_url", "discord_gateway_url"}:
-                url = yarl.URL(value)  # a proxy URL may carry credentials
-                text = str(url.with_password("****")) if url.password else value
+                text = mask_web_url(value)  # a proxy URL may carry credentials
             elif name in {"database_url", "redis_url"} and value:
                 text = mask_url(str(value))
             else:

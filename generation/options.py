@@ -12,6 +12,7 @@ from generation.errors import InvalidOption
 
 SCHEDULERS = ("default", "dpmpp", "euler", "euler_a", "ddim", "unipc", "pndm", "heun")
 MAX_SEED = 2**32 - 1
+PNDM_MIN_STEPS = 4  # PNDM's Runge-Kutta warm-up needs 4 steps; diffusers fails below
 UPSCALE_FACTOR = 2  # an upscale redraws its variant at twice the size
 # The largest side served is this many times the model's native side: four times its pixels.
 # Beyond it the UNet's cost grows faster than the pixels (attention is quadratic in them): the
@@ -84,6 +85,28 @@ class GenerationOptions:
         return max(1, int(self.steps * UPSCALE_STRENGTH))
 
 
+class UnstorableText(InvalidOption):
+    """Text no database can hold: invalid UTF-8 (a shell passes it as surrogate escapes) or a
+    NUL character (SQLite keeps it, PostgreSQL refuses it)."""
+
+
+def check_storable(option: str, text: str) -> str:
+    """``text`` unchanged, or UnstorableText naming the option and the bad characters."""
+    if "\x00" in text:
+        raise UnstorableText(option, text, "text without NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnstorableText(option, text, "valid UTF-8 text") from None
+    return text
+
+
+def storable(text: str) -> str:
+    """``text`` with what no database can hold written out as escapes (for the record of a
+    refusal): ``\\x00`` for NUL, ``\\udcff`` for an invalid byte."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def renamed(error: InvalidOption, names: Mapping[str, str]) -> InvalidOption:
     """The same refusal with the option named as a front end calls it (Discord's ``size`` for
     width and height, ``guidance`` for cfg), so that a member reads the option they typed."""
@@ -136,7 +159,7 @@ def validate(
     requested: RequestedOptions, limits: OptionLimits, defaults: ModelDefaults
 ) -> GenerationOptions:
     """Checks every option against the limits; fills what was left out from the model defaults."""
-    prompt = requested.prompt.strip()
+    prompt = check_storable("prompt", requested.prompt).strip()
     if not prompt:
         raise InvalidOption("prompt", requested.prompt, "non-empty text")
     if len(prompt) > limits.max_prompt_chars:
@@ -144,7 +167,7 @@ def validate(
             "prompt", f"{prompt[:40]}… ({len(prompt)} characters)",
             f"at most {limits.max_prompt_chars} characters",
         )  # fmt: skip
-    negative = requested.negative_prompt.strip()
+    negative = check_storable("negative prompt", requested.negative_prompt).strip()
     if len(negative) > limits.max_prompt_chars:
         raise InvalidOption(
             "negative prompt", f"{negative[:40]}… ({len(negative)} characters)",
@@ -174,6 +197,12 @@ def validate(
     scheduler = requested.scheduler or defaults.scheduler
     if scheduler not in SCHEDULERS:
         raise InvalidOption("scheduler", scheduler, "one of " + ", ".join(SCHEDULERS))
+    if scheduler == "pndm" and steps < PNDM_MIN_STEPS:
+        raise InvalidOption(
+            "steps", steps,
+            f"at least {PNDM_MIN_STEPS} with the pndm scheduler (its warm-up takes "
+            f"{PNDM_MIN_STEPS}); from {PNDM_MIN_STEPS} to {limits.max_steps}, or another scheduler",
+        )  # fmt: skip
     if requested.seed is None:
         base_seed = secrets.randbelow(MAX_SEED + 1)
     else:

@@ -26,6 +26,30 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def check_database_url(url: str) -> None:
+    """Raises ValueError saying what sdbot cannot use in ``url``; the message never repeats the
+    URL (it may carry a password)."""
+    try:
+        parsed = make_url(url)
+    except Exception as error:  # sqlalchemy raises several kinds for text that is no URL
+        raise ValueError(f"it does not parse ({type(error).__name__})") from None
+    backend, _, driver = parsed.drivername.partition("+")  # loading the dialect may fail
+    if _ASYNC_DRIVERS.get(backend) != driver:
+        raise ValueError(
+            f"{parsed.drivername} is not one it supports; it needs an async driver: "
+            "sqlite+aiosqlite://… or postgresql+asyncpg://…"
+        )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"port {parsed.port} is not from 1 to 65535")
+    if backend == "postgresql" and "sslmode" in parsed.query:
+        raise ValueError(
+            "asyncpg takes ?ssl=disable|prefer|require|verify-ca|verify-full, not ?sslmode="
+        )
+
+
 def ensure_sqlite_folder(url: str) -> None:
     """Creates the folder of a SQLite database file, so that a first run just works."""
     parsed = make_url(url)

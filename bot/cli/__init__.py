@@ -12,9 +12,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from alembic.util import CommandError as AlembicError
+from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.settings import Settings
+from bot.settings import Settings, mask_url, settings_error
 from generation.errors import GenerationError, InvalidOption
 from storage.errors import DatabaseBehind
 
@@ -33,8 +35,9 @@ class CommandError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from bot.cli import admin, audit, bench, discord, imagine, lists, run, worker
+    from bot.cli.arguments import OneLineParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sdbot", description="Stable Diffusion for Discord communities, safely."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -63,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = Settings()
-    except ValueError as error:  # pydantic's ValidationError names the setting and the value
-        print(f"sdbot: error: invalid settings: {error}", file=sys.stderr)
+    except ValidationError as error:  # one line, each value named, secrets masked
+        print(f"sdbot: error: invalid settings: {settings_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     handler: Handler = args.handler
     try:
@@ -87,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SQLAlchemyError, AlembicError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(f"sdbot: error: database: {type(error).__name__}: {first_line}", file=sys.stderr)
+        return EXIT_USAGE
+    except RedisError as error:  # no Redis there, or not one sdbot can use (SDBOT_REDIS_URL)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        where = mask_url(settings.redis_url or "")
+        print(f"sdbot: error: Redis {where}: {type(error).__name__}: {first_line}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # a server that does not answer, a file that cannot be written
         print(f"sdbot: error: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import EXIT_OK, CommandError
+from bot.cli.arguments import guild_id
 from bot.settings import Settings
 
 
@@ -96,7 +97,7 @@ def register(commands: Any) -> None:
         action="append",
         help="eval, heldout, or a folder with benign.tsv and blocked.tsv (default: both shipped)",
     )
-    moderation.add_argument("--guild", type=int, help="apply this guild's own lists too")
+    moderation.add_argument("--guild", type=guild_id, help="apply this guild's own lists too")
     moderation.add_argument("--repeats", type=int, default=5, help="timing passes per prompt")
     moderation.add_argument("--json", action="store_true")
     moderation.set_defaults(handler=run_moderation)

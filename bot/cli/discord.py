@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, EXIT_USAGE, CommandError
+from bot.cli.arguments import guild_id
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,14 +43,8 @@ def register(commands: Any) -> None:
             "regardless. With --guild, to that guild only (they show there at once)."
         ),
     )
-    sync.add_argument("--guild", type=_guild_id, help="a guild id (default: every guild)")
+    sync.add_argument("--guild", type=guild_id, help="a guild id (default: every guild)")
     sync.set_defaults(handler=run_sync)
-
-
-def _guild_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
-        raise argparse.ArgumentTypeError(f"a guild id is a number from 1 to 2^63-1, got {text!r}")
-    return int(text)
 
 
 async def offline_bot(settings: Settings) -> ImagineBot:

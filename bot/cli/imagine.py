@@ -10,11 +10,19 @@ from typing import Any
 
 from bot.app import open_service, open_storage
 from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
+from bot.cli.arguments import check_guild_id, guild_id
+from bot.cli.refusals import record_refusal
 from bot.service import ImagineOutcome, Requester, ShownImage, moderate
 from bot.settings import Settings
 from generation.errors import ModelLoadError
 from generation.models import model_defaults, resolve_model
-from generation.options import SCHEDULERS, RequestedOptions, validate
+from generation.options import (
+    SCHEDULERS,
+    RequestedOptions,
+    UnstorableText,
+    check_storable,
+    validate,
+)
 from generation.protocol import Progress
 from generation.queue import Queued
 from moderation.prompts import PromptVerdict
@@ -64,7 +72,7 @@ def register(commands: Any) -> None:
     )
     moderate.add_argument("prompt")
     moderate.add_argument("--negative", default="", help="the negative prompt, checked too")
-    moderate.add_argument("--guild", type=int, help="apply this guild's own lists too")
+    moderate.add_argument("--guild", type=guild_id, help="apply this guild's own lists too")
     moderate.add_argument("--json", action="store_true")
     moderate.set_defaults(handler=run_moderate)
 
@@ -181,7 +189,17 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     except ModelLoadError as error:
         raise CommandError(f"SDBOT_MODEL: {error}") from error
     requested = _requested(args)
-    validate(requested, settings.limits(), defaults)  # fail fast, before any I/O
+    try:
+        validate(requested, settings.limits(), defaults)  # fail fast, before any I/O
+        refusal = None if args.guild is None else check_guild_id(args.guild)
+    except UnstorableText as error:
+        refusal = str(error)
+    if refusal is not None:  # a request all the same: recorded, refused
+        guild = None if args.guild is None or check_guild_id(args.guild) else args.guild
+        job_id = await record_refusal(
+            settings, requested, defaults, refusal, guild_id=guild, channel_nsfw=args.nsfw_channel
+        )
+        raise CommandError(f"{refusal} (recorded as job {job_id}, refused)")
     if args.out is not None:
         settings = settings.model_copy(update={"output_dir": args.out})
     async with open_storage(settings) as storage, open_service(settings, storage) as service:
@@ -227,6 +245,8 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
+    check_storable("prompt", args.prompt)
+    check_storable("negative prompt", args.negative)
     async with open_storage(settings) as storage:
         verdict = await moderate(storage.terms, args.prompt, args.guild, args.negative)
     if args.json:

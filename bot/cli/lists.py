@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.app import open_storage
 from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.cli.arguments import guild_id, rate, term
 from bot.durations import parse_expiry
 from bot.guild_admin import change_settings
 from bot.service import guild_limits
@@ -36,16 +37,16 @@ def register(commands: Any) -> None:
     )
     remove = term_commands.add_parser("remove", help="remove an entry")
     for command in (add, remove):
-        command.add_argument("term")
+        command.add_argument("term", type=term)
         command.add_argument("--kind", choices=list(_KINDS), default="block")
-        command.add_argument("--guild", type=int, help="default: every guild")
+        command.add_argument("--guild", type=guild_id, help="default: every guild")
     add.add_argument("--regex", action="store_true", help="the entry is a regular expression")
     add.add_argument("--expires", help="a duration (30m, 12h, 7d, 2w) or an ISO date")
     add.set_defaults(handler=run_terms_add)
     remove.set_defaults(handler=run_terms_remove)
     listing = term_commands.add_parser("list", help="the entries in force")
     listing.add_argument(
-        "--guild", type=int, help="that guild's entries and the global ones (default: all)"
+        "--guild", type=guild_id, help="that guild's entries and the global ones (default: all)"
     )
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=run_terms_list)
@@ -53,10 +54,10 @@ def register(commands: Any) -> None:
     guild = commands.add_parser("guild", help="a guild's NSFW policy, limits and controls")
     guild_commands = guild.add_subparsers(dest="guild_command", required=True, metavar="COMMAND")
     show = guild_commands.add_parser("show", help="print a guild's settings")
-    show.add_argument("guild", type=int)
+    show.add_argument("guild", type=guild_id)
     show.set_defaults(handler=run_guild_show)
     change = guild_commands.add_parser("set", help="change a guild's NSFW policy and limits")
-    change.add_argument("guild", type=int)
+    change.add_argument("guild", type=guild_id)
     change.add_argument(
         "--nsfw-policy",
         choices=[policy.value for policy in NsfwPolicy],
@@ -66,9 +67,9 @@ def register(commands: Any) -> None:
         "--nsfw-threshold", type=float, help="a stricter open_nsfw threshold for this guild"
     )
     change.add_argument(
-        "--user-images-per-hour", type=float, help="each member's rate, in standard images"
+        "--user-images-per-hour", type=rate, help="each member's rate, in standard images"
     )
-    change.add_argument("--guild-images-per-hour", type=float, help="the whole guild's rate")
+    change.add_argument("--guild-images-per-hour", type=rate, help="the whole guild's rate")
     change.add_argument("--max-jobs-per-user", type=int, help="a member's jobs queued + running")
     change.add_argument("--max-steps", type=int, help="fewer denoising steps than the bot allows")
     change.add_argument("--max-side", type=int, help="a smaller largest side, in pixels")

@@ -1,0 +1,76 @@
+"""Argument types shared by the commands: each refuses a value the database cannot hold."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from bot.settings import MAX_RATE, MIN_RATE
+from generation.options import UnstorableText, check_storable
+
+MAX_GUILD_ID = 2**63 - 1  # Discord ids are 64-bit, and the database's BIGINT is signed
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (the exit code stays 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_guild_id(value: int) -> str | None:
+    """Why ``value`` cannot be a guild id, or None when it can."""
+    if 0 < value <= MAX_GUILD_ID:
+        return None
+    return f"a guild id must be a whole number from 1 to 2^63-1, got {value}"
+
+
+def guild_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a guild id must be a whole number from 1 to 2^63-1, got {text!r}"
+        ) from None
+    problem = check_guild_id(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def term(text: str) -> str:
+    """A list entry: UTF-8 text without NUL characters (PostgreSQL stores no other)."""
+    try:
+        return check_storable("term", text)
+    except UnstorableText as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def rate(text: str) -> float:
+    """Standard images an hour, within what the limiter can wait for."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not MIN_RATE <= value <= MAX_RATE:  # nan and inf fail too
+        raise argparse.ArgumentTypeError(
+            f"a rate must be from {MIN_RATE:g} to {MAX_RATE:.0f} standard images an hour, "
+            f"got {text!r}"
+        )
+    return value
+
+
+def date(text: str) -> datetime:
+    """An ISO date or time, read as UTC when it names no zone."""
+    try:
+        value = datetime.fromisoformat(text)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]"
+        ) from None
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC datetime
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the dates sdbot can compare: from 0001-01-01 to 9999-12-31 in UTC"
+        ) from None

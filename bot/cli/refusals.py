@@ -1,0 +1,62 @@
+"""The record of a request refused at the edge for what the database cannot hold.
+
+A prompt with invalid UTF-8 or a NUL character, or a guild id beyond 64 bits, never reaches the
+service; it is still a request someone made, so it gets an audit record (status ``refused``),
+with the text escaped so that every database can store it and the guild left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bot.app import open_storage
+from bot.service import moderate
+from bot.settings import Settings
+from generation.options import ModelDefaults, RequestedOptions, storable, validate
+from storage.audit import NewJob
+from storage.models import Verdict
+
+
+async def record_refusal(
+    settings: Settings,
+    requested: RequestedOptions,
+    defaults: ModelDefaults,
+    reason: str,
+    *,
+    guild_id: int | None,
+    channel_nsfw: bool,
+) -> int:
+    """Records the refused request and returns its job id. Options that are invalid for another
+    reason raise InvalidOption first, as they would for any request (no record)."""
+    escaped = dataclasses.replace(
+        requested,
+        prompt=storable(requested.prompt),
+        negative_prompt=storable(requested.negative_prompt),
+    )
+    options = validate(escaped, settings.limits(), defaults)
+    async with open_storage(settings) as storage:
+        verdict = await moderate(storage.terms, options.prompt, guild_id, options.negative_prompt)
+        if not verdict.allowed:
+            audit_verdict = Verdict.BLOCKED
+        else:
+            audit_verdict = Verdict.FORCE_SAFE if verdict.force_safe else Verdict.ALLOWED
+        return await storage.audit.create_job(
+            NewJob(
+                source="cli",
+                guild_id=guild_id,
+                channel_nsfw=channel_nsfw,
+                prompt=options.prompt,
+                negative_prompt=options.negative_prompt,
+                steps=options.steps,
+                guidance_scale=options.guidance_scale,
+                width=options.width,
+                height=options.height,
+                variants=options.variants,
+                scheduler=options.scheduler,
+                model=settings.model,
+                seeds=options.seeds,
+                verdict=audit_verdict,
+                verdict_reasons=verdict.reasons or verdict.safe_reasons,
+            ),
+            refused=reason,
+        )
