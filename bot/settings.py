@@ -30,9 +30,9 @@ _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "au
 MIN_RATE, MAX_RATE = 0.1, 1_000_000.0
 _RATES = ("user_images_per_hour", "user_burst", "guild_images_per_hour", "guild_burst")
 _URLS = ("database_url", "redis_url", "discord_api_url", "discord_gateway_url")
-_CREDENTIALS = re.compile(r"(?<=://)([^/?#@]*?):[^/?#@]*@")
+_CREDENTIALS = re.compile(r"([^/?#@:]*):[^/?#@]*@")  # user:password@, with a scheme or not
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&;][^=&;#]*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")[^=&;#]*=)[^&;#]*"
+    r"(?i)((?:^|[?&;])[^=&;#]*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")[^=&;#]*=)[^&;#]*"
 )
 
 
@@ -54,7 +54,7 @@ def mask_web_url(url: str) -> str:
         if any(_is_secret(key) for key in parsed.query):
             masked = [(k, "***" if _is_secret(k) else v) for k, v in parsed.query.items()]
             parsed = parsed.with_query(masked)
-        return str(parsed).replace("%2A%2A%2A", "***")
+        return mask_text(str(parsed).replace("%2A%2A%2A", "***"))  # text yarl took for a path
     except (ValueError, TypeError):
         return mask_text(url)
 
