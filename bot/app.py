@@ -101,6 +101,7 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
         output_dir=settings.effective_output_dir(),
         default_limits=settings.queue_limits(),
         direct_messages=settings.discord_allow_dms,
+        lease_s=settings.job_lease_s,
     )
 
 
@@ -110,7 +111,9 @@ async def open_queue(settings: Settings) -> JobQueue:
     if settings.redis_url:
         from generation.redis_queue import RedisQueue
 
-        return await RedisQueue.connect(settings.redis_url, prefix=settings.redis_prefix)
+        return await RedisQueue.connect(
+            settings.redis_url, prefix=settings.redis_prefix, lost_after_s=settings.redis_lost_s
+        )
     supervisor = WorkerSupervisor(
         worker_spec(settings), stall_timeout_s=settings.job_stall_timeout_s
     )

@@ -14,6 +14,8 @@ import enum
 import functools
 import hashlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -56,6 +58,7 @@ from moderation.prompts import (
     RuleAction,
     check_prompt,
 )
+from storage import pictures
 from storage.admin import (
     BanList,
     GuildSettingsRecord,
@@ -64,9 +67,10 @@ from storage.admin import (
     TermList,
     TermRecord,
 )
-from storage.audit import AuditLog, JobRecord, NewImage, NewJob
+from storage.audit import AuditLog, JobRecord, Lease, NewImage, NewJob
 from storage.errors import JobAlreadyFinished
-from storage.models import JobKind, JobStatus, Verdict
+from storage.models import JobKind, JobStatus, Verdict, utcnow
+from storage.pictures import StagedPictures, StagedState, SweepReport
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +284,12 @@ class ImagineService:
         output_dir: Path | None = None,
         default_limits: Limits | None = None,
         direct_messages: bool = False,
+        lease_s: float = 30.0,
     ) -> None:
         self.audit = audit
+        # This process's lease on the open jobs it follows, renewed while it runs.
+        self.lease = Lease(lease_owner(), lease_s)
+        self._renewing: asyncio.Task[None] | None = None
         self.direct_messages = direct_messages  # Discord DMs draw under the global rules only
         self.terms = terms
         self.guild_settings = guild_settings
@@ -418,11 +426,12 @@ class ImagineService:
                 new, verdict, options, Refusal.RATE, str(refusal), refusal.retry_after
             )
         try:  # recorded before it is acknowledged: a crash from here on leaves it queued
-            job_id = await self.audit.create_job(new)
+            job_id = await self.audit.create_job(new, lease=self.lease)
+            self._keep_leases()
         except BaseException:
             await self.queue.release(guild, user)
             raise
-        job = QueuedJob(WorkRequest(job_id, options), guild, user)
+        job = QueuedJob(WorkRequest(job_id, options), guild, user, new.uid)
         try:
             handle = await self.queue.submit(job)
         except BaseException as error:  # the queue is unreachable: say so, end the record
@@ -579,16 +588,30 @@ class ImagineService:
                 grid = None
             else:
                 grid = await asyncio.to_thread(self._grid, job_id, shown, result.images)
+            # Files under a staging name first; they take their names only once the row with
+            # their paths committed, so no fault leaves a picture without its record.
             try:
-                shown, grid = await asyncio.to_thread(self._write_files, job_id, shown, grid)
+                staged, shown, grid = await asyncio.to_thread(
+                    self._write_files, job_id, job.uid, shown, grid
+                )
             except OSError as error:
                 raise SaveFailed(f"cannot save: {error}") from error
-            await self.audit.record_outcome(
-                job_id,
-                JobStatus.SUCCEEDED,
-                images=[_new_image(image) for image in shown + ([grid] if grid else [])],
-                generation_ms=result.diffusion_ms + result.postprocess_ms,
-            )
+            try:
+                await self.audit.record_outcome(
+                    job_id,
+                    JobStatus.SUCCEEDED,
+                    images=[_new_image(image) for image in shown + ([grid] if grid else [])],
+                    generation_ms=result.diffusion_ms + result.postprocess_ms,
+                )
+            except BaseException:
+                if staged is not None:
+                    await asyncio.shield(asyncio.to_thread(staged.discard))
+                raise
+            if staged is not None:
+                try:
+                    await asyncio.to_thread(staged.publish)
+                except OSError:  # recorded: `sdbot recover` moves the folder into place
+                    log.exception("job %d ◆ could not move its files into place", job_id)
             if grid is None and not shown[0].withheld:
                 grid = shown[0]
         except (GenerationError, SaveFailed) as error:
@@ -646,7 +669,8 @@ class ImagineService:
         """Cancels a job in the queue; ``why`` (who stopped it, in words that may be shown in
         public: never a ban's reason) ends the reason its record and its post give."""
         self._stop_reasons[job_id] = why
-        outcome = await self.queue.cancel(job_id)
+        record = await self.audit.get_job(job_id)
+        outcome = await self.queue.cancel(job_id, None if record is None else record.uid)
         if outcome not in (CancelOutcome.DEQUEUED, CancelOutcome.STOPPING):
             self._stop_reasons.pop(job_id, None)
         return outcome
@@ -658,23 +682,39 @@ class ImagineService:
             await self.queue.cancel(job_id)
         await self._finish_quietly(job_id, status, reason)
 
-    async def recover(self, on_outcome: OutcomeCallback) -> int:
+    async def recover(
+        self,
+        on_outcome: OutcomeCallback,
+        on_held: Callable[[JobRecord], None] | None = None,
+    ) -> int:
         """At start-up: every job a stopped process left open is resumed or ended.
 
-        Queued jobs go back in the queue; a running one is retried once (its ``attempts`` say
-        how often a worker started it), then failed with the reason. With Redis, jobs the queue
-        still holds are followed where they are. Each outcome goes to ``on_outcome``. Returns
-        how many jobs were resumed.
+        Only jobs whose lease ran out (or whose holder is a process of this host that is gone)
+        are taken, each by one process: a job a live process still runs is left to it and
+        reported to ``on_held``. Queued jobs go back in the queue; a running one is retried
+        once (its ``attempts`` say how often a worker started it), then failed with the reason.
+        With Redis, jobs the queue still holds are followed where they are. Each outcome goes
+        to ``on_outcome``. Returns how many jobs were resumed.
         """
         resumed = 0
-        for record in await self.audit.open_jobs():
+        for candidate in await self.audit.open_jobs():
+            record = await self.audit.take_lease(candidate.id, self.lease, dead=lease_owner_dead)
+            if record is None:
+                current = await self.audit.get_job(candidate.id)
+                if current is not None and not current.status.is_terminal and on_held:
+                    on_held(current)
+                continue
+            self._keep_leases()
             verdict = PromptVerdict(
                 True, (), record.verdict == Verdict.FORCE_SAFE.value, record.verdict_reasons
             )
             job = QueuedJob(
-                WorkRequest(record.id, options_of(record)), record.guild_id, record.user_id
+                WorkRequest(record.id, options_of(record)),
+                record.guild_id,
+                record.user_id,
+                record.uid,
             )
-            handle = await self.queue.attach(record.id)
+            handle = await self.queue.attach(record.id, record.uid)
             if handle is None:
                 if record.status is JobStatus.RUNNING and record.attempts >= 2:
                     reason = (
@@ -732,6 +772,62 @@ class ImagineService:
             task.cancel()
         await asyncio.gather(*self._recovered.values(), return_exceptions=True)
         await self.queue.close()
+        if self._renewing is not None:
+            self._renewing.cancel()
+            await asyncio.gather(self._renewing, return_exceptions=True)
+            self._renewing = None
+        try:  # the next start takes the jobs left open at once, not after the lease runs out
+            await self.audit.release_leases(self.lease.owner)
+        except Exception as error:  # a locked database: the leases just run out
+            log.warning("could not release the leases of %s: %s", self.lease.owner, error)
+
+    def _keep_leases(self) -> None:
+        """Renews this process's leases while it lives (started with the first job)."""
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew_leases(), name="sdbot-leases")
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.seconds / 3)
+            try:
+                await self.audit.renew_leases(self.lease)
+            except Exception as error:  # locked or unreachable: try again; recover may win
+                log.warning("could not renew the leases of %s: %s", self.lease.owner, error)
+
+    async def sweep_files(self) -> SweepReport:
+        """Removes what a fault left in the output folder (staging folders, pictures no record
+        names) and moves into place the files whose record committed."""
+        if self.output_dir is None:
+            return SweepReport([], [])
+        output_dir = self.output_dir
+        recorded = await self.audit.image_paths()
+        states: dict[str, StagedState] = {}
+        if output_dir.is_dir():
+            for entry in output_dir.iterdir():
+                if entry.name.startswith(pictures.STAGING_PREFIX):
+                    uid = entry.name.removeprefix(pictures.STAGING_PREFIX)
+                    states[uid] = await self._staged_state(output_dir, uid)
+        gone = StagedState(recorded=False, final=None, busy=False)
+        return await asyncio.to_thread(
+            pictures.sweep, output_dir, recorded, lambda uid: states.get(uid, gone)
+        )
+
+    async def _staged_state(self, output_dir: Path, uid: str) -> StagedState:
+        record = await self.audit.get_job_by_uid(uid)
+        if record is None:
+            return StagedState(recorded=False, final=None, busy=False)
+        if not record.status.is_terminal:
+            held = (
+                record.lease_owner is not None
+                and record.lease_expires_at is not None
+                and record.lease_expires_at > utcnow()
+                and not lease_owner_dead(record.lease_owner)
+            )
+            return StagedState(recorded=False, final=None, busy=held)
+        paths = [Path(image.path) for image in record.images if image.path]
+        if record.status is not JobStatus.SUCCEEDED or not paths:
+            return StagedState(recorded=False, final=None, busy=False)
+        return StagedState(recorded=True, final=output_dir / paths[0].parent.name, busy=False)
 
     async def _finish_quietly(self, job_id: int, status: JobStatus, reason: str) -> None:
         """Records an interrupted job; if its outcome was already written, that one stands."""
@@ -799,26 +895,47 @@ class ImagineService:
         )
 
     def _write_files(
-        self, job_id: int, shown: list[ShownImage], grid: ShownImage | None
-    ) -> tuple[list[ShownImage], ShownImage | None]:
+        self, job_id: int, uid: str, shown: list[ShownImage], grid: ShownImage | None
+    ) -> tuple[StagedPictures | None, list[ShownImage], ShownImage | None]:
+        """Writes the files under a staging name; the images carry their final paths."""
         if self.output_dir is None:
-            return shown, grid
-        folder = self.output_dir / f"job-{job_id}"
-        if folder.exists():  # a reset database reuses ids: never overwrite older pictures
-            folder = self.output_dir / f"job-{job_id}-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
+            return None, shown, grid
+        staged = pictures.stage(self.output_dir, job_id, uid)
         written = []
-        for image in shown + ([grid] if grid else []):
-            if image.png is None:  # withheld
-                written.append(image)
-                continue
-            name = "grid.png" if image.variant == 0 else f"variant-{image.variant}.png"
-            path = folder / name
-            path.write_bytes(image.png)
-            written.append(dataclasses.replace(image, path=path))
+        try:
+            for image in shown + ([grid] if grid else []):
+                if image.png is None:  # withheld
+                    written.append(image)
+                    continue
+                name = "grid.png" if image.variant == 0 else f"variant-{image.variant}.png"
+                staged.write(name, image.png)
+                written.append(dataclasses.replace(image, path=staged.path_of(name)))
+        except BaseException:
+            staged.discard()
+            raise
         if grid is None:
-            return written, None
-        return written[:-1], written[-1]
+            return staged, written, None
+        return staged, written[:-1], written[-1]
+
+
+def lease_owner() -> str:
+    """This process as a lease holder: ``host:pid:random`` (a reused pid is not the same)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_owner_dead(owner: str) -> bool:
+    """The holder is a process of this host that no longer exists: its lease means nothing."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def _new_job(

@@ -160,6 +160,19 @@ class Settings(BaseSettings):
     worker_reclaim_s: float = Field(
         default=60.0, gt=0, description="a Redis worker silent this long loses its job"
     )
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="a process that stops renewing its jobs' leases this long loses them to "
+        "`sdbot recover`",
+    )
+    redis_lost_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="jobs followed on a Redis that cannot be reached this long fail",
+    )
     user_images_per_hour: float = Field(
         default=60.0, gt=0, description="standard images (512², 20 steps) a user may make"
     )

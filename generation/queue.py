@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,6 +41,9 @@ class QueuedJob:
     request: WorkRequest
     guild_id: int | None
     user_id: int | None
+    # The job's identity, never reused (its record's ``uid``): Redis names its keys and events
+    # by it, so a reset database that hands out the same id again never reads another's.
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def job_id(self) -> int:
@@ -123,8 +127,8 @@ class JobQueue(Protocol):
     ) -> None: ...
     async def release(self, guild_id: int | None, user_id: int | None) -> None: ...
     async def submit(self, job: QueuedJob, *, readmit: bool = False) -> JobHandle: ...
-    async def attach(self, job_id: int) -> JobHandle | None: ...
-    async def cancel(self, job_id: int) -> str: ...
+    async def attach(self, job_id: int, uid: str | None = None) -> JobHandle | None: ...
+    async def cancel(self, job_id: int, uid: str | None = None) -> str: ...
     async def hold(self) -> set[int]: ...
 
 
@@ -254,11 +258,11 @@ class LocalQueue:
         self._wake.set()
         return handle
 
-    async def attach(self, job_id: int) -> JobHandle | None:
+    async def attach(self, job_id: int, uid: str | None = None) -> JobHandle | None:
         entry = self._entries.get(job_id)
         return None if entry is None else entry.handle
 
-    async def cancel(self, job_id: int) -> str:
+    async def cancel(self, job_id: int, uid: str | None = None) -> str:
         entry = self._entries.get(job_id)
         if entry is None:
             return CancelOutcome.UNKNOWN

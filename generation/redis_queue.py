@@ -6,15 +6,20 @@ Layout (every key under one prefix, default ``sdbot``):
 - the fair order: ``q:guilds`` (a ring of guilds with waiting jobs), ``q:users:G`` (a ring of
   users per guild), ``q:jobs:G:U`` (each user's jobs, oldest first); the same round-robin as
   ``FairQueue``, kept by Lua scripts so that every change is atomic;
-- ``job:ID``: the job's request, its guild and user, its state (queued, running, done);
+Every key and event of a job is named by its ``uid`` (its record's identity, never reused), not
+by its database id: a reset or restored database hands out id 1 again, and the new job 1 must
+never read the old one's events or pictures. Events and results carry the uid too, and a
+follower rejects any that does not match the job it follows.
+
+- ``job:UID``: the job's request, its id, guild and user, its state (queued, running, done);
 - ``work``: a stream with the consumer group ``workers``. A worker claims a job by moving it
   from the fair order into the stream and reading it in one script, so the job is a pending
   entry of that worker from the first instant. A worker that stops answering (no heartbeat
   for ``reclaim_after``) loses its entry to the next worker that looks; the delivery count
   says how often it ran, and a job whose workers died twice is failed, not retried again;
-- ``ev:ID``: the job's events (started, progress, done, failed, cancelled), a stream the bot
+- ``ev:UID``: the job's events (started, progress, done, failed, cancelled), a stream the bot
   reads from the start, so a bot that restarts follows its jobs where they are;
-- ``result:ID``: the finished images (PNG bytes) and their facts; ``cancel:ID``: a cancel
+- ``result:UID``: the finished images (PNG bytes) and their facts; ``cancel:UID``: a cancel
   request for a running job, read by its worker between denoising steps;
 - ``rl:…``, ``active:…``, ``depth``: token buckets, per-user counts and the queue bound, with
   the same rules and messages as ``generation.limits``; a job cancelled while queued gives its
@@ -103,7 +108,7 @@ end
 PUSH = """
 local p, id, g, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 redis.call('HSET', p .. ':job:' .. id, 'payload', ARGV[5], 'guild', g, 'user', u,
-  'state', 'queued', 'units', ARGV[6], 'charged', ARGV[7])
+  'state', 'queued', 'units', ARGV[6], 'charged', ARGV[7], 'id', ARGV[8])
 local guilds, users = p .. ':q:guilds', p .. ':q:users:' .. g
 local jobs = p .. ':q:jobs:' .. g .. ':' .. u
 if redis.call('LLEN', jobs) == 0 then
@@ -213,7 +218,7 @@ if state == 'queued' then
     refund(p .. ':rl:g:' .. g, units)
   end
   redis.call('XADD', p .. ':ev:' .. id, '*', 'type', 'cancelled',
-    'reason', 'cancelled while queued')
+    'reason', 'cancelled while queued', 'uid', id)
   redis.call('EXPIRE', p .. ':ev:' .. id, ARGV[3])
   return 'dequeued'
 elseif state == 'running' then
@@ -308,15 +313,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def encode_request(request: WorkRequest) -> str:
-    return json.dumps({"job_id": request.job_id, "options": asdict(request.options)})
+def encode_request(request: WorkRequest, uid: str) -> str:
+    return json.dumps({"job_id": request.job_id, "uid": uid, "options": asdict(request.options)})
 
 
 def decode_request(payload: bytes | str) -> WorkRequest:
+    return decode_payload(payload)[0]
+
+
+def decode_payload(payload: bytes | str) -> tuple[WorkRequest, str]:
+    """The request and the job's uid."""
     data = json.loads(payload)
     options = data["options"]
     options["seeds"] = tuple(options["seeds"])
-    return WorkRequest(int(data["job_id"]), GenerationOptions(**options))
+    return WorkRequest(int(data["job_id"]), GenerationOptions(**options)), str(data["uid"])
 
 
 def _image_facts(image: VariantImage) -> dict[str, Any]:
@@ -333,9 +343,10 @@ def _image_facts(image: VariantImage) -> dict[str, Any]:
     }
 
 
-def encode_result(result: WorkResult) -> dict[str, bytes | str]:
+def encode_result(result: WorkResult, uid: str) -> dict[str, bytes | str]:
     meta = {
         "job_id": result.job_id,
+        "uid": uid,
         "diffusion_ms": result.diffusion_ms,
         "postprocess_ms": result.postprocess_ms,
         "images": [_image_facts(image) for image in result.images],
@@ -346,8 +357,14 @@ def encode_result(result: WorkResult) -> dict[str, bytes | str]:
     return fields
 
 
-def decode_result(fields: dict[bytes, bytes]) -> WorkResult:
+class ForeignResult(ValueError):
+    """A result that belongs to another job than the one read for."""
+
+
+def decode_result(fields: dict[bytes, bytes], uid: str) -> WorkResult:
     meta = json.loads(fields[b"meta"])
+    if meta.get("uid") != uid:
+        raise ForeignResult(f"the result belongs to job uid {meta.get('uid')!r}, not {uid!r}")
     images = []
     for facts in meta["images"]:
         png = fields[f"png:{facts['variant']}".encode()]
@@ -405,21 +422,29 @@ async def _connect(url: str) -> aioredis.Redis:
 class RedisQueue:
     """The bot's side: admission, submission, cancels, and each job's events."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, poll_s: float = 1.0, lost_after_s: float = 60.0
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.poll_s = poll_s
+        self.lost_after_s = lost_after_s  # unreachable this long: the followed jobs fail
         self.read_block_ms = 200  # how late a newly followed job's first event may be read
         self.scripts = _Scripts(client)
-        self._handles: dict[int, JobHandle] = {}
-        self._last: dict[int, bytes] = {}
+        # Followed jobs by uid (their keys' names); the job id only names them to the caller.
+        self._handles: dict[str, JobHandle] = {}
+        self._last: dict[str, bytes] = {}
+        self._uids: dict[int, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._lost_since: float | None = None
 
     @classmethod
-    async def connect(cls, url: str, *, prefix: str = "sdbot") -> RedisQueue:
+    async def connect(
+        cls, url: str, *, prefix: str = "sdbot", lost_after_s: float = 60.0
+    ) -> RedisQueue:
         client = await _connect(url)
         await _ensure_group(client, prefix)
-        return cls(client, prefix)
+        return cls(client, prefix, lost_after_s=lost_after_s)
 
     async def start(self) -> None:
         if not self._tasks:
@@ -475,15 +500,16 @@ class RedisQueue:
         await self.scripts.push(
             args=[
                 self.prefix,
-                job.job_id,
+                job.uid,
                 _key(job.guild_id),
                 _key(job.user_id),
-                encode_request(job.request),
+                encode_request(job.request, job.uid),
                 repr(job.units),
                 "0" if readmit else "1",  # a readmitted job was charged before, or never
+                job.job_id,
             ]
         )
-        handle = await self._follow(job.job_id)
+        handle = await self._follow(job.job_id, job.uid)
         if not await self.client.zcount(f"{self.prefix}:workers", time.time() - 60, "+inf"):
             log.warning(
                 "job %d waits in Redis, but no sdbot worker was seen in the last minute "
@@ -491,32 +517,69 @@ class RedisQueue:
                 job.job_id,
                 self.prefix,
             )
-        place = (await self.positions()).get(job.job_id)
+        place = (await self.positions_by_uid()).get(job.uid)
         if place is not None:  # the first answer says where it stands, at once
             handle.put(place)
         return handle
 
-    async def attach(self, job_id: int) -> JobHandle | None:
+    async def attach(self, job_id: int, uid: str | None = None) -> JobHandle | None:
         """Follows a job Redis still holds (after a restart of the bot), from its first event."""
-        if job_id in self._handles:
-            return self._handles[job_id]
-        if not await self.client.exists(f"{self.prefix}:job:{job_id}"):
+        uid = uid or self._uids.get(job_id)
+        if uid is None:
             return None
-        return await self._follow(job_id)
+        if uid in self._handles:
+            return self._handles[uid]
+        if not await self.client.exists(f"{self.prefix}:job:{uid}"):
+            return None
+        return await self._follow(job_id, uid)
 
-    async def cancel(self, job_id: int) -> str:
-        answer = _text(await self.scripts.cancel(args=[self.prefix, job_id, KEEP_S]))
+    async def cancel(self, job_id: int, uid: str | None = None) -> str:
+        uid = uid or self._uids.get(job_id)
+        if uid is None:  # never followed here, and no identity: nothing it could name
+            return CancelOutcome.UNKNOWN
+        answer = _text(await self.scripts.cancel(args=[self.prefix, uid, KEEP_S]))
         return {
             "dequeued": CancelOutcome.DEQUEUED,
             "stopping": CancelOutcome.STOPPING,
         }.get(answer, CancelOutcome.UNKNOWN)
 
-    async def _follow(self, job_id: int) -> JobHandle:
+    async def _follow(self, job_id: int, uid: str) -> JobHandle:
         await self.start()
         handle = JobHandle(job_id)
-        self._handles[job_id] = handle
-        self._last[job_id] = b"0"  # from its first event: a restarted bot catches up
+        self._handles[uid] = handle
+        self._uids[job_id] = uid
+        self._last[uid] = b"0"  # from its first event: a restarted bot catches up
         return handle
+
+    def _end(self, uid: str, event: Failed) -> None:
+        handle = self._handles.pop(uid, None)
+        self._last.pop(uid, None)
+        if handle is not None:
+            handle.put(event)
+
+    async def _lost(self, error: Exception) -> None:
+        """Redis does not answer: after ``lost_after_s`` every followed job fails, with why."""
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+            log.warning("lost Redis: %s; followed jobs fail in %.0f s", error, self.lost_after_s)
+        elif now - self._lost_since >= self.lost_after_s:
+            reason = (
+                f"lost the Redis queue for {now - self._lost_since:.0f} s "
+                f"(SDBOT_REDIS_LOST_S is {self.lost_after_s:g}): {error}"
+            )
+            for uid in list(self._handles):
+                self._end(uid, Failed(reason))
+        await asyncio.sleep(min(1.0, self.lost_after_s / 4))
+
+    async def _found_again(self) -> None:
+        """Redis answers again: a followed job whose key is gone (Redis restarted empty) fails
+        now rather than waiting for events that will never come."""
+        self._lost_since = None
+        log.warning("Redis answers again")
+        for uid in list(self._handles):
+            if not await self.client.exists(f"{self.prefix}:job:{uid}"):
+                self._end(uid, Failed("Redis lost the job (it restarted without its data)"))
 
     async def _read_events(self) -> None:
         """One reader for every followed job: a blocking XREAD over all their streams."""
@@ -524,53 +587,73 @@ class RedisQueue:
             if not self._handles:
                 await asyncio.sleep(self.read_block_ms / 1000)
                 continue
-            streams: Any = {
-                f"{self.prefix}:ev:{job_id}": last for job_id, last in self._last.items()
-            }
+            streams: Any = {f"{self.prefix}:ev:{uid}": last for uid, last in self._last.items()}
             try:
                 answer: Any = await self.client.xread(streams, count=100, block=self.read_block_ms)
+                if self._lost_since is not None:
+                    await self._found_again()
             except aioredis.RedisError as error:
-                log.warning("could not read job events: %s", error)
-                await asyncio.sleep(1)
+                await self._lost(error)
                 continue
             for stream, entries in answer or ():
-                job_id = int(_text(stream).rsplit(":", 1)[1])
-                handle = self._handles.get(job_id)
+                uid = _text(stream).rsplit(":", 1)[1]
+                handle = self._handles.get(uid)
                 for entry_id, fields in entries:
                     if handle is None:
                         break
-                    self._last[job_id] = entry_id
-                    event = await self._event(job_id, fields)
+                    self._last[uid] = entry_id
+                    event = await self._event(handle.job_id, uid, fields)
+                    if event is None:
+                        continue
                     handle.put(event)
                     if isinstance(event, Done | Failed | Cancelled):
-                        del self._handles[job_id], self._last[job_id]
+                        del self._handles[uid], self._last[uid]
                         handle = None
 
-    async def _event(self, job_id: int, fields: dict[bytes, bytes]) -> JobEvent:
+    async def _event(self, job_id: int, uid: str, fields: dict[bytes, bytes]) -> JobEvent | None:
+        """The job's event, or None for one that names another job (rejected, logged)."""
+        named = _text(fields.get(b"uid", b""))
+        if named != uid:
+            log.warning("job %d ◆ rejected an event of job uid %r (this is %s)", job_id, named, uid)
+            return None
         kind = _text(fields[b"type"])
         if kind == "started":
             return Started(int(fields[b"attempt"]), _text(fields[b"worker"]))
         if kind == "progress":
             return Progress(job_id, int(fields[b"step"]), int(fields[b"total"]))
         if kind == "done":
-            stored: Any = await self.client.hgetall(f"{self.prefix}:result:{job_id}")
+            stored: Any = await self.client.hgetall(f"{self.prefix}:result:{uid}")
             if not stored:
                 return Failed("the worker's result expired before it was read")
-            return Done(await asyncio.to_thread(decode_result, stored))
+            try:
+                return Done(await asyncio.to_thread(decode_result, stored, uid))
+            except ForeignResult as error:
+                return Failed(f"rejected the result in Redis: {error}")
         if kind == "cancelled":
             return Cancelled(_text(fields[b"reason"]))
         return Failed(_text(fields.get(b"reason", b"the worker failed")))
 
     async def positions(self) -> dict[int, Queued]:
+        """Every queued job's place in the fair order and its ETA, by job id."""
+        places = await self.positions_by_uid()
+        if not places:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for uid in places:
+            pipe.hget(f"{self.prefix}:job:{uid}", "id")
+        ids = await pipe.execute()
+        return {int(job_id): place for job_id, place in zip(ids, places.values(), strict=True)}
+
+    async def positions_by_uid(self) -> dict[str, Queued]:
         """Every queued job's place in the fair order and its ETA from the workers' pace."""
         p = self.prefix
         snapshot: Any = await self.scripts.snapshot(args=[p])  # one consistent read
-        rings: deque[deque[deque[int]]] = deque()
+        rings: deque[deque[deque[str]]] = deque()
         for users in snapshot:
-            ring = deque(deque(int(j) for j in jobs) for jobs in users if jobs)
+            ring = deque(deque(_text(j) for j in jobs) for jobs in users if jobs)
             if ring:
                 rings.append(ring)
-        order: list[int] = []
+        order: list[str] = []
         while rings:  # the round-robin of FairQueue.order, over what Redis holds
             ring = rings.popleft()
             jobs = ring.popleft()
@@ -582,16 +665,16 @@ class RedisQueue:
         if not order:
             return {}
         pipe = self.client.pipeline(transaction=False)
-        for job_id in order:
-            pipe.hget(f"{p}:job:{job_id}", "units")
+        for uid in order:
+            pipe.hget(f"{p}:job:{uid}", "units")
         pipe.hget(f"{p}:stats", "seconds_per_unit")
         pipe.zcount(f"{p}:workers", time.time() - 60, "+inf")
         *units, pace, workers = await pipe.execute()
         throughput = Throughput(None if pace is None else float(pace))
         out, ahead_units = {}, 0.0
-        for ahead, (job_id, cost) in enumerate(zip(order, units, strict=True)):
+        for ahead, (uid, cost) in enumerate(zip(order, units, strict=True)):
             ahead_units += float(cost or 0)
-            out[job_id] = Queued(ahead, throughput.eta(ahead_units, int(workers)))
+            out[uid] = Queued(ahead, throughput.eta(ahead_units, int(workers)))
         return out
 
     async def _announce(self) -> None:
@@ -600,12 +683,12 @@ class RedisQueue:
             if not self._handles:
                 continue
             try:
-                places = await self.positions()
+                places = await self.positions_by_uid()
             except aioredis.RedisError as error:
-                log.warning("could not read the queue's order: %s", error)
+                log.debug("could not read the queue's order: %s", error)
                 continue
-            for job_id, place in places.items():
-                handle = self._handles.get(job_id)
+            for uid, place in places.items():
+                handle = self._handles.get(uid)
                 if handle is not None:
                     handle.put(place)
 
@@ -616,6 +699,7 @@ class Claimed:
     request: WorkRequest
     deliveries: int
     previous: str = ""
+    uid: str = ""  # the job's identity: names its keys and travels in its events
 
 
 class RedisWorker:
@@ -659,6 +743,13 @@ class RedisWorker:
         while not stop.is_set():
             try:
                 await self._step()
+            except ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # Redis came back empty (restarted without its data): the stream and its
+                # consumer group are made again, as at connect.
+                await _ensure_group(self.client, self.prefix)
+                log.warning("worker %s ◆ Redis lost the consumer group; made it again", self.name)
             except aioredis.RedisError as error:  # Redis restarting: try again in a moment
                 log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
                 await asyncio.sleep(1)
@@ -682,25 +773,28 @@ class RedisWorker:
         if not answer:
             return None
         entry, _, payload, deliveries, *previous = answer
-        return Claimed(
-            entry, decode_request(payload), int(deliveries), _text(previous[0]) if previous else ""
-        )
+        request, uid = decode_payload(payload)
+        return Claimed(entry, request, int(deliveries), _text(previous[0]) if previous else "", uid)
 
     async def _seen(self) -> None:
         await self.client.zadd(f"{self.prefix}:workers", {self.name: time.time()})
 
-    async def _event(self, job_id: int, **fields: Any) -> None:
-        stream = f"{self.prefix}:ev:{job_id}"
-        await self.client.xadd(stream, {k: str(v) for k, v in fields.items()}, maxlen=1000)
+    async def _event(self, uid: str, **fields: Any) -> None:
+        stream = f"{self.prefix}:ev:{uid}"
+        values = {k: str(v) for k, v in fields.items()} | {"uid": uid}
+        await self.client.xadd(stream, values, maxlen=1000)  # type: ignore[arg-type]
         await self.client.expire(stream, KEEP_S)
 
     async def _heartbeat(self, entry: bytes) -> None:
         while True:
             await asyncio.sleep(self.reclaim_after_s / 4)
-            if not await self.scripts.heartbeat(args=[self.prefix, self.name, entry]):
-                log.warning("lost entry %s to another worker (this one was silent)", entry)
-                return
-            await self._seen()
+            try:
+                if not await self.scripts.heartbeat(args=[self.prefix, self.name, entry]):
+                    log.warning("lost entry %s to another worker (this one was silent)", entry)
+                    return
+                await self._seen()
+            except aioredis.RedisError as error:  # Redis away: the job goes on meanwhile
+                log.warning("worker %s ◆ heartbeat: %s", self.name, error)
 
     async def process(self, claimed: Claimed) -> None:
         job_id = claimed.request.job_id
@@ -713,28 +807,43 @@ class RedisWorker:
                 return
             if claimed.deliveries > 1:
                 log.warning("job %d ◆ taken over from %s", job_id, claimed.previous)
-            await self._event(job_id, type="started", attempt=claimed.deliveries, worker=self.name)
+            await self._event(
+                claimed.uid, type="started", attempt=claimed.deliveries, worker=self.name
+            )
             ending = await self._run(claimed)
         except asyncio.CancelledError:  # stopped at once: the entry stays for another worker
             raise
         finally:
             self.jobs_done += 1
             if not _being_cancelled():
+                ending["uid"] = claimed.uid
                 fields = [str(item) for pair in ending.items() for item in pair]
                 await self.scripts.finish(
-                    args=[self.prefix, claimed.entry, job_id, KEEP_S, *fields]
+                    args=[self.prefix, claimed.entry, claimed.uid, KEEP_S, *fields]
                 )
 
     async def _run(self, claimed: Claimed) -> dict[str, Any]:
         """Runs the job; returns its terminal event (its result is stored first)."""
         request, job_id = claimed.request, claimed.request.job_id
-        cancel_key = f"{self.prefix}:cancel:{job_id}"
+        cancel_key = f"{self.prefix}:cancel:{claimed.uid}"
         heartbeat = asyncio.create_task(self._heartbeat(claimed.entry))
 
         async def on_progress(progress: Progress) -> None:
-            await self._event(job_id, type="progress", step=progress.step, total=progress.total)
-            if await self.client.exists(cancel_key):
-                self.supervisor.cancel(job_id)
+            try:
+                await self._event(
+                    claimed.uid, type="progress", step=progress.step, total=progress.total
+                )
+                pipe = self.client.pipeline(transaction=False)
+                pipe.exists(cancel_key)
+                pipe.exists(f"{self.prefix}:job:{claimed.uid}")
+                wanted_stop, known = await pipe.execute()
+                if wanted_stop:
+                    self.supervisor.cancel(job_id)
+                elif not known:  # Redis restarted empty: nobody waits for this job any more
+                    log.warning("job %d ◆ Redis no longer knows it; stopping it", job_id)
+                    self.supervisor.cancel(job_id)
+            except aioredis.RedisError as error:  # the job goes on; its end is told if it can be
+                log.debug("job %d ◆ progress not sent: %s", job_id, error)
 
         started = time.perf_counter()
         try:
@@ -749,8 +858,9 @@ class RedisWorker:
                 await heartbeat
         units = QueuedJob(request, None, None).units
         self.throughput.record(units, time.perf_counter() - started)
-        result_key = f"{self.prefix}:result:{job_id}"
-        await self.client.hset(result_key, mapping=encode_result(result))  # type: ignore[arg-type]
+        result_key = f"{self.prefix}:result:{claimed.uid}"
+        fields = encode_result(result, claimed.uid)
+        await self.client.hset(result_key, mapping=fields)  # type: ignore[arg-type]
         await self.client.expire(result_key, KEEP_S)
         if self.throughput.seconds_per_unit is not None:
             await self.client.hset(

@@ -14,7 +14,7 @@ from typing import Any
 from alembic.util import CommandError as AlembicError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from bot.settings import Settings, mask_url, settings_error
 from generation.errors import GenerationError, InvalidOption
@@ -48,9 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _cancel_on_sigterm(command: Coroutine[Any, Any, int]) -> int:
-    """SIGTERM cancels the command like Ctrl-C does, so a running job is recorded cancelled."""
+    """SIGTERM cancels the command like Ctrl-C does, so a running job is recorded cancelled.
+
+    Only the first one: `timeout` and process managers send it twice (to the process and to
+    its group), and a second cancel would interrupt the cleanup that records the job's end,
+    leaving the record open while the queue says cancelled. A command that will not stop is
+    for SIGKILL (`sdbot recover` then ends its job).
+    """
     task = asyncio.ensure_future(command)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def on_sigterm() -> None:
+        if task.cancelling():
+            print("sdbot: already stopping: recording the job's end", file=sys.stderr)
+            return
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
         return await task
     except asyncio.CancelledError:
@@ -87,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `sdbot ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OperationalError as error:  # locked, unreachable: not the user's input
+        first_line = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        print(f"sdbot: error: database: {first_line or type(error).__name__}", file=sys.stderr)
+        return EXIT_FAILED
     except (SQLAlchemyError, AlembicError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(f"sdbot: error: database: {type(error).__name__}: {first_line}", file=sys.stderr)

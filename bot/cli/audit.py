@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from bot.app import open_storage
@@ -18,7 +22,7 @@ from bot.settings import Settings
 from generation.images import from_image_file
 from generation.protocol import split_watermark_id
 from moderation import watermark
-from storage.audit import JobRecord
+from storage.audit import ImageRecord, JobRecord
 from storage.export import write_csv, write_jsonl
 
 MAX_TRACE_PIXELS = 50_000_000
@@ -91,6 +95,31 @@ def _describe(job: JobRecord, variant: int) -> str:
     return "\n".join(lines)
 
 
+# Mean absolute difference (0–255) below which a picture is the recorded one re-encoded or
+# resized (JPEG q75 and a resize to half and back stay under 4); two different pictures of the
+# embedded model differ by tens.
+SAME_PICTURE_MAX_DIFF = 12.0
+
+
+def _made_by(path: Path, rgb: npt.NDArray[np.uint8], image: ImageRecord) -> bool:
+    """Whether the picture is the recorded image: its very bytes, or, re-encoded or resized,
+    the same pixels as the recorded file. Watermark ids come from job ids, which a reset
+    database hands out again, so the mark alone cannot tell. Without the recorded file to
+    compare with (another machine's), the mark is taken at its word."""
+    if hashlib.sha256(path.read_bytes()).hexdigest() == image.sha256:
+        return True
+    if image.path is None or not Path(image.path).is_file():
+        return True
+    try:
+        recorded = from_image_file(image.path)
+    except (OSError, ValueError):
+        return True
+    height, width = recorded.shape[:2]
+    resized = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
+    difference = np.abs(resized.astype(np.int16) - recorded.astype(np.int16)).mean()
+    return bool(difference <= SAME_PICTURE_MAX_DIFF)
+
+
 async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
     check_image_size(args.image)
     try:
@@ -110,6 +139,13 @@ async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
             EXIT_NOT_FOUND,
         )
     job, image = found
+    if not await asyncio.to_thread(_made_by, args.image, rgb, image):
+        raise CommandError(
+            f"{args.image} carries watermark {mark} (job {job.id}, variant {image.variant}), but "
+            f"this database's job {job.id} made another picture: the database was reset or "
+            "restored since this one was made, and holds no record of it",
+            EXIT_NOT_FOUND,
+        )
     if args.json:
         print(
             json.dumps(

@@ -26,6 +26,7 @@ from generation.options import (
 from generation.protocol import Progress
 from generation.queue import Queued
 from moderation.prompts import PromptVerdict
+from storage.audit import JobRecord
 from storage.models import JobStatus
 
 
@@ -228,20 +229,56 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _print_outcome(outcome)
 
-    async with open_storage(settings) as storage:
+    held: list[JobRecord] = []
+
+    def left(record: JobRecord) -> None:
+        held.append(record)
+        until = (
+            ""
+            if record.lease_expires_at is None
+            else f" until {record.lease_expires_at:%H:%M:%S} UTC"
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "job_id": record.id,
+                        "status": record.status.value,
+                        "held_by": record.lease_owner,
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            print(
+                f"job {record.id} {record.status.value}: left to {record.lease_owner}, "
+                f"which runs it (lease{until})"
+            )
+
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        swept = await service.sweep_files()
+        if not args.json:
+            for path in swept.published:
+                print(f"moved into place: {path} (its record had committed)")
+            if swept.removed:
+                files = "entry" if len(swept.removed) == 1 else "entries"
+                print(f"removed {len(swept.removed)} leftover {files} no record names")
         open_jobs = len(await storage.audit.open_jobs())
         if open_jobs == 0:
             if not args.json:
                 print("no open jobs")
             return EXIT_OK
-        async with open_service(settings, storage) as service:
-            resumed = await service.recover(show)
-            if not args.json:
-                jobs = "job" if open_jobs == 1 else "jobs"
-                print(f"{open_jobs} open {jobs}: {resumed} resumed, {open_jobs - resumed} failed")
-            await service.wait_recovered()
+        resumed = await service.recover(show, left)
+        if not args.json:
+            jobs = "job" if open_jobs == 1 else "jobs"
+            failed = open_jobs - resumed - len(held)
+            print(
+                f"{open_jobs} open {jobs}: {resumed} resumed, {failed} failed, "
+                f"{len(held)} left to the live process that runs them"
+            )
+        await service.wait_recovered()
     succeeded = all(outcome.status is JobStatus.SUCCEEDED for outcome in outcomes)
-    return EXIT_OK if succeeded and resumed == open_jobs else EXIT_FAILED
+    return EXIT_OK if succeeded and resumed + len(held) == open_jobs else EXIT_FAILED
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
