@@ -78,11 +78,18 @@ class GenerationOptions:
         return len(self.seeds)
 
     @property
+    def redraw_steps(self) -> int:
+        """The schedule an upscale's redraw is given: the job's steps, but at least enough that
+        ``steps × strength`` leaves one step to run (diffusers refuses a redraw of none, which
+        a 1- or 2-step job would ask for)."""
+        return max(self.steps, math.ceil(1 / UPSCALE_STRENGTH))
+
+    @property
     def refine_steps(self) -> int:
         """The denoising steps of the redraw (diffusers runs ``steps × strength`` of them)."""
         if self.upscale == 1:
             return 0
-        return max(1, int(self.steps * UPSCALE_STRENGTH))
+        return int(self.redraw_steps * UPSCALE_STRENGTH)
 
 
 class UnstorableText(InvalidOption):

@@ -226,7 +226,7 @@ class PipelineRunner:
             negative_prompt=negatives if any(negatives) else None,
             image=enlarged,
             strength=UPSCALE_STRENGTH,
-            num_inference_steps=first.steps,
+            num_inference_steps=first.redraw_steps,
             guidance_scale=first.guidance_scale,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             output_type="np",
