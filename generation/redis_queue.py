@@ -170,6 +170,8 @@ local p, entry, id = ARGV[1], ARGV[2], ARGV[3]
 redis.call('XACK', p .. ':work', 'workers', entry)
 redis.call('XDEL', p .. ':work', entry)
 local job = p .. ':job:' .. id
+-- Redis restarted empty since the job was claimed: nobody follows it, nothing to release
+if redis.call('EXISTS', job) == 0 then return 0 end
 if redis.call('HGET', job, 'state') ~= 'done' then
   redis.call('HSET', job, 'state', 'done')
   release(p, redis.call('HGET', job, 'guild'), redis.call('HGET', job, 'user'))
@@ -745,7 +747,9 @@ class RedisWorker:
                 await self._step()
             except ResponseError as error:
                 if "NOGROUP" not in str(error):
-                    raise
+                    log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
+                    await asyncio.sleep(1)
+                    continue
                 # Redis came back empty (restarted without its data): the stream and its
                 # consumer group are made again, as at connect.
                 await _ensure_group(self.client, self.prefix)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from storage import migrations
 from storage.audit import AuditLog, JobRecord, NewJob
 from storage.models import JobStatus, Verdict
 from tests.conftest import require_service
-from tests.processes import wait_for_line
+from tests.processes import read_log, wait_for_line
 
 REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CEILING_S = 180  # generous: two cores shared with other test runs
@@ -439,3 +440,111 @@ async def test_a_follower_rejects_events_and_results_of_another_job(redis_prefix
     finally:
         await queue.close()
 
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on its own port, that it kills and starts again."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = _free_port()
+        self.folder = tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        self._spawn()
+        client = aioredis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    await client.ping()
+                    return
+                except aioredis.ConnectionError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+async def test_redis_dying_mid_job_fails_the_waiting_job_and_the_worker_carries_on(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path)
+    await server.start()
+    log = tmp_path / "worker.log"
+    worker = _worker(migrated, server.url, "sdbot", log)
+    redis = {"SDBOT_REDIS_URL": server.url, "SDBOT_REDIS_PREFIX": "sdbot"}
+    imagine: subprocess.Popen[str] | None = None
+    try:
+        await _wait_for_text(log, "taking jobs from")
+        async with open_storage(migrated) as storage:
+            # 1. Redis dies mid-job and comes back empty: the job fails at once with why (its
+            # keys are gone), long before the bound.
+            imagine = _sdbot(
+                migrated, "imagine", "a red circle", "--steps", "400", "--json",
+                SDBOT_REDIS_LOST_S="600", **redis,
+            )  # fmt: skip
+            first = await _wait_for(storage.audit, JobStatus.RUNNING, imagine)
+            server.kill()
+            await server.start()
+            code, out, err = await asyncio.to_thread(_finish, imagine)
+            assert code == 1, err
+            outcome = json.loads(out)
+            assert outcome["status"] == "failed"
+            assert outcome["error"] == "Redis lost the job (it restarted without its data)"
+            record = await storage.audit.get_job(first.id)
+            assert record is not None
+            assert record.status is JobStatus.FAILED
+
+            # 2. The worker made its consumer group again: the next job runs on it.
+            code, out, err = await asyncio.to_thread(
+                _finish, _sdbot(migrated, "imagine", "a blue square", "--json", **redis)
+            )
+            assert code == 0, (err, read_log(log))
+            assert json.loads(out)["status"] == "succeeded"
+            assert "made it again" in read_log(log)
+
+            # 3. Redis dies and stays away: the waiting job fails after SDBOT_REDIS_LOST_S.
+            imagine = _sdbot(
+                migrated, "imagine", "a green triangle", "--steps", "400", "--json",
+                SDBOT_REDIS_LOST_S="3", **redis,
+            )  # fmt: skip
+            third = await _wait_for(storage.audit, JobStatus.RUNNING, imagine)
+            server.kill()
+            lost_at = time.monotonic()
+            code, out, err = await asyncio.to_thread(_finish, imagine)
+            waited = time.monotonic() - lost_at
+            assert code == 1, err
+            outcome = json.loads(out)
+            assert outcome["error"].startswith("lost the Redis queue for "), outcome
+            assert "(SDBOT_REDIS_LOST_S is 3)" in outcome["error"]
+            assert 3 <= waited < 60
+            record = await storage.audit.get_job(third.id)
+            assert record is not None
+            assert record.status is JobStatus.FAILED
+    finally:
+        _kill(imagine, worker)
+        server.kill()
