@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 import numpy.typing as npt
 
+from generation.errors import ModelLoadError
 from generation.images import to_png, upscale_to_min_side
 from generation.protocol import (
     CancelJob,
@@ -198,7 +199,11 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     )
     try:
         worker = Worker(spec)
-    except Exception as error:  # any load failure is reported, then the process ends
+    except ModelLoadError as error:  # the operator's model: the parent says why, in one line
+        log.debug("model load failed", exc_info=True)
+        conn.send(WorkFailed(None, f"could not start the worker: {error}"))
+        return
+    except Exception as error:  # anything else is a bug worth its traceback in the log
         log.exception("model load failed")
         conn.send(WorkFailed(None, f"could not start the worker: {error}"))
         return

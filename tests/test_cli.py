@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,6 +304,21 @@ def test_a_pattern_that_would_stall_is_refused_and_an_old_one_skipped(migrated: 
         checked.stderr
     )
     assert elapsed < 60  # it took 15 s and 1.5 GB to compile, at every change of the list
+
+
+def test_a_model_that_cannot_load_fails_the_job_in_one_line(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    """A corrupt checkpoint is the operator's to mend: its reason, never the worker's
+    traceback."""
+    corrupt = tmp_path / "corrupt-model"
+    shutil.copytree(migrated.model, corrupt)
+    next((corrupt / "unet").glob("*.safetensors")).write_bytes(b"not a checkpoint")
+    result = sdbot(migrated, "imagine", "a red circle", SDBOT_MODEL=str(corrupt))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "could not start the worker: could not load model" in result.stdout
+    assert "Unable to load weights from checkpoint file" in result.stdout
 
 
 def test_trace_without_a_mark_exits_4(migrated: Settings, tmp_path: Path) -> None:
