@@ -116,14 +116,16 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
         before = int(info["used_memory"])
         for n in range(jobs + 1, jobs + queued + 1):
             job = QueuedJob(WorkRequest(n, options), n % 100, n)
-            await queue.scripts.push(
+            await queue.scripts.push(  # as RedisQueue.submit pushes a new job
                 args=[
                     prefix,
-                    n,
+                    job.uid,
                     n % 100,
                     n,
-                    encode_request(job.request),
+                    encode_request(job.request, job.uid),
                     repr(job.units),
+                    "1",
+                    n,
                 ]
             )
         info = await queue.client.info("memory")

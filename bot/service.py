@@ -409,7 +409,7 @@ class ImagineService:
         # 4. admission and the audit record (blocked and refused too).
         rules = await self.rules_for(requester.guild_id)
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
-        new = _new_job(requester, options, verdict, self.model_name, derived)
+        new = new_job(requester, options, verdict, self.model_name, derived)
         gate = await self.gate(requester, here.settings)
         if gate is not None:
             return await self._refuse(new, verdict, options, *gate)
@@ -938,13 +938,14 @@ def lease_owner_dead(owner: str) -> bool:
     return False
 
 
-def _new_job(
+def new_job(
     requester: Requester,
     options: GenerationOptions,
     verdict: PromptVerdict,
     model: str,
     derived: Derived | None = None,
 ) -> NewJob:
+    """The audit record of a request, before its outcome is known."""
     return NewJob(
         source=requester.source,
         parent_job_id=None if derived is None else derived.parent_job_id,

@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from bot.app import open_storage
-from bot.service import moderate
+from bot.service import Requester, moderate, new_job
 from bot.settings import Settings
 from generation.options import ModelDefaults, RequestedOptions, storable, validate
-from storage.audit import NewJob
-from storage.models import Verdict
 
 
 async def record_refusal(
@@ -36,27 +34,7 @@ async def record_refusal(
     options = validate(escaped, settings.limits(), defaults)
     async with open_storage(settings) as storage:
         verdict = await moderate(storage.terms, options.prompt, guild_id, options.negative_prompt)
-        if not verdict.allowed:
-            audit_verdict = Verdict.BLOCKED
-        else:
-            audit_verdict = Verdict.FORCE_SAFE if verdict.force_safe else Verdict.ALLOWED
+        requester = Requester(source="cli", guild_id=guild_id, channel_nsfw=channel_nsfw)
         return await storage.audit.create_job(
-            NewJob(
-                source="cli",
-                guild_id=guild_id,
-                channel_nsfw=channel_nsfw,
-                prompt=options.prompt,
-                negative_prompt=options.negative_prompt,
-                steps=options.steps,
-                guidance_scale=options.guidance_scale,
-                width=options.width,
-                height=options.height,
-                variants=options.variants,
-                scheduler=options.scheduler,
-                model=settings.model,
-                seeds=options.seeds,
-                verdict=audit_verdict,
-                verdict_reasons=verdict.reasons or verdict.safe_reasons,
-            ),
-            refused=reason,
+            new_job(requester, options, verdict, settings.model), refused=reason
         )
