@@ -201,7 +201,7 @@ def validate(
         "height", defaults.height if requested.height is None else requested.height, limits
     )
     variants = _check_int("variants", requested.variants, 1, limits.max_variants)
-    scheduler = requested.scheduler or defaults.scheduler
+    scheduler = defaults.scheduler if requested.scheduler is None else requested.scheduler
     if scheduler not in SCHEDULERS:
         raise InvalidOption("scheduler", scheduler, "one of " + ", ".join(SCHEDULERS))
     if scheduler == "pndm" and steps < PNDM_MIN_STEPS:

@@ -38,6 +38,7 @@ def check(**changes: object) -> None:
         ({"guidance_scale": -1.0}, "cfg must be a number from 0 to 20, got -1.0"),
         ({"guidance_scale": float("nan")}, "cfg must be a number from 0 to 20, got nan"),
         ({"scheduler": "magic"}, "scheduler must be one of default, dpmpp, "),
+        ({"scheduler": ""}, "scheduler must be one of default, dpmpp, "),  # not the default
         ({"seed": -1}, f"seed must be a whole number from 0 to {MAX_SEED}, got -1"),
         ({"seed": MAX_SEED + 1}, f"got {MAX_SEED + 1}"),
     ],
