@@ -162,7 +162,25 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     server.check()  # no route the fake does not know, no failure inside it
 
 
-__all__ = ["IN_CI", "require_service"]
+__all__ = ["IN_CI", "REDIS_URL", "require_service"]
+
+
+REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own (on the shared server), deleted afterwards."""
+    import redis.asyncio as aioredis
+
+    require_service("Redis", REDIS_URL, 6379)
+    name = f"sdbot-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(f"{name}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture

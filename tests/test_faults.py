@@ -13,8 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,9 @@ from bot.settings import Settings
 from storage import migrations
 from storage.audit import AuditLog, JobRecord, NewJob
 from storage.models import JobStatus, Verdict
-from tests.conftest import IN_CI, require_service
+from tests.conftest import IN_CI, REDIS_URL
 from tests.processes import read_log, wait_for_line
 
-REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CEILING_S = 180  # generous: two cores shared with other test runs
 
 
@@ -292,18 +290,6 @@ async def test_two_recovers_at_once_end_each_job_exactly_once(migrated: Settings
             ), (err_first, err_second)
         assert _pictures(output) == await _recorded(storage.audit)
         assert len(_pictures(output)) == 3 * len(ids)
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    require_service("Redis", REDIS_URL, 6379)
-    name = f"sdbot-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = aioredis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def test_a_double_sigterm_on_redis_records_the_job_cancelled(

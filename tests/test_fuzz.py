@@ -9,15 +9,13 @@ and derandomized, so the suite costs the same in every run (well under a minute 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generation.options import SCHEDULERS
-from storage import migrations
-from tests.test_edges import Run, cli_env, one_line_error, runner
+from tests.test_edges import Run, one_line_error, sqlite_cli  # noqa: F401  (a fixture)
 
 FUZZ = settings(
     max_examples=100,
@@ -49,16 +47,10 @@ guild_ids = st.one_of(
 
 
 @pytest.fixture
-def cli(
-    sqlite_url: str,
-    tmp_path: Path,
-    model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Run:
-    cli_env(monkeypatch, tmp_path, model_dir, sqlite_url)
-    migrations.upgrade(sqlite_url)
-    return runner(capsys)
+def cli(request: pytest.FixtureRequest) -> Run:
+    """test_edges' ``sqlite_cli``: the CLI in-process on a migrated SQLite file."""
+    run: Run = request.getfixturevalue("sqlite_cli")
+    return run
 
 
 FLAGS = {"--regex"}

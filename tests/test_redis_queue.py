@@ -9,12 +9,10 @@ import random
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.app import open_service, open_storage
 from bot.service import Requester
@@ -27,25 +25,15 @@ from generation.queue import Cancelled, CancelOutcome, Queued, QueuedJob
 from generation.redis_queue import RedisQueue, decode_request
 from storage import migrations
 from storage.models import JobStatus
-from tests.conftest import require_service
+from tests.conftest import REDIS_URL
 from tests.processes import wait_for_line
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("SDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own, deleted afterwards."""
-    require_service("Redis", REDIS_URL, 6379)
-    name = f"sdbot-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = aioredis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 @pytest.fixture
