@@ -1,0 +1,1 @@
+"""What every package of sdbot may import: it imports nothing of ours."""
