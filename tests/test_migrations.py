@@ -14,6 +14,7 @@ from storage import migrations
 from storage.engine import create_engine
 from storage.errors import DatabaseBehind
 from storage.models import Base
+from storage.repositories import open_storage
 
 TABLES = {
     "alembic_version", "bans", "guild_settings", "images", "job_actions", "jobs",
@@ -64,6 +65,18 @@ async def test_code_refuses_a_database_that_is_behind(database_url: str) -> None
         assert await migrations.current_revision(engine) == migrations.head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_open_storage_refuses_a_database_behind_and_opens_a_migrated_one(
+    database_url: str,
+) -> None:
+    with pytest.raises(DatabaseBehind, match="run `sdbot db upgrade`"):
+        async with open_storage(database_url):
+            pass
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    async with open_storage(database_url) as storage:
+        assert await storage.audit.list_jobs() == []
+        assert (await storage.guild_settings.get(1)).guild_id == 1
 
 
 async def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:

@@ -1,0 +1,60 @@
+"""Every repository over one session factory, and the database opened and checked for them.
+
+The composition root (``bot.app``) and the CLI take one ``Storage`` and hand its repositories to
+whoever needs them; storage itself knows nothing of the bot, so it is opened from a URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
+from storage.audit import AuditLog
+from storage.engine import SessionFactory, create_engine, create_session_factory
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The repositories of one database; build it with ``repositories()``, not by position."""
+
+    sessions: SessionFactory
+    audit: AuditLog
+    terms: TermList
+    guild_settings: GuildSettingsRepository
+    bans: BanList
+    moderation: ModerationLog
+
+
+def repositories(sessions: SessionFactory) -> Storage:
+    """Every repository over ``sessions``; nothing connects until one is used."""
+    return Storage(
+        sessions=sessions,
+        audit=AuditLog(sessions),
+        terms=TermList(sessions),
+        guild_settings=GuildSettingsRepository(sessions),
+        bans=BanList(sessions),
+        moderation=ModerationLog(sessions),
+    )
+
+
+@asynccontextmanager
+async def open_storage(url: str) -> AsyncIterator[Storage]:
+    """The database at ``url``, refused (``DatabaseBehind``) when its schema is not this code's
+    head revision; the engine is disposed on the way out."""
+    # alembic is slow to import and only opening needs it: commands without a database skip it
+    from storage.migrations import ensure_up_to_date
+
+    engine = create_engine(url)
+    try:
+        await ensure_up_to_date(engine)
+        yield repositories(create_session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def unopened_storage(url: str) -> Storage:
+    """Repositories over an engine that has not connected (it connects on first use): for what
+    needs the bot's objects but not its data, such as ``sdbot discord check``."""
+    return repositories(create_session_factory(create_engine(url)))
