@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from generation.options import GenerationOptions
+from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
 
 
@@ -25,8 +26,17 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class WorkRequest:
+    """One job for the worker.
+
+    ``image_policy`` is what the bot fixed at admission for this guild and channel (thresholds,
+    the guild's NSFW policy, whether the channel is NSFW, force-safe); with it the worker returns
+    post-ready output in ``WorkResult.post``. Without it the worker returns only the checked,
+    marked variants, as before the redesign (kept for this round while the bot switches).
+    """
+
     job_id: int
     options: GenerationOptions
+    image_policy: ImagePolicy | None = None
 
     @property
     def batch_key(self) -> tuple[int, int, int, float, str, int]:
@@ -63,11 +73,55 @@ class VariantImage:
 
 
 @dataclass(frozen=True)
+class ReadyImage:
+    """One picture as it may leave the system, decided under the request's image policy.
+
+    ``png`` is what may be shown: the marked picture, or for a withheld one the grey placeholder
+    tile that says why; a withheld picture's pixels never leave the worker. ``sha256``, the size
+    and the watermark are the marked picture's even when it is withheld: the audit record keeps
+    them. For the grid (variant 0), ``safety`` and ``decision`` sum up the tiles that are shown.
+    """
+
+    variant: int  # 1.. for a variant, 0 for the grid
+    seed: int
+    png: bytes
+    sha256: str
+    width: int
+    height: int
+    watermark_id: int
+    watermark_verified: bool
+    safety: SafetyResult
+    decision: ImageDecision
+
+    @property
+    def disposition(self) -> Disposition:
+        return self.decision.disposition
+
+    @property
+    def withheld(self) -> bool:
+        return self.decision.disposition is Disposition.WITHHELD
+
+    @property
+    def spoiler(self) -> bool:
+        return self.decision.disposition is Disposition.SPOILER
+
+
+@dataclass(frozen=True)
+class PostReady:
+    """What the bot posts and records for a job: each variant's disposition and picture, and the
+    numbered grid, drawn and watermarked (None for an upscale: its one picture is posted)."""
+
+    images: tuple[ReadyImage, ...]
+    grid: ReadyImage | None
+
+
+@dataclass(frozen=True)
 class WorkResult:
     job_id: int
     images: tuple[VariantImage, ...]
     diffusion_ms: float
     postprocess_ms: float
+    post: PostReady | None = None  # set when the request carried an image policy
 
 
 @dataclass(frozen=True)
