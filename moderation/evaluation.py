@@ -17,7 +17,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from moderation.prompts import PromptRules, check_prompt
+from moderation.errors import InvalidPromptSet
+from moderation.lists import PromptRules
+from moderation.prompts import check_prompt
 
 SETS = ("eval", "heldout", "heldout2")
 
@@ -36,7 +38,9 @@ def _read(source: Traversable | Path) -> list[LabelledPrompt]:
             continue
         fields = line.split("\t")
         if len(fields) not in (2, 3) or not fields[1].strip():
-            raise ValueError(f"{source}:{number}: expected category<TAB>prompt[<TAB>negative]")
+            raise InvalidPromptSet(
+                f"{source}:{number}: expected category<TAB>prompt[<TAB>negative]"
+            )
         out.append(LabelledPrompt(*fields))
     return out
 
@@ -138,7 +142,7 @@ def evaluate(
             elif not expect_allowed:
                 caught[item.category] += 1
     if not timings:
-        raise ValueError(f"the set {name!r} has no prompts")
+        raise InvalidPromptSet(f"the set {name!r} has no prompts")
     totals = Counter(item.category for item in blocked)
     report.recall_by_category = {
         category: caught[category] / totals[category] for category in totals

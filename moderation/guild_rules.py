@@ -18,7 +18,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from moderation.prompts import GuildRule, InvalidTerm, PromptRules
+from moderation.errors import InvalidTerm
+from moderation.lists import GuildRule, PromptRules
 
 log = logging.getLogger(__name__)
 

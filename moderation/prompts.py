@@ -12,34 +12,35 @@
 5. The negative prompt is not held to the block lists ("nsfw, nude" there keeps images clean), but
    asking it to leave out clothing in a picture of a person is refused.
 
-Decisions are pure and fast: no torch, no database, no I/O after the lists are loaded.
+Decisions are pure and fast: no torch, no database, no I/O after the lists are loaded. The lists
+themselves (what is shipped, how a guild's entries are laid over it) are ``moderation.lists``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import functools
 import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-import regex
-
-from moderation.normalise import Views, fragment_joins, leet_reading, views
-from moderation.terms import (
-    InvalidTerm,
-    Term,
-    TermIndex,
-    TermShape,
-    compile_pattern,
-    parse_term,
+from moderation.errors import InvalidTerm
+from moderation.lists import (
+    LAYER_ORDER,
+    GuildPattern,
+    GuildRule,
+    Layer,
+    Listed,
+    PromptRules,
+    RuleAction,
+    data_lines,
+    validate_rule,
 )
+from moderation.normalise import Views, fragment_joins, views
+from moderation.terms import TermIndex
 
 __all__ = [
+    "PATTERN_BUDGET_S",
     "GuildRule",
     "InvalidTerm",
     "Layer",
@@ -49,6 +50,10 @@ __all__ = [
     "check_prompt",
     "validate_rule",
 ]
+
+# Kept for bot/cli/discord.py, which reads the shipped block list through this name; the
+# integrator points it at ``moderation.lists.data_lines`` in the redesign's second round.
+_data_lines = data_lines
 
 # "12 year old", "13yo", "9 y/o", "aged 12", "twelve years old", "5th grade": an age under 18
 # counts as a word about minors.
@@ -61,88 +66,8 @@ _MINOR_AGE = re.compile(
     rf"|\bage[ds]? {_AGES}\b"
     r"|\b(?:[1-9]|1[0-2])(?:st|nd|rd|th) grade|\bgrade (?:[1-9]|1[0-2])\b"
 )
-# Sexual words that ordinary short words join into: "a pen is", "friend's ex".
-_FRAGMENT_EXCEPTIONS = frozenset({"penis", "sex"})
 # The guild patterns of one check share this much time; past it they count as matching.
 PATTERN_BUDGET_S = 0.05
-
-
-class Layer(enum.StrEnum):
-    """Which list a term came from, named as the reason shows it (earliest layer first)."""
-
-    DEFAULT = "default list"
-    PROFANITY = "profanity list"
-    GUILD = "this server's list"
-
-
-_LAYER_ORDER = tuple(Layer)
-
-
-class RuleAction(enum.StrEnum):
-    BLOCK = "block"
-    ALLOW = "allow"
-    FORCE_SAFE = "force_safe"
-
-
-@dataclass(frozen=True)
-class GuildRule:
-    """A guild's list entry: a term (see ``moderation.terms``) or a regular expression."""
-
-    action: RuleAction
-    text: str
-    is_regex: bool = False
-
-
-@dataclass(frozen=True)
-class _Listed:
-    layer: Layer
-    sexual: bool = False
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    written: str
-    compiled: regex.Pattern[str]
-    action: RuleAction
-
-
-def _data_lines(name: str) -> list[str]:
-    text = resources.files("moderation").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
-
-
-def _read_terms(name: str) -> list[tuple[Term, str]]:
-    """(term, section) pairs from a data file; ``[section]`` lines name what follows."""
-    section, out = "", []
-    for line in _data_lines(name):
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        out.append((parse_term(line), section))
-    return out
-
-
-def _profanity_terms() -> list[Term]:
-    """better-profanity's word list without the entries we exclude (see the data file)."""
-    package = resources.files("better_profanity")
-    words = package.joinpath("profanity_wordlist.txt").read_text(encoding="utf-8").splitlines()
-    excluded = {parse_term(line).text for line in _data_lines("profanity_exclude.txt")}
-    terms: dict[str, Term] = {}
-    for word in words:
-        try:  # "p0rn" is listed too; folding leetspeak finds it as "porn"
-            term = parse_term(leet_reading(word) + ("*" if word.endswith("*") else ""))
-        except InvalidTerm:
-            continue
-        if term.text not in excluded:
-            terms.setdefault(str(term), term)
-    return list(terms.values())
-
-
-def _with_glued_form(term: Term) -> list[Term]:
-    """A phrase and the one word it makes when its words are glued ("naked-eye" -> "nakedeye")."""
-    if term.shape is not TermShape.PHRASE:
-        return [term]
-    return [term, Term(term.text.replace(" ", ""), TermShape.WORD)]
 
 
 @dataclass(frozen=True)
@@ -160,138 +85,18 @@ class PromptVerdict:
         return "allowed"
 
 
-@dataclass(frozen=True)
-class PromptRules:
-    """The lists in force for one request: the shipped layers plus one guild's own."""
-
-    block: TermIndex[_Listed]
-    force_safe: TermIndex[_Listed]
-    shipped_force_safe: TermIndex[_Listed]  # a wildcard block term gives way to these only
-    allow: TermIndex[bool]  # shipped phrases; True: not taken out when the prompt names a person
-    minors: TermIndex[None]
-    negative: TermIndex[str]  # section of negative_terms.txt: clothing, clothing_weak, people
-    negative_allow: TermIndex[None]
-    fragment_terms: frozenset[str]  # sexual words also looked for in joined fragments ("nu de")
-    guild_allow: TermIndex[None] = field(default_factory=TermIndex)
-    patterns: tuple[_Pattern, ...] = ()
-
-    @classmethod
-    @functools.cache
-    def default(cls) -> PromptRules:
-        """The shipped lists (read once per process)."""
-        negative_terms = _read_terms("negative_terms.txt")
-        block: TermIndex[_Listed] = TermIndex()
-        for term, section in _read_terms("block_terms.txt"):
-            block.add(term, _Listed(Layer.DEFAULT, sexual=section == "sexual"))
-        for term in _profanity_terms():  # most of what is left of it is sexual
-            block.add(term, _Listed(Layer.PROFANITY, sexual=True))
-        force_safe = TermIndex(
-            (term, _Listed(Layer.DEFAULT, sexual=True))
-            for term, _ in _read_terms("force_safe_terms.txt")
-        )
-        return cls(
-            block=block,
-            force_safe=force_safe,
-            shipped_force_safe=force_safe,
-            allow=TermIndex(
-                (form, section == "not_with_people")
-                for term, section in _read_terms("allow_terms.txt")
-                for form in _with_glued_form(term)
-            ),
-            minors=TermIndex((term, None) for term, _ in _read_terms("minor_terms.txt")),
-            negative=TermIndex(
-                (term, section) for term, section in negative_terms if section != "negative_allow"
-            ),
-            negative_allow=TermIndex(
-                (term, None) for term, section in negative_terms if section == "negative_allow"
-            ),
-            fragment_terms=frozenset(
-                term.text
-                for term, section in _read_terms("block_terms.txt")
-                if section == "sexual"
-                and term.shape is not TermShape.PHRASE
-                and term.text not in _FRAGMENT_EXCEPTIONS
-            ),
-        )
-
-    def with_guild(
-        self,
-        rules: Iterable[GuildRule],
-        *,
-        probe: bool = True,
-        skip_invalid: Callable[[GuildRule, InvalidTerm], None] | None = None,
-    ) -> PromptRules:
-        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid,
-        or, with ``skip_invalid``, leaves it out and tells that function why.
-
-        ``probe`` runs new patterns on texts that make backtracking patterns run away; entries
-        read back from the database were probed when they were stored.
-        """
-        block = TermIndex(self.block)
-        force_safe = TermIndex(self.force_safe)
-        guild_allow = TermIndex(self.guild_allow)
-        patterns = list(self.patterns)
-        for rule in rules:
-            try:
-                if rule.is_regex:
-                    patterns.append(_guild_pattern(rule, probe=probe))
-                    continue
-                term = parse_term(rule.text)
-            except InvalidTerm as error:
-                if skip_invalid is None:
-                    raise
-                skip_invalid(rule, error)
-                continue
-            if rule.action is RuleAction.BLOCK:
-                block.add(term, _Listed(Layer.GUILD))
-            elif rule.action is RuleAction.FORCE_SAFE:
-                force_safe.add(term, _Listed(Layer.GUILD))
-            else:
-                guild_allow.add(term, None)
-        for index in (block, force_safe, guild_allow):
-            index.prepare()
-        return dataclasses.replace(
-            self,
-            block=block,
-            force_safe=force_safe,
-            guild_allow=guild_allow,
-            patterns=tuple(patterns),
-        )
-
-
-def _guild_pattern(rule: GuildRule, *, probe: bool) -> _Pattern:
-    if rule.action is RuleAction.ALLOW:
-        raise InvalidTerm(
-            "regular expressions work for block and force-safe entries; "
-            "an allow entry is a term or phrase"
-        )
-    return _Pattern(rule.text, compile_pattern(rule.text, probe=probe), rule.action)
-
-
-def validate_rule(rule: GuildRule) -> None:
-    """Raises InvalidTerm, naming the entry and what is allowed, before a list stores it.
-
-    A pattern is bounded before it is compiled, then probed for up to about a second: call
-    this from a thread where an event loop is running.
-    """
-    if rule.is_regex:
-        _guild_pattern(rule, probe=True)
-    else:
-        parse_term(rule.text)
-
-
 def _found(
-    index: TermIndex[_Listed], readings: Iterable[str], *, unless: TermIndex[_Listed] | None = None
-) -> dict[str, _Listed]:
+    index: TermIndex[Listed], readings: Iterable[str], *, unless: TermIndex[Listed] | None = None
+) -> dict[str, Listed]:
     """Terms found in any reading, keyed by the term's words, the earliest layer first.
 
     With ``unless``, a wildcard term does not count where the word it matched is itself an
     entry of ``unless``: "sex*" blocks "sexgirl" but leaves "sexy" to the force-safe list.
     """
-    hits: dict[str, _Listed] = {}
+    hits: dict[str, Listed] = {}
     seen: set[str] = set()  # one reason a word: "nude" and "*nude*" both match "nude"
     found = [hit for reading in readings for hit in index.find(reading)]
-    found.sort(key=lambda hit: _LAYER_ORDER.index(hit[1].layer))  # stable
+    found.sort(key=lambda hit: LAYER_ORDER.index(hit[1].layer))  # stable
     for term, listed, matched in found:
         if matched in seen or term.text in seen:
             continue
@@ -355,7 +160,7 @@ def _sexual(rules: PromptRules, positive: Views) -> bool:
 
 
 def _pattern_hits(
-    patterns: Iterable[_Pattern], readings: tuple[str, ...], action: RuleAction, deadline: float
+    patterns: Iterable[GuildPattern], readings: tuple[str, ...], action: RuleAction, deadline: float
 ) -> list[str]:
     """Patterns that match the plain or the leet reading, all within one deadline.
 

@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 import regex
 
+from moderation.errors import InvalidTerm as InvalidTerm  # raised here; defined with its family
 from moderation.normalise import normalise
 
 T = TypeVar("T")
@@ -41,10 +42,6 @@ _PROBES = tuple(
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _COUNT = re.compile(r"\s*\d*\s*(?:,\s*\d*\s*)?")
 _GROUP_OPENING = re.compile(r"\?(?:P?<[A-Za-z_]\w*>|<[=!]|[A-Za-z^-]*[:=!>|]?)")
-
-
-class InvalidTerm(ValueError):
-    """A list entry that cannot be used; the message names it and says what is allowed."""
 
 
 class TermShape(enum.StrEnum):

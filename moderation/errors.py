@@ -1,0 +1,25 @@
+"""The moderation package's errors, one family under sdbot's ``SdbotError``.
+
+Each says what was wrong with what a person gave (a list entry, a labelled prompt set) and what
+is allowed instead, so the two places that turn errors into words can show it as it is.
+"""
+
+from __future__ import annotations
+
+from common.errors import SdbotError
+
+
+class ModerationError(SdbotError):
+    """Something the moderation rules cannot use; the message names it."""
+
+
+class InvalidTerm(ModerationError):
+    """A list entry (a term or a pattern) that cannot be used; the message names it and says
+    what is allowed."""
+
+
+class InvalidPromptSet(ModerationError, ValueError):
+    """A labelled prompt set (``sdbot bench moderation --set``) that cannot be read as one.
+
+    Still a ``ValueError`` for this round: ``bot/cli/bench.py`` catches it as one.
+    """

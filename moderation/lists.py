@@ -1,0 +1,229 @@
+"""The lists a prompt is checked against: the shipped layers and one guild's own entries.
+
+The shipped layers are read once per process from ``moderation/data`` (the default block list,
+better-profanity's list less the ordinary words it over-blocks, force-safe, allow, minors and
+negative-prompt terms); a guild's entries (terms and time-bounded patterns) are laid over a copy
+of them. What the lists decide is ``moderation.prompts.check_prompt``'s concern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+
+import regex
+
+from moderation.errors import InvalidTerm
+from moderation.normalise import leet_reading
+from moderation.terms import Term, TermIndex, TermShape, compile_pattern, parse_term
+
+# Sexual words that ordinary short words join into: "a pen is", "friend's ex".
+_FRAGMENT_EXCEPTIONS = frozenset({"penis", "sex"})
+
+
+class Layer(enum.StrEnum):
+    """Which list a term came from, named as the reason shows it (earliest layer first)."""
+
+    DEFAULT = "default list"
+    PROFANITY = "profanity list"
+    GUILD = "this server's list"
+
+
+LAYER_ORDER = tuple(Layer)
+
+
+class RuleAction(enum.StrEnum):
+    BLOCK = "block"
+    ALLOW = "allow"
+    FORCE_SAFE = "force_safe"
+
+
+@dataclass(frozen=True)
+class GuildRule:
+    """A guild's list entry: a term (see ``moderation.terms``) or a regular expression."""
+
+    action: RuleAction
+    text: str
+    is_regex: bool = False
+
+
+@dataclass(frozen=True)
+class Listed:
+    """Why a term is on a block or force-safe list: its layer, and whether it is sexual (which
+    the minors rule asks)."""
+
+    layer: Layer
+    sexual: bool = False
+
+
+@dataclass(frozen=True)
+class GuildPattern:
+    """A guild's regular expression entry, compiled and checked (``compile_pattern``)."""
+
+    written: str
+    compiled: regex.Pattern[str]
+    action: RuleAction
+
+
+def data_lines(name: str) -> list[str]:
+    """The lines of a shipped data file, without blank lines and ``#`` comments."""
+    text = resources.files("moderation").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def _read_terms(name: str) -> list[tuple[Term, str]]:
+    """(term, section) pairs from a data file; ``[section]`` lines name what follows."""
+    section, out = "", []
+    for line in data_lines(name):
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        out.append((parse_term(line), section))
+    return out
+
+
+def _profanity_terms() -> list[Term]:
+    """better-profanity's word list without the entries we exclude (see the data file)."""
+    package = resources.files("better_profanity")
+    words = package.joinpath("profanity_wordlist.txt").read_text(encoding="utf-8").splitlines()
+    excluded = {parse_term(line).text for line in data_lines("profanity_exclude.txt")}
+    terms: dict[str, Term] = {}
+    for word in words:
+        try:  # "p0rn" is listed too; folding leetspeak finds it as "porn"
+            term = parse_term(leet_reading(word) + ("*" if word.endswith("*") else ""))
+        except InvalidTerm:
+            continue
+        if term.text not in excluded:
+            terms.setdefault(str(term), term)
+    return list(terms.values())
+
+
+def _with_glued_form(term: Term) -> list[Term]:
+    """A phrase and the one word it makes when its words are glued ("naked-eye" -> "nakedeye")."""
+    if term.shape is not TermShape.PHRASE:
+        return [term]
+    return [term, Term(term.text.replace(" ", ""), TermShape.WORD)]
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """The lists in force for one request: the shipped layers plus one guild's own."""
+
+    block: TermIndex[Listed]
+    force_safe: TermIndex[Listed]
+    shipped_force_safe: TermIndex[Listed]  # a wildcard block term gives way to these only
+    allow: TermIndex[bool]  # shipped phrases; True: not taken out when the prompt names a person
+    minors: TermIndex[None]
+    negative: TermIndex[str]  # section of negative_terms.txt: clothing, clothing_weak, people
+    negative_allow: TermIndex[None]
+    fragment_terms: frozenset[str]  # sexual words also looked for in joined fragments ("nu de")
+    guild_allow: TermIndex[None] = field(default_factory=TermIndex)
+    patterns: tuple[GuildPattern, ...] = ()
+
+    @classmethod
+    @functools.cache
+    def default(cls) -> PromptRules:
+        """The shipped lists (read once per process)."""
+        negative_terms = _read_terms("negative_terms.txt")
+        block: TermIndex[Listed] = TermIndex()
+        for term, section in _read_terms("block_terms.txt"):
+            block.add(term, Listed(Layer.DEFAULT, sexual=section == "sexual"))
+        for term in _profanity_terms():  # most of what is left of it is sexual
+            block.add(term, Listed(Layer.PROFANITY, sexual=True))
+        force_safe = TermIndex(
+            (term, Listed(Layer.DEFAULT, sexual=True))
+            for term, _ in _read_terms("force_safe_terms.txt")
+        )
+        return cls(
+            block=block,
+            force_safe=force_safe,
+            shipped_force_safe=force_safe,
+            allow=TermIndex(
+                (form, section == "not_with_people")
+                for term, section in _read_terms("allow_terms.txt")
+                for form in _with_glued_form(term)
+            ),
+            minors=TermIndex((term, None) for term, _ in _read_terms("minor_terms.txt")),
+            negative=TermIndex(
+                (term, section) for term, section in negative_terms if section != "negative_allow"
+            ),
+            negative_allow=TermIndex(
+                (term, None) for term, section in negative_terms if section == "negative_allow"
+            ),
+            fragment_terms=frozenset(
+                term.text
+                for term, section in _read_terms("block_terms.txt")
+                if section == "sexual"
+                and term.shape is not TermShape.PHRASE
+                and term.text not in _FRAGMENT_EXCEPTIONS
+            ),
+        )
+
+    def with_guild(
+        self,
+        rules: Iterable[GuildRule],
+        *,
+        probe: bool = True,
+        skip_invalid: Callable[[GuildRule, InvalidTerm], None] | None = None,
+    ) -> PromptRules:
+        """These rules plus a guild's entries; raises InvalidTerm for an entry that is not valid,
+        or, with ``skip_invalid``, leaves it out and tells that function why.
+
+        ``probe`` runs new patterns on texts that make backtracking patterns run away; entries
+        read back from the database were probed when they were stored.
+        """
+        block = TermIndex(self.block)
+        force_safe = TermIndex(self.force_safe)
+        guild_allow = TermIndex(self.guild_allow)
+        patterns = list(self.patterns)
+        for rule in rules:
+            try:
+                if rule.is_regex:
+                    patterns.append(_guild_pattern(rule, probe=probe))
+                    continue
+                term = parse_term(rule.text)
+            except InvalidTerm as error:
+                if skip_invalid is None:
+                    raise
+                skip_invalid(rule, error)
+                continue
+            if rule.action is RuleAction.BLOCK:
+                block.add(term, Listed(Layer.GUILD))
+            elif rule.action is RuleAction.FORCE_SAFE:
+                force_safe.add(term, Listed(Layer.GUILD))
+            else:
+                guild_allow.add(term, None)
+        for index in (block, force_safe, guild_allow):
+            index.prepare()
+        return dataclasses.replace(
+            self,
+            block=block,
+            force_safe=force_safe,
+            guild_allow=guild_allow,
+            patterns=tuple(patterns),
+        )
+
+
+def _guild_pattern(rule: GuildRule, *, probe: bool) -> GuildPattern:
+    if rule.action is RuleAction.ALLOW:
+        raise InvalidTerm(
+            "regular expressions work for block and force-safe entries; "
+            "an allow entry is a term or phrase"
+        )
+    return GuildPattern(rule.text, compile_pattern(rule.text, probe=probe), rule.action)
+
+
+def validate_rule(rule: GuildRule) -> None:
+    """Raises InvalidTerm, naming the entry and what is allowed, before a list stores it.
+
+    A pattern is bounded before it is compiled, then probed for up to about a second: call
+    this from a thread where an event loop is running.
+    """
+    if rule.is_regex:
+        _guild_pattern(rule, probe=True)
+    else:
+        parse_term(rule.text)
