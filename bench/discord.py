@@ -5,7 +5,7 @@ guilds × M members each send /imagine, all at once or spread evenly over ``spre
 long queue forms either way), and every interaction's
 acknowledgement latency (command sent → the bot's first response) and end-to-end time (command
 sent → the grid posted with its controls) is recorded. The fake Discord lives in ``tests/``, so
-this runs from a source checkout.
+this runs from a source checkout; it is imported in one place, inside ``measure_discord``.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ async def measure_discord(
     from bot import discord_endpoints
     from bot.app import open_service, open_storage
     from bot.discord_bot import CONTROLS, ImagineBot
+
+    # The one place the fake Discord is imported (it moves out of tests/ in round 2).
     from tests.fake_discord import FakeDiscord
     from tests.fake_discord.client import running, with_controls
 
