@@ -1,0 +1,426 @@
+"""A guild's settings, each described once: its name, its values, the bot-wide bound it may not
+loosen, how `/mod settings` and `sdbot guild set` offer it, how it reads, what a reset writes.
+
+Validation (:func:`check_change`), Discord's option names and choices, the CLI's flags, the
+moderation log's rendering and what is in force in a guild (:func:`effective_limits`) all read
+:data:`SPECS`, so a new setting is one entry here (and its column in ``storage``). Pure: no
+Discord, no database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from common.errors import SdbotError
+from generation.limits import Limits
+from generation.options import ModelDefaults, OptionLimits
+from moderation.policy import NsfwPolicy
+from storage.models import Controls
+
+if TYPE_CHECKING:
+    from storage.admin import GuildSettingsRecord
+
+MAX_CHANNELS = 50  # channels a guild may limit the bot to (storage.admin keeps the same)
+MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
+BURST_FLOOR = 4.0  # a guild's own rate never saves up less than one full grid of standard images
+
+
+class Kind(enum.StrEnum):
+    """What a setting holds, which decides how it is checked and shown."""
+
+    CHOICE = "choice"  # one of ``choices``
+    THRESHOLD = "threshold"  # a fraction in (0, 1]; lower is stricter
+    RATE = "rate"  # above 0, at most MAX_RATE (standard images an hour, or jobs)
+    STEPS = "steps"  # a whole number in [minimum, maximum]
+    SIDE = "side"  # pixels: a multiple of ``multiple_of`` in [minimum, maximum]
+    CHANNEL = "channel"  # one channel id
+    CHANNELS = "channels"  # 1 to MAX_CHANNELS channel ids, or None for every channel
+
+
+class Bound(enum.StrEnum):
+    """The bot-wide value a guild's setting may only tighten."""
+
+    NSFW_THRESHOLD = "nsfw_threshold"  # at most the bot's (lower flags more)
+    MAX_STEPS = "max_steps"  # at most the bot's
+    MAX_SIDE = "max_side"  # at most the bot's
+
+
+class Naming(enum.StrEnum):
+    """Which name a message gives a setting: as stored (the CLI, the log) or as `/mod` calls it."""
+
+    STORED = "stored"
+    OPTION = "option"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str  # the column, the moderation log's key, GuildAdmin's change key
+    kind: Kind
+    option: str  # its name in /mod settings
+    label: str  # /mod settings reset's choice
+    help: str  # /mod settings option's description
+    flag: str | None = None  # sdbot guild set's flag; None: not offered there
+    cli_help: str = ""
+    choices: tuple[str, ...] = ()
+    minimum: float = 0  # what storage accepts (steps and sizes)
+    maximum: float = 0
+    multiple_of: int = 1
+    option_range: tuple[float, float] | None = None  # the narrower range /mod settings offers
+    bound: Bound | None = None
+    reset_to: str | None = None  # what a reset writes; None: the bot's default
+    unset: str = "default"  # how None reads
+
+    def render(self, value: Any) -> str:
+        """The value as moderators read it (the log, /mod settings' answers)."""
+        return render(self.name, value)
+
+    def called(self, naming: Naming) -> str:
+        return self.option if naming is Naming.OPTION else self.name
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "nsfw_policy",
+        Kind.CHOICE,
+        option="nsfw_policy",
+        label="NSFW policy",
+        help="flagged images: block everywhere, or spoiler them in age-restricted channels",
+        flag="--nsfw-policy",
+        cli_help="flagged images in NSFW channels: block, or spoiler",
+        choices=tuple(policy.value for policy in NsfwPolicy),
+        reset_to=NsfwPolicy.BLOCK.value,
+    ),
+    SettingSpec(
+        "nsfw_threshold",
+        Kind.THRESHOLD,
+        option="nsfw_threshold",
+        label="NSFW threshold",
+        help="a stricter safety threshold for this server (lower flags more)",
+        flag="--nsfw-threshold",
+        cli_help="a stricter open_nsfw threshold for this guild",
+        minimum=0.0,
+        maximum=1.0,
+        option_range=(0.01, 1.0),
+        bound=Bound.NSFW_THRESHOLD,
+    ),
+    SettingSpec(
+        "user_images_per_hour",
+        Kind.RATE,
+        option="member_images_per_hour",
+        label="member images an hour",
+        help="each member's rate, in standard images (512², 20 steps)",
+        flag="--user-images-per-hour",
+        cli_help="each member's rate, in standard images",
+        option_range=(0.1, 100000.0),
+    ),
+    SettingSpec(
+        "guild_images_per_hour",
+        Kind.RATE,
+        option="server_images_per_hour",
+        label="server images an hour",
+        help="the whole server's rate, in standard images",
+        flag="--guild-images-per-hour",
+        cli_help="the whole guild's rate",
+        option_range=(0.1, 1000000.0),
+    ),
+    SettingSpec(
+        "max_jobs_per_user",
+        Kind.RATE,
+        option="jobs_per_member",
+        label="jobs per member",
+        help="jobs a member may have queued and running at once",
+        flag="--max-jobs-per-user",
+        cli_help="a member's jobs queued + running",
+        option_range=(1, 100),
+    ),
+    SettingSpec(
+        "max_steps",
+        Kind.STEPS,
+        option="max_steps",
+        label="maximum steps",
+        help="the most denoising steps a member may ask for",
+        flag="--max-steps",
+        cli_help="fewer denoising steps than the bot allows",
+        minimum=1,
+        maximum=500,
+        option_range=(1, 500),
+        bound=Bound.MAX_STEPS,
+    ),
+    SettingSpec(
+        "max_side",
+        Kind.SIDE,
+        option="max_size",
+        label="maximum size",
+        help="the largest width or height a member may ask for, in pixels",
+        flag="--max-side",
+        cli_help="a smaller largest side, in pixels",
+        minimum=64,
+        maximum=4096,
+        multiple_of=8,
+        option_range=(64, 4096),
+        bound=Bound.MAX_SIDE,
+    ),
+    SettingSpec(
+        "controls",
+        Kind.CHOICE,
+        option="controls",
+        label="who may use the controls",
+        help="who may upscale and reroll a grid",
+        flag="--controls",
+        cli_help="who may upscale and reroll a grid: its requester and moderators, or everyone",
+        choices=tuple(controls.value for controls in Controls),
+        reset_to=Controls.REQUESTER.value,
+    ),
+    SettingSpec(
+        "channels",
+        Kind.CHANNELS,
+        option="channels",
+        label="channels (every channel)",
+        help="the channels sdbot answers in",
+        flag="--channels",
+        cli_help="the channel ids the bot answers in, comma-separated; 'all' for every channel",
+        unset="every channel",
+    ),
+    SettingSpec(
+        "audit_channel_id",
+        Kind.CHANNEL,
+        option="log_channel",
+        label="log channel (none)",
+        help="a channel where every moderator's action here is posted as it happens",
+        unset="none",
+    ),
+)
+
+BY_NAME: Mapping[str, SettingSpec] = {spec.name: spec for spec in SPECS}
+BY_OPTION: Mapping[str, SettingSpec] = {spec.option: spec for spec in SPECS}
+NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
+
+
+class InvalidSetting(SdbotError, ValueError):
+    """A guild setting refused: the message names the value and what is allowed. (A
+    ``ValueError`` too for this round: callers that caught storage's still catch it.)"""
+
+
+# --- reading a setting ---------------------------------------------------------------------------
+
+
+def render(name: str, value: Any) -> str:
+    """A setting's value as moderators read it: ``<#1>`` for channels, ``0.5``, ``default``."""
+    spec = BY_NAME.get(name)
+    if value is None:
+        return "default" if spec is None else spec.unset
+    if spec is not None and spec.kind is Kind.CHANNEL:
+        return f"<#{value}>"
+    if isinstance(value, list | tuple):
+        return ", ".join(f"<#{channel}>" for channel in value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option_name(name: str) -> str:
+    """A stored setting's name as `/mod settings` calls it (itself when it is none of ours)."""
+    spec = BY_NAME.get(name)
+    return name if spec is None else spec.option
+
+
+def plain(value: Any) -> Any:
+    """A setting as the moderation log stores it (JSON): lists, enums by value."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+# --- checking a change ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BotLimits:
+    """What the bot allows everywhere; a guild's settings may only tighten it."""
+
+    options: OptionLimits
+    defaults: ModelDefaults
+    rates: Limits
+    nsfw_threshold: float
+
+    def bound(self, bound: Bound) -> float:
+        if bound is Bound.NSFW_THRESHOLD:
+            return self.nsfw_threshold
+        return self.options.max_steps if bound is Bound.MAX_STEPS else self.options.max_side
+
+
+def check_change(
+    changes: Mapping[str, Any],
+    bot: BotLimits | None = None,
+    *,
+    naming: Naming = Naming.STORED,
+) -> dict[str, Any]:
+    """The changes as storage takes them (choices as text, channels sorted once each), each
+    checked against what the setting allows and, with ``bot``, against the bot's own bound
+    (a guild can be stricter than the bot, never laxer). None puts a setting back to the bot's
+    default. Raises :class:`InvalidSetting` naming the bad value and what is allowed."""
+    unknown = set(changes) - set(NAMES)
+    if unknown:
+        raise InvalidSetting(f"unknown settings {sorted(unknown)}; known: {', '.join(NAMES)}")
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        spec = BY_NAME[name]
+        checked[name] = None if value is None else _checked(spec, value, spec.called(naming))
+    if bot is not None:
+        for name, value in checked.items():
+            spec = BY_NAME[name]
+            if value is not None and spec.bound is not None:
+                _within_bound(spec, value, bot.bound(spec.bound), spec.called(naming))
+    return checked
+
+
+def _checked(spec: SettingSpec, value: Any, called: str) -> Any:
+    if spec.kind is Kind.CHOICE:
+        value = value.value if isinstance(value, enum.Enum) else value
+        if value not in spec.choices:
+            raise InvalidSetting(
+                f"{called} must be one of {', '.join(spec.choices)}, got {value!r}"
+            )
+        return str(value)
+    if spec.kind is Kind.THRESHOLD:
+        if not _number(value) or not 0.0 < value <= 1.0:
+            span = f"({spec.minimum:g}, {spec.maximum:g}]"
+            raise InvalidSetting(f"{called} must be in {span}, got {value}")
+        return value
+    if spec.kind is Kind.RATE:
+        if not _number(value) or not 0 < value <= MAX_RATE:
+            raise InvalidSetting(f"{called} must be above 0 and at most {MAX_RATE}, got {value}")
+        return value
+    if spec.kind is Kind.STEPS:
+        if not _whole(value) or not spec.minimum <= value <= spec.maximum:
+            raise InvalidSetting(
+                f"{called} must be a whole number from {spec.minimum:g} to {spec.maximum:g}, "
+                f"got {value}"
+            )
+        return value
+    if spec.kind is Kind.SIDE:
+        if (
+            not _whole(value)
+            or not spec.minimum <= value <= spec.maximum
+            or value % spec.multiple_of
+        ):
+            raise InvalidSetting(
+                f"{called} must be a multiple of {spec.multiple_of} from {spec.minimum:g} to "
+                f"{spec.maximum:g}, got {value}"
+            )
+        return value
+    if spec.kind is Kind.CHANNEL:
+        if not _whole(value) or value < 1:
+            raise InvalidSetting(f"{called} must be a channel id, got {value!r}")
+        return value
+    channels = sorted({int(channel) for channel in value})
+    if not channels or len(channels) > MAX_CHANNELS:
+        raise InvalidSetting(
+            f"{called} must name 1 to {MAX_CHANNELS} channels (None: every channel), "
+            f"got {len(channels)}"
+        )
+    return channels
+
+
+def _within_bound(spec: SettingSpec, value: float, most: float, called: str) -> None:
+    if value <= most:
+        return
+    if spec.bound is Bound.NSFW_THRESHOLD:
+        raise InvalidSetting(
+            f"{called} {_shown(value)} is laxer than the bot's {most:g}; "
+            "a server can only be stricter (lower)"
+        )
+    raise InvalidSetting(f"{called} {_shown(value)} is above the bot's limit of {most:g}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: float) -> str:
+    """A bad number as it was given: ``0.99``, ``400``, never rounded by ``:g``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+# --- what is in force ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    """What a guild's members may ask for, and how much of it: the bot's limits tightened by
+    the guild's own settings. ``settings`` is None outside a guild."""
+
+    options: OptionLimits
+    defaults: ModelDefaults
+    rates: Limits
+    settings: GuildSettingsRecord | None
+    nsfw_threshold: float
+
+    def own(self, name: str) -> bool:
+        """Whether the guild set this one itself (False: the bot's default holds)."""
+        return self.settings is not None and getattr(self.settings, name) is not None
+
+
+def guild_rates(
+    defaults: Limits,
+    *,
+    user_per_hour: float | None,
+    guild_per_hour: float | None,
+    max_jobs_per_user: int | None,
+) -> Limits:
+    """A guild's own rates over the defaults; bursts scale with the rate, never below one
+    full grid of standard images (4) so that the smallest rate can still make one."""
+
+    def burst(rate: float | None, default_rate: float, default_burst: float) -> float:
+        if rate is None:
+            return default_burst
+        return max(BURST_FLOOR, rate * default_burst / default_rate)
+
+    return dataclasses.replace(
+        defaults,
+        user_units_per_hour=user_per_hour or defaults.user_units_per_hour,
+        user_burst=burst(user_per_hour, defaults.user_units_per_hour, defaults.user_burst),
+        guild_units_per_hour=guild_per_hour or defaults.guild_units_per_hour,
+        guild_burst=burst(guild_per_hour, defaults.guild_units_per_hour, defaults.guild_burst),
+        max_jobs_per_user=max_jobs_per_user or defaults.max_jobs_per_user,
+    )
+
+
+def effective_limits(record: GuildSettingsRecord | None, bot: BotLimits) -> EffectiveLimits:
+    """The one place a guild's settings meet the bot's: steps and sizes only ever smaller (a
+    size never below the bot's smallest), the threshold only lower, rates the guild's own."""
+    if record is None:
+        return EffectiveLimits(bot.options, bot.defaults, bot.rates, None, bot.nsfw_threshold)
+    options, defaults = bot.options, bot.defaults
+    if record.max_steps is not None and record.max_steps < options.max_steps:
+        options = dataclasses.replace(options, max_steps=record.max_steps)
+        defaults = dataclasses.replace(defaults, steps=min(defaults.steps, record.max_steps))
+    if record.max_side is not None and record.max_side < options.max_side:
+        side = max(record.max_side, options.min_side)
+        options = dataclasses.replace(options, max_side=side)
+        defaults = dataclasses.replace(
+            defaults, width=min(defaults.width, side), height=min(defaults.height, side)
+        )
+    rates = guild_rates(
+        bot.rates,
+        user_per_hour=record.user_images_per_hour,
+        guild_per_hour=record.guild_images_per_hour,
+        max_jobs_per_user=record.max_jobs_per_user,
+    )
+    threshold = bot.nsfw_threshold
+    if record.nsfw_threshold is not None:
+        threshold = min(threshold, record.nsfw_threshold)
+    return EffectiveLimits(options, defaults, rates, record, threshold)

@@ -1,0 +1,168 @@
+"""The guild-setting spec table: what each setting accepts, the bound it may not loosen, and
+what is in force once a guild's settings meet the bot's."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from bot.guild_settings import (
+    BY_NAME,
+    BY_OPTION,
+    NAMES,
+    SPECS,
+    BotLimits,
+    InvalidSetting,
+    Naming,
+    check_change,
+    effective_limits,
+    guild_rates,
+    option_name,
+    plain,
+    render,
+)
+from common.errors import SdbotError
+from generation.limits import Limits
+from generation.options import ModelDefaults, OptionLimits
+from moderation.policy import NsfwPolicy
+from storage.admin import GuildSettingsRecord
+from storage.models import Controls
+
+BOT = BotLimits(
+    options=OptionLimits(max_steps=50, min_side=64, max_side=1024),
+    defaults=ModelDefaults(steps=25, width=512, height=512),
+    rates=Limits(),
+    nsfw_threshold=0.6,
+)
+
+
+def test_every_setting_of_storage_is_in_the_table_once() -> None:
+    stored = set(GuildSettingsRecord.__dataclass_fields__) - {
+        "guild_id",
+        "paused_at",
+        "pause_reason",
+    }
+    assert set(NAMES) == stored
+    assert len(BY_OPTION) == len(SPECS) == len(BY_NAME)
+    flags = [spec.flag for spec in SPECS if spec.flag is not None]
+    assert len(set(flags)) == len(flags)
+    assert all(flag.startswith("--") for flag in flags)
+    assert BY_NAME["nsfw_policy"].choices == ("block", "spoiler")
+    assert BY_NAME["controls"].choices == tuple(c.value for c in Controls)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_side": 100}, "max_side must be a multiple of 8 from 64 to 4096, got 100"),
+        ({"nsfw_threshold": 2.0}, "nsfw_threshold must be in (0, 1], got 2.0"),
+        ({"nsfw_threshold": math.nan}, "nsfw_threshold must be in (0, 1], got nan"),
+        (
+            {"max_jobs_per_user": 0},
+            "max_jobs_per_user must be above 0 and at most 1000000, got 0",
+        ),
+        ({"max_steps": 501}, "max_steps must be a whole number from 1 to 500, got 501"),
+        ({"max_steps": True}, "max_steps must be a whole number from 1 to 500, got True"),
+        ({"nsfw_policy": "allow"}, "nsfw_policy must be one of block, spoiler, got 'allow'"),
+        ({"channels": []}, "channels must name 1 to 50 channels (None: every channel), got 0"),
+        ({"channels": list(range(1, 52))}, "got 51"),
+        ({"colour": "red"}, "unknown settings ['colour']; known: nsfw_policy, "),
+    ],
+)
+def test_a_bad_value_is_named_with_what_is_allowed(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSetting) as refused:
+        check_change(changes)
+    assert message in str(refused.value)
+    assert isinstance(refused.value, SdbotError)
+
+
+def test_a_guild_may_be_stricter_than_the_bot_never_laxer() -> None:
+    with pytest.raises(InvalidSetting, match=r"^max_steps 400 is above the bot's limit of 50$"):
+        check_change({"max_steps": 400}, BOT)
+    with pytest.raises(InvalidSetting, match=r"^max_size 2048 is above the bot's limit of 1024$"):
+        check_change({"max_side": 2048}, BOT, naming=Naming.OPTION)
+    with pytest.raises(InvalidSetting, match=r"^nsfw_threshold 0\.99 is laxer than the bot's 0\.6"):
+        check_change({"nsfw_threshold": 0.99}, BOT)
+    # The range is checked first: a value wrong in both ways is told what the setting accepts.
+    with pytest.raises(InvalidSetting, match="must be in"):
+        check_change({"nsfw_threshold": 2.0}, BOT)
+    # Without the bot's limits (storage's own check), only the range holds.
+    assert check_change({"max_steps": 400}) == {"max_steps": 400}
+
+
+def test_a_change_comes_out_as_storage_takes_it() -> None:
+    checked = check_change(
+        {
+            "nsfw_policy": NsfwPolicy.SPOILER,
+            "controls": "everyone",
+            "channels": [5, 3, 5],
+            "max_steps": None,
+            "max_side": 512,
+        },
+        BOT,
+    )
+    assert checked == {
+        "nsfw_policy": "spoiler",
+        "controls": "everyone",
+        "channels": [3, 5],
+        "max_steps": None,
+        "max_side": 512,
+    }
+
+
+def test_names_and_rendering_follow_the_table() -> None:
+    assert option_name("max_side") == "max_size"
+    assert option_name("audit_channel_id") == "log_channel"
+    assert option_name("something_else") == "something_else"
+    assert render("channels", None) == "every channel"
+    assert render("audit_channel_id", None) == "none"
+    assert render("max_steps", None) == "default"
+    assert render("audit_channel_id", 7) == "<#7>"
+    assert render("channels", [1, 2]) == "<#1>, <#2>"
+    assert render("nsfw_threshold", 0.30000) == "0.3"
+    assert render("controls", Controls.EVERYONE) == "everyone"
+    assert plain((1, 2)) == [1, 2]
+    assert plain(NsfwPolicy.BLOCK) == "block"
+    assert BY_NAME["nsfw_policy"].reset_to == "block"
+    assert BY_NAME["max_steps"].reset_to is None
+
+
+def test_effective_limits_tighten_the_bots_and_never_loosen_them() -> None:
+    assert effective_limits(None, BOT).options == BOT.options
+    assert effective_limits(None, BOT).settings is None
+    record = GuildSettingsRecord(
+        guild_id=1,
+        max_steps=12,
+        max_side=96,
+        nsfw_threshold=0.3,
+        user_images_per_hour=30.0,
+        max_jobs_per_user=2,
+    )
+    here = effective_limits(record, BOT)
+    assert (here.options.max_steps, here.defaults.steps) == (12, 12)
+    assert (here.options.max_side, here.defaults.width, here.defaults.height) == (96, 96, 96)
+    assert here.nsfw_threshold == 0.3
+    assert here.rates.user_units_per_hour == 30.0
+    assert here.rates.user_burst == 4.0  # 30 × 8 / 60, never below one grid
+    assert here.rates.guild_units_per_hour == BOT.rates.guild_units_per_hour
+    assert here.rates.max_jobs_per_user == 2
+    assert here.own("max_steps")
+    assert not here.own("guild_images_per_hour")
+
+    laxer = GuildSettingsRecord(guild_id=1, max_steps=400, max_side=4096, nsfw_threshold=0.9)
+    there = effective_limits(laxer, BOT)  # stored by older code: the bot's limits hold
+    assert (there.options.max_steps, there.options.max_side) == (50, 1024)
+    assert there.nsfw_threshold == 0.6
+    small = effective_limits(GuildSettingsRecord(guild_id=1, max_side=64), BotLimits(
+        options=OptionLimits(min_side=128, max_side=1024), defaults=ModelDefaults(),
+        rates=Limits(), nsfw_threshold=0.6,
+    ))  # fmt: skip
+    assert small.options.max_side == 128  # never below the bot's smallest size
+
+
+def test_guild_rates_scale_the_burst_with_the_rate() -> None:
+    rates = guild_rates(Limits(), user_per_hour=None, guild_per_hour=1200.0, max_jobs_per_user=None)
+    assert rates.guild_burst == 80.0
+    assert rates.user_units_per_hour == Limits().user_units_per_hour
