@@ -35,6 +35,11 @@ def placeholder(width: int, height: int, text: str) -> RGBArray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def withheld_tile(width: int, height: int, variant: int, reason: str) -> RGBArray:
+    """The placeholder for withheld variant ``variant``: in its grid cell and in its stead."""
+    return placeholder(width, height, f"#{variant} withheld\n{reason}")
+
+
 def make_grid(tiles: Sequence[RGBArray], *, numbered: bool = True) -> RGBArray:
     """Tiles side by side: 1 → 1×1, 2 → 2×1, 3–4 → 2×2 (an empty cell stays black).
 

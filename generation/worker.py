@@ -1,6 +1,9 @@
 """The worker process: loads the model once, then turns requests into checked, marked PNGs.
 
 Every image passes the safety checker and carries a verified watermark before it leaves here.
+When the request carries the image policy fixed at admission, the worker also decides each
+picture's disposition, swaps withheld ones for their placeholder tiles and draws and marks the
+grid, so that what it returns is ready to post: the bot only writes files and posts.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
@@ -17,10 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from generation.errors import ModelLoadError
-from generation.images import to_png, upscale_to_min_side
+from generation.images import make_grid, to_png, upscale_to_min_side, withheld_tile
 from generation.protocol import (
     CancelJob,
+    PostReady,
     Progress,
+    ReadyImage,
     VariantImage,
     WorkBatch,
     WorkCancelled,
@@ -32,6 +38,7 @@ from generation.protocol import (
     watermark_id,
 )
 from moderation import watermark
+from moderation.policy import ImagePolicy, decide, decide_grid
 from moderation.safety import OpenNSFWChecker, SafetyResult
 
 log = logging.getLogger(__name__)
@@ -180,13 +187,74 @@ class Worker:
                 zip(marked, pngs, request.options.seeds, results, strict=True), start=1
             )
         ]
+        # 5. Under the request's policy: dispositions, placeholders, the marked grid.
+        post = None
+        if request.image_policy is not None:
+            with_grid = request.options.upscale == 1  # an upscale posts its one picture
+            post = post_ready(request.job_id, variants, request.image_policy, with_grid=with_grid)
         finished = time.perf_counter()
         return WorkResult(
             job_id=request.job_id,
             images=tuple(variants),
             diffusion_ms=diffusion_ms,
             postprocess_ms=(finished - diffusion_done) * 1000,
+            post=post,
         )
+
+
+def post_ready(
+    job_id: int, variants: Sequence[VariantImage], policy: ImagePolicy, *, with_grid: bool
+) -> PostReady:
+    """A job's checked, marked variants as they may be posted under ``policy``.
+
+    A withheld variant comes back as its placeholder tile, never as its pixels; it keeps its
+    record's facts (hash, size, watermark, scores). The grid (``with_grid``) numbers the tiles,
+    withheld ones as their placeholders, and carries its own watermark, the job's id with
+    variant 0, which ``sdbot trace`` reads back to the job as it does a variant's.
+    """
+    ready: list[ReadyImage] = []
+    tiles: list[RGBArray] = []
+    for variant in variants:
+        decision = decide(variant.safety, policy)
+        if decision.withheld:
+            tile = withheld_tile(variant.width, variant.height, variant.variant, decision.reason)
+            tiles.append(tile)
+            png = to_png(tile)
+        else:
+            tiles.append(variant.rgb)
+            png = variant.png
+        ready.append(
+            ReadyImage(
+                variant=variant.variant,
+                seed=variant.seed,
+                png=png,
+                sha256=variant.sha256,
+                width=variant.width,
+                height=variant.height,
+                watermark_id=variant.watermark_id,
+                watermark_verified=variant.watermark_verified,
+                safety=variant.safety,
+                decision=decision,
+            )
+        )
+    if not with_grid or not ready:
+        return PostReady(tuple(ready), None)
+    marked = watermark.embed(make_grid(tiles), watermark_id(job_id, 0))
+    grid_png = to_png(marked.rgb)
+    safety, decision = decide_grid([(image.safety, image.decision) for image in ready], policy)
+    grid = ReadyImage(
+        variant=0,
+        seed=ready[0].seed,
+        png=grid_png,
+        sha256=hashlib.sha256(grid_png).hexdigest(),
+        width=marked.rgb.shape[1],
+        height=marked.rgb.shape[0],
+        watermark_id=marked.watermark_id,
+        watermark_verified=marked.verified,
+        safety=safety,
+        decision=decision,
+    )
+    return PostReady(tuple(ready), grid)
 
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:

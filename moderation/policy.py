@@ -10,16 +10,19 @@
 flagged it. The threshold is the global one, or the guild's own when it is stricter (lower); a
 force-safe request is held to the strict threshold. A withheld image is replaced by a placeholder
 tile that says why; its record and scores are kept.
+
+The worker applies these rules (the request carries the policy the bot fixed at admission), so
+what comes back from it is ready to post. A job's grid is never withheld: withheld tiles are
+grey in it, and it is spoilered when any tile it shows is (``decide_grid``).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # storage imports this module's enums; keep it free of numpy
-    from moderation.safety import SafetyResult
+from moderation.safety import SafetyResult  # free of numpy at import: storage imports our enums
 
 
 class NsfwPolicy(enum.StrEnum):
@@ -108,3 +111,30 @@ def decide(result: SafetyResult, policy: ImagePolicy) -> ImageDecision:
     if policy.force_safe:
         return ImageDecision(Disposition.SPOILER, False, threshold, "force-safe prompt")
     return ImageDecision(Disposition.SHOWN, False, threshold, "")
+
+
+def decide_grid(
+    tiles: Sequence[tuple[SafetyResult, ImageDecision]], policy: ImagePolicy
+) -> tuple[SafetyResult, ImageDecision]:
+    """The grid's findings and disposition from its tiles' (in variant order).
+
+    Only the tiles it shows count: its score is their highest, it is flagged when one of them
+    is, the model flagged it when the model flagged one of them (None when the model has no
+    checker), and it takes the first spoilered tile's reason. It is never withheld.
+    """
+    visible = [(safety, decision) for safety, decision in tiles if not decision.withheld]
+    spoilered = [d for _, d in visible if d.disposition is Disposition.SPOILER]
+    model_flags = [safety.model_flagged for safety, _ in visible]
+    safety = SafetyResult(
+        nsfw_score=max((safety.nsfw_score for safety, _ in visible), default=0.0),
+        model_flagged=(
+            None if all(flag is None for flag in model_flags) else any(map(bool, model_flags))
+        ),
+    )
+    decision = ImageDecision(
+        disposition=Disposition.SPOILER if spoilered else Disposition.SHOWN,
+        flagged=any(d.flagged for _, d in visible),
+        threshold=policy.effective_threshold,
+        reason=spoilered[0].reason if spoilered else "",
+    )
+    return safety, decision

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # moderation.policy builds SafetyResults and must stay light to import
+    import numpy as np
+    import numpy.typing as npt
 
-RGBArray = npt.NDArray[np.uint8]
+    RGBArray = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True)

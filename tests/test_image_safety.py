@@ -5,21 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image
 
 from bot.app import Storage, open_service, open_storage
 from bot.service import ImagineService, Requester
 from bot.settings import Settings
-from generation.images import placeholder
-from generation.options import RequestedOptions
-from moderation.policy import Disposition
+from generation.images import from_image_file, make_grid, placeholder, to_png, withheld_tile
+from generation.options import GenerationOptions, RequestedOptions
+from generation.protocol import (
+    PostReady,
+    ReadyImage,
+    WorkBatch,
+    WorkerSpec,
+    WorkRequest,
+    WorkResult,
+    watermark_id,
+)
+from generation.supervisor import WorkerSupervisor
+from moderation import watermark
+from moderation.policy import Disposition, ImagePolicy, NsfwPolicy
+from moderation.safety import SafetyResult
 from storage import migrations
 from storage.models import JobStatus, Verdict
 
@@ -183,3 +199,193 @@ async def test_without_a_checker_in_the_model_none_is_recorded(settings: Setting
         outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
     assert [image.model_flagged for image in outcome.images] == [None]
     assert [image.disposition for image in outcome.images] == [Disposition.SHOWN]
+
+
+# The worker's post-ready output: the request carries the policy fixed at admission, and what
+# comes back is what may be posted (thresholds force the scores' side, as above).
+
+OPTIONS = GenerationOptions(
+    prompt="a red circle",
+    negative_prompt="",
+    seeds=(1, 2),
+    steps=2,
+    guidance_scale=7.5,
+    width=64,
+    height=64,
+    scheduler="euler",
+)
+FLAG_ALL = {"threshold": 1e-9, "strict_threshold": 1e-9}
+FLAG_NONE = {"threshold": 1.0, "strict_threshold": 1.0}
+
+
+def _policy(**values: Any) -> ImagePolicy:
+    return ImagePolicy(**values)
+
+
+@pytest.fixture
+async def supervisor(model_dir: Path) -> AsyncIterator[WorkerSupervisor]:
+    running = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu"))
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def _run(
+    supervisor: WorkerSupervisor,
+    policies: Sequence[ImagePolicy | None],
+    options: GenerationOptions = OPTIONS,
+) -> list[WorkResult]:
+    """One batch (one diffusion call), a job per policy: the same pictures for each."""
+    requests = tuple(
+        WorkRequest(job_id, options, image_policy=policy)
+        for job_id, policy in enumerate(policies, start=101)
+    )
+    answers = await supervisor.run_batch(WorkBatch(requests))
+    results = [answers[request.job_id] for request in requests]
+    assert all(isinstance(result, WorkResult) for result in results), results
+    return [result for result in results if isinstance(result, WorkResult)]
+
+
+def _post(result: WorkResult) -> tuple[PostReady, ReadyImage]:
+    assert result.post is not None
+    assert result.post.grid is not None
+    return result.post, result.post.grid
+
+
+def _below_badge(picture: npt.NDArray[np.uint8]) -> npt.NDArray[np.int_]:
+    """A tile without its top quarter, where the grid draws the number badge."""
+    return picture[picture.shape[0] // 4 :].astype(int)
+
+
+def _cell(grid_png: bytes, variant: int, width: int, height: int) -> npt.NDArray[np.int_]:
+    """A variant's cell of a grid (two columns), below its number badge."""
+    grid = from_image_file(grid_png)
+    row, column = divmod(variant - 1, 2)
+    return _below_badge(
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width]
+    )
+
+
+async def test_the_worker_returns_what_each_policy_posts(supervisor: WorkerSupervisor) -> None:
+    results = await _run(
+        supervisor,
+        [
+            _policy(**FLAG_NONE),
+            _policy(**FLAG_ALL, nsfw_policy=NsfwPolicy.SPOILER),  # not an NSFW channel
+            _policy(**FLAG_ALL, channel_nsfw=True),  # the guild blocks
+            _policy(**FLAG_ALL, channel_nsfw=True, nsfw_policy=NsfwPolicy.SPOILER),
+            _policy(**FLAG_NONE, force_safe=True),
+            None,
+        ],
+    )
+    shown, not_nsfw, blocked, spoilered, force_safe, unset = results
+    assert unset.post is None  # no policy: the answer as before the redesign
+
+    # (each variant's disposition, how its reason ends, the grid's disposition)
+    expected = [
+        (Disposition.SHOWN, "", Disposition.SHOWN),
+        (Disposition.WITHHELD, "; the channel is not marked NSFW", Disposition.SHOWN),
+        (Disposition.WITHHELD, "; this server never posts flagged images", Disposition.SHOWN),
+        (Disposition.SPOILER, "NSFW score", Disposition.SPOILER),
+        (Disposition.SPOILER, "force-safe prompt", Disposition.SPOILER),
+    ]
+    for job_id, result, (disposition, reason, grid_disposition) in zip(
+        range(101, 106), results[:-1], expected, strict=True
+    ):
+        post, grid = _post(result)
+        assert [image.disposition for image in post.images] == [disposition] * 2
+        assert all(reason in image.decision.reason for image in post.images)
+        assert [image.variant for image in post.images] == [1, 2]
+        assert grid.disposition is grid_disposition
+        assert grid.decision.reason == (
+            post.images[0].decision.reason if grid_disposition is Disposition.SPOILER else ""
+        )
+        # The grid is marked with the job's id and variant 0, which `sdbot trace` reads back.
+        assert grid.watermark_verified
+        assert watermark.decode(from_image_file(grid.png)) == grid.watermark_id
+        assert grid.watermark_id == watermark_id(job_id, 0)
+        assert grid.sha256 == hashlib.sha256(grid.png).hexdigest()
+        assert (grid.variant, grid.seed, grid.width, grid.height) == (0, 1, 512, 256)
+
+    for result in (shown, spoilered, force_safe):
+        post, _ = _post(result)
+        # Shown and spoilered variants are the marked pictures themselves.
+        assert [image.png for image in post.images] == [image.png for image in result.images]
+
+    for result in (not_nsfw, blocked):
+        post, grid = _post(result)
+        for image, variant in zip(post.images, result.images, strict=True):
+            # A withheld variant comes back as its placeholder, never as its pixels; its record
+            # keeps the marked picture's facts.
+            tile = withheld_tile(
+                variant.width, variant.height, variant.variant, image.decision.reason
+            )
+            assert image.png == to_png(tile)
+            assert image.png != variant.png
+            assert (image.sha256, image.watermark_id) == (variant.sha256, variant.watermark_id)
+            assert (image.width, image.height) == (variant.width, variant.height)
+            assert image.safety == variant.safety
+            assert image.decision.flagged
+            assert image.decision.threshold == 1e-9
+            cell = _cell(grid.png, variant.variant, variant.width, variant.height)
+            assert np.abs(cell - _below_badge(tile)).mean() < 4
+        # A grid of grey tiles is shown, and counts nothing it does not show.
+        assert grid.safety == SafetyResult(0.0, None)
+        assert not grid.decision.flagged
+
+    _, grid = _post(spoilered)
+    assert grid.decision.flagged
+    assert grid.safety.nsfw_score == max(image.safety.nsfw_score for image in spoilered.images)
+
+    # The grid is the picture the bot drew before the redesign: the variants' marked pixels,
+    # numbered, then marked as variant 0.
+    _, grid = _post(shown)
+    drawn = watermark.embed(make_grid([image.rgb for image in shown.images]), watermark_id(101, 0))
+    assert grid.png == to_png(drawn.rgb)
+
+
+async def test_only_the_flagged_variant_is_withheld(supervisor: WorkerSupervisor) -> None:
+    [first] = await _run(supervisor, [None])
+    low, high = sorted(image.safety.nsfw_score for image in first.images)
+    assert low < high, "two different pictures score differently"
+    middle = (low + high) / 2
+    [result] = await _run(supervisor, [_policy(threshold=middle, strict_threshold=middle)])
+    post, grid = _post(result)
+    kept = [image for image in post.images if not image.withheld]
+    gone = [image for image in post.images if image.withheld]
+    assert [image.safety.nsfw_score for image in kept] == [low]
+    assert [image.safety.nsfw_score for image in gone] == [high]
+    assert grid.safety.nsfw_score == low  # the withheld tile counts for nothing
+    assert grid.disposition is Disposition.SHOWN
+    marked = next(image for image in result.images if image.variant == kept[0].variant)
+    assert kept[0].png == marked.png
+    cell = _cell(grid.png, marked.variant, marked.width, marked.height)
+    assert np.abs(cell - _below_badge(marked.rgb)).mean() < 4
+    withheld = next(image for image in result.images if image.variant == gone[0].variant)
+    cell = _cell(grid.png, withheld.variant, withheld.width, withheld.height)
+    assert np.abs(cell - _below_badge(withheld.rgb)).mean() > 10  # not its pixels
+
+
+async def test_an_upscale_posts_its_one_picture_without_a_grid(
+    supervisor: WorkerSupervisor,
+) -> None:
+    options = dataclasses.replace(OPTIONS, seeds=(1,), upscale=2)
+    spoiler = _policy(**FLAG_ALL, channel_nsfw=True, nsfw_policy=NsfwPolicy.SPOILER)
+    shown, spoilered, withheld = await _run(
+        supervisor, [_policy(**FLAG_NONE), spoiler, _policy(**FLAG_ALL)], options
+    )
+    for result, disposition in [
+        (shown, Disposition.SHOWN),
+        (spoilered, Disposition.SPOILER),
+        (withheld, Disposition.WITHHELD),
+    ]:
+        assert result.post is not None
+        assert result.post.grid is None
+        [image] = result.post.images
+        assert image.disposition is disposition
+        assert (image.width, image.height) == (512, 512)
+    assert shown.post is not None
+    assert withheld.post is not None
+    assert shown.post.images[0].png == shown.images[0].png
+    assert withheld.post.images[0].png != withheld.images[0].png

@@ -7,7 +7,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.service import ImagineService, Requester
-from generation.images import from_image_file, make_grid, placeholder, to_png, upscale_to_min_side
+from generation.images import (
+    from_image_file,
+    make_grid,
+    placeholder,
+    to_png,
+    upscale_to_min_side,
+    withheld_tile,
+)
 from generation.options import RequestedOptions
 from moderation.safety import OpenNSFWChecker
 
@@ -25,6 +32,13 @@ def test_grid_layouts() -> None:
     assert (grid[0, 0, 0], grid[0, 40, 0], grid[40, 0, 0], grid[40, 40, 0]) == (1, 2, 3, 4)
     with pytest.raises(ValueError, match="tile 1 is"):
         make_grid([tile(1), tile(2, 16)])
+
+
+def test_a_withheld_tile_names_its_variant_and_the_reason() -> None:
+    tile = withheld_tile(256, 128, 3, "NSFW score 0.90")
+    assert tile.shape == (128, 256, 3)
+    assert (tile == placeholder(256, 128, "#3 withheld\nNSFW score 0.90")).all()
+    assert (tile != placeholder(256, 128, "#2 withheld\nNSFW score 0.90")).any()
 
 
 def read_number(corner: np.ndarray) -> int:

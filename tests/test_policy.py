@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moderation.policy import Disposition, ImagePolicy, NsfwPolicy, decide
+from moderation.policy import Disposition, ImagePolicy, NsfwPolicy, decide, decide_grid
 from moderation.safety import SafetyResult
 
 SAFE = SafetyResult(nsfw_score=0.1)
@@ -69,3 +69,47 @@ def test_a_guild_can_only_be_stricter() -> None:
 def test_thresholds_are_checked() -> None:
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\], got 0"):
         ImagePolicy(threshold=0, strict_threshold=0.3)
+
+
+def test_a_grid_counts_only_the_tiles_it_shows() -> None:
+    spoiler = policy(channel_nsfw=True, nsfw_policy=NsfwPolicy.SPOILER)
+    tiles = [(result, decide(result, spoiler)) for result in (SAFE, FLAGGED, MODEL_FLAGGED)]
+    safety, decision = decide_grid(tiles, spoiler)
+    assert safety == SafetyResult(0.9, True)
+    assert decision.disposition is Disposition.SPOILER  # spoilered when any tile it shows is
+    assert decision.flagged
+    assert decision.reason == "NSFW score 0.90"  # the first spoilered tile's
+    assert decision.threshold == 0.5
+
+    # Elsewhere the flagged tiles are withheld (grey in the grid): they count for nothing.
+    tiles = [(result, decide(result, policy())) for result in (SAFE, FLAGGED, MODEL_FLAGGED)]
+    safety, decision = decide_grid(tiles, policy())
+    assert safety == SafetyResult(0.1, None)
+    assert (decision.disposition, decision.flagged, decision.reason) == (
+        Disposition.SHOWN,
+        False,
+        "",
+    )
+
+    # A grid is never withheld, even when every tile is.
+    safety, decision = decide_grid([(FLAGGED, decide(FLAGGED, policy()))], policy())
+    assert (safety, decision.disposition) == (SafetyResult(0.0, None), Disposition.SHOWN)
+
+    # Force-safe: every tile spoilered, and so is the grid, at the strict threshold.
+    strict = policy(force_safe=True)
+    _, decision = decide_grid([(SAFE, decide(SAFE, strict))], strict)
+    assert (decision.disposition, decision.reason, decision.threshold) == (
+        Disposition.SPOILER,
+        "force-safe prompt",
+        0.3,
+    )
+
+
+def test_the_policy_module_stays_light_to_import() -> None:
+    """storage imports its enums and the bot process its decisions: no numpy behind them."""
+    import subprocess
+    import sys
+
+    code = "import sys, moderation.policy; print('numpy' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
