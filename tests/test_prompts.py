@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from common.errors import SdbotError
+from moderation import errors, terms
 from moderation.prompts import (
     GuildRule,
     InvalidTerm,
@@ -296,3 +298,12 @@ class TestGuildRules:
     def test_bad_terms_are_refused_with_the_reason(self, text: str, message: str) -> None:
         with pytest.raises(InvalidTerm, match=message):
             RULES.with_guild([GuildRule(RuleAction.BLOCK, text)])
+
+
+def test_a_refused_entry_is_a_moderation_error_under_the_one_root() -> None:
+    with pytest.raises(errors.ModerationError, match="at least 3 letters"):
+        validate_rule(GuildRule(RuleAction.BLOCK, "a*"))
+    assert issubclass(errors.ModerationError, SdbotError)
+    assert issubclass(errors.InvalidPromptSet, errors.ModerationError)
+    # One class under every name it is imported by.
+    assert terms.InvalidTerm is InvalidTerm is errors.InvalidTerm
