@@ -36,7 +36,6 @@ from generation.protocol import (
     WorkRequest,
     WorkResult,
 )
-from generation.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +116,10 @@ class WorkerSupervisor:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[object] = asyncio.Queue()
         parent_conn, child_conn = self._context.Pipe(duplex=True)
+        # The worker module (and with it torch, diffusers and cv2) loads only where a worker
+        # starts; the bot process imports this module and must stay light.
+        from generation.worker import run_worker
+
         process = self._context.Process(
             target=run_worker, args=(child_conn, self.spec), name="sdbot-worker", daemon=True
         )

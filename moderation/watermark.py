@@ -39,7 +39,8 @@ We implement the scheme vectorised instead of calling the library: it is 10-30x 
 power iteration instead of a Python loop of SVDs); the library writes float pixels into uint8
 without clipping, so saturated colours wrap round by 200+ levels, while we round once and clip;
 and the library's package imports torch, which the bot process must not load. We always decode
-right after embedding, and the caller records whether the mark verified.
+right after embedding, and the caller records whether the mark verified. OpenCV loads only when
+an image is marked or read: importing this module costs the bot process nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -215,6 +215,8 @@ def _rgb_band(rgb: RGBArray) -> FloatArray:
     """The approximation band of a one-level Haar DWT (pywt's normalisation) of each of R, G, B,
     over the image cropped to whole 4-pixel steps as imwatermark crops it. Each chroma channel's
     band is a fixed mix of these, so two layers share the work."""
+    import cv2
+
     height, width = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
     # Area halving averages each 2x2 square exactly (quarters of integers are exact in float32).
     pixels = rgb[:height, :width].astype(np.float32)
@@ -294,6 +296,8 @@ def _render(
     rgb: RGBArray, plans: Sequence[_Plan], aims: Sequence[FloatArray]
 ) -> tuple[RGBArray, npt.NDArray[np.bool_]]:
     """The marked image, rounded once, and where in the band it clipped at 0 or 255."""
+    import cv2
+
     # A change d in the approximation band moves each of its 4 pixels by d/2.
     bands = [plan.band_change(aim) / 2 for plan, aim in zip(plans, aims, strict=True)]
     planes = []
