@@ -63,7 +63,9 @@ class VariantImage:
     variant: int
     seed: int
     png: bytes
-    rgb: npt.NDArray[np.uint8]  # the same pixels, so the grid needs no PNG decode
+    # The same pixels, so that a grid needs no PNG decode. Only a bot that draws the grid
+    # itself (a request without an image policy) needs them across the pipe or Redis.
+    rgb: npt.NDArray[np.uint8]
     width: int
     height: int
     sha256: str
