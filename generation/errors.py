@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from common.errors import ErrorKind, SdbotError
 
-class GenerationError(Exception):
+
+class GenerationError(SdbotError):
     """Base of every error raised by ``generation``."""
 
 
 class InvalidOption(GenerationError):
     """A request option outside what is allowed; the message names the value and the range."""
 
+    kind = ErrorKind.BAD_INPUT
+
     def __init__(self, option: str, value: object, allowed: str) -> None:
         super().__init__(f"{option} must be {allowed}, got {value!r}")
         self.option = option
         self.value = value
         self.allowed = allowed
+
+
+class RateLimited(GenerationError):
+    """A request refused by a limit: ``retry_after`` seconds until it would pass (None when it
+    depends on other jobs finishing)."""
+
+    kind = ErrorKind.BAD_INPUT
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ModelLoadError(GenerationError):

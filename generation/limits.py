@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from generation.errors import RateLimited as RateLimited  # raised here; callers import it here
 from generation.options import GenerationOptions
 
 STANDARD_PIXELS = 512 * 512
@@ -32,15 +33,6 @@ def options_units(options: GenerationOptions) -> float:
         side = o.upscale
         units += work_units(o.width * side, o.height * side, o.refine_steps, o.variants)
     return units
-
-
-class RateLimited(Exception):
-    """A request refused by a limit: ``retry_after`` seconds until it would pass (None when it
-    depends on other jobs finishing)."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass

@@ -121,3 +121,15 @@ def test_a_cancelled_job_gives_its_units_back_to_its_user_and_its_guild() -> Non
         limiter.admit(1, 12, 1.0)
     limiter.refund(2, 20, 1.0)  # a guild and user it never saw: nothing to give back
     assert limiter.depth == 3
+
+
+def test_a_refusal_is_a_generation_error_the_front_ends_can_explain() -> None:
+    from common.errors import ErrorKind, SdbotError
+    from generation.errors import GenerationError
+    from generation.limits import queue_full
+
+    refusal = queue_full(Limits(max_queue_depth=3))
+    assert isinstance(refusal, GenerationError)
+    assert isinstance(refusal, SdbotError)
+    assert refusal.kind is ErrorKind.BAD_INPUT
+    assert refusal.retry_after == 60.0
