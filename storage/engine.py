@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.errors import InvalidDatabaseUrl
+
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
@@ -30,22 +32,22 @@ _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 
 def check_database_url(url: str) -> None:
-    """Raises ValueError saying what sdbot cannot use in ``url``; the message never repeats the
-    URL (it may carry a password)."""
+    """Raises InvalidDatabaseUrl (a ValueError) saying what sdbot cannot use in ``url``; the
+    message never repeats the URL (it may carry a password)."""
     try:
         parsed = make_url(url)
     except Exception as error:  # sqlalchemy raises several kinds for text that is no URL
-        raise ValueError(f"it does not parse ({type(error).__name__})") from None
+        raise InvalidDatabaseUrl(f"it does not parse ({type(error).__name__})") from None
     backend, _, driver = parsed.drivername.partition("+")  # loading the dialect may fail
     if _ASYNC_DRIVERS.get(backend) != driver:
-        raise ValueError(
+        raise InvalidDatabaseUrl(
             f"{parsed.drivername} is not one it supports; it needs an async driver: "
             "sqlite+aiosqlite://… or postgresql+asyncpg://…"
         )
     if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise ValueError(f"port {parsed.port} is not from 1 to 65535")
+        raise InvalidDatabaseUrl(f"port {parsed.port} is not from 1 to 65535")
     if backend == "postgresql" and "sslmode" in parsed.query:
-        raise ValueError(
+        raise InvalidDatabaseUrl(
             "asyncpg takes ?ssl=disable|prefer|require|verify-ca|verify-full, not ?sslmode="
         )
 

@@ -1,13 +1,73 @@
-"""The storage package's exception family."""
+"""The storage package's exception family, under sdbot's one root.
+
+Each error's message already reads well to the person who caused it; an error about a value
+also carries the value's name, so a front end that calls it something else (``/mod settings``
+says ``max_size`` where storage says ``max_side``) renders it with ``message_for`` instead of
+rewriting the text.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
 
-class StorageError(Exception):
+from common.errors import ErrorKind, SdbotError
+
+
+class StorageError(SdbotError):
     """Base of every error raised by ``storage``."""
 
 
+class InvalidValue(StorageError, ValueError):
+    """A value storage will not keep: ``name`` must ``requirement``, and ``value`` does not.
+
+    Also a ``ValueError`` for this round of the redesign, so that callers that still catch
+    ``ValueError`` keep working; they move to ``StorageError`` in the second round.
+    """
+
+    kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
+
+    def __init__(self, name: str, value: object, requirement: str) -> None:
+        self.name = name
+        self.value = value
+        self.requirement = requirement
+        super().__init__(self.message_for(name))
+
+    def message_for(self, name: str) -> str:
+        """The message with the value called ``name`` (what the person typed)."""
+        return f"{name} must {self.requirement}, got {self.value!r}"
+
+
+class UnknownSettings(StorageError, ValueError):
+    """Settings storage does not have (a ``ValueError`` too, for this round: see above)."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
+
+    def __init__(self, names: set[str], known: tuple[str, ...]) -> None:
+        self.names = sorted(names)
+        self.known = known
+        super().__init__(f"unknown guild settings {self.names}; known: {', '.join(known)}")
+
+
+class EmptyTerm(InvalidValue):
+    """A block/allow/force-safe entry that is only blank."""
+
+    def __init__(self, term: str) -> None:
+        super().__init__("term", term, "not be empty")
+
+    def message_for(self, name: str) -> str:
+        return f"a {name} must not be empty"
+
+
+class InvalidDatabaseUrl(StorageError, ValueError):
+    """A database URL sdbot cannot use; the message never repeats the URL (it may carry a
+    password). A ``ValueError`` too: settings validation (pydantic) turns those into its own."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
+
+
 class JobNotFound(StorageError):
+    kind: ClassVar[ErrorKind] = ErrorKind.NOT_FOUND
+
     def __init__(self, job_id: int) -> None:
         super().__init__(f"no job with id {job_id}")
         self.job_id = job_id
