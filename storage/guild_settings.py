@@ -1,0 +1,133 @@
+"""What a guild's admins set for it: NSFW policy, limits, controls, channels, pause."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.engine import SessionFactory
+from storage.errors import InvalidValue, UnknownSettings
+from storage.models import Controls, GuildSettings, NsfwPolicy
+
+log = logging.getLogger(__name__)
+
+SETTING_FIELDS = (
+    "nsfw_policy",
+    "nsfw_threshold",
+    "user_images_per_hour",
+    "guild_images_per_hour",
+    "max_jobs_per_user",
+    "max_steps",
+    "audit_channel_id",
+    "controls",
+    "max_side",
+    "channels",
+    "paused_at",
+    "pause_reason",
+)
+MAX_CHANNELS = 50  # channels a guild may limit the bot to
+
+
+@dataclass(frozen=True)
+class GuildSettingsRecord:
+    guild_id: int
+    nsfw_policy: NsfwPolicy = NsfwPolicy.BLOCK
+    nsfw_threshold: float | None = None
+    user_images_per_hour: float | None = None  # standard images (512², 20 steps) an hour
+    guild_images_per_hour: float | None = None
+    max_jobs_per_user: int | None = None  # queued + running
+    max_steps: int | None = None
+    audit_channel_id: int | None = None
+    controls: Controls = Controls.REQUESTER
+    max_side: int | None = None  # pixels, a multiple of 8
+    channels: tuple[int, ...] | None = None  # None: the bot answers in every channel
+    paused_at: datetime | None = None  # None: generating
+    pause_reason: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    def answers_in(self, channel_id: int | None) -> bool:
+        return self.channels is None or channel_id in self.channels
+
+
+def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
+    values = {name: getattr(row, name) for name in SETTING_FIELDS}
+    try:
+        values["nsfw_policy"] = NsfwPolicy(values["nsfw_policy"])
+    except ValueError:  # written by hand or by older code: the safe policy stands
+        log.warning("guild %d has nsfw_policy %r; using block", guild_id, row.nsfw_policy)
+        values["nsfw_policy"] = NsfwPolicy.BLOCK
+    try:
+        values["controls"] = Controls(values["controls"] or Controls.REQUESTER)
+    except ValueError:
+        log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
+        values["controls"] = Controls.REQUESTER
+    if values["channels"] is not None:
+        values["channels"] = tuple(int(channel) for channel in values["channels"])
+    return GuildSettingsRecord(guild_id=guild_id, **values)
+
+
+def checked(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` as they are stored; raises InvalidValue naming the first bad one and what is
+    allowed (UnknownSettings for a name that is no setting)."""
+    unknown = set(changes) - set(SETTING_FIELDS)
+    if unknown:
+        raise UnknownSettings(unknown, SETTING_FIELDS)
+    stored = dict(changes)
+    for name, choices in (("nsfw_policy", NsfwPolicy), ("controls", Controls)):
+        if name in stored:
+            allowed = [choice.value for choice in choices]
+            if stored[name] not in allowed:
+                raise InvalidValue(name, stored[name], f"be one of {', '.join(allowed)}")
+            stored[name] = str(stored[name])
+    threshold = stored.get("nsfw_threshold")
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise InvalidValue("nsfw_threshold", threshold, "be in (0, 1]")
+    for name in ("user_images_per_hour", "guild_images_per_hour", "max_jobs_per_user"):
+        value = stored.get(name)
+        if value is not None and not 0 < value <= 1_000_000:
+            raise InvalidValue(name, value, "be above 0 and at most 1000000")
+    steps = stored.get("max_steps")
+    if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 500):
+        raise InvalidValue("max_steps", steps, "be a whole number from 1 to 500")
+    side = stored.get("max_side")
+    if side is not None and (isinstance(side, bool) or not 64 <= side <= 4096 or side % 8):
+        raise InvalidValue("max_side", side, "be a multiple of 8 from 64 to 4096")
+    if stored.get("channels") is not None:
+        channels = sorted({int(channel) for channel in stored["channels"]})
+        if not channels or len(channels) > MAX_CHANNELS:
+            raise InvalidValue(
+                "channels",
+                len(channels),
+                f"name 1 to {MAX_CHANNELS} channels (None: every channel)",
+            )
+        stored["channels"] = channels
+    return stored
+
+
+class GuildSettingsRepository:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def get(self, guild_id: int) -> GuildSettingsRecord:
+        """The guild's settings; a guild never configured gets the defaults."""
+        async with self._sessions() as session:
+            row = await session.get(GuildSettings, guild_id)
+            return GuildSettingsRecord(guild_id=guild_id) if row is None else _record(guild_id, row)
+
+    async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
+        """Stores ``changes`` (None puts a setting back to its default) and returns the result;
+        raises InvalidValue, storing nothing, when one is not allowed."""
+        stored = checked(changes)
+        async with self._sessions.begin() as session:
+            row = await session.get(GuildSettings, guild_id)
+            if row is None:
+                row = GuildSettings(guild_id=guild_id)
+                session.add(row)
+            for name, value in stored.items():
+                setattr(row, name, value)
+        return await self.get(guild_id)
