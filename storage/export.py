@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
-from storage.admin import ModerationActionRecord
-from storage.audit import JobRecord
+from storage.moderation_log import ModerationActionRecord
+from storage.records import JobRecord
 
 CSV_COLUMNS = (
     "id", "created_at", "finished_at", "status", "verdict", "verdict_reasons", "source",

@@ -101,6 +101,8 @@ TERMINAL_STATUSES = frozenset(
         JobStatus.REFUSED,
     }
 )
+# Queued or running: a job still waiting for its one terminal status.
+OPEN_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 class JobKind(enum.StrEnum):

@@ -10,9 +10,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
 from storage.audit import AuditLog
+from storage.bans import BanList
+from storage.claims import ActionClaims
 from storage.engine import SessionFactory, create_engine, create_session_factory
+from storage.guild_settings import GuildSettingsRepository
+from storage.leases import JobLeases
+from storage.moderation_log import ModerationLog
+from storage.posts import PostedMessages
+from storage.terms import TermList
 
 
 @dataclass(frozen=True)
@@ -20,11 +26,14 @@ class Storage:
     """The repositories of one database; build it with ``repositories()``, not by position."""
 
     sessions: SessionFactory
-    audit: AuditLog
+    audit: AuditLog  # jobs and their images
     terms: TermList
     guild_settings: GuildSettingsRepository
     bans: BanList
     moderation: ModerationLog
+    posts: PostedMessages  # which messages show which job
+    leases: JobLeases  # which process follows which open job
+    claims: ActionClaims  # controls used on a job, once each
 
 
 def repositories(sessions: SessionFactory) -> Storage:
@@ -36,6 +45,9 @@ def repositories(sessions: SessionFactory) -> Storage:
         guild_settings=GuildSettingsRepository(sessions),
         bans=BanList(sessions),
         moderation=ModerationLog(sessions),
+        posts=PostedMessages(sessions),
+        leases=JobLeases(sessions),
+        claims=ActionClaims(sessions),
     )
 
 

@@ -6,10 +6,11 @@ import csv
 import io
 import json
 
-from storage.audit import AuditLog, NewImage
+from storage.audit import AuditLog
 from storage.engine import SessionFactory
 from storage.export import CSV_COLUMNS, write_csv, write_jsonl
 from storage.models import JobStatus, Verdict
+from storage.records import NewImage
 from tests.test_storage import new_job
 
 

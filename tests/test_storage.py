@@ -7,11 +7,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
-from storage.audit import ActionClaim, AuditLog, NewImage, NewJob
+from common.errors import ErrorKind, SdbotError
+from storage.audit import AuditLog
+from storage.bans import BanList
+from storage.claims import ActionClaim, ActionClaims
 from storage.engine import SessionFactory
-from storage.errors import JobAlreadyFinished, JobNotFound
+from storage.errors import (
+    EmptyTerm,
+    InvalidValue,
+    JobAlreadyFinished,
+    JobNotFound,
+    StorageError,
+    UnknownSettings,
+)
+from storage.guild_settings import GuildSettingsRepository
+from storage.leases import JobLeases
 from storage.models import Controls, GuildSettings, JobStatus, NsfwPolicy, TermKind, Verdict
+from storage.moderation_log import ModerationLog
+from storage.posts import PostedMessages
+from storage.records import Lease, NewImage, NewJob
+from storage.terms import TermList
 
 GUILD = 1_100_000_000_000_000_001
 USER = 2_200_000_000_000_000_002
@@ -162,36 +177,87 @@ async def test_listing_filters_by_guild_and_date(sessions: SessionFactory) -> No
 
 
 async def test_posted_messages_lead_back_to_their_job(sessions: SessionFactory) -> None:
-    audit = AuditLog(sessions)
-    job_id = await audit.create_job(new_job())
+    job_id = await AuditLog(sessions).create_job(new_job())
+    posts = PostedMessages(sessions)
     message_id = 1_300_000_000_000_000_003
-    await audit.link_message(message_id, job_id, channel_id=3, guild_id=GUILD, variant=2)
-    found = await audit.job_for_message(message_id)
+    await posts.link_message(message_id, job_id, channel_id=3, guild_id=GUILD, variant=2)
+    found = await posts.job_for_message(message_id)
     assert found is not None
     assert (found[0].id, found[1]) == (job_id, 2)
-    assert await audit.job_for_message(1) is None
+    assert await posts.job_for_message(1) is None
+    await posts.link_message(message_id, job_id, channel_id=4, guild_id=GUILD)  # now the result
+    assert await posts.messages_for_job(job_id) == [(4, message_id)]
+    await posts.unlink_message(message_id)
+    assert await posts.job_for_message(message_id) is None
+    assert await posts.messages_for_job(job_id) == []
+
+
+async def test_an_open_job_is_held_by_one_live_lease_at_a_time(sessions: SessionFactory) -> None:
+    audit, leases = AuditLog(sessions), JobLeases(sessions)
+    mine, theirs = Lease("host:1:a", 60), Lease("host:2:b", 60)
+    job_id = await audit.create_job(new_job(), lease=mine)
+    held = await audit.get_job(job_id)
+    assert held is not None
+    assert held.lease_owner == mine.owner
+    assert await leases.take_lease(job_id, theirs) is None  # mine is alive
+    taken = await leases.take_lease(job_id, theirs, dead=lambda owner: owner == mine.owner)
+    assert taken is not None
+    assert taken.id == job_id
+    assert await leases.renew_leases(theirs) == 1
+    assert await leases.renew_leases(mine) == 0
+    await leases.release_leases(theirs.owner)
+    assert await leases.take_lease(job_id, mine) is not None  # free again at once
+    await audit.record_outcome(job_id, JobStatus.CANCELLED)
+    assert await leases.take_lease(job_id, mine) is None  # finished: nothing to follow
+    expired = await audit.create_job(new_job(), lease=Lease(mine.owner, -1))
+    assert await leases.take_lease(expired, theirs) is not None  # its lease ran out
+
+
+async def test_the_audit_log_still_answers_for_what_moved_out_of_it(
+    sessions: SessionFactory,
+) -> None:
+    """The one-line delegations kept for the redesign's second round (then deleted)."""
+    audit = AuditLog(sessions)
+    lease = Lease("host:1:a", 60)
+    job_id = await audit.create_job(new_job(), lease=lease)
+    await audit.link_message(10, job_id, channel_id=3, guild_id=GUILD, variant=1)
+    found = await audit.job_for_message(10)
+    assert found is not None
+    assert (found[0].id, found[1]) == (job_id, 1)
+    assert await audit.messages_for_job(job_id) == [(3, 10)]
+    assert await audit.posts_for_user(GUILD, USER) == [(3, 10, job_id)]
+    await audit.unlink_message(10)
+    assert await audit.messages_for_job(job_id) == []
+    assert await audit.renew_leases(lease) == 1
+    await audit.release_leases(lease.owner)
+    assert await audit.take_lease(job_id, lease) is not None
+    claim = await audit.claim_action(job_id, "reroll", USER)
+    assert claim.claimed
+    assert claim.claimed_at is not None
+    assert await audit.action_started(job_id, "reroll", job_id, claim.claimed_at)
+    await audit.release_action(job_id, "upscale-1")
 
 
 async def test_a_control_starts_one_job_until_that_job_ends_without_images(
     sessions: SessionFactory,
 ) -> None:
-    audit = AuditLog(sessions)
+    audit, claims = AuditLog(sessions), ActionClaims(sessions)
     parent = await audit.create_job(new_job())
-    first = await audit.claim_action(parent, "upscale-2", 7)
+    first = await claims.claim_action(parent, "upscale-2", 7)
     assert first.claimed
     assert first.claimed_at is not None
-    assert await audit.claim_action(parent, "upscale-2", 8) == ActionClaim(False, None)
-    assert (await audit.claim_action(parent, "reroll", 8)).claimed  # another control is free
+    assert await claims.claim_action(parent, "upscale-2", 8) == ActionClaim(False, None)
+    assert (await claims.claim_action(parent, "reroll", 8)).claimed  # another control is free
     child = await audit.create_job(new_job())
-    assert await audit.action_started(parent, "upscale-2", child, first.claimed_at)
-    again = await audit.claim_action(parent, "upscale-2", 7)
+    assert await claims.action_started(parent, "upscale-2", child, first.claimed_at)
+    again = await claims.claim_action(parent, "upscale-2", 7)
     assert not again.claimed
     assert again.existing is not None
     assert again.existing.id == child
     await audit.record_outcome(child, JobStatus.REFUSED, error="over the limit")
-    assert (await audit.claim_action(parent, "upscale-2", 7)).claimed  # it can be used again
-    await audit.release_action(parent, "upscale-2")  # it started nothing after all
-    assert (await audit.claim_action(parent, "upscale-2", 8)).claimed
+    assert (await claims.claim_action(parent, "upscale-2", 7)).claimed  # it can be used again
+    await claims.release_action(parent, "upscale-2")  # it started nothing after all
+    assert (await claims.claim_action(parent, "upscale-2", 8)).claimed
 
 
 async def test_guild_settings_default_then_update(sessions: SessionFactory) -> None:
@@ -203,24 +269,24 @@ async def test_guild_settings_default_then_update(sessions: SessionFactory) -> N
     )
     assert (updated.nsfw_policy, updated.nsfw_threshold) == (NsfwPolicy.SPOILER, 0.3)
     assert (await repo.get(GUILD)).user_images_per_hour == 5
-    with pytest.raises(ValueError, match="unknown guild settings \\['colour'\\]"):
+    with pytest.raises(UnknownSettings, match="unknown guild settings \\['colour'\\]"):
         await repo.update(GUILD, colour="red")
-    with pytest.raises(ValueError, match="nsfw_policy must be one of block, spoiler, got 'show'"):
+    with pytest.raises(InvalidValue, match="nsfw_policy must be one of block, spoiler, got 'sh"):
         await repo.update(GUILD, nsfw_policy="show")
     async with sessions.begin() as session:  # written by hand: the safe policy stands
         row = await session.get(GuildSettings, GUILD)
         assert row is not None
         row.nsfw_policy = "show"
     assert (await repo.get(GUILD)).nsfw_policy is NsfwPolicy.BLOCK
-    with pytest.raises(ValueError, match=r"nsfw_threshold must be in \(0, 1\], got 1.5"):
+    with pytest.raises(InvalidValue, match=r"nsfw_threshold must be in \(0, 1\], got 1.5"):
         await repo.update(GUILD, nsfw_threshold=1.5)
     assert default.controls is Controls.REQUESTER
     assert (
         await repo.update(GUILD, controls="everyone", max_steps=30)
     ).controls is Controls.EVERYONE
-    with pytest.raises(ValueError, match="controls must be one of requester, everyone, got 'all'"):
+    with pytest.raises(InvalidValue, match="controls must be one of requester, everyone, got 'a"):
         await repo.update(GUILD, controls="all")
-    with pytest.raises(ValueError, match="max_steps must be a whole number from 1 to 500, got 0"):
+    with pytest.raises(InvalidValue, match="max_steps must be a whole number from 1 to 500, got 0"):
         await repo.update(GUILD, max_steps=0)
 
 
@@ -249,7 +315,7 @@ async def test_terms_are_scoped_to_guild_plus_global(sessions: SessionFactory) -
     assert seen == {(GUILD, TermKind.BLOCK, "clown"), (None, TermKind.BLOCK, "spider")}
     assert await terms.remove(GUILD, TermKind.BLOCK, "CLOWN") is True
     assert [t.term for t in await terms.for_guild(GUILD)] == ["spider"]
-    with pytest.raises(ValueError, match="must not be empty"):
+    with pytest.raises(EmptyTerm, match="a term must not be empty"):
         await terms.add(GUILD, TermKind.BLOCK, "   ")
 
 
@@ -315,12 +381,20 @@ async def test_guild_admin_settings_hold_size_channels_and_pause(sessions: Sessi
     assert (await repo.get(GUILD + 1)).channels is None  # another guild is untouched
 
     with pytest.raises(
-        ValueError, match="max_side must be a multiple of 8 from 64 to 4096, got 100"
-    ):
+        InvalidValue, match="max_side must be a multiple of 8 from 64 to 4096, got 100"
+    ) as too_big:
         await repo.update(GUILD, max_side=100)
-    with pytest.raises(ValueError, match="channels must name 1 to 50 channels"):
+    # a front end that calls the setting something else says it in its own words
+    assert (too_big.value.name, too_big.value.value) == ("max_side", 100)
+    assert too_big.value.message_for("max_size") == (
+        "max_size must be a multiple of 8 from 64 to 4096, got 100"
+    )
+    assert isinstance(too_big.value, StorageError)
+    assert isinstance(too_big.value, SdbotError)
+    assert too_big.value.kind is ErrorKind.BAD_INPUT
+    with pytest.raises(InvalidValue, match="channels must name 1 to 50 channels"):
         await repo.update(GUILD, channels=[])
-    with pytest.raises(ValueError, match="got 51"):
+    with pytest.raises(InvalidValue, match="got 51"):
         await repo.update(GUILD, channels=list(range(1, 52)))
     cleared = await repo.update(GUILD, channels=None, paused_at=None, max_side=None)
     assert (cleared.channels, cleared.paused, cleared.max_side) == (None, False, None)

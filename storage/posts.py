@@ -1,0 +1,83 @@
+"""Which Discord messages show which job: reactions and deletions are looked up here."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from storage.engine import SessionFactory
+from storage.models import Job, PostedMessage
+from storage.records import JobRecord, job_record
+
+
+class PostedMessages:
+    """Links between posted messages and the jobs they show. Every method is one short unit
+    of work."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def link_message(
+        self,
+        message_id: int,
+        job_id: int,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        variant: int | None = None,
+    ) -> None:
+        """Links a message to the job it shows; a status message that became the result is
+        linked again (its variant may change)."""
+        async with self._sessions.begin() as session:
+            posted = await session.get(PostedMessage, message_id)
+            if posted is None:
+                session.add(
+                    PostedMessage(
+                        message_id=message_id,
+                        job_id=job_id,
+                        channel_id=channel_id,
+                        guild_id=guild_id,
+                        variant=variant,
+                    )
+                )
+            else:
+                posted.job_id, posted.channel_id, posted.variant = job_id, channel_id, variant
+
+    async def job_for_message(self, message_id: int) -> tuple[JobRecord, int | None] | None:
+        """The job a posted message shows, and the variant when it shows one."""
+        async with self._sessions() as session:
+            posted = await session.get(PostedMessage, message_id)
+            if posted is None:
+                return None
+            job = await session.get(Job, posted.job_id)
+            assert job is not None  # the foreign key guarantees it
+            return job_record(job), posted.variant
+
+    async def messages_for_job(self, job_id: int) -> list[tuple[int, int]]:
+        """The (channel id, message id) of every posted message that shows the job, oldest
+        first."""
+        query = (
+            select(PostedMessage)
+            .where(PostedMessage.job_id == job_id)
+            .order_by(PostedMessage.created_at, PostedMessage.message_id)
+        )
+        async with self._sessions() as session:
+            return [(row.channel_id, row.message_id) for row in await session.scalars(query)]
+
+    async def posts_for_user(self, guild_id: int, user_id: int) -> list[tuple[int, int, int]]:
+        """(channel id, message id, job id) of every message posted for a member's jobs in a
+        guild, oldest first."""
+        query = (
+            select(PostedMessage.channel_id, PostedMessage.message_id, PostedMessage.job_id)
+            .join(Job, Job.id == PostedMessage.job_id)
+            .where(Job.guild_id == guild_id, Job.user_id == user_id)
+            .order_by(PostedMessage.created_at, PostedMessage.message_id)
+        )
+        async with self._sessions() as session:
+            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
+
+    async def unlink_message(self, message_id: int) -> None:
+        """The message was deleted: reactions on it mean nothing any more."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(PostedMessage).where(PostedMessage.message_id == message_id)
+            )

@@ -1,0 +1,170 @@
+"""The plain values the job repositories take and return, and the one place rows become them.
+
+A record's field has the name of its column, so rows and records convert field by field; only
+the values a column keeps in another shape (an enum as text, a tuple as a JSON list) are named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from storage.models import Image, Job, JobKind, JobStatus, Verdict, new_uid
+
+
+@dataclass(frozen=True)
+class NewJob:
+    source: str
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    variants: int
+    scheduler: str
+    model: str
+    seeds: Sequence[int]
+    verdict: Verdict
+    verdict_reasons: Sequence[str] = ()
+    kind: JobKind = JobKind.IMAGINE
+    guild_id: int | None = None
+    channel_id: int | None = None
+    user_id: int | None = None
+    parent_job_id: int | None = None
+    parent_variant: int | None = None
+    channel_nsfw: bool = False
+    uid: str = field(default_factory=new_uid)  # the identity the queue and Redis carry
+
+    def columns(self) -> dict[str, Any]:
+        """The values of a new ``Job`` row."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(
+            kind=self.kind.value,
+            verdict=self.verdict.value,
+            seeds=list(self.seeds),
+            verdict_reasons=list(self.verdict_reasons),
+        )
+        return values
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who follows an open job (``host:pid:random``) and for how long without renewing."""
+
+    owner: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class NewImage:
+    variant: int
+    seed: int
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety_score: float
+    safety_verdict: str
+    width: int
+    height: int
+    path: str | None = None
+    safety_threshold: float | None = None
+    model_flagged: bool | None = None
+    disposition: str = "shown"
+
+    def row(self, job_id: int) -> Image:
+        """The ``Image`` row of this image of job ``job_id``."""
+        return Image(job_id=job_id, **{f.name: getattr(self, f.name) for f in fields(NewImage)})
+
+
+@dataclass(frozen=True)
+class ImageRecord(NewImage):
+    id: int = 0
+    job_id: int = 0
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes as ISO strings)."""
+        return {name: _plain(value) for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    source: str
+    status: JobStatus
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    variants: int
+    scheduler: str
+    model: str
+    seeds: tuple[int, ...]
+    verdict: str
+    verdict_reasons: tuple[str, ...]
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int | None
+    parent_job_id: int | None
+    parent_variant: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue_ms: float | None
+    generation_ms: float | None
+    total_ms: float | None
+    attempts: int = 0
+    channel_nsfw: bool = False
+    images: tuple[ImageRecord, ...] = field(default=())
+    uid: str = ""
+    lease_owner: str | None = None  # operational, not part of the audit record's dict
+    lease_expires_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (datetimes as ISO strings), without the lease."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name.startswith("lease_"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "images":
+                out[f.name] = [image.to_dict() for image in value]
+            elif isinstance(value, tuple):
+                out[f.name] = list(value)
+            else:
+                out[f.name] = _plain(value)
+        out["status"] = self.status.value
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def image_record(row: Image) -> ImageRecord:
+    return ImageRecord(**{f.name: getattr(row, f.name) for f in fields(ImageRecord)})
+
+
+_JOB_COLUMNS = tuple(
+    f.name
+    for f in fields(JobRecord)
+    if f.name not in {"status", "seeds", "verdict_reasons", "images"}
+)
+
+
+def job_record(row: Job) -> JobRecord:
+    """The record of a job row and its images (loaded with it: ``Job.images`` is selectin)."""
+    return JobRecord(
+        **{name: getattr(row, name) for name in _JOB_COLUMNS},
+        status=JobStatus(row.status),
+        seeds=tuple(int(seed) for seed in row.seeds),
+        verdict_reasons=tuple(str(reason) for reason in row.verdict_reasons),
+        images=tuple(image_record(image) for image in row.images),
+    )
