@@ -630,7 +630,7 @@ async def test_an_export_over_the_upload_limit_is_zipped_or_refused_with_a_way_o
     fake_discord: FakeDiscord, bot: ImagineBot, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     guild, channel, ada = world
-    monkeypatch.setattr("bot.guild_admin.EXPORT_PAGE", 128)  # read in three pages
+    monkeypatch.setattr("bot.guild_admin.record.EXPORT_PAGE", 128)  # read in three pages
     mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
     for number in range(300):
         job = dataclasses.replace(
@@ -717,7 +717,7 @@ async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
     from bot.guild_admin import GuildAdmin
     from generation.options import RequestedOptions
 
-    monkeypatch.setattr("bot.guild_admin.SWEEP_AGAIN_S", 0.2)
+    monkeypatch.setattr("bot.guild_admin.admin.SWEEP_AGAIN_S", 0.2)
     admin = GuildAdmin(service)
     ada = Requester("discord", guild_id=1, channel_id=2, user_id=3)
     await admin.ban(1, 9, 3, reason="raid")
