@@ -6,11 +6,16 @@ is allowed instead, so the two places that turn errors into words can show it as
 
 from __future__ import annotations
 
-from common.errors import SdbotError
+from common.errors import ErrorKind, SdbotError
 
 
 class ModerationError(SdbotError):
-    """Something the moderation rules cannot use; the message names it."""
+    """Something the moderation rules cannot use; the message names it and what is allowed.
+
+    A prompt the rules refuse is not an error: that is a ``PromptVerdict``.
+    """
+
+    kind = ErrorKind.BAD_INPUT
 
 
 class InvalidTerm(ModerationError):

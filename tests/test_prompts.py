@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.errors import SdbotError
+from common.errors import ErrorKind, SdbotError
 from moderation import errors, terms
 from moderation.prompts import (
     GuildRule,
@@ -304,6 +304,7 @@ def test_a_refused_entry_is_a_moderation_error_under_the_one_root() -> None:
     with pytest.raises(errors.ModerationError, match="at least 3 letters"):
         validate_rule(GuildRule(RuleAction.BLOCK, "a*"))
     assert issubclass(errors.ModerationError, SdbotError)
+    assert errors.InvalidTerm("x").kind is ErrorKind.BAD_INPUT  # the CLI's exit code for it
     assert issubclass(errors.InvalidPromptSet, errors.ModerationError)
     # One class under every name it is imported by.
     assert terms.InvalidTerm is InvalidTerm is errors.InvalidTerm
