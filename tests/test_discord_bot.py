@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.discord_bot import CONTROLS, ImagineBot
+from bot.discord.client import ImagineBot
+from bot.discord.render import CONTROLS
 from generation.limits import Limits
 from storage.models import JobStatus
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User

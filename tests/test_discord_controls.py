@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.discord_bot import CONTROLS, DELETE, ImagineBot
+from bot.discord.client import ImagineBot
+from bot.discord.render import CONTROLS, DELETE
 from bot.service import ImagineService
 from storage.models import JobKind, JobStatus
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User

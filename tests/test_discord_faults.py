@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.discord_bot import CONTROLS, DELETE, ImagineBot
+from bot.discord.client import ImagineBot
+from bot.discord.render import CONTROLS, DELETE
 from generation.limits import Limits
 from storage.models import JobStatus, TermKind
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import open_service, open_storage
-from bot.discord_bot import CONTROLS, ImagineBot
+from bot.discord.client import ImagineBot
+from bot.discord.render import CONTROLS
 from bot.service import ImagineService
 from bot.settings import Settings
 from storage.audit import JobRecord
@@ -54,7 +55,7 @@ async def test_after_a_restart_the_old_status_message_links_to_the_result(
             assert await before.drain(grace_s=5) == 0
             first.closing = True
         # The process would end here, and with it the task that followed the job.
-        following = before._deliveries[record.id]
+        following = before.delivery.following[record.id]
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
     assert status.content.startswith(f"**a green triangle** · job {record.id}\nqueued")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.app import open_storage
-from bot.discord_bot import CONTROLS
+from bot.discord.render import CONTROLS
 from bot.settings import Settings
 from storage import migrations
 from storage.audit import NewJob

@@ -6,9 +6,9 @@ from __future__ import annotations
 import discord
 import pytest
 
-from bot.discord_bot import OPTION_NAMES, chosen, progress_text
+from bot.discord.render import OPTION_NAMES, chosen, progress_text
+from bot.discord.text import capped, plural, quoted
 from bot.discord_mod import _jobs, _recent
-from bot.discord_text import capped, plural, quoted
 from generation.errors import InvalidOption
 from generation.options import (
     GenerationOptions,

@@ -1,0 +1,247 @@
+"""The texts the bot posts about a job: its title, its place and progress, its result, /job's
+details, refusals, /help, and the one mapping from our errors to the member's words.
+
+Pure functions of records and outcomes (``discord.File`` aside): ``sdbot discord check`` runs
+them with the longest values the bot accepts, and tests read them without a client.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.access import AccessRefused, Gated
+from bot.discord.text import quoted
+from bot.service import ControlUnavailable, NotYours, Refusal, ShuttingDown
+from common.errors import SdbotError
+from generation.errors import InvalidOption
+from generation.options import renamed
+from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
+
+if TYPE_CHECKING:
+    from bot.service import GuildLimits, ImagineOutcome
+    from generation.options import GenerationOptions
+    from generation.protocol import Progress
+    from storage.admin import GuildSettingsRecord
+    from storage.audit import JobRecord
+
+UPSCALES = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
+REROLL = "🔄"
+DELETE = "❌"
+CONTROLS = (*UPSCALES, REROLL, DELETE)
+# The options as /imagine names them, for refusals that name what the member typed.
+OPTION_NAMES = {
+    "width": "size",
+    "height": "size",
+    "cfg": "guidance",
+    "scheduler": "sampler",
+    "negative prompt": "negative",
+}
+SOMETHING_WENT_WRONG = (
+    "⚠️ something went wrong on sdbot's side; the error is logged for its operator"
+)
+REFUSAL_MARKS = {
+    Refusal.RATE: "⏳",
+    Refusal.BANNED: "⛔",
+    Refusal.PAUSED: "⏸️",
+    Refusal.CHANNEL: "📍",
+    Refusal.DIRECT: "✉️",
+}
+# Errors we expect and explain; ShuttingDown, NotYours and ControlUnavailable join SdbotError
+# when bot/imagine's errors derive from it (round 2 then drops them here).
+EXPLAINED: tuple[type[Exception], ...] = (SdbotError, ShuttingDown, NotYours, ControlUnavailable)
+
+
+def explain(error: BaseException) -> str | None:
+    """The member's words for an error we expect; None: a bug (log it, say something broke)."""
+    if isinstance(error, InvalidOption):  # discord.py does not enforce ranges: we do
+        return f"⚠️ {renamed(error, OPTION_NAMES)}"
+    if isinstance(error, ShuttingDown):
+        return f"🔁 {error}"
+    if isinstance(error, Gated):
+        return refused(error.refusal, error.reason)
+    if isinstance(error, AccessRefused | NotYours | ControlUnavailable | SdbotError):
+        return f"⚠️ {error}"
+    return None
+
+
+def eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f" · about {seconds:.0f} s" if seconds < 90 else f" · about {seconds / 60:.0f} min"
+
+
+def title_of(
+    prompt: str, job_id: int, kind: str, parent_job_id: int | None, parent_variant: int | None
+) -> str:
+    """``**prompt** · job N``, with what it was made from for an upscale or a reroll."""
+    if kind == JobKind.UPSCALE.value:
+        what = f" · upscale of #{parent_variant} of job {parent_job_id}"
+    elif kind == JobKind.REROLL.value:
+        what = f" · reroll of job {parent_job_id}"
+    else:
+        what = ""
+    return f"**{quoted(prompt)}**{what} · job {job_id}"
+
+
+def title(record: JobRecord) -> str:
+    return title_of(
+        record.prompt, record.id, record.kind, record.parent_job_id, record.parent_variant
+    )
+
+
+def chosen(options: GenerationOptions) -> str:
+    """The options a picture was drawn with, as a post echoes them."""
+    side = options.upscale
+    text = (
+        f"{options.width * side}×{options.height * side} · {options.steps} steps · "
+        f"guidance {options.guidance_scale:g}"
+    )
+    return text if options.scheduler == "default" else f"{text} · sampler {options.scheduler}"
+
+
+def progress_text(progress: Progress, options: GenerationOptions) -> str:
+    """``drawing: step 7/20`` in the steps the member asked for. The worker counts an
+    upscale's redraw at twice the size in the same run, and some samplers (Heun) take more
+    steps than asked: the redraw is shown as its own phase, the rest scaled to the steps."""
+    refine = options.refine_steps
+    first = max(1, progress.total - refine)
+    if progress.step <= first:
+        step = min(options.steps, max(1, math.ceil(progress.step * options.steps / first)))
+        return f"drawing: step {step}/{options.steps}"
+    return f"upscaling: step {min(progress.step - first, refine)}/{refine}"
+
+
+def final(
+    outcome: ImagineOutcome, heading: str, options: GenerationOptions, model_label: str
+) -> tuple[str, discord.File | None]:
+    """The text and the picture file of a finished job."""
+    if outcome.status is JobStatus.CANCELLED:
+        return f"{heading}\n❌ {outcome.error or 'cancelled'}", None
+    if outcome.status is not JobStatus.SUCCEEDED:
+        return f"{heading}\n❌ {outcome.status.value}: {outcome.error or 'no images'}", None
+    seeds = ", ".join(str(seed) for seed in outcome.seeds)
+    lines = [
+        heading,
+        f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · {chosen(options)} · {model_label}",
+    ]
+    withheld = [image for image in outcome.images if image.withheld]
+    if withheld:
+        lines.append(
+            "withheld: "
+            + "; ".join(f"#{image.variant} ({quoted(image.reason, 200)})" for image in withheld)
+        )
+    grid = outcome.grid
+    if grid is None or grid.png is None:  # a one-picture job whose picture was withheld
+        return "\n".join(lines), None
+    if grid.spoiler:
+        lines.append(f"spoilered: {quoted(grid.reason, 200)}")
+    name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
+    return "\n".join(lines), discord.File(io.BytesIO(grid.png), filename=name)
+
+
+def details(record: JobRecord, model_label: str) -> str:
+    """/job's text: what a job was asked to draw, how, by whom, and how it ended."""
+    lines = [title(record)]
+    when = discord.utils.format_dt(record.created_at, "f")
+    took = f" in {record.total_ms / 1000:.1f} s" if record.total_ms else ""
+    by = f"<@{record.user_id}>" if record.user_id else "the command line"
+    lines.append(f"by {by} · {when} · {record.status.value}{took}")
+    if record.error:
+        lines.append(f"reason: {quoted(record.error)}")
+    if record.negative_prompt:
+        lines.append(f"negative: {quoted(record.negative_prompt)}")
+    seeds = ", ".join(str(seed) for seed in record.seeds)
+    lines.append(
+        f"{record.width}×{record.height} · {record.steps} steps · guidance "
+        f"{record.guidance_scale:g} · sampler {record.scheduler} · seeds {seeds} · "
+        f"{model_label}"
+    )
+    withheld = [i for i in record.images if i.disposition == Disposition.WITHHELD]
+    if withheld:
+        lines.append("withheld: " + ", ".join(f"#{i.variant}" for i in withheld))
+    return "\n".join(lines)
+
+
+def stored_post(record: JobRecord, channel_nsfw: bool) -> tuple[tuple[Path, str] | None, str]:
+    """The job's posted picture in the output folder and its file name, or why it cannot be
+    posted here."""
+    if record.status is not JobStatus.SUCCEEDED:
+        return None, ""
+    posted = [i for i in record.images if i.variant == 0] or [
+        i for i in record.images if i.disposition != Disposition.WITHHELD
+    ]
+    if not posted:
+        return None, "its picture was withheld"
+    image = posted[0]
+    spoilered = image.disposition == Disposition.SPOILER
+    if spoilered and not channel_nsfw:
+        return None, "its picture is shown only in age-restricted channels"
+    if image.path is None or not Path(image.path).is_file():
+        return None, "its picture is no longer stored"
+    spoiler = "SPOILER_" if spoilered else ""
+    return (Path(image.path), f"{spoiler}sdbot-{record.id}.png"), ""
+
+
+def refusal(outcome: ImagineOutcome) -> str:
+    """A blocked or refused request, as its member reads it."""
+    if outcome.status is JobStatus.BLOCKED:
+        # The reasons quote list entries and patterns: shown as written, never as markdown.
+        return "🚫 This prompt was not accepted: " + "; ".join(
+            quoted(reason, 200) for reason in outcome.verdict.reasons
+        )
+    return refused(outcome.refusal or Refusal.RATE, outcome.error or "refused")
+
+
+def refused(why: Refusal, reason: str) -> str:
+    return f"{REFUSAL_MARKS[why]} {reason}"
+
+
+def help_text(model_label: str, here: GuildLimits) -> str:
+    """/help: what sdbot does, and this server's limits."""
+    limits, defaults, rates, settings = here.options, here.defaults, here.rates, here.settings
+    controls = settings.controls if settings else Controls.REQUESTER
+    who = "anyone here" if controls is Controls.EVERYONE else "the requester and moderators"
+    nsfw = (
+        "spoilered in age-restricted channels, withheld elsewhere"
+        if settings and settings.nsfw_policy is NsfwPolicy.SPOILER
+        else "withheld"
+    )
+    return "\n".join(
+        [
+            f"**sdbot** draws pictures from text with Stable Diffusion ({model_label}).",
+            "`/imagine prompt` makes a 2×2 grid; options: `negative`, `size`, `steps`, "
+            "`guidance`, `seed`, `sampler`.",
+            "`/job id` shows a job's settings and posts its grid again with the controls.",
+            "`/cancel [id]` stops your queued or running job.",
+            f"Under a grid: {' '.join(UPSCALES)} upscale that picture, {REROLL} draws the "
+            f"prompt again with new seeds (for {who}); {DELETE} deletes the post (its "
+            "requester or a moderator).",
+            "",
+            "**Limits here**",
+            f"- steps 1–{limits.max_steps} (default {defaults.steps}), sizes "
+            f"{limits.min_side}–{limits.max_side} px in steps of 8 (default "
+            f"{defaults.width}), guidance {limits.min_guidance:g}–{limits.max_guidance:g}",
+            f"- {rates.user_units_per_hour:g} standard images an hour for each member and "
+            f"{rates.guild_units_per_hour:g} for the server, {rates.max_jobs_per_user} jobs "
+            "at a time each (a standard image is 512×512 px at 20 steps; smaller and "
+            "shorter ones cost less)",
+            f"- images the safety checker flags are {nsfw}",
+            "- every prompt, blocked ones too, is recorded for this server's moderators",
+            *paused_line(settings),
+            "",
+            "Moderators (Manage Server) run sdbot here with `/mod`: bans, block and allow "
+            "lists, settings, history, review, export, purge, pause.",
+        ]
+    )
+
+
+def paused_line(settings: GuildSettingsRecord | None) -> list[str]:
+    if settings is None or not settings.paused:
+        return []
+    why = f": {quoted(settings.pause_reason)}" if settings.pause_reason else ""
+    return [f"- ⏸️ the moderators paused image generation here{why}"]
