@@ -51,6 +51,7 @@ class Import:
     path: str  # relative to the repository, with forward slashes
     line: int
     module: str  # the module imported, dotted, resolved when relative
+    in_function: bool = False  # imported when a function runs, not when the module loads
 
     @property
     def target(self) -> str:
@@ -68,18 +69,26 @@ def _package_of(relative: PurePosixPath) -> list[str]:
 
 def imports_in(source: str, relative: PurePosixPath) -> list[Import]:
     """Every import in a module's source, relative ones resolved against its package."""
-    tree = ast.parse(source, filename=str(relative))
     found: list[Import] = []
-    for node in ast.walk(tree):  # every depth: functions, classes, TYPE_CHECKING blocks
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        # Every depth: functions, classes, TYPE_CHECKING blocks, try/except fallbacks.
         if isinstance(node, ast.Import):
-            found += [Import(str(relative), node.lineno, alias.name) for alias in node.names]
+            found.extend(
+                Import(str(relative), node.lineno, alias.name, in_function) for alias in node.names
+            )
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
                 package = _package_of(relative)
                 base = package[: len(package) - node.level + 1]
                 module = ".".join([*base, *([module] if module else [])])
-            found.append(Import(str(relative), node.lineno, module))
+            found.append(Import(str(relative), node.lineno, module, in_function))
+        inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(ast.parse(source, filename=str(relative)), in_function=False)
     return found
 
 
@@ -118,6 +127,8 @@ def violations(package: str) -> list[str]:
             out.append(f"{found} ({package} → {found.target} is against the direction)")
         elif found.target == "bench" and package != "bench" and found.path != BENCH_ENTRY:
             out.append(f"{found} ({package} → bench: only {BENCH_ENTRY} may import bench)")
+        elif found.target == "bench" and package != "bench" and not found.in_function:
+            out.append(f"{found} (at module level: {BENCH_ENTRY} imports bench in its handlers)")
     return out
 
 
@@ -151,12 +162,12 @@ def test_the_reader_finds_imports_at_every_depth_and_resolves_relative_ones() ->
         "    from bench.mod import measure_mod\n"
     )
     found = imports_in(source, PurePosixPath("bot/cli/lists.py"))
-    assert [(one.line, one.module) for one in found if one.target in OURS] == [
-        (3, "storage.audit"),
-        (4, "bot.cli"),
-        (5, "bot.imagine"),
-        (7, "generation.protocol"),
-        (9, "bench.mod"),
+    assert [(one.line, one.module, one.in_function) for one in found if one.target in OURS] == [
+        (3, "storage.audit", False),
+        (4, "bot.cli", False),
+        (5, "bot.imagine", False),
+        (7, "generation.protocol", False),
+        (9, "bench.mod", True),
     ]
     in_init = imports_in(
         "from .local import LocalQueue\n", PurePosixPath("generation/queue/__init__.py")
