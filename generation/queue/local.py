@@ -1,0 +1,191 @@
+"""The queue in this process, in front of the one worker process it supervises."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from generation.limits import Limits, RateLimiter
+from generation.protocol import Progress, WorkerReady
+from generation.queue.batch import BatchPolicy, run_batch, take_batch
+from generation.queue.contract import CancelOutcome, JobHandle, QueuedJob
+from generation.queue.events import (
+    CANCELLED_WHILE_QUEUED,
+    Cancelled,
+    Failed,
+    Queued,
+    Started,
+    Terminal,
+)
+from generation.queue.fair import FairQueue, Throughput, Ticket, places
+
+if TYPE_CHECKING:
+    from generation.supervisor import WorkerSupervisor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    job: QueuedJob
+    handle: JobHandle
+    ticket: Ticket | None = None  # None once it left the queue
+    charged: bool = True  # admitted here (a job readmitted after a restart was not)
+
+
+@dataclass
+class LocalQueue:
+    """The queue in this process, in front of the one worker process it supervises.
+
+    ``supervisor`` is built by the caller (the composition root) and imported here only for
+    its type, so that importing the queue does not import the worker module.
+    """
+
+    supervisor: WorkerSupervisor
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    clock: Callable[[], float] = time.monotonic
+    throughput: Throughput = field(default_factory=Throughput)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.clock)
+        self._fair: FairQueue[QueuedJob] = FairQueue()
+        self._entries: dict[int, _Entry] = {}
+        self._running: dict[int, _Entry] = {}
+        self._running_until: float | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._held = False
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._dispatch(), name="sdbot-dispatch")
+
+    async def close(self) -> None:
+        """Stops dispatching; queued jobs stay recorded as queued for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def start_workers(self) -> WorkerReady:
+        """Starts the worker process and waits for its model (ModelLoadError if it cannot)."""
+        return await self.supervisor.start()
+
+    async def stop_workers(self) -> None:
+        """Stops the worker process (after the job it runs)."""
+        await self.supervisor.close()
+
+    async def hold(self) -> set[int]:
+        """Shutting down: no queued job starts any more (they stay recorded as queued for the
+        next start); the running batch finishes. Returns the ids of the running jobs."""
+        self._held = True
+        return set(self._running)
+
+    async def admit(
+        self, guild_id: int | None, user_id: int | None, units: float, limits: Limits
+    ) -> None:
+        self.limiter.admit(guild_id, user_id, units, limits)
+
+    async def release(self, guild_id: int | None, user_id: int | None) -> None:
+        self.limiter.finished(guild_id, user_id)
+
+    async def submit(self, job: QueuedJob, *, readmit: bool = False) -> JobHandle:
+        """Queues an admitted job (``readmit``: one recorded before a restart, not charged)."""
+        if readmit:
+            self.limiter.readmit(job.guild_id, job.user_id)
+        await self.start()
+        handle = JobHandle(job.job_id)
+        ticket = self._fair.push(job, guild=job.guild_id, user=job.user_id)
+        self._entries[job.job_id] = _Entry(job, handle, ticket, charged=not readmit)
+        self._announce()
+        self._wake.set()
+        return handle
+
+    async def attach(self, job_id: int, uid: str | None = None) -> JobHandle | None:
+        entry = self._entries.get(job_id)
+        return None if entry is None else entry.handle
+
+    async def cancel(self, job_id: int, uid: str | None = None) -> str:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return CancelOutcome.UNKNOWN
+        if entry.ticket is not None and self._fair.cancel(entry.ticket):
+            if entry.charged:  # it never ran: what it cost goes back to its member and guild
+                self.limiter.refund(entry.job.guild_id, entry.job.user_id, entry.job.units)
+            self._end(entry, Cancelled(CANCELLED_WHILE_QUEUED))
+            self._announce()
+            return CancelOutcome.DEQUEUED
+        if job_id in self._running and self.supervisor.cancel(job_id):
+            return CancelOutcome.STOPPING
+        return CancelOutcome.UNKNOWN
+
+    async def positions(self) -> dict[int, Queued]:
+        """Every queued job's place and ETA (the running batch's remaining time included)."""
+        return self._positions()
+
+    def _positions(self) -> dict[int, Queued]:
+        running_left = 0.0
+        if self._running_until is not None:
+            running_left = max(0.0, self._running_until - self.clock())
+        order = [(job.job_id, job.units) for _, job in self._fair.items_in_order()]
+        return places(order, self.throughput, running_left=running_left)
+
+    def _announce(self) -> None:
+        for job_id, place in self._positions().items():
+            self._entries[job_id].handle.put(place)
+
+    def _end(self, entry: _Entry, event: Terminal) -> None:
+        self._entries.pop(entry.job.job_id, None)
+        self._running.pop(entry.job.job_id, None)
+        self.limiter.finished(entry.job.guild_id, entry.job.user_id)
+        entry.handle.put(event)
+
+    async def _dispatch(self) -> None:
+        while True:
+            batch = [] if self._held else take_batch(self._fair, self.batch)
+            if not batch:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._run(batch)
+
+    async def _run(self, batch: list[QueuedJob]) -> None:
+        entries = [self._entries[job.job_id] for job in batch]
+        units = sum(job.units for job in batch)
+        estimate = self.throughput.eta(units)
+        started = self.clock()
+        self._running_until = None if estimate is None else started + estimate
+        for entry in entries:
+            entry.ticket = None
+            self._running[entry.job.job_id] = entry
+            entry.handle.put(Started(None, "local", len(batch)))
+        self._announce()
+
+        def on_progress(progress: Progress) -> None:
+            entry = self._running.get(progress.job_id)
+            if entry is not None:
+                entry.handle.put(progress)
+
+        try:
+            outcome = await run_batch(self.supervisor, [job.request for job in batch], on_progress)
+        except Exception as error:  # a bug must not stop the queue: the jobs fail, it goes on
+            log.exception("batch %s failed", [entry.job.job_id for entry in entries])
+            for entry in entries:
+                self._end(entry, Failed(f"internal error: {type(error).__name__}: {error}"))
+            return
+        finally:
+            self._running_until = None
+        if not outcome.answered:  # crashed, stalled, or the model would not load
+            for entry in entries:
+                self._end(entry, outcome.events[entry.job.job_id])
+            return
+        self.throughput.record(units, self.clock() - started)
+        for entry in entries:
+            self._end(entry, outcome.events[entry.job.job_id])
+        self._announce()

@@ -1,0 +1,162 @@
+"""Requests and results as Redis holds them: JSON and raw bytes, never pickles (a Redis shared
+by several machines must not be a way to run code on them).
+
+The protocol's dataclasses are encoded generically, field by field from their type hints, so a
+field added to ``generation.protocol`` travels without a line here: numbers, strings, bools,
+``None``, str enums, tuples, lists, dicts with string keys, nested dataclasses, ``bytes`` (a
+result's pictures: kept apart as raw hash fields, not base64) and ``uint8`` arrays (as
+lossless PNG bytes, the only arrays the protocol carries are pictures).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import functools
+import io
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+import numpy as np
+
+from generation.protocol import WorkRequest, WorkResult
+
+T = TypeVar("T")
+_BLOB, _B64, _ARRAY = "$blob", "$b64", "$png"
+
+
+class ForeignResult(ValueError):
+    """A result that belongs to another job than the one read for."""
+
+
+class Undecodable(ValueError):
+    """Stored data that does not fit the type it is read as."""
+
+
+def to_plain(value: Any, blobs: list[bytes] | None = None) -> Any:
+    """``value`` as JSON-ready data; bytes go to ``blobs`` (by index) or, without, inline."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes):
+        if blobs is None:
+            return {_B64: base64.b64encode(value).decode()}
+        blobs.append(value)
+        return {_BLOB: len(blobs) - 1}
+    if isinstance(value, np.ndarray):
+        return {_ARRAY: to_plain(_png(value), blobs)}
+    if isinstance(value, tuple | list):
+        return [to_plain(item, blobs) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_plain(item, blobs) for key, item in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot encode a {type(value).__name__} for Redis: {value!r}")
+
+
+def from_plain(kind: Any, data: Any, blobs: list[bytes] | None = None) -> Any:
+    """The value of type ``kind`` that :func:`to_plain` made ``data`` from."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if data is None and type(None) in options:
+            return None
+        [inner] = [option for option in options if option is not type(None)]
+        return from_plain(inner, data, blobs)
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = _hints(kind)
+        names = {f.name for f in dataclasses.fields(kind) if f.init}
+        return kind(**{k: from_plain(hints[k], v, blobs) for k, v in data.items() if k in names})
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return kind(data)
+    if kind is bytes:
+        return _bytes(data, blobs)
+    if origin is np.ndarray or kind is np.ndarray:
+        return _pixels(_bytes(data[_ARRAY], blobs))
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_plain(args[0], item, blobs) for item in data)
+        return tuple(from_plain(arg, item, blobs) for arg, item in zip(args, data, strict=True))
+    if origin is list:
+        [inner] = typing.get_args(kind)
+        return [from_plain(inner, item, blobs) for item in data]
+    if origin is dict:
+        _, inner = typing.get_args(kind)
+        return {key: from_plain(inner, item, blobs) for key, item in data.items()}
+    if kind is float and isinstance(data, int):
+        return float(data)
+    if kind in (int, float, str, bool) and not isinstance(data, kind):
+        raise Undecodable(f"expected a {kind.__name__}, got {data!r}")
+    return data
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _bytes(data: Any, blobs: list[bytes] | None) -> bytes:
+    if _BLOB in data:
+        if blobs is None:
+            raise Undecodable("a stored blob without the blobs it names")
+        return blobs[int(data[_BLOB])]
+    return base64.b64decode(data[_B64])
+
+
+def _png(pixels: np.ndarray[Any, Any]) -> bytes:
+    from PIL import Image
+
+    if pixels.dtype != np.uint8:
+        raise TypeError(f"only uint8 pictures travel through Redis, got {pixels.dtype}")
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _pixels(png: bytes) -> np.ndarray[Any, Any]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as opened:
+        return np.asarray(opened)
+
+
+def encode_request(request: WorkRequest, uid: str) -> str:
+    """The request as one JSON text (its bytes, if any, inline), with the job's uid."""
+    return json.dumps({"uid": uid, **to_plain(request)})
+
+
+def decode_payload(payload: bytes | str) -> tuple[WorkRequest, str]:
+    """The request and the job's uid."""
+    data = json.loads(payload)
+    uid = str(data.pop("uid"))
+    return from_plain(WorkRequest, data), uid
+
+
+def decode_request(payload: bytes | str) -> WorkRequest:
+    return decode_payload(payload)[0]
+
+
+def encode_result(result: WorkResult, uid: str) -> dict[str, bytes | str]:
+    """The result as hash fields: ``meta`` (JSON, naming the job's uid) and one raw field per
+    bytes value (``blob:N``)."""
+    blobs: list[bytes] = []
+    meta = {"uid": uid, "result": to_plain(result, blobs)}
+    fields: dict[str, bytes | str] = {"meta": json.dumps(meta)}
+    for index, blob in enumerate(blobs):
+        fields[f"blob:{index}"] = blob
+    return fields
+
+
+def decode_result(fields: dict[bytes, bytes], uid: str) -> WorkResult:
+    meta = json.loads(fields[b"meta"])
+    if meta.get("uid") != uid:
+        raise ForeignResult(f"the result belongs to job uid {meta.get('uid')!r}, not {uid!r}")
+    count = sum(1 for key in fields if key.startswith(b"blob:"))
+    blobs = [fields[f"blob:{index}".encode()] for index in range(count)]
+    result: WorkResult = from_plain(WorkResult, meta["result"], blobs)
+    return result
