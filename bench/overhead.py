@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.app import open_service, open_storage
-from bot.service import Requester
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
 from generation.options import GenerationOptions, RequestedOptions, validate

@@ -1,62 +1,33 @@
-"""The composition root: builds engine, repositories, worker and service from the settings."""
+"""The composition root: builds storage, the queue with its worker, and the imagine path from
+the settings."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from bot.service import ImagineService
+from bot.imagine.service import ImagineService
+from bot.imagine.types import ImagineConfig
 from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from generation.supervisor import WorkerSupervisor
 from moderation.prompts import PromptRules
-from storage.admin import BanList, GuildSettingsRepository, ModerationLog, TermList
-from storage.audit import AuditLog
-from storage.engine import SessionFactory, create_engine, create_session_factory
-from storage.migrations import ensure_up_to_date
+from storage import repositories
+from storage.repositories import Storage as Storage
 
 
-@dataclass
-class Storage:
-    sessions: SessionFactory
-    audit: AuditLog
-    terms: TermList
-    guild_settings: GuildSettingsRepository
-    bans: BanList
-    moderation: ModerationLog
-
-
-@asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+def open_storage(settings: Settings) -> AbstractAsyncContextManager[Storage]:
     """The database, refused when its schema is behind this code."""
-    engine = create_engine(settings.effective_database_url())
-    try:
-        await ensure_up_to_date(engine)
-        yield _repositories(create_session_factory(engine))
-    finally:
-        await engine.dispose()
+    return repositories.open_storage(settings.effective_database_url())
 
 
 def unopened_storage(settings: Settings) -> Storage:
     """Repositories over an engine that has not connected (it connects on first use): for what
     needs the bot's objects but not its data, such as ``sdbot discord check``."""
-    sessions = create_session_factory(create_engine(settings.effective_database_url()))
-    return _repositories(sessions)
-
-
-def _repositories(sessions: SessionFactory) -> Storage:
-    return Storage(
-        sessions,
-        AuditLog(sessions),
-        TermList(sessions),
-        GuildSettingsRepository(sessions),
-        BanList(sessions),
-        ModerationLog(sessions),
-    )
+    return repositories.unopened_storage(settings.effective_database_url())
 
 
 def worker_spec(settings: Settings) -> WorkerSpec:
@@ -85,24 +56,18 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
 
 def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> ImagineService:
     """The imagine path over ``storage`` and ``queue``; nothing starts or connects here."""
-    return ImagineService(
-        audit=storage.audit,
-        terms=storage.terms,
-        guild_settings=storage.guild_settings,
-        bans=storage.bans,
-        moderation=storage.moderation,
-        queue=queue,
+    config = ImagineConfig(
         limits=settings.limits(),
         defaults=model_defaults(resolve_model(settings.model)),
         model_name=settings.model,
-        rules=PromptRules.default(),
         nsfw_threshold=settings.nsfw_threshold,
         nsfw_strict_threshold=settings.nsfw_strict_threshold,
+        rates=settings.queue_limits(),
         output_dir=settings.effective_output_dir(),
-        default_limits=settings.queue_limits(),
         direct_messages=settings.discord_allow_dms,
         lease_s=settings.job_lease_s,
     )
+    return ImagineService(storage, queue, config, PromptRules.default())
 
 
 async def open_queue(settings: Settings) -> JobQueue:

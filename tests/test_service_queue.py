@@ -14,14 +14,20 @@ import time
 import pytest
 
 from bot.app import open_service, open_storage
-from bot.service import ImagineOutcome, ImagineService, NotYours, Requester
+from bot.imagine.errors import NotYours
+from bot.imagine.outcomes import ImagineOutcome
+from bot.imagine.records import new_job, options_of, requested_of, verdict_of
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Derived, Requester
 from bot.settings import Settings
 from generation.limits import Limits
-from generation.options import RequestedOptions
+from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
 from generation.protocol import Progress
+from moderation.prompts import PromptVerdict
 from storage import migrations
 from storage.audit import AuditLog, NewJob
-from storage.models import JobStatus, Verdict
+from storage.engine import SessionFactory
+from storage.models import JobKind, JobStatus, Verdict
 
 MEMBER = Requester(source="test", guild_id=7, channel_id=70, user_id=700)
 
@@ -198,3 +204,41 @@ async def test_after_a_crash_queued_jobs_resume_and_running_ones_are_retried_onc
         "stopped 2 times while running (the bot or its worker went away); not retried again"
     )
     assert len(jobs[crashed].images) == 5  # four variants and the grid, recorded once
+
+
+async def test_a_jobs_record_gives_back_the_options_and_requester_it_was_made_of(
+    sessions: SessionFactory,
+) -> None:
+    """The record types meet by field name (no hand-copied lists): what a request is recorded
+    with comes back as the options a recovered job runs with and a reroll asks for."""
+    audit = AuditLog(sessions)
+    options = GenerationOptions("a red circle", "blurry", (5, 6), 12, 4.5, 64, 96, "euler")
+    asker = Requester("discord", guild_id=7, channel_id=70, user_id=700, channel_nsfw=True)
+    verdict = PromptVerdict(True, (), force_safe=True, safe_reasons=("'nude' is force-safe",))
+    parent_id = await audit.create_job(new_job(asker, options, verdict, "embedded"))
+    upscale = Derived(JobKind.UPSCALE, parent_id, 2, UPSCALE_FACTOR)
+    single = GenerationOptions("a red circle", "blurry", (6,), 12, 4.5, 64, 96, "euler", 2)
+    child_id = await audit.create_job(new_job(asker, single, verdict, "embedded", upscale))
+
+    parent, child = await audit.get_job(parent_id), await audit.get_job(child_id)
+    assert parent is not None
+    assert child is not None
+    assert options_of(parent) == options
+    assert options_of(child) == single
+    assert requested_of(parent) == RequestedOptions(
+        "a red circle", "blurry", None, 12, 4.5, 64, 96, variants=2, scheduler="euler"
+    )
+    assert verdict_of(parent) == PromptVerdict(True, (), True, ("'nude' is force-safe",))
+    assert (parent.source, parent.guild_id, parent.channel_id, parent.user_id) == (
+        "discord",
+        7,
+        70,
+        700,
+    )
+    assert (parent.channel_nsfw, parent.model, parent.verdict) == (
+        True,
+        "embedded",
+        Verdict.FORCE_SAFE.value,
+    )
+    assert (parent.kind, parent.parent_job_id, parent.parent_variant) == ("imagine", None, None)
+    assert (child.kind, child.parent_job_id, child.parent_variant) == ("upscale", parent_id, 2)

@@ -1,0 +1,176 @@
+"""Admission: whether a request may be drawn, and if so its record and its place in the queue.
+
+1. options, validated against the limits in force in the guild (never clamped);
+2. the prompt rules; 3. the guild's moderators (a ban, a pause, the channels); 4. the rate
+limits; then the audit record (blocked and refused requests are recorded too) and the queue.
+The guild's settings are read once per request: the limits, the gate and the image policy
+fixed for the job all come from that one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.guild_settings import BotLimits, EffectiveLimits, effective_limits
+from bot.imagine.errors import ShuttingDown
+from bot.imagine.gate import GateRefusal
+from bot.imagine.leases import LeaseKeeper
+from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
+from bot.imagine.records import end_quietly, new_job
+from bot.imagine.rules import rules_for
+from bot.imagine.types import Derived, Requester
+from generation.limits import RateLimited, options_units
+from generation.options import GenerationOptions, RequestedOptions
+from generation.options import validate as validate_options
+from generation.protocol import WorkRequest
+from generation.queue import JobQueue, QueuedJob
+from moderation.guild_rules import GuildRulesCache
+from moderation.policy import ImagePolicy, NsfwPolicy
+from moderation.prompts import PromptRules, PromptVerdict, check_prompt
+from storage.admin import GuildSettingsRecord
+from storage.audit import NewJob
+from storage.models import JobStatus
+from storage.repositories import Storage
+
+log = logging.getLogger(__name__)
+
+GateCheck = Callable[[Requester, GuildSettingsRecord | None], Awaitable[GateRefusal | None]]
+
+
+class Admission:
+    """Checks, records and queues requests; fast (no model)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        queue: JobQueue,
+        leases: LeaseKeeper,
+        gate: GateCheck,
+        *,
+        bot_limits: BotLimits,
+        nsfw_strict_threshold: float,
+        model_name: str,
+        rules: PromptRules,
+    ) -> None:
+        self.storage = storage
+        self.queue = queue
+        self.leases = leases
+        self.gate = gate
+        self.bot_limits = bot_limits  # what the bot allows everywhere; a guild may tighten it
+        self.nsfw_strict_threshold = nsfw_strict_threshold
+        self.model_name = model_name
+        self.rules = rules
+        self.rules_cache = GuildRulesCache(rules)  # a guild's rules, per set of its entries
+        self.accepting = True
+
+    def stop_taking_work(self) -> None:
+        """From now on a request gets :class:`ShuttingDown`."""
+        self.accepting = False
+
+    async def rules_for(self, guild_id: int | None) -> PromptRules:
+        return await rules_for(self.storage.terms, self.rules, guild_id, cache=self.rules_cache)
+
+    async def limits_here(self, guild_id: int | None) -> EffectiveLimits:
+        """The option limits, defaults, rates and threshold in force in a guild (one read of
+        its settings, which come with them)."""
+        record = None if guild_id is None else await self.storage.guild_settings.get(guild_id)
+        return effective_limits(record, self.bot_limits)
+
+    def policy_for(
+        self, settings: GuildSettingsRecord | None, channel_nsfw: bool, verdict: PromptVerdict
+    ) -> ImagePolicy:
+        """The thresholds and NSFW policy for a guild's settings and a channel."""
+        return ImagePolicy.for_request(
+            threshold=self.bot_limits.nsfw_threshold,
+            strict_threshold=self.nsfw_strict_threshold,
+            guild_threshold=None if settings is None else settings.nsfw_threshold,
+            nsfw_policy=NsfwPolicy.BLOCK if settings is None else settings.nsfw_policy,
+            channel_nsfw=channel_nsfw,
+            force_safe=verdict.force_safe,
+        )
+
+    async def image_policy(
+        self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict
+    ) -> ImagePolicy:
+        """The image policy in force now (for a job recorded before this process started)."""
+        settings = None if guild_id is None else await self.storage.guild_settings.get(guild_id)
+        return self.policy_for(settings, channel_nsfw, verdict)
+
+    async def submit(
+        self, requested: RequestedOptions, requester: Requester, *, derived: Derived | None = None
+    ) -> Submitted | ImagineOutcome:
+        """Blocked and refused requests come back as their final outcome, an accepted one as
+        its job to follow. Raises InvalidOption (before any record) for bad options."""
+        started = time.perf_counter()
+        if not self.accepting:
+            raise ShuttingDown("sdbot is restarting; try again in a minute")
+        # 1. Options: fail at the boundary, never clamp; the guild may allow fewer steps.
+        here = await self.limits_here(requester.guild_id)
+        options = validate_options(requested, here.options, here.defaults)
+        if derived is not None and derived.upscale > 1:
+            options = dataclasses.replace(options, upscale=derived.upscale)
+
+        # 2. Prompt rules, then 3. the guild's moderators (they come first, so a banned member
+        # hears of the ban and cannot probe the lists), then 4. admission and the audit record.
+        rules = await self.rules_for(requester.guild_id)
+        verdict = check_prompt(options.prompt, rules, options.negative_prompt)
+        new = new_job(requester, options, verdict, self.model_name, derived)
+        gate = await self.gate(requester, here.settings)
+        if gate is not None:
+            return await self._refuse(new, verdict, options, *gate)
+        if not verdict.allowed:
+            job_id = await self.storage.audit.create_job(new)
+            log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
+            return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
+        policy = self.policy_for(here.settings, requester.channel_nsfw, verdict)
+        guild, user = requester.guild_id, requester.user_id
+        try:
+            await self.queue.admit(guild, user, options_units(options), here.rates)
+        except RateLimited as refusal:
+            return await self._refuse(
+                new, verdict, options, Refusal.RATE, str(refusal), refusal.retry_after
+            )
+        try:  # recorded before it is acknowledged: a crash from here on leaves it queued
+            job_id = await self.storage.audit.create_job(new, lease=self.leases.lease)
+            self.leases.keep()
+        except BaseException:
+            await self.queue.release(guild, user)
+            raise
+        job = QueuedJob(WorkRequest(job_id, options), guild, user, new.uid)
+        try:
+            handle = await self.queue.submit(job)
+        except BaseException as error:  # the queue is unreachable: say so, end the record
+            reason = f"could not queue the job: {type(error).__name__}: {error}"
+            await asyncio.shield(end_quietly(self.storage.audit, job_id, JobStatus.FAILED, reason))
+            with contextlib.suppress(Exception):
+                await self.queue.release(guild, user)
+            raise
+        return Submitted(job, handle, verdict, started, policy)
+
+    async def _refuse(
+        self,
+        new: NewJob,
+        verdict: PromptVerdict,
+        options: GenerationOptions,
+        refusal: Refusal,
+        reason: str,
+        retry_after: float | None = None,
+    ) -> ImagineOutcome:
+        """Records a request refused before it was queued, and its outcome."""
+        job_id = await self.storage.audit.create_job(new, refused=reason)
+        log.info("refused ◆ job %d ◆ %s", job_id, reason)
+        return ImagineOutcome(
+            job_id,
+            JobStatus.REFUSED,
+            verdict,
+            options.prompt,
+            options.seeds,
+            error=reason,
+            retry_after=retry_after,
+            refusal=refusal,
+        )

@@ -1,0 +1,101 @@
+"""What comes out of the imagine path: a submitted job, the pictures as they may be shown, and
+the outcome of a request (refused, blocked or ended with its pictures)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generation.queue import JobHandle, Queued, QueuedJob
+from moderation.policy import Disposition, ImagePolicy
+from moderation.prompts import PromptVerdict
+from storage.audit import JobRecord
+from storage.models import JobStatus
+
+
+class Refusal(enum.StrEnum):
+    """Why a request was refused before it was queued (it is recorded all the same)."""
+
+    RATE = "rate"  # a rate limit, a member's cap or the queue bound
+    BANNED = "banned"  # the member is banned from the bot in this guild
+    PAUSED = "paused"  # the guild's moderators paused generation
+    CHANNEL = "channel"  # the bot does not answer in this channel
+    DIRECT = "direct"  # a direct message, where no guild's rules apply (unless allowed)
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    """An image as it leaves the system: withheld ones keep their record but not their pixels."""
+
+    variant: int
+    seed: int
+    png: bytes | None
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety_score: float
+    safety_verdict: str
+    width: int
+    height: int
+    disposition: Disposition = Disposition.SHOWN
+    reason: str = ""  # why it is withheld or spoilered
+    safety_threshold: float | None = None
+    model_flagged: bool | None = None
+    path: Path | None = None
+
+    @property
+    def withheld(self) -> bool:
+        return self.disposition is Disposition.WITHHELD
+
+    @property
+    def spoiler(self) -> bool:
+        return self.disposition is Disposition.SPOILER
+
+
+@dataclass(frozen=True)
+class ImagineOutcome:
+    job_id: int
+    status: JobStatus
+    verdict: PromptVerdict
+    prompt: str
+    seeds: tuple[int, ...] = ()
+    images: tuple[ShownImage, ...] = ()
+    grid: ShownImage | None = None
+    error: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    retry_after: float | None = None  # refused: seconds until the same request would pass
+    refusal: Refusal | None = None  # refused: by what
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A request recorded and queued: follow it with :meth:`ImagineService.follow_submitted`.
+
+    ``policy`` is the image policy fixed at admission (the guild's threshold and NSFW policy,
+    the channel, force-safe): its pictures are decided under it, however the settings change
+    while it waits.
+    """
+
+    job: QueuedJob
+    handle: JobHandle
+    verdict: PromptVerdict
+    started: float
+    policy: ImagePolicy
+
+    @property
+    def channel_nsfw(self) -> bool:
+        """Where it was asked for: its pictures' policy follows it."""
+        return self.policy.channel_nsfw
+
+
+@dataclass(frozen=True)
+class AlreadyStarted:
+    """The control was used before: ``job`` is what it started (None: being started now)."""
+
+    job: JobRecord | None
+
+
+QueuedCallback = Callable[[Queued], Awaitable[None] | None]
+OutcomeCallback = Callable[[ImagineOutcome], Awaitable[None] | None]

@@ -1,0 +1,98 @@
+"""The imagine path's audit records: a request as a new job, a recorded job's options back, a
+picture as its image row, and the one way an interrupted job's record is ended.
+
+The record types share their field names (``RequestedOptions``, ``GenerationOptions``,
+``NewJob``, ``JobRecord``; ``ShownImage``, ``NewImage``), so a value moves between them by name
+(:func:`copy_fields`) instead of by a hand-written list that a new option must be added to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
+from moderation.prompts import PromptVerdict
+from storage.audit import AuditLog, JobRecord, NewImage, NewJob
+from storage.errors import JobAlreadyFinished
+from storage.models import JobKind, JobStatus, Verdict
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from bot.imagine.outcomes import ShownImage
+    from bot.imagine.types import Derived, Requester
+
+Record = TypeVar("Record", bound="DataclassInstance")
+
+
+def copy_fields(target: type[Record], *sources: object, **given: Any) -> Record:
+    """A ``target`` whose fields are taken by name from ``sources`` (the first that has one
+    wins; properties count), then from ``given``. A required field none of them has is a
+    TypeError from the constructor, never a silent default."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(target):
+        if not spec.init or spec.name in given:
+            continue
+        for source in sources:
+            if hasattr(source, spec.name):
+                values[spec.name] = getattr(source, spec.name)
+                break
+    return target(**values, **given)
+
+
+def new_job(
+    requester: Requester,
+    options: GenerationOptions,
+    verdict: PromptVerdict,
+    model: str,
+    derived: Derived | None = None,
+) -> NewJob:
+    """The audit record of a request, before its outcome is known."""
+    return copy_fields(
+        NewJob,
+        options,  # prompt, negative prompt, seeds (variants), steps, guidance, size, scheduler
+        requester,  # source, guild, channel, user, whether the channel is NSFW
+        kind=JobKind.IMAGINE if derived is None else derived.kind,
+        parent_job_id=None if derived is None else derived.parent_job_id,
+        parent_variant=None if derived is None else derived.parent_variant,
+        model=model,
+        verdict=audit_verdict(verdict),
+        verdict_reasons=verdict.reasons or verdict.safe_reasons,
+    )
+
+
+def options_of(record: JobRecord) -> GenerationOptions:
+    """The options a recorded job ran with (they were validated when it was recorded)."""
+    upscale = UPSCALE_FACTOR if record.kind == JobKind.UPSCALE else 1
+    return copy_fields(GenerationOptions, record, upscale=upscale)
+
+
+def requested_of(record: JobRecord) -> RequestedOptions:
+    """A recorded job asked for again: its prompt and settings, new seeds."""
+    return copy_fields(RequestedOptions, record, seed=None)
+
+
+def verdict_of(record: JobRecord) -> PromptVerdict:
+    """The prompt verdict of a queued job, as its record keeps it (it passed the rules)."""
+    force_safe = record.verdict == Verdict.FORCE_SAFE.value
+    return PromptVerdict(True, (), force_safe, record.verdict_reasons)
+
+
+def new_image(image: ShownImage) -> NewImage:
+    """A picture's row: its findings, its disposition, and where its file is (if written)."""
+    path = None if image.path is None else str(image.path)
+    return copy_fields(NewImage, image, path=path, disposition=image.disposition.value)
+
+
+def audit_verdict(verdict: PromptVerdict) -> Verdict:
+    if not verdict.allowed:
+        return Verdict.BLOCKED
+    return Verdict.FORCE_SAFE if verdict.force_safe else Verdict.ALLOWED
+
+
+async def end_quietly(audit: AuditLog, job_id: int, status: JobStatus, reason: str) -> None:
+    """Records an interrupted job; if its outcome was already written, that one stands."""
+    with contextlib.suppress(JobAlreadyFinished):
+        await audit.record_outcome(job_id, status, error=reason)

@@ -1,0 +1,167 @@
+"""After a restart: the jobs a stopped process left open are resumed or ended, and what a fault
+left in the output folder is swept.
+
+Only jobs whose lease ran out (or whose holder is a process of this host that is gone) are
+taken, each by one process; a job a live process still runs is left to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.imagine.following import Following
+from bot.imagine.leases import LeaseKeeper, lease_owner_dead
+from bot.imagine.outcomes import OutcomeCallback
+from bot.imagine.pictures import Pictures
+from bot.imagine.records import end_quietly, options_of, verdict_of
+from generation.protocol import WorkRequest
+from generation.queue import JobHandle, JobQueue, QueuedJob
+from generation.supervisor import notify
+from moderation.policy import ImagePolicy
+from moderation.prompts import PromptVerdict
+from storage import pictures
+from storage.audit import AuditLog, JobRecord
+from storage.models import JobStatus, utcnow
+from storage.pictures import StagedState, SweepReport
+
+log = logging.getLogger(__name__)
+
+PolicyNow = Callable[[int | None, bool, PromptVerdict], Awaitable[ImagePolicy]]
+
+
+class Recovery:
+    """Resumes open jobs and keeps their deliveries until each has its outcome."""
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        queue: JobQueue,
+        leases: LeaseKeeper,
+        following: Following,
+        pictures: Pictures,
+        policy_now: PolicyNow,
+    ) -> None:
+        self.audit = audit
+        self.queue = queue
+        self.leases = leases
+        self.following = following
+        self.pictures = pictures
+        self.policy_now = policy_now  # a recovered job's pictures follow the settings of now
+        self.deliveries: dict[int, asyncio.Task[None]] = {}  # job id → its delivery
+
+    async def recover(
+        self,
+        on_outcome: OutcomeCallback,
+        on_held: Callable[[JobRecord], None] | None = None,
+    ) -> int:
+        """Every open job is taken (or reported to ``on_held`` when a live process holds it),
+        then resumed or ended. Queued jobs go back in the queue; a running one is retried once
+        (its ``attempts`` say how often a worker started it), then failed with the reason. With
+        Redis, jobs the queue still holds are followed where they are. Each outcome goes to
+        ``on_outcome``. Returns how many jobs were resumed.
+        """
+        resumed = 0
+        for candidate in await self.audit.open_jobs():
+            lease = self.leases.lease
+            record = await self.audit.take_lease(candidate.id, lease, dead=lease_owner_dead)
+            if record is None:
+                current = await self.audit.get_job(candidate.id)
+                if current is not None and not current.status.is_terminal and on_held:
+                    on_held(current)
+                continue
+            self.leases.keep()
+            job = QueuedJob(
+                WorkRequest(record.id, options_of(record)),
+                record.guild_id,
+                record.user_id,
+                record.uid,
+            )
+            handle = await self.queue.attach(record.id, record.uid)
+            if handle is None:
+                if record.status is JobStatus.RUNNING and record.attempts >= 2:
+                    reason = (
+                        f"stopped {record.attempts} times while running (the bot or its worker "
+                        "went away); not retried again"
+                    )
+                    await end_quietly(self.audit, record.id, JobStatus.FAILED, reason)
+                    continue
+                await self.audit.requeue(record.id)
+                handle = await self.queue.submit(job, readmit=True)
+            resumed += 1
+            task = asyncio.create_task(
+                self._deliver(job, handle, verdict_of(record), record.channel_nsfw, on_outcome)
+            )
+            self.deliveries[record.id] = task
+            task.add_done_callback(functools.partial(self._forget, record.id))
+        if resumed:
+            log.info("resumed %d open jobs", resumed)
+        return resumed
+
+    async def _deliver(
+        self,
+        job: QueuedJob,
+        handle: JobHandle,
+        verdict: PromptVerdict,
+        channel_nsfw: bool,
+        on_outcome: OutcomeCallback,
+    ) -> None:
+        policy = await self.policy_now(job.guild_id, channel_nsfw, verdict)
+        outcome = await self.following.follow(job, handle, verdict, policy)
+        await notify(on_outcome, outcome)
+
+    async def wait(self) -> None:
+        """Until every job :meth:`recover` resumed has its outcome."""
+        while self.deliveries:
+            await asyncio.gather(*self.deliveries.values(), return_exceptions=True)
+
+    def _forget(self, job_id: int, _: asyncio.Task[None]) -> None:
+        self.deliveries.pop(job_id, None)
+
+    def deliveries_of(self, job_ids: set[int]) -> list[asyncio.Task[None]]:
+        """The deliveries :meth:`recover` started for these jobs that are still going."""
+        return [task for job_id, task in self.deliveries.items() if job_id in job_ids]
+
+    async def close(self) -> None:
+        """Stops following the recovered jobs (they stay open for the next start)."""
+        for task in list(self.deliveries.values()):
+            task.cancel()
+        await asyncio.gather(*self.deliveries.values(), return_exceptions=True)
+
+    async def sweep_files(self) -> SweepReport:
+        """Removes what a fault left in the output folder (staging folders, pictures no record
+        names) and moves into place the files whose record committed."""
+        output_dir = self.pictures.output_dir
+        if output_dir is None:
+            return SweepReport([], [])
+        recorded = await self.audit.image_paths()
+        states: dict[str, StagedState] = {}
+        if output_dir.is_dir():
+            for entry in output_dir.iterdir():
+                if entry.name.startswith(pictures.STAGING_PREFIX):
+                    uid = entry.name.removeprefix(pictures.STAGING_PREFIX)
+                    states[uid] = await self._staged_state(output_dir, uid)
+        gone = StagedState(recorded=False, final=None, busy=False)
+        return await asyncio.to_thread(
+            pictures.sweep, output_dir, recorded, lambda uid: states.get(uid, gone)
+        )
+
+    async def _staged_state(self, output_dir: Path, uid: str) -> StagedState:
+        record = await self.audit.get_job_by_uid(uid)
+        if record is None:
+            return StagedState(recorded=False, final=None, busy=False)
+        if not record.status.is_terminal:
+            held = (
+                record.lease_owner is not None
+                and record.lease_expires_at is not None
+                and record.lease_expires_at > utcnow()
+                and not lease_owner_dead(record.lease_owner)
+            )
+            return StagedState(recorded=False, final=None, busy=held)
+        paths = [Path(image.path) for image in record.images if image.path]
+        if record.status is not JobStatus.SUCCEEDED or not paths:
+            return StagedState(recorded=False, final=None, busy=False)
+        return StagedState(recorded=True, final=output_dir / paths[0].parent.name, busy=False)

@@ -1,0 +1,326 @@
+"""``ImagineService``: the imagine path's rooms put together, for the Discord bot and the CLI.
+
+Each concern has its room (``admission``, ``following``, ``controls``, ``recovery``, with the
+``gate``, the ``pictures`` and this process's ``leases``); this class only composes them and
+keeps, for this round of the redesign, the names its callers already use (``service.audit``
+and the other repositories are ``service.storage``'s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.guild_settings import BotLimits
+from bot.imagine.admission import Admission
+from bot.imagine.controls import Controls
+from bot.imagine.following import Following
+from bot.imagine.gate import Gate, GateRefusal
+from bot.imagine.leases import LeaseKeeper
+from bot.imagine.outcomes import (
+    AlreadyStarted,
+    ImagineOutcome,
+    OutcomeCallback,
+    QueuedCallback,
+    Submitted,
+)
+from bot.imagine.pictures import Pictures
+from bot.imagine.recovery import Recovery
+from bot.imagine.types import Derived, GuildLimits, ImagineConfig, Requester
+from generation.limits import Limits
+from generation.models import EMBEDDED_MODEL_DIR
+from generation.options import ModelDefaults, OptionLimits, RequestedOptions
+from generation.queue import JobHandle, JobQueue, QueuedJob
+from generation.supervisor import ProgressCallback
+from moderation.policy import ImagePolicy
+from moderation.prompts import PromptRules, PromptVerdict
+from storage.admin import (
+    BanList,
+    GuildSettingsRecord,
+    GuildSettingsRepository,
+    ModerationLog,
+    TermList,
+)
+from storage.audit import AuditLog, JobRecord, Lease
+from storage.pictures import SweepReport
+from storage.repositories import Storage
+
+
+class ImagineService:
+    """The moderated path of one request, shared by the CLI and the Discord bot:
+    validate → prompt rules → audit record → worker → image policy → grid → outcome. Every
+    request that passes validation gets a record, and every record one terminal status."""
+
+    def __init__(
+        self, storage: Storage, queue: JobQueue, config: ImagineConfig, rules: PromptRules
+    ) -> None:
+        self.storage = storage
+        self.queue = queue
+        self.config = config
+        self.leases = LeaseKeeper(storage.audit, config.lease_s)
+        self.pictures = Pictures(config.output_dir)
+        self.gates = Gate(storage.bans, direct_messages=config.direct_messages)
+        # Admission asks this object's gate, so whoever stands in for ``service.gate`` (a test
+        # that lets a request through a moment before a ban) is asked too.
+        self.admission = Admission(
+            storage,
+            queue,
+            self.leases,
+            lambda requester, settings: self.gate(requester, settings),
+            bot_limits=BotLimits(
+                config.limits, config.defaults, config.rates, config.nsfw_threshold
+            ),
+            nsfw_strict_threshold=config.nsfw_strict_threshold,
+            model_name=config.model_name,
+            rules=rules,
+        )
+        self.following = Following(storage.audit, queue, self.pictures)
+        self.controls = Controls(storage.audit, self.admission)
+        self.recovery = Recovery(
+            storage.audit,
+            queue,
+            self.leases,
+            self.following,
+            self.pictures,
+            self.admission.image_policy,
+        )
+
+    # --- the request's path -------------------------------------------------------------------
+
+    async def imagine(
+        self,
+        requested: RequestedOptions,
+        requester: Requester,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_queued: QueuedCallback | None = None,
+    ) -> ImagineOutcome:
+        """Runs the whole path. Raises InvalidOption (before any record) for bad options.
+
+        Cancelling the awaiting task cancels the job (recorded ``cancelled``), unless the
+        service is closing: then the job stays open, to be resumed at the next start.
+        """
+        submitted = await self.submit(requested, requester)
+        if isinstance(submitted, ImagineOutcome):
+            return submitted
+        return await self.follow_submitted(submitted, on_progress=on_progress, on_queued=on_queued)
+
+    async def submit(
+        self, requested: RequestedOptions, requester: Requester, *, derived: Derived | None = None
+    ) -> Submitted | ImagineOutcome:
+        """Checks, records and queues a request; fast (no model). Blocked and refused requests
+        come back as their final outcome, an accepted one as its job to follow."""
+        return await self.admission.submit(requested, requester, derived=derived)
+
+    async def follow_submitted(
+        self,
+        submitted: Submitted,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_queued: QueuedCallback | None = None,
+    ) -> ImagineOutcome:
+        """Follows a submitted job to its outcome, under the image policy fixed at admission."""
+        return await self.following.follow(
+            submitted.job,
+            submitted.handle,
+            submitted.verdict,
+            submitted.policy,
+            on_progress=on_progress,
+            on_queued=on_queued,
+            started=submitted.started,
+        )
+
+    async def follow(
+        self,
+        job: QueuedJob,
+        handle: JobHandle,
+        verdict: PromptVerdict,
+        channel_nsfw: bool,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_queued: QueuedCallback | None = None,
+        started: float | None = None,
+        policy: ImagePolicy | None = None,
+    ) -> ImagineOutcome:
+        """Follows a job to its outcome; without ``policy`` (the one :class:`Submitted` carries)
+        the guild's settings are read again for it. Prefer :meth:`follow_submitted`."""
+        if policy is None:
+            policy = await self.admission.image_policy(job.guild_id, channel_nsfw, verdict)
+        return await self.following.follow(
+            job,
+            handle,
+            verdict,
+            policy,
+            on_progress=on_progress,
+            on_queued=on_queued,
+            started=started,
+        )
+
+    async def gate(
+        self, requester: Requester, settings: GuildSettingsRecord | None
+    ) -> GateRefusal | None:
+        """What the guild's moderators decided stands in the way of this member here."""
+        return await self.gates.check(requester, settings)
+
+    async def use_control(
+        self, job_id: int, variant: int | None, requester: Requester
+    ) -> Submitted | ImagineOutcome | AlreadyStarted:
+        """Upscale ``variant`` or reroll (None) a finished job: see :meth:`Controls.use`."""
+        return await self.controls.use(job_id, variant, requester)
+
+    async def cancel(self, job_id: int, user_id: int | None) -> str:
+        """The owner cancels a job; raises NotYours for someone else's."""
+        return await self.following.cancel(job_id, user_id)
+
+    async def stop(self, job_id: int, why: str) -> str:
+        """Cancels a job in the queue; ``why`` ends the reason its record and post give."""
+        return await self.following.stop(job_id, why)
+
+    async def limits_here(self, guild_id: int | None) -> GuildLimits:
+        return await self.admission.limits_here(guild_id)
+
+    async def rules_for(self, guild_id: int | None) -> PromptRules:
+        return await self.admission.rules_for(guild_id)
+
+    async def image_policy(
+        self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict
+    ) -> ImagePolicy:
+        return await self.admission.image_policy(guild_id, channel_nsfw, verdict)
+
+    # --- restarts and shutdown ----------------------------------------------------------------
+
+    async def recover(
+        self,
+        on_outcome: OutcomeCallback,
+        on_held: Callable[[JobRecord], None] | None = None,
+    ) -> int:
+        """At start-up: every job a stopped process left open is resumed or ended."""
+        return await self.recovery.recover(on_outcome, on_held)
+
+    async def wait_recovered(self) -> None:
+        await self.recovery.wait()
+
+    def recovered_deliveries(self, job_ids: set[int]) -> list[asyncio.Task[None]]:
+        return self.recovery.deliveries_of(job_ids)
+
+    async def sweep_files(self) -> SweepReport:
+        return await self.recovery.sweep_files()
+
+    async def stop_taking_work(self) -> set[int]:
+        """The first step of a graceful stop: new requests get :class:`ShuttingDown`, queued
+        jobs stay queued (recorded, resumed at the next start). Returns the ids of the jobs
+        running now, which the caller may let finish."""
+        self.admission.stop_taking_work()
+        return await self.queue.hold() | self.following.running
+
+    def leave_jobs_open(self) -> None:
+        """The process is stopping: a request whose task is cancelled from now on leaves its
+        job open, for the next start, instead of cancelling it."""
+        self.following.leave_jobs_open()
+
+    async def close(self) -> None:
+        """Stops taking work; open jobs stay open in the audit log for the next start."""
+        self.leave_jobs_open()
+        await self.recovery.close()
+        await self.queue.close()
+        await self.leases.release()
+
+    # --- names kept for callers of the one-class service (round 2 removes them) ---------------
+
+    @property
+    def model_label(self) -> str:
+        """The model as shown to members: a hub id or a file name, never a local path."""
+        path = Path(self.model_name)
+        if path.resolve() == EMBEDDED_MODEL_DIR.resolve():
+            return "sdbot embedded model"
+        return path.name if path.exists() else self.model_name
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.storage.audit
+
+    @property
+    def terms(self) -> TermList:
+        return self.storage.terms
+
+    @property
+    def guild_settings(self) -> GuildSettingsRepository:
+        return self.storage.guild_settings
+
+    @property
+    def bans(self) -> BanList:
+        return self.storage.bans
+
+    @property
+    def moderation(self) -> ModerationLog:
+        return self.storage.moderation
+
+    @property
+    def lease(self) -> Lease:
+        return self.leases.lease
+
+    @property
+    def limits(self) -> OptionLimits:
+        return self.config.limits
+
+    @property
+    def defaults(self) -> ModelDefaults:
+        return self.config.defaults
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model_name
+
+    @property
+    def nsfw_threshold(self) -> float:
+        return self.config.nsfw_threshold
+
+    @property
+    def nsfw_strict_threshold(self) -> float:
+        return self.config.nsfw_strict_threshold
+
+    @property
+    def rules(self) -> PromptRules:
+        return self.admission.rules
+
+    @property
+    def accepting(self) -> bool:
+        return self.admission.accepting
+
+    @property
+    def default_limits(self) -> Limits:
+        return self.admission.bot_limits.rates
+
+    @default_limits.setter
+    def default_limits(self, rates: Limits) -> None:
+        self.admission.bot_limits = dataclasses.replace(self.admission.bot_limits, rates=rates)
+
+    @property
+    def direct_messages(self) -> bool:
+        return self.gates.direct_messages
+
+    @direct_messages.setter
+    def direct_messages(self, allowed: bool) -> None:
+        self.gates.direct_messages = allowed
+
+    @property
+    def output_dir(self) -> Path | None:
+        return self.pictures.output_dir
+
+    @output_dir.setter
+    def output_dir(self, folder: Path | None) -> None:
+        self.pictures.output_dir = folder
+
+    @property
+    def closing(self) -> bool:
+        return self.following.leaving_open
+
+    @closing.setter
+    def closing(self, closing: bool) -> None:
+        """Kept for callers that set it; :meth:`leave_jobs_open` says what it does."""
+        if closing:
+            self.leave_jobs_open()
+        else:
+            self.following.leaving_open = False
