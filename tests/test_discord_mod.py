@@ -106,7 +106,7 @@ async def test_members_without_manage_server_cannot_use_any_mod_command(
 
     for member in (ada, helper):
         for name, required in commands:
-            values = {
+            values: dict[str, Any] = {
                 option: ada if kind == 6 else channel if kind == 7 else "castle"
                 for option, kind in required.items()
             }
@@ -114,7 +114,7 @@ async def test_members_without_manage_server_cannot_use_any_mod_command(
                 await fake_discord.slash(member, channel, name, **values)
             # A modified client sends it anyway: the bot refuses it, for their eyes only.
             interaction = await fake_discord.slash(member, channel, name, checked=False, **values)
-            answer = await fake_discord.wait_for(lambda i=interaction: _answer(i))
+            answer = await fake_discord.wait_for(functools.partial(_answer, interaction))
             assert answer.ephemeral
             assert answer.content == f"⛔ `/{name}` is for members with Manage Server"
 

@@ -166,3 +166,29 @@ def test_guild_rates_scale_the_burst_with_the_rate() -> None:
     rates = guild_rates(Limits(), user_per_hour=None, guild_per_hour=1200.0, max_jobs_per_user=None)
     assert rates.guild_burst == 80.0
     assert rates.user_units_per_hour == Limits().user_units_per_hour
+
+
+def test_mod_settings_offers_what_the_table_says() -> None:
+    """/mod settings' options, their descriptions, ranges and choices are the table's."""
+    from bot.discord.mod import settings
+    from bot.discord.mod.group import ModGroup
+    from bot.guild_admin import GuildAdmin
+    from bot.guild_settings import Kind
+    from storage.repositories import unopened_storage
+
+    group = ModGroup(GuildAdmin(unopened_storage("sqlite+aiosqlite://")))
+    settings.add_commands(group)
+    command = group.get_command("settings")
+    assert command is not None
+    params = {param.name: param for param in command.parameters}  # type: ignore[union-attr]
+    for spec in SPECS:
+        if spec.kind is Kind.CHANNELS:  # answer_in, stop_answering_in, every_channel
+            continue
+        param = params[spec.option]
+        assert param.description == spec.help
+        if spec.option_range is not None:
+            assert (param.min_value, param.max_value) == spec.option_range, spec.option
+        if spec.choices:
+            assert [choice.value for choice in param.choices] == list(spec.choices)
+    assert [choice.value for choice in params["reset"].choices] == list(NAMES)
+    assert [choice.name for choice in params["reset"].choices] == [s.label for s in SPECS]
