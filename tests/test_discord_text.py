@@ -1,14 +1,21 @@
 """What the bot writes, without Discord: texts within Discord's limits, cut cleanly; the
-wording of counts; progress in the steps a member asked for; options named as typed."""
+wording of counts; progress in the steps a member asked for; options named as typed; errors
+in the member's words; and the rules of who may see a job or use a control (bot.access)."""
 
 from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
 
 import discord
 import pytest
 
-from bot.discord.render import OPTION_NAMES, chosen, progress_text
+from bot import access
+from bot.access import Control, Use
+from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text
 from bot.discord.text import capped, plural, quoted
 from bot.discord_mod import _jobs, _recent
+from bot.service import Refusal, ShuttingDown
 from generation.errors import InvalidOption
 from generation.options import (
     GenerationOptions,
@@ -19,6 +26,8 @@ from generation.options import (
     validate,
 )
 from generation.protocol import Progress
+from storage.audit import JobRecord
+from storage.models import JobKind, JobStatus
 
 
 def test_capped_leaves_what_fits_and_cuts_the_rest_with_an_ellipsis() -> None:
@@ -94,3 +103,88 @@ def test_refusals_name_the_option_as_discord_members_type_it(
     with pytest.raises(InvalidOption) as caught:
         validate(requested, OptionLimits(), ModelDefaults())
     assert str(renamed(caught.value, OPTION_NAMES)).startswith(expected)
+
+
+def test_errors_read_in_the_members_words_and_bugs_are_not_explained() -> None:
+    bad = InvalidOption("scheduler", "fast", "one of default, euler")
+    assert explain(bad) == "⚠️ sampler must be one of default, euler, got 'fast'"
+    assert explain(ShuttingDown("sdbot is restarting")) == "🔁 sdbot is restarting"
+    assert explain(access.Gated(Refusal.BANNED, "you are banned")) == "⛔ you are banned"
+    assert explain(access.NoOpenJob()) == "⚠️ you have no queued or running job here"
+    assert explain(KeyError("bug")) is None
+
+
+def _job(**fields: object) -> JobRecord:
+    base = JobRecord(
+        id=7,
+        kind=JobKind.IMAGINE.value,
+        source="discord",
+        status=JobStatus.SUCCEEDED,
+        prompt="a cat",
+        negative_prompt="",
+        steps=4,
+        guidance_scale=7.5,
+        width=64,
+        height=64,
+        variants=4,
+        scheduler="default",
+        model="tiny",
+        seeds=(1, 2, 3, 4),
+        verdict="allowed",
+        verdict_reasons=(),
+        guild_id=10,
+        channel_id=20,
+        user_id=30,
+        parent_job_id=None,
+        parent_variant=None,
+        error=None,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        started_at=None,
+        finished_at=None,
+        queue_ms=None,
+        generation_ms=None,
+        total_ms=None,
+    )
+    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+
+
+def test_a_job_is_seen_in_its_own_server_and_in_dms_by_its_requester_only() -> None:
+    job = _job()
+    assert access.job_refusal(job, 7, guild_id=10, user_id=99) is None
+    elsewhere = access.job_refusal(job, 7, guild_id=11, user_id=30)
+    assert str(elsewhere) == "there is no job 7 in this server"
+    assert access.job_refusal(None, 8, guild_id=10, user_id=30) is not None
+    assert access.job_refusal(_job(source="cli"), 7, guild_id=10, user_id=30) is not None
+    dm_job = _job(guild_id=None)
+    assert access.job_refusal(dm_job, 7, guild_id=None, user_id=30) is None
+    assert str(access.job_refusal(dm_job, 7, guild_id=None, user_id=31)) == "there is no job 7 here"
+
+
+def test_a_blocked_job_is_its_requesters_and_the_moderators() -> None:
+    blocked = _job(status=JobStatus.BLOCKED)
+    assert access.hidden_refusal(blocked, user_id=30, moderator=False) is None
+    assert access.hidden_refusal(blocked, user_id=31, moderator=True) is None
+    hidden = access.hidden_refusal(blocked, user_id=31, moderator=False)
+    assert str(hidden) == "job 7 was blocked; only its requester and moderators can see it"
+    assert access.hidden_refusal(_job(), user_id=31, moderator=False) is None
+
+
+def test_who_may_use_a_control() -> None:
+    grid, upscale = _job(), _job(kind=JobKind.UPSCALE.value)
+
+    def use(
+        control: Control, job: JobRecord, user: int, *, mod: bool = False, open_: bool = False
+    ) -> Use:
+        return access.control_use(control, job, user_id=user, moderator=mod, open_to_everyone=open_)
+
+    assert use(Control.DELETE, grid, 30) is Use.ALLOW
+    assert use(Control.DELETE, grid, 31) is Use.REFUSE
+    assert use(Control.DELETE, grid, 31, open_=True) is Use.REFUSE  # open controls: not ❌
+    assert use(Control.DELETE, grid, 31, mod=True) is Use.ALLOW
+    assert use(Control.REROLL, grid, 31) is Use.REFUSE
+    assert use(Control.REROLL, grid, 31, open_=True) is Use.ALLOW
+    assert use(Control.UPSCALE, grid, 31, mod=True) is Use.ALLOW
+    assert use(Control.UPSCALE, upscale, 30) is Use.IGNORE  # an upscale has only ❌
+    assert access.controls_for(JobKind.UPSCALE.value, has_picture=True) == (Control.DELETE,)
+    assert access.controls_for(JobKind.IMAGINE.value, has_picture=False) == (Control.DELETE,)
+    assert len(access.controls_for(JobKind.REROLL.value, has_picture=True)) == 3

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord import imagine, jobs
+from bot.discord import imagine, jobs, recovery
 from bot.discord.controls import NOTICE_SECONDS, ReactionControls
 from bot.discord.delivery import Delivery
 from bot.discord.sync import CommandSync
@@ -48,6 +48,7 @@ class ImagineBot(discord.AutoShardedClient):
     ) -> None:
         super().__init__(intents=discord.Intents.default(), allowed_mentions=NO_PINGS, **options)
         self.service = service
+        self.storage = service.storage  # the repositories, read directly
         self.command_sync = command_sync or CommandSync()
         self.edit_every_s = edit_every_s  # a progress edit at most this often
         self.notice_s = notice_s  # a reply to a control goes away after this
@@ -59,7 +60,7 @@ class ImagineBot(discord.AutoShardedClient):
         self.delivery = Delivery(self)
         self.controls = ReactionControls(self)
         self._posting: set[asyncio.Task[None]] = set()  # moderators' actions on their way
-        service.moderation.listeners.append(self._on_moderation)
+        self.storage.moderation.listeners.append(self._on_moderation)
         imagine.setup(self)
         jobs.setup(self)
         self.tree.add_command(mod_commands(self))
@@ -78,7 +79,7 @@ class ImagineBot(discord.AutoShardedClient):
 
     async def close(self) -> None:
         with contextlib.suppress(ValueError):
-            self.service.moderation.listeners.remove(self._on_moderation)
+            self.storage.moderation.listeners.remove(self._on_moderation)
         await super().close()
 
     async def drain(self, grace_s: float) -> int:
@@ -94,8 +95,8 @@ class ImagineBot(discord.AutoShardedClient):
         return len(pending)
 
     async def post_recovered(self, outcome: ImagineOutcome) -> None:
-        """A job resumed after a restart, posted to its channel (see Delivery.post_recovered)."""
-        await self.delivery.post_recovered(outcome)
+        """A job resumed after a restart, posted to its channel (see recovery.post_recovered)."""
+        await recovery.post_recovered(self.delivery, outcome)
 
     async def help_text(self, interaction: discord.Interaction) -> str:
         """/help's text where ``interaction`` was made (``sdbot discord check`` reads it)."""
@@ -111,7 +112,7 @@ class ImagineBot(discord.AutoShardedClient):
         task.add_done_callback(self._posting.discard)
 
     async def _post_action(self, guild_id: int, action: ModerationActionRecord) -> None:
-        channel_id = (await self.service.guild_settings.get(guild_id)).audit_channel_id
+        channel_id = (await self.storage.guild_settings.get(guild_id)).audit_channel_id
         if channel_id is None:
             return
         try:

@@ -22,6 +22,7 @@ from bot.discord.interactions import is_moderator, requester_in
 from bot.discord.retries import DISCORD_ERRORS, best_effort, describe
 from bot.discord.text import NO_PINGS, capped
 from bot.service import AlreadyStarted, ImagineOutcome, Refusal, Submitted
+from common.errors import SdbotError
 from storage.models import Controls, JobKind
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class ReactionControls:
         control = control_of(emoji)
         if client.user is None or payload.user_id == client.user.id or control is None:
             return
-        linked = await client.service.audit.job_for_message(payload.message_id)
+        linked = await client.storage.posts.job_for_message(payload.message_id)
         if linked is None:  # not a post of ours (or one deleted since)
             return
         record, _ = linked
@@ -85,8 +86,8 @@ class ReactionControls:
         requester = requester_in(channel, payload.guild_id, payload.channel_id, payload.user_id)
         try:
             started = await client.service.use_control(record.id, variant, requester)
-        except render.EXPLAINED as error:  # the guild's limits changed, nothing to upscale, …
-            await self._notice(message, payload.user_id, render.explain(error) or str(error))
+        except SdbotError as error:  # the guild's limits changed, nothing to upscale, …
+            await self._notice(message, payload.user_id, render.explain(error) or f"⚠️ {error}")
             return
         if isinstance(started, AlreadyStarted):
             await self._notice(message, payload.user_id, await self._already(started, variant))
@@ -126,14 +127,14 @@ class ReactionControls:
     async def _open_to_everyone(self, guild_id: int | None) -> bool:
         if guild_id is None:
             return False
-        settings = await self.client.service.guild_settings.get(guild_id)
+        settings = await self.client.storage.guild_settings.get(guild_id)
         return settings.controls is Controls.EVERYONE
 
     async def _already(self, started: AlreadyStarted, variant: int | None) -> str:
         what = "🔄 this grid was rerolled" if variant is None else f"#{variant} was upscaled"
         if started.job is None:
             return f"{what} a moment ago; its post is on the way"
-        links = await self.client.service.audit.messages_for_job(started.job.id)
+        links = await self.client.storage.posts.messages_for_job(started.job.id)
         where = ""
         if links:  # the latest: the result, where its status message was not reused
             channel_id, message_id = links[-1]
@@ -151,7 +152,7 @@ class ReactionControls:
         except discord.HTTPException as error:
             log.warning("could not delete the post of job %d ◆ %s", record.id, error)
             return
-        await self.client.service.audit.unlink_message(message.id)
+        await self.client.storage.posts.unlink_message(message.id)
         log.info("deleted the post of job %d ◆ by %d", record.id, user_id)
 
     async def _unreact(self, message: discord.PartialMessage, emoji: str, user_id: int) -> None:

@@ -9,7 +9,6 @@ here (and in :mod:`bot.discord.retries`): they are about Discord's HTTP answers,
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from bot.discord.retries import (
     with_retries,
 )
 from bot.discord.text import NO_PINGS, capped
-from bot.service import options_of
 from storage.models import JobKind
 
 if TYPE_CHECKING:
@@ -43,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A progress edit skips any of these; Gone (no status message left) stops the edits.
+LIVE_UPDATE_ERRORS: tuple[type[BaseException], ...] = (Gone, *DISCORD_ERRORS)
 EMOJI = {Control.UPSCALE: render.UPSCALES, Control.REROLL: (render.REROLL,)}
 
 
@@ -76,7 +76,7 @@ class Delivery:
         if status.message_id is None or status.channel_id is None:
             return
         try:
-            await self.client.service.audit.link_message(
+            await self.client.storage.posts.link_message(
                 status.message_id, job_id, channel_id=status.channel_id, guild_id=status.guild_id
             )
         except Exception:  # the job is queued: nothing here may stop it from being followed
@@ -91,7 +91,7 @@ class Delivery:
             self.following[job_id] = task
         try:
             outcome = await self._follow(submitted, title, status)
-            record = await self.client.service.audit.get_job(job_id)
+            record = await self.client.storage.audit.get_job(job_id)
             assert record is not None
             content, file = render.final(
                 outcome, title, submitted.job.request.options, self.client.service.model_label
@@ -113,43 +113,6 @@ class Delivery:
             log.error("could not post job %d ◆ %s", job_id, error)
         finally:
             self.following.pop(job_id, None)
-
-    async def post_recovered(self, outcome: ImagineOutcome) -> None:
-        """A job resumed after a restart: its result goes to its channel, for its member, and
-        the status message the stopped process left ("queued", "drawing …") says where."""
-        audit = self.client.service.audit
-        record = await audit.get_job(outcome.job_id)
-        if record is None or record.channel_id is None or record.source != "discord":
-            return
-        stale = await audit.messages_for_job(record.id)  # an open job: its statuses
-        title = f"{render.title(record)} (resumed after a restart)"
-        label = self.client.service.model_label
-        content, file = render.final(outcome, title, options_of(record), label)
-        status = Status(record.channel_id, record.guild_id, record.user_id)
-        await self.until_live()
-        try:
-            message = await with_retries(
-                lambda: self.to_channel(record.channel_id, record.user_id, content, file, status),
-                f"posting resumed job {record.id}",
-                timeout_s=self.client.request_timeout_s,
-                backoff_s=self.client.retry_backoff_s,
-            )
-        except (DeliveryFailed, discord.HTTPException) as error:
-            log.error("could not post resumed job %d ◆ %s", record.id, error)
-            return
-        if message is None:
-            return
-        await self.add_controls(message, record, has_picture=file is not None)
-        said = (
-            f"{render.title(record)}\n🔁 sdbot restarted meanwhile; the result: {message.jump_url}"
-        )
-        for channel_id, message_id in stale:
-            channel = self.live().get_partial_messageable(channel_id, guild_id=record.guild_id)
-            old = channel.get_partial_message(message_id)
-            await best_effort(
-                functools.partial(old.edit, content=capped(said), allowed_mentions=NO_PINGS),
-                f"pointing the status of job {record.id} to its result",
-            )
 
     async def _post_result(
         self, status: Status, title: str, content: str, file: discord.File | None
@@ -262,11 +225,8 @@ class Delivery:
                 await asyncio.wait_for(
                     self.edit_status(status, f"{title}\n{text}"), self.client.request_timeout_s
                 )
-            except Gone as error:
-                log.info("stopped live updates ◆ job %d ◆ %s", job_id, error)
-                status.message_id = None
-            except DISCORD_ERRORS as error:
-                if is_gone(error):
+            except LIVE_UPDATE_ERRORS as error:
+                if isinstance(error, Gone) or is_gone(error):  # Gone: no interaction left either
                     log.info("stopped live updates ◆ job %d ◆ %s", job_id, describe(error))
                     status.message_id, status.interaction = None, None
                 else:
@@ -294,7 +254,7 @@ class Delivery:
     ) -> None:
         """Links the post to its job (for the controls, and for /mod purge) and adds the
         controls under a picture; a post without one (failed, cancelled) gets ❌ alone."""
-        await self.client.service.audit.link_message(
+        await self.client.storage.posts.link_message(
             message.id,
             record.id,
             channel_id=message.channel.id,

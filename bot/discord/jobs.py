@@ -51,13 +51,13 @@ async def show_job(bot: ImagineBot, interaction: discord.Interaction, job_id: in
     """/job: the settings of a job of this server, and its grid posted again with the controls
     where it may be shown here; otherwise the settings alone, to the caller."""
     service, guild_id, user_id = bot.service, interaction.guild_id, interaction.user.id
-    record = await service.audit.get_job(job_id)
+    record = await bot.storage.audit.get_job(job_id)
     missing = access.job_refusal(record, job_id, guild_id=guild_id, user_id=user_id)
     if missing is not None:
         raise missing
     assert record is not None
     if guild_id is not None:  # a banned member, a channel the bot is not in
-        settings = await service.guild_settings.get(guild_id)
+        settings = await bot.storage.guild_settings.get(guild_id)
         gate = await service.gate(requester(interaction), settings)
         if gate is not None and gate[0] is not Refusal.PAUSED:
             raise access.Gated(*gate)
@@ -96,7 +96,7 @@ async def cancel_job(bot: ImagineBot, interaction: discord.Interaction, job_id: 
     """/cancel: the caller's job (by default their latest open one here) stops."""
     user = interaction.user.id
     if job_id is None:
-        latest = await bot.service.audit.latest_open_job(user, interaction.guild_id)
+        latest = await bot.storage.audit.latest_open_job(user, interaction.guild_id)
         if latest is None:
             raise access.NoOpenJob()
         job_id = latest.id

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.access import AccessRefused, Gated
+from bot.access import Gated
 from bot.discord.text import quoted
-from bot.service import ControlUnavailable, NotYours, Refusal, ShuttingDown
+from bot.service import Refusal, ShuttingDown
 from common.errors import SdbotError
 from generation.errors import InvalidOption
 from generation.options import renamed
@@ -51,9 +51,6 @@ REFUSAL_MARKS = {
     Refusal.CHANNEL: "📍",
     Refusal.DIRECT: "✉️",
 }
-# Errors we expect and explain; ShuttingDown, NotYours and ControlUnavailable join SdbotError
-# when bot/imagine's errors derive from it (round 2 then drops them here).
-EXPLAINED: tuple[type[Exception], ...] = (SdbotError, ShuttingDown, NotYours, ControlUnavailable)
 
 
 def explain(error: BaseException) -> str | None:
@@ -64,7 +61,7 @@ def explain(error: BaseException) -> str | None:
         return f"🔁 {error}"
     if isinstance(error, Gated):
         return refused(error.refusal, error.reason)
-    if isinstance(error, AccessRefused | NotYours | ControlUnavailable | SdbotError):
+    if isinstance(error, SdbotError):  # a refusal, bad input, something not found, …
         return f"⚠️ {error}"
     return None
 
