@@ -16,16 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from common.errors import SdbotError
+from common.errors import ErrorKind, SdbotError
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from moderation.policy import NsfwPolicy
 from storage.models import Controls
 
 if TYPE_CHECKING:
-    from storage.admin import GuildSettingsRecord
+    from storage.guild_settings import GuildSettingsRecord
 
-MAX_CHANNELS = 50  # channels a guild may limit the bot to (storage.admin keeps the same)
+MAX_CHANNELS = 50  # channels a guild may limit the bot to (storage.guild_settings keeps the same)
 MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
 BURST_FLOOR = 4.0  # a guild's own rate never saves up less than one full grid of standard images
 
@@ -204,6 +204,8 @@ NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
 class InvalidSetting(SdbotError, ValueError):
     """A guild setting refused: the message names the value and what is allowed. (A
     ``ValueError`` too for this round: callers that caught storage's still catch it.)"""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 # --- reading a setting ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from common.errors import SdbotError
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from moderation.policy import NsfwPolicy
-from storage.admin import GuildSettingsRecord
+from storage.guild_settings import GuildSettingsRecord
 from storage.models import Controls
 
 BOT = BotLimits(

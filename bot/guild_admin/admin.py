@@ -17,17 +17,12 @@ from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_settings import BotLimits, EffectiveLimits, Naming, check_change, effective_limits
 from moderation.lists import GuildRule, RuleAction, validate_rule
-from storage.admin import (
-    BanList,
-    BanRecord,
-    GuildSettingsRecord,
-    GuildSettingsRepository,
-    ModerationLog,
-    TermList,
-    TermRecord,
-)
 from storage.audit import AuditLog
+from storage.bans import BanList, BanRecord
+from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
 from storage.models import TermKind, utcnow
+from storage.moderation_log import ModerationLog
+from storage.terms import TermList, TermRecord
 
 if TYPE_CHECKING:
     from generation.limits import Limits
@@ -61,10 +56,14 @@ class AdminStorage(Protocol):
 class _Service(Protocol):
     """An ImagineService, as round 1's callers pass it: ``GuildAdmin(service)``."""
 
-    limits: OptionLimits
-    defaults: ModelDefaults
-    default_limits: Limits
-    nsfw_threshold: float
+    @property
+    def limits(self) -> OptionLimits: ...
+    @property
+    def defaults(self) -> ModelDefaults: ...
+    @property
+    def default_limits(self) -> Limits: ...
+    @property
+    def nsfw_threshold(self) -> float: ...
 
     async def stop(self, job_id: int, why: str) -> str: ...
 

@@ -8,10 +8,11 @@ import io
 from dataclasses import dataclass
 from datetime import timedelta
 
-from storage.admin import ModerationActionRecord, ModerationLog
-from storage.audit import AuditLog, ImageRecord, JobRecord
+from storage.audit import AuditLog
 from storage.export import write_actions_csv, write_csv
 from storage.models import JobStatus, utcnow
+from storage.moderation_log import ModerationActionRecord, ModerationLog
+from storage.records import ImageRecord, JobRecord
 
 EXPORT_PAGE = 200  # jobs read at a time for an export
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.durations import parse_expiry
-from common.errors import SdbotError
+from common.errors import ErrorKind, SdbotError
 
 MOD_PERMISSION = "Manage Server"  # who may administer sdbot in a guild
 
 
 class AdminRefusal(SdbotError):
     """A moderator's request refused by a rule; the message says why and what to do instead."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 class BanRefused(AdminRefusal):

@@ -9,7 +9,8 @@ from typing import Any
 
 from bot.guild_admin.refusals import ChannelRefused, SettingsConflict
 from bot.guild_settings import BY_NAME, check_change, option_name, plain
-from storage.admin import GuildSettingsRecord, GuildSettingsRepository, ModerationLog
+from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
+from storage.moderation_log import ModerationLog
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from bot.discord.text import fit, quoted
 from bot.guild_admin import ChannelEdit, GuildAdmin, requested_changes
 from bot.guild_settings import BY_NAME, BY_OPTION, SPECS, Kind, Naming, render
 from moderation.policy import NsfwPolicy
-from storage.admin import GuildSettingsRecord
+from storage.guild_settings import GuildSettingsRecord
 
 # The options that edit the one ``channels`` setting.
 CHANNEL_OPTIONS = {

@@ -11,9 +11,10 @@ import discord
 from bot.discord.text import NO_PINGS, capped, code, plural, quoted
 from bot.guild_admin import MOD_PERMISSION, HistoryEntry
 from bot.guild_settings import option_name, render
-from storage.admin import BanRecord, ModerationActionRecord
-from storage.audit import JobRecord
+from storage.bans import BanRecord
 from storage.models import JobStatus, TermKind
+from storage.moderation_log import ModerationActionRecord
+from storage.records import JobRecord
 
 
 async def say(interaction: discord.Interaction, text: str, **extra: Any) -> None:
