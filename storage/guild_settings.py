@@ -71,7 +71,7 @@ def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
     return GuildSettingsRecord(guild_id=guild_id, **values)
 
 
-def checked(changes: dict[str, Any]) -> dict[str, Any]:
+def _checked(changes: dict[str, Any]) -> dict[str, Any]:
     """``changes`` as they are stored; raises InvalidValue naming the first bad one and what is
     allowed (UnknownSettings for a name that is no setting)."""
     unknown = set(changes) - set(SETTING_FIELDS)
@@ -122,7 +122,7 @@ class GuildSettingsRepository:
     async def update(self, guild_id: int, **changes: Any) -> GuildSettingsRecord:
         """Stores ``changes`` (None puts a setting back to its default) and returns the result;
         raises InvalidValue, storing nothing, when one is not allowed."""
-        stored = checked(changes)
+        stored = _checked(changes)
         async with self._sessions.begin() as session:
             row = await session.get(GuildSettings, guild_id)
             if row is None:
