@@ -34,9 +34,10 @@ async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
     killed: list[int] = []
 
     def kill_on_first_step(progress: Progress) -> None:
-        if not killed and local_supervisor(service).pid is not None:
-            killed.append(local_supervisor(service).pid)
-            os.kill(local_supervisor(service).pid, signal.SIGKILL)
+        pid = local_supervisor(service).pid
+        if not killed and pid is not None:
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
 
     outcome = await service.imagine(
         RequestedOptions(prompt="a blue square", steps=40, seed=3),
