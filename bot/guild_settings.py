@@ -1,10 +1,13 @@
-"""A guild's settings, each described once: its name, its values, the bot-wide bound it may not
-loosen, how `/mod settings` and `sdbot guild set` offer it, how it reads, what a reset writes.
+"""A guild's settings, each described once: its name and value type, what it accepts, the
+bot-wide bound it may not loosen, how `/mod settings` and `sdbot guild set` offer it, how it
+reads, what a reset writes.
 
-Validation (:func:`check_change`), Discord's option names and choices, the CLI's flags, the
-moderation log's rendering and what is in force in a guild (:func:`effective_limits`) all read
-:data:`SPECS`, so a new setting is one entry here (and its column in ``storage``). Pure: no
-Discord, no database.
+Validation (:func:`check_change`), Discord's descriptions, choices and reset list, the CLI's
+flags, the moderation log's rendering (:func:`render`) and what is in force in a guild
+(:func:`effective_limits`) all read :data:`SPECS`. A new setting is an entry here, its column
+(``storage.guild_settings`` and a migration), and its parameter in `/mod settings`
+(``bot/discord/mod/settings.py``; a test fails until the two agree). Pure: no Discord, no
+database.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Naming(enum.StrEnum):
 class SettingSpec:
     name: str  # the column, the moderation log's key, GuildAdmin's change key
     kind: Kind
+    value_type: type[str] | type[int] | type[float]  # a value's (a channel list's items') type
     option: str  # its name in /mod settings
     label: str  # /mod settings reset's choice
     help: str  # /mod settings option's description
@@ -87,6 +91,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "nsfw_policy",
         Kind.CHOICE,
+        str,
         option="nsfw_policy",
         label="NSFW policy",
         help="flagged images: block everywhere, or spoiler them in age-restricted channels",
@@ -98,6 +103,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "nsfw_threshold",
         Kind.THRESHOLD,
+        float,
         option="nsfw_threshold",
         label="NSFW threshold",
         help="a stricter safety threshold for this server (lower flags more)",
@@ -111,6 +117,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "user_images_per_hour",
         Kind.RATE,
+        float,
         option="member_images_per_hour",
         label="member images an hour",
         help="each member's rate, in standard images (512², 20 steps)",
@@ -121,6 +128,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "guild_images_per_hour",
         Kind.RATE,
+        float,
         option="server_images_per_hour",
         label="server images an hour",
         help="the whole server's rate, in standard images",
@@ -131,6 +139,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "max_jobs_per_user",
         Kind.RATE,
+        int,
         option="jobs_per_member",
         label="jobs per member",
         help="jobs a member may have queued and running at once",
@@ -141,6 +150,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "max_steps",
         Kind.STEPS,
+        int,
         option="max_steps",
         label="maximum steps",
         help="the most denoising steps a member may ask for",
@@ -154,6 +164,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "max_side",
         Kind.SIDE,
+        int,
         option="max_size",
         label="maximum size",
         help="the largest width or height a member may ask for, in pixels",
@@ -168,6 +179,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "controls",
         Kind.CHOICE,
+        str,
         option="controls",
         label="who may use the controls",
         help="who may upscale and reroll a grid",
@@ -179,6 +191,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "channels",
         Kind.CHANNELS,
+        int,
         option="channels",
         label="channels (every channel)",
         help="the channels sdbot answers in",
@@ -189,6 +202,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "audit_channel_id",
         Kind.CHANNEL,
+        int,
         option="log_channel",
         label="log channel (none)",
         help="a channel where every moderator's action here is posted as it happens",

@@ -51,6 +51,10 @@ def test_every_setting_of_storage_is_in_the_table_once() -> None:
     assert all(flag.startswith("--") for flag in flags)
     assert BY_NAME["nsfw_policy"].choices == ("block", "spoiler")
     assert BY_NAME["controls"].choices == tuple(c.value for c in Controls)
+    types = {spec.name: spec.value_type for spec in SPECS}
+    assert types["max_jobs_per_user"] is int
+    assert types["user_images_per_hour"] is float
+    assert types["nsfw_policy"] is str
 
 
 @pytest.mark.parametrize(
