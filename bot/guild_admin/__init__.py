@@ -7,16 +7,16 @@ place that words errors. ``admin`` holds :class:`GuildAdmin`, ``settings`` the s
 (checked against ``bot.guild_settings``' spec table), ``record`` reading the record.
 """
 
-from bot.guild_admin.admin import AdminStorage as AdminStorage
 from bot.guild_admin.admin import BanOutcome as BanOutcome
-from bot.guild_admin.admin import CanPost as CanPost
 from bot.guild_admin.admin import Deleted as Deleted
 from bot.guild_admin.admin import DeletePost as DeletePost
 from bot.guild_admin.admin import GuildAdmin as GuildAdmin
 from bot.guild_admin.admin import PurgeOutcome as PurgeOutcome
-from bot.guild_admin.admin import ServiceLike as ServiceLike
-from bot.guild_admin.admin import StopJob as StopJob
-from bot.guild_admin.admin import bot_limits as bot_limits
+from bot.guild_admin.ports import AdminStorage as AdminStorage
+from bot.guild_admin.ports import CanPost as CanPost
+from bot.guild_admin.ports import ServiceLike as ServiceLike
+from bot.guild_admin.ports import StopJob as StopJob
+from bot.guild_admin.ports import bot_limits as bot_limits
 from bot.guild_admin.record import Export as Export
 from bot.guild_admin.record import HistoryEntry as HistoryEntry
 from bot.guild_admin.record import Review as Review

@@ -10,76 +10,30 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from bot.guild_admin import record as records
+from bot.guild_admin.ports import (
+    AdminStorage,
+    CanPost,
+    ServiceLike,
+    ServiceParts,
+    StopJob,
+    bot_limits,
+)
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_settings import BotLimits, EffectiveLimits, Naming, check_change, effective_limits
 from moderation.lists import GuildRule, RuleAction, validate_rule
-from storage.audit import AuditLog
-from storage.bans import BanList, BanRecord
-from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
+from storage.bans import BanRecord
+from storage.guild_settings import GuildSettingsRecord
 from storage.models import TermKind, utcnow
-from storage.moderation_log import ModerationLog
-from storage.terms import TermList, TermRecord
-
-if TYPE_CHECKING:
-    from generation.limits import Limits
-    from generation.options import ModelDefaults, OptionLimits
+from storage.terms import TermRecord
 
 log = logging.getLogger(__name__)
 
 SWEEP_AGAIN_S = 1.0  # after a ban or a pause, open jobs are looked for once more
 _STOPPED = ("dequeued", "stopping")  # the queue's CancelOutcome values that stop a job
-
-StopJob = Callable[[int, str], Awaitable[str]]  # job id, why (public) → the queue's CancelOutcome
-CanPost = Callable[[int], bool]  # channel id → sdbot may view and send messages there
-
-
-class AdminStorage(Protocol):
-    """The repositories GuildAdmin uses (``storage.repositories.Storage`` has them)."""
-
-    @property
-    def audit(self) -> AuditLog: ...
-    @property
-    def terms(self) -> TermList: ...
-    @property
-    def guild_settings(self) -> GuildSettingsRepository: ...
-    @property
-    def bans(self) -> BanList: ...
-    @property
-    def moderation(self) -> ModerationLog: ...
-
-
-@runtime_checkable
-class _Service(Protocol):
-    """An ImagineService, as round 1's callers pass it: ``GuildAdmin(service)``."""
-
-    @property
-    def limits(self) -> OptionLimits: ...
-    @property
-    def defaults(self) -> ModelDefaults: ...
-    @property
-    def default_limits(self) -> Limits: ...
-    @property
-    def nsfw_threshold(self) -> float: ...
-
-    async def stop(self, job_id: int, why: str) -> str: ...
-
-
-class ServiceLike(AdminStorage, _Service, Protocol):
-    """An ImagineService: its repositories, its limits and its way to stop a job."""
-
-
-def bot_limits(service: _Service) -> BotLimits:
-    """The bot's own limits, as an ImagineService holds them."""
-    return BotLimits(
-        options=service.limits,
-        defaults=service.defaults,
-        rates=service.default_limits,
-        nsfw_threshold=service.nsfw_threshold,
-    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +75,7 @@ class GuildAdmin:
         """``limits``: the bot's own, which settings may only tighten (None: storage's ranges
         alone). ``stop``: how a ban or a pause stops open jobs (None: they are left running).
         Given an ImagineService (round 1's ``GuildAdmin(service)``), both come from it."""
-        if isinstance(storage, _Service):
+        if isinstance(storage, ServiceParts):
             limits = limits or bot_limits(storage)
             stop = stop or storage.stop
         self.audit = storage.audit
