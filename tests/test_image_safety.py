@@ -345,6 +345,28 @@ async def test_the_worker_returns_what_each_policy_posts(supervisor: WorkerSuper
     assert grid.png == to_png(drawn.rgb)
 
 
+async def test_the_policy_and_the_post_ready_output_travel_through_redis(
+    supervisor: WorkerSupervisor,
+) -> None:
+    """The Redis codec carries the new protocol fields as they are (no Redis server needed)."""
+    from generation.queue.redis import codec
+
+    policies = [
+        _policy(**FLAG_ALL, channel_nsfw=True, nsfw_policy=NsfwPolicy.SPOILER, force_safe=True),
+        _policy(**FLAG_ALL),
+    ]
+    for policy in policies:
+        request = WorkRequest(7, OPTIONS, image_policy=policy)
+        assert codec.decode_payload(codec.encode_request(request, "uid")) == (request, "uid")
+    for result in await _run(supervisor, policies):
+        fields = codec.encode_result(result, "uid")
+        raw = {  # as Redis hands a hash back: bytes for names and values
+            key.encode(): value if isinstance(value, bytes) else value.encode()
+            for key, value in fields.items()
+        }
+        assert codec.decode_result(raw, "uid").post == result.post
+
+
 async def test_only_the_flagged_variant_is_withheld(supervisor: WorkerSupervisor) -> None:
     [first] = await _run(supervisor, [None])
     low, high = sorted(image.safety.nsfw_score for image in first.images)
