@@ -1,4 +1,8 @@
-"""One settings model: environment variables with the SDBOT_ prefix, or a .env file."""
+"""One settings model: environment variables with the SDBOT_ prefix, or a .env file.
+
+Every command reads it first, so it imports only pydantic and sdbot's light value modules; the
+libraries that parse database and Redis URLs are imported by the checks that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yarl
 from pydantic import (
     Field,
     SecretStr,
@@ -17,13 +20,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.connection import parse_url as parse_redis_url
-from sqlalchemy.engine import make_url
 
 from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
-from storage.engine import check_database_url
 
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
 # Rates and bursts, in standard images: below one image in ten hours a wait overflows a timer.
@@ -47,6 +47,8 @@ def mask_text(text: str) -> str:
 
 def mask_web_url(url: str) -> str:
     """An http(s) or ws(s) URL with its password and secret-looking query values masked."""
+    import yarl
+
     try:
         parsed = yarl.URL(url)
         if parsed.password:
@@ -61,6 +63,8 @@ def mask_web_url(url: str) -> str:
 
 def mask_url(url: str) -> str:
     """The URL with its password, and any secret-looking query value, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except Exception:  # sqlalchemy raises several kinds for text that is no URL
@@ -206,6 +210,9 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if not value:
             return value
+        import yarl
+        from redis.connection import parse_url as parse_redis_url
+
         try:
             parse_redis_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
         except ValueError as error:
@@ -232,6 +239,8 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         if not value:
             return value
+        from storage.engine import check_database_url
+
         try:
             check_database_url(value)
         except ValueError as error:

@@ -238,8 +238,21 @@ def test_guild_lists_and_policy_from_the_command_line(migrated: Settings) -> Non
         2,
         "sdbot: error: max_jobs_per_user must be above 0 and at most 1000000, got 0\n",
     )
-    narrowed = ok("guild", "set", "5", "--max-side", "256", "--channels", "11,12")
-    assert "max side        256 px (own)" in narrowed
+    # The same checks as /mod settings: a guild may be stricter than the bot, never laxer (the
+    # embedded model's largest side is 128 px, twice its native 64).
+    laxer = sdbot(migrated, "guild", "set", "5", "--max-side", "256")
+    assert (laxer.returncode, laxer.stderr) == (
+        2,
+        "sdbot: error: max_side 256 is above the bot's limit of 128\n",
+    )
+    looser = sdbot(migrated, "guild", "set", "5", "--nsfw-threshold", "0.9")
+    assert looser.stderr == (
+        "sdbot: error: nsfw_threshold 0.9 is laxer than the bot's 0.5; "
+        "a server can only be stricter (lower)\n"
+    )
+    assert "max side        128 px (default)" in ok("guild", "show", "5")
+    narrowed = ok("guild", "set", "5", "--max-side", "96", "--channels", "11,12")
+    assert "max side        96 px (own)" in narrowed
     assert "channels        11, 12" in narrowed
     assert "generation      running" in narrowed
     assert "channels        all" in ok("guild", "set", "5", "--channels", "all")

@@ -1,4 +1,14 @@
-"""`sdbot`: the command line. Exit codes: 0 ok, 1 failed, 2 bad input, 3 blocked, 4 not found."""
+"""`sdbot`: the command line. Exit codes: 0 ok, 1 failed, 2 bad input, 3 blocked, 4 not found.
+
+``main`` is one of the two places where errors become words (the other is the Discord command
+tree's ``on_error``): an ``SdbotError`` is one line on stderr and the exit code of its kind; a
+library's error about the world (a database that is locked, a Redis that is not there, a file
+that cannot be written) is one line too (``bot.cli.failures``); anything else is a bug and
+surfaces with its traceback.
+
+Start-up stays quick for commands that load no model: this module and every command's module
+import the standard library and argument types only; a command's handler imports what it uses.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +19,44 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.util import CommandError as AlembicError
-from pydantic import ValidationError
-from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from common.errors import ErrorKind, SdbotError
 
-from bot.settings import Settings, mask_url, settings_error
-from generation.errors import GenerationError, InvalidOption
-from storage.errors import DatabaseBehind
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_CODES = {
+    ErrorKind.FAILED: EXIT_FAILED,
+    ErrorKind.BAD_INPUT: EXIT_USAGE,
+    ErrorKind.BLOCKED: EXIT_BLOCKED,
+    ErrorKind.NOT_FOUND: EXIT_NOT_FOUND,
+}
 
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
 
 
-class CommandError(Exception):
-    """A one-line message for the user, with the exit code that goes with it."""
+class CommandError(SdbotError):
+    """A one-line message about what a command was given."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    kind = ErrorKind.BAD_INPUT
+
+
+class NothingThere(CommandError):
+    """What the command names is not there (a list entry, a watermark, its record)."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class CommandFailed(CommandError):
+    """The command could not do its work; nothing was wrong with what it was given."""
+
+    kind = ErrorKind.FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bot.cli import admin, audit, bench, discord, imagine, lists, run, worker
+    from bot.cli import admin, audit, bench, discord, guild, imagine, run, terms, worker
     from bot.cli.arguments import OneLineParser
 
     parser = OneLineParser(
@@ -42,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (imagine, audit, lists, admin, bench, worker, run, discord):
+    for module in (imagine, audit, terms, guild, admin, bench, worker, run, discord):
         module.register(commands)
     return parser
 
@@ -70,7 +92,17 @@ async def _cancel_on_sigterm(command: Coroutine[Any, Any, int]) -> int:
         raise KeyboardInterrupt from None
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"sdbot: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from bot.cli.failures import kind_of, outside_failure
+    from bot.settings import Settings, settings_error
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -80,45 +112,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:  # one line, each value named, secrets masked
-        print(f"sdbot: error: invalid settings: {settings_error(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"invalid settings: {settings_error(error)}", EXIT_USAGE)
     handler: Handler = args.handler
     try:
         return asyncio.run(_cancel_on_sigterm(handler(args, settings)))
-    except CommandError as error:
-        print(f"sdbot: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except InvalidOption as error:
-        print(f"sdbot: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseBehind as error:
-        print(f"sdbot: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except GenerationError as error:
-        print(f"sdbot: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    except SdbotError as error:
+        return _fail(str(error), EXIT_CODES[kind_of(error)])
     except BrokenPipeError:  # `sdbot ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except OperationalError as error:  # locked, unreachable: not the user's input
-        first_line = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
-        print(f"sdbot: error: database: {first_line or type(error).__name__}", file=sys.stderr)
-        return EXIT_FAILED
-    except (SQLAlchemyError, AlembicError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"sdbot: error: database: {type(error).__name__}: {first_line}", file=sys.stderr)
-        return EXIT_USAGE
-    except RedisError as error:  # no Redis there, or not one sdbot can use (SDBOT_REDIS_URL)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        where = mask_url(settings.redis_url or "")
-        print(f"sdbot: error: Redis {where}: {type(error).__name__}: {first_line}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as error:  # a server that does not answer, a file that cannot be written
-        print(f"sdbot: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("sdbot: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        failure = outside_failure(error, settings)
+        if failure is None:  # a bug: its traceback is what helps
+            raise
+        return _fail(failure.message, EXIT_CODES[failure.kind])
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK
-from bot.settings import Settings, mask_url
-from storage import migrations
-from storage.engine import create_engine, ensure_sqlite_folder
+from bot.settings import mask_url
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -43,6 +44,9 @@ def _shown_url(settings: Settings) -> str:
 
 
 async def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrations
+    from storage.engine import ensure_sqlite_folder
+
     url = settings.effective_database_url()
     ensure_sqlite_folder(url)
     await asyncio.to_thread(migrations.upgrade, url, args.revision)
@@ -51,6 +55,9 @@ async def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_current(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrations
+    from storage.engine import create_engine
+
     engine = create_engine(settings.effective_database_url())
     try:
         current = await migrations.current_revision(engine)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bot.settings import MAX_RATE, MIN_RATE
 from generation.options import UnstorableText, check_storable
@@ -13,7 +14,37 @@ MAX_GUILD_ID = 2**63 - 1  # Discord ids are 64-bit, and the database's BIGINT is
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse's parser, but a usage error is one line (the exit code stays 2)."""
+    """argparse's parser, but a usage error is one line (the exit code stays 2).
+
+    A parser made with ``fill`` gets its arguments only when it is used, to parse or to show its
+    help: a command whose flags come from a module that is slow to import (the guild settings'
+    table) registers without importing it, so every other command starts without paying for it.
+    """
+
+    def __init__(
+        self, *args: Any, fill: Callable[[argparse.ArgumentParser], None] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._fill = fill
+
+    def _filled(self) -> None:
+        if self._fill is not None:
+            fill, self._fill = self._fill, None
+            fill(self)
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads, one body
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._filled()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._filled()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -9,21 +9,17 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-from PIL import Image
-
-from bot.app import open_storage
-from bot.cli import EXIT_NOT_FOUND, EXIT_OK, CommandError
+from bot.cli import EXIT_OK, CommandError, NothingThere
 from bot.cli.arguments import date, guild_id
-from bot.settings import Settings
-from generation.images import from_image_file
-from generation.protocol import split_watermark_id
-from moderation import watermark
-from storage.audit import ImageRecord, JobRecord
-from storage.export import write_csv, write_jsonl
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from bot.settings import Settings
+    from storage.audit import ImageRecord, JobRecord
 
 MAX_TRACE_PIXELS = 50_000_000
 
@@ -47,6 +43,8 @@ def register(commands: Any) -> None:
 def check_image_size(path: Path) -> None:
     """Refuses a picture too big to decode, from its header alone (a 144-megapixel PNG would
     take gigabytes and half a minute); sdbot's own largest, an upscaled grid, is far below."""
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():  # PIL's bomb warning: the limit below says it in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -106,6 +104,11 @@ def _made_by(path: Path, rgb: npt.NDArray[np.uint8], image: ImageRecord) -> bool
     the same pixels as the recorded file. Watermark ids come from job ids, which a reset
     database hands out again, so the mark alone cannot tell. Without the recorded file to
     compare with (another machine's), the mark is taken at its word."""
+    import numpy as np
+    from PIL import Image
+
+    from generation.images import from_image_file
+
     if hashlib.sha256(path.read_bytes()).hexdigest() == image.sha256:
         return True
     if image.path is None or not Path(image.path).is_file():
@@ -121,6 +124,13 @@ def _made_by(path: Path, rgb: npt.NDArray[np.uint8], image: ImageRecord) -> bool
 
 
 async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
+    from PIL import Image
+
+    from generation.images import from_image_file
+    from generation.protocol import split_watermark_id
+    from moderation import watermark
+    from storage.repositories import open_storage
+
     check_image_size(args.image)
     try:
         rgb = from_image_file(str(args.image))
@@ -128,23 +138,21 @@ async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"cannot read image {args.image}: {error}") from error
     mark = watermark.decode(rgb)
     if mark is None:
-        raise CommandError(f"no sdbot watermark found in {args.image}", EXIT_NOT_FOUND)
-    async with open_storage(settings) as storage:
+        raise NothingThere(f"no sdbot watermark found in {args.image}")
+    async with open_storage(settings.effective_database_url()) as storage:
         found = await storage.audit.find_by_watermark(mark)
     if found is None:
         job_id, variant = split_watermark_id(mark)
-        raise CommandError(
+        raise NothingThere(
             f"{args.image} carries watermark {mark} (job {job_id}, variant {variant}), "
-            "but this database has no such image",
-            EXIT_NOT_FOUND,
+            "but this database has no such image"
         )
     job, image = found
     if not await asyncio.to_thread(_made_by, args.image, rgb, image):
-        raise CommandError(
+        raise NothingThere(
             f"{args.image} carries watermark {mark} (job {job.id}, variant {image.variant}), but "
             f"this database's job {job.id} made another picture: the database was reset or "
-            "restored since this one was made, and holds no record of it",
-            EXIT_NOT_FOUND,
+            "restored since this one was made, and holds no record of it"
         )
     if args.json:
         print(
@@ -158,7 +166,10 @@ async def run_trace(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_storage(settings) as storage:
+    from storage.export import write_csv, write_jsonl
+    from storage.repositories import open_storage
+
+    async with open_storage(settings.effective_database_url()) as storage:
         jobs = await storage.audit.list_jobs(guild_id=args.guild, since=args.since)
     write = write_csv if args.format == "csv" else write_jsonl
     if args.out is None:

@@ -8,13 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from bot.cli import EXIT_OK, EXIT_USAGE, CommandError
+from bot.cli import EXIT_OK, EXIT_USAGE, CommandError, CommandFailed
 from bot.cli.arguments import guild_id
-from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.discord_bot import ImagineBot
     from bot.discord_schema import Problem
+    from bot.settings import Settings
 
 COMMANDS_ROUTE = "/applications/0/commands"
 MESSAGE_ROUTE = "/channels/0/messages"
@@ -162,7 +162,7 @@ async def run_sync(args: argparse.Namespace, settings: Settings) -> int:
             f"Discord refused the commands ({error}); `sdbot discord check` lists what is wrong"
         ) from None
     except discord.HTTPException as error:
-        raise CommandError(f"Discord answered {error.status}: {error.text}", 1) from None
+        raise CommandFailed(f"Discord answered {error.status}: {error.text}") from None
     finally:
         await client.close()
     count = len(client.tree.get_commands(guild=discord.Object(guild) if guild else None))

@@ -6,28 +6,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.app import open_service, open_storage
 from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
 from bot.cli.arguments import check_guild_id, guild_id
-from bot.cli.refusals import record_refusal
-from bot.service import ImagineOutcome, Requester, ShownImage, moderate
-from bot.settings import Settings
-from generation.errors import ModelLoadError
-from generation.models import model_defaults, resolve_model
-from generation.options import (
-    SCHEDULERS,
-    RequestedOptions,
-    UnstorableText,
-    check_storable,
-    validate,
-)
-from generation.protocol import Progress
-from generation.queue import Queued
-from moderation.prompts import PromptVerdict
-from storage.audit import JobRecord
-from storage.models import JobStatus
+from generation.options import SCHEDULERS, RequestedOptions
+
+if TYPE_CHECKING:
+    from bot.service import ImagineOutcome, ShownImage
+    from bot.settings import Settings
+    from generation.protocol import Progress
+    from generation.queue import Queued
+    from moderation.prompts import PromptVerdict
+    from storage.audit import JobRecord
 
 
 def register(commands: Any) -> None:
@@ -136,6 +127,8 @@ def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
 
 
 def _print_outcome(outcome: ImagineOutcome) -> None:
+    from storage.models import JobStatus
+
     print(f"job {outcome.job_id} {outcome.status.value}: {outcome.prompt}")
     if outcome.status is JobStatus.BLOCKED:
         print(f"  {outcome.verdict.summary()}")
@@ -185,6 +178,14 @@ def _queue_printer(enabled: bool) -> Any:
 
 
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_service, open_storage
+    from bot.cli.refusals import record_refusal
+    from bot.service import Requester
+    from generation.errors import ModelLoadError
+    from generation.models import model_defaults, resolve_model
+    from generation.options import UnstorableText, validate
+    from storage.models import JobStatus
+
     try:
         defaults = model_defaults(resolve_model(settings.model))
     except ModelLoadError as error:
@@ -220,6 +221,9 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_service, open_storage
+    from storage.models import JobStatus
+
     outcomes: list[ImagineOutcome] = []
 
     def show(outcome: ImagineOutcome) -> None:
@@ -282,9 +286,13 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.service import moderate
+    from generation.options import check_storable
+    from storage.repositories import open_storage
+
     check_storable("prompt", args.prompt)
     check_storable("negative prompt", args.negative)
-    async with open_storage(settings) as storage:
+    async with open_storage(settings.effective_database_url()) as storage:
         verdict = await moderate(storage.terms, args.prompt, args.guild, args.negative)
     if args.json:
         print(json.dumps(_verdict_json(verdict)))

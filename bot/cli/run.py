@@ -10,14 +10,11 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from bot import discord_endpoints
-from bot.app import open_service, open_storage
 from bot.cli import EXIT_OK, CommandError
-from bot.settings import Settings
-from generation.queue import LocalQueue
 
 if TYPE_CHECKING:
     from bot.discord_sync import CommandSync
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +39,11 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     import discord
     from discord import app_commands
 
+    from bot import discord_endpoints
+    from bot.app import open_service, open_storage
     from bot.discord_bot import ImagineBot
     from bot.service import ImagineOutcome
+    from generation.queue import LocalQueue
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
     if not token:

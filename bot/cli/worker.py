@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.app import worker_spec
 from bot.cli import EXIT_OK, CommandError
-from bot.settings import Settings, mask_url
-from generation.supervisor import WorkerSupervisor
+from bot.settings import mask_url
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -29,7 +30,9 @@ def register(commands: Any) -> None:
 
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import worker_spec
     from generation.redis_queue import RedisWorker
+    from generation.supervisor import WorkerSupervisor
 
     if not settings.redis_url:
         raise CommandError("sdbot worker takes its jobs from Redis: set SDBOT_REDIS_URL")
