@@ -148,7 +148,8 @@ class Worker:
     def finish(
         self, request: WorkRequest, raw_images: list[RGBArray], diffusion_ms: float
     ) -> WorkResult:
-        """Upscale, safety check and watermark one job's images."""
+        """Upscale, safety check and watermark one job's images; under a policy, make them
+        post-ready."""
         diffusion_done = time.perf_counter()
         # 2. Upscale to what the watermark needs (an upscale job: twice that); the checker sees
         # the image that will be posted.
