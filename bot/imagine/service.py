@@ -61,7 +61,7 @@ class ImagineService:
         self.config = config
         self.leases = LeaseKeeper(storage.audit, config.lease_s)
         self.pictures = Pictures(config.output_dir)
-        self.gates = Gate(storage.bans, direct_messages=config.direct_messages)
+        self.gatekeeper = Gate(storage.bans, direct_messages=config.direct_messages)
         # Admission asks this object's gate, so whoever stands in for ``service.gate`` (a test
         # that lets a request through a moment before a ban) is asked too.
         self.admission = Admission(
@@ -162,7 +162,7 @@ class ImagineService:
         self, requester: Requester, settings: GuildSettingsRecord | None
     ) -> GateRefusal | None:
         """What the guild's moderators decided stands in the way of this member here."""
-        return await self.gates.check(requester, settings)
+        return await self.gatekeeper.check(requester, settings)
 
     async def use_control(
         self, job_id: int, variant: int | None, requester: Requester
@@ -299,11 +299,11 @@ class ImagineService:
 
     @property
     def direct_messages(self) -> bool:
-        return self.gates.direct_messages
+        return self.gatekeeper.direct_messages
 
     @direct_messages.setter
     def direct_messages(self, allowed: bool) -> None:
-        self.gates.direct_messages = allowed
+        self.gatekeeper.direct_messages = allowed
 
     @property
     def output_dir(self) -> Path | None:
