@@ -33,8 +33,8 @@ from moderation.guild_rules import GuildRulesCache
 from moderation.policy import ImagePolicy, NsfwPolicy
 from moderation.prompts import PromptRules, PromptVerdict, check_prompt
 from storage.admin import GuildSettingsRecord
-from storage.audit import NewJob
 from storage.models import JobStatus
+from storage.records import NewJob
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from bot.imagine.records import requested_of
 from bot.imagine.types import Derived, Requester
 from generation.options import UPSCALE_FACTOR, RequestedOptions
 from moderation.policy import Disposition
-from storage.audit import AuditLog, JobRecord
 from storage.models import JobKind, JobStatus
+from storage.records import JobRecord
+from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def derive(parent: JobRecord, variant: int | None) -> tuple[RequestedOptions, De
 class Controls:
     """Claims a control on a job once, and submits the job it starts."""
 
-    def __init__(self, audit: AuditLog, admission: Admission) -> None:
-        self.audit = audit
+    def __init__(self, storage: Storage, admission: Admission) -> None:
+        self.storage = storage
         self.admission = admission
 
     async def use(
@@ -64,23 +65,24 @@ class Controls:
         Raises ControlUnavailable (nothing to upscale, a withheld variant) or InvalidOption (the
         guild's limits changed since).
         """
-        parent = await self.audit.get_job(job_id)
+        parent = await self.storage.audit.get_job(job_id)
         if parent is None:
             raise ControlUnavailable(f"there is no job {job_id}")
         requested, derived = derive(parent, variant)
         action = control_name(variant)
-        claim = await self.audit.claim_action(job_id, action, requester.user_id)
+        claims = self.storage.claims
+        claim = await claims.claim_action(job_id, action, requester.user_id)
         if not claim.claimed:
             return AlreadyStarted(claim.existing)
         try:
             submitted = await self.admission.submit(requested, requester, derived=derived)
         except BaseException:
-            await asyncio.shield(self.audit.release_action(job_id, action))
+            await asyncio.shield(claims.release_action(job_id, action))
             raise
         child = submitted.job.job_id if isinstance(submitted, Submitted) else submitted.job_id
         assert claim.claimed_at is not None
         try:  # the job is queued: nothing here may stop it from being followed
-            if not await self.audit.action_started(job_id, action, child, claim.claimed_at):
+            if not await claims.action_started(job_id, action, child, claim.claimed_at):
                 log.warning(
                     "%s of job %d was claimed again meanwhile ◆ job %d", action, job_id, child
                 )

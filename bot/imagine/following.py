@@ -29,8 +29,8 @@ from generation.queue import (
 from generation.supervisor import ProgressCallback, notify
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptVerdict
-from storage.audit import AuditLog
 from storage.models import JobStatus
+from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 class Following:
     """Follows submitted jobs; knows which of them a worker runs now."""
 
-    def __init__(self, audit: AuditLog, queue: JobQueue, pictures: Pictures) -> None:
-        self.audit = audit
+    def __init__(self, storage: Storage, queue: JobQueue, pictures: Pictures) -> None:
+        self.audit = storage.audit  # jobs and their images
         self.queue = queue
         self.pictures = pictures
         self.running: set[int] = set()  # followed jobs a worker has started

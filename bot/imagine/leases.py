@@ -10,7 +10,8 @@ import os
 import socket
 import uuid
 
-from storage.audit import AuditLog, Lease
+from storage.leases import JobLeases
+from storage.records import JobRecord, Lease
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,18 @@ def lease_owner_dead(owner: str) -> bool:
 class LeaseKeeper:
     """Renews this process's leases while it lives (from the first job it takes)."""
 
-    def __init__(self, audit: AuditLog, seconds: float) -> None:
-        self.audit = audit
+    def __init__(self, leases: JobLeases, seconds: float) -> None:
+        self.leases = leases
         self.lease = Lease(lease_owner(), seconds)
         self._renewing: asyncio.Task[None] | None = None
+
+    async def take(self, job_id: int) -> JobRecord | None:
+        """An open job for this process, if no live process holds it (None: one does, or it
+        ended meanwhile); renewed from now on."""
+        record = await self.leases.take_lease(job_id, self.lease, dead=lease_owner_dead)
+        if record is not None:
+            self.keep()
+        return record
 
     def keep(self) -> None:
         """Starts renewing, unless it already does."""
@@ -56,7 +65,7 @@ class LeaseKeeper:
             await asyncio.gather(self._renewing, return_exceptions=True)
             self._renewing = None
         try:
-            await self.audit.release_leases(self.lease.owner)
+            await self.leases.release_leases(self.lease.owner)
         except Exception as error:  # a locked database: the leases just run out
             log.warning("could not release the leases of %s: %s", self.lease.owner, error)
 
@@ -64,6 +73,6 @@ class LeaseKeeper:
         while True:
             await asyncio.sleep(self.lease.seconds / 3)
             try:
-                await self.audit.renew_leases(self.lease)
+                await self.leases.renew_leases(self.lease)
             except Exception as error:  # locked or unreachable: try again; recover may win
                 log.warning("could not renew the leases of %s: %s", self.lease.owner, error)

@@ -11,8 +11,8 @@ from pathlib import Path
 from generation.queue import JobHandle, Queued, QueuedJob
 from moderation.policy import Disposition, ImagePolicy
 from moderation.prompts import PromptVerdict
-from storage.audit import JobRecord
 from storage.models import JobStatus
+from storage.records import JobRecord
 
 
 class Refusal(enum.StrEnum):

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
 from moderation.prompts import PromptVerdict
-from storage.audit import AuditLog, JobRecord, NewImage, NewJob
+from storage.audit import AuditLog
 from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
+from storage.records import JobRecord, NewImage, NewJob
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -24,9 +24,10 @@ from generation.supervisor import notify
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptVerdict
 from storage import pictures
-from storage.audit import AuditLog, JobRecord
 from storage.models import JobStatus, utcnow
 from storage.pictures import StagedState, SweepReport
+from storage.records import JobRecord
+from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,15 @@ class Recovery:
 
     def __init__(
         self,
-        audit: AuditLog,
+        storage: Storage,
         queue: JobQueue,
         leases: LeaseKeeper,
         following: Following,
         pictures: Pictures,
         policy_now: PolicyNow,
     ) -> None:
-        self.audit = audit
+        self.storage = storage
+        self.audit = storage.audit  # jobs and their images
         self.queue = queue
         self.leases = leases
         self.following = following
@@ -66,14 +68,12 @@ class Recovery:
         """
         resumed = 0
         for candidate in await self.audit.open_jobs():
-            lease = self.leases.lease
-            record = await self.audit.take_lease(candidate.id, lease, dead=lease_owner_dead)
+            record = await self.leases.take(candidate.id)
             if record is None:
                 current = await self.audit.get_job(candidate.id)
                 if current is not None and not current.status.is_terminal and on_held:
                     on_held(current)
                 continue
-            self.leases.keep()
             job = QueuedJob(
                 WorkRequest(record.id, options_of(record)),
                 record.guild_id,

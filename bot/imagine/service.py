@@ -43,8 +43,9 @@ from storage.admin import (
     ModerationLog,
     TermList,
 )
-from storage.audit import AuditLog, JobRecord, Lease
+from storage.audit import AuditLog
 from storage.pictures import SweepReport
+from storage.records import JobRecord, Lease
 from storage.repositories import Storage
 
 
@@ -59,7 +60,7 @@ class ImagineService:
         self.storage = storage
         self.queue = queue
         self.config = config
-        self.leases = LeaseKeeper(storage.audit, config.lease_s)
+        self.leases = LeaseKeeper(storage.leases, config.lease_s)
         self.pictures = Pictures(config.output_dir)
         self.gatekeeper = Gate(storage.bans, direct_messages=config.direct_messages)
         # Admission asks this object's gate, so whoever stands in for ``service.gate`` (a test
@@ -76,10 +77,10 @@ class ImagineService:
             model_name=config.model_name,
             rules=rules,
         )
-        self.following = Following(storage.audit, queue, self.pictures)
-        self.controls = Controls(storage.audit, self.admission)
+        self.following = Following(storage, queue, self.pictures)
+        self.controls = Controls(storage, self.admission)
         self.recovery = Recovery(
-            storage.audit,
+            storage,
             queue,
             self.leases,
             self.following,
