@@ -21,13 +21,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from generation.limits import MAX_RATE as MAX_RATE  # the rates a setting may hold
+from generation.limits import MIN_RATE as MIN_RATE
 from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
 
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
-# Rates and bursts, in standard images: below one image in ten hours a wait overflows a timer.
-MIN_RATE, MAX_RATE = 0.1, 1_000_000.0
 _RATES = ("user_images_per_hour", "user_burst", "guild_images_per_hour", "guild_burst")
 _URLS = ("database_url", "redis_url", "discord_api_url", "discord_gateway_url")
 _CREDENTIALS = re.compile(r"([^/?#@:]*):[^/?#@]*@")  # user:password@, with a scheme or not

@@ -18,6 +18,8 @@ from generation.options import GenerationOptions
 
 STANDARD_PIXELS = 512 * 512
 STANDARD_STEPS = 20
+# Rates and bursts, in standard images: below one image in ten hours a wait overflows a timer.
+MIN_RATE, MAX_RATE = 0.1, 1_000_000.0
 
 
 def work_units(width: int, height: int, steps: int, variants: int) -> float:

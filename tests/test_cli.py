@@ -24,6 +24,11 @@ from storage.models import TermKind
 
 
 def sdbot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return python(settings, "-m", "bot", *args, **env)
+
+
+def python(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """This Python, in the environment sdbot gets from ``settings``."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("SDBOT_")
     } | {
@@ -35,7 +40,7 @@ def sdbot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedPro
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -340,6 +345,41 @@ def test_trace_without_a_mark_exits_4(migrated: Settings, tmp_path: Path) -> Non
     result = sdbot(migrated, "trace", str(plain))
     assert result.returncode == 4
     assert f"no sdbot watermark found in {plain}" in result.stderr
+
+
+# What a command that runs no model may not import: they cost seconds of start-up between them.
+NOT_FOR_LIGHT_COMMANDS = ("discord", "aiohttp", "redis", "PIL", "numpy", "torch", "cv2", "bench")
+
+
+@pytest.mark.parametrize(
+    ("args", "also_not"),
+    [
+        (["--help"], ("sqlalchemy", "pydantic", "alembic")),
+        (["config"], ("alembic",)),
+        (["moderate", "a cat", "--guild", "5"], ()),
+        (["guild", "show", "5"], ()),
+        (["terms", "list"], ()),
+    ],
+)
+def test_commands_without_a_model_import_no_heavy_library(
+    migrated: Settings, args: list[str], also_not: tuple[str, ...]
+) -> None:
+    """Commands register without their handlers' libraries; a handler imports what it uses."""
+    script = (
+        "import sys\n"
+        "from bot.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})), file=sys.stderr)\n"
+    )
+    result = python(migrated, "-c", script)
+    loaded = set(result.stderr.split())
+    assert "bot" in loaded, result.stderr
+    assert loaded.isdisjoint({*NOT_FOR_LIGHT_COMMANDS, *also_not}), sorted(
+        loaded & {*NOT_FOR_LIGHT_COMMANDS, *also_not}
+    )
 
 
 def test_config_masks_secrets(settings: Settings) -> None:

@@ -98,13 +98,14 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help and usage errors end here, before settings are read
+
     from pydantic import ValidationError
 
     from bot.cli.failures import kind_of, outside_failure
     from bot.settings import Settings, settings_error
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

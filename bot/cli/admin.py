@@ -8,7 +8,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK
-from bot.settings import mask_url
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -40,6 +39,8 @@ async def run_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shown_url(settings: Settings) -> str:
+    from bot.settings import mask_url
+
     return mask_url(settings.effective_database_url())
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from bot.settings import MAX_RATE, MIN_RATE
+from generation.limits import MAX_RATE, MIN_RATE
 from generation.options import UnstorableText, check_storable
 
 MAX_GUILD_ID = 2**63 - 1  # Discord ids are 64-bit, and the database's BIGINT is signed

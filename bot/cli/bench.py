@@ -152,10 +152,10 @@ async def run_moderation(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"--repeats must be at least 1, got {args.repeats}")
     rules = PromptRules.default()
     if args.guild is not None:
-        from bot.app import open_storage
-        from bot.service import rules_for
+        from bot.imagine.rules import rules_for
+        from storage.repositories import open_storage
 
-        async with open_storage(settings) as storage:
+        async with open_storage(settings.effective_database_url()) as storage:
             rules = await rules_for(storage.terms, rules, args.guild)
     reports = []
     for name in args.sets or SETS:

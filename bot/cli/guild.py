@@ -50,12 +50,11 @@ def _flag_type(spec: SettingSpec) -> Callable[[str], Any]:
     """How a flag's text becomes the setting's value; the table decides what is allowed."""
     from bot.guild_settings import Kind
 
-    if spec.kind is Kind.RATE:  # images an hour, or jobs: whole when Discord offers integers
-        whole = spec.option_range is not None and isinstance(spec.option_range[0], int)
-        return int if whole else rate
     if spec.kind is Kind.CHANNELS:
-        return str  # 'all' or ids, read by _channels
-    return {Kind.THRESHOLD: float, Kind.STEPS: int, Kind.SIDE: int}.get(spec.kind, str)
+        return str  # 'all' or ids separated by commas: read by _channels
+    if spec.kind is Kind.RATE and spec.value_type is float:
+        return rate  # within what the limiter can wait for, said in one line
+    return spec.value_type
 
 
 def _setting_flags(parser: argparse.ArgumentParser) -> None:

@@ -286,7 +286,7 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.service import moderate
+    from bot.imagine.rules import moderate
     from generation.options import check_storable
     from storage.repositories import open_storage
 

@@ -9,7 +9,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError
-from bot.settings import mask_url
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -31,6 +30,7 @@ def register(commands: Any) -> None:
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import worker_spec
+    from bot.settings import mask_url
     from generation.redis_queue import RedisWorker
     from generation.supervisor import WorkerSupervisor
 
