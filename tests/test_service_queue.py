@@ -23,6 +23,7 @@ from bot.settings import Settings
 from generation.limits import Limits
 from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
 from generation.protocol import Progress
+from moderation.policy import Disposition
 from moderation.prompts import PromptVerdict
 from storage import migrations
 from storage.audit import AuditLog, NewJob
@@ -242,3 +243,21 @@ async def test_a_jobs_record_gives_back_the_options_and_requester_it_was_made_of
     )
     assert (parent.kind, parent.parent_job_id, parent.parent_variant) == ("imagine", None, None)
     assert (child.kind, child.parent_job_id, child.parent_variant) == ("upscale", parent_id, 2)
+
+
+async def test_the_image_policy_is_fixed_when_the_request_is_admitted(settings: Settings) -> None:
+    """The guild's settings are read once, at admission: a job's pictures follow the policy of
+    that moment, whatever the moderators change while it waits."""
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    flagging = settings.model_copy(update={"nsfw_threshold": 1e-9})  # every picture is flagged
+    nsfw_channel = Requester(source="test", guild_id=7, channel_id=70, channel_nsfw=True)
+    async with open_storage(flagging) as storage, open_service(flagging, storage) as service:
+        await storage.guild_settings.update(7, nsfw_policy="spoiler")
+        submitted = await service.submit(
+            RequestedOptions(prompt="a red circle", variants=1, seed=1), nsfw_channel
+        )
+        assert not isinstance(submitted, ImagineOutcome)
+        await storage.guild_settings.update(7, nsfw_policy="block")  # while it waits
+        outcome = await service.follow_submitted(submitted)
+    assert outcome.status is JobStatus.SUCCEEDED
+    assert [image.disposition for image in outcome.images] == [Disposition.SPOILER]
