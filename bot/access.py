@@ -18,8 +18,8 @@ from common.errors import SdbotError
 from storage.models import JobKind, JobStatus
 
 if TYPE_CHECKING:
-    from bot.service import Refusal
-    from storage.audit import JobRecord
+    from bot.imagine.outcomes import Refusal
+    from storage.records import JobRecord
 
 
 class AccessRefused(SdbotError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS, DELETE
-from bot.service import ImagineService
+from bot.imagine.service import ImagineService
 from storage.models import JobKind, JobStatus
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
 from tests.fake_discord.client import running, with_controls

@@ -10,10 +10,10 @@ import asyncio
 from bot.app import open_service, open_storage
 from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS
-from bot.service import ImagineService
+from bot.imagine.service import ImagineService
 from bot.settings import Settings
-from storage.audit import JobRecord
 from storage.models import JobStatus
+from storage.records import JobRecord
 from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
 from tests.fake_discord.client import running, start_client, with_controls
 

@@ -13,8 +13,8 @@ from bot.app import open_storage
 from bot.discord.render import CONTROLS
 from bot.settings import Settings
 from storage import migrations
-from storage.audit import NewJob
 from storage.models import JobStatus, Verdict
+from storage.records import NewJob
 from tests.fake_discord import FakeDiscord, Message
 from tests.processes import read_log, wait_for_line
 

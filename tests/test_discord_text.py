@@ -15,7 +15,8 @@ from bot.access import Control, Use
 from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text
 from bot.discord.text import capped, plural, quoted
 from bot.discord_mod import _jobs, _recent
-from bot.service import Refusal, ShuttingDown
+from bot.imagine.errors import ShuttingDown
+from bot.imagine.outcomes import Refusal
 from generation.errors import InvalidOption
 from generation.options import (
     GenerationOptions,
@@ -26,8 +27,8 @@ from generation.options import (
     validate,
 )
 from generation.protocol import Progress
-from storage.audit import JobRecord
 from storage.models import JobKind, JobStatus
+from storage.records import JobRecord
 
 
 def test_capped_leaves_what_fits_and_cuts_the_rest_with_an_ellipsis() -> None:

@@ -25,8 +25,9 @@ from bot.discord.tree import SdbotTree
 from bot.discord_mod import action_text, mod_commands
 
 if TYPE_CHECKING:
-    from bot.service import ImagineOutcome, ImagineService
-    from storage.admin import ModerationActionRecord
+    from bot.imagine.outcomes import ImagineOutcome
+    from bot.imagine.service import ImagineService
+    from storage.moderation_log import ModerationActionRecord
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from bot.discord.delivery import Status
 from bot.discord.interactions import is_moderator, requester_in
 from bot.discord.retries import DISCORD_ERRORS, best_effort, describe
 from bot.discord.text import NO_PINGS, capped
-from bot.service import AlreadyStarted, ImagineOutcome, Refusal, Submitted
+from bot.imagine.outcomes import AlreadyStarted, ImagineOutcome, Refusal, Submitted
 from common.errors import SdbotError
 from storage.models import Controls, JobKind
 
 if TYPE_CHECKING:
     from bot.discord.client import ImagineBot
-    from storage.audit import JobRecord
+    from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from storage.models import JobKind
 
 if TYPE_CHECKING:
     from bot.discord.client import ImagineBot
-    from bot.service import ImagineOutcome, Submitted
+    from bot.imagine.outcomes import ImagineOutcome, Submitted
     from generation.protocol import Progress
     from generation.queue import Queued
-    from storage.audit import JobRecord
+    from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
 

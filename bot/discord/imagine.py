@@ -19,7 +19,7 @@ from bot.discord.delivery import Status
 from bot.discord.interactions import private, requester
 from bot.discord.retries import DISCORD_ERRORS, describe
 from bot.discord.text import NO_PINGS, capped
-from bot.service import ImagineOutcome
+from bot.imagine.outcomes import ImagineOutcome
 from generation.options import MAX_SEED, SCHEDULERS, RequestedOptions
 from storage.models import JobKind
 

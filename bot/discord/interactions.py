@@ -8,7 +8,7 @@ from typing import Any
 import discord
 
 from bot.discord.text import NO_PINGS, capped, channel_nsfw
-from bot.service import Requester
+from bot.imagine.types import Requester
 
 
 def requester(interaction: discord.Interaction) -> Requester:

@@ -19,7 +19,7 @@ from bot import access
 from bot.discord import render
 from bot.discord.interactions import may_moderate, private, requester
 from bot.discord.text import NO_PINGS, capped, channel_nsfw
-from bot.service import Refusal
+from bot.imagine.outcomes import Refusal
 
 if TYPE_CHECKING:
     from bot.discord.client import ImagineBot

@@ -13,10 +13,10 @@ from bot.discord import render
 from bot.discord.delivery import Delivery, Status
 from bot.discord.retries import DeliveryFailed, best_effort, with_retries
 from bot.discord.text import NO_PINGS, capped
-from bot.service import options_of
+from bot.imagine.records import options_of
 
 if TYPE_CHECKING:
-    from bot.service import ImagineOutcome
+    from bot.imagine.outcomes import ImagineOutcome
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,20 @@ import discord
 
 from bot.access import Gated
 from bot.discord.text import quoted
-from bot.service import Refusal, ShuttingDown
+from bot.imagine.errors import ShuttingDown
+from bot.imagine.outcomes import Refusal
 from common.errors import SdbotError
 from generation.errors import InvalidOption
 from generation.options import renamed
 from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
 if TYPE_CHECKING:
-    from bot.service import GuildLimits, ImagineOutcome
+    from bot.imagine.outcomes import ImagineOutcome
+    from bot.imagine.types import GuildLimits
     from generation.options import GenerationOptions
     from generation.protocol import Progress
-    from storage.admin import GuildSettingsRecord
-    from storage.audit import JobRecord
+    from storage.guild_settings import GuildSettingsRecord
+    from storage.records import JobRecord
 
 UPSCALES = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
 REROLL = "🔄"
