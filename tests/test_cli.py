@@ -544,3 +544,30 @@ def test_recover_runs_the_jobs_a_stopped_process_left_open(migrated: Settings) -
     assert all(Path(image["path"]).is_file() for image in outcome["images"])
     again = sdbot(migrated, "recover")
     assert (again.returncode, again.stdout) == (0, "no open jobs\n")
+
+
+def test_every_family_gets_the_exit_code_of_its_kind() -> None:
+    """One translator: main words any SdbotError and exits with its kind's code."""
+    from bot.cli import EXIT_CODES, CommandFailed, NothingThere
+    from bot.cli.failures import kind_of
+    from bot.guild_admin import InvalidDuration, InvalidSetting
+    from common.errors import SdbotError
+    from generation.errors import InvalidOption, ModelLoadError, RateLimited
+    from moderation.errors import InvalidTerm
+    from storage.errors import DatabaseBehind, JobNotFound
+
+    expected: list[tuple[SdbotError, int]] = [
+        (InvalidOption("steps", 0, "a whole number from 1 to 50"), 2),
+        (RateLimited("the queue is full", 60.0), 2),
+        (DatabaseBehind(None, "0006"), 2),
+        (InvalidTerm("'a*b': '*' may only stand at the start or the end"), 2),
+        (InvalidSetting("max_side 256 is above the bot's limit of 128"), 2),
+        (InvalidDuration("--expires 'soon' is not a duration"), 2),
+        (JobNotFound(7), 4),
+        (NothingThere("no sdbot watermark found"), 4),
+        (ModelLoadError("model checkpoint x does not exist"), 1),
+        (CommandFailed("Discord answered 500"), 1),
+    ]
+    assert [(type(e).__name__, EXIT_CODES[kind_of(e)]) for e, _ in expected] == [
+        (type(e).__name__, code) for e, code in expected
+    ]

@@ -1,4 +1,4 @@
-"""`sdbot imagine` and `sdbot moderate`: the moderated path without Discord."""
+"""`sdbot imagine`, `sdbot recover` and `sdbot moderate`: the moderated path without Discord."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
 from bot.cli.arguments import check_guild_id, guild_id
+from bot.cli.outcomes import (
+    outcome_json,
+    print_outcome,
+    progress_printer,
+    queue_printer,
+    verdict_json,
+)
 from generation.options import SCHEDULERS, RequestedOptions
 
 if TYPE_CHECKING:
-    from bot.service import ImagineOutcome, ShownImage
+    from bot.service import ImagineOutcome
     from bot.settings import Settings
-    from generation.protocol import Progress
-    from generation.queue import Queued
-    from moderation.prompts import PromptVerdict
     from storage.audit import JobRecord
 
 
@@ -83,100 +87,6 @@ def _requested(args: argparse.Namespace) -> RequestedOptions:
     )
 
 
-def _image_json(image: ShownImage) -> dict[str, Any]:
-    return {
-        "variant": image.variant,
-        "seed": image.seed,
-        "path": None if image.path is None else str(image.path),
-        "disposition": image.disposition.value,
-        "reason": image.reason,
-        "width": image.width,
-        "height": image.height,
-        "sha256": image.sha256,
-        "safety": {
-            "score": round(image.safety_score, 4),
-            "verdict": image.safety_verdict,
-            "threshold": image.safety_threshold,
-            "model_flagged": image.model_flagged,
-        },
-        "watermark": {"id": image.watermark_id, "verified": image.watermark_verified},
-    }
-
-
-def _verdict_json(verdict: PromptVerdict) -> dict[str, Any]:
-    return {
-        "allowed": verdict.allowed,
-        "reasons": list(verdict.reasons),
-        "force_safe": verdict.force_safe,
-        "force_safe_reasons": list(verdict.safe_reasons),
-    }
-
-
-def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
-    return {
-        "job_id": outcome.job_id,
-        "status": outcome.status.value,
-        "prompt": outcome.prompt,
-        "verdict": _verdict_json(outcome.verdict),
-        "seeds": list(outcome.seeds),
-        "images": [_image_json(image) for image in outcome.images],
-        "grid": None if outcome.grid is None else _image_json(outcome.grid),
-        "error": outcome.error,
-        "timings_ms": {name: round(ms, 1) for name, ms in outcome.timings_ms.items()},
-    }
-
-
-def _print_outcome(outcome: ImagineOutcome) -> None:
-    from storage.models import JobStatus
-
-    print(f"job {outcome.job_id} {outcome.status.value}: {outcome.prompt}")
-    if outcome.status is JobStatus.BLOCKED:
-        print(f"  {outcome.verdict.summary()}")
-        return
-    if outcome.error:
-        print(f"  error: {outcome.error}")
-        return
-    if outcome.verdict.force_safe:
-        print(f"  {outcome.verdict.summary()}")
-    for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
-        label = "grid" if image.variant == 0 else f"#{image.variant} seed {image.seed}"
-        if image.withheld:
-            where = f"withheld: {image.reason}"
-        elif image.spoiler:
-            where = f"{image.path} (spoiler: {image.reason})"
-        else:
-            where = str(image.path)
-        mark = "watermark ok" if image.watermark_verified else "watermark NOT verified"
-        print(
-            f"  {label:<18} {image.width}x{image.height}  {image.safety_verdict} "
-            f"{image.safety_score:.2f}  {mark}  {where}"
-        )
-    timings = outcome.timings_ms
-    print(
-        f"  {timings.get('total', 0) / 1000:.2f} s in all: diffusion "
-        f"{timings.get('diffusion', 0):.0f} ms, safety + watermark "
-        f"{timings.get('worker_postprocess', 0):.0f} ms, grid + files "
-        f"{timings.get('grid_and_files', 0):.0f} ms"
-    )
-
-
-def _progress_printer(enabled: bool) -> Any:
-    def show(progress: Progress) -> None:
-        end = "\n" if progress.step == progress.total else ""
-        print(f"\r  step {progress.step}/{progress.total}", end=end, file=sys.stderr, flush=True)
-
-    return show if enabled else None
-
-
-def _queue_printer(enabled: bool) -> Any:
-    def show(place: Queued) -> None:
-        eta = "" if place.eta_s is None else f", done in about {place.eta_s:.0f} s"
-        ahead = "next" if place.ahead == 0 else f"{place.ahead} ahead"
-        print(f"\r  queued: {ahead}{eta}   ", end="", file=sys.stderr, flush=True)
-
-    return show if enabled else None
-
-
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import open_service, open_storage
     from bot.cli.refusals import record_refusal
@@ -208,13 +118,13 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         outcome = await service.imagine(
             requested,
             Requester(source="cli", guild_id=args.guild, channel_nsfw=args.nsfw_channel),
-            on_progress=_progress_printer(not args.json and sys.stderr.isatty()),
-            on_queued=_queue_printer(not args.json and sys.stderr.isatty()),
+            on_progress=progress_printer(not args.json and sys.stderr.isatty()),
+            on_queued=queue_printer(not args.json and sys.stderr.isatty()),
         )
     if args.json:
         print(json.dumps(outcome_json(outcome), indent=2))
     else:
-        _print_outcome(outcome)
+        print_outcome(outcome)
     if outcome.status is JobStatus.BLOCKED:
         return EXIT_BLOCKED
     return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
@@ -231,7 +141,7 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(outcome_json(outcome)), flush=True)
         else:
-            _print_outcome(outcome)
+            print_outcome(outcome)
 
     held: list[JobRecord] = []
 
@@ -295,7 +205,7 @@ async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
     async with open_storage(settings.effective_database_url()) as storage:
         verdict = await moderate(storage.terms, args.prompt, args.guild, args.negative)
     if args.json:
-        print(json.dumps(_verdict_json(verdict)))
+        print(json.dumps(verdict_json(verdict)))
     else:
         print(verdict.summary())
     return EXIT_OK if verdict.allowed else EXIT_BLOCKED

@@ -1,0 +1,106 @@
+"""How the command line shows what the imagine path did: JSON for scripts, lines for people."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.service import ImagineOutcome, ShownImage
+    from generation.protocol import Progress
+    from generation.queue import Queued
+    from moderation.prompts import PromptVerdict
+
+
+def image_json(image: ShownImage) -> dict[str, Any]:
+    return {
+        "variant": image.variant,
+        "seed": image.seed,
+        "path": None if image.path is None else str(image.path),
+        "disposition": image.disposition.value,
+        "reason": image.reason,
+        "width": image.width,
+        "height": image.height,
+        "sha256": image.sha256,
+        "safety": {
+            "score": round(image.safety_score, 4),
+            "verdict": image.safety_verdict,
+            "threshold": image.safety_threshold,
+            "model_flagged": image.model_flagged,
+        },
+        "watermark": {"id": image.watermark_id, "verified": image.watermark_verified},
+    }
+
+
+def verdict_json(verdict: PromptVerdict) -> dict[str, Any]:
+    return {
+        "allowed": verdict.allowed,
+        "reasons": list(verdict.reasons),
+        "force_safe": verdict.force_safe,
+        "force_safe_reasons": list(verdict.safe_reasons),
+    }
+
+
+def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
+    return {
+        "job_id": outcome.job_id,
+        "status": outcome.status.value,
+        "prompt": outcome.prompt,
+        "verdict": verdict_json(outcome.verdict),
+        "seeds": list(outcome.seeds),
+        "images": [image_json(image) for image in outcome.images],
+        "grid": None if outcome.grid is None else image_json(outcome.grid),
+        "error": outcome.error,
+        "timings_ms": {name: round(ms, 1) for name, ms in outcome.timings_ms.items()},
+    }
+
+
+def print_outcome(outcome: ImagineOutcome) -> None:
+    from storage.models import JobStatus
+
+    print(f"job {outcome.job_id} {outcome.status.value}: {outcome.prompt}")
+    if outcome.status is JobStatus.BLOCKED:
+        print(f"  {outcome.verdict.summary()}")
+        return
+    if outcome.error:
+        print(f"  error: {outcome.error}")
+        return
+    if outcome.verdict.force_safe:
+        print(f"  {outcome.verdict.summary()}")
+    for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
+        label = "grid" if image.variant == 0 else f"#{image.variant} seed {image.seed}"
+        if image.withheld:
+            where = f"withheld: {image.reason}"
+        elif image.spoiler:
+            where = f"{image.path} (spoiler: {image.reason})"
+        else:
+            where = str(image.path)
+        mark = "watermark ok" if image.watermark_verified else "watermark NOT verified"
+        print(
+            f"  {label:<18} {image.width}x{image.height}  {image.safety_verdict} "
+            f"{image.safety_score:.2f}  {mark}  {where}"
+        )
+    timings = outcome.timings_ms
+    print(
+        f"  {timings.get('total', 0) / 1000:.2f} s in all: diffusion "
+        f"{timings.get('diffusion', 0):.0f} ms, safety + watermark "
+        f"{timings.get('worker_postprocess', 0):.0f} ms, grid + files "
+        f"{timings.get('grid_and_files', 0):.0f} ms"
+    )
+
+
+def progress_printer(enabled: bool) -> Any:
+    def show(progress: Progress) -> None:
+        end = "\n" if progress.step == progress.total else ""
+        print(f"\r  step {progress.step}/{progress.total}", end=end, file=sys.stderr, flush=True)
+
+    return show if enabled else None
+
+
+def queue_printer(enabled: bool) -> Any:
+    def show(place: Queued) -> None:
+        eta = "" if place.eta_s is None else f", done in about {place.eta_s:.0f} s"
+        ahead = "next" if place.ahead == 0 else f"{place.ahead} ahead"
+        print(f"\r  queued: {ahead}{eta}   ", end="", file=sys.stderr, flush=True)
+
+    return show if enabled else None
