@@ -32,7 +32,7 @@ from generation.queue import JobQueue, QueuedJob
 from moderation.guild_rules import GuildRulesCache
 from moderation.policy import ImagePolicy, NsfwPolicy
 from moderation.prompts import PromptRules, PromptVerdict, check_prompt
-from storage.admin import GuildSettingsRecord
+from storage.guild_settings import GuildSettingsRecord
 from storage.models import JobStatus
 from storage.records import NewJob
 from storage.repositories import Storage

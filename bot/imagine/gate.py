@@ -11,7 +11,8 @@ from datetime import datetime
 
 from bot.imagine.outcomes import Refusal
 from bot.imagine.types import Requester
-from storage.admin import BanList, GuildSettingsRecord
+from storage.bans import BanList
+from storage.guild_settings import GuildSettingsRecord
 
 GateRefusal = tuple[Refusal, str]  # by what, and in words a member may read
 

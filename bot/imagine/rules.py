@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from moderation.guild_rules import GuildRulesCache
 from moderation.prompts import GuildRule, PromptRules, PromptVerdict, RuleAction, check_prompt
-from storage.admin import TermList, TermRecord
+from storage.terms import TermList, TermRecord
 
 
 def guild_rule(record: TermRecord) -> GuildRule:

@@ -36,17 +36,14 @@ from generation.queue import JobHandle, JobQueue, QueuedJob
 from generation.supervisor import ProgressCallback
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptRules, PromptVerdict
-from storage.admin import (
-    BanList,
-    GuildSettingsRecord,
-    GuildSettingsRepository,
-    ModerationLog,
-    TermList,
-)
 from storage.audit import AuditLog
+from storage.bans import BanList
+from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
+from storage.moderation_log import ModerationLog
 from storage.pictures import SweepReport
 from storage.records import JobRecord, Lease
 from storage.repositories import Storage
+from storage.terms import TermList
 
 
 class ImagineService:
@@ -228,7 +225,12 @@ class ImagineService:
         await self.queue.close()
         await self.leases.release()
 
-    # --- names kept for callers of the one-class service (round 2 removes them) ---------------
+    # --- what it is configured with -----------------------------------------------------------
+
+    @property
+    def bot_limits(self) -> BotLimits:
+        """What the bot allows everywhere (a guild's settings may only tighten it)."""
+        return self.admission.bot_limits
 
     @property
     def model_label(self) -> str:
@@ -237,6 +239,8 @@ class ImagineService:
         if path.resolve() == EMBEDDED_MODEL_DIR.resolve():
             return "sdbot embedded model"
         return path.name if path.exists() else self.model_name
+
+    # --- names kept for callers of the one-class service (round 2 removes them) ---------------
 
     @property
     def audit(self) -> AuditLog:
@@ -264,11 +268,11 @@ class ImagineService:
 
     @property
     def limits(self) -> OptionLimits:
-        return self.config.limits
+        return self.bot_limits.options
 
     @property
     def defaults(self) -> ModelDefaults:
-        return self.config.defaults
+        return self.bot_limits.defaults
 
     @property
     def model_name(self) -> str:
@@ -276,7 +280,7 @@ class ImagineService:
 
     @property
     def nsfw_threshold(self) -> float:
-        return self.config.nsfw_threshold
+        return self.bot_limits.nsfw_threshold
 
     @property
     def nsfw_strict_threshold(self) -> float:
@@ -292,7 +296,7 @@ class ImagineService:
 
     @property
     def default_limits(self) -> Limits:
-        return self.admission.bot_limits.rates
+        return self.bot_limits.rates
 
     @default_limits.setter
     def default_limits(self, rates: Limits) -> None:
