@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 
 from bot.imagine.errors import NotYours, SaveFailed
 from bot.imagine.outcomes import ImagineOutcome, QueuedCallback
@@ -56,7 +57,7 @@ class Following:
         job: QueuedJob,
         handle: JobHandle,
         verdict: PromptVerdict,
-        policy: ImagePolicy,
+        policy: ImagePolicy | Awaitable[ImagePolicy],
         *,
         on_progress: ProgressCallback | None = None,
         on_queued: QueuedCallback | None = None,
@@ -64,7 +65,11 @@ class Following:
     ) -> ImagineOutcome:
         """Reads a submitted job's events to its outcome, recording each step in the audit log;
         its pictures are decided under ``policy``. Whatever happens, the record ends in one
-        terminal status with the reason."""
+        terminal status with the reason.
+
+        ``policy`` is the one fixed at admission, or (a job this process did not admit) an
+        awaitable reading the one in force now: read here, so that a failure or a cancel while
+        reading ends the record like any other."""
         started = time.perf_counter() if started is None else started
         job_id, options = job.job_id, job.request.options
 
@@ -75,6 +80,8 @@ class Following:
             )
 
         try:
+            if not isinstance(policy, ImagePolicy):
+                policy = await policy
             result: WorkResult | None = None
             async for event in handle.events():
                 if isinstance(event, Queued):

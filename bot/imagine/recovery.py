@@ -109,7 +109,7 @@ class Recovery:
         channel_nsfw: bool,
         on_outcome: OutcomeCallback,
     ) -> None:
-        policy = await self.policy_now(job.guild_id, channel_nsfw, verdict)
+        policy = self.policy_now(job.guild_id, channel_nsfw, verdict)
         outcome = await self.following.follow(job, handle, verdict, policy)
         await notify(on_outcome, outcome)
 

@@ -144,13 +144,11 @@ class ImagineService:
     ) -> ImagineOutcome:
         """Follows a job to its outcome; without ``policy`` (the one :class:`Submitted` carries)
         the guild's settings are read again for it. Prefer :meth:`follow_submitted`."""
-        if policy is None:
-            policy = await self.admission.image_policy(job.guild_id, channel_nsfw, verdict)
         return await self.following.follow(
             job,
             handle,
             verdict,
-            policy,
+            policy or self.admission.image_policy(job.guild_id, channel_nsfw, verdict),
             on_progress=on_progress,
             on_queued=on_queued,
             started=started,
