@@ -16,8 +16,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from generation.fairqueue import FairQueue
 from generation.limits import Limits, RateLimiter
+from generation.queue.fair import FairQueue
 
 _GENEROUS = Limits(
     user_units_per_hour=1e12,
@@ -93,8 +93,8 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
 
     from generation.options import GenerationOptions
     from generation.protocol import WorkRequest
-    from generation.queue import QueuedJob
-    from generation.redis_queue import KEEP_S, RedisQueue, encode_request
+    from generation.queue import EventKind, QueuedJob, Started, encode_event
+    from generation.queue.redis import KEEP_S, RedisQueue, encode_request
 
     prefix = f"sdbot-bench-{uuid.uuid4().hex[:8]}"
     queue = await RedisQueue.connect(url, prefix=prefix)
@@ -107,8 +107,10 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
             await queue.admit(job.guild_id, job.user_id, job.units, _GENEROUS)
             await queue.submit(job)
             entry, *_ = await queue.scripts.claim(args=[prefix, "bench"])
-            await queue.client.xadd(f"{prefix}:ev:{n}", {"type": "started", "attempt": "1"})
-            await queue.scripts.finish(args=[prefix, entry, n, KEEP_S, "type", "done"])
+            fields: Any = encode_event(Started(1, "bench")) | {"uid": job.uid}
+            await queue.client.xadd(f"{prefix}:ev:{job.uid}", fields)
+            done = ["type", EventKind.DONE, "uid", job.uid]  # as RedisWorker ends a job
+            await queue.scripts.finish(args=[prefix, entry, job.uid, KEEP_S, *done])
             timings.append((time.perf_counter() - started) * 1000)
             queue._handles.clear()  # nobody follows these jobs
             queue._last.clear()

@@ -1,28 +1,46 @@
-"""The queue on the real Redis: the same fair order and limits as in-process, cancels, and real
-`sdbot worker` processes, one killed mid-job and its job taken over by the other."""
+"""The queue on the real Redis, where it differs from in-process: admission and refunds against
+the in-process limiter, hold and resume across a restart, the codec, and real `sdbot worker`
+processes, one killed mid-job and its job taken over by the other. The fair order against the
+Python is in test_fairqueue; what both queues promise is in test_queue_contract."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.app import open_service, open_storage
 from bot.service import Requester
 from bot.settings import Settings
-from generation.fairqueue import FairQueue
 from generation.limits import Limits, RateLimited, RateLimiter
 from generation.options import GenerationOptions, RequestedOptions
-from generation.protocol import Progress, WorkRequest
-from generation.queue import Cancelled, CancelOutcome, Queued, QueuedJob
-from generation.redis_queue import RedisQueue, decode_request
+from generation.protocol import (
+    PostReady,
+    Progress,
+    ReadyImage,
+    VariantImage,
+    WorkRequest,
+    WorkResult,
+)
+from generation.queue import CancelOutcome, Queued, QueuedJob
+from generation.queue.redis import (
+    ForeignResult,
+    RedisQueue,
+    decode_payload,
+    decode_request,
+    decode_result,
+    encode_request,
+    encode_result,
+)
+from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy
+from moderation.safety import SafetyResult
 from storage import migrations
 from storage.models import JobStatus
 from tests.conftest import REDIS_URL
@@ -51,35 +69,6 @@ def job(job_id: int, guild: int | None, user: int | None) -> QueuedJob:
 async def claim(queue: RedisQueue, consumer: str = "probe") -> int | None:
     answer = await queue.scripts.claim(args=[queue.prefix, consumer])
     return None if not answer else decode_request(answer[2]).job_id
-
-
-async def test_redis_keeps_the_same_fair_order_as_the_in_process_queue(
-    queue: RedisQueue,
-) -> None:
-    rng = random.Random(5)
-    local: FairQueue[int] = FairQueue()
-    tickets = {}
-    popped_local: list[int] = []
-    popped_redis: list[int | None] = []
-    for job_id in range(1, 301):
-        if rng.random() < 0.6:  # pushes from a busy guild, a quiet one, and no guild (CLI)
-            guild = rng.choice([1, 1, 1, 1, 2, None])
-            user = rng.choice([10, 11, 12]) if guild == 1 else rng.choice([20, None])
-            tickets[job_id] = local.push(job_id, guild=guild, user=user)
-            await queue.submit(job(job_id, guild, user))
-        elif rng.random() < 0.2 and tickets:  # a cancel of a job that may still wait
-            victim = rng.choice(list(tickets))
-            removed = local.cancel(tickets.pop(victim))
-            assert (await queue.cancel(victim) == CancelOutcome.DEQUEUED) == removed
-        else:
-            popped = local.pop()
-            popped_local.append(popped[1] if popped else -1)
-            popped_redis.append(await claim(queue) or -1)
-        if job_id % 50 == 0:  # the positions the bot announces follow the same order
-            places = await queue.positions()
-            assert {k: v.ahead for k, v in places.items()} == local.positions_by_item()
-    assert popped_redis == popped_local
-    assert len(popped_local) > 50
 
 
 async def test_admission_on_redis_answers_like_the_in_process_limiter(
@@ -115,19 +104,6 @@ async def test_admission_on_redis_answers_like_the_in_process_limiter(
     await queue.release(1, 10)
     local.finished(1, 10)
     assert await both(2, 20, 0.01) == ("ok", "ok")
-
-
-async def test_a_queued_job_cancelled_on_redis_never_runs_and_frees_its_place(
-    queue: RedisQueue,
-) -> None:
-    await queue.admit(1, 10, 0.1, Limits())
-    handle = await queue.submit(job(1, 1, 10))
-    assert await queue.cancel(1) == CancelOutcome.DEQUEUED
-    events = [event async for event in handle.events()]
-    assert events[-1] == Cancelled("cancelled while queued")
-    assert await claim(queue) is None
-    assert await queue.client.get(f"{queue.prefix}:depth") == b"0"
-    assert await queue.cancel(1) == CancelOutcome.UNKNOWN
 
 
 async def test_a_job_cancelled_while_queued_on_redis_is_refunded_like_in_process(
@@ -319,3 +295,54 @@ async def test_a_restarted_bot_follows_its_jobs_where_redis_holds_them(
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
+
+
+async def test_hold_keeps_this_bots_waiting_jobs_from_workers_until_the_next_start_attaches(
+    queue: RedisQueue, prefix: str
+) -> None:
+    await queue.submit(job(1, 1, 10))
+    assert await claim(queue) == 1  # running on a worker
+    waiting = job(2, 1, 10)
+    await queue.submit(waiting)
+    assert await queue.hold() == {1}
+    late = job(3, 2, 20)
+    await queue.submit(late)  # arrives while held: held as it comes
+    assert await claim(queue) is None  # no worker takes a held job
+    assert await queue.positions() == {}
+    assert await queue.client.get(f"{prefix}:depth") in (None, b"0")  # submitted unadmitted
+
+    # The next start attaches to its open jobs: they go back into the fair order.
+    restarted = await RedisQueue.connect(REDIS_URL, prefix=prefix)
+    try:
+        assert await restarted.attach(2, waiting.uid) is not None
+        assert await restarted.attach(3, late.uid) is not None
+        # As newcomers, in fair order: guild 1 was served last, so guild 2's job goes first.
+        assert {k: v.ahead for k, v in (await restarted.positions()).items()} == {3: 0, 2: 1}
+        assert await claim(restarted) == 3
+        assert await restarted.cancel(2, waiting.uid) == CancelOutcome.DEQUEUED
+    finally:
+        await restarted.close()
+
+
+def test_the_codec_carries_every_protocol_field_without_code_of_its_own() -> None:
+    policy = ImagePolicy(0.3, 0.1, NsfwPolicy.SPOILER, channel_nsfw=True)
+    request = WorkRequest(7, job(7, 1, 1).request.options, policy)
+    assert decode_payload(encode_request(request, "u" * 32)) == (request, "u" * 32)
+
+    rgb = np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    safety = SafetyResult(0.9, None)
+    decision = ImageDecision(Disposition.WITHHELD, True, 0.3, "flagged")
+    ready = ReadyImage(1, 5, b"\x89PNG tile", "ab", 8, 8, 17, True, safety, decision)
+    variant = VariantImage(1, 5, b"\x89PNG raw", rgb, 8, 8, "cd", 17, True, safety)
+    result = WorkResult(7, (variant,), 1.5, 2.0, PostReady((ready,), ready))
+    fields = encode_result(result, "u" * 32)
+    stored = {key.encode(): value if isinstance(value, bytes) else value.encode()
+              for key, value in fields.items()}  # fmt: skip
+    assert all(b"PNG" not in value for key, value in stored.items() if key == b"meta")
+    back = decode_result(stored, "u" * 32)
+    assert back.post == result.post
+    assert back.images[0].png == variant.png
+    assert np.array_equal(back.images[0].rgb, rgb)
+    assert (back.job_id, back.diffusion_ms, back.images[0].safety) == (7, 1.5, safety)
+    with pytest.raises(ForeignResult):
+        decode_result(stored, "v" * 32)

@@ -37,6 +37,8 @@ from generation.queue.events import (
     Started,
     Terminal,
     answer_event,
+    decode_event,
+    encode_event,
     terminal_event,
 )
 from generation.queue.fair import FairQueue, Throughput, Ticket, fair_order, places
@@ -68,6 +70,8 @@ __all__ = [
     "Ticket",
     "Workers",
     "answer_event",
+    "decode_event",
+    "encode_event",
     "fair_order",
     "places",
     "run_batch",

@@ -6,7 +6,7 @@ quiet guild's, however many the busy one queued. Pure and in-process. The Redis 
 same order with Lua scripts that mirror :class:`FairQueue` (``redis/scripts.py``: ``PUSH`` is
 :meth:`FairQueue.push`, ``CLAIM`` is :meth:`FairQueue.pop`, ``CANCEL`` is
 :meth:`FairQueue.cancel`); its positions come from :func:`fair_order` over a snapshot of its
-rings and :func:`places`, the very functions used here. ``tests/test_queue_fair.py`` runs the
+rings and :func:`places`, the very functions used here. ``tests/test_fairqueue.py`` runs the
 scripts in a real Redis against this module on random inputs.
 """
 

@@ -3,7 +3,7 @@
 Every change to the fair order is one script, so it is atomic. The scripts mirror
 ``generation.queue.fair.FairQueue`` (``enqueue`` is its ``push``, ``fair_pop`` its ``pop``,
 ``CANCEL`` its ``cancel``) and ``generation.limits.TokenBucket`` (``level`` is its refill,
-``refund`` its refund); ``tests/test_queue_fair.py`` compares them on random inputs.
+``refund`` its refund); ``tests/test_fairqueue.py`` compares them on random inputs.
 
 Key layout (under one prefix, default ``sdbot``; jobs are named by their uid): ``q:guilds``,
 ``q:users:G``, ``q:jobs:G:U`` (the rings), ``q:last``, ``q:lastuser:G`` (who was served last),
