@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 # the command line gave them before the families joined SdbotError.
 _UNDECLARED_KINDS = {
     ("storage.errors", "DatabaseBehind"): ErrorKind.BAD_INPUT,
-    ("bot.guild_admin.refusals", "AdminRefusal"): ErrorKind.BAD_INPUT,
-    ("bot.guild_settings", "InvalidSetting"): ErrorKind.BAD_INPUT,
 }
 
 
