@@ -571,3 +571,30 @@ def test_every_family_gets_the_exit_code_of_its_kind() -> None:
     assert [(type(e).__name__, EXIT_CODES[kind_of(e)]) for e, _ in expected] == [
         (type(e).__name__, code) for e, code in expected
     ]
+
+
+def test_list_and_settings_changes_are_recorded_as_mod_records_them(migrated: Settings) -> None:
+    """sdbot goes through GuildAdmin, as /mod does: the operator (actor 0) in the same records."""
+    from storage.moderation_log import ModerationLog
+
+    assert sdbot(migrated, "terms", "add", "clown", "--guild", "5").returncode == 0
+    assert sdbot(migrated, "terms", "remove", "clown", "--guild", "5").returncode == 0
+    assert sdbot(migrated, "guild", "set", "5", "--max-steps", "20").returncode == 0
+
+    async def recorded() -> list[tuple[int, str, dict[str, Any]]]:
+        engine = create_engine(migrated.effective_database_url())
+        try:
+            actions = await ModerationLog(create_session_factory(engine)).list(5)
+        finally:
+            await engine.dispose()
+        return [(action.actor_id, action.action, action.details) for action in reversed(actions)]
+
+    assert asyncio.run(recorded()) == [
+        (
+            0,
+            "block_term_add",
+            {"term": "clown", "regex": False, "expires_at": None, "existed": False},
+        ),
+        (0, "block_term_remove", {"term": "clown"}),
+        (0, "settings", {"max_steps": {"from": None, "to": 20}}),
+    ]
