@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable
 
 from bot.imagine.errors import NotYours, SaveFailed
-from bot.imagine.outcomes import ImagineOutcome, QueuedCallback
+from bot.imagine.outcomes import ImagineOutcome, QueuedCallback, ShownImage
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, new_image
 from generation.errors import GenerationError
@@ -107,29 +107,7 @@ class Following:
                     return ended(JobStatus.CANCELLED, reason)
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
-            # an upscale: its one image is what is posted, if it may be
-            drawn = await self.pictures.draw(
-                job_id, job.uid, result, policy, grid=options.upscale == 1
-            )
-            shown, grid = drawn.images, drawn.grid
-            try:
-                await self.audit.record_outcome(
-                    job_id,
-                    JobStatus.SUCCEEDED,
-                    images=[new_image(image) for image in shown + ([grid] if grid else [])],
-                    generation_ms=result.diffusion_ms + result.postprocess_ms,
-                )
-            except BaseException:
-                if drawn.staged is not None:
-                    await asyncio.shield(asyncio.to_thread(drawn.staged.discard))
-                raise
-            if drawn.staged is not None:
-                try:
-                    await asyncio.to_thread(drawn.staged.publish)
-                except OSError:  # recorded: `sdbot recover` moves the folder into place
-                    log.exception("job %d ◆ could not move its files into place", job_id)
-            if grid is None and not shown[0].withheld:
-                grid = shown[0]
+            shown, grid = await self._keep_pictures(job, result, policy)
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(end_quietly(self.audit, job_id, JobStatus.FAILED, reason))
@@ -163,6 +141,38 @@ class Following:
             grid,
             timings_ms=timings,
         )
+
+    async def _keep_pictures(
+        self, job: QueuedJob, result: WorkResult, policy: ImagePolicy
+    ) -> tuple[list[ShownImage], ShownImage | None]:
+        """Draws a finished job's pictures, records them and moves their files into place: the
+        files are written under a staging name first and take their names only once the row
+        with their paths committed, so no fault leaves a picture without its record. Returns
+        the variants and what is posted for them (the grid; an upscale's one picture, unless it
+        is withheld)."""
+        job_id = job.job_id
+        upscale = job.request.options.upscale > 1
+        drawn = await self.pictures.draw(job_id, job.uid, result, policy, grid=not upscale)
+        shown, grid = drawn.images, drawn.grid
+        try:
+            await self.audit.record_outcome(
+                job_id,
+                JobStatus.SUCCEEDED,
+                images=[new_image(image) for image in shown + ([grid] if grid else [])],
+                generation_ms=result.diffusion_ms + result.postprocess_ms,
+            )
+        except BaseException:
+            if drawn.staged is not None:
+                await asyncio.shield(asyncio.to_thread(drawn.staged.discard))
+            raise
+        if drawn.staged is not None:
+            try:
+                await asyncio.to_thread(drawn.staged.publish)
+            except OSError:  # recorded: `sdbot recover` moves the folder into place
+                log.exception("job %d ◆ could not move its files into place", job_id)
+        if grid is None and not shown[0].withheld:
+            grid = shown[0]
+        return shown, grid
 
     async def cancel(self, job_id: int, user_id: int | None) -> str:
         """The owner cancels a job: a queued one never runs, a running one stops at its next
