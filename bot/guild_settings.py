@@ -4,7 +4,7 @@ reads, what a reset writes.
 
 Validation (:func:`check_change`), Discord's descriptions, choices and reset list, the CLI's
 flags, the moderation log's rendering (:func:`render`) and what is in force in a guild
-(:func:`effective_limits`) all read :data:`SPECS`. A new setting is an entry here, its column
+(``bot.guild_limits``) all read :data:`SPECS`. A new setting is an entry here, its column
 (``storage.guild_settings`` and a migration), and its parameter in `/mod settings`
 (``bot/discord/mod/settings.py``; a test fails until the two agree). Pure: no Discord, no
 database.
@@ -12,25 +12,22 @@ database.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bot.guild_limits import BotLimits, Bound
+from bot.guild_limits import EffectiveLimits as EffectiveLimits  # round 1's callers
+from bot.guild_limits import effective_limits as effective_limits
+from bot.guild_limits import guild_rates as guild_rates
 from common.errors import ErrorKind, SdbotError
-from generation.limits import Limits
-from generation.options import ModelDefaults, OptionLimits
 from moderation.policy import NsfwPolicy
 from storage.models import Controls
 
-if TYPE_CHECKING:
-    from storage.guild_settings import GuildSettingsRecord
-
 MAX_CHANNELS = 50  # channels a guild may limit the bot to (storage.guild_settings keeps the same)
 MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
-BURST_FLOOR = 4.0  # a guild's own rate never saves up less than one full grid of standard images
 
 
 class Kind(enum.StrEnum):
@@ -43,14 +40,6 @@ class Kind(enum.StrEnum):
     SIDE = "side"  # pixels: a multiple of ``multiple_of`` in [minimum, maximum]
     CHANNEL = "channel"  # one channel id
     CHANNELS = "channels"  # 1 to MAX_CHANNELS channel ids, or None for every channel
-
-
-class Bound(enum.StrEnum):
-    """The bot-wide value a guild's setting may only tighten."""
-
-    NSFW_THRESHOLD = "nsfw_threshold"  # at most the bot's (lower flags more)
-    MAX_STEPS = "max_steps"  # at most the bot's
-    MAX_SIDE = "max_side"  # at most the bot's
 
 
 class Naming(enum.StrEnum):
@@ -257,21 +246,6 @@ def plain(value: Any) -> Any:
 # --- checking a change ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BotLimits:
-    """What the bot allows everywhere; a guild's settings may only tighten it."""
-
-    options: OptionLimits
-    defaults: ModelDefaults
-    rates: Limits
-    nsfw_threshold: float
-
-    def bound(self, bound: Bound) -> float:
-        if bound is Bound.NSFW_THRESHOLD:
-            return self.nsfw_threshold
-        return self.options.max_steps if bound is Bound.MAX_STEPS else self.options.max_side
-
-
 def check_change(
     changes: Mapping[str, Any],
     bot: BotLimits | None = None,
@@ -369,74 +343,3 @@ def _shown(value: float) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value) if isinstance(value, float) else str(value)
-
-
-# --- what is in force ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EffectiveLimits:
-    """What a guild's members may ask for, and how much of it: the bot's limits tightened by
-    the guild's own settings. ``settings`` is None outside a guild."""
-
-    options: OptionLimits
-    defaults: ModelDefaults
-    rates: Limits
-    settings: GuildSettingsRecord | None
-    nsfw_threshold: float
-
-    def own(self, name: str) -> bool:
-        """Whether the guild set this one itself (False: the bot's default holds)."""
-        return self.settings is not None and getattr(self.settings, name) is not None
-
-
-def guild_rates(
-    defaults: Limits,
-    *,
-    user_per_hour: float | None,
-    guild_per_hour: float | None,
-    max_jobs_per_user: int | None,
-) -> Limits:
-    """A guild's own rates over the defaults; bursts scale with the rate, never below one
-    full grid of standard images (4) so that the smallest rate can still make one."""
-
-    def burst(rate: float | None, default_rate: float, default_burst: float) -> float:
-        if rate is None:
-            return default_burst
-        return max(BURST_FLOOR, rate * default_burst / default_rate)
-
-    return dataclasses.replace(
-        defaults,
-        user_units_per_hour=user_per_hour or defaults.user_units_per_hour,
-        user_burst=burst(user_per_hour, defaults.user_units_per_hour, defaults.user_burst),
-        guild_units_per_hour=guild_per_hour or defaults.guild_units_per_hour,
-        guild_burst=burst(guild_per_hour, defaults.guild_units_per_hour, defaults.guild_burst),
-        max_jobs_per_user=max_jobs_per_user or defaults.max_jobs_per_user,
-    )
-
-
-def effective_limits(record: GuildSettingsRecord | None, bot: BotLimits) -> EffectiveLimits:
-    """The one place a guild's settings meet the bot's: steps and sizes only ever smaller (a
-    size never below the bot's smallest), the threshold only lower, rates the guild's own."""
-    if record is None:
-        return EffectiveLimits(bot.options, bot.defaults, bot.rates, None, bot.nsfw_threshold)
-    options, defaults = bot.options, bot.defaults
-    if record.max_steps is not None and record.max_steps < options.max_steps:
-        options = dataclasses.replace(options, max_steps=record.max_steps)
-        defaults = dataclasses.replace(defaults, steps=min(defaults.steps, record.max_steps))
-    if record.max_side is not None and record.max_side < options.max_side:
-        side = max(record.max_side, options.min_side)
-        options = dataclasses.replace(options, max_side=side)
-        defaults = dataclasses.replace(
-            defaults, width=min(defaults.width, side), height=min(defaults.height, side)
-        )
-    rates = guild_rates(
-        bot.rates,
-        user_per_hour=record.user_images_per_hour,
-        guild_per_hour=record.guild_images_per_hour,
-        max_jobs_per_user=record.max_jobs_per_user,
-    )
-    threshold = bot.nsfw_threshold
-    if record.nsfw_threshold is not None:
-        threshold = min(threshold, record.nsfw_threshold)
-    return EffectiveLimits(options, defaults, rates, record, threshold)
