@@ -213,9 +213,9 @@ def test_sdbot_discord_check_passes_for_the_bot(capsys: pytest.CaptureFixture[st
 def test_sdbot_discord_check_names_what_discord_would_refuse(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot import discord_mod
+    from bot.discord import mod
 
-    original = discord_mod.mod_commands
+    original = mod.mod_commands
 
     def with_a_long_description(client: Any) -> app_commands.Group:
         group = original(client)
@@ -224,7 +224,7 @@ def test_sdbot_discord_check_names_what_discord_would_refuse(
         allowlist.description = "x" * 101
         return group
 
-    monkeypatch.setattr("bot.discord_bot.mod_commands", with_a_long_description)
+    monkeypatch.setattr("bot.discord.client.mod_commands", with_a_long_description)
     assert main(["discord", "check"]) == EXIT_USAGE
     out = capsys.readouterr().out
     assert "/mod allowlist: description: Must be between 1 and 100 in length." in out
