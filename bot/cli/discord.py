@@ -12,7 +12,7 @@ from bot.cli import EXIT_OK, EXIT_USAGE, CommandError, CommandFailed
 from bot.cli.arguments import guild_id
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ImagineBot
+    from bot.discord.client import ImagineBot
     from bot.discord_schema import Problem
     from bot.settings import Settings
 
@@ -52,7 +52,7 @@ async def offline_bot(settings: Settings) -> ImagineBot:
     from discord import VoiceClient
 
     from bot.app import build_service, unopened_storage, worker_spec
-    from bot.discord_bot import ImagineBot
+    from bot.discord.client import ImagineBot
     from generation.queue import BatchPolicy, LocalQueue
     from generation.supervisor import WorkerSupervisor
 
@@ -66,7 +66,7 @@ async def offline_bot(settings: Settings) -> ImagineBot:
 
 async def run_check(args: argparse.Namespace, settings: Settings) -> int:
     from bot import discord_schema
-    from bot.discord_sync import command_payload
+    from bot.discord.sync import command_payload
 
     client = await offline_bot(settings)  # never logged in: nothing to close
     payload = command_payload(client.tree, settings.discord_commands_guild)
@@ -97,9 +97,11 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     characters, markdown that escaping doubles, a blocked prompt with every reason it can get."""
     from types import SimpleNamespace
 
+    # Through the old module for this round: tests replace _refusal there.
     from bot.discord_bot import _refusal, _title_of
-    from bot.service import ImagineOutcome
-    from moderation.prompts import _data_lines, check_prompt
+    from bot.imagine.outcomes import ImagineOutcome
+    from moderation.lists import data_lines
+    from moderation.prompts import check_prompt
     from storage.models import JobKind, JobStatus
 
     service = client.service
@@ -111,7 +113,7 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
         "progress",
         f"{title}\ndrawing: step {service.limits.max_steps}/{service.limits.max_steps}",
     )
-    words = " ".join(t for t in _data_lines("block_terms.txt") if t.isalpha())
+    words = " ".join(t for t in data_lines("block_terms.txt") if t.isalpha())
     verdict = check_prompt(words[:longest], service.rules, words[-longest:])
     blocked = ImagineOutcome(2**31, JobStatus.BLOCKED, verdict, words[:longest])
     yield "blocked prompt", _refusal(blocked)
@@ -142,8 +144,8 @@ def _where(payload: list[dict[str, Any]], problem: Problem) -> str:
 async def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     import discord
 
-    from bot import discord_endpoints
     from bot.cli.run import command_sync
+    from bot.discord import endpoints as discord_endpoints
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
     if not token:

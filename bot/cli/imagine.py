@@ -20,7 +20,7 @@ from bot.cli.outcomes import (
 from generation.options import SCHEDULERS, RequestedOptions
 
 if TYPE_CHECKING:
-    from bot.service import ImagineOutcome
+    from bot.imagine.outcomes import ImagineOutcome
     from bot.settings import Settings
     from storage.audit import JobRecord
 
@@ -90,7 +90,7 @@ def _requested(args: argparse.Namespace) -> RequestedOptions:
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import open_service, open_storage
     from bot.cli.refusals import record_refusal
-    from bot.service import Requester
+    from bot.imagine.types import Requester
     from generation.errors import ModelLoadError
     from generation.models import model_defaults, resolve_model
     from generation.options import UnstorableText, validate

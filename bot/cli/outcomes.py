@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.service import ImagineOutcome, ShownImage
+    from bot.imagine.outcomes import ImagineOutcome, ShownImage
     from generation.protocol import Progress
     from generation.queue import Queued
     from moderation.prompts import PromptVerdict

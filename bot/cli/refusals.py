@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from bot.app import open_storage
-from bot.service import Requester, moderate, new_job
+from bot.imagine.records import new_job
+from bot.imagine.rules import moderate
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.options import ModelDefaults, RequestedOptions, storable, validate
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cli import EXIT_OK, CommandError
 
 if TYPE_CHECKING:
-    from bot.discord_sync import CommandSync
+    from bot.discord.sync import CommandSync
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,10 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     import discord
     from discord import app_commands
 
-    from bot import discord_endpoints
     from bot.app import open_service, open_storage
-    from bot.discord_bot import ImagineBot
-    from bot.service import ImagineOutcome
+    from bot.discord import endpoints as discord_endpoints
+    from bot.discord.client import ImagineBot
+    from bot.imagine.outcomes import ImagineOutcome
     from generation.queue import LocalQueue
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
@@ -133,7 +133,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 def command_sync(settings: Settings) -> CommandSync:
     """Commands pushed when they changed since the last push recorded in the data folder."""
-    from bot.discord_sync import CommandSync
+    from bot.discord.sync import CommandSync
 
     return CommandSync(settings.data_dir / "discord-commands.json", settings.discord_commands_guild)
 
