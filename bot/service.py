@@ -3,6 +3,7 @@ round, which rewrites the imports."""
 
 from __future__ import annotations
 
+from bot.guild_limits import guild_rates
 from bot.imagine.controls import control_name as control_name
 from bot.imagine.errors import ControlUnavailable as ControlUnavailable
 from bot.imagine.errors import NotYours as NotYours
@@ -28,3 +29,5 @@ from bot.imagine.service import ImagineService as ImagineService
 from bot.imagine.types import Derived as Derived
 from bot.imagine.types import GuildLimits as GuildLimits
 from bot.imagine.types import Requester as Requester
+
+guild_limits = guild_rates  # a guild's own rates over the bot's: bot.guild_limits.guild_rates

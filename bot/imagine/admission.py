@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.guild_settings import BotLimits, EffectiveLimits, effective_limits
+from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.gate import GateRefusal
 from bot.imagine.leases import LeaseKeeper

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.guild_settings import BotLimits
+from bot.guild_limits import BotLimits
 from bot.imagine.admission import Admission
 from bot.imagine.controls import Controls
 from bot.imagine.following import Following

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.guild_settings import EffectiveLimits
+from bot.guild_limits import EffectiveLimits
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from storage.models import JobKind
