@@ -113,17 +113,26 @@ async def rig(prefix: str | None, supervisor: WorkerSupervisor) -> AsyncIterator
         await redis_queue.close()
 
 
+WITHIN_S = 120  # a job that never ends fails its test instead of hanging the suite
+
+
 async def events_of(handle: JobHandle) -> list[JobEvent]:
-    return [event async for event in handle.events()]
+    async def read() -> list[JobEvent]:
+        return [event async for event in handle.events()]
+
+    return await asyncio.wait_for(read(), WITHIN_S)
 
 
 async def until_progress(handle: JobHandle) -> list[JobEvent]:
-    seen: list[JobEvent] = []
-    async for event in handle.events():
-        seen.append(event)
-        if isinstance(event, Progress):
-            break
-    return seen
+    async def read() -> list[JobEvent]:
+        seen: list[JobEvent] = []
+        async for event in handle.events():
+            seen.append(event)
+            if isinstance(event, Progress):
+                break
+        return seen
+
+    return await asyncio.wait_for(read(), WITHIN_S)
 
 
 async def test_a_job_reads_queued_started_progress_then_done(rig: Rig) -> None:

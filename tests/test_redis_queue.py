@@ -6,6 +6,7 @@ Python is in test_fairqueue; what both queues promise is in test_queue_contract.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bot.app import open_service, open_storage
 from bot.service import Requester
@@ -346,3 +348,13 @@ def test_the_codec_carries_every_protocol_field_without_code_of_its_own() -> Non
     assert (back.job_id, back.diffusion_ms, back.images[0].safety) == (7, 1.5, safety)
     with pytest.raises(ForeignResult):
         decode_result(stored, "v" * 32)
+
+    # A variant's pixels that are its PNG's travel once, as the PNG.
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, format="PNG")
+    same = VariantImage(1, 5, png.getvalue(), rgb, 8, 8, "cd", 17, True, safety)
+    fields = encode_result(WorkResult(7, (same,), 1.5, 2.0), "u" * 32)
+    assert [key for key in fields if key != "meta"] == ["blob:0"]
+    stored = {key.encode(): value if isinstance(value, bytes) else value.encode()
+              for key, value in fields.items()}  # fmt: skip
+    assert np.array_equal(decode_result(stored, "u" * 32).images[0].rgb, rgb)

@@ -4,8 +4,9 @@ by several machines must not be a way to run code on them).
 The protocol's dataclasses are encoded generically, field by field from their type hints, so a
 field added to ``generation.protocol`` travels without a line here: numbers, strings, bools,
 ``None``, str enums, tuples, lists, dicts with string keys, nested dataclasses, ``bytes`` (a
-result's pictures: kept apart as raw hash fields, not base64) and ``uint8`` arrays (as
-lossless PNG bytes, the only arrays the protocol carries are pictures).
+result's pictures: kept apart as raw hash fields, not base64) and ``uint8`` arrays (pictures:
+a reference to a PNG field of the same object that decodes to exactly the same pixels, as a
+variant's ``rgb`` is its ``png``, else lossless PNG bytes of their own).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from generation.protocol import WorkRequest, WorkResult
 
 T = TypeVar("T")
-_BLOB, _B64, _ARRAY = "$blob", "$b64", "$png"
+_BLOB, _B64, _ARRAY, _SAME = "$blob", "$b64", "$png", "$picture_of"
 
 
 class ForeignResult(ValueError):
@@ -39,7 +40,12 @@ class Undecodable(ValueError):
 def to_plain(value: Any, blobs: list[bytes] | None = None) -> Any:
     """``value`` as JSON-ready data; bytes go to ``blobs`` (by index) or, without, inline."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
+        values = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        out = {}
+        for name, item in values.items():
+            same = _picture_of(item, values) if isinstance(item, np.ndarray) else None
+            out[name] = {_SAME: same} if same else to_plain(item, blobs)
+        return out
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, bytes):
@@ -70,7 +76,15 @@ def from_plain(kind: Any, data: Any, blobs: list[bytes] | None = None) -> Any:
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         hints = _hints(kind)
         names = {f.name for f in dataclasses.fields(kind) if f.init}
-        return kind(**{k: from_plain(hints[k], v, blobs) for k, v in data.items() if k in names})
+        values = {
+            k: from_plain(hints[k], v, blobs)
+            for k, v in data.items()
+            if k in names and not (isinstance(v, dict) and _SAME in v)
+        }
+        for k, v in data.items():
+            if k in names and isinstance(v, dict) and _SAME in v:
+                values[k] = _pixels(values[v[_SAME]])
+        return kind(**values)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return kind(data)
     if kind is bytes:
@@ -106,6 +120,20 @@ def _bytes(data: Any, blobs: list[bytes] | None) -> bytes:
             raise Undecodable("a stored blob without the blobs it names")
         return blobs[int(data[_BLOB])]
     return base64.b64decode(data[_B64])
+
+
+def _picture_of(pixels: np.ndarray[Any, Any], values: dict[str, Any]) -> str | None:
+    """The name of a PNG field of the same object that decodes to exactly these pixels: the
+    array then travels as a reference to it, not a second copy of the picture."""
+    for name, value in values.items():
+        if isinstance(value, bytes) and value.startswith(b"\x89PNG\r\n\x1a\n"):
+            try:
+                decoded = _pixels(value)
+            except (OSError, ValueError):  # not a picture after all
+                continue
+            if decoded.shape == pixels.shape and np.array_equal(decoded, pixels):
+                return name
+    return None
 
 
 def _png(pixels: np.ndarray[Any, Any]) -> bytes:
