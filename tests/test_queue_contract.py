@@ -155,6 +155,13 @@ async def test_a_job_reads_queued_started_progress_then_done(rig: Rig) -> None:
     assert [image.seed for image in done.result.images] == [1]
     image = done.result.images[0]
     assert image.rgb.shape == (image.height, image.width, 3)
+    if rig.kind == "redis":  # each picture is held once in Redis: its rgb travels as its PNG
+        from generation.queue.redis import RedisQueue
+
+        assert isinstance(rig.queue, RedisQueue)
+        uid = rig.queue._uids[1]
+        stored = await rig.queue.client.hkeys(f"{rig.queue.prefix}:result:{uid}")
+        assert sorted(stored) == [b"blob:0", b"meta"]
 
 
 async def test_queued_and_running_jobs_cancel_and_end_in_the_one_vocabulary(rig: Rig) -> None:
