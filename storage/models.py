@@ -30,10 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from moderation.policy import Disposition, NsfwPolicy
-
-__all__ = ["Disposition", "NsfwPolicy"]  # re-exported: the columns store their values
-
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -121,6 +117,25 @@ class TermKind(enum.StrEnum):
     BLOCK = "block"
     ALLOW = "allow"
     FORCE_SAFE = "force_safe"
+
+
+class NsfwPolicy(enum.StrEnum):
+    """What a guild does with a flagged image in a channel marked NSFW (elsewhere: withheld).
+
+    Storage's own words, the same values as ``moderation.policy.NsfwPolicy`` (a test ties
+    them): storage imports nothing of sdbot's, so the bot converts by value between the two.
+    """
+
+    BLOCK = "block"
+    SPOILER = "spoiler"
+
+
+class Disposition(enum.StrEnum):
+    """How an image was posted; the values of ``moderation.policy.Disposition``."""
+
+    SHOWN = "shown"
+    SPOILER = "spoiler"
+    WITHHELD = "withheld"
 
 
 class Controls(enum.StrEnum):

@@ -22,7 +22,15 @@ from storage.errors import (
 )
 from storage.guild_settings import GuildSettingsRepository
 from storage.leases import JobLeases
-from storage.models import Controls, GuildSettings, JobStatus, NsfwPolicy, TermKind, Verdict
+from storage.models import (
+    Controls,
+    Disposition,
+    GuildSettings,
+    JobStatus,
+    NsfwPolicy,
+    TermKind,
+    Verdict,
+)
 from storage.moderation_log import ModerationLog
 from storage.posts import PostedMessages
 from storage.records import Lease, NewImage, NewJob
@@ -443,3 +451,11 @@ async def test_moderation_reads_by_member_and_state(sessions: SessionFactory) ->
     )
     [(job, found)] = await audit.flagged_images(GUILD)
     assert (job.id, found.variant, found.safety_score) == (mine, 1, 0.9)
+
+
+def test_storage_keeps_the_moderation_policy_values() -> None:
+    """Storage has its own enums (it imports nothing of sdbot's); the bot converts by value."""
+    from moderation import policy
+
+    assert [p.value for p in NsfwPolicy] == [p.value for p in policy.NsfwPolicy]
+    assert [d.value for d in Disposition] == [d.value for d in policy.Disposition]

@@ -89,7 +89,7 @@ class Admission:
             threshold=self.bot_limits.nsfw_threshold,
             strict_threshold=self.nsfw_strict_threshold,
             guild_threshold=None if settings is None else settings.nsfw_threshold,
-            nsfw_policy=NsfwPolicy.BLOCK if settings is None else settings.nsfw_policy,
+            nsfw_policy=NsfwPolicy.BLOCK if settings is None else NsfwPolicy(settings.nsfw_policy),
             channel_nsfw=channel_nsfw,
             force_safe=verdict.force_safe,
         )

@@ -132,7 +132,7 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
 
     nsfw = (
         "spoilered in age-restricted channels, withheld elsewhere"
-        if settings.nsfw_policy is NsfwPolicy.SPOILER
+        if NsfwPolicy(settings.nsfw_policy) is NsfwPolicy.SPOILER
         else "withheld everywhere"
     )
     if settings.paused_at is not None:
