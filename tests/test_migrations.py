@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -77,6 +81,47 @@ async def test_open_storage_refuses_a_database_behind_and_opens_a_migrated_one(
     async with open_storage(database_url) as storage:
         assert await storage.audit.list_jobs() == []
         assert (await storage.guild_settings.get(1)).guild_id == 1
+
+
+def test_the_head_read_from_the_scripts_is_alembics() -> None:
+    """Opening storage compares the database with the head read from the scripts' text; a new
+    migration that the reading misses fails here rather than in front of a user."""
+    assert migrations.scripts_head() == migrations.head_revision()
+
+
+async def test_a_database_ahead_is_refused_with_both_revisions(database_url: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    await _execute(database_url, "UPDATE alembic_version SET version_num = '9999'")
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(DatabaseBehind, match="is at revision 9999 but this sdbot needs"):
+            await migrations.ensure_up_to_date(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_opening_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic takes about 0.1 s to import; commands that only open the database skip it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sdbot.db'}"
+    migrations.upgrade(url)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from storage.repositories import open_storage
+
+        async def main() -> None:
+            async with open_storage({url!r}) as storage:
+                await storage.audit.list_jobs()
+
+        asyncio.run(main())
+        print(sorted(name for name in sys.modules if name.split(".")[0] == "alembic"))
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 async def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
