@@ -17,12 +17,8 @@ class StorageError(SdbotError):
     """Base of every error raised by ``storage``."""
 
 
-class InvalidValue(StorageError, ValueError):
-    """A value storage will not keep: ``name`` must ``requirement``, and ``value`` does not.
-
-    Also a ``ValueError`` for this round of the redesign, so that callers that still catch
-    ``ValueError`` keep working; they move to ``StorageError`` in the second round.
-    """
+class InvalidValue(StorageError):
+    """A value storage will not keep: ``name`` must ``requirement``, and ``value`` does not."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
 
@@ -37,8 +33,8 @@ class InvalidValue(StorageError, ValueError):
         return f"{name} must {self.requirement}, got {self.value!r}"
 
 
-class UnknownSettings(StorageError, ValueError):
-    """Settings storage does not have (a ``ValueError`` too, for this round: see above)."""
+class UnknownSettings(StorageError):
+    """Settings storage does not have."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
 
@@ -83,7 +79,10 @@ class JobAlreadyFinished(StorageError):
 
 
 class DatabaseBehind(StorageError):
-    """The database schema is older (or newer) than this code expects."""
+    """The database schema is older (or newer) than this code expects: the person running sdbot
+    fixes it with ``sdbot db upgrade``, which the message says."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.BAD_INPUT
 
     def __init__(self, current: str | None, head: str) -> None:
         where = "has no sdbot schema yet" if current is None else f"is at revision {current}"
