@@ -1,9 +1,10 @@
 """The lists a prompt is checked against: the shipped layers and one guild's own entries.
 
 The shipped layers are read once per process from ``moderation/data`` (the default block list,
-better-profanity's list less the ordinary words it over-blocks, force-safe, allow, minors and
-negative-prompt terms); a guild's entries (terms and time-bounded patterns) are laid over a copy
-of them. What the lists decide is ``moderation.prompts.check_prompt``'s concern.
+better-profanity's list less the ordinary words it over-blocks, normalised ahead by
+``moderation.profanity``, force-safe, allow, minors and negative-prompt terms); a guild's entries
+(terms and time-bounded patterns) are laid over a copy of them. What the lists decide is
+``moderation.prompts.check_prompt``'s concern.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from importlib import resources
 import regex
 
 from moderation.errors import InvalidTerm
-from moderation.normalise import leet_reading
 from moderation.terms import Term, TermIndex, TermShape, compile_pattern, parse_term
 
+PROFANITY_FILE = "profanity_terms.txt"  # made by `python -m moderation.profanity`
 # Sexual words that ordinary short words join into: "a pen is", "friend's ex".
 _FRAGMENT_EXCEPTIONS = frozenset({"penis", "sex"})
 
@@ -86,20 +87,28 @@ def _read_terms(name: str) -> list[tuple[Term, str]]:
     return out
 
 
+def _stored_term(line: str) -> Term:
+    """A term as ``str(Term)`` wrote it into a generated file: already normalised, so only its
+    stars and spaces are read."""
+    text = line.strip("*")
+    star_before, star_after = line.startswith("*"), line.endswith("*")
+    if " " in text:
+        shape = TermShape.PHRASE
+    elif star_before and star_after:
+        shape = TermShape.ANYWHERE
+    elif star_before:
+        shape = TermShape.SUFFIX
+    elif star_after:
+        shape = TermShape.PREFIX
+    else:
+        shape = TermShape.WORD
+    return Term(text, shape)
+
+
 def _profanity_terms() -> list[Term]:
-    """better-profanity's word list without the entries we exclude (see the data file)."""
-    package = resources.files("better_profanity")
-    words = package.joinpath("profanity_wordlist.txt").read_text(encoding="utf-8").splitlines()
-    excluded = {parse_term(line).text for line in data_lines("profanity_exclude.txt")}
-    terms: dict[str, Term] = {}
-    for word in words:
-        try:  # "p0rn" is listed too; folding leetspeak finds it as "porn"
-            term = parse_term(leet_reading(word) + ("*" if word.endswith("*") else ""))
-        except InvalidTerm:
-            continue
-        if term.text not in excluded:
-            terms.setdefault(str(term), term)
-    return list(terms.values())
+    """better-profanity's word list without the entries we exclude, as ``moderation.profanity``
+    normalised it ahead (normalising it here would cost every process tens of milliseconds)."""
+    return [_stored_term(line) for line in data_lines(PROFANITY_FILE)]
 
 
 def _with_glued_form(term: Term) -> list[Term]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from common.errors import ErrorKind, SdbotError
-from moderation import errors, terms
+from moderation import errors, lists, profanity, terms
 from moderation.prompts import (
     GuildRule,
     InvalidTerm,
@@ -95,6 +95,15 @@ def test_every_kind_of_evasion_is_folded(prompt: str) -> None:
 )
 def test_reasons_name_the_term_and_its_layer(prompt: str, reason: str) -> None:
     assert check_prompt(prompt, RULES).reasons == (reason,)
+
+
+def test_the_profanity_layer_is_its_list_normalised_now() -> None:
+    """The committed profanity_terms.txt is what better-profanity's list, the exclusions and the
+    normalisation give today; when one changes, run `python -m moderation.profanity`."""
+    derived = profanity.derive()
+    assert profanity.render(derived) == profanity.TERMS_PATH.read_text(encoding="utf-8")
+    assert lists._profanity_terms() == derived  # read back as it was written, shapes and all
+    assert {term.shape for term in derived} >= {terms.TermShape.WORD, terms.TermShape.PHRASE}
 
 
 def test_force_safe_terms_pass_with_their_reason() -> None:
