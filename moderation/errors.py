@@ -23,6 +23,16 @@ class InvalidTerm(ModerationError):
     what is allowed."""
 
 
+class InvalidThreshold(ModerationError):
+    """An open_nsfw threshold outside (0, 1]: the bot's settings refuse one at start-up, so what
+    reaches this is a guild's stored value edited by hand."""
+
+    def __init__(self, name: str, value: float) -> None:
+        super().__init__(f"{name} must be in (0, 1], got {value}")
+        self.name = name
+        self.value = value
+
+
 class InvalidPromptSet(ModerationError, ValueError):
     """A labelled prompt set (``sdbot bench moderation --set``) that cannot be read as one.
 

@@ -22,6 +22,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from moderation.errors import InvalidThreshold
 from moderation.safety import SafetyResult  # free of numpy at import: storage imports our enums
 
 
@@ -50,7 +51,7 @@ class ImagePolicy:
         for name in ("threshold", "strict_threshold"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value}")
+                raise InvalidThreshold(name, value)
 
     @classmethod
     def for_request(

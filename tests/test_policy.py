@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from common.errors import ErrorKind
+from moderation.errors import InvalidThreshold, ModerationError
 from moderation.policy import Disposition, ImagePolicy, NsfwPolicy, decide, decide_grid
 from moderation.safety import SafetyResult
 
@@ -67,8 +69,13 @@ def test_a_guild_can_only_be_stricter() -> None:
 
 
 def test_thresholds_are_checked() -> None:
-    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\], got 0"):
+    with pytest.raises(InvalidThreshold, match=r"^threshold must be in \(0, 1\], got 0$"):
         ImagePolicy(threshold=0, strict_threshold=0.3)
+    # A guild's threshold stored by hand as 0 reaches a member as bad input, not as a bug.
+    with pytest.raises(InvalidThreshold, match=r"threshold must be in \(0, 1\], got 0\.0") as error:
+        policy(guild_threshold=0.0)
+    assert isinstance(error.value, ModerationError)
+    assert error.value.kind is ErrorKind.BAD_INPUT
 
 
 def test_a_grid_counts_only_the_tiles_it_shows() -> None:
