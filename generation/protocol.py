@@ -1,8 +1,11 @@
-"""Messages between the supervisor and the worker process (pickled over a pipe)."""
+"""Messages between the supervisor and the worker process (pickled over a pipe), and the one
+helper their listeners share (:func:`notify`), light enough for the bot process to import."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +13,16 @@ import numpy.typing as npt
 from generation.options import GenerationOptions
 from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
+
+T = TypeVar("T")
+
+
+async def notify(callback: Callable[[T], Awaitable[None] | None] | None, value: T) -> None:
+    """Calls a callback that may be plain or async (or absent)."""
+    if callback is not None:
+        outcome = callback(value)
+        if outcome is not None:
+            await outcome
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,9 @@ import logging
 import multiprocessing
 import signal
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TypeVar
 
 from generation.errors import (
     JobCancelled,
@@ -36,20 +34,14 @@ from generation.protocol import (
     WorkRequest,
     WorkResult,
 )
+from generation.protocol import notify as notify
+from generation.queue.contract import ProgressCallback as ProgressCallback
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Progress], Awaitable[None] | None]
-T = TypeVar("T")
-
-
-async def notify(callback: Callable[[T], Awaitable[None] | None] | None, value: T) -> None:
-    """Calls a callback that may be plain or async (or absent)."""
-    if callback is not None:
-        outcome = callback(value)
-        if outcome is not None:
-            await outcome
-
+# ``notify`` moved to generation.protocol and ``ProgressCallback`` to generation.queue.contract,
+# so that the bot process needs neither this module nor the worker's; both names are still
+# importable from here for the redesign's second round.
 
 Answer = WorkResult | WorkFailed | WorkCancelled
 

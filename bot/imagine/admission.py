@@ -97,7 +97,8 @@ class Admission:
     async def image_policy(
         self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict
     ) -> ImagePolicy:
-        """The image policy in force now (for a job recorded before this process started)."""
+        """The image policy in force now (for a job recorded before this process started and
+        queued again: its request carries the policy of the moment it is queued again)."""
         settings = None if guild_id is None else await self.storage.guild_settings.get(guild_id)
         return self.policy_for(settings, channel_nsfw, verdict)
 
@@ -141,7 +142,7 @@ class Admission:
         except BaseException:
             await self.queue.release(guild, user)
             raise
-        job = QueuedJob(WorkRequest(job_id, options), guild, user, new.uid)
+        job = QueuedJob(WorkRequest(job_id, options, image_policy=policy), guild, user, new.uid)
         try:
             handle = await self.queue.submit(job)
         except BaseException as error:  # the queue is unreachable: say so, end the record

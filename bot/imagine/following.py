@@ -1,6 +1,7 @@
 """Following a queued job to its end: its events recorded in the audit log as they come, its
-pictures drawn and recorded, and one terminal status with the reason whatever happens; and the
-owner's (or a moderator's) cancel of a job in the queue."""
+post-ready pictures (the worker decided and drew them) written and recorded, and one terminal
+status with the reason whatever happens; and the owner's (or a moderator's) cancel of a job in
+the queue."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+import types
 
 from bot.imagine.errors import NotYours, SaveFailed
 from bot.imagine.outcomes import ImagineOutcome, QueuedCallback, ShownImage
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, new_image
 from generation.errors import GenerationError
-from generation.protocol import Progress, WorkResult
+from generation.protocol import Progress, WorkResult, notify
 from generation.queue import (
     Cancelled,
     CancelOutcome,
@@ -27,8 +28,7 @@ from generation.queue import (
     QueuedJob,
     Started,
 )
-from generation.supervisor import ProgressCallback, notify
-from moderation.policy import ImagePolicy
+from generation.queue.contract import ProgressCallback
 from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
 from storage.repositories import Storage
@@ -57,19 +57,21 @@ class Following:
         job: QueuedJob,
         handle: JobHandle,
         verdict: PromptVerdict,
-        policy: ImagePolicy | Awaitable[ImagePolicy],
+        policy: object = None,
         *,
         on_progress: ProgressCallback | None = None,
         on_queued: QueuedCallback | None = None,
         started: float | None = None,
     ) -> ImagineOutcome:
         """Reads a submitted job's events to its outcome, recording each step in the audit log;
-        its pictures are decided under ``policy``. Whatever happens, the record ends in one
-        terminal status with the reason.
+        its pictures come post-ready from the worker, decided under the image policy its
+        request carries. Whatever happens, the record ends in one terminal status with the
+        reason.
 
-        ``policy`` is the one fixed at admission, or (a job this process did not admit) an
-        awaitable reading the one in force now: read here, so that a failure or a cancel while
-        reading ends the record like any other."""
+        ``policy`` is ignored (kept only while the facade still passes one this round); an
+        awaitable passed there is closed unread."""
+        if isinstance(policy, types.CoroutineType):
+            policy.close()
         started = time.perf_counter() if started is None else started
         job_id, options = job.job_id, job.request.options
 
@@ -80,8 +82,6 @@ class Following:
             )
 
         try:
-            if not isinstance(policy, ImagePolicy):
-                policy = await policy
             result: WorkResult | None = None
             async for event in handle.events():
                 if isinstance(event, Queued):
@@ -107,7 +107,7 @@ class Following:
                     return ended(JobStatus.CANCELLED, reason)
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
-            shown, grid = await self._keep_pictures(job, result, policy)
+            shown, grid = await self._keep_pictures(job, result)
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(end_quietly(self.audit, job_id, JobStatus.FAILED, reason))
@@ -143,16 +143,20 @@ class Following:
         )
 
     async def _keep_pictures(
-        self, job: QueuedJob, result: WorkResult, policy: ImagePolicy
+        self, job: QueuedJob, result: WorkResult
     ) -> tuple[list[ShownImage], ShownImage | None]:
-        """Draws a finished job's pictures, records them and moves their files into place: the
+        """Takes a finished job's pictures, records them and moves their files into place: the
         files are written under a staging name first and take their names only once the row
         with their paths committed, so no fault leaves a picture without its record. Returns
         the variants and what is posted for them (the grid; an upscale's one picture, unless it
         is withheld)."""
         job_id = job.job_id
-        upscale = job.request.options.upscale > 1
-        drawn = await self.pictures.draw(job_id, job.uid, result, policy, grid=not upscale)
+        if result.post is None:  # this bot's requests carry their policy: an older worker's
+            raise GenerationError(
+                f"job {job_id}: the worker returned no post-ready pictures (is it older than "
+                "the bot?)"
+            )
+        drawn = await self.pictures.draw(job_id, job.uid, result.post)
         shown, grid = drawn.images, drawn.grid
         try:
             await self.audit.record_outcome(

@@ -18,9 +18,8 @@ from bot.imagine.leases import LeaseKeeper, lease_owner_dead
 from bot.imagine.outcomes import OutcomeCallback
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, options_of, verdict_of
-from generation.protocol import WorkRequest
-from generation.queue import JobHandle, JobQueue, QueuedJob
-from generation.supervisor import notify
+from generation.protocol import WorkRequest, notify
+from generation.queue import JobHandle, JobQueue, QueuedJob, starts_exhausted
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptVerdict
 from storage import pictures
@@ -52,7 +51,8 @@ class Recovery:
         self.leases = leases
         self.following = following
         self.pictures = pictures
-        self.policy_now = policy_now  # a recovered job's pictures follow the settings of now
+        # A job queued again carries the image policy of the settings of now.
+        self.policy_now = policy_now
         self.deliveries: dict[int, asyncio.Task[None]] = {}  # job id → its delivery
 
     async def recover(
@@ -74,15 +74,19 @@ class Recovery:
                 if current is not None and not current.status.is_terminal and on_held:
                     on_held(current)
                 continue
+            verdict = verdict_of(record)
+            # Queued again, its request carries the policy of the settings of now (a job the
+            # queue still holds keeps the one it was queued with: the worker reads that one).
+            policy = await self.policy_now(record.guild_id, record.channel_nsfw, verdict)
             job = QueuedJob(
-                WorkRequest(record.id, options_of(record)),
+                WorkRequest(record.id, options_of(record), image_policy=policy),
                 record.guild_id,
                 record.user_id,
                 record.uid,
             )
             handle = await self.queue.attach(record.id, record.uid)
             if handle is None:
-                if record.status is JobStatus.RUNNING and record.attempts >= 2:
+                if record.status is JobStatus.RUNNING and starts_exhausted(record.attempts):
                     reason = (
                         f"stopped {record.attempts} times while running (the bot or its worker "
                         "went away); not retried again"
@@ -92,9 +96,7 @@ class Recovery:
                 await self.audit.requeue(record.id)
                 handle = await self.queue.submit(job, readmit=True)
             resumed += 1
-            task = asyncio.create_task(
-                self._deliver(job, handle, verdict_of(record), record.channel_nsfw, on_outcome)
-            )
+            task = asyncio.create_task(self._deliver(job, handle, verdict, on_outcome))
             self.deliveries[record.id] = task
             task.add_done_callback(functools.partial(self._forget, record.id))
         if resumed:
@@ -106,11 +108,9 @@ class Recovery:
         job: QueuedJob,
         handle: JobHandle,
         verdict: PromptVerdict,
-        channel_nsfw: bool,
         on_outcome: OutcomeCallback,
     ) -> None:
-        policy = self.policy_now(job.guild_id, channel_nsfw, verdict)
-        outcome = await self.following.follow(job, handle, verdict, policy)
+        outcome = await self.following.follow(job, handle, verdict)
         await notify(on_outcome, outcome)
 
     async def wait(self) -> None:
