@@ -138,8 +138,9 @@ class PromptRules:
     def default(cls) -> PromptRules:
         """The shipped lists (read once per process)."""
         negative_terms = _read_terms("negative_terms.txt")
+        block_terms = _read_terms("block_terms.txt")
         block: TermIndex[Listed] = TermIndex()
-        for term, section in _read_terms("block_terms.txt"):
+        for term, section in block_terms:
             block.add(term, Listed(Layer.DEFAULT, sexual=section == "sexual"))
         for term in _profanity_terms():  # most of what is left of it is sexual
             block.add(term, Listed(Layer.PROFANITY, sexual=True))
@@ -165,7 +166,7 @@ class PromptRules:
             ),
             fragment_terms=frozenset(
                 term.text
-                for term, section in _read_terms("block_terms.txt")
+                for term, section in block_terms
                 if section == "sexual"
                 and term.shape is not TermShape.PHRASE
                 and term.text not in _FRAGMENT_EXCEPTIONS
