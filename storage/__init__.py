@@ -10,6 +10,7 @@ Storage imports nothing of sdbot's but ``common``; the bot opens it from a URL
   process follows which open job. ``claims``: controls used on a job, once each.
 - ``guild_settings``, ``bans``, ``terms``, ``moderation_log``: what a guild's moderators control.
 - ``pictures``: image files that appear only with their record. ``export``: CSV and JSON Lines.
-- ``engine``, ``migrations``: the engine from a URL; Alembic driven from code.
+- ``engine``, ``migrations``: the engine from a URL; Alembic driven from code (opening checks
+  the revision without importing Alembic).
 - ``errors``: ``StorageError`` and its family, under ``common.errors.SdbotError``.
 """
