@@ -19,6 +19,7 @@ from generation.options import RequestedOptions, validate
 from generation.protocol import WorkRequest
 from generation.queue import BatchPolicy, Done, LocalQueue, QueuedJob
 from generation.supervisor import WorkerSupervisor
+from moderation.policy import ImagePolicy
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ async def measure_batching(
     supervisor = WorkerSupervisor(worker_spec(settings))
     ready = await supervisor.start()
     next_id = iter(range(1, 10**9))
+    policy = ImagePolicy(settings.nsfw_threshold, settings.nsfw_strict_threshold)
 
     def make() -> list[QueuedJob]:
         out = []
@@ -81,7 +83,7 @@ async def measure_batching(
                 prompt=f"a red circle number {n}", seed=n, variants=variants, steps=steps
             )
             options = validate(requested, settings.limits(), defaults)
-            out.append(QueuedJob(WorkRequest(next(next_id), options), n, n))
+            out.append(QueuedJob(WorkRequest(next(next_id), options, policy), n, n))
         return out
 
     try:

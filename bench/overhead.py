@@ -69,13 +69,16 @@ def _raw_call_ms(settings: Settings, options: GenerationOptions, runs: int) -> l
 
     from generation.pipeline import PipelineRunner, load_pipeline, resolve_device, resolve_dtype
     from generation.protocol import WorkRequest
+    from moderation.policy import ImagePolicy
 
     device = resolve_device(settings.device)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     source = resolve_model(settings.model)
     runner = PipelineRunner(load_pipeline(source, device, resolve_dtype(settings.dtype, device)))
-    request = WorkRequest(0, options)
+    request = WorkRequest(
+        0, options, ImagePolicy(settings.nsfw_threshold, settings.nsfw_strict_threshold)
+    )
     runner.generate([request])  # warm-up
     timings = []
     for _ in range(runs):

@@ -95,14 +95,16 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
     from generation.protocol import WorkRequest
     from generation.queue import EventKind, QueuedJob, Started, encode_event
     from generation.queue.redis import KEEP_S, RedisQueue, encode_request
+    from moderation.policy import ImagePolicy
 
     prefix = f"sdbot-bench-{uuid.uuid4().hex[:8]}"
     queue = await RedisQueue.connect(url, prefix=prefix)
     options = GenerationOptions("a red circle", "", (1, 2, 3, 4), 20, 3.0, 64, 64, "dpmpp")
+    policy = ImagePolicy(threshold=0.5, strict_threshold=0.3)  # it travels with each request
     try:
         timings = []
         for n in range(1, jobs + 1):
-            job = QueuedJob(WorkRequest(n, options), n % 50, n % 1000)
+            job = QueuedJob(WorkRequest(n, options, policy), n % 50, n % 1000)
             started = time.perf_counter()
             await queue.admit(job.guild_id, job.user_id, job.units, _GENEROUS)
             await queue.submit(job)
@@ -117,7 +119,7 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
         info: Any = await queue.client.info("memory")
         before = int(info["used_memory"])
         for n in range(jobs + 1, jobs + queued + 1):
-            job = QueuedJob(WorkRequest(n, options), n % 100, n)
+            job = QueuedJob(WorkRequest(n, options, policy), n % 100, n)
             await queue.scripts.push(  # as RedisQueue.submit pushes a new job
                 args=[
                     prefix,

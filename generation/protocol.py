@@ -7,9 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import numpy as np
-import numpy.typing as npt
-
 from generation.options import GenerationOptions
 from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
@@ -42,14 +39,13 @@ class WorkRequest:
     """One job for the worker.
 
     ``image_policy`` is what the bot fixed at admission for this guild and channel (thresholds,
-    the guild's NSFW policy, whether the channel is NSFW, force-safe); with it the worker returns
-    post-ready output in ``WorkResult.post``. Without it the worker returns only the checked,
-    marked variants, as before the redesign (kept for this round while the bot switches).
+    the guild's NSFW policy, whether the channel is NSFW, force-safe): the worker decides each
+    picture under it and returns them ready to post (``WorkResult.post``).
     """
 
     job_id: int
     options: GenerationOptions
-    image_policy: ImagePolicy | None = None
+    image_policy: ImagePolicy
 
     @property
     def batch_key(self) -> tuple[int, int, int, float, str, int]:
@@ -67,24 +63,6 @@ class WorkBatch:
     @property
     def job_ids(self) -> tuple[int, ...]:
         return tuple(request.job_id for request in self.requests)
-
-
-@dataclass(frozen=True)
-class VariantImage:
-    """One finished image: safety-checked, watermarked, encoded."""
-
-    variant: int
-    seed: int
-    png: bytes
-    # The same pixels, so that a grid needs no PNG decode. Only a bot that draws the grid
-    # itself (a request without an image policy) needs them across the pipe or Redis.
-    rgb: npt.NDArray[np.uint8]
-    width: int
-    height: int
-    sha256: str
-    watermark_id: int
-    watermark_verified: bool
-    safety: SafetyResult
 
 
 @dataclass(frozen=True)
@@ -132,11 +110,12 @@ class PostReady:
 
 @dataclass(frozen=True)
 class WorkResult:
+    """A finished job: its pictures as they may be posted, and where the time went."""
+
     job_id: int
-    images: tuple[VariantImage, ...]
+    post: PostReady
     diffusion_ms: float
     postprocess_ms: float
-    post: PostReady | None = None  # set when the request carried an image policy
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""The worker process: loads the model once, then turns requests into checked, marked PNGs.
+"""The worker process: loads the model once, then turns requests into pictures ready to post.
 
 Every image passes the safety checker and carries a verified watermark before it leaves here.
-When the request carries the image policy fixed at admission, the worker also decides each
+Under the image policy the request carries (fixed at admission) the worker decides each
 picture's disposition, swaps withheld ones for their placeholder tiles and draws and marks the
 grid, so that what it returns is ready to post: the bot only writes files and posts.
 """
@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -27,7 +28,6 @@ from generation.protocol import (
     PostReady,
     Progress,
     ReadyImage,
-    VariantImage,
     WorkBatch,
     WorkCancelled,
     WorkerReady,
@@ -48,6 +48,29 @@ RGBArray = npt.NDArray[np.uint8]
 
 class _Cancelled(Exception):
     """Raised from the step callback to stop a batch whose jobs were all cancelled."""
+
+
+@dataclass(frozen=True)
+class Marked:
+    """One variant, checked, marked and encoded: what the policy decides on. Its pixels stay
+    in this process (the grid is drawn from them); only :class:`ReadyImage` leaves."""
+
+    variant: int
+    seed: int
+    png: bytes
+    rgb: RGBArray
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety: SafetyResult
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
 
 
 def usable_cores() -> int:
@@ -148,8 +171,8 @@ class Worker:
     def finish(
         self, request: WorkRequest, raw_images: list[RGBArray], diffusion_ms: float
     ) -> WorkResult:
-        """Upscale, safety check and watermark one job's images; under a policy, make them
-        post-ready."""
+        """Upscale, safety check and watermark one job's images, then make them post-ready
+        under the request's policy."""
         diffusion_done = time.perf_counter()
         # 2. Upscale to what the watermark needs (an upscale job: twice that); the checker sees
         # the image that will be posted.
@@ -172,13 +195,11 @@ class Worker:
             for score, flagged in zip(scores.result(), model_flags, strict=True)
         ]
         variants = [
-            VariantImage(
+            Marked(
                 variant=index,
                 seed=seed,
                 png=png,
                 rgb=mark.rgb,
-                width=mark.rgb.shape[1],
-                height=mark.rgb.shape[0],
                 sha256=hashlib.sha256(png).hexdigest(),
                 watermark_id=mark.watermark_id,
                 watermark_verified=mark.verified,
@@ -189,22 +210,19 @@ class Worker:
             )
         ]
         # 5. Under the request's policy: dispositions, placeholders, the marked grid.
-        post = None
-        if request.image_policy is not None:
-            with_grid = request.options.upscale == 1  # an upscale posts its one picture
-            post = post_ready(request.job_id, variants, request.image_policy, with_grid=with_grid)
+        with_grid = request.options.upscale == 1  # an upscale posts its one picture
+        post = post_ready(request.job_id, variants, request.image_policy, with_grid=with_grid)
         finished = time.perf_counter()
         return WorkResult(
             job_id=request.job_id,
-            images=tuple(variants),
+            post=post,
             diffusion_ms=diffusion_ms,
             postprocess_ms=(finished - diffusion_done) * 1000,
-            post=post,
         )
 
 
 def post_ready(
-    job_id: int, variants: Sequence[VariantImage], policy: ImagePolicy, *, with_grid: bool
+    job_id: int, variants: Sequence[Marked], policy: ImagePolicy, *, with_grid: bool
 ) -> PostReady:
     """A job's checked, marked variants as they may be posted under ``policy``.
 

@@ -16,6 +16,7 @@ from generation.protocol import WorkRequest
 from generation.queue import CancelOutcome, QueuedJob, Throughput, places
 from generation.queue.fair import FairQueue
 from generation.queue.redis import RedisQueue, decode_request
+from moderation.policy import ImagePolicy
 from tests.conftest import REDIS_URL
 
 
@@ -106,7 +107,8 @@ def test_fair_order_is_what_pop_returns_on_random_queues() -> None:
 
 def _job(job_id: int, guild: int | None, user: int | None) -> QueuedJob:
     options = GenerationOptions("a red circle", "", (1,), 4, 3.0, 64, 64, "dpmpp")
-    return QueuedJob(WorkRequest(job_id, options), guild, user)
+    policy = ImagePolicy(threshold=0.5, strict_threshold=0.3)
+    return QueuedJob(WorkRequest(job_id, options, policy), guild, user)
 
 
 async def _claim(queue: RedisQueue, consumer: str = "probe") -> int | None:

@@ -405,11 +405,13 @@ async def test_a_follower_rejects_events_and_results_of_another_job(redis_prefix
     from generation.protocol import Progress, WorkRequest
     from generation.queue import Failed, QueuedJob
     from generation.redis_queue import RedisQueue
+    from moderation.policy import ImagePolicy
 
     queue = await RedisQueue.connect(REDIS_URL, prefix=redis_prefix)
     try:
         options = GenerationOptions("a red circle", "", (1,), 4, 3.0, 64, 64, "dpmpp")
-        job = QueuedJob(WorkRequest(1, options), None, None, uid="a" * 32)
+        policy = ImagePolicy(threshold=0.5, strict_threshold=0.3)
+        job = QueuedJob(WorkRequest(1, options, policy), None, None, uid="a" * 32)
         handle = await queue.submit(job)
         stream = f"{redis_prefix}:ev:{job.uid}"
         other = "b" * 32

@@ -233,13 +233,12 @@ async def supervisor(model_dir: Path) -> AsyncIterator[WorkerSupervisor]:
 
 async def _run(
     supervisor: WorkerSupervisor,
-    policies: Sequence[ImagePolicy | None],
+    policies: Sequence[ImagePolicy],
     options: GenerationOptions = OPTIONS,
 ) -> list[WorkResult]:
     """One batch (one diffusion call), a job per policy: the same pictures for each."""
     requests = tuple(
-        WorkRequest(job_id, options, image_policy=policy)
-        for job_id, policy in enumerate(policies, start=101)
+        WorkRequest(job_id, options, policy) for job_id, policy in enumerate(policies, start=101)
     )
     answers = await supervisor.run_batch(WorkBatch(requests))
     results = [answers[request.job_id] for request in requests]
@@ -248,9 +247,13 @@ async def _run(
 
 
 def _post(result: WorkResult) -> tuple[PostReady, ReadyImage]:
-    assert result.post is not None
     assert result.post.grid is not None
     return result.post, result.post.grid
+
+
+def _marked(image: ReadyImage) -> bool:
+    """Whether ``png`` is the marked picture itself (not a placeholder in its stead)."""
+    return hashlib.sha256(image.png).hexdigest() == image.sha256
 
 
 def _below_badge(picture: npt.NDArray[np.uint8]) -> npt.NDArray[np.int_]:
@@ -276,11 +279,9 @@ async def test_the_worker_returns_what_each_policy_posts(supervisor: WorkerSuper
             _policy(**FLAG_ALL, channel_nsfw=True),  # the guild blocks
             _policy(**FLAG_ALL, channel_nsfw=True, nsfw_policy=NsfwPolicy.SPOILER),
             _policy(**FLAG_NONE, force_safe=True),
-            None,
         ],
     )
-    shown, not_nsfw, blocked, spoilered, force_safe, unset = results
-    assert unset.post is None  # no policy: the answer as before the redesign
+    shown, not_nsfw, blocked, spoilered, force_safe = results
 
     # (each variant's disposition, how its reason ends, the grid's disposition)
     expected = [
@@ -291,7 +292,7 @@ async def test_the_worker_returns_what_each_policy_posts(supervisor: WorkerSuper
         (Disposition.SPOILER, "force-safe prompt", Disposition.SPOILER),
     ]
     for job_id, result, (disposition, reason, grid_disposition) in zip(
-        range(101, 106), results[:-1], expected, strict=True
+        range(101, 106), results, expected, strict=True
     ):
         post, grid = _post(result)
         assert [image.disposition for image in post.images] == [disposition] * 2
@@ -311,38 +312,38 @@ async def test_the_worker_returns_what_each_policy_posts(supervisor: WorkerSuper
     for result in (shown, spoilered, force_safe):
         post, _ = _post(result)
         # Shown and spoilered variants are the marked pictures themselves.
-        assert [image.png for image in post.images] == [image.png for image in result.images]
+        assert all(_marked(image) for image in post.images)
 
     for result in (not_nsfw, blocked):
         post, grid = _post(result)
-        for image, variant in zip(post.images, result.images, strict=True):
+        for image, variant in zip(post.images, _post(spoilered)[0].images, strict=True):
             # A withheld variant comes back as its placeholder, never as its pixels; its record
-            # keeps the marked picture's facts.
-            tile = withheld_tile(
-                variant.width, variant.height, variant.variant, image.decision.reason
-            )
+            # keeps the marked picture's facts (the same pictures as the spoilered job's, but
+            # for the job's id in the watermark).
+            tile = withheld_tile(image.width, image.height, image.variant, image.decision.reason)
             assert image.png == to_png(tile)
-            assert image.png != variant.png
-            assert (image.sha256, image.watermark_id) == (variant.sha256, variant.watermark_id)
-            assert (image.width, image.height) == (variant.width, variant.height)
+            assert not _marked(image)
+            assert len(image.sha256) == 64
+            assert image.watermark_id == watermark_id(result.job_id, image.variant)
+            assert (image.width, image.height) == (variant.width, variant.height) == (256, 256)
             assert image.safety == variant.safety
             assert image.decision.flagged
             assert image.decision.threshold == 1e-9
-            cell = _cell(grid.png, variant.variant, variant.width, variant.height)
+            cell = _cell(grid.png, image.variant, image.width, image.height)
             assert np.abs(cell - _below_badge(tile)).mean() < 4
         # A grid of grey tiles is shown, and counts nothing it does not show.
         assert grid.safety == SafetyResult(0.0, None)
         assert not grid.decision.flagged
 
-    _, grid = _post(spoilered)
+    post, grid = _post(spoilered)
     assert grid.decision.flagged
-    assert grid.safety.nsfw_score == max(image.safety.nsfw_score for image in spoilered.images)
+    assert grid.safety.nsfw_score == max(image.safety.nsfw_score for image in post.images)
 
     # The grid is the picture the bot drew before the redesign: the variants' marked pixels,
     # numbered, then marked as variant 0.
-    _, grid = _post(shown)
-    drawn = watermark.embed(make_grid([image.rgb for image in shown.images]), watermark_id(101, 0))
-    assert grid.png == to_png(drawn.rgb)
+    post, grid = _post(shown)
+    tiles = [from_image_file(image.png) for image in post.images]
+    assert grid.png == to_png(watermark.embed(make_grid(tiles), watermark_id(101, 0)).rgb)
 
 
 async def test_the_policy_and_the_post_ready_output_travel_through_redis(
@@ -368,8 +369,8 @@ async def test_the_policy_and_the_post_ready_output_travel_through_redis(
 
 
 async def test_only_the_flagged_variant_is_withheld(supervisor: WorkerSupervisor) -> None:
-    [first] = await _run(supervisor, [None])
-    low, high = sorted(image.safety.nsfw_score for image in first.images)
+    [first] = await _run(supervisor, [_policy(**FLAG_NONE)])
+    low, high = sorted(image.safety.nsfw_score for image in first.post.images)
     assert low < high, "two different pictures score differently"
     middle = (low + high) / 2
     [result] = await _run(supervisor, [_policy(threshold=middle, strict_threshold=middle)])
@@ -380,13 +381,15 @@ async def test_only_the_flagged_variant_is_withheld(supervisor: WorkerSupervisor
     assert [image.safety.nsfw_score for image in gone] == [high]
     assert grid.safety.nsfw_score == low  # the withheld tile counts for nothing
     assert grid.disposition is Disposition.SHOWN
-    marked = next(image for image in result.images if image.variant == kept[0].variant)
+    # The first run was the same job (same id, seeds and pictures) with every picture shown.
+    marked = next(image for image in first.post.images if image.variant == kept[0].variant)
     assert kept[0].png == marked.png
     cell = _cell(grid.png, marked.variant, marked.width, marked.height)
-    assert np.abs(cell - _below_badge(marked.rgb)).mean() < 4
-    withheld = next(image for image in result.images if image.variant == gone[0].variant)
+    assert np.abs(cell - _below_badge(from_image_file(marked.png))).mean() < 4
+    withheld = next(image for image in first.post.images if image.variant == gone[0].variant)
+    assert gone[0].sha256 == withheld.sha256
     cell = _cell(grid.png, withheld.variant, withheld.width, withheld.height)
-    assert np.abs(cell - _below_badge(withheld.rgb)).mean() > 10  # not its pixels
+    assert np.abs(cell - _below_badge(from_image_file(withheld.png))).mean() > 10  # not its pixels
 
 
 async def test_an_upscale_posts_its_one_picture_without_a_grid(
@@ -402,12 +405,54 @@ async def test_an_upscale_posts_its_one_picture_without_a_grid(
         (spoilered, Disposition.SPOILER),
         (withheld, Disposition.WITHHELD),
     ]:
-        assert result.post is not None
         assert result.post.grid is None
         [image] = result.post.images
         assert image.disposition is disposition
         assert (image.width, image.height) == (512, 512)
-    assert shown.post is not None
-    assert withheld.post is not None
-    assert shown.post.images[0].png == shown.images[0].png
-    assert withheld.post.images[0].png != withheld.images[0].png
+    assert _marked(shown.post.images[0])
+    assert not _marked(withheld.post.images[0])
+
+
+@pytest.mark.redis
+async def test_a_request_an_older_bot_queued_without_its_policy_fails_with_the_reason(
+    redis_prefix: str, supervisor: WorkerSupervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the post-ready output a request had no image policy (round 1 of the redesign: an
+    empty one); the worker fails such a job with the reason and goes on with the next."""
+    from generation.queue import Failed, QueuedJob
+    from generation.queue.redis import RedisQueue, RedisWorker, codec
+    from generation.queue.redis import client as redis_client
+    from tests.conftest import REDIS_URL
+
+    def as_older_bots_wrote_it(request: WorkRequest, uid: str) -> str:
+        data = json.loads(codec.encode_request(request, uid))
+        if request.job_id == 1:
+            del data["image_policy"]
+        else:
+            data["image_policy"] = None
+        return json.dumps(data)
+
+    queue = await RedisQueue.connect(REDIS_URL, prefix=redis_prefix)
+    worker = await RedisWorker.connect(REDIS_URL, supervisor, prefix=redis_prefix, name="new")
+    try:
+        policy = _policy(**FLAG_NONE)
+        with monkeypatch.context() as patch:
+            patch.setattr(redis_client, "encode_request", as_older_bots_wrote_it)
+            old = [
+                await queue.submit(QueuedJob(WorkRequest(n, OPTIONS, policy), 1, n)) for n in (1, 2)
+            ]
+        new = QueuedJob(WorkRequest(3, OPTIONS, policy), 1, 3)
+        await queue.submit(new)
+        assert await worker.next_job() is None
+        assert await worker.next_job() is None
+        for handle in old:
+            events = [event async for event in handle.events()]
+            assert isinstance(events[-1], Failed)
+            assert "lacks image_policy" in events[-1].reason or "got None" in events[-1].reason
+            assert events[-1].reason.endswith("another version of sdbot queued it; ask again")
+        claimed = await worker.next_job()
+        assert claimed is not None
+        assert (claimed.request, claimed.uid) == (new.request, new.uid)
+    finally:
+        await worker.close()
+        await queue.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from generation.images import from_image_file
 from generation.limits import Limits, RateLimited
 from generation.options import GenerationOptions
 from generation.protocol import Progress, WorkerSpec, WorkRequest
@@ -40,16 +41,20 @@ from generation.queue import (
     Started,
 )
 from generation.supervisor import WorkerSupervisor
+from moderation.policy import ImagePolicy
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+POLICY = ImagePolicy(threshold=0.5, strict_threshold=0.3)  # the bot's defaults
 
 
 def job(job_id: int, guild: int | None, user: int | None = None, *, steps: int = 4) -> QueuedJob:
     options = GenerationOptions(
         f"a red circle number {job_id}", "", (job_id,), steps, 3.0, 64, 64, "dpmpp"
     )
-    return QueuedJob(WorkRequest(job_id, options), guild, 100 + job_id if user is None else user)
+    request = WorkRequest(job_id, options, POLICY)
+    return QueuedJob(request, guild, 100 + job_id if user is None else user)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -152,16 +157,17 @@ async def test_a_job_reads_queued_started_progress_then_done(rig: Rig) -> None:
     done = events[-1]
     assert isinstance(done, Done)
     assert done.result.job_id == 1
-    assert [image.seed for image in done.result.images] == [1]
-    image = done.result.images[0]
-    assert image.rgb.shape == (image.height, image.width, 3)
-    if rig.kind == "redis":  # each picture is held once in Redis: its rgb travels as its PNG
+    assert [image.seed for image in done.result.post.images] == [1]
+    image = done.result.post.images[0]
+    assert from_image_file(image.png).shape == (image.height, image.width, 3)
+    assert done.result.post.grid is not None
+    if rig.kind == "redis":  # each picture is held once in Redis: the variant and the grid
         from generation.queue.redis import RedisQueue
 
         assert isinstance(rig.queue, RedisQueue)
         uid = rig.queue._uids[1]
         stored = await rig.queue.client.hkeys(f"{rig.queue.prefix}:result:{uid}")
-        assert sorted(stored) == [b"blob:0", b"meta"]
+        assert sorted(stored) == [b"blob:0", b"blob:1", b"meta"]
 
 
 async def test_queued_and_running_jobs_cancel_and_end_in_the_one_vocabulary(rig: Rig) -> None:

@@ -9,6 +9,7 @@ import pytest
 from generation.models import resolve_model
 from generation.options import GenerationOptions
 from generation.protocol import WorkRequest
+from moderation.policy import ImagePolicy
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' schedulers and numpy 2
@@ -27,7 +28,8 @@ def test_a_job_of_one_or_two_steps_can_be_upscaled(
     options = GenerationOptions("a red circle", "", (7,), steps, 3.0, 64, 64, scheduler, upscale=2)
     seen: list[tuple[int, int]] = []
     (images,) = runner.generate(
-        [WorkRequest(1, options)], lambda step, total: seen.append((step, total))
+        [WorkRequest(1, options, ImagePolicy(threshold=0.5, strict_threshold=0.3))],
+        lambda step, total: seen.append((step, total)),
     )
     assert images[0].shape == (128, 128, 3)
     assert options.refine_steps == 1

@@ -151,11 +151,6 @@ class Following:
         the variants and what is posted for them (the grid; an upscale's one picture, unless it
         is withheld)."""
         job_id = job.job_id
-        if result.post is None:  # this bot's requests carry their policy: an older worker's
-            raise GenerationError(
-                f"job {job_id}: the worker returned no post-ready pictures (is it older than "
-                "the bot?)"
-            )
         drawn = await self.pictures.draw(job_id, job.uid, result.post)
         shown, grid = drawn.images, drawn.grid
         try:

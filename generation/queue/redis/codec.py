@@ -3,10 +3,10 @@ by several machines must not be a way to run code on them).
 
 The protocol's dataclasses are encoded generically, field by field from their type hints, so a
 field added to ``generation.protocol`` travels without a line here: numbers, strings, bools,
-``None``, str enums, tuples, lists, dicts with string keys, nested dataclasses, ``bytes`` (a
-result's pictures: kept apart as raw hash fields, not base64) and ``uint8`` arrays (pictures:
-a reference to a PNG field of the same object that decodes to exactly the same pixels, as a
-variant's ``rgb`` is its ``png``, else lossless PNG bytes of their own).
+``None``, str enums, tuples, lists, dicts with string keys, nested dataclasses and ``bytes`` (a
+result's pictures: kept apart as raw hash fields, not base64). A stored request that lacks a
+field this version needs (queued by an older bot) is :class:`UnreadableRequest`: its job fails
+with the reason, the worker goes on.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ import base64
 import dataclasses
 import enum
 import functools
-import io
 import json
 import types
 import typing
 from typing import Any, TypeVar
 
-import numpy as np
-
 from generation.protocol import WorkRequest, WorkResult
 
 T = TypeVar("T")
-_BLOB, _B64, _ARRAY, _SAME = "$blob", "$b64", "$png", "$picture_of"
+_BLOB, _B64 = "$blob", "$b64"
 
 
 class ForeignResult(ValueError):
@@ -37,15 +34,20 @@ class Undecodable(ValueError):
     """Stored data that does not fit the type it is read as."""
 
 
+class UnreadableRequest(Undecodable):
+    """A queued request this version cannot run (an older bot queued it without a field that
+    is required now): its job is failed with this reason instead of stopping the worker."""
+
+    def __init__(self, uid: str, job_id: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.uid = uid
+        self.job_id = job_id
+
+
 def to_plain(value: Any, blobs: list[bytes] | None = None) -> Any:
     """``value`` as JSON-ready data; bytes go to ``blobs`` (by index) or, without, inline."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        values = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        out = {}
-        for name, item in values.items():
-            same = _picture_of(item, values) if isinstance(item, np.ndarray) else None
-            out[name] = {_SAME: same} if same else to_plain(item, blobs)
-        return out
+        return {f.name: to_plain(getattr(value, f.name), blobs) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, bytes):
@@ -53,8 +55,6 @@ def to_plain(value: Any, blobs: list[bytes] | None = None) -> Any:
             return {_B64: base64.b64encode(value).decode()}
         blobs.append(value)
         return {_BLOB: len(blobs) - 1}
-    if isinstance(value, np.ndarray):
-        return {_ARRAY: to_plain(_png(value), blobs)}
     if isinstance(value, tuple | list):
         return [to_plain(item, blobs) for item in value]
     if isinstance(value, dict):
@@ -74,23 +74,25 @@ def from_plain(kind: Any, data: Any, blobs: list[bytes] | None = None) -> Any:
         [inner] = [option for option in options if option is not type(None)]
         return from_plain(inner, data, blobs)
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(data, dict):
+            raise Undecodable(f"expected a stored {kind.__name__}, got {data!r}")
         hints = _hints(kind)
-        names = {f.name for f in dataclasses.fields(kind) if f.init}
-        values = {
-            k: from_plain(hints[k], v, blobs)
-            for k, v in data.items()
-            if k in names and not (isinstance(v, dict) and _SAME in v)
-        }
-        for k, v in data.items():
-            if k in names and isinstance(v, dict) and _SAME in v:
-                values[k] = _pixels(values[v[_SAME]])
-        return kind(**values)
+        fields = [f for f in dataclasses.fields(kind) if f.init]
+        missing = [
+            f.name
+            for f in fields
+            if f.name not in data
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise Undecodable(f"a stored {kind.__name__} lacks {', '.join(missing)}")
+        names = {f.name for f in fields}
+        return kind(**{k: from_plain(hints[k], v, blobs) for k, v in data.items() if k in names})
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return kind(data)
     if kind is bytes:
         return _bytes(data, blobs)
-    if origin is np.ndarray or kind is np.ndarray:
-        return _pixels(_bytes(data[_ARRAY], blobs))
     if origin is tuple:
         args = typing.get_args(kind)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -122,47 +124,26 @@ def _bytes(data: Any, blobs: list[bytes] | None) -> bytes:
     return base64.b64decode(data[_B64])
 
 
-def _picture_of(pixels: np.ndarray[Any, Any], values: dict[str, Any]) -> str | None:
-    """The name of a PNG field of the same object that decodes to exactly these pixels: the
-    array then travels as a reference to it, not a second copy of the picture."""
-    for name, value in values.items():
-        if isinstance(value, bytes) and value.startswith(b"\x89PNG\r\n\x1a\n"):
-            try:
-                decoded = _pixels(value)
-            except (OSError, ValueError):  # not a picture after all
-                continue
-            if decoded.shape == pixels.shape and np.array_equal(decoded, pixels):
-                return name
-    return None
-
-
-def _png(pixels: np.ndarray[Any, Any]) -> bytes:
-    from PIL import Image
-
-    if pixels.dtype != np.uint8:
-        raise TypeError(f"only uint8 pictures travel through Redis, got {pixels.dtype}")
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-def _pixels(png: bytes) -> np.ndarray[Any, Any]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as opened:
-        return np.asarray(opened)
-
-
 def encode_request(request: WorkRequest, uid: str) -> str:
     """The request as one JSON text (its bytes, if any, inline), with the job's uid."""
     return json.dumps({"uid": uid, **to_plain(request)})
 
 
 def decode_payload(payload: bytes | str) -> tuple[WorkRequest, str]:
-    """The request and the job's uid."""
+    """The request and the job's uid. Raises UnreadableRequest (with the uid, so that the job
+    can be failed) for a request this version cannot run."""
     data = json.loads(payload)
     uid = str(data.pop("uid"))
-    return from_plain(WorkRequest, data), uid
+    try:
+        return from_plain(WorkRequest, data), uid
+    except (Undecodable, KeyError, TypeError, ValueError) as error:
+        job_id = data.get("job_id")
+        raise UnreadableRequest(
+            uid,
+            job_id if isinstance(job_id, int) else None,
+            f"cannot read the queued request ({error}): another version of sdbot queued it; "
+            "ask again",
+        ) from error
 
 
 def decode_request(payload: bytes | str) -> WorkRequest:

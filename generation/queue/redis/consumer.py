@@ -27,7 +27,7 @@ from generation.queue.batch import run_batch
 from generation.queue.contract import MAX_STARTS, QueuedJob
 from generation.queue.events import Done, Failed, Started, Terminal, encode_event
 from generation.queue.fair import Throughput
-from generation.queue.redis.codec import decode_payload, encode_result
+from generation.queue.redis.codec import UnreadableRequest, decode_payload, encode_result
 from generation.queue.redis.scripts import KEEP_S, Scripts, connect, ensure_group, text
 
 if TYPE_CHECKING:
@@ -118,7 +118,13 @@ class RedisWorker:
         if not answer:
             return None
         entry, _, payload, deliveries, *previous = answer
-        request, uid = decode_payload(payload)
+        try:
+            request, uid = decode_payload(payload)
+        except UnreadableRequest as error:  # queued by another version: fail it, go on
+            log.warning("job %s ◆ %s", error.job_id, error)
+            await self._finish(entry, error.uid, Failed(str(error)))
+            self.jobs_done += 1
+            return None
         return Claimed(entry, request, int(deliveries), text(previous[0]) if previous else "", uid)
 
     async def _seen(self) -> None:
@@ -159,11 +165,13 @@ class RedisWorker:
         finally:
             self.jobs_done += 1
             if not _being_cancelled():
-                fields = encode_event(ending) | {"uid": claimed.uid}
-                flat = [item for pair in fields.items() for item in pair]
-                await self.scripts.finish(
-                    args=[self.prefix, claimed.entry, claimed.uid, KEEP_S, *flat]
-                )
+                await self._finish(claimed.entry, claimed.uid, ending)
+
+    async def _finish(self, entry: bytes, uid: str, ending: Terminal) -> None:
+        """Ends the job of a claimed entry with its terminal event."""
+        fields = encode_event(ending) | {"uid": uid}
+        flat = [item for pair in fields.items() for item in pair]
+        await self.scripts.finish(args=[self.prefix, entry, uid, KEEP_S, *flat])
 
     async def _run(self, claimed: Claimed) -> Terminal:
         """Runs the job as a batch of one; returns its terminal event (its result stored)."""
@@ -208,7 +216,10 @@ class RedisWorker:
                 f"{self.prefix}:stats", "seconds_per_unit", self.throughput.seconds_per_unit
             )
         log.info(
-            "job %d done ◆ %d images ◆ %d steps", job_id, len(result.images), request.options.steps
+            "job %d done ◆ %d images ◆ %d steps",
+            job_id,
+            len(result.post.images),
+            request.options.steps,
         )
         return event
 
