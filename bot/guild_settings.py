@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.guild_limits import BotLimits, Bound
-from bot.guild_limits import EffectiveLimits as EffectiveLimits  # round 1's callers
-from bot.guild_limits import effective_limits as effective_limits
-from bot.guild_limits import guild_rates as guild_rates
 from common.errors import ErrorKind, SdbotError
 from moderation.policy import NsfwPolicy
 from storage.models import Controls

@@ -18,7 +18,8 @@ from bot.guild_admin import (
     expiry,
     requested_changes,
 )
-from bot.guild_settings import BotLimits, InvalidSetting, Naming
+from bot.guild_limits import BotLimits
+from bot.guild_settings import InvalidSetting, Naming
 from common.errors import ErrorKind
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits

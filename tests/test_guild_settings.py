@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
+from bot.guild_limits import BotLimits, effective_limits, guild_rates
 from bot.guild_settings import (
     BY_NAME,
     BY_OPTION,
     NAMES,
     SPECS,
-    BotLimits,
     InvalidSetting,
     Naming,
     check_change,
-    effective_limits,
-    guild_rates,
     option_name,
     plain,
     render,

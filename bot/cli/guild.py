@@ -17,7 +17,8 @@ from bot.cli import EXIT_OK, CommandError
 from bot.cli.arguments import guild_id, rate
 
 if TYPE_CHECKING:
-    from bot.guild_settings import BotLimits, SettingSpec
+    from bot.guild_limits import BotLimits
+    from bot.guild_settings import SettingSpec
     from bot.settings import Settings
 
 OPERATOR = 0  # the actor recorded for changes made from the command line
@@ -82,7 +83,7 @@ def _channels(text: str) -> list[int] | None:
 
 def bot_limits(settings: Settings) -> BotLimits:
     """What the bot allows everywhere, as ``sdbot run`` builds it from the same settings."""
-    from bot.guild_settings import BotLimits
+    from bot.guild_limits import BotLimits
     from generation.models import model_defaults, resolve_model
 
     defaults = model_defaults(resolve_model(settings.model))
@@ -95,7 +96,7 @@ def bot_limits(settings: Settings) -> BotLimits:
 
 
 async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.guild_settings import effective_limits
+    from bot.guild_limits import effective_limits
     from storage.repositories import open_storage
 
     async with open_storage(settings.effective_database_url()) as storage:

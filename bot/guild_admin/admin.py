@@ -23,7 +23,8 @@ from bot.guild_admin.ports import (
 )
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
-from bot.guild_settings import BotLimits, EffectiveLimits, Naming, check_change, effective_limits
+from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
+from bot.guild_settings import Naming, check_change
 from moderation.lists import GuildRule, RuleAction, validate_rule
 from storage.bans import BanRecord
 from storage.guild_settings import GuildSettingsRecord

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from bot.guild_settings import BotLimits
+from bot.guild_limits import BotLimits
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from storage.audit import AuditLog
