@@ -13,7 +13,6 @@ from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
-from generation.supervisor import WorkerSupervisor
 from moderation.prompts import PromptRules
 from storage import repositories
 from storage.repositories import Storage as Storage
@@ -50,8 +49,7 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
         yield service
     finally:
         await service.close()
-        if isinstance(queue, LocalQueue):
-            await queue.supervisor.close()
+        await queue.stop_workers()
 
 
 def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> ImagineService:
@@ -74,11 +72,13 @@ async def open_queue(settings: Settings) -> JobQueue:
     """In this process in front of one worker, or on Redis when SDBOT_REDIS_URL is set."""
     batch = BatchPolicy(settings.batch_max_jobs, settings.batch_max_images)
     if settings.redis_url:
-        from generation.redis_queue import RedisQueue
+        from generation.queue.redis import RedisQueue
 
         return await RedisQueue.connect(
             settings.redis_url, prefix=settings.redis_prefix, lost_after_s=settings.redis_lost_s
         )
+    from generation.supervisor import WorkerSupervisor  # the worker's side: only when it runs here
+
     supervisor = WorkerSupervisor(
         worker_spec(settings), stall_timeout_s=settings.job_stall_timeout_s
     )
