@@ -80,9 +80,9 @@ async def measure_discord(
     from bot.app import open_service, open_storage
     from bot.discord_bot import CONTROLS, ImagineBot
 
-    # The one place the fake Discord is imported (it moves out of tests/ in round 2).
-    from tests.fake_discord import FakeDiscord
-    from tests.fake_discord.client import running, with_controls
+    # The one place the fake Discord is imported.
+    from fake_discord import FakeDiscord
+    from fake_discord.client import running, with_controls
 
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as scratch:
         data = Path(scratch)

@@ -19,10 +19,10 @@ from sqlalchemy.engine import make_url
 
 from bot.service import ImagineService
 from bot.settings import Settings
+from fake_discord import Channel, FakeDiscord, Guild, User
 from generation.models import EMBEDDED_MODEL_DIR
 from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
-from tests.fake_discord import Channel, FakeDiscord, Guild, User
 
 if TYPE_CHECKING:
     from bot.discord_bot import ImagineBot
@@ -199,7 +199,7 @@ async def bot(
 ) -> AsyncIterator[ImagineBot]:
     """The real bot, logged in to the fake Discord, on the service and its worker."""
     from bot.discord_bot import ImagineBot
-    from tests.fake_discord.client import running
+    from fake_discord.client import running
 
     client = ImagineBot(service, edit_every_s=0.2, notice_s=5.0, guild_ready_timeout=0.05)
     async with running(fake_discord, client):

@@ -9,10 +9,10 @@ import pytest
 
 from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS
+from fake_discord import Channel, FakeDiscord, Guild, Message, User
+from fake_discord.client import with_controls as _posted
 from generation.limits import Limits
 from storage.models import JobStatus
-from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
-from tests.fake_discord.client import with_controls as _posted
 
 
 async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(

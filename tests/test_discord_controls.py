@@ -9,9 +9,9 @@ from typing import Any
 from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS, DELETE
 from bot.imagine.service import ImagineService
+from fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
+from fake_discord.client import running, with_controls
 from storage.models import JobKind, JobStatus
-from tests.fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
-from tests.fake_discord.client import running, with_controls
 
 World = tuple[Guild, Channel, User]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS, DELETE
+from fake_discord import Channel, FakeDiscord, Guild, Message, User
+from fake_discord.client import with_controls
 from generation.limits import Limits
 from storage.models import JobStatus, TermKind
-from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
-from tests.fake_discord.client import with_controls
 
 World = tuple[Guild, Channel, User]
 ORIGINAL = "PATCH /webhooks/{application_id}/{token}/messages/{message_id}"

@@ -17,9 +17,7 @@ from PIL import Image
 
 from bot.discord_bot import ImagineBot
 from bot.service import ImagineOutcome, ImagineService, Requester
-from storage.audit import NewImage, NewJob
-from storage.models import JobKind, JobStatus, Verdict
-from tests.fake_discord import (
+from fake_discord import (
     Channel,
     FakeDiscord,
     Guild,
@@ -28,8 +26,10 @@ from tests.fake_discord import (
     Permission,
     User,
 )
-from tests.fake_discord.client import with_controls
-from tests.fake_discord.server import Interaction
+from fake_discord.client import with_controls
+from fake_discord.server import Interaction
+from storage.audit import NewImage, NewJob
+from storage.models import JobKind, JobStatus, Verdict
 
 World = tuple[Guild, Channel, User]
 

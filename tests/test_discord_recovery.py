@@ -12,10 +12,10 @@ from bot.discord.client import ImagineBot
 from bot.discord.render import CONTROLS
 from bot.imagine.service import ImagineService
 from bot.settings import Settings
+from fake_discord import Channel, FakeDiscord, Guild, Message, User
+from fake_discord.client import running, start_client, with_controls
 from storage.models import JobStatus
 from storage.records import JobRecord
-from tests.fake_discord import Channel, FakeDiscord, Guild, Message, User
-from tests.fake_discord.client import running, start_client, with_controls
 
 World = tuple[Guild, Channel, User]
 CHANNEL_EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"

@@ -12,10 +12,10 @@ from pathlib import Path
 from bot.app import open_storage
 from bot.discord.render import CONTROLS
 from bot.settings import Settings
+from fake_discord import FakeDiscord, Message
 from storage import migrations
 from storage.models import JobStatus, Verdict
 from storage.records import NewJob
-from tests.fake_discord import FakeDiscord, Message
 from tests.processes import read_log, wait_for_line
 
 

@@ -20,8 +20,8 @@ from bot.cli import EXIT_OK, EXIT_USAGE, main
 from bot.discord_schema import generate
 from bot.discord_sync import CommandSync
 from bot.settings import Settings
-from tests.fake_discord import Channel, FakeDiscord, Guild, User
-from tests.fake_discord.client import running
+from fake_discord import Channel, FakeDiscord, Guild, User
+from fake_discord.client import running
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "discord-api-spec" / "openapi.json"
 

@@ -26,10 +26,10 @@ from PIL import Image
 
 from bot import discord_endpoints
 from bot.discord_endpoints import Endpoints
-from tests.fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
-from tests.fake_discord.client import running, start_client
-from tests.fake_discord.load import run_load
-from tests.fake_discord.ratelimit import Limit
+from fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
+from fake_discord.client import running, start_client
+from fake_discord.load import run_load
+from fake_discord.ratelimit import Limit
 
 C = TypeVar("C", bound=discord.Client)
 

@@ -28,7 +28,7 @@ PRODUCT = ("bot", "common", "generation", "moderation", "storage", "bench", "ale
 # Top-level names that are ours. ``alembic`` is not among them: in our code it names the
 # Alembic library (our alembic/ folder holds migration scripts that nothing imports).
 OURS = frozenset({"bot", "common", "generation", "moderation", "storage", "bench", "tests"})
-OURS_TO_BE = frozenset({"fake_discord"})  # tests/fake_discord moves here in round 2
+OURS_TO_BE = frozenset({"fake_discord"})  # the fake Discord, moved out of tests/
 
 # Which of our packages each package may import (its own always).
 ALLOWED: dict[str, frozenset[str]] = {

@@ -1,7 +1,7 @@
 """FakeDiscord: an aiohttp server on 127.0.0.1 that the unmodified discord.py client logs in to,
 plus the test API that plays members and guilds and inspects what the bot did.
 
-See tests/fake_discord/README.md for a guide.
+See fake_discord/README.md for a guide.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.fake_discord import rest
-from tests.fake_discord.gateway import Gateway
-from tests.fake_discord.model import (
+from fake_discord import rest
+from fake_discord.gateway import Gateway
+from fake_discord.model import (
     Attachment,
     Channel,
     Guild,
@@ -32,8 +32,8 @@ from tests.fake_discord.model import (
     User,
     snowflake,
 )
-from tests.fake_discord.ratelimit import RateLimiter
-from tests.fake_discord.rest import Call, DiscordError, Upload
+from fake_discord.ratelimit import RateLimiter
+from fake_discord.rest import Call, DiscordError, Upload
 
 T = TypeVar("T")
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from bot import discord_schema
-from tests.fake_discord.model import Attachment, Channel, Message, Permission, User, snowflake
+from fake_discord.model import Attachment, Channel, Message, Permission, User, snowflake
 
 if TYPE_CHECKING:
-    from tests.fake_discord.server import FakeDiscord, Interaction
+    from fake_discord.server import FakeDiscord, Interaction
 
 EPHEMERAL = 1 << 6
 

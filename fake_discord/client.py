@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import discord
 
-from tests.fake_discord.model import Message
-from tests.fake_discord.server import FakeDiscord
+from fake_discord.model import Message
+from fake_discord.server import FakeDiscord
 
 C = TypeVar("C", bound=discord.Client)
 

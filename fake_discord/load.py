@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fake_discord.server import FakeDiscord, Interaction
+from fake_discord.server import FakeDiscord, Interaction
 
 
 @dataclass

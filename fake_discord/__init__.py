@@ -1,6 +1,6 @@
 """A fake Discord for tests: the real discord.py client against a local REST API and gateway."""
 
-from tests.fake_discord.model import (
+from fake_discord.model import (
     Attachment,
     Channel,
     Guild,
@@ -9,8 +9,8 @@ from tests.fake_discord.model import (
     Permission,
     User,
 )
-from tests.fake_discord.rest import Call
-from tests.fake_discord.server import FakeDiscord, Interaction
+from fake_discord.rest import Call
+from fake_discord.server import FakeDiscord, Interaction
 
 __all__ = [
     "Attachment",
