@@ -91,14 +91,14 @@ async def run_load(
 
 
 async def _main(guilds: int, users: int, seconds: float) -> None:
-    """The load scenario against the probe bot of tests/test_fake_discord.py (the harness's own
-    ceiling; the real bot's figures come from `sdbot bench discord`)."""
-    from bot import discord_endpoints
-    from bot.discord_endpoints import Endpoints
-    from tests.test_fake_discord import ProbeBot
+    """The load scenario against the probe bot (the harness's own ceiling; the real bot's figures
+    come from `sdbot bench discord`)."""
+    from bot.discord import endpoints
+    from bot.discord.endpoints import Endpoints
+    from fake_discord.probe import ProbeBot
 
     fake = await FakeDiscord().start()
-    before = discord_endpoints.use(Endpoints(fake.api_url, fake.gateway_url))
+    before = endpoints.use(Endpoints(fake.api_url, fake.gateway_url))
     client = ProbeBot()
     task = asyncio.create_task(client.start(fake.token))
     try:
@@ -110,7 +110,7 @@ async def _main(guilds: int, users: int, seconds: float) -> None:
     finally:
         await client.close()
         await task
-        discord_endpoints.use(before)
+        endpoints.use(before)
         await fake.close()
 
 
