@@ -13,7 +13,7 @@ from bot.settings import Settings
 from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
-from moderation.prompts import PromptRules
+from moderation.lists import PromptRules
 from storage import repositories
 from storage.repositories import Storage as Storage
 

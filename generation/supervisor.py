@@ -33,15 +33,11 @@ from generation.protocol import (
     WorkFailed,
     WorkRequest,
     WorkResult,
+    notify,
 )
-from generation.protocol import notify as notify
-from generation.queue.contract import ProgressCallback as ProgressCallback
+from generation.queue.contract import ProgressCallback
 
 log = logging.getLogger(__name__)
-
-# ``notify`` moved to generation.protocol and ``ProgressCallback`` to generation.queue.contract,
-# so that the bot process needs neither this module nor the worker's; both names are still
-# importable from here for the redesign's second round.
 
 Answer = WorkResult | WorkFailed | WorkCancelled
 

@@ -97,26 +97,24 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     characters, markdown that escaping doubles, a blocked prompt with every reason it can get."""
     from types import SimpleNamespace
 
-    # Through the old module for this round: tests replace _refusal there.
-    from bot.discord_bot import _refusal, _title_of
+    # The module, not its names: a test replaces render.refusal.
+    from bot.discord import render
     from bot.imagine.outcomes import ImagineOutcome
-    from moderation.lists import data_lines
+    from moderation.lists import PromptRules, data_lines
     from moderation.prompts import check_prompt
     from storage.models import JobKind, JobStatus
 
-    service = client.service
-    longest = service.limits.max_prompt_chars
+    limits = client.service.bot_limits.options
+    longest = limits.max_prompt_chars
     escaped = ("*_~`|>" * longest)[:longest]
-    title = _title_of(escaped, 2**31, JobKind.UPSCALE, 2**31, 4)
+    title = render.title_of(escaped, 2**31, JobKind.UPSCALE, 2**31, 4)
     yield "queued", f"{title}\nqueued: 999 ahead · about 999 min"
-    yield (
-        "progress",
-        f"{title}\ndrawing: step {service.limits.max_steps}/{service.limits.max_steps}",
-    )
+    yield "progress", f"{title}\ndrawing: step {limits.max_steps}/{limits.max_steps}"
     words = " ".join(t for t in data_lines("block_terms.txt") if t.isalpha())
-    verdict = check_prompt(words[:longest], service.rules, words[-longest:])
+    # The shipped rules, which the bot's are (bot.app); a guild's entries only add reasons.
+    verdict = check_prompt(words[:longest], PromptRules.default(), words[-longest:])
     blocked = ImagineOutcome(2**31, JobStatus.BLOCKED, verdict, words[:longest])
-    yield "blocked prompt", _refusal(blocked)
+    yield "blocked prompt", render.refusal(blocked)
     yield "/help", await client.help_text(SimpleNamespace(guild_id=None))  # type: ignore[arg-type]
 
 

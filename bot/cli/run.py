@@ -43,7 +43,6 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     from bot.discord import endpoints as discord_endpoints
     from bot.discord.client import ImagineBot
     from bot.imagine.outcomes import ImagineOutcome
-    from generation.queue import LocalQueue
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
     if not token:
@@ -55,10 +54,10 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     async with open_storage(settings) as storage, open_service(settings, storage) as service:
-        if isinstance(service.queue, LocalQueue):  # a model that cannot load stops us here
-            ready = await service.queue.supervisor.start()
+        ready = await service.queue.start_workers()  # a model that cannot load stops us here
+        if ready is not None:
             where = f"{ready.model} on {ready.device} ({ready.dtype})"
-        else:
+        else:  # the workers are `sdbot worker` processes of their own
             where = f"Redis workers (prefix {settings.redis_prefix})"
         _say(f"worker: {where}")
         client: ImagineBot | None = None
@@ -122,7 +121,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
             if unfinished:
                 _say(f"{unfinished} running {_jobs(unfinished)} did not finish in time")
         _say("open jobs stay recorded and resume at the next start")
-        service.closing = True
+        service.leave_jobs_open()
         if client is not None:
             await client.close()
             with contextlib.suppress(Exception):

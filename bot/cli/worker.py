@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import worker_spec
     from bot.settings import mask_url
-    from generation.redis_queue import RedisWorker
+    from generation.queue.redis import RedisWorker
     from generation.supervisor import WorkerSupervisor
 
     if not settings.redis_url:

@@ -30,8 +30,9 @@ from generation.options import validate as validate_options
 from generation.protocol import WorkRequest
 from generation.queue import JobQueue, QueuedJob
 from moderation.guild_rules import GuildRulesCache
+from moderation.lists import PromptRules
 from moderation.policy import ImagePolicy, NsfwPolicy
-from moderation.prompts import PromptRules, PromptVerdict, check_prompt
+from moderation.prompts import PromptVerdict, check_prompt
 from storage.guild_settings import GuildSettingsRecord
 from storage.models import JobStatus
 from storage.records import NewJob

@@ -4,7 +4,8 @@ entries, and a verdict on a prompt without a model or a worker."""
 from __future__ import annotations
 
 from moderation.guild_rules import GuildRulesCache
-from moderation.prompts import GuildRule, PromptRules, PromptVerdict, RuleAction, check_prompt
+from moderation.lists import GuildRule, PromptRules, RuleAction
+from moderation.prompts import PromptVerdict, check_prompt
 from storage.terms import TermList, TermRecord
 
 

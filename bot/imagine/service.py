@@ -33,9 +33,10 @@ from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import ModelDefaults, OptionLimits, RequestedOptions
 from generation.queue import JobHandle, JobQueue, QueuedJob
-from generation.supervisor import ProgressCallback
+from generation.queue.contract import ProgressCallback
+from moderation.lists import PromptRules
 from moderation.policy import ImagePolicy
-from moderation.prompts import PromptRules, PromptVerdict
+from moderation.prompts import PromptVerdict
 from storage.audit import AuditLog
 from storage.bans import BanList
 from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
