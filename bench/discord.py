@@ -76,9 +76,10 @@ async def measure_discord(
     timeout_s: float,
     spread_s: float = 0.0,
 ) -> DiscordReport:
-    from bot import discord_endpoints
     from bot.app import open_service, open_storage
-    from bot.discord_bot import CONTROLS, ImagineBot
+    from bot.discord import endpoints as discord_endpoints
+    from bot.discord.client import ImagineBot
+    from bot.discord.render import CONTROLS
 
     # The one place the fake Discord is imported.
     from fake_discord import FakeDiscord
@@ -107,7 +108,8 @@ async def measure_discord(
         )
         try:
             async with open_storage(local) as storage, open_service(local, storage) as service:
-                ready = await service.queue.supervisor.start()  # type: ignore[attr-defined]
+                ready = await service.queue.start_workers()
+                assert ready is not None, "without SDBOT_REDIS_URL the worker runs here"
                 places = []
                 for g in range(guilds):
                     guild = server.create_guild(f"guild {g}")
@@ -165,7 +167,7 @@ async def measure_discord(
     acks = [i.ack_latency * 1000 for i in sent if i.ack_latency is not None]
     ends = [posted[i.id] - i.sent_at for i in sent]
     failed = sum(1 for i in sent if not with_controls(delivered(i), len(CONTROLS)))
-    used_steps = steps if steps is not None else service.defaults.steps
+    used_steps = steps if steps is not None else service.bot_limits.defaults.steps
     return DiscordReport(
         guilds=guilds,
         members_per_guild=members,

@@ -175,7 +175,7 @@ async def measure_mod(
 ) -> ModReport:
     from bot.app import open_service, open_storage
     from bot.guild_admin import GuildAdmin
-    from bot.service import Requester
+    from bot.imagine.types import Requester
 
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-mod-") as scratch:
         url = database_url or f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
@@ -188,7 +188,7 @@ async def measure_mod(
             await _fill(storage.sessions, jobs, guilds)
             # The queue is never used here: its worker never starts.
             async with open_service(local, storage) as service:
-                admin = GuildAdmin(service)
+                admin = GuildAdmin.for_service(service)
                 busiest = 1 + 1 % guilds  # guild of job 1: gets the most prompts
                 requester = Requester("discord", busiest, 10 * busiest, 1000)
                 settings_here = (await service.limits_here(busiest)).settings  # read anyway

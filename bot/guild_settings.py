@@ -201,9 +201,8 @@ BY_OPTION: Mapping[str, SettingSpec] = {spec.option: spec for spec in SPECS}
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
 
 
-class InvalidSetting(SdbotError, ValueError):
-    """A guild setting refused: the message names the value and what is allowed. (A
-    ``ValueError`` too for this round: callers that caught storage's still catch it.)"""
+class InvalidSetting(SdbotError):
+    """A guild setting refused: the message names the value and what is allowed."""
 
     kind = ErrorKind.BAD_INPUT
 

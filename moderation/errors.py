@@ -33,8 +33,5 @@ class InvalidThreshold(ModerationError):
         self.value = value
 
 
-class InvalidPromptSet(ModerationError, ValueError):
-    """A labelled prompt set (``sdbot bench moderation --set``) that cannot be read as one.
-
-    Still a ``ValueError`` for this round: ``bot/cli/bench.py`` catches it as one.
-    """
+class InvalidPromptSet(ModerationError):
+    """A labelled prompt set (``sdbot bench moderation --set``) that cannot be read as one."""

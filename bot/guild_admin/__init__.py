@@ -12,11 +12,10 @@ from bot.guild_admin.admin import Deleted as Deleted
 from bot.guild_admin.admin import DeletePost as DeletePost
 from bot.guild_admin.admin import GuildAdmin as GuildAdmin
 from bot.guild_admin.admin import PurgeOutcome as PurgeOutcome
+from bot.guild_admin.ports import AdminService as AdminService
 from bot.guild_admin.ports import AdminStorage as AdminStorage
 from bot.guild_admin.ports import CanPost as CanPost
-from bot.guild_admin.ports import ServiceLike as ServiceLike
 from bot.guild_admin.ports import StopJob as StopJob
-from bot.guild_admin.ports import bot_limits as bot_limits
 from bot.guild_admin.record import Export as Export
 from bot.guild_admin.record import HistoryEntry as HistoryEntry
 from bot.guild_admin.record import Review as Review
@@ -32,7 +31,6 @@ from bot.guild_admin.refusals import check_ban as check_ban
 from bot.guild_admin.refusals import expiry as expiry
 from bot.guild_admin.settings import ChannelEdit as ChannelEdit
 from bot.guild_admin.settings import SettingsChange as SettingsChange
-from bot.guild_admin.settings import change_settings as change_settings
 from bot.guild_admin.settings import requested_changes as requested_changes
 from bot.guild_settings import NAMES
 from bot.guild_settings import InvalidSetting as InvalidSetting

@@ -13,14 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.guild_admin import record as records
-from bot.guild_admin.ports import (
-    AdminStorage,
-    CanPost,
-    ServiceLike,
-    ServiceParts,
-    StopJob,
-    bot_limits,
-)
+from bot.guild_admin.ports import AdminService, AdminStorage, CanPost, StopJob
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
@@ -74,12 +67,9 @@ class GuildAdmin:
         stop: StopJob | None = None,
     ) -> None:
         """``limits``: the bot's own, which settings may only tighten (None: storage's ranges
-        alone). ``stop``: how a ban or a pause stops open jobs (None: they are left running).
-        Given an ImagineService (round 1's ``GuildAdmin(service)``), both come from it."""
-        if isinstance(storage, ServiceParts):
-            limits = limits or bot_limits(storage)
-            stop = stop or storage.stop
+        alone). ``stop``: how a ban or a pause stops open jobs (None: they are left running)."""
         self.audit = storage.audit
+        self.posts = storage.posts
         self.terms_list = storage.terms
         self.guild_settings = storage.guild_settings
         self.bans = storage.bans
@@ -89,9 +79,9 @@ class GuildAdmin:
         self._sweeps: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def for_service(cls, service: ServiceLike) -> GuildAdmin:
-        """The bot's: the service's limits, and its queue to stop jobs."""
-        return cls(service, bot_limits(service), stop=service.stop)
+    def for_service(cls, service: AdminService) -> GuildAdmin:
+        """The bot's: the service's repositories and limits, and its queue to stop jobs."""
+        return cls(service.storage, service.bot_limits, stop=service.stop)
 
     async def record(
         self,
@@ -271,7 +261,7 @@ class GuildAdmin:
     ) -> PurgeOutcome:
         """Deletes every post sdbot made for a member in this guild, one by one through
         ``delete``; a deleted or vanished post is unlinked from its job, and the purge recorded."""
-        posts = await self.audit.posts_for_user(guild_id, user_id)
+        posts = await self.posts.posts_for_user(guild_id, user_id)
         deleted = gone = 0
         failed: dict[int, str] = {}
         for channel_id, message_id, _ in posts:
@@ -281,7 +271,7 @@ class GuildAdmin:
                 continue
             gone += result.gone_before
             deleted += not result.gone_before
-            await self.audit.unlink_message(message_id)
+            await self.posts.unlink_message(message_id)
         await self.record(
             guild_id,
             actor_id,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.guild_admin.refusals import ChannelRefused, SettingsConflict
-from bot.guild_settings import BY_NAME, check_change, option_name, plain
+from bot.guild_settings import BY_NAME, option_name, plain
 from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
 from storage.moderation_log import ModerationLog
 
@@ -71,21 +71,6 @@ def requested_changes(
             raise SettingsConflict(f"`{option_name(reset)}` is both set and reset; choose one")
         changes[reset] = BY_NAME[reset].reset_to
     return changes
-
-
-async def change_settings(
-    settings: GuildSettingsRepository,
-    moderation: ModerationLog,
-    guild_id: int,
-    actor_id: int,
-    changes: Mapping[str, Any],
-    reason: str = "",
-) -> SettingsChange:
-    """Round 1's entry for ``sdbot guild set``, storage's ranges only and no bot bound: use
-    :meth:`GuildAdmin.change_settings`. Raises ``InvalidSetting`` (a ValueError this round)."""
-    return await store_changes(
-        settings, moderation, guild_id, actor_id, check_change(changes), reason
-    )
 
 
 async def store_changes(
