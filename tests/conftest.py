@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.service import ImagineService
+from bot.imagine.service import ImagineService
 from bot.settings import Settings
 from fake_discord import Channel, FakeDiscord, Guild, User
 from generation.models import EMBEDDED_MODEL_DIR
@@ -25,7 +25,7 @@ from storage import migrations
 from storage.engine import SessionFactory, create_engine, create_session_factory
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ImagineBot
+    from bot.discord.client import ImagineBot
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
@@ -145,7 +145,7 @@ async def service(settings: Settings) -> AsyncIterator[ImagineService]:
 @pytest.fixture
 async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """A fresh fake Discord, with discord.py pointed at it the way the bot is: by its settings."""
-    from bot import discord_endpoints
+    from bot.discord import endpoints
 
     server = await FakeDiscord().start()
     settings = Settings(
@@ -153,11 +153,11 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
         discord_api_url=server.api_url,
         discord_gateway_url=server.gateway_url,
     )
-    before = discord_endpoints.use(discord_endpoints.from_settings(settings))
+    before = endpoints.use(endpoints.from_settings(settings))
     try:
         yield server
     finally:
-        discord_endpoints.use(before)
+        endpoints.use(before)
         await server.close()
     server.check()  # no route the fake does not know, no failure inside it
 
@@ -198,7 +198,7 @@ async def bot(
     fake_discord: FakeDiscord, service: ImagineService, world: object
 ) -> AsyncIterator[ImagineBot]:
     """The real bot, logged in to the fake Discord, on the service and its worker."""
-    from bot.discord_bot import ImagineBot
+    from bot.discord.client import ImagineBot
     from fake_discord.client import running
 
     client = ImagineBot(service, edit_every_s=0.2, notice_s=5.0, guild_ready_timeout=0.05)
