@@ -12,12 +12,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert
 
-from bot.service import guild_entries, rules_for
+from bot.imagine.rules import guild_entries, rules_for
 from moderation.guild_rules import GuildRulesCache
-from moderation.prompts import GuildRule, PromptRules, RuleAction, check_prompt
-from storage.admin import TermList
+from moderation.lists import GuildRule, PromptRules, RuleAction
+from moderation.prompts import check_prompt
 from storage.engine import SessionFactory
 from storage.models import Term, TermKind, utcnow
+from storage.terms import TermList
 
 GUILD = 5
 BASE = PromptRules.default()

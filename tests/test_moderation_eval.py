@@ -8,7 +8,7 @@ import pytest
 
 from moderation.errors import InvalidPromptSet
 from moderation.evaluation import evaluate, load_set
-from moderation.prompts import PromptRules
+from moderation.lists import PromptRules
 
 REQUIRED_TRAPS = (
     "chicken breast", "naked mole rat", "nude lipstick", "scunthorpe", "children playing soccer",

@@ -9,14 +9,9 @@ import pytest
 
 from common.errors import ErrorKind, SdbotError
 from moderation import errors, lists, profanity, terms
-from moderation.prompts import (
-    GuildRule,
-    InvalidTerm,
-    PromptRules,
-    RuleAction,
-    check_prompt,
-    validate_rule,
-)
+from moderation.errors import InvalidTerm
+from moderation.lists import GuildRule, PromptRules, RuleAction, validate_rule
+from moderation.prompts import check_prompt
 
 RULES = PromptRules.default()
 MINORS = "sexual content involving minors is never allowed"
