@@ -170,7 +170,7 @@ async def test_purge_deletes_through_what_it_is_given_and_keeps_what_failed(
     admin = GuildAdmin(storage)
     job_id = await storage.audit.create_job(_job())
     for message_id, channel_id in [(101, 3), (102, 3), (103, 4)]:
-        await storage.audit.link_message(message_id, job_id, channel_id=channel_id, guild_id=GUILD)
+        await storage.posts.link_message(message_id, job_id, channel_id=channel_id, guild_id=GUILD)
     results = {101: Deleted(), 102: Deleted(gone_before=True), 103: Deleted(failed="Forbidden")}
 
     async def delete(channel_id: int, message_id: int) -> Deleted:
@@ -178,6 +178,6 @@ async def test_purge_deletes_through_what_it_is_given_and_keeps_what_failed(
 
     done = await admin.purge(GUILD, MOD, ADA, delete, "asked to")
     assert (done.deleted, done.already_gone, done.failed, done.posts) == (1, 1, {4: "Forbidden"}, 3)
-    assert [m for _, m in await storage.audit.messages_for_job(job_id)] == [103]
+    assert [m for _, m in await storage.posts.messages_for_job(job_id)] == [103]
     [action] = await storage.moderation.list(GUILD)
     assert action.details == {"deleted": 1, "already_gone": 1, "failed": 1}

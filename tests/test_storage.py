@@ -439,10 +439,11 @@ async def test_moderation_reads_by_member_and_state(sessions: SessionFactory) ->
         theirs,
     ]
 
+    posts = PostedMessages(sessions)
     for message_id, job_id in ((10, mine), (11, theirs), (12, elsewhere), (13, mine)):
-        await audit.link_message(message_id, job_id, channel_id=3, guild_id=GUILD)
-    assert await audit.posts_for_user(GUILD, USER) == [(3, 10, mine), (3, 13, mine)]
-    assert await audit.posts_for_user(GUILD + 1, USER) == [(3, 12, elsewhere)]
+        await posts.link_message(message_id, job_id, channel_id=3, guild_id=GUILD)
+    assert await posts.posts_for_user(GUILD, USER) == [(3, 10, mine), (3, 13, mine)]
+    assert await posts.posts_for_user(GUILD + 1, USER) == [(3, 12, elsewhere)]
 
     flagged = dataclasses.replace(image(1, 101), safety_score=0.9, safety_verdict="flagged")
     await audit.record_outcome(mine, JobStatus.SUCCEEDED, images=[flagged, image(2, 102)])
