@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from bot import discord_schema
 from bot.cli import EXIT_OK, EXIT_USAGE, main
+from bot.discord.sync import CommandSync
 from bot.discord_schema import generate
-from bot.discord_sync import CommandSync
 from bot.settings import Settings
 from fake_discord import Channel, FakeDiscord, Guild, User
 from fake_discord.client import running
@@ -234,7 +234,7 @@ def test_sdbot_discord_check_names_what_discord_would_refuse(
 def test_sdbot_discord_check_reads_the_texts_the_bot_writes(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("bot.discord_bot._refusal", lambda outcome: "🚫 " + "reason; " * 300)
+    monkeypatch.setattr("bot.discord.render.refusal", lambda outcome: "🚫 " + "reason; " * 300)
     assert main(["discord", "check"]) == EXIT_USAGE
     assert "text blocked prompt: Must be 2000 or fewer in length. (2402 characters)" in (
         capsys.readouterr().out
