@@ -24,36 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from moderation.errors import InvalidTerm
-from moderation.lists import (
-    LAYER_ORDER,
-    GuildPattern,
-    GuildRule,
-    Layer,
-    Listed,
-    PromptRules,
-    RuleAction,
-    data_lines,
-    validate_rule,
-)
+from moderation.lists import LAYER_ORDER, GuildPattern, Layer, Listed, PromptRules, RuleAction
 from moderation.normalise import Views, fragment_joins, views
 from moderation.terms import TermIndex
-
-__all__ = [
-    "PATTERN_BUDGET_S",
-    "GuildRule",
-    "InvalidTerm",
-    "Layer",
-    "PromptRules",
-    "PromptVerdict",
-    "RuleAction",
-    "check_prompt",
-    "validate_rule",
-]
-
-# Kept for bot/cli/discord.py, which reads the shipped block list through this name; the
-# integrator points it at ``moderation.lists.data_lines`` in the redesign's second round.
-_data_lines = data_lines
 
 # "12 year old", "13yo", "9 y/o", "aged 12", "twelve years old", "5th grade": an age under 18
 # counts as a word about minors.

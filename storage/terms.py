@@ -31,7 +31,7 @@ def _record(row: Term) -> TermRecord:
 class TermList:
     """Block, allow and force-safe entries; a ``None`` guild means every guild.
 
-    Entries are stored as written (validate them first: ``moderation.prompts.validate_rule``);
+    Entries are stored as written (validate them first: ``moderation.lists.validate_rule``);
     an entry with ``expires_at`` stops applying then. Adding an entry that exists replaces its
     expiry and whether it is a pattern.
     """

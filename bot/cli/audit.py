@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bot.settings import Settings
-    from storage.audit import ImageRecord, JobRecord
+    from storage.records import ImageRecord, JobRecord
 
 MAX_TRACE_PIXELS = 50_000_000
 

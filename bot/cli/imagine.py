@@ -22,7 +22,7 @@ from generation.options import SCHEDULERS, RequestedOptions
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
     from bot.settings import Settings
-    from storage.audit import JobRecord
+    from storage.records import JobRecord
 
 
 def register(commands: Any) -> None:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import types
 
 from bot.imagine.errors import NotYours, SaveFailed
 from bot.imagine.outcomes import ImagineOutcome, QueuedCallback, ShownImage
@@ -57,7 +56,6 @@ class Following:
         job: QueuedJob,
         handle: JobHandle,
         verdict: PromptVerdict,
-        policy: object = None,
         *,
         on_progress: ProgressCallback | None = None,
         on_queued: QueuedCallback | None = None,
@@ -66,12 +64,7 @@ class Following:
         """Reads a submitted job's events to its outcome, recording each step in the audit log;
         its pictures come post-ready from the worker, decided under the image policy its
         request carries. Whatever happens, the record ends in one terminal status with the
-        reason.
-
-        ``policy`` is ignored (kept only while the facade still passes one this round); an
-        awaitable passed there is closed unread."""
-        if isinstance(policy, types.CoroutineType):
-            policy.close()
+        reason."""
         started = time.perf_counter() if started is None else started
         job_id, options = job.job_id, job.request.options
 

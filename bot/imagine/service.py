@@ -125,7 +125,6 @@ class ImagineService:
             submitted.job,
             submitted.handle,
             submitted.verdict,
-            submitted.policy,
             on_progress=on_progress,
             on_queued=on_queued,
             started=submitted.started,
@@ -141,15 +140,13 @@ class ImagineService:
         on_progress: ProgressCallback | None = None,
         on_queued: QueuedCallback | None = None,
         started: float | None = None,
-        policy: ImagePolicy | None = None,
     ) -> ImagineOutcome:
-        """Follows a job to its outcome; without ``policy`` (the one :class:`Submitted` carries)
-        the guild's settings are read again for it. Prefer :meth:`follow_submitted`."""
+        """Round 1's name for :meth:`follow_submitted` (``channel_nsfw`` is unused: the request
+        carries its image policy); it goes once its last callers have moved."""
         return await self.following.follow(
             job,
             handle,
             verdict,
-            policy or self.admission.image_policy(job.guild_id, channel_nsfw, verdict),
             on_progress=on_progress,
             on_queued=on_queued,
             started=started,
