@@ -17,12 +17,6 @@ from common.errors import ErrorKind, SdbotError
 if TYPE_CHECKING:
     from bot.settings import Settings
 
-# Errors whose family does not declare their kind yet (issue 21, first round): the exit code
-# the command line gave them before the families joined SdbotError.
-_UNDECLARED_KINDS = {
-    ("storage.errors", "DatabaseBehind"): ErrorKind.BAD_INPUT,
-}
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -31,19 +25,8 @@ class Failure:
 
 
 def kind_of(error: SdbotError) -> ErrorKind:
-    """The error's kind: its own, or its family's, or what it was before families had kinds."""
-    declared = "kind" in vars(error) or any(
-        "kind" in vars(cls) for cls in type(error).__mro__ if cls is not SdbotError
-    )
-    return error.kind if declared else _undeclared_kind(error) or error.kind
-
-
-def _undeclared_kind(error: BaseException) -> ErrorKind | None:
-    for cls in type(error).__mro__:
-        kind = _UNDECLARED_KINDS.get((cls.__module__, cls.__qualname__))
-        if kind is not None:
-            return kind
-    return None
+    """The error's kind, as it or its family declares it (``SdbotError``'s own: failed)."""
+    return error.kind
 
 
 def _loaded(module: str, name: str) -> type[BaseException] | None:
