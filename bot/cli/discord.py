@@ -95,10 +95,8 @@ async def run_check(args: argparse.Namespace, settings: Settings) -> int:
 async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     """The texts the bot writes, each with the longest inputs it accepts: a prompt of the most
     characters, markdown that escaping doubles, a blocked prompt with every reason it can get."""
-    from types import SimpleNamespace
-
     # The module, not its names: a test replaces render.refusal.
-    from bot.discord import render
+    from bot.discord import jobs, render
     from bot.imagine.outcomes import ImagineOutcome
     from moderation.lists import PromptRules, data_lines
     from moderation.prompts import check_prompt
@@ -115,7 +113,7 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     verdict = check_prompt(words[:longest], PromptRules.default(), words[-longest:])
     blocked = ImagineOutcome(2**31, JobStatus.BLOCKED, verdict, words[:longest])
     yield "blocked prompt", render.refusal(blocked)
-    yield "/help", await client.help_text(SimpleNamespace(guild_id=None))  # type: ignore[arg-type]
+    yield "/help", await jobs.help_text(client, None)  # as in a direct message: no settings read
 
 
 def _options(payload: list[dict[str, Any]]) -> int:
