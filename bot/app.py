@@ -15,7 +15,7 @@ from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from moderation.lists import PromptRules
 from storage import repositories
-from storage.repositories import Storage as Storage
+from storage.repositories import Storage
 
 
 def open_storage(settings: Settings) -> AbstractAsyncContextManager[Storage]:
