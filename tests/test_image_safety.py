@@ -18,8 +18,9 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from bot.app import Storage, open_service, open_storage
-from bot.service import ImagineService, Requester
+from bot.app import open_service, open_storage
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.images import from_image_file, make_grid, placeholder, to_png, withheld_tile
 from generation.options import GenerationOptions, RequestedOptions
@@ -38,6 +39,7 @@ from moderation.policy import Disposition, ImagePolicy, NsfwPolicy
 from moderation.safety import SafetyResult
 from storage import migrations
 from storage.models import JobStatus, Verdict
+from storage.repositories import Storage
 
 GUILD = 1_100_000_000_000_000_001
 CLI = Requester(source="test")
@@ -76,7 +78,7 @@ async def test_flagged_images_follow_the_guild_and_channel(
     assert outcome.grid is not None
     assert outcome.grid.disposition is Disposition.SHOWN  # grey tiles only
     assert _files(settings, outcome.job_id) == ["grid.png"]
-    record = await service.audit.get_job(outcome.job_id)
+    record = await service.storage.audit.get_job(outcome.job_id)
     assert record is not None
     assert [(i.variant, i.disposition, i.safety_threshold) for i in record.images] == [
         (0, "shown", 1e-9),
@@ -129,7 +131,7 @@ async def test_force_safe_prompts_are_checked_strictly_and_spoilered(settings: S
         assert {image.disposition for image in outcome.images} == {Disposition.SPOILER}
         assert {image.safety_threshold for image in outcome.images} == {0.3}
         assert {image.reason for image in outcome.images} == {"force-safe prompt"}
-        record = await service.audit.get_job(outcome.job_id)
+        record = await service.storage.audit.get_job(outcome.job_id)
         assert record is not None
         assert record.verdict == Verdict.FORCE_SAFE.value
         assert record.verdict_reasons == ("'sexy' is on the force-safe list (default list)",)
@@ -175,7 +177,7 @@ async def test_the_models_own_checker_sees_the_final_images(
         # A fixed seed: a few seeds give the tiny model a near-blank picture (seed 132: std 0.6).
         request = RequestedOptions(prompt="a red circle", variants=2, seed=1)
         outcome = await service.imagine(request, CLI)
-        record = await service.audit.get_job(outcome.job_id)
+        record = await service.storage.audit.get_job(outcome.job_id)
         await storage.guild_settings.update(GUILD, nsfw_policy="spoiler")
         spoilered = await service.imagine(request, NSFW_CHANNEL)
     assert outcome.status is JobStatus.SUCCEEDED

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.service import ImagineService, Requester
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from generation.images import (
     from_image_file,
     make_grid,

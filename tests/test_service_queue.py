@@ -4,6 +4,7 @@ and nothing lost when the process dies: queued jobs resume, running ones are ret
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -26,9 +27,10 @@ from generation.protocol import Progress
 from moderation.policy import Disposition
 from moderation.prompts import PromptVerdict
 from storage import migrations
-from storage.audit import AuditLog, NewJob
+from storage.audit import AuditLog
 from storage.engine import SessionFactory
 from storage.models import JobKind, JobStatus, Verdict
+from storage.records import NewJob
 
 MEMBER = Requester(source="test", guild_id=7, channel_id=70, user_id=700)
 
@@ -38,7 +40,9 @@ async def test_a_request_over_a_limit_is_refused_with_the_wait_and_recorded(
 ) -> None:
     # A tenth of a standard image saved up: one 64 px grid (1/16) passes, not two; the rate is
     # slow enough that the seconds the first job takes do not change the wait.
-    service.default_limits = Limits(user_units_per_hour=0.01, user_burst=0.1)
+    service.admission.bot_limits = dataclasses.replace(
+        service.bot_limits, rates=Limits(user_units_per_hour=0.01, user_burst=0.1)
+    )
     first = await service.imagine(RequestedOptions(prompt="a red circle"), MEMBER)
     assert first.status is JobStatus.SUCCEEDED
     second = await service.imagine(RequestedOptions(prompt="a blue square"), MEMBER)
@@ -52,7 +56,7 @@ async def test_a_request_over_a_limit_is_refused_with_the_wait_and_recorded(
         r"an hour\)",
         second.error,
     ), second.error
-    record = await service.audit.get_job(second.job_id)
+    record = await service.storage.audit.get_job(second.job_id)
     assert record is not None
     assert (record.status, record.error, record.prompt) == (
         JobStatus.REFUSED,
@@ -62,7 +66,7 @@ async def test_a_request_over_a_limit_is_refused_with_the_wait_and_recorded(
 
 
 async def test_a_guilds_own_limits_apply(service: ImagineService) -> None:
-    await service.guild_settings.update(7, max_jobs_per_user=1)
+    await service.storage.guild_settings.update(7, max_jobs_per_user=1)
     busy = asyncio.Event()
     first = asyncio.create_task(
         service.imagine(
@@ -101,7 +105,7 @@ async def test_only_the_owner_cancels_and_a_running_job_stops_between_steps(
         )
     )
     await asyncio.wait_for(running.wait(), 120)
-    [record] = await service.audit.list_jobs()
+    [record] = await service.storage.audit.list_jobs()
     with pytest.raises(NotYours, match=f"job {record.id} is not yours to cancel"):
         await service.cancel(record.id, user_id=701)
     with pytest.raises(NotYours, match="there is no job 999"):
@@ -112,7 +116,7 @@ async def test_only_the_owner_cancels_and_a_running_job_stops_between_steps(
     assert outcome.error is not None
     assert outcome.error.startswith("cancelled at step ")
     assert steps[-1].step < 40
-    stored = await service.audit.get_job(record.id)
+    stored = await service.storage.audit.get_job(record.id)
     assert stored is not None
     assert (stored.status, stored.error) == (JobStatus.CANCELLED, outcome.error)
     assert (

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.service import ImagineService, Requester
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.errors import ModelLoadError
 from generation.options import RequestedOptions
@@ -49,7 +50,7 @@ async def test_killing_the_worker_fails_the_job_and_the_next_one_runs(
     assert outcome.error == (
         f"the worker process was killed by SIGKILL while running job {outcome.job_id}"
     )
-    record = await service.audit.get_job(outcome.job_id)
+    record = await service.storage.audit.get_job(outcome.job_id)
     assert record is not None
     assert (record.status, record.error) == (JobStatus.FAILED, outcome.error)
 
@@ -81,7 +82,7 @@ async def test_a_cancelled_request_is_recorded_cancelled(service: ImagineService
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    [record] = await service.audit.list_jobs()
+    [record] = await service.storage.audit.list_jobs()
     assert (record.status, record.error) == (JobStatus.CANCELLED, "cancelled")
 
 
@@ -101,7 +102,7 @@ async def test_an_unwritable_output_folder_fails_the_job_with_the_reason(
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    service.output_dir = blocker
+    service.pictures.output_dir = blocker
     outcome = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
     assert outcome.status is JobStatus.FAILED
     assert outcome.error is not None
@@ -119,7 +120,7 @@ async def test_a_failing_progress_callback_fails_the_job_and_frees_the_worker(
         await service.imagine(
             RequestedOptions(prompt="a red circle", variants=1), CLI, on_progress=explode
         )
-    [record] = await service.audit.list_jobs()
+    [record] = await service.storage.audit.list_jobs()
     assert (record.status, record.error) == (JobStatus.FAILED, "internal error: RuntimeError: boom")
     after = await service.imagine(RequestedOptions(prompt="a red circle", variants=1), CLI)
     assert after.status is JobStatus.SUCCEEDED
