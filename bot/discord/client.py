@@ -99,10 +99,6 @@ class ImagineBot(discord.AutoShardedClient):
         """A job resumed after a restart, posted to its channel (see recovery.post_recovered)."""
         await recovery.post_recovered(self.delivery, outcome)
 
-    async def help_text(self, interaction: discord.Interaction) -> str:
-        """/help's text where ``interaction`` was made (``sdbot discord check`` reads it)."""
-        return await jobs.help_text(self, interaction.guild_id)
-
     def _on_moderation(self, action: ModerationActionRecord) -> None:
         """A moderator's action in this bot goes to the guild's log channel, when it has one,
         without holding up the command that made it."""
