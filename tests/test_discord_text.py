@@ -12,9 +12,9 @@ import pytest
 
 from bot import access
 from bot.access import Control, Use
+from bot.discord.mod.text import jobs_text, recent
 from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text
 from bot.discord.text import capped, plural, quoted
-from bot.discord_mod import _jobs, _recent
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.outcomes import Refusal
 from generation.errors import InvalidOption
@@ -62,11 +62,11 @@ def test_quoted_member_text_is_escaped_then_cut_on_a_whole_escape() -> None:
 def test_counts_read_right() -> None:
     assert plural(1, "job") == "1 job"
     assert plural(2, "entry", "entries") == "2 entries"
-    assert _jobs((4,)) == "1 queued or running job: 4"
-    assert _jobs((4, 5)) == "2 queued or running jobs: 4, 5"
-    assert _recent("blocked prompts", 0, 5) == "**blocked prompts**: none"
-    assert _recent("blocked prompts", 1, 5) == "**blocked prompts**: the only one"
-    assert _recent("blocked prompts", 5, 5) == "**blocked prompts**: the 5 most recent"
+    assert jobs_text((4,)) == "1 queued or running job: 4"
+    assert jobs_text((4, 5)) == "2 queued or running jobs: 4, 5"
+    assert recent("blocked prompts", 0, 5) == "**blocked prompts**: none"
+    assert recent("blocked prompts", 1, 5) == "**blocked prompts**: the only one"
+    assert recent("blocked prompts", 5, 5) == "**blocked prompts**: the 5 most recent"
 
 
 def _options(steps: int, upscale: int = 1, scheduler: str = "default") -> GenerationOptions:
