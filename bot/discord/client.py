@@ -19,10 +19,11 @@ import discord
 from bot.discord import imagine, jobs, recovery
 from bot.discord.controls import NOTICE_SECONDS, ReactionControls
 from bot.discord.delivery import Delivery
+from bot.discord.mod import mod_commands
+from bot.discord.mod.text import action_text
 from bot.discord.sync import CommandSync
 from bot.discord.text import NO_PINGS
 from bot.discord.tree import SdbotTree
-from bot.discord_mod import action_text, mod_commands
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome

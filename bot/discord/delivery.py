@@ -239,14 +239,8 @@ class Delivery:
         async def on_progress(progress: Progress) -> None:
             await show(render.progress_text(progress, options), force=progress.step == 1)
 
-        return await self.client.service.follow(
-            submitted.job,
-            submitted.handle,
-            submitted.verdict,
-            submitted.channel_nsfw,
-            on_progress=on_progress,
-            on_queued=on_queued,
-            started=submitted.started,
+        return await self.client.service.follow_submitted(
+            submitted, on_progress=on_progress, on_queued=on_queued
         )
 
     async def add_controls(

@@ -59,7 +59,7 @@ def setup(bot: ImagineBot) -> None:
     # Discord shows and enforces the bot's own limits (a guild may allow less; the bot says
     # so). The annotations are strings here (PEP 563): the ranges, built from the settings,
     # replace them before discord.py reads the signature.
-    limits = bot.service.limits
+    limits = bot.service.bot_limits.options
     text = min(limits.max_prompt_chars, DISCORD_MAX_STRING)
     imagine.__annotations__.update(
         prompt=app_commands.Range[str, 1, text],

@@ -152,7 +152,7 @@ class Admission:
             with contextlib.suppress(Exception):
                 await self.queue.release(guild, user)
             raise
-        return Submitted(job, handle, verdict, started, policy)
+        return Submitted(job, handle, verdict, started)
 
     async def _refuse(
         self,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generation.queue import JobHandle, Queued, QueuedJob
-from moderation.policy import Disposition, ImagePolicy
+from moderation.policy import Disposition
 from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
 from storage.records import JobRecord
@@ -73,21 +73,15 @@ class ImagineOutcome:
 class Submitted:
     """A request recorded and queued: follow it with :meth:`ImagineService.follow_submitted`.
 
-    ``policy`` is the image policy fixed at admission (the guild's threshold and NSFW policy,
-    the channel, force-safe): its pictures are decided under it, however the settings change
-    while it waits.
+    Its request (``job.request.image_policy``) carries the image policy fixed at admission (the
+    guild's threshold and NSFW policy, the channel, force-safe): the worker decides its
+    pictures under it, however the settings change while it waits.
     """
 
     job: QueuedJob
     handle: JobHandle
     verdict: PromptVerdict
     started: float
-    policy: ImagePolicy
-
-    @property
-    def channel_nsfw(self) -> bool:
-        """Where it was asked for: its pictures' policy follows it."""
-        return self.policy.channel_nsfw
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,13 @@
 """``ImagineService``: the imagine path's rooms put together, for the Discord bot and the CLI.
 
 Each concern has its room (``admission``, ``following``, ``controls``, ``recovery``, with the
-``gate``, the ``pictures`` and this process's ``leases``); this class only composes them and
-keeps, for this round of the redesign, the names its callers already use (``service.audit``
-and the other repositories are ``service.storage``'s).
+``gate``, the ``pictures`` and this process's ``leases``); this class only composes them. The
+repositories are ``service.storage``'s, the bot's limits ``service.bot_limits``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,22 +27,17 @@ from bot.imagine.outcomes import (
 from bot.imagine.pictures import Pictures
 from bot.imagine.recovery import Recovery
 from bot.imagine.types import Derived, GuildLimits, ImagineConfig, Requester
-from generation.limits import Limits
 from generation.models import EMBEDDED_MODEL_DIR
-from generation.options import ModelDefaults, OptionLimits, RequestedOptions
-from generation.queue import JobHandle, JobQueue, QueuedJob
+from generation.options import RequestedOptions
+from generation.queue import JobQueue
 from generation.queue.contract import ProgressCallback
 from moderation.lists import PromptRules
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptVerdict
-from storage.audit import AuditLog
-from storage.bans import BanList
-from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
-from storage.moderation_log import ModerationLog
+from storage.guild_settings import GuildSettingsRecord
 from storage.pictures import SweepReport
-from storage.records import JobRecord, Lease
+from storage.records import JobRecord
 from storage.repositories import Storage
-from storage.terms import TermList
 
 
 class ImagineService:
@@ -130,28 +123,6 @@ class ImagineService:
             started=submitted.started,
         )
 
-    async def follow(
-        self,
-        job: QueuedJob,
-        handle: JobHandle,
-        verdict: PromptVerdict,
-        channel_nsfw: bool,
-        *,
-        on_progress: ProgressCallback | None = None,
-        on_queued: QueuedCallback | None = None,
-        started: float | None = None,
-    ) -> ImagineOutcome:
-        """Round 1's name for :meth:`follow_submitted` (``channel_nsfw`` is unused: the request
-        carries its image policy); it goes once its last callers have moved."""
-        return await self.following.follow(
-            job,
-            handle,
-            verdict,
-            on_progress=on_progress,
-            on_queued=on_queued,
-            started=started,
-        )
-
     async def gate(
         self, requester: Requester, settings: GuildSettingsRecord | None
     ) -> GateRefusal | None:
@@ -231,97 +202,8 @@ class ImagineService:
     @property
     def model_label(self) -> str:
         """The model as shown to members: a hub id or a file name, never a local path."""
-        path = Path(self.model_name)
+        name = self.config.model_name
+        path = Path(name)
         if path.resolve() == EMBEDDED_MODEL_DIR.resolve():
             return "sdbot embedded model"
-        return path.name if path.exists() else self.model_name
-
-    # --- names kept for callers of the one-class service (round 2 removes them) ---------------
-
-    @property
-    def audit(self) -> AuditLog:
-        return self.storage.audit
-
-    @property
-    def terms(self) -> TermList:
-        return self.storage.terms
-
-    @property
-    def guild_settings(self) -> GuildSettingsRepository:
-        return self.storage.guild_settings
-
-    @property
-    def bans(self) -> BanList:
-        return self.storage.bans
-
-    @property
-    def moderation(self) -> ModerationLog:
-        return self.storage.moderation
-
-    @property
-    def lease(self) -> Lease:
-        return self.leases.lease
-
-    @property
-    def limits(self) -> OptionLimits:
-        return self.bot_limits.options
-
-    @property
-    def defaults(self) -> ModelDefaults:
-        return self.bot_limits.defaults
-
-    @property
-    def model_name(self) -> str:
-        return self.config.model_name
-
-    @property
-    def nsfw_threshold(self) -> float:
-        return self.bot_limits.nsfw_threshold
-
-    @property
-    def nsfw_strict_threshold(self) -> float:
-        return self.config.nsfw_strict_threshold
-
-    @property
-    def rules(self) -> PromptRules:
-        return self.admission.rules
-
-    @property
-    def accepting(self) -> bool:
-        return self.admission.accepting
-
-    @property
-    def default_limits(self) -> Limits:
-        return self.bot_limits.rates
-
-    @default_limits.setter
-    def default_limits(self, rates: Limits) -> None:
-        self.admission.bot_limits = dataclasses.replace(self.admission.bot_limits, rates=rates)
-
-    @property
-    def direct_messages(self) -> bool:
-        return self.gatekeeper.direct_messages
-
-    @direct_messages.setter
-    def direct_messages(self, allowed: bool) -> None:
-        self.gatekeeper.direct_messages = allowed
-
-    @property
-    def output_dir(self) -> Path | None:
-        return self.pictures.output_dir
-
-    @output_dir.setter
-    def output_dir(self, folder: Path | None) -> None:
-        self.pictures.output_dir = folder
-
-    @property
-    def closing(self) -> bool:
-        return self.following.leaving_open
-
-    @closing.setter
-    def closing(self, closing: bool) -> None:
-        """Kept for callers that set it; :meth:`leave_jobs_open` says what it does."""
-        if closing:
-            self.leave_jobs_open()
-        else:
-            self.following.leaving_open = False
+        return path.name if path.exists() else name
