@@ -3,40 +3,34 @@ with the images of those that succeeded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from storage.claims import CLAIM_TIMEOUT as CLAIM_TIMEOUT
-from storage.claims import ActionClaim as ActionClaim
-from storage.claims import ActionClaims
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
-from storage.leases import JobLeases
 from storage.models import OPEN_STATUSES, Image, Job, JobStatus, Verdict, utcnow
-from storage.posts import PostedMessages
-from storage.records import ImageRecord as ImageRecord
-from storage.records import JobRecord as JobRecord
-from storage.records import Lease as Lease
-from storage.records import NewImage as NewImage
-from storage.records import NewJob as NewJob
-from storage.records import image_record, job_record
+from storage.records import (
+    ImageRecord,
+    JobRecord,
+    Lease,
+    NewImage,
+    NewJob,
+    image_record,
+    job_record,
+)
 
 
 class AuditLog:
     """Writes and reads audit records. Every method is one short unit of work.
 
-    The methods after ``flagged_images`` moved to ``PostedMessages``, ``JobLeases`` and
-    ``ActionClaims`` (each its own entry of ``Storage``); they stay here as one-line
-    delegations for the redesign's second round, which switches the callers and deletes them.
+    Which messages show a job, which process follows it and which controls were used on it are
+    ``PostedMessages``, ``JobLeases`` and ``ActionClaims`` (each its own entry of ``Storage``).
     """
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._posts = PostedMessages(sessions)
-        self._leases = JobLeases(sessions)
-        self._claims = ActionClaims(sessions)
 
     async def create_job(
         self, new: NewJob, *, refused: str | None = None, lease: Lease | None = None
@@ -232,54 +226,3 @@ class AuditLog:
                 assert job is not None  # the foreign key guarantees it
                 found.append((job_record(job), image_record(image)))
             return found
-
-    # Moved: delegations kept for the redesign's second round (see the class docstring).
-
-    async def take_lease(
-        self, job_id: int, lease: Lease, *, dead: Callable[[str], bool] = lambda owner: False
-    ) -> JobRecord | None:
-        return await self._leases.take_lease(job_id, lease, dead=dead)
-
-    async def renew_leases(self, lease: Lease) -> int:
-        return await self._leases.renew_leases(lease)
-
-    async def release_leases(self, owner: str) -> None:
-        await self._leases.release_leases(owner)
-
-    async def link_message(
-        self,
-        message_id: int,
-        job_id: int,
-        *,
-        channel_id: int,
-        guild_id: int | None,
-        variant: int | None = None,
-    ) -> None:
-        await self._posts.link_message(
-            message_id, job_id, channel_id=channel_id, guild_id=guild_id, variant=variant
-        )
-
-    async def job_for_message(self, message_id: int) -> tuple[JobRecord, int | None] | None:
-        return await self._posts.job_for_message(message_id)
-
-    async def messages_for_job(self, job_id: int) -> list[tuple[int, int]]:
-        return await self._posts.messages_for_job(job_id)
-
-    async def posts_for_user(self, guild_id: int, user_id: int) -> list[tuple[int, int, int]]:
-        return await self._posts.posts_for_user(guild_id, user_id)
-
-    async def unlink_message(self, message_id: int) -> None:
-        await self._posts.unlink_message(message_id)
-
-    async def claim_action(
-        self, parent_job_id: int, action: str, user_id: int | None
-    ) -> ActionClaim:
-        return await self._claims.claim_action(parent_job_id, action, user_id)
-
-    async def action_started(
-        self, parent_job_id: int, action: str, child_job_id: int, claimed_at: datetime
-    ) -> bool:
-        return await self._claims.action_started(parent_job_id, action, child_job_id, claimed_at)
-
-    async def release_action(self, parent_job_id: int, action: str) -> None:
-        await self._claims.release_action(parent_job_id, action)
