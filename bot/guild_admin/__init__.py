@@ -32,7 +32,4 @@ from bot.guild_admin.refusals import expiry as expiry
 from bot.guild_admin.settings import ChannelEdit as ChannelEdit
 from bot.guild_admin.settings import SettingsChange as SettingsChange
 from bot.guild_admin.settings import requested_changes as requested_changes
-from bot.guild_settings import NAMES
 from bot.guild_settings import InvalidSetting as InvalidSetting
-
-SETTINGS = NAMES  # settings a guild's moderators may change (bot.guild_settings.SPECS)
