@@ -22,8 +22,9 @@ import redis.asyncio as aioredis
 from bot.app import open_storage
 from bot.settings import Settings
 from storage import migrations
-from storage.audit import AuditLog, JobRecord, NewJob
+from storage.audit import AuditLog
 from storage.models import JobStatus, Verdict
+from storage.records import JobRecord, NewJob
 from tests.conftest import IN_CI, REDIS_URL
 from tests.processes import read_log, wait_for_line
 
@@ -404,7 +405,7 @@ async def test_a_follower_rejects_events_and_results_of_another_job(redis_prefix
     from generation.options import GenerationOptions
     from generation.protocol import Progress, WorkRequest
     from generation.queue import Failed, QueuedJob
-    from generation.redis_queue import RedisQueue
+    from generation.queue.redis import RedisQueue
     from moderation.policy import ImagePolicy
 
     queue = await RedisQueue.connect(REDIS_URL, prefix=redis_prefix)
