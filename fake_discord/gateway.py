@@ -152,7 +152,7 @@ class Gateway:
         return ws
 
     async def _received(self, frames: Frames, payload: dict[str, Any]) -> None:
-        op, data = payload.get("op"), payload.get("d")
+        op, data = payload.get("op"), payload.get("d") or {}
         if op == HEARTBEAT:
             if not self.ack_heartbeats:
                 return

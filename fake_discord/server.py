@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from fake_discord import rest
 from fake_discord.gateway import Gateway
@@ -307,8 +307,8 @@ class FakeDiscord:
             sub = next((o for o in options if o["name"] == path[0] and o["type"] in (1, 2)), None)
             if sub is None:
                 raise LookupError(f"{schema['name']!r} has no subcommand {path[0]!r}")
-            inner, resolved = self._options(sub, path[1:], values, guild, checked, user)
-            return [{"name": sub["name"], "type": sub["type"], "options": inner}], resolved
+            inner, within = self._options(sub, path[1:], values, guild, checked, user)
+            return [{"name": sub["name"], "type": sub["type"], "options": inner}], within
         by_name = {o["name"]: o for o in options}
         out: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
@@ -777,10 +777,12 @@ class FakeDiscord:
         elif request.content_type.startswith("multipart/"):
             reader = await request.multipart()
             async for part in reader:
+                if not isinstance(part, BodyPartReader):  # a nested multipart: not Discord's
+                    continue
                 if part.name == "payload_json":
-                    call.json = json.loads(await part.text())  # type: ignore[union-attr]
+                    call.json = json.loads(await part.text())
                 elif part.filename is not None:
-                    data = await part.read()  # type: ignore[union-attr]
+                    data = await part.read()
                     content_type = part.headers.get("Content-Type", "application/octet-stream")
                     call.files.append(Upload(part.filename, bytes(data), content_type))
 
