@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.discord_bot import ImagineBot
-from bot.service import ImagineOutcome, ImagineService, Requester
+from bot.discord.client import ImagineBot
+from bot.imagine.outcomes import ImagineOutcome
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from fake_discord import (
     Channel,
     FakeDiscord,
@@ -28,8 +30,8 @@ from fake_discord import (
 )
 from fake_discord.client import with_controls
 from fake_discord.server import Interaction
-from storage.audit import NewImage, NewJob
 from storage.models import JobKind, JobStatus, Verdict
+from storage.records import NewImage, NewJob
 
 World = tuple[Guild, Channel, User]
 
@@ -119,12 +121,12 @@ async def test_members_without_manage_server_cannot_use_any_mod_command(
             assert answer.content == f"⛔ `/{name}` is for members with Manage Server"
 
     service = bot.service
-    assert await service.bans.list(guild.id) == []
-    assert await service.terms.for_guild(guild.id) == []
-    settings = await service.guild_settings.get(guild.id)
+    assert await service.storage.bans.list(guild.id) == []
+    assert await service.storage.terms.for_guild(guild.id) == []
+    settings = await service.storage.guild_settings.get(guild.id)
     assert not settings.paused
     assert settings.channels is None
-    denied = await service.moderation.list(guild.id, limit=None)
+    denied = await service.storage.moderation.list(guild.id, limit=None)
     assert len(denied) == 2 * len(commands)
     assert {a.action for a in denied} == {"denied"}
     assert {a.actor_id for a in denied} == {ada.id, helper.id}
@@ -137,7 +139,7 @@ async def test_a_ban_refuses_commands_and_controls_until_it_is_lifted(
     guild, channel, ada = world
     mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
     grid = await _grid(fake_discord, ada, channel, prompt="a red circle", seed=5, steps=4)
-    [job] = await bot.service.audit.list_jobs()
+    [job] = await bot.service.storage.audit.list_jobs()
 
     # What a moderator cannot do, in words that name the problem.
     assert await _mod(fake_discord, mod, channel, "ban", user=mod) == "⚠️ you cannot ban yourself"
@@ -146,7 +148,7 @@ async def test_a_ban_refuses_commands_and_controls_until_it_is_lifted(
     assert said.startswith(f"⚠️ <@{boss.id}> has Manage Server")
     said = await _mod(fake_discord, mod, channel, "ban", user=ada, duration="forever")
     assert said == "⚠️ duration 'forever' is not a duration like 30m, 12h, 7d or 2w, or an ISO date"
-    assert await bot.service.bans.list(guild.id) == []
+    assert await bot.service.storage.bans.list(guild.id) == []
 
     said = await _mod(fake_discord, mod, channel, "ban", user=ada, reason="spam", duration="2h")
     assert said.startswith(f"🔨 <@{ada.id}> is banned from sdbot here until <t:")
@@ -186,7 +188,7 @@ async def test_a_ban_refuses_commands_and_controls_until_it_is_lifted(
     public = [m for m in fake_discord.channel_messages(channel) if not m.ephemeral]
     assert not any("spam" in m.content for m in public)
     await fake_discord.wait_for(lambda: ada.id not in grid.reactions.get("🔄", []))
-    jobs = await bot.service.audit.list_jobs()
+    jobs = await bot.service.storage.audit.list_jobs()
     assert [j.status for j in jobs[1:]] == [JobStatus.REFUSED] * 3
     assert all(j.error and j.error.startswith("you are banned") for j in jobs[1:])
     assert [j.verdict for j in jobs[1:]] == ["allowed", "blocked", "allowed"]  # still recorded
@@ -206,7 +208,7 @@ async def test_a_ban_refuses_commands_and_controls_until_it_is_lifted(
     assert not again.ephemeral
     assert again.content.endswith("queued")
 
-    actions = await bot.service.moderation.list(guild.id)
+    actions = await bot.service.storage.moderation.list(guild.id)
     assert [(a.action, a.actor_id, a.target_user_id) for a in reversed(actions)] == [
         ("ban", mod.id, ada.id),
         ("unban", mod.id, ada.id),
@@ -224,7 +226,7 @@ async def test_a_ban_and_a_pause_cancel_the_jobs_they_stop(
     second = await _ask(fake_discord, bea, channel, "imagine", prompt="another", steps=50)
     assert not first.ephemeral
     assert not second.ephemeral
-    ada_job, bea_job = await bot.service.audit.list_jobs()
+    ada_job, bea_job = await bot.service.storage.audit.list_jobs()
 
     said = await _mod(fake_discord, mod, channel, "ban", user=ada)
     assert said.splitlines()[-1] == f"cancelled their 1 queued or running job: {ada_job.id}"
@@ -239,7 +241,7 @@ async def test_a_ban_and_a_pause_cancel_the_jobs_they_stop(
     await fake_discord.wait_for(
         lambda: "❌ cancelled" in first.content and "❌ cancelled" in second.content, within=60
     )
-    statuses = {job.id: job.status for job in await bot.service.audit.list_jobs()}
+    statuses = {job.id: job.status for job in await bot.service.storage.audit.list_jobs()}
     assert statuses == {ada_job.id: JobStatus.CANCELLED, bea_job.id: JobStatus.CANCELLED}
 
     refused = await _ask(fake_discord, bea, channel, "imagine", prompt="now?")
@@ -399,14 +401,14 @@ async def test_settings_are_shown_changed_recorded_and_in_force(
     assert said.startswith(f"⚠️ <#{studio.id}> is the only channel sdbot answers in")
     said = await _mod(fake_discord, mod, channel, "settings", stop_answering_in=channel)
     assert said.startswith(f"⚠️ sdbot does not answer in <#{channel.id}> by a channel setting")
-    assert (await bot.service.guild_settings.get(guild.id)).channels == (studio.id,)
+    assert (await bot.service.storage.guild_settings.get(guild.id)).channels == (studio.id,)
 
     said = await _mod(fake_discord, mod, channel, "settings", answer_in=channel)
     both = f"<#{channel.id}>, <#{studio.id}>"  # in the order they were made
     assert said.splitlines()[0] == f"✅ channels: <#{studio.id}> → {both}"
     said = await _mod(fake_discord, mod, channel, "settings", stop_answering_in=studio)
     assert said.splitlines()[0] == f"✅ channels: {both} → <#{channel.id}>"
-    assert (await bot.service.guild_settings.get(guild.id)).channels == (channel.id,)
+    assert (await bot.service.storage.guild_settings.get(guild.id)).channels == (channel.id,)
     said = await _mod(fake_discord, mod, channel, "settings", reset="max_steps")
     assert said.splitlines()[0] == "✅ max_steps: 12 → default"
     said = await _mod(fake_discord, mod, channel, "settings", reset="controls")
@@ -416,7 +418,7 @@ async def test_settings_are_shown_changed_recorded_and_in_force(
     said = await _mod(fake_discord, mod, channel, "settings", nsfw_policy="spoiler")
     assert said.startswith("nothing changed")
 
-    actions = await bot.service.moderation.list(guild.id)
+    actions = await bot.service.storage.moderation.list(guild.id)
     assert [a.action for a in actions] == ["settings"] * 6
     assert actions[-1].reason == "a quieter server"
     assert actions[-1].details["max_steps"] == {"from": None, "to": 12}
@@ -454,7 +456,7 @@ async def _record_flagged(service: ImagineService, guild: Guild, channel: Channe
                           png: bytes, folder: Any) -> int:  # fmt: skip
     """A job whose picture the checker flagged and spoilered, as the worker records one (the
     embedded model draws nothing open_nsfw flags, so the record is written directly)."""
-    job_id = await service.audit.create_job(_flagged_job(guild.id, channel.id, user.id))
+    job_id = await service.storage.audit.create_job(_flagged_job(guild.id, channel.id, user.id))
     path = folder / f"flagged-{job_id}.png"
     path.write_bytes(png)
     image = NewImage(
@@ -463,7 +465,7 @@ async def _record_flagged(service: ImagineService, guild: Guild, channel: Channe
         height=256, path=str(path), safety_threshold=0.6, model_flagged=None,
         disposition="spoiler",
     )  # fmt: skip
-    await service.audit.record_outcome(job_id, JobStatus.SUCCEEDED, images=[image])
+    await service.storage.audit.record_outcome(job_id, JobStatus.SUCCEEDED, images=[image])
     return job_id
 
 
@@ -527,7 +529,7 @@ async def test_review_history_and_export_show_this_guild_only(
         ("block_term_add", str(mod.id), '{"existed": false, "expires_at": null, "regex": false, '
          '"term": "castle"}'),
     ]  # fmt: skip
-    recorded = await bot.service.moderation.list(guild.id)
+    recorded = await bot.service.storage.moderation.list(guild.id)
     assert [a.action for a in recorded] == ["export", "block_term_add"]
     assert recorded[0].details == {"days": None, "jobs": 2}
 
@@ -555,8 +557,8 @@ async def test_purge_deletes_the_posts_made_for_one_member_in_this_guild(
     assert hers.deleted
     assert not theirs.deleted
     assert not hers_elsewhere.deleted
-    assert await bot.service.audit.job_for_message(hers.id) is None
-    [action] = await bot.service.moderation.list(guild.id)
+    assert await bot.service.storage.posts.job_for_message(hers.id) is None
+    [action] = await bot.service.storage.moderation.list(guild.id)
     assert (action.action, action.target_user_id, action.reason) == ("purge", ada.id, "asked to")
     assert action.details == {"deleted": 1, "already_gone": 0, "failed": 0}
     said = await _mod(fake_discord, mod, channel, "purge", user=ada)
@@ -601,25 +603,25 @@ async def test_each_guild_sees_and_changes_only_its_own(
     sneaked = await fake_discord.slash(mod, other_channel, "mod unban", checked=False, user=ada)
     answer = await fake_discord.wait_for(lambda: _answer(sneaked))
     assert answer.content == "⛔ `/mod unban` is for members with Manage Server"
-    assert await bot.service.bans.active_ban(guild.id, ada.id) is not None
+    assert await bot.service.storage.bans.active_ban(guild.id, ada.id) is not None
 
     # Ada, banned here with a paused generation and a blocked word, draws there as before.
     there = await _ask(fake_discord, ada, other_channel, "imagine", prompt="a castle", steps=5)
     assert not there.ephemeral
     assert there.content.endswith("queued")
     here = bot.service
-    assert (await here.bans.active_ban(guild.id, ada.id)) is not None
-    assert (await here.guild_settings.get(guild.id)).max_steps == 3
+    assert (await here.storage.bans.active_ban(guild.id, ada.id)) is not None
+    assert (await here.storage.guild_settings.get(guild.id)).max_steps == 3
     gate = await here.gate(
         Requester("discord", other.id, other_channel.id, ada.id),
-        await here.guild_settings.get(other.id),
+        await here.storage.guild_settings.get(other.id),
     )
     assert gate is None
-    assert [a.action for a in await here.moderation.list(other.id)] == ["denied"]
+    assert [a.action for a in await here.storage.moderation.list(other.id)] == ["denied"]
 
     # Where the channels are limited, a thread in an allowed channel is allowed too.
     await _mod(fake_discord, other_mod, other_channel, "settings", answer_in=other_channel)
-    limited = await here.guild_settings.get(other.id)
+    limited = await here.storage.guild_settings.get(other.id)
     thread = Requester("discord", other.id, 99, ada.id, parent_channel_id=other_channel.id)
     assert await here.gate(thread, limited) is None
     stray = Requester("discord", other.id, 99, ada.id, parent_channel_id=98)
@@ -636,7 +638,7 @@ async def test_an_export_over_the_upload_limit_is_zipped_or_refused_with_a_way_o
         job = dataclasses.replace(
             _flagged_job(guild.id, channel.id, ada.id), prompt=f"a lighthouse, number {number}"
         )
-        await bot.service.audit.create_job(job, refused="over the limit")
+        await bot.service.storage.audit.create_job(job, refused="over the limit")
 
     plain = await _ask(fake_discord, mod, channel, "mod export")
     sizes = {a.filename: len(a.data) for a in plain.attachments}
@@ -718,7 +720,7 @@ async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
     from generation.options import RequestedOptions
 
     monkeypatch.setattr("bot.guild_admin.admin.SWEEP_AGAIN_S", 0.2)
-    admin = GuildAdmin(service)
+    admin = GuildAdmin.for_service(service)
     ada = Requester("discord", guild_id=1, channel_id=2, user_id=3)
     await admin.ban(1, 9, 3, reason="raid")
 
@@ -728,11 +730,9 @@ async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
     monkeypatch.setattr(service, "gate", passed)
     submitted = await service.submit(RequestedOptions(prompt="a late one", steps=50), ada)
     assert not isinstance(submitted, ImagineOutcome)
-    outcome = await service.follow(
-        submitted.job, submitted.handle, submitted.verdict, channel_nsfw=False
-    )
+    outcome = await service.follow_submitted(submitted)
     assert outcome.status is JobStatus.CANCELLED
-    record = await service.audit.get_job(outcome.job_id)
+    record = await service.storage.audit.get_job(outcome.job_id)
     assert record is not None
     assert record.status is JobStatus.CANCELLED
 
@@ -795,7 +795,7 @@ async def test_a_paused_or_banned_members_control_gets_its_reason_in_private_onl
     assert banned.content == closed.content
     public = [m for m in fake_discord.channel_messages(channel, deleted=True) if not m.ephemeral]
     assert not any("swapping" in m.content or "gore" in m.content for m in public)
-    jobs = await bot.service.audit.list_jobs()
+    jobs = await bot.service.storage.audit.list_jobs()
     assert [j.status for j in jobs[1:]] == [JobStatus.REFUSED] * 4  # nothing was drawn
     await fake_discord.wait_for(
         lambda: not any(ada.id in users for users in grid.reactions.values())
