@@ -3,6 +3,7 @@ process and the embedded model: /imagine from a member to a posted grid with its
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -37,14 +38,14 @@ async def test_imagine_answers_at_once_then_posts_the_grid_with_its_controls(
     )  # the embedded model's own defaults
     assert message.edits >= 2  # queued → drawing → the grid
 
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert (record.status, record.guild_id, record.user_id) == (
         JobStatus.SUCCEEDED,
         guild.id,
         ada.id,
     )
     assert f"job {record.id}" in message.content
-    linked = await bot.service.audit.job_for_message(message.id)
+    linked = await bot.service.storage.posts.job_for_message(message.id)
     assert linked is not None
     assert linked[0].id == record.id
 
@@ -84,7 +85,7 @@ async def test_a_rate_limited_member_is_told_the_wait(
 ) -> None:
     guild, channel, ada = world
     limits = Limits(user_units_per_hour=0.01, user_burst=0.1)
-    bot.service.default_limits = limits
+    bot.service.admission.bot_limits = dataclasses.replace(bot.service.bot_limits, rates=limits)
     await bot.service.queue.admit(guild.id, ada.id, 0.1, limits)  # the saved-up tenth, spent
     await bot.service.queue.release(guild.id, ada.id)
     interaction = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle")
@@ -92,7 +93,7 @@ async def test_a_rate_limited_member_is_told_the_wait(
     assert interaction.ephemeral
     assert message.content.startswith("⏳ you can make this in ")
     assert message.content.endswith("(your limit is 0.01 standard images an hour)")
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.REFUSED
 
 
@@ -117,8 +118,8 @@ async def test_after_the_token_expires_the_grid_goes_to_the_channel_mentioning_t
     message = await fake_discord.wait_for(posted, within=120)
     assert message.content.startswith(f"<@{ada.id}> **a blue square**")
     assert message.allowed_mentions == {"parse": [], "users": [ada.id]}
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.SUCCEEDED
-    linked = await bot.service.audit.job_for_message(message.id)
+    linked = await bot.service.storage.posts.job_for_message(message.id)
     assert linked is not None
     assert linked[0].id == record.id
