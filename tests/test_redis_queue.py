@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import open_service, open_storage
-from bot.service import Requester
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.limits import Limits, RateLimited, RateLimiter
 from generation.options import GenerationOptions, RequestedOptions
@@ -273,7 +273,7 @@ async def test_a_restarted_bot_follows_its_jobs_where_redis_holds_them(
                     )
                 )
                 await asyncio.wait_for(running.wait(), 120)
-                service.closing = True  # the bot stops: its job stays open, the worker goes on
+                service.leave_jobs_open()  # the bot stops: its job stays open, the worker goes on
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
