@@ -59,7 +59,7 @@ async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete
     assert "seed 12 · 128×128 · 8 steps" in reply.content  # the options, at the upscaled size
     assert ada.id not in grid.reactions.get("2️⃣", [])  # the member's reaction reads as a press
 
-    parent, child = await bot.service.audit.list_jobs()
+    parent, child = await bot.service.storage.audit.list_jobs()
     assert (child.kind, child.parent_job_id, child.parent_variant) == (
         JobKind.UPSCALE.value,
         parent.id,
@@ -81,14 +81,14 @@ async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete
     assert notice.content.startswith(f"<@{ada.id}> #2 was upscaled already, as job {child.id}")
     assert f"https://discord.com/channels/{guild.id}/{channel.id}/" in notice.content  # not @me
     assert notice.allowed_mentions == {"parse": [], "users": [ada.id], "replied_user": False}
-    assert len(await bot.service.audit.list_jobs()) == 2
+    assert len(await bot.service.storage.audit.list_jobs()) == 2
     await fake_discord.wait_for(lambda: notice.deleted)  # it goes away by itself
 
     # ❌ on the upscale deletes that post only.
     await fake_discord.add_reaction(ada, reply, DELETE)
     await fake_discord.wait_for(lambda: reply.deleted)
     assert not grid.deleted
-    assert await bot.service.audit.job_for_message(reply.id) is None
+    assert await bot.service.storage.posts.job_for_message(reply.id) is None
 
 
 async def test_reroll_draws_new_seeds_and_two_presses_at_once_start_one_job(
@@ -111,7 +111,7 @@ async def test_reroll_draws_new_seeds_and_two_presses_at_once_start_one_job(
     reply = await fake_discord.wait_for(rerolled, within=120)
     assert reply.reacted == list(CONTROLS)  # a reroll is a grid with the controls of its own
     assert "reroll of job" in reply.content
-    jobs = await bot.service.audit.list_jobs()
+    jobs = await bot.service.storage.audit.list_jobs()
     assert [job.kind for job in jobs] == [JobKind.IMAGINE.value, JobKind.REROLL.value]
     parent, child = jobs
     assert child.parent_job_id == parent.id
@@ -139,13 +139,13 @@ async def test_who_may_use_the_controls_and_that_they_survive_a_restart(
         await fake_discord.wait_for(
             lambda: all(bob.id not in grid.reactions.get(e, []) for e in ("1️⃣", "🔄", DELETE))
         )
-        assert len(await service.audit.list_jobs()) == 1
+        assert len(await service.storage.audit.list_jobs()) == 1
         assert not grid.deleted
         # Other emoji are the members' own.
         await fake_discord.add_reaction(bob, grid, "🎉")
 
         # The guild opens the controls to everyone: bob's reroll is made, for bob.
-        await service.guild_settings.update(guild.id, controls="everyone")
+        await service.storage.guild_settings.update(guild.id, controls="everyone")
         await fake_discord.add_reaction(bob, grid, "🔄")
         reply = await fake_discord.wait_for(
             lambda: next(
@@ -153,7 +153,7 @@ async def test_who_may_use_the_controls_and_that_they_survive_a_restart(
             ),
             within=120,
         )
-        _, reroll = await service.audit.list_jobs()
+        _, reroll = await service.storage.audit.list_jobs()
         assert (reroll.kind, reroll.user_id) == (JobKind.REROLL.value, bob.id)
 
         # ❌ stays with the requester and moderators, whatever the setting.
@@ -174,7 +174,7 @@ async def test_job_shows_the_settings_and_posts_the_grid_again_with_controls(
     await _grid(fake_discord, ada, channel, prompt="a green tree", seed=7, steps=6, sampler="euler")
     blocked = await fake_discord.slash(ada, channel, "imagine", prompt="a nude child")
     await fake_discord.wait_for(lambda: blocked.original)
-    made, refused = await bot.service.audit.list_jobs()
+    made, refused = await bot.service.storage.audit.list_jobs()
 
     interaction = await fake_discord.slash(bob, channel, "job", id=made.id)
     again = await fake_discord.wait_for(lambda: with_controls(interaction.original))
@@ -184,7 +184,7 @@ async def test_job_shows_the_settings_and_posts_the_grid_again_with_controls(
     assert "sampler euler · seeds 7, 8, 9, 10" in again.content
     assert again.allowed_mentions == {"parse": []}
     assert again.attachments[0].image().size == (512, 512)
-    linked = await bot.service.audit.job_for_message(again.id)
+    linked = await bot.service.storage.posts.job_for_message(again.id)
     assert linked is not None
     assert linked[0].id == made.id
 
@@ -214,7 +214,7 @@ async def test_job_shows_the_settings_and_posts_the_grid_again_with_controls(
         ada, fake_discord.dm_channel(ada), "imagine", prompt="a nude child"
     )
     await fake_discord.wait_for(lambda: private.original)
-    dm_job = (await bot.service.audit.list_jobs())[-1]
+    dm_job = (await bot.service.storage.audit.list_jobs())[-1]
     assert dm_job.guild_id is None
     snooping = await fake_discord.slash(bob, fake_discord.dm_channel(bob), "job", id=dm_job.id)
     answer = await fake_discord.wait_for(lambda: snooping.original)
@@ -234,7 +234,7 @@ async def test_cancel_stops_the_callers_queued_job_and_only_theirs(
     )
     second = await fake_discord.slash(ada, channel, "imagine", prompt="a queued one", steps=6)
     await fake_discord.wait_for(lambda: second.original and "queued" in second.original.content)
-    _, queued = await bot.service.audit.list_jobs()
+    _, queued = await bot.service.storage.audit.list_jobs()
 
     theirs = await fake_discord.slash(bob, channel, "cancel", id=queued.id)
     refusal = await fake_discord.wait_for(lambda: theirs.original)
@@ -251,7 +251,9 @@ async def test_cancel_stops_the_callers_queued_job_and_only_theirs(
     await fake_discord.wait_for(
         lambda: second.original and "❌ cancelled" in second.original.content, within=30
     )
-    assert (await bot.service.audit.get_job(queued.id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    cancelled = await bot.service.storage.audit.get_job(queued.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
     await fake_discord.wait_for(lambda: with_controls(first.original), within=120)
 
 
@@ -259,7 +261,7 @@ async def test_help_and_imagine_follow_the_guilds_own_limits(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World
 ) -> None:
     guild, channel, ada = world
-    await bot.service.guild_settings.update(guild.id, max_steps=12, user_images_per_hour=30)
+    await bot.service.storage.guild_settings.update(guild.id, max_steps=12, user_images_per_hour=30)
     interaction = await fake_discord.slash(ada, channel, "help")
     text = (await fake_discord.wait_for(lambda: interaction.original)).content
     assert interaction.ephemeral
@@ -275,7 +277,8 @@ async def test_help_and_imagine_follow_the_guilds_own_limits(
     too_many = await fake_discord.slash(ada, channel, "imagine", prompt="a cat", steps=20)
     answer = await fake_discord.wait_for(lambda: too_many.original)
     assert answer.content == "⚠️ steps must be a whole number from 1 to 12, got 20"
-    assert await bot.service.audit.list_jobs() == []  # a bad option is refused before a record
+    # A bad option is refused before a record.
+    assert await bot.service.storage.audit.list_jobs() == []
 
 
 async def test_a_graceful_stop_lets_the_running_job_post_and_refuses_new_ones(
@@ -296,6 +299,6 @@ async def test_a_graceful_stop_lets_the_running_job_post_and_refuses_new_ones(
     refusal = await fake_discord.wait_for(lambda: late.original)
     assert late.ephemeral
     assert refusal.content == "🔁 sdbot is restarting; try again in a minute"
-    done, queued = await bot.service.audit.list_jobs()
+    done, queued = await bot.service.storage.audit.list_jobs()
     assert done.status is JobStatus.SUCCEEDED
     assert queued.status is JobStatus.QUEUED  # left for the next start, which resumes it

@@ -4,6 +4,7 @@ whatever happens to its status message."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from bot.discord.client import ImagineBot
@@ -47,7 +48,7 @@ async def test_network_errors_on_progress_edits_never_fail_the_job(
     interaction = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle", steps=12)
     grid = await fake_discord.wait_for(lambda: with_controls(interaction.original), within=180)
     assert grid.attachments
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.SUCCEEDED
 
 
@@ -60,7 +61,7 @@ async def test_a_deleted_status_message_gets_the_result_as_a_new_message(
     posted = await fake_discord.wait_for(lambda: _new_post(fake_discord, channel), within=180)
     assert posted.content.startswith(f"<@{ada.id}> **a green square**")
     assert posted.reacted == list(CONTROLS)
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.SUCCEEDED
 
 
@@ -89,9 +90,9 @@ async def test_a_failed_result_post_is_tried_again_then_goes_to_the_channel(
     posted = await fake_discord.wait_for(lambda: _new_post(fake_discord, channel), within=180)
     assert posted.content.startswith(f"<@{ada.id}> **a yellow moon**")
     assert not status.attachments
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.SUCCEEDED
-    linked = await bot.service.audit.job_for_message(posted.id)
+    linked = await bot.service.storage.posts.job_for_message(posted.id)
     assert linked is not None
 
 
@@ -113,7 +114,7 @@ async def test_a_refusal_of_a_long_prompt_fits_in_one_message(
     guild, channel, ada = world
     words = [f"zq{index:03d}word" for index in range(90)]  # 90 of the guild's own entries
     for word in words:
-        await bot.service.terms.add(guild.id, TermKind.BLOCK, word)
+        await bot.service.storage.terms.add(guild.id, TermKind.BLOCK, word)
     prompt = " ".join(words)
     assert len(prompt) <= 1000
     interaction = await fake_discord.slash(ada, channel, "imagine", prompt=prompt)
@@ -130,7 +131,7 @@ async def test_job_answers_first_and_uploads_the_picture_as_a_follow_up(
     _, channel, ada = world
     first = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle", steps=4)
     await fake_discord.wait_for(lambda: with_controls(first.original), within=120)
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     shown = await fake_discord.slash(ada, channel, "job", id=record.id)
     await shown.acknowledged.wait()
     assert shown.response_type == 5  # deferred: no upload inside Discord's 3 s
@@ -148,10 +149,10 @@ async def test_a_dm_is_refused_by_default_and_allowed_by_the_setting(
     answer = await fake_discord.wait_for(lambda: refused.original, within=30)
     assert refused.ephemeral
     assert "does not draw in direct messages" in answer.content
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.REFUSED
 
-    bot.service.direct_messages = True  # SDBOT_DISCORD_ALLOW_DMS=true
+    bot.service.gatekeeper.direct_messages = True  # SDBOT_DISCORD_ALLOW_DMS=true
     allowed = await fake_discord.slash(ada, dm, "imagine", prompt="a red circle", steps=4)
     grid = await fake_discord.wait_for(lambda: with_controls(allowed.original), within=120)
     assert grid.attachments
@@ -165,7 +166,7 @@ async def test_a_thread_takes_its_parent_channels_age_restriction(
     thread = fake_discord.create_thread(adults, "night drawings")
     interaction = await fake_discord.slash(ada, thread, "imagine", prompt="a red circle", steps=4)
     await fake_discord.wait_for(lambda: with_controls(interaction.original), within=120)
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.channel_nsfw
     assert record.channel_id == thread.id
 
@@ -177,7 +178,7 @@ async def test_a_cancelled_job_says_why_and_can_be_deleted(
     running = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle", steps=40)
     waiting = await fake_discord.slash(ada, channel, "imagine", prompt="a blue circle", steps=4)
     await fake_discord.wait_for(lambda: waiting.original, within=30)
-    jobs = await bot.service.audit.list_jobs()
+    jobs = await bot.service.storage.audit.list_jobs()
     cancel = await fake_discord.slash(ada, channel, "cancel", id=jobs[-1].id)
     await fake_discord.wait_for(lambda: cancel.original, within=30)
 
@@ -197,7 +198,7 @@ async def test_a_rate_limit_refusal_of_a_long_prompt_fits_in_one_message(
 ) -> None:
     guild, channel, ada = world
     limits = Limits(user_units_per_hour=0.01, user_burst=0.1)
-    bot.service.default_limits = limits
+    bot.service.admission.bot_limits = dataclasses.replace(bot.service.bot_limits, rates=limits)
     await bot.service.queue.admit(guild.id, ada.id, 0.1, limits)  # the saved-up tenth, spent
     await bot.service.queue.release(guild.id, ada.id)
     prompt = ", ".join(f"lighthouse {number}" for number in range(100, 180))[:1000]
@@ -206,7 +207,7 @@ async def test_a_rate_limit_refusal_of_a_long_prompt_fits_in_one_message(
     assert interaction.ephemeral
     assert message.content.startswith("⏳ you can make this in ")
     assert len(message.content) <= 2000
-    [record] = await bot.service.audit.list_jobs()
+    [record] = await bot.service.storage.audit.list_jobs()
     assert record.status is JobStatus.REFUSED
     assert record.prompt == prompt
     assert len(prompt) == 1000
