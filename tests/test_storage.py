@@ -221,31 +221,6 @@ async def test_an_open_job_is_held_by_one_live_lease_at_a_time(sessions: Session
     assert await leases.take_lease(expired, theirs) is not None  # its lease ran out
 
 
-async def test_the_audit_log_still_answers_for_what_moved_out_of_it(
-    sessions: SessionFactory,
-) -> None:
-    """The one-line delegations kept for the redesign's second round (then deleted)."""
-    audit = AuditLog(sessions)
-    lease = Lease("host:1:a", 60)
-    job_id = await audit.create_job(new_job(), lease=lease)
-    await audit.link_message(10, job_id, channel_id=3, guild_id=GUILD, variant=1)
-    found = await audit.job_for_message(10)
-    assert found is not None
-    assert (found[0].id, found[1]) == (job_id, 1)
-    assert await audit.messages_for_job(job_id) == [(3, 10)]
-    assert await audit.posts_for_user(GUILD, USER) == [(3, 10, job_id)]
-    await audit.unlink_message(10)
-    assert await audit.messages_for_job(job_id) == []
-    assert await audit.renew_leases(lease) == 1
-    await audit.release_leases(lease.owner)
-    assert await audit.take_lease(job_id, lease) is not None
-    claim = await audit.claim_action(job_id, "reroll", USER)
-    assert claim.claimed
-    assert claim.claimed_at is not None
-    assert await audit.action_started(job_id, "reroll", job_id, claim.claimed_at)
-    await audit.release_action(job_id, "upscale-1")
-
-
 async def test_a_control_starts_one_job_until_that_job_ends_without_images(
     sessions: SessionFactory,
 ) -> None:
