@@ -29,7 +29,7 @@ async def _ended(service: ImagineService, job_id: int, within: float = 120.0) ->
     """The job's record once it ended (the database is the only witness while no client runs)."""
     async with asyncio.timeout(within):
         while True:
-            record = await service.audit.get_job(job_id)
+            record = await service.storage.audit.get_job(job_id)
             assert record is not None
             if record.status.is_terminal:
                 return record
@@ -50,16 +50,16 @@ async def test_after_a_restart_the_old_status_message_links_to_the_result(
                 ada, channel, "imagine", prompt="a green triangle", size=64, steps=4
             )
             status = await fake_discord.wait_for(lambda: asked.original, within=60)
-            [record] = await first.audit.list_jobs()
+            [record] = await first.storage.audit.list_jobs()
             # SIGTERM, as `sdbot run` handles it: nothing is running, the queued job stays open.
             assert await before.drain(grace_s=5) == 0
-            first.closing = True
+            first.leave_jobs_open()
         # The process would end here, and with it the task that followed the job.
         following = before.delivery.following[record.id]
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
     assert status.content.startswith(f"**a green triangle** · job {record.id}\nqueued")
-    left = await service.audit.get_job(record.id)
+    left = await service.storage.audit.get_job(record.id)
     assert left is not None
     assert left.status is JobStatus.QUEUED
 
@@ -85,10 +85,10 @@ async def test_after_a_restart_the_old_status_message_links_to_the_result(
         f"**a green triangle** · job {record.id}\n🔁 sdbot restarted meanwhile; the result: {link}"
     )
     assert not status.attachments
-    finished = await service.audit.get_job(record.id)
+    finished = await service.storage.audit.get_job(record.id)
     assert finished is not None
     assert finished.status is JobStatus.SUCCEEDED
-    linked = await service.audit.job_for_message(result.id)
+    linked = await service.storage.posts.job_for_message(result.id)
     assert linked is not None
     assert linked[0].id == record.id
 
@@ -104,7 +104,7 @@ async def test_a_job_followed_by_a_replaced_client_is_posted_through_its_success
         ada, channel, "imagine", prompt="a yellow moon", size=64, steps=4
     )
     status = await fake_discord.wait_for(lambda: asked.original, within=60)
-    [record] = await service.audit.list_jobs()
+    [record] = await service.storage.audit.list_jobs()
     # `sdbot run` restarts a client that stopped: the old one is closed (its session too)...
     await before.close()
     await asyncio.wait_for(task, 60)
