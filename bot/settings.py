@@ -21,9 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from generation.limits import MAX_RATE as MAX_RATE  # the rates a setting may hold
-from generation.limits import MIN_RATE as MIN_RATE
-from generation.limits import Limits
+from generation.limits import MAX_RATE, MIN_RATE, Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
 

@@ -24,7 +24,8 @@ from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
 from bot.imagine.rules import rules_for
 from bot.imagine.types import Derived, Requester
-from generation.limits import RateLimited, options_units
+from generation.errors import RateLimited
+from generation.limits import options_units
 from generation.options import GenerationOptions, RequestedOptions
 from generation.options import validate as validate_options
 from generation.protocol import WorkRequest
