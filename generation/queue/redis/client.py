@@ -10,6 +10,7 @@ follower rejects any that does not match the job it follows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -55,6 +56,7 @@ class RedisQueue:
         self._last: dict[str, bytes] = {}
         self._uids: dict[int, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()  # set by close(): the reader and the announcer finish
         self._lost_since: float | None = None
         self._held = False
 
@@ -68,6 +70,7 @@ class RedisQueue:
 
     async def start(self) -> None:
         if not self._tasks:
+            self._stop.clear()
             self._tasks = [
                 asyncio.create_task(self._read_events(), name="sdbot-events"),
                 asyncio.create_task(self._announce(), name="sdbot-positions"),
@@ -101,12 +104,27 @@ class RedisQueue:
         }
 
     async def close(self) -> None:
-        """Stops following; the jobs live on in Redis and the workers keep running them."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stops following; the jobs live on in Redis and the workers keep running them.
+
+        The reader and the announcer are asked to finish, not cancelled: a task cancelled in
+        the middle of a blocking XREAD could leave redis-py's connection half-read, and closing
+        the client then waited forever (seen under load). A task that does not finish within
+        its read's block time and a margin is cancelled after all."""
+        self._stop.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.read_block_ms / 1000 + 5.0)
+            for task in late:
+                log.warning("%s did not stop within its read; cancelled", task.get_name())
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
         self._tasks = []
         await self.client.aclose()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, or less when close() asks the background tasks to finish."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def admit(
         self, guild_id: int | None, user_id: int | None, units: float, limits: Limits
@@ -218,7 +236,7 @@ class RedisQueue:
             )
             for uid in list(self._handles):
                 self._end(uid, Failed(reason))
-        await asyncio.sleep(min(1.0, self.lost_after_s / 4))
+        await self._pause(min(1.0, self.lost_after_s / 4))
 
     async def _found_again(self) -> None:
         """Redis answers again: a followed job whose key is gone (Redis restarted empty) fails
@@ -231,9 +249,9 @@ class RedisQueue:
 
     async def _read_events(self) -> None:
         """One reader for every followed job: a blocking XREAD over all their streams."""
-        while True:
+        while not self._stop.is_set():
             if not self._handles:
-                await asyncio.sleep(self.read_block_ms / 1000)
+                await self._pause(self.read_block_ms / 1000)
                 continue
             streams: Any = {f"{self.prefix}:ev:{uid}": last for uid, last in self._last.items()}
             try:
@@ -307,9 +325,9 @@ class RedisQueue:
         return places(list(zip(order, costs, strict=True)), throughput, workers=int(workers))
 
     async def _announce(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
-            if not self._handles:
+        while not self._stop.is_set():
+            await self._pause(self.poll_s)
+            if self._stop.is_set() or not self._handles:
                 continue
             try:
                 found = await self.positions_by_uid()

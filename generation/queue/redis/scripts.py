@@ -356,7 +356,7 @@ async def ensure_group(client: aioredis.Redis, prefix: str) -> None:
 
 
 async def connect(url: str) -> aioredis.Redis:
-    client = aioredis.Redis.from_url(url, decode_responses=False)
+    client = aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=5)
     try:
         await client.ping()
     except (OSError, aioredis.ConnectionError) as error:
