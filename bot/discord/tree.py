@@ -1,8 +1,8 @@
 """The bot's command tree: the one place where an error in a command becomes the member's words.
 
-Our errors (an :class:`~common.errors.SdbotError`, and the imagine path's refusals until they
-derive from it) are answered with their message, privately; anything else is a bug: it is logged
-with its traceback and the member reads that something broke on sdbot's side.
+Our errors (every one an :class:`~common.errors.SdbotError`, worded by ``render.explain``) are
+answered with their message, privately; anything else is a bug: it is logged with its traceback
+and the member reads that something broke on sdbot's side.
 """
 
 from __future__ import annotations
