@@ -66,8 +66,22 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
             dest=_dest(spec),
             type=_flag_type(spec),
             choices=list(spec.choices) or None,
+            metavar=_metavar(spec),
             help=spec.cli_help or spec.help,
         )
+
+
+def _metavar(spec: SettingSpec) -> str | None:
+    """How --help shows a flag's value: its choices, or what kind of value it takes."""
+    from bot.guild_settings import Kind
+
+    if spec.choices:
+        return None  # argparse shows {a,b}
+    if spec.kind is Kind.CHANNELS:
+        return "ID,ID|all"
+    if spec.kind is Kind.CHANNEL:
+        return "ID"
+    return "N" if spec.value_type is int else "X"
 
 
 def _channels(text: str) -> list[int] | None:
