@@ -21,9 +21,9 @@ from typing import Any
 from bot.guild_limits import BotLimits, Bound
 from common.errors import ErrorKind, SdbotError
 from moderation.policy import NsfwPolicy
+from storage.guild_settings import MAX_CHANNELS  # the column's bound, written once
 from storage.models import Controls
 
-MAX_CHANNELS = 50  # channels a guild may limit the bot to (storage.guild_settings keeps the same)
 MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
 
 
