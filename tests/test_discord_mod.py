@@ -727,7 +727,7 @@ async def test_a_request_that_passed_the_gate_as_the_ban_landed_is_stopped_too(
     async def passed(*_: object) -> None:  # it was checked a moment before the ban was written
         return None
 
-    monkeypatch.setattr(service, "gate", passed)
+    monkeypatch.setattr(service.gatekeeper, "check", passed)
     submitted = await service.submit(RequestedOptions(prompt="a late one", steps=50), ada)
     assert not isinstance(submitted, ImagineOutcome)
     outcome = await service.follow_submitted(submitted)

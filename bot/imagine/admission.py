@@ -14,11 +14,10 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
 from bot.imagine.errors import ShuttingDown
-from bot.imagine.gate import GateRefusal
+from bot.imagine.gate import Gate
 from bot.imagine.leases import LeaseKeeper
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
@@ -41,8 +40,6 @@ from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
 
-GateCheck = Callable[[Requester, GuildSettingsRecord | None], Awaitable[GateRefusal | None]]
-
 
 class Admission:
     """Checks, records and queues requests; fast (no model)."""
@@ -52,7 +49,7 @@ class Admission:
         storage: Storage,
         queue: JobQueue,
         leases: LeaseKeeper,
-        gate: GateCheck,
+        gate: Gate,
         *,
         bot_limits: BotLimits,
         nsfw_strict_threshold: float,
@@ -123,7 +120,7 @@ class Admission:
         rules = await self.rules_for(requester.guild_id)
         verdict = check_prompt(options.prompt, rules, options.negative_prompt)
         new = new_job(requester, options, verdict, self.model_name, derived)
-        gate = await self.gate(requester, here.settings)
+        gate = await self.gate.check(requester, here.settings)
         if gate is not None:
             return await self._refuse(new, verdict, options, *gate)
         if not verdict.allowed:

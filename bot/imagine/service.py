@@ -32,8 +32,6 @@ from generation.options import RequestedOptions
 from generation.queue import JobQueue
 from generation.queue.contract import ProgressCallback
 from moderation.lists import PromptRules
-from moderation.policy import ImagePolicy
-from moderation.prompts import PromptVerdict
 from storage.guild_settings import GuildSettingsRecord
 from storage.pictures import SweepReport
 from storage.records import JobRecord
@@ -54,13 +52,11 @@ class ImagineService:
         self.leases = LeaseKeeper(storage.leases, config.lease_s)
         self.pictures = Pictures(config.output_dir)
         self.gatekeeper = Gate(storage.bans, direct_messages=config.direct_messages)
-        # Admission asks this object's gate, so whoever stands in for ``service.gate`` (a test
-        # that lets a request through a moment before a ban) is asked too.
         self.admission = Admission(
             storage,
             queue,
             self.leases,
-            lambda requester, settings: self.gate(requester, settings),
+            self.gatekeeper,
             bot_limits=BotLimits(
                 config.limits, config.defaults, config.rates, config.nsfw_threshold
             ),
@@ -145,14 +141,6 @@ class ImagineService:
 
     async def limits_here(self, guild_id: int | None) -> GuildLimits:
         return await self.admission.limits_here(guild_id)
-
-    async def rules_for(self, guild_id: int | None) -> PromptRules:
-        return await self.admission.rules_for(guild_id)
-
-    async def image_policy(
-        self, guild_id: int | None, channel_nsfw: bool, verdict: PromptVerdict
-    ) -> ImagePolicy:
-        return await self.admission.image_policy(guild_id, channel_nsfw, verdict)
 
     # --- restarts and shutdown ----------------------------------------------------------------
 

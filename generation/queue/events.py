@@ -74,9 +74,6 @@ def terminal_event(answer: Answer) -> Terminal:
     return Failed(answer.error)
 
 
-answer_event = terminal_event  # its name before the redesign
-
-
 def encode_event(event: Started | Progress | Terminal) -> dict[str, str]:
     """An event as text fields. ``Done`` carries no result: the result travels apart (it is
     large) and the reader fetches it when it reads ``done``."""
