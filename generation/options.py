@@ -20,6 +20,36 @@ UPSCALE_FACTOR = 2  # an upscale redraws its variant at twice the size
 # and 76 s idle at 1024; SD 1.5 (512) stops at 1024, SDXL (1024) at 2048.
 NATIVE_SIDE_MULTIPLE = 2
 UPSCALE_STRENGTH = 0.35  # how much of the image the redraw may change (img2img strength)
+LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0  # a LoRA's strength, as A1111 and diffusers allow
+MAX_LORAS = 4  # LoRAs in one request
+
+
+@dataclass(frozen=True, order=True)
+class LoraChoice:
+    """A LoRA asked for by name (its file's stem in SDBOT_LORA_DIR) with a strength."""
+
+    name: str
+    weight: float = 1.0
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.weight:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> LoraChoice:
+        """``NAME`` or ``NAME:WEIGHT`` (as ``str()`` writes it); InvalidOption names the bad
+        part. The name is not looked up here (the catalog does)."""
+        name, _, weight = text.strip().partition(":")
+        if not name:
+            raise InvalidOption("lora", text, "NAME or NAME:WEIGHT")
+        if not weight:
+            return cls(name)
+        try:
+            value = float(weight)
+        except ValueError:
+            raise InvalidOption(
+                "lora weight", weight, f"a number from {LORA_WEIGHT_MIN:g} to {LORA_WEIGHT_MAX:g}"
+            ) from None
+        return cls(name, value)
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,9 @@ class RequestedOptions:
     height: int | None = None
     variants: int = 4
     scheduler: str | None = None
+    model: str | None = None  # a name in the model list; None: the default model
+    loras: tuple[LoraChoice, ...] = ()
+    aspect: str | None = None  # "1:1", "3:2", …: one of the model's sizes (width/height: exact)
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,8 @@ class GenerationOptions:
     height: int
     scheduler: str
     upscale: int = 1  # 2: each image is redrawn at twice the size (img2img), then delivered
+    model: str = ""  # the model list's name for it ("" in code that predates the list: default)
+    loras: tuple[LoraChoice, ...] = ()  # checked against the catalog, each weight in range
 
     @property
     def variants(self) -> int:
