@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from bot.imagine.service import ImagineService
 from bot.imagine.types import ImagineConfig
-from bot.settings import Settings
+from bot.settings import Settings, catalog_from
 from generation.models import model_defaults, resolve_model
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
@@ -60,6 +60,7 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
         model_name=settings.model,
         nsfw_threshold=settings.nsfw_threshold,
         nsfw_strict_threshold=settings.nsfw_strict_threshold,
+        catalog=catalog_from(settings),
         rates=settings.queue_limits(),
         output_dir=settings.effective_output_dir(),
         direct_messages=settings.discord_allow_dms,

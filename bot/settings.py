@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from generation.catalog import Catalog, ModelEntry, Size
+from generation.families import Family
 from generation.limits import MAX_RATE, MIN_RATE, Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
@@ -321,3 +323,24 @@ class Settings(BaseSettings):
                 text = "" if value is None else str(value)
             values[name] = text
         return values
+
+
+def catalog_from(settings: Settings) -> Catalog:
+    """The operator's catalog. Until ``generation.catalog.load_catalog`` is filled: the one
+    SDBOT_MODEL, named ``embedded`` for the embedded model, else by its folder's or file's stem."""
+    source = resolve_model(settings.model)
+    defaults = model_defaults(source)
+    name = "embedded" if source.path == EMBEDDED_MODEL_DIR else _model_name(source.path.stem)
+    entry = ModelEntry(
+        name=name,
+        source=source,
+        family=Family.SD1,
+        defaults=defaults,
+        sizes=(Size("1:1", defaults.width, defaults.height),),
+    )
+    return Catalog(models=(entry,), default_model=name)
+
+
+def _model_name(stem: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:32]
+    return cleaned or "model"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.guild_limits import EffectiveLimits
+from generation.catalog import Catalog
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from storage.models import JobKind
@@ -45,6 +46,7 @@ class ImagineConfig:
     model_name: str
     nsfw_threshold: float
     nsfw_strict_threshold: float
+    catalog: Catalog  # the models, LoRAs and embeddings offered (``Settings.catalog()``)
     rates: Limits = field(default_factory=Limits)
     output_dir: Path | None = None  # None: pictures are not written to files
     direct_messages: bool = False  # Discord DMs draw under the global rules only
