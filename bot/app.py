@@ -9,8 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from bot.imagine.service import ImagineService
 from bot.imagine.types import ImagineConfig
-from bot.settings import Settings, catalog_from
-from generation.models import model_defaults, resolve_model
+from bot.settings import Settings
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from moderation.lists import PromptRules
@@ -54,13 +53,16 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
 
 def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> ImagineService:
     """The imagine path over ``storage`` and ``queue``; nothing starts or connects here."""
+    catalog = settings.catalog()
+    default = next(entry for entry in catalog.models if entry.name == catalog.default_model)
+    defaults = default.defaults
     config = ImagineConfig(
-        limits=settings.limits(),
-        defaults=model_defaults(resolve_model(settings.model)),
-        model_name=settings.model,
+        limits=settings.limits(defaults),
+        defaults=defaults,
+        model_name=catalog.default_model,
         nsfw_threshold=settings.nsfw_threshold,
         nsfw_strict_threshold=settings.nsfw_strict_threshold,
-        catalog=catalog_from(settings),
+        catalog=catalog,
         rates=settings.queue_limits(),
         output_dir=settings.effective_output_dir(),
         direct_messages=settings.discord_allow_dms,

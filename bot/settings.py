@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -21,12 +22,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from generation.catalog import Catalog, ModelEntry, Size
+from generation.catalog import Catalog, ModelEntry, Size, load_catalog
 from generation.families import Family
 from generation.limits import MAX_RATE, MIN_RATE, Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
 
+EMBEDDED_LORA_DIR = EMBEDDED_MODEL_DIR.parent / "loras"  # the LoRAs shipped with the embedded model
+EMBEDDED_EMBEDDING_DIR = EMBEDDED_MODEL_DIR.parent / "embeddings"
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
 _RATES = ("user_images_per_hour", "user_burst", "guild_images_per_hour", "guild_burst")
 _URLS = ("database_url", "redis_url", "discord_api_url", "discord_gateway_url")
@@ -104,6 +107,23 @@ class Settings(BaseSettings):
     model: str = Field(
         default=str(EMBEDDED_MODEL_DIR),
         description="hub id, diffusers folder, or .safetensors checkpoint",
+    )
+    models_file: Path | None = Field(
+        default=None,
+        description="a TOML list of models ([[model]] tables); default: SDBOT_MODEL alone",
+    )
+    lora_dir: Path = Field(
+        default=EMBEDDED_LORA_DIR, description="LoRA files (*.safetensors), named by their stem"
+    )
+    embedding_dir: Path = Field(
+        default=EMBEDDED_EMBEDDING_DIR,
+        description="textual-inversion embeddings, used by their file's stem as a token",
+    )
+    model_memory_gb: float = Field(
+        default=0.0,
+        ge=0,
+        description="the worker's budget for loaded models in GB (0: 80 percent of the GPU's "
+        "memory, or half the RAM on CPU)",
     )
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -186,7 +206,7 @@ class Settings(BaseSettings):
     max_jobs_per_user: int = Field(default=3, ge=1, description="queued + running")
     max_queue_depth: int = Field(default=1000, ge=1, description="queued + running, all guilds")
 
-    @field_validator("data_dir", "output_dir")
+    @field_validator("data_dir", "output_dir", "models_file", "lora_dir", "embedding_dir")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         try:
@@ -195,6 +215,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{str(value)!r} names a home folder this system does not know"
             ) from None
+
+    _catalog: tuple[tuple[object, ...], Catalog] | None = PrivateAttr(default=None)
 
     @field_validator(*_RATES)
     @classmethod
@@ -294,6 +316,16 @@ class Settings(BaseSettings):
             defaults = model_defaults(resolve_model(self.model))
         return limits_for_model(limits, defaults)
 
+    def catalog(self) -> Catalog:
+        """The models, LoRAs and embeddings offered, read once (ModelLoadError names a bad file,
+        entry or field)."""
+        key = (self.model, self.models_file, self.lora_dir, self.embedding_dir)
+        cached = self._catalog
+        if cached is None or cached[0] != key:
+            cached = (key, catalog_from(self))
+            self._catalog = cached
+        return cached[1]
+
     def queue_limits(self) -> Limits:
         return Limits(
             user_units_per_hour=self.user_images_per_hour,
@@ -326,8 +358,19 @@ class Settings(BaseSettings):
 
 
 def catalog_from(settings: Settings) -> Catalog:
-    """The operator's catalog. Until ``generation.catalog.load_catalog`` is filled: the one
-    SDBOT_MODEL, named ``embedded`` for the embedded model, else by its folder's or file's stem."""
+    """The operator's catalog from the settings (``Settings.catalog`` keeps it)."""
+    try:
+        return load_catalog(
+            settings.model,
+            models_file=settings.models_file,
+            lora_dir=settings.lora_dir,
+            embedding_dir=settings.embedding_dir,
+        )
+    except NotImplementedError:  # TODO(issue 17): goes once load_catalog is filled
+        return _one_model_catalog(settings)
+
+
+def _one_model_catalog(settings: Settings) -> Catalog:
     source = resolve_model(settings.model)
     defaults = model_defaults(source)
     name = "embedded" if source.path == EMBEDDED_MODEL_DIR else _model_name(source.path.stem)

@@ -51,6 +51,10 @@ def outcome_json(outcome: ImagineOutcome) -> dict[str, Any]:
         "images": [image_json(image) for image in outcome.images],
         "grid": None if outcome.grid is None else image_json(outcome.grid),
         "error": outcome.error,
+        "model": outcome.model,
+        "loras": [{"name": lora.name, "weight": lora.weight} for lora in outcome.loras],
+        "embeddings": list(outcome.embeddings),
+        "notes": list(outcome.notes),
         "timings_ms": {name: round(ms, 1) for name, ms in outcome.timings_ms.items()},
     }
 
@@ -65,6 +69,9 @@ def print_outcome(outcome: ImagineOutcome) -> None:
     if outcome.error:
         print(f"  error: {outcome.error}")
         return
+    print(f"  {drawn_with(outcome)}")
+    for note in outcome.notes:
+        print(f"  note: {note}")
     if outcome.verdict.force_safe:
         print(f"  {outcome.verdict.summary()}")
     for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
@@ -87,6 +94,16 @@ def print_outcome(outcome: ImagineOutcome) -> None:
         f"{timings.get('worker_postprocess', 0):.0f} ms, files "  # the worker draws the grid
         f"{timings.get('grid_and_files', 0):.0f} ms"
     )
+
+
+def drawn_with(outcome: ImagineOutcome) -> str:
+    """``model embedded · LoRA outline:0.8, stripes:1 · embeddings gloom``."""
+    parts = [f"model {outcome.model or 'default'}"]
+    if outcome.loras:
+        parts.append("LoRA " + ", ".join(str(lora) for lora in outcome.loras))
+    if outcome.embeddings:
+        parts.append("embeddings " + ", ".join(outcome.embeddings))
+    return " · ".join(parts)
 
 
 def progress_printer(enabled: bool) -> Any:

@@ -71,7 +71,14 @@ class Following:
         def ended(status: JobStatus, reason: str) -> ImagineOutcome:
             log.warning("%s ◆ job %d ◆ %s", status.value, job_id, reason)
             return ImagineOutcome(
-                job_id, status, verdict, options.prompt, options.seeds, error=reason
+                job_id,
+                status,
+                verdict,
+                options.prompt,
+                options.seeds,
+                error=reason,
+                model=options.model,
+                loras=options.loras,
             )
 
         try:
@@ -101,6 +108,7 @@ class Following:
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
             shown, grid = await self._keep_pictures(job, result)
+            embeddings = await self._embeddings_of(job_id)
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(end_quietly(self.audit, job_id, JobStatus.FAILED, reason))
@@ -133,7 +141,16 @@ class Following:
             tuple(shown),
             grid,
             timings_ms=timings,
+            model=options.model,
+            loras=options.loras,
+            embeddings=embeddings,
+            notes=tuple(getattr(result, "notes", ())),  # TODO(issue 17): WorkResult.notes
         )
+
+    async def _embeddings_of(self, job_id: int) -> tuple[str, ...]:
+        """The embedding tokens the job's prompts use, as admission recorded them."""
+        record = await self.audit.get_job(job_id)
+        return tuple(getattr(record, "embeddings", None) or ())  # TODO(issue 17): E1's column
 
     async def _keep_pictures(
         self, job: QueuedJob, result: WorkResult

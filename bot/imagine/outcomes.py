@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generation.options import LoraChoice
 from generation.queue import JobHandle, Queued, QueuedJob
 from moderation.policy import Disposition
 from moderation.prompts import PromptVerdict
@@ -67,6 +68,10 @@ class ImagineOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     retry_after: float | None = None  # refused: seconds until the same request would pass
     refusal: Refusal | None = None  # refused: by what
+    model: str = ""  # the catalog's name of the model it was drawn with ("": the default)
+    loras: tuple[LoraChoice, ...] = ()  # with their weights, in the order asked
+    embeddings: tuple[str, ...] = ()  # the embedding tokens its prompts used
+    notes: tuple[str, ...] = ()  # what the worker says about the drawing ("prompt cut …")
 
 
 @dataclass(frozen=True)
