@@ -67,7 +67,8 @@ class OverheadReport:
 def _raw_call_ms(settings: Settings, options: GenerationOptions, runs: int) -> list[float]:
     import torch
 
-    from generation.pipeline import PipelineRunner, load_pipeline, resolve_device, resolve_dtype
+    from generation.loading import load_pipeline
+    from generation.pipeline import PipelineRunner, resolve_device, resolve_dtype
     from generation.protocol import WorkRequest
     from moderation.policy import ImagePolicy
 

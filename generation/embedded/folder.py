@@ -79,6 +79,6 @@ def save_model_folder(
 def load_pipeline(folder: Path, device: str = "cpu") -> StableDiffusionPipeline:
     """Loads a model folder offline in float32 (too small a model for fp16 to pay), through
     the same loader as the worker."""
-    from generation import pipeline
+    from generation.loading import load_pipeline as load
 
-    return pipeline.load_pipeline(resolve_model(str(folder)), device, torch.float32)
+    return load(resolve_model(str(folder)), device, torch.float32)
