@@ -52,6 +52,7 @@ REFUSAL_MARKS = {
     Refusal.PAUSED: "⏸️",
     Refusal.CHANNEL: "📍",
     Refusal.DIRECT: "✉️",
+    Refusal.MODEL: "🎨",
 }
 
 

@@ -24,6 +24,7 @@ class Refusal(enum.StrEnum):
     PAUSED = "paused"  # the guild's moderators paused generation
     CHANNEL = "channel"  # the bot does not answer in this channel
     DIRECT = "direct"  # a direct message, where no guild's rules apply (unless allowed)
+    MODEL = "model"  # a model or LoRA this server (or, NSFW-only, this channel) does not allow
 
 
 @dataclass(frozen=True)
