@@ -5,58 +5,49 @@ choice of them is checked. Nothing here imports torch: the bot process checks re
 - LoRAs: ``*.safetensors`` in ``SDBOT_LORA_DIR``, named by their stem;
 - embeddings: ``*.safetensors``/``*.pt`` in ``SDBOT_EMBEDDING_DIR``, used by their token.
 
-SKELETON (issue 17): signatures fixed by the plan; bodies are filled by their owner.
+A width is what must match for a file to fit a model: a model's UNet cross-attention width
+(768 SD 1.x, 1024 SD 2.x, 2048 SDXL, 128 the embedded model), a LoRA's attention ``to_k``/``to_v``
+input width, an embedding's vector width (SDXL's two vectors together). None: not known without
+loading (a hub id, a ``.pt`` file), and then nothing is refused for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation.families import Family
-from generation.models import ModelSource
+from generation.catalog_files import (
+    FILE_NAME,
+    EmbeddingFile,
+    LoraFile,
+    ModelEntry,
+    embedding_width,
+    lora_width,
+    read_models_file,
+    single_model,
+)
+from generation.errors import InvalidOption, ModelLoadError
 from generation.options import (
+    LORA_WEIGHT_MAX,
+    LORA_WEIGHT_MIN,
+    MAX_LORAS,
     GenerationOptions,
+    LoraChoice,
     ModelDefaults,
     OptionLimits,
     RequestedOptions,
+    Size,
+    validate,
 )
 
-
-@dataclass(frozen=True)
-class Size:
-    """One size a model draws well: an aspect ratio's name and its pixels."""
-
-    aspect: str  # "1:1", "3:2", "2:3", "16:9", "9:16"
-    width: int
-    height: int
+__all__ = ["Catalog", "EmbeddingFile", "LoraFile", "ModelEntry", "Size", "load_catalog"]
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str  # what members type (model:NAME) and the audit record keeps
-    source: ModelSource
-    family: Family
-    defaults: ModelDefaults
-    sizes: tuple[Size, ...]  # the first is the default size
-    nsfw_only: bool = False  # True: only in age-restricted (NSFW) channels
-    config: Path | None = None  # a single file's config folder (the family's shipped one if None)
-    cross_attention_dim: int | None = None  # what a LoRA must fit; None: not known before loading
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class LoraFile:
-    name: str  # the file's stem
-    path: Path
-    cross_attention_dim: int | None  # read from its attention projections; None: not found
-
-
-@dataclass(frozen=True)
-class EmbeddingFile:
-    token: str  # the file's stem, typed in a prompt or negative prompt
-    path: Path
-    dim: int | None  # the text encoder width it was made for (None: not found)
+def _fits(width: int | None, model: ModelEntry) -> bool:
+    return width is None or model.cross_attention_dim is None or width == model.cross_attention_dim
 
 
 @dataclass(frozen=True)
@@ -70,25 +61,129 @@ class Catalog:
 
     def model(self, name: str | None) -> ModelEntry:
         """The entry named (None or "": the default); InvalidOption lists the names."""
-        raise NotImplementedError
+        wanted = name or self.default_model
+        for entry in self.models:
+            if entry.name == wanted:
+                return entry
+        raise InvalidOption("model", name, "one of " + ", ".join(m.name for m in self.models))
 
     def lora(self, name: str) -> LoraFile:
         """InvalidOption lists the LoRAs when ``name`` is not one."""
-        raise NotImplementedError
+        for lora in self.loras:
+            if lora.name == name:
+                return lora
+        known = ", ".join(lora.name for lora in self.loras)
+        raise InvalidOption("lora", name, f"one of {known}" if known else "none (no LoRAs here)")
 
     def loras_for(self, model: ModelEntry) -> tuple[LoraFile, ...]:
         """The LoRAs that fit ``model`` (their width matches its cross-attention)."""
-        raise NotImplementedError
+        return tuple(lora for lora in self.loras if _fits(lora.cross_attention_dim, model))
+
+    def embeddings_for(self, model: ModelEntry) -> tuple[EmbeddingFile, ...]:
+        """The embeddings whose width fits ``model``'s text encoder (the worker loads these)."""
+        return tuple(e for e in self.embeddings if _fits(e.dim, model))
 
     def embeddings_in(self, *texts: str) -> tuple[str, ...]:
-        """The embedding tokens used in ``texts`` (prompt, negative prompt), in catalog order."""
-        raise NotImplementedError
+        """The embedding tokens used in ``texts`` (prompt, negative prompt), in catalog order.
+        A token counts as a whole word: ``bad-hands`` is not used by ``bad-hands-5``."""
+        return tuple(
+            e.token for e in self.embeddings if any(_word(e.token).search(text) for text in texts)
+        )
 
     def validate(self, requested: RequestedOptions, limits: OptionLimits) -> GenerationOptions:
         """``generation.options.validate`` for the model asked for, with its defaults and sizes,
         then every LoRA: known, fits the model, weight in range, at most MAX_LORAS, ``<lora:…>``
-        tags in the prompt taken out into ``loras``. The result names the model and LoRAs."""
-        raise NotImplementedError
+        tags in the prompt taken out into ``loras``. The result names the model and LoRAs.
+
+        The model's defaults are capped by the limits (a server's max_steps is not exceeded
+        by a model's default steps). The LoRAs come back sorted by name: the same set asked
+        in another order is the same request (one batch, one audit record's form); a LoRA
+        named twice (option and tag alike) is refused rather than summed.
+        """
+        entry = self.model(requested.model)
+        prompt = requested.prompt
+        tagged: tuple[LoraChoice, ...] = ()
+        if "<" in prompt:  # no tag without one: the common request skips the parser
+            from generation.prompt_syntax import take_lora_tags
+
+            prompt, tagged = take_lora_tags(prompt)
+        options = validate(
+            dataclasses.replace(requested, prompt=prompt),
+            limits,
+            _capped(entry.defaults, limits),
+            entry.sizes,
+        )
+        loras = self._check_loras((*requested.loras, *tagged), entry)
+        for token in self.embeddings_in(options.prompt, options.negative_prompt):
+            embedding = next(e for e in self.embeddings if e.token == token)
+            if not _fits(embedding.dim, entry):
+                raise InvalidOption(
+                    "embedding", token,
+                    f"one made for {entry.name}'s text encoder ({entry.cross_attention_dim} "
+                    f"wide; {token} is {embedding.dim})",
+                )  # fmt: skip
+        return dataclasses.replace(options, model=entry.name, loras=loras)
+
+    def _check_loras(
+        self, choices: tuple[LoraChoice, ...], entry: ModelEntry
+    ) -> tuple[LoraChoice, ...]:
+        if len(choices) > MAX_LORAS:
+            raise InvalidOption(
+                "lora", ", ".join(str(c) for c in choices), f"at most {MAX_LORAS} LoRAs"
+            )
+        seen: set[str] = set()
+        for choice in choices:
+            if choice.name in seen:
+                raise InvalidOption("lora", choice.name, "each LoRA at most once")
+            seen.add(choice.name)
+            weight = choice.weight
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not math.isfinite(weight)
+                or not LORA_WEIGHT_MIN <= weight <= LORA_WEIGHT_MAX
+            ):
+                raise InvalidOption(
+                    "lora weight", weight,
+                    f"a number from {LORA_WEIGHT_MIN:g} to {LORA_WEIGHT_MAX:g} ({choice.name})",
+                )  # fmt: skip
+            lora = self.lora(choice.name)
+            if not _fits(lora.cross_attention_dim, entry):
+                fitting = ", ".join(f.name for f in self.loras_for(entry)) or "none here"
+                raise InvalidOption(
+                    "lora", choice.name,
+                    f"a LoRA made for {entry.family} models like {entry.name} (attention "
+                    f"{entry.cross_attention_dim} wide; {choice.name} is "
+                    f"{lora.cross_attention_dim}): {fitting}",
+                )  # fmt: skip
+        return tuple(sorted(LoraChoice(c.name, float(c.weight)) for c in choices))
+
+
+def _word(token: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(token)}(?![\w-])")
+
+
+def _capped(defaults: ModelDefaults, limits: OptionLimits) -> ModelDefaults:
+    """A model's defaults within the limits: a default is never what refuses a request."""
+    guidance = min(max(defaults.guidance_scale, limits.min_guidance), limits.max_guidance)
+    return dataclasses.replace(
+        defaults, steps=min(defaults.steps, limits.max_steps), guidance_scale=guidance
+    )
+
+
+def _files(folder: Path | None, suffixes: tuple[str, ...], setting: str) -> list[Path]:
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise ModelLoadError(f"{setting} {folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in suffixes)
+    for path in files:
+        if not FILE_NAME.match(path.stem):
+            raise ModelLoadError(
+                f"{path}: the name {path.stem!r} cannot be typed in a request: rename the file "
+                "to letters, digits, '.', '_' and '-' (64 at most, a letter or digit first)"
+            )
+    return files
 
 
 def load_catalog(
@@ -98,5 +193,27 @@ def load_catalog(
     lora_dir: Path | None = None,
     embedding_dir: Path | None = None,
 ) -> Catalog:
-    """The operator's catalog; ModelLoadError names the bad file, entry and field."""
-    raise NotImplementedError
+    """The operator's catalog; ModelLoadError names the bad file, entry and field.
+
+    ``models_file`` (TOML) lists the models; without it ``model`` (SDBOT_MODEL) is the one.
+    A folder given but missing is an error (a typo would otherwise hide every file in it).
+    """
+    models = (
+        read_models_file(models_file) if models_file is not None else ((single_model(model), True),)
+    )
+    loras = tuple(
+        LoraFile(path.stem, path, lora_width(path))
+        for path in _files(lora_dir, (".safetensors",), "SDBOT_LORA_DIR")
+    )
+    embeddings: list[EmbeddingFile] = []
+    for path in _files(embedding_dir, (".safetensors", ".pt"), "SDBOT_EMBEDDING_DIR"):
+        if any(e.token == path.stem for e in embeddings):
+            raise ModelLoadError(f"{path}: token {path.stem!r} is given by two files; keep one")
+        embeddings.append(EmbeddingFile(path.stem, path, embedding_width(path)))
+    default = next((entry for entry, is_default in models if is_default), models[0][0])
+    return Catalog(
+        models=tuple(entry for entry, _ in models),
+        default_model=default.name,
+        loras=loras,
+        embeddings=tuple(embeddings),
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.errors import ModelLoadError
-from generation.options import ModelDefaults
+from generation.options import ModelDefaults, Size
 
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
 DEFAULTS_FILE = "sdbot.json"
@@ -97,6 +97,22 @@ def _defaults_from(raw: object, path: Path) -> ModelDefaults:
     return ModelDefaults(**values)
 
 
+def _defaults_file(source: ModelSource) -> tuple[Path, dict[str, Any]] | None:
+    """A folder's sdbot.json and its object; None when there is none."""
+    if source.kind is not SourceKind.FOLDER:
+        return None
+    path = source.path / DEFAULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as error:
+        raise ModelLoadError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, not {type(raw).__name__}")
+    return path, raw
+
+
 def model_defaults(source: ModelSource) -> ModelDefaults:
     """The model's own recommendations: its sdbot.json, else its native size, else SD's.
 
@@ -107,12 +123,9 @@ def model_defaults(source: ModelSource) -> ModelDefaults:
     if source.kind is not SourceKind.FOLDER:
         return ModelDefaults()
     native = _native_size(source.path)
-    defaults_file = source.path / DEFAULTS_FILE
-    if defaults_file.is_file():
-        try:
-            raw = json.loads(defaults_file.read_text())
-        except ValueError as error:
-            raise ModelLoadError(f"{defaults_file} is not valid JSON: {error}") from error
+    found = _defaults_file(source)
+    if found is not None:
+        defaults_file, raw = found
         defaults = _defaults_from(raw, defaults_file)
         if native is not None and "native_side" not in raw:
             defaults = dataclasses.replace(defaults, native_side=native)
@@ -125,3 +138,57 @@ def model_defaults(source: ModelSource) -> ModelDefaults:
     if native is None:
         return ModelDefaults()
     return ModelDefaults(width=native, height=native, native_side=native)
+
+
+def native_side(source: ModelSource) -> int | None:
+    """A folder's native side from its UNet and VAE configs; None when not known unloaded."""
+    return _native_size(source.path) if source.kind is SourceKind.FOLDER else None
+
+
+def declared_name(source: ModelSource) -> str | None:
+    """The ``name`` a folder's sdbot.json gives its model (the embedded model's: embedded)."""
+    found = _defaults_file(source)
+    if found is None or "name" not in found[1]:
+        return None
+    path, raw = found
+    if not isinstance(raw["name"], str):
+        raise ModelLoadError(f"{path}: name must be str, got {raw['name']!r}")
+    return raw["name"]
+
+
+def declared_sizes(source: ModelSource) -> tuple[Size, ...]:
+    """The sizes a folder's sdbot.json declares (``"sizes": {"1:1": [64, 64], …}``, the first
+    the default); () when it declares none."""
+    found = _defaults_file(source)
+    if found is None or "sizes" not in found[1]:
+        return ()
+    path, raw = found
+    declared = raw["sizes"]
+    if not isinstance(declared, dict) or not declared:
+        raise ModelLoadError(
+            f'{path}: sizes must be an object like {{"1:1": [64, 64]}}, got {declared!r}'
+        )
+    sizes = []
+    for aspect, sides in declared.items():
+        try:
+            if not isinstance(sides, list) or len(sides) != 2:
+                raise ValueError(f"[WIDTH, HEIGHT] expected, got {sides!r}")
+            sizes.append(Size(aspect, sides[0], sides[1]))
+        except ValueError as error:
+            raise ModelLoadError(f"{path}: sizes: {aspect}: {error}") from None
+    return tuple(sizes)
+
+
+def folder_cross_attention_dim(source: ModelSource) -> int | None:
+    """The UNet's cross-attention width from a folder's unet/config.json (what a LoRA's
+    attention projections must fit); None for other sources or an unreadable config."""
+    if source.kind is not SourceKind.FOLDER:
+        return None
+    try:
+        unet = json.loads((source.path / "unet" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    dim = unet.get("cross_attention_dim") if isinstance(unet, dict) else None
+    if isinstance(dim, list) and dim and all(d == dim[0] for d in dim):
+        dim = dim[0]  # diffusers allows one per block; a LoRA fits only a uniform width
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) else None

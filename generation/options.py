@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.errors import InvalidOption
@@ -50,6 +51,53 @@ class LoraChoice:
                 "lora weight", weight, f"a number from {LORA_WEIGHT_MIN:g} to {LORA_WEIGHT_MAX:g}"
             ) from None
         return cls(name, value)
+
+
+_SIZE_SPEC = re.compile(r"^\s*(\d+:\d+)\s*=\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_ASPECT = re.compile(r"^\d+:\d+$")
+MAX_MODEL_SIDE = 8192  # the largest side a model may declare (SDXL's largest is 1536)
+
+
+@dataclass(frozen=True)
+class Size:
+    """One size a model draws well: an aspect ratio's name and its pixels."""
+
+    aspect: str  # "1:1", "3:2", "2:3", "16:9", "9:16"
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not _ASPECT.match(self.aspect):
+            raise ValueError(f"aspect must be W:H (like 3:2), got {self.aspect!r}")
+        for side in (self.width, self.height):
+            if (
+                isinstance(side, bool)
+                or not isinstance(side, int)
+                or side % 8
+                or not 8 <= side <= MAX_MODEL_SIDE
+            ):
+                raise ValueError(
+                    f"sides must be multiples of 8 from 8 to {MAX_MODEL_SIDE} px, "
+                    f"got {self.width!r}x{self.height!r}"
+                )
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height} ({self.aspect})"
+
+    @property
+    def spec(self) -> str:
+        """What ``parse`` reads back: ``3:2=768x512``."""
+        return f"{self.aspect}={self.width}x{self.height}"
+
+    @classmethod
+    def parse(cls, spec: str) -> Size:
+        """``"3:2=768x512"`` (a models file's ``sizes``); ValueError says what is expected."""
+        match = _SIZE_SPEC.match(spec) if isinstance(spec, str) else None
+        if match is None:
+            raise ValueError(
+                f"a size must read ASPECT=WIDTHxHEIGHT (like 3:2=768x512), got {spec!r}"
+            )
+        return cls(match[1], int(match[2]), int(match[3]))
 
 
 @dataclass(frozen=True)
@@ -197,10 +245,75 @@ def _check_side(name: str, value: int, limits: OptionLimits) -> int:
     return value
 
 
+def offered_sizes(sizes: Sequence[Size], limits: OptionLimits) -> tuple[Size, ...]:
+    """The model's sizes within the limits' sides (a guild's max_side), in the model's order."""
+    return tuple(
+        size
+        for size in sizes
+        if limits.min_side <= min(size.width, size.height)
+        and max(size.width, size.height) <= limits.max_side
+    )
+
+
+def _choose_size(
+    requested: RequestedOptions,
+    limits: OptionLimits,
+    defaults: ModelDefaults,
+    sizes: Sequence[Size],
+) -> Size:
+    """The size asked for by ``aspect`` or exact ``width``/``height``, else the model's
+    default size (its defaults' width × height when offered, else its first size)."""
+    offered = offered_sizes(sizes, limits)
+    if not offered:
+        smallest = min(sizes, key=lambda size: max(size.width, size.height))
+        raise InvalidOption(
+            "size", str(smallest),
+            f"from {limits.min_side} to {limits.max_side} px a side (the limits here), "
+            "and this model draws no size within them",
+        )  # fmt: skip
+    listed = ", ".join(str(size) for size in offered)
+    if requested.aspect is not None:
+        if requested.width is not None or requested.height is not None:
+            raise InvalidOption(
+                "aspect", requested.aspect, "given alone: an aspect or a width and height, not both"
+            )
+        for size in offered:
+            if size.aspect == requested.aspect:
+                return size
+        raise InvalidOption(
+            "aspect", requested.aspect, "one of " + ", ".join(size.aspect for size in offered)
+        )
+    default = next(
+        (
+            size
+            for size in offered
+            if (size.width, size.height) == (defaults.width, defaults.height)
+        ),
+        offered[0],
+    )
+    if requested.width is None and requested.height is None:
+        return default
+    width = default.width if requested.width is None else requested.width
+    height = default.height if requested.height is None else requested.height
+    for size in offered:
+        if (size.width, size.height) == (width, height):
+            return size
+    raise InvalidOption("size", f"{width}x{height}", f"one of {listed}")
+
+
 def validate(
-    requested: RequestedOptions, limits: OptionLimits, defaults: ModelDefaults
+    requested: RequestedOptions,
+    limits: OptionLimits,
+    defaults: ModelDefaults,
+    sizes: Sequence[Size] | None = None,
 ) -> GenerationOptions:
-    """Checks every option against the limits; fills what was left out from the model defaults."""
+    """Checks every option against the limits; fills what was left out from the model defaults.
+
+    With ``sizes`` (a catalog model's) the picture must be one of them within the limits'
+    sides: ``aspect`` names one, or ``width``/``height`` match one exactly (a side left out is
+    the default size's). Without them (callers that predate the catalog) any multiple of 8
+    within the limits is accepted and ``aspect`` is refused.
+    """
     prompt = check_storable("prompt", requested.prompt).strip()
     if not prompt:
         raise InvalidOption("prompt", requested.prompt, "non-empty text")
@@ -229,12 +342,20 @@ def validate(
         raise InvalidOption(
             "cfg", guidance, f"a number from {limits.min_guidance:g} to {limits.max_guidance:g}"
         )
-    width = _check_side(
-        "width", defaults.width if requested.width is None else requested.width, limits
-    )
-    height = _check_side(
-        "height", defaults.height if requested.height is None else requested.height, limits
-    )
+    if sizes is not None:
+        size = _choose_size(requested, limits, defaults, sizes)
+        width, height = size.width, size.height
+    elif requested.aspect is not None:
+        raise InvalidOption(
+            "aspect", requested.aspect, "width and height (this model has no sizes)"
+        )
+    else:
+        width = _check_side(
+            "width", defaults.width if requested.width is None else requested.width, limits
+        )
+        height = _check_side(
+            "height", defaults.height if requested.height is None else requested.height, limits
+        )
     variants = _check_int("variants", requested.variants, 1, limits.max_variants)
     scheduler = defaults.scheduler if requested.scheduler is None else requested.scheduler
     if scheduler not in SCHEDULERS:
