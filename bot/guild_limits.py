@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from generation.catalog import Catalog, LoraFile, ModelEntry
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 
@@ -36,6 +38,7 @@ class BotLimits:
     defaults: ModelDefaults
     rates: Limits
     nsfw_threshold: float
+    catalog: Catalog | None = None  # the models and LoRAs offered; None: names go unchecked
 
     def bound(self, bound: Bound) -> float:
         if bound is Bound.NSFW_THRESHOLD:
@@ -53,10 +56,52 @@ class EffectiveLimits:
     rates: Limits
     settings: GuildSettingsRecord | None
     nsfw_threshold: float
+    catalog: Catalog | None = None
 
     def own(self, name: str) -> bool:
         """Whether the guild set this one itself (False: the bot's default holds)."""
         return self.settings is not None and getattr(self.settings, name) is not None
+
+    def models(self, channel_nsfw: bool) -> tuple[ModelEntry, ...]:
+        """The catalog's models a member may use here (what /imagine's model option offers)."""
+        offered = () if self.catalog is None else self.catalog.models
+        return tuple(m for m in offered if self.model_refusal(m.name, channel_nsfw) is None)
+
+    def loras(self, model: ModelEntry | None = None) -> tuple[LoraFile, ...]:
+        """The catalog's LoRAs a member may use here (with ``model``: those that fit it)."""
+        if self.catalog is None:
+            return ()
+        offered = self.catalog.loras if model is None else self.catalog.loras_for(model)
+        return tuple(lora for lora in offered if self.lora_refusal(lora.name) is None)
+
+    def model_refusal(self, name: str, channel_nsfw: bool) -> str | None:
+        """Why a model may not be used here (None: it may): the guild's list, or a model its
+        operator marked for age-restricted channels only."""
+        if self.settings is not None and not self.settings.allows_model(name):
+            allowed = ", ".join(self.settings.allowed_models or ())
+            return f"this server allows the models {allowed}, not '{name}'"
+        entries = () if self.catalog is None else self.catalog.models
+        entry = next((entry for entry in entries if entry.name == name), None)
+        if entry is not None and entry.nsfw_only and not channel_nsfw:
+            return f"the model '{name}' is only for age-restricted (NSFW) channels"
+        return None
+
+    def choice_refusal(self, model: str, loras: Iterable[str], channel_nsfw: bool) -> str | None:
+        """Why a request's model or one of its LoRAs may not be used here (None: they may)."""
+        refused = self.model_refusal(model, channel_nsfw)
+        for name in loras:
+            refused = refused or self.lora_refusal(name)
+        return refused
+
+    def lora_refusal(self, name: str) -> str | None:
+        """Why a LoRA may not be used here (None: it may): the guild's list."""
+        if self.settings is None or self.settings.allows_lora(name):
+            return None
+        if not self.settings.allowed_loras:
+            return f"this server allows no LoRAs, not '{name}'"
+        return (
+            f"this server allows the LoRAs {', '.join(self.settings.allowed_loras)}, not '{name}'"
+        )
 
 
 def guild_rates(
@@ -88,7 +133,9 @@ def effective_limits(record: GuildSettingsRecord | None, bot: BotLimits) -> Effe
     """The one place a guild's settings meet the bot's: steps and sizes only ever smaller (a
     size never below the bot's smallest), the threshold only lower, rates the guild's own."""
     if record is None:
-        return EffectiveLimits(bot.options, bot.defaults, bot.rates, None, bot.nsfw_threshold)
+        return EffectiveLimits(
+            bot.options, bot.defaults, bot.rates, None, bot.nsfw_threshold, bot.catalog
+        )
     options, defaults = bot.options, bot.defaults
     if record.max_steps is not None and record.max_steps < options.max_steps:
         options = dataclasses.replace(options, max_steps=record.max_steps)
@@ -108,4 +155,4 @@ def effective_limits(record: GuildSettingsRecord | None, bot: BotLimits) -> Effe
     threshold = bot.nsfw_threshold
     if record.nsfw_threshold is not None:
         threshold = min(threshold, record.nsfw_threshold)
-    return EffectiveLimits(options, defaults, rates, record, threshold)
+    return EffectiveLimits(options, defaults, rates, record, threshold, bot.catalog)

@@ -20,8 +20,9 @@ from typing import Any
 
 from bot.guild_limits import BotLimits, Bound
 from common.errors import ErrorKind, SdbotError
+from generation.catalog import Catalog
 from moderation.policy import NsfwPolicy
-from storage.guild_settings import MAX_CHANNELS  # the column's bound, written once
+from storage.guild_settings import MAX_CHANNELS, MAX_NAMES  # the columns' bounds, written once
 from storage.models import Controls
 
 MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
@@ -37,6 +38,8 @@ class Kind(enum.StrEnum):
     SIDE = "side"  # pixels: a multiple of ``multiple_of`` in [minimum, maximum]
     CHANNEL = "channel"  # one channel id
     CHANNELS = "channels"  # 1 to MAX_CHANNELS channel ids, or None for every channel
+    MODELS = "models"  # 1 to MAX_NAMES of the catalog's models, or None for every model
+    LORAS = "loras"  # up to MAX_NAMES of the catalog's LoRAs ([]: none), or None for every one
 
 
 class Naming(enum.StrEnum):
@@ -186,6 +189,26 @@ SPECS: tuple[SettingSpec, ...] = (
         unset="every channel",
     ),
     SettingSpec(
+        "allowed_models",
+        Kind.MODELS,
+        str,
+        option="models",
+        label="models (every model)",
+        help="the models members may use, comma-separated; 'all' for every model",
+        flag="--models",
+        unset="every model",
+    ),
+    SettingSpec(
+        "allowed_loras",
+        Kind.LORAS,
+        str,
+        option="loras",
+        label="LoRAs (every LoRA)",
+        help="the LoRAs members may use, comma-separated; 'all' for every one, 'none' for none",
+        flag="--loras",
+        unset="every LoRA",
+    ),
+    SettingSpec(
         "audit_channel_id",
         Kind.CHANNEL,
         int,
@@ -196,6 +219,7 @@ SPECS: tuple[SettingSpec, ...] = (
     ),
 )
 
+NAMED = (Kind.MODELS, Kind.LORAS)  # lists of the catalog's names
 BY_NAME: Mapping[str, SettingSpec] = {spec.name: spec for spec in SPECS}
 BY_OPTION: Mapping[str, SettingSpec] = {spec.option: spec for spec in SPECS}
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
@@ -217,6 +241,8 @@ def render(name: str, value: Any) -> str:
         return "default" if spec is None else spec.unset
     if spec is not None and spec.kind is Kind.CHANNEL:
         return f"<#{value}>"
+    if spec is not None and spec.kind in NAMED:
+        return ", ".join(value) or "none"
     if isinstance(value, list | tuple):
         return ", ".join(f"<#{channel}>" for channel in value)
     if isinstance(value, enum.Enum):
@@ -248,10 +274,11 @@ def check_change(
     *,
     naming: Naming = Naming.STORED,
 ) -> dict[str, Any]:
-    """The changes as storage takes them (choices as text, channels sorted once each), each
-    checked against what the setting allows and, with ``bot``, against the bot's own bound
-    (a guild can be stricter than the bot, never laxer). None puts a setting back to the bot's
-    default. Raises :class:`InvalidSetting` naming the bad value and what is allowed."""
+    """The changes as storage takes them (choices as text, channels and names sorted once
+    each), each checked against what the setting allows and, with ``bot``, against the bot's
+    own bound and catalog (a guild can be stricter than the bot, never laxer). None puts a
+    setting back to the bot's default. Raises :class:`InvalidSetting` naming the bad value
+    and what is allowed."""
     unknown = set(changes) - set(NAMES)
     if unknown:
         raise InvalidSetting(f"unknown settings {sorted(unknown)}; known: {', '.join(NAMES)}")
@@ -264,6 +291,8 @@ def check_change(
             spec = BY_NAME[name]
             if value is not None and spec.bound is not None:
                 _within_bound(spec, value, bot.bound(spec.bound), spec.called(naming))
+            if value is not None and spec.kind in NAMED and bot.catalog is not None:
+                _in_catalog(spec, value, bot.catalog, spec.called(naming))
     return checked
 
 
@@ -306,6 +335,8 @@ def _checked(spec: SettingSpec, value: Any, called: str) -> Any:
         if not _whole(value) or value < 1:
             raise InvalidSetting(f"{called} must be a channel id, got {value!r}")
         return value
+    if spec.kind in NAMED:
+        return _names(spec, value, called)
     channels = sorted({int(channel) for channel in value})
     if not channels or len(channels) > MAX_CHANNELS:
         raise InvalidSetting(
@@ -313,6 +344,34 @@ def _checked(spec: SettingSpec, value: Any, called: str) -> Any:
             f"got {len(channels)}"
         )
     return channels
+
+
+def _names(spec: SettingSpec, value: Any, called: str) -> list[str] | None:
+    """Names, or their text: comma-separated, ``all`` (None: every one) or ``none`` ([])."""
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        value = [] if value.strip().lower() == "none" else value.split(",")
+    least = 1 if spec.kind is Kind.MODELS else 0
+    unique = sorted({str(name).strip() for name in value} - {""})
+    if not least <= len(unique) <= MAX_NAMES:
+        every = "'all' for every one" + ("" if least else ", 'none' for none")
+        raise InvalidSetting(
+            f"{called} must name {least} to {MAX_NAMES} {spec.option} ({every}), got {len(unique)}"
+        )
+    return unique
+
+
+def _in_catalog(spec: SettingSpec, names: list[str], catalog: Catalog, called: str) -> None:
+    models = spec.kind is Kind.MODELS
+    offered = [item.name for item in (catalog.models if models else catalog.loras)]
+    unknown = [repr(name) for name in names if name not in offered]
+    if unknown:
+        what = "model" if models else "LoRA"
+        raise InvalidSetting(
+            f"{called}: sdbot has no {what} {', '.join(unknown)}; "
+            f"its {what}s: {', '.join(offered) or 'none'}"
+        )
 
 
 def _within_bound(spec: SettingSpec, value: float, most: float, called: str) -> None:

@@ -13,8 +13,8 @@ from storage.records import JobRecord
 CSV_COLUMNS = (
     "id", "created_at", "finished_at", "status", "verdict", "verdict_reasons", "source",
     "guild_id", "channel_id", "user_id", "kind", "parent_job_id", "prompt", "negative_prompt",
-    "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "seeds",
-    "error", "total_ms", "images", "image_sha256",
+    "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "loras",
+    "embeddings", "seeds", "error", "total_ms", "images", "image_sha256",
 )  # fmt: skip
 ACTION_COLUMNS = (
     "id", "created_at", "guild_id", "actor_id", "action", "target_user_id", "target_job_id",
@@ -33,6 +33,8 @@ def _row(job: JobRecord) -> list[str]:
     values = job.to_dict()
     values["verdict_reasons"] = "; ".join(job.verdict_reasons)
     values["seeds"] = " ".join(map(str, job.seeds))
+    values["loras"] = " ".join(job.loras)  # name:weight, without spaces
+    values["embeddings"] = " ".join(job.embeddings)
     values["images"] = len(job.images)
     values["image_sha256"] = " ".join(image.sha256 for image in job.images)
     return [_cell(values[column]) for column in CSV_COLUMNS]

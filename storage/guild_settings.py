@@ -24,10 +24,14 @@ SETTING_FIELDS = (
     "controls",
     "max_side",
     "channels",
+    "allowed_models",
+    "allowed_loras",
     "paused_at",
     "pause_reason",
 )
 MAX_CHANNELS = 50  # channels a guild may limit the bot to
+MAX_NAMES = 50  # models (or LoRAs) a guild may limit its members to
+MAX_NAME_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class GuildSettingsRecord:
     controls: Controls = Controls.REQUESTER
     max_side: int | None = None  # pixels, a multiple of 8
     channels: tuple[int, ...] | None = None  # None: the bot answers in every channel
+    allowed_models: tuple[str, ...] | None = None  # catalog names; None: every model
+    allowed_loras: tuple[str, ...] | None = None  # LoRA names; None: every LoRA, (): none
     paused_at: datetime | None = None  # None: generating
     pause_reason: str | None = None
 
@@ -52,6 +58,12 @@ class GuildSettingsRecord:
 
     def answers_in(self, channel_id: int | None) -> bool:
         return self.channels is None or channel_id in self.channels
+
+    def allows_model(self, name: str) -> bool:
+        return self.allowed_models is None or name in self.allowed_models
+
+    def allows_lora(self, name: str) -> bool:
+        return self.allowed_loras is None or name in self.allowed_loras
 
 
 def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
@@ -68,6 +80,9 @@ def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
         values["controls"] = Controls.REQUESTER
     if values["channels"] is not None:
         values["channels"] = tuple(int(channel) for channel in values["channels"])
+    for name in ("allowed_models", "allowed_loras"):
+        if values[name] is not None:
+            values[name] = tuple(str(item) for item in values[name])
     return GuildSettingsRecord(guild_id=guild_id, **values)
 
 
@@ -106,7 +121,26 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
                 f"name 1 to {MAX_CHANNELS} channels (None: every channel)",
             )
         stored["channels"] = channels
+    for name, least in (("allowed_models", 1), ("allowed_loras", 0)):
+        if stored.get(name) is not None:
+            stored[name] = _names(name, stored[name], least)
     return stored
+
+
+def _names(setting: str, given: Any, least: int) -> list[str]:
+    """A list of models' or LoRAs' names as stored: each once, sorted. Whether a name is in
+    the catalog is the bot's check (storage does not know the catalog)."""
+    if isinstance(given, str) or not all(isinstance(name, str) for name in given):
+        raise InvalidValue(setting, given, "be a list of names")
+    names = sorted({name.strip() for name in given})
+    if len(names) < least or len(names) > MAX_NAMES:
+        raise InvalidValue(
+            setting, len(names), f"name {least} to {MAX_NAMES} (None: every one of the bot's)"
+        )
+    for name in names:
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise InvalidValue(setting, name, f"be names of 1 to {MAX_NAME_CHARS} characters")
+    return names
 
 
 class GuildSettingsRepository:

@@ -160,6 +160,8 @@ class GuildSettings(Base):
     controls: Mapped[str | None] = mapped_column(String(16))  # None: Controls.REQUESTER
     max_side: Mapped[int | None]
     channels: Mapped[list[Any] | None] = mapped_column(JSON)  # None: every channel
+    allowed_models: Mapped[list[Any] | None] = mapped_column(JSON)  # catalog names; None: all
+    allowed_loras: Mapped[list[Any] | None] = mapped_column(JSON)  # LoRA names; None: all
     paused_at: Mapped[datetime | None]  # None: generating
     pause_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -223,7 +225,9 @@ class Job(Base):
     height: Mapped[int]
     variants: Mapped[int]
     scheduler: Mapped[str] = mapped_column(String(32))
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)  # the catalog's name (before 0007: its source)
+    loras: Mapped[list[Any]] = mapped_column(JSON, default=list)  # "name:weight", as asked
+    embeddings: Mapped[list[Any]] = mapped_column(JSON, default=list)  # tokens the prompts used
     seeds: Mapped[list[Any]] = mapped_column(JSON)
     verdict: Mapped[str] = mapped_column(String(16))
     verdict_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)

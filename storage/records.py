@@ -37,6 +37,8 @@ class NewJob:
     parent_variant: int | None = None
     channel_nsfw: bool = False
     uid: str = field(default_factory=new_uid)  # the identity the queue and Redis carry
+    loras: Sequence[str] = ()  # "name:weight", as the request's options name them
+    embeddings: Sequence[str] = ()  # the embedding tokens its prompts used
 
     def columns(self) -> dict[str, Any]:
         """The values of a new ``Job`` row."""
@@ -46,6 +48,8 @@ class NewJob:
             verdict=self.verdict.value,
             seeds=list(self.seeds),
             verdict_reasons=list(self.verdict_reasons),
+            loras=[str(lora) for lora in self.loras],
+            embeddings=[str(token) for token in self.embeddings],
         )
         return values
 
@@ -124,6 +128,8 @@ class JobRecord:
     channel_nsfw: bool = False
     images: tuple[ImageRecord, ...] = field(default=())
     uid: str = ""
+    loras: tuple[str, ...] = ()  # "name:weight"
+    embeddings: tuple[str, ...] = ()  # tokens
     lease_owner: str | None = None  # operational, not part of the audit record's dict
     lease_expires_at: datetime | None = None
 
@@ -155,7 +161,7 @@ def image_record(row: Image) -> ImageRecord:
 _JOB_COLUMNS = tuple(
     f.name
     for f in fields(JobRecord)
-    if f.name not in {"status", "seeds", "verdict_reasons", "images"}
+    if f.name not in {"status", "seeds", "verdict_reasons", "images", "loras", "embeddings"}
 )
 
 
@@ -166,5 +172,7 @@ def job_record(row: Job) -> JobRecord:
         status=JobStatus(row.status),
         seeds=tuple(int(seed) for seed in row.seeds),
         verdict_reasons=tuple(str(reason) for reason in row.verdict_reasons),
+        loras=tuple(str(lora) for lora in row.loras),
+        embeddings=tuple(str(token) for token in row.embeddings),
         images=tuple(image_record(image) for image in row.images),
     )

@@ -3,7 +3,9 @@ what is in force once a guild's settings meet the bot's."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,10 @@ from bot.guild_settings import (
     render,
 )
 from common.errors import SdbotError
+from generation.catalog import Catalog, LoraFile, ModelEntry, Size
+from generation.families import Family
 from generation.limits import Limits
+from generation.models import EMBEDDED_MODEL_DIR, resolve_model
 from generation.options import ModelDefaults, OptionLimits
 from moderation.policy import NsfwPolicy
 from storage.guild_settings import GuildSettingsRecord
@@ -194,3 +199,84 @@ def test_mod_settings_offers_what_the_table_says() -> None:
             assert [choice.value for choice in param.choices] == list(spec.choices)
     assert [choice.value for choice in params["reset"].choices] == list(NAMES)
     assert [choice.name for choice in params["reset"].choices] == [s.label for s in SPECS]
+
+
+def _catalog() -> Catalog:
+    """Two models (one for NSFW channels only) and two LoRAs, as an operator lists them."""
+    source = resolve_model(str(EMBEDDED_MODEL_DIR))
+    sizes = (Size("1:1", 64, 64),)
+
+    def model(name: str, nsfw_only: bool = False) -> ModelEntry:
+        return ModelEntry(name, source, Family.SD1, ModelDefaults(), sizes, nsfw_only=nsfw_only)
+
+    loras = tuple(LoraFile(name, Path(f"/loras/{name}.safetensors"), 32) for name in ("a", "b"))
+    return Catalog(
+        models=(model("embedded"), model("night", nsfw_only=True)),
+        default_model="embedded",
+        loras=loras,
+    )
+
+
+OFFERING = dataclasses.replace(BOT, catalog=_catalog())
+
+
+def test_a_guild_names_the_models_and_loras_it_allows() -> None:
+    assert (BY_NAME["allowed_models"].option, BY_NAME["allowed_models"].flag) == (
+        "models",
+        "--models",
+    )
+    assert (BY_NAME["allowed_loras"].option, BY_NAME["allowed_loras"].flag) == ("loras", "--loras")
+    # The text /mod settings and sdbot guild set take: names separated by commas, or words.
+    assert check_change(
+        {"allowed_models": " night, embedded,night", "allowed_loras": "b"}, OFFERING
+    ) == {"allowed_models": ["embedded", "night"], "allowed_loras": ["b"]}
+    assert check_change({"allowed_models": "ALL", "allowed_loras": "all"}, OFFERING) == {
+        "allowed_models": None,
+        "allowed_loras": None,
+    }
+    assert check_change({"allowed_loras": "none"}, OFFERING) == {"allowed_loras": []}
+    assert check_change({"allowed_models": ["night"]}, OFFERING) == {"allowed_models": ["night"]}
+    with pytest.raises(InvalidSetting, match=r"^models must name 1 to 50 models \('all' for"):
+        check_change({"allowed_models": "none"}, OFFERING, naming=Naming.OPTION)
+
+
+def test_a_name_the_bot_does_not_offer_is_refused_with_what_it_offers() -> None:
+    with pytest.raises(InvalidSetting) as refused:
+        check_change({"allowed_models": "embedded,sdxl"}, OFFERING, naming=Naming.OPTION)
+    assert str(refused.value) == "models: sdbot has no model 'sdxl'; its models: embedded, night"
+    with pytest.raises(InvalidSetting) as refused:
+        check_change({"allowed_loras": "a, outline, c"}, OFFERING)
+    assert str(refused.value) == "allowed_loras: sdbot has no LoRA 'c', 'outline'; its LoRAs: a, b"
+    # Without the bot's catalog (storage's own check) a name is kept as given.
+    assert check_change({"allowed_loras": "outline"}) == {"allowed_loras": ["outline"]}
+
+
+def test_the_models_and_loras_in_force_here() -> None:
+    assert render("allowed_models", None) == "every model"
+    assert render("allowed_loras", None) == "every LoRA"
+    assert render("allowed_loras", ()) == "none"
+    assert render("allowed_models", ("embedded", "night")) == "embedded, night"
+    anywhere = effective_limits(None, OFFERING)
+    assert [m.name for m in anywhere.models(channel_nsfw=False)] == ["embedded"]
+    assert [m.name for m in anywhere.models(channel_nsfw=True)] == ["embedded", "night"]
+    assert [lora.name for lora in anywhere.loras()] == ["a", "b"]
+    assert anywhere.choice_refusal("night", ["a"], channel_nsfw=False) == (
+        "the model 'night' is only for age-restricted (NSFW) channels"
+    )
+    assert anywhere.choice_refusal("night", ["a", "b"], channel_nsfw=True) is None
+
+    record = GuildSettingsRecord(guild_id=1, allowed_models=("night",), allowed_loras=("b",))
+    here = effective_limits(record, OFFERING)
+    assert [m.name for m in here.models(channel_nsfw=True)] == ["night"]
+    assert [lora.name for lora in here.loras()] == ["b"]
+    assert here.choice_refusal("embedded", [], channel_nsfw=True) == (
+        "this server allows the models night, not 'embedded'"
+    )
+    assert here.choice_refusal("night", ["b", "a"], channel_nsfw=True) == (
+        "this server allows the LoRAs b, not 'a'"
+    )
+    no_loras = effective_limits(dataclasses.replace(record, allowed_loras=()), OFFERING)
+    assert no_loras.loras() == ()
+    assert no_loras.choice_refusal("night", ["b"], channel_nsfw=True) == (
+        "this server allows no LoRAs, not 'b'"
+    )

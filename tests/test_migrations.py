@@ -253,3 +253,31 @@ async def test_0006_gives_every_job_its_own_uid_and_keeps_the_images(database_ur
     await asyncio.to_thread(migrations.downgrade, database_url, "0005")
     assert await _execute(database_url, "SELECT id FROM jobs ORDER BY id") == [(1,), (2,), (3,)]
     assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+
+
+async def test_0007_gives_earlier_jobs_no_loras_and_keeps_the_images(database_url: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0006")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        "INSERT INTO jobs (id, uid, kind, source, prompt, negative_prompt, steps, "
+        "guidance_scale, width, height, variants, scheduler, model, seeds, verdict, "
+        "verdict_reasons, status, created_at) VALUES (1, 'u1', 'imagine', 'cli', 'p', '', 1, "
+        f"1.0, 64, 64, 1, 'default', 'm', '[1]', 'allowed', '[]', 'succeeded', {now})",
+        "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+        "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
+        f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
+        f"INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (1, 'block', {now})",
+    )
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    async with open_storage(database_url) as storage:
+        job = await storage.audit.get_job(1)
+        settings = await storage.guild_settings.get(1)
+    assert job is not None
+    assert (job.model, job.loras, job.embeddings, len(job.images)) == ("m", (), (), 1)
+    assert (settings.allowed_models, settings.allowed_loras) == (None, None)
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+
+    await asyncio.to_thread(migrations.downgrade, database_url, "0006")
+    assert await _execute(database_url, "SELECT id FROM jobs") == [(1,)]
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]

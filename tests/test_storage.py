@@ -383,6 +383,55 @@ async def test_guild_admin_settings_hold_size_channels_and_pause(sessions: Sessi
     assert (cleared.channels, cleared.paused, cleared.max_side) == (None, False, None)
 
 
+async def test_a_job_keeps_its_loras_and_embeddings(sessions: SessionFactory) -> None:
+    audit = AuditLog(sessions)
+    plain_id = await audit.create_job(new_job())
+    styled_id = await audit.create_job(
+        new_job(model="sd15", loras=("outline:0.8", "stripes:-1.5"), embeddings=("sdbot-noise",))
+    )
+    plain, styled = await audit.get_job(plain_id), await audit.get_job(styled_id)
+    assert plain is not None
+    assert styled is not None
+    assert (plain.loras, plain.embeddings) == ((), ())
+    assert (styled.model, styled.loras, styled.embeddings) == (
+        "sd15",
+        ("outline:0.8", "stripes:-1.5"),
+        ("sdbot-noise",),
+    )
+    assert styled.to_dict()["loras"] == ["outline:0.8", "stripes:-1.5"]
+    assert [job.loras for job in await audit.list_jobs()] == [(), ("outline:0.8", "stripes:-1.5")]
+
+
+async def test_a_guild_limits_the_models_and_loras_by_name(sessions: SessionFactory) -> None:
+    repo = GuildSettingsRepository(sessions)
+    default = await repo.get(GUILD)
+    assert (default.allowed_models, default.allowed_loras) == (None, None)
+    assert default.allows_model("sd15")
+    assert default.allows_lora("outline")
+
+    record = await repo.update(
+        GUILD, allowed_models=["sd15", "embedded", "sd15"], allowed_loras=["outline"]
+    )
+    assert record.allowed_models == ("embedded", "sd15")  # sorted, once each
+    assert record.allowed_loras == ("outline",)
+    assert record.allows_model("embedded")
+    assert not record.allows_model("sdxl")
+    assert not record.allows_lora("stripes")
+    assert (await repo.get(GUILD + 1)).allowed_models is None  # another guild is untouched
+
+    none = await repo.update(GUILD, allowed_loras=[])  # no LoRA at all
+    assert none.allowed_loras == ()
+    assert not none.allows_lora("outline")
+    with pytest.raises(InvalidValue, match="allowed_models must name 1 to 50"):
+        await repo.update(GUILD, allowed_models=[])  # no model at all: that is /mod pause
+    with pytest.raises(InvalidValue, match="allowed_loras must be a list of names"):
+        await repo.update(GUILD, allowed_loras="outline")
+    with pytest.raises(InvalidValue, match="allowed_models must be names of 1 to 64"):
+        await repo.update(GUILD, allowed_models=["x" * 65])
+    cleared = await repo.update(GUILD, allowed_models=None, allowed_loras=None)
+    assert (cleared.allowed_models, cleared.allowed_loras) == (None, None)
+
+
 async def test_moderation_reads_by_member_and_state(sessions: SessionFactory) -> None:
     bans = BanList(sessions)
     await bans.ban(GUILD, USER, banned_by=1)

@@ -81,6 +81,8 @@ def _metavar(spec: SettingSpec) -> str | None:
         return "ID,ID|all"
     if spec.kind is Kind.CHANNEL:
         return "ID"
+    if spec.kind in (Kind.MODELS, Kind.LORAS):
+        return "NAME,NAME|all"  # the table reads the names, 'all' and 'none'
     return "N" if spec.value_type is int else "X"
 
 
@@ -98,14 +100,15 @@ def _channels(text: str) -> list[int] | None:
 def bot_limits(settings: Settings) -> BotLimits:
     """What the bot allows everywhere, as ``sdbot run`` builds it from the same settings."""
     from bot.guild_limits import BotLimits
-    from generation.models import model_defaults, resolve_model
 
-    defaults = model_defaults(resolve_model(settings.model))
+    catalog = settings.catalog()
+    defaults = next(m for m in catalog.models if m.name == catalog.default_model).defaults
     return BotLimits(
         options=settings.limits(defaults),
         defaults=defaults,
         rates=settings.queue_limits(),
         nsfw_threshold=settings.nsfw_threshold,
+        catalog=catalog,
     )
 
 
@@ -123,6 +126,8 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
     threshold = record.nsfw_threshold
     rates, options = here.rates, here.options
     channels = "all" if record.channels is None else ", ".join(map(str, record.channels))
+    models = "all" if record.allowed_models is None else ", ".join(record.allowed_models)
+    loras = "all" if record.allowed_loras is None else ", ".join(record.allowed_loras) or "none"
     if record.paused_at is None:
         generation = "running"
     else:
@@ -143,6 +148,8 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
         f"  max side        {options.max_side} px ({own('max_side')})\n"
         f"  controls        {record.controls.value} (who may upscale and reroll a grid)\n"
         f"  channels        {channels}\n"
+        f"  models          {models}\n"
+        f"  LoRAs           {loras}\n"
         f"  generation      {generation}"
     )
     return EXIT_OK

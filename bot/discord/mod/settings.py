@@ -56,6 +56,8 @@ def add_commands(mod: ModGroup) -> None:
         max_steps: app_commands.Range[int, 1, 500] | None = None,
         max_size: app_commands.Range[int, 64, 4096] | None = None,
         controls: str | None = None,
+        models: app_commands.Range[str, 1, 1000] | None = None,
+        loras: app_commands.Range[str, 1, 1000] | None = None,
         answer_in: discord.TextChannel | None = None,
         stop_answering_in: discord.TextChannel | None = None,
         every_channel: bool | None = None,
@@ -73,6 +75,8 @@ def add_commands(mod: ModGroup) -> None:
             "max_steps": max_steps,
             "max_size": max_size,
             "controls": controls,
+            "models": models,  # names separated by commas, or 'all' (the table reads them)
+            "loras": loras,
             "log_channel": log_channel.id if log_channel else None,
         }
         before = await admin.settings(guild_id)
@@ -130,6 +134,14 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
     def called(name: str) -> str:
         return BY_NAME[name].option
 
+    def offered(name: str, names: list[str]) -> str:
+        """A list of names as set, or every one the bot offers when the server set none."""
+        value = getattr(settings, name)
+        every = f" ({', '.join(names)})" if value is None and names else ""
+        return f"- {called(name)}: {render(name, value)}{every}"
+
+    catalog = here.catalog
+
     nsfw = (
         "spoilered in age-restricted channels, withheld elsewhere"
         if NsfwPolicy(settings.nsfw_policy) is NsfwPolicy.SPOILER
@@ -154,6 +166,8 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
             f"- {called('max_steps')}: {options.max_steps}{own('max_steps')}",
             f"- {called('max_side')}: {options.max_side} px{own('max_side')}",
             f"- {called('controls')}: {settings.controls.value} (who may upscale and reroll)",
+            offered("allowed_models", [m.name for m in catalog.models] if catalog else []),
+            offered("allowed_loras", [lora.name for lora in catalog.loras] if catalog else []),
             f"- {called('channels')}: {render('channels', settings.channels)}",
             f"- {called('audit_channel_id')}: "
             f"{render('audit_channel_id', settings.audit_channel_id)}",
