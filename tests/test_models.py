@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from generation.errors import ModelLoadError
-from generation.models import SourceKind, model_defaults, resolve_model
-from generation.options import ModelDefaults
+from generation.models import (
+    SourceKind,
+    declared_name,
+    declared_sizes,
+    folder_cross_attention_dim,
+    model_defaults,
+    native_side,
+    resolve_model,
+)
+from generation.options import ModelDefaults, Size
 
 
 def test_the_embedded_model_is_a_folder_with_its_own_defaults(model_dir: Path) -> None:
@@ -108,3 +116,47 @@ def test_a_broken_defaults_file_is_named(tmp_path: Path, content: str, message: 
     (tmp_path / "sdbot.json").write_text(content)
     with pytest.raises(ModelLoadError, match=message):
         model_defaults(resolve_model(str(tmp_path)))
+
+
+def test_the_embedded_model_names_itself_and_its_sizes(model_dir: Path) -> None:
+    source = resolve_model(str(model_dir))
+    assert declared_name(source) == "embedded"
+    sizes = declared_sizes(source)
+    assert sizes[0] == Size("1:1", 64, 64)  # its default size first
+    assert all(size.width * size.height <= 96 * 96 for size in sizes)  # what it draws well
+    assert folder_cross_attention_dim(source) == 128
+    assert native_side(source) == 64
+    hub = resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert (declared_name(hub), declared_sizes(hub), folder_cross_attention_dim(hub)) == (
+        None, (), None,
+    )  # fmt: skip
+    assert native_side(hub) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"sizes": [[64, 64]]}', r'sizes must be an object like \{"1:1": \[64, 64\]\}'),
+        ('{"sizes": {}}', "sizes must be an object like"),
+        ('{"sizes": {"1:1": [64]}}', r"sizes: 1:1: \[WIDTH, HEIGHT\] expected, got \[64\]"),
+        ('{"sizes": {"1:1": [60, 64]}}', "sizes: 1:1: sides must be multiples of 8"),
+        ('{"sizes": {"square": [64, 64]}}', "sizes: square: aspect must be W:H"),
+        ('{"name": 3}', "name must be str, got 3"),
+    ],
+)
+def test_broken_names_and_sizes_are_named(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "model_index.json").write_text("{}")
+    (tmp_path / "sdbot.json").write_text(content)
+    source = resolve_model(str(tmp_path))
+    with pytest.raises(ModelLoadError, match=message):
+        (declared_sizes(source), declared_name(source))
+
+
+def test_cross_attention_width_from_the_unet_config(tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text("{}")
+    source = resolve_model(str(tmp_path))
+    assert folder_cross_attention_dim(source) is None  # no unet/config.json
+    (tmp_path / "unet").mkdir()
+    for dim, width in [(768, 768), ([1024, 1024], 1024), ([320, 640], None), (True, None)]:
+        (tmp_path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": dim}))
+        assert folder_cross_attention_dim(source) == width

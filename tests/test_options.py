@@ -10,6 +10,7 @@ from generation.options import (
     ModelDefaults,
     OptionLimits,
     RequestedOptions,
+    Size,
     limits_for_model,
     validate,
     variant_seeds,
@@ -134,3 +135,79 @@ def test_a_minimum_side_above_what_the_model_serves_is_refused() -> None:
         "SDBOT_MIN_SIDE must be at most 128, the largest side this model serves "
         "(2 × its native 64 px), got 256"
     )
+
+
+SIZES = (Size("1:1", 64, 64), Size("3:2", 96, 64), Size("2:3", 64, 96), Size("16:9", 512, 288))
+
+
+def sized(limits: OptionLimits = LIMITS, **changes: object) -> tuple[int, int]:
+    requested = RequestedOptions(**{"prompt": "p", **changes})  # type: ignore[arg-type]
+    options = validate(requested, limits, DEFAULTS, SIZES)
+    return options.width, options.height
+
+
+def test_with_sizes_a_request_gets_one_of_them() -> None:
+    assert sized() == (64, 64)  # the defaults' width x height, being one of them
+    assert sized(aspect="2:3") == (64, 96)
+    assert sized(width=96, height=64) == (96, 64)
+    assert sized(width=96) == (96, 64)  # the other side from the default size
+    assert sized(height=288, width=512) == (512, 288)
+    # Defaults that are none of the sizes: the first size.
+    requested = RequestedOptions(prompt="p")
+    other = ModelDefaults(width=768, height=768)
+    assert validate(requested, LIMITS, other, SIZES[1:]).width == 96
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"width": 128, "height": 128}, "size must be one of 64x64 (1:1), 96x64 (3:2), "
+         "64x96 (2:3), 512x288 (16:9), got '128x128'"),
+        ({"width": 72}, "got '72x64'"),
+        ({"width": True}, "size must be one of"),
+        ({"aspect": "4:3"}, "aspect must be one of 1:1, 3:2, 2:3, 16:9, got '4:3'"),
+        ({"aspect": "3:2", "height": 64}, "aspect must be given alone: an aspect or a width "
+         "and height, not both, got '3:2'"),
+        ({"aspect": "16:9", "limits": OptionLimits(max_side=256)}, "aspect must be one of "
+         "1:1, 3:2, 2:3, got '16:9'"),  # a guild's max_side: the big size is not offered
+        ({"limits": OptionLimits(min_side=128, max_side=256)}, "size must be from 128 to 256 "
+         "px a side (the limits here), and this model draws no size within them, got "
+         "'64x64 (1:1)'"),
+    ],
+)  # fmt: skip
+def test_with_sizes_anything_else_is_named(changes: dict[str, object], message: str) -> None:
+    limits = changes.pop("limits", LIMITS)
+    assert isinstance(limits, OptionLimits)
+    with pytest.raises(InvalidOption) as refused:
+        sized(limits, **changes)
+    assert message in str(refused.value)
+
+
+def test_without_sizes_an_aspect_is_refused() -> None:
+    with pytest.raises(InvalidOption, match="aspect must be width and height"):
+        check(aspect="1:1")
+
+
+@pytest.mark.parametrize(
+    ("spec", "size"),
+    [("3:2=768x512", Size("3:2", 768, 512)), (" 1:1 = 64 x 64 ", Size("1:1", 64, 64))],
+)
+def test_size_specs(spec: str, size: Size) -> None:
+    assert Size.parse(spec) == size
+    assert Size.parse(size.spec) == size
+    assert str(size) == f"{size.width}x{size.height} ({size.aspect})"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("768x512", "ASPECT=WIDTHxHEIGHT"),
+        ("wide=768x512", "ASPECT=WIDTHxHEIGHT"),
+        ("3:2=770x512", "multiples of 8 from 8 to 8192 px, got 770x512"),
+        ("1:1=0x0", "got 0x0"),
+        ("1:1=16384x8", "got 16384x8"),
+    ],
+)
+def test_bad_size_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Size.parse(spec)
