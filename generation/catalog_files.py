@@ -129,11 +129,11 @@ def _shape(entry: dict[str, object]) -> list[int]:
 
 
 # The input (``down``/``A``) half of a LoRA on a cross-attention key or value projection, in the
-# layouts in use: PEFT/diffusers (``…attn2.to_k.lora_A.weight``), diffusers' older
-# attention processors (``…attn2.processor.to_k_lora.down.weight``) and kohya/A1111
+# layouts in use: PEFT/diffusers (``…attn2.to_k.lora_A.weight``), diffusers' older layers
+# (``…attn2.to_k.lora.down.weight``, ``…attn2.processor.to_k_lora.down.weight``) and kohya/A1111
 # (``lora_unet_…_attn2_to_k.lora_down.weight``).
 _LORA_KV_DOWN = re.compile(
-    r"attn2[._](?:processor\.)?to_[kv](?:\.lora_A|_lora\.down|\.lora_down)\."
+    r"attn2[._](?:processor\.)?to_[kv](?:\.lora_A|\.lora\.down|_lora\.down|\.lora_down)\."
 )
 
 

@@ -31,6 +31,9 @@ DIFFUSERS_KEY = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k
 OLD_DIFFUSERS_KEY = (
     "unet.mid_block.attentions.0.transformer_blocks.0.attn2.processor.to_v_lora.down.weight"
 )
+OLDER_DIFFUSERS_KEY = (
+    "unet.up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.lora.down.weight"
+)
 KOHYA_KEY = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
 
 
@@ -44,6 +47,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         loras / "outline.safetensors", {DIFFUSERS_KEY: (8, 128), "unet.x.lora_B.weight": (64, 8)}
     )
     tensors(loras / "stripes.safetensors", {OLD_DIFFUSERS_KEY: (4, 128)})
+    tensors(loras / "dots.safetensors", {OLDER_DIFFUSERS_KEY: (4, 128)})
     tensors(loras / "sd15-style.safetensors", {KOHYA_KEY: (4, 768)})
     tensors(loras / "words.safetensors", {"lora_te_text_model_q.lora_down.weight": (4, 768)})
     (loras / "notes.txt").write_text("not a LoRA")
@@ -93,11 +97,15 @@ def _no_weights(folder: str, names: list[str]) -> list[str]:
 
 def test_files_and_their_widths(catalog: Catalog) -> None:
     widths = {lora.name: lora.cross_attention_dim for lora in catalog.loras}
-    assert widths == {"outline": 128, "sd15-style": 768, "stripes": 128, "words": None}
+    assert widths == {
+        "dots": 128, "outline": 128, "sd15-style": 768, "stripes": 128, "words": None,
+    }  # fmt: skip
     dims = {e.token: e.dim for e in catalog.embeddings}
     assert dims == {"dots": 128, "old": None, "sd15-neg": 768, "xl-neg": 2048}
     embedded = catalog.model("embedded")
-    assert [lora.name for lora in catalog.loras_for(embedded)] == ["outline", "stripes", "words"]
+    assert [lora.name for lora in catalog.loras_for(embedded)] == [
+        "dots", "outline", "stripes", "words",
+    ]  # fmt: skip
     assert [e.token for e in catalog.embeddings_for(embedded)] == ["dots", "old"]
     assert catalog.embeddings_in("a dots circle", "(sd15-neg:1.2), old-ish") == ("dots", "sd15-neg")
     assert catalog.embeddings_in("dotsy", "dots-2") == ()
@@ -313,7 +321,7 @@ def test_the_request_names_its_model_and_gets_its_sizes(two_sizes: Catalog) -> N
         ({"model": "big", "limits": OptionLimits(max_side=512)}, "size must be from 64 to 512 px"),
         (
             {"loras": (LoraChoice("nope"),)},
-            "lora must be one of outline, sd15-style, stripes, words, got 'nope'",
+            "lora must be one of dots, outline, sd15-style, stripes, words, got 'nope'",
         ),
         (
             {"loras": (LoraChoice("outline", 2.5),)},
@@ -334,7 +342,7 @@ def test_the_request_names_its_model_and_gets_its_sizes(two_sizes: Catalog) -> N
         (
             {"loras": (LoraChoice("sd15-style"),)},
             "lora must be a LoRA made for sd1 models like embedded (attention 128 wide; "
-            "sd15-style is 768): outline, stripes, words, got 'sd15-style'",
+            "sd15-style is 768): dots, outline, stripes, words, got 'sd15-style'",
         ),
         (
             {"negative_prompt": "sd15-neg"},
