@@ -114,6 +114,8 @@ class Catalog:
             entry.sizes,
         )
         loras = self._check_loras((*requested.loras, *tagged), entry)
+        # A token whose embedding the model cannot load would be drawn as a plain word while
+        # the record names the embedding: refused instead.
         for token in self.embeddings_in(options.prompt, options.negative_prompt):
             embedding = next(e for e in self.embeddings if e.token == token)
             if not _fits(embedding.dim, entry):
@@ -149,12 +151,13 @@ class Catalog:
                 )  # fmt: skip
             lora = self.lora(choice.name)
             if not _fits(lora.cross_attention_dim, entry):
-                fitting = ", ".join(f.name for f in self.loras_for(entry)) or "none here"
+                fitting = ", ".join(f.name for f in self.loras_for(entry))
                 raise InvalidOption(
                     "lora", choice.name,
-                    f"a LoRA made for {entry.family} models like {entry.name} (attention "
+                    f"a LoRA that fits {entry.name} ({entry.family}, attention "
                     f"{entry.cross_attention_dim} wide; {choice.name} is "
-                    f"{lora.cross_attention_dim}): {fitting}",
+                    f"{lora.cross_attention_dim} wide): "
+                    + (f"one of {fitting}" if fitting else "none here does"),
                 )  # fmt: skip
         return tuple(sorted(LoraChoice(c.name, float(c.weight)) for c in choices))
 

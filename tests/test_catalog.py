@@ -341,8 +341,8 @@ def test_the_request_names_its_model_and_gets_its_sizes(two_sizes: Catalog) -> N
         ),
         (
             {"loras": (LoraChoice("sd15-style"),)},
-            "lora must be a LoRA made for sd1 models like embedded (attention 128 wide; "
-            "sd15-style is 768): dots, outline, stripes, words, got 'sd15-style'",
+            "lora must be a LoRA that fits embedded (sd1, attention 128 wide; sd15-style is "
+            "768 wide): one of dots, outline, stripes, words, got 'sd15-style'",
         ),
         (
             {"negative_prompt": "sd15-neg"},
