@@ -11,21 +11,29 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from bot.app import open_service, open_storage
+from bot.guild_admin import GuildAdmin, InvalidSetting
 from bot.imagine.errors import NotYours
-from bot.imagine.outcomes import ImagineOutcome
+from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import new_job, options_of, requested_of, verdict_of
 from bot.imagine.service import ImagineService
 from bot.imagine.types import Derived, Requester
 from bot.settings import Settings
+from generation.families import safetensors_header
 from generation.limits import Limits
-from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
+from generation.options import UPSCALE_FACTOR, GenerationOptions, LoraChoice, RequestedOptions
 from generation.protocol import Progress
+from moderation.lists import PromptRules
 from moderation.policy import Disposition
-from moderation.prompts import PromptVerdict
+from moderation.prompts import PromptVerdict, check_prompt
 from storage import migrations
 from storage.audit import AuditLog
 from storage.engine import SessionFactory
@@ -217,13 +225,18 @@ async def test_a_jobs_record_gives_back_the_options_and_requester_it_was_made_of
     """The record types meet by field name (no hand-copied lists): what a request is recorded
     with comes back as the options a recovered job runs with and a reroll asks for."""
     audit = AuditLog(sessions)
-    options = GenerationOptions("a red circle", "blurry", (5, 6), 12, 4.5, 64, 96, "euler")
+    loras = (LoraChoice("outline", 0.8), LoraChoice("stripes", -1.25))
+    options = GenerationOptions(
+        "a red circle", "blurry", (5, 6), 12, 4.5, 64, 96, "euler", model="night", loras=loras
+    )
     asker = Requester("discord", guild_id=7, channel_id=70, user_id=700, channel_nsfw=True)
     verdict = PromptVerdict(True, (), force_safe=True, safe_reasons=("'nude' is force-safe",))
-    parent_id = await audit.create_job(new_job(asker, options, verdict, "embedded"))
+    parent_id = await audit.create_job(
+        new_job(asker, options, verdict, embeddings=("sdbot-noise",))
+    )
     upscale = Derived(JobKind.UPSCALE, parent_id, 2, UPSCALE_FACTOR)
-    single = GenerationOptions("a red circle", "blurry", (6,), 12, 4.5, 64, 96, "euler", 2)
-    child_id = await audit.create_job(new_job(asker, single, verdict, "embedded", upscale))
+    single = dataclasses.replace(options, seeds=(6,), upscale=2)
+    child_id = await audit.create_job(new_job(asker, single, verdict, derived=upscale))
 
     parent, child = await audit.get_job(parent_id), await audit.get_job(child_id)
     assert parent is not None
@@ -231,7 +244,7 @@ async def test_a_jobs_record_gives_back_the_options_and_requester_it_was_made_of
     assert options_of(parent) == options
     assert options_of(child) == single
     assert requested_of(parent) == RequestedOptions(
-        "a red circle", "blurry", None, 12, 4.5, 64, 96, variants=2, scheduler="euler"
+        "a red circle", "blurry", None, 12, 4.5, 64, 96, 2, "euler", model="night", loras=loras
     )
     assert verdict_of(parent) == PromptVerdict(True, (), True, ("'nude' is force-safe",))
     assert (parent.source, parent.guild_id, parent.channel_id, parent.user_id) == (
@@ -242,9 +255,11 @@ async def test_a_jobs_record_gives_back_the_options_and_requester_it_was_made_of
     )
     assert (parent.channel_nsfw, parent.model, parent.verdict) == (
         True,
-        "embedded",
+        "night",
         Verdict.FORCE_SAFE.value,
     )
+    assert (parent.loras, parent.embeddings) == (("outline:0.8", "stripes:-1.25"), ("sdbot-noise",))
+    assert (child.model, child.loras, child.embeddings) == ("night", parent.loras, ())
     assert (parent.kind, parent.parent_job_id, parent.parent_variant) == ("imagine", None, None)
     assert (child.kind, child.parent_job_id, child.parent_variant) == ("upscale", parent_id, 2)
 
@@ -265,3 +280,146 @@ async def test_the_image_policy_is_fixed_when_the_request_is_admitted(settings: 
         outcome = await service.follow_submitted(submitted)
     assert outcome.status is JobStatus.SUCCEEDED
     assert [image.disposition for image in outcome.images] == [Disposition.SPOILER]
+
+
+# --- models and LoRAs ---------------------------------------------------------------------------
+
+
+def write_lora(path: Path, model_dir: Path, rank: int = 4) -> None:
+    """A LoRA for the embedded model's UNet attention in diffusers' own file format (what
+    ``save_lora_weights`` writes), random, without torch: its shapes from the UNet's header."""
+    header = safetensors_header(model_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for key, entry in header.items():
+        if re.search(r"\.(to_q|to_k|to_v|to_out\.0)\.weight$", key):
+            out, width = cast("list[int]", entry["shape"])
+            stem = "unet." + key.removesuffix(".weight")
+            tensors[f"{stem}.lora.down.weight"] = rng.normal(0, 0.1, (rank, width)).astype("f4")
+            tensors[f"{stem}.lora.up.weight"] = rng.normal(0, 0.1, (out, rank)).astype("f4")
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+@pytest.fixture
+async def styled(
+    settings: Settings, model_dir: Path, tmp_path: Path
+) -> AsyncIterator[ImagineService]:
+    """The service on an operator's catalog: the embedded model as `embedded` (the default) and
+    as `night` (age-restricted channels only), and one LoRA, `tint`."""
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n\n'
+        f'[[model]]\nname = "night"\nsource = "{model_dir}"\nnsfw_only = true\n'
+    )
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    write_lora(loras / "tint.safetensors", model_dir)
+    offered = settings.model_copy(update={"models_file": models, "lora_dir": loras})
+    await asyncio.to_thread(migrations.upgrade, offered.effective_database_url())
+    async with open_storage(offered) as storage, open_service(offered, storage) as service:
+        yield service
+
+
+NSFW_ROOM = dataclasses.replace(MEMBER, channel_id=71, channel_nsfw=True)
+
+
+async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
+    styled: ImagineService,
+) -> None:
+    outcome = await styled.imagine(
+        RequestedOptions(prompt="a red circle <lora:tint:0.5>", variants=2, seed=3, steps=4),
+        MEMBER,
+    )
+    assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+    parent = await styled.storage.audit.get_job(outcome.job_id)
+    assert parent is not None
+    assert (parent.prompt, parent.model, parent.loras) == (
+        "a red circle",
+        "embedded",
+        ("tint:0.5",),
+    )
+
+    for variant, kind in ((None, JobKind.REROLL), (2, JobKind.UPSCALE)):
+        started = await styled.use_control(outcome.job_id, variant, MEMBER)
+        assert isinstance(started, Submitted), started
+        child = await styled.follow_submitted(started)
+        assert child.status is JobStatus.SUCCEEDED, child.error
+        record = await styled.storage.audit.get_job(child.job_id)
+        assert record is not None
+        assert (record.kind, record.model, record.loras) == (kind, "embedded", ("tint:0.5",))
+        assert started.job.request.options.loras == (LoraChoice("tint", 0.5),)
+
+
+async def test_a_guild_allowing_other_models_or_loras_refuses_with_what_it_allows(
+    styled: ImagineService,
+) -> None:
+    admin = GuildAdmin.for_service(styled)
+    with pytest.raises(InvalidSetting, match="sdbot has no model 'sdxl'; its models: embedded, n"):
+        await admin.change_settings(7, 1, {"allowed_models": "sdxl"})
+    await admin.change_settings(7, 1, {"allowed_models": "night", "allowed_loras": "none"})
+
+    refused = await styled.imagine(
+        RequestedOptions(prompt="a red circle", model="embedded", variants=1), NSFW_ROOM
+    )
+    assert (refused.status, refused.refusal) == (JobStatus.REFUSED, Refusal.MODEL)
+    assert refused.error == "this server allows the models night, not 'embedded'"
+    no_lora = await styled.imagine(
+        RequestedOptions(prompt="a red circle", model="night", loras=(LoraChoice("tint"),)),
+        NSFW_ROOM,
+    )
+    assert no_lora.error == "this server allows no LoRAs, not 'tint'"
+    records = {job.id: job for job in await styled.storage.audit.list_jobs()}
+    assert (records[refused.job_id].status, records[refused.job_id].error) == (
+        JobStatus.REFUSED,
+        refused.error,
+    )
+    assert (records[no_lora.job_id].model, records[no_lora.job_id].loras) == ("night", ("tint:1",))
+    elsewhere = await styled.submit(
+        RequestedOptions(prompt="a red circle", model="embedded", variants=1),
+        dataclasses.replace(MEMBER, guild_id=8),
+    )
+    assert isinstance(elsewhere, Submitted)  # another guild's list is its own
+
+
+async def test_an_nsfw_only_model_draws_only_in_age_restricted_channels(
+    styled: ImagineService,
+) -> None:
+    asked = RequestedOptions(prompt="a red circle", model="night", variants=1, steps=4)
+    refused = await styled.imagine(asked, MEMBER)
+    assert (refused.status, refused.refusal) == (JobStatus.REFUSED, Refusal.MODEL)
+    assert refused.error == "the model 'night' is only for age-restricted (NSFW) channels"
+    drawn = await styled.imagine(asked, NSFW_ROOM)
+    assert drawn.status is JobStatus.SUCCEEDED, drawn.error
+    record = await styled.storage.audit.get_job(drawn.job_id)
+    assert record is not None
+    assert (record.model, record.channel_nsfw) == ("night", True)
+    limits = await styled.limits_here(7)
+    assert [m.name for m in limits.models(channel_nsfw=False)] == ["embedded"]
+
+
+async def test_words_split_by_weight_syntax_are_read_whole(styled: ImagineService) -> None:
+    """`(nu:1.2)de` is drawn as "nude": the rules read the plain words beside the prompt."""
+    hidden = "a (nu:1.2)de figure"
+    assert check_prompt(hidden, PromptRules.default()).allowed  # the written text alone passes
+    outcome = await styled.imagine(RequestedOptions(prompt=hidden, variants=1), MEMBER)
+    assert outcome.status is JobStatus.BLOCKED
+    record = await styled.storage.audit.get_job(outcome.job_id)
+    assert record is not None
+    assert (record.status, record.prompt) == (JobStatus.BLOCKED, hidden)
+    assert any("'nude'" in reason for reason in record.verdict_reasons), record.verdict_reasons
+
+
+async def test_a_job_recorded_before_the_catalog_is_rerolled_on_its_model(
+    service: ImagineService, model_dir: Path
+) -> None:
+    """Before migration 0007 a job named its model by its source (SDBOT_MODEL as set)."""
+    options = GenerationOptions("a red circle", "", (5,), 4, 7.0, 64, 64, "default")
+    old = new_job(MEMBER, options, PromptVerdict(True), model=str(model_dir))
+    job_id = await service.storage.audit.create_job(old)
+    await service.storage.audit.mark_running(job_id)
+    await service.storage.audit.record_outcome(job_id, JobStatus.SUCCEEDED)
+
+    started = await service.use_control(job_id, None, MEMBER)
+    assert isinstance(started, Submitted), started
+    assert started.job.request.options.model == "embedded"
+    assert (await service.follow_submitted(started)).status is JobStatus.SUCCEEDED

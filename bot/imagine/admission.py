@@ -1,7 +1,9 @@
 """Admission: whether a request may be drawn, and if so its record and its place in the queue.
 
-1. options, validated against the limits in force in the guild (never clamped);
-2. the prompt rules; 3. the guild's moderators (a ban, a pause, the channels); 4. the rate
+1. options, validated by the catalog (the model, its sizes, the LoRAs) against the limits in
+force in the guild (never clamped); 2. the prompt rules, on the prompt as written and on its
+plain words (weights and brackets out); 3. the guild's moderators (a ban, a pause, the
+channels, the models and LoRAs they allow; a model for NSFW channels only); 4. the rate
 limits; then the audit record (blocked and refused requests are recorded too) and the queue.
 The guild's settings are read once per request: the limits, the gate and the image policy
 fixed for the job all come from that one read.
@@ -23,10 +25,11 @@ from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
 from bot.imagine.rules import rules_for
 from bot.imagine.types import Derived, Requester
+from generation.catalog import Catalog
 from generation.errors import RateLimited
 from generation.limits import options_units
 from generation.options import GenerationOptions, RequestedOptions
-from generation.options import validate as validate_options
+from generation.prompt_syntax import plain_text
 from generation.protocol import WorkRequest
 from generation.queue import JobQueue, QueuedJob
 from moderation.guild_rules import GuildRulesCache
@@ -41,6 +44,21 @@ from storage.repositories import Storage
 log = logging.getLogger(__name__)
 
 
+def check_request(options: GenerationOptions, rules: PromptRules) -> PromptVerdict:
+    """The prompt rules on the prompts as written and on their plain words, which weights and
+    brackets may have split (``(nu:1.2)de`` is drawn as "nude"): blocked if either reading is,
+    force-safe if either is."""
+    written = check_prompt(options.prompt, rules, options.negative_prompt)
+    prompt, negative = plain_text(options.prompt), plain_text(options.negative_prompt)
+    if not written.allowed or (prompt, negative) == (options.prompt, options.negative_prompt):
+        return written
+    plain = check_prompt(prompt, rules, negative)
+    if not plain.allowed:
+        return plain
+    safe_reasons = tuple(dict.fromkeys(written.safe_reasons + plain.safe_reasons))
+    return PromptVerdict(True, (), written.force_safe or plain.force_safe, safe_reasons)
+
+
 class Admission:
     """Checks, records and queues requests; fast (no model)."""
 
@@ -53,7 +71,7 @@ class Admission:
         *,
         bot_limits: BotLimits,
         nsfw_strict_threshold: float,
-        model_name: str,
+        catalog: Catalog,
         rules: PromptRules,
     ) -> None:
         self.storage = storage
@@ -62,7 +80,7 @@ class Admission:
         self.gate = gate
         self.bot_limits = bot_limits  # what the bot allows everywhere; a guild may tighten it
         self.nsfw_strict_threshold = nsfw_strict_threshold
-        self.model_name = model_name
+        self.catalog = catalog  # the models, LoRAs and embeddings offered
         self.rules = rules
         self.rules_cache = GuildRulesCache(rules)  # a guild's rules, per set of its entries
         self.accepting = True
@@ -111,18 +129,23 @@ class Admission:
             raise ShuttingDown("sdbot is restarting; try again in a minute")
         # 1. Options: fail at the boundary, never clamp; the guild may allow fewer steps.
         here = await self.limits_here(requester.guild_id)
-        options = validate_options(requested, here.options, here.defaults)
+        options = self.catalog.validate(requested, here.options)  # defaults capped by them
         if derived is not None and derived.upscale > 1:
             options = dataclasses.replace(options, upscale=derived.upscale)
 
         # 2. Prompt rules, then 3. the guild's moderators (they come first, so a banned member
         # hears of the ban and cannot probe the lists), then 4. admission and the audit record.
         rules = await self.rules_for(requester.guild_id)
-        verdict = check_prompt(options.prompt, rules, options.negative_prompt)
-        new = new_job(requester, options, verdict, self.model_name, derived)
+        verdict = check_request(options, rules)
+        embeddings = self.catalog.embeddings_in(options.prompt, options.negative_prompt)
+        new = new_job(requester, options, verdict, derived=derived, embeddings=embeddings)
         gate = await self.gate.check(requester, here.settings)
         if gate is not None:
             return await self._refuse(new, verdict, options, *gate)
+        names = [lora.name for lora in options.loras]
+        refused = here.choice_refusal(options.model, names, requester.channel_nsfw)
+        if refused is not None:
+            return await self._refuse(new, verdict, options, Refusal.MODEL, refused)
         if not verdict.allowed:
             job_id = await self.storage.audit.create_job(new)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())

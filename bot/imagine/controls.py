@@ -11,7 +11,7 @@ import logging
 from bot.imagine.admission import Admission
 from bot.imagine.errors import ControlUnavailable
 from bot.imagine.outcomes import AlreadyStarted, ImagineOutcome, Submitted
-from bot.imagine.records import requested_of
+from bot.imagine.records import model_named, requested_of
 from bot.imagine.types import Derived, Requester
 from generation.options import UPSCALE_FACTOR, RequestedOptions
 from moderation.policy import Disposition
@@ -69,6 +69,8 @@ class Controls:
         if parent is None:
             raise ControlUnavailable(f"there is no job {job_id}")
         requested, derived = derive(parent, variant)
+        model = model_named(self.admission.catalog, parent.model)  # as recorded before 0007 too
+        requested = dataclasses.replace(requested, model=model)
         action = control_name(variant)
         claims = self.storage.claims
         claim = await claims.claim_action(job_id, action, requester.user_id)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from generation.options import UPSCALE_FACTOR, GenerationOptions, RequestedOptions
+from generation.catalog import Catalog
+from generation.options import UPSCALE_FACTOR, GenerationOptions, LoraChoice, RequestedOptions
 from moderation.prompts import PromptVerdict
 from storage.audit import AuditLog
 from storage.errors import JobAlreadyFinished
@@ -47,10 +50,13 @@ def new_job(
     requester: Requester,
     options: GenerationOptions,
     verdict: PromptVerdict,
-    model: str,
+    model: str | None = None,
     derived: Derived | None = None,
+    *,
+    embeddings: Sequence[str] = (),
 ) -> NewJob:
-    """The audit record of a request, before its outcome is known."""
+    """The audit record of a request, before its outcome is known: ``model`` is the catalog's
+    name (None: the one the options name), ``embeddings`` the tokens its prompts use."""
     return copy_fields(
         NewJob,
         options,  # prompt, negative prompt, seeds (variants), steps, guidance, size, scheduler
@@ -58,21 +64,42 @@ def new_job(
         kind=JobKind.IMAGINE if derived is None else derived.kind,
         parent_job_id=None if derived is None else derived.parent_job_id,
         parent_variant=None if derived is None else derived.parent_variant,
-        model=model,
+        model=options.model if model is None else model,
+        loras=tuple(str(lora) for lora in options.loras),  # "name:weight"
+        embeddings=tuple(embeddings),
         verdict=audit_verdict(verdict),
         verdict_reasons=verdict.reasons or verdict.safe_reasons,
     )
 
 
+def loras_of(record: JobRecord) -> tuple[LoraChoice, ...]:
+    """The LoRAs a job was recorded with, as its options name them."""
+    return tuple(LoraChoice.parse(lora) for lora in record.loras)
+
+
+def model_named(catalog: Catalog, recorded: str) -> str:
+    """The catalog's name for a recorded model. Jobs recorded before the catalog (migration
+    0007) name their model by its source, SDBOT_MODEL as it was set: the entry loading from
+    that source is theirs. A model no entry is (removed since) stays as recorded, for
+    validation to refuse by name."""
+    if any(entry.name == recorded for entry in catalog.models):
+        return recorded
+    where = Path(recorded).expanduser().resolve()
+    for entry in catalog.models:
+        if entry.source.spec == recorded or entry.source.path.resolve() == where:
+            return entry.name
+    return recorded
+
+
 def options_of(record: JobRecord) -> GenerationOptions:
     """The options a recorded job ran with (they were validated when it was recorded)."""
     upscale = UPSCALE_FACTOR if record.kind == JobKind.UPSCALE else 1
-    return copy_fields(GenerationOptions, record, upscale=upscale)
+    return copy_fields(GenerationOptions, record, upscale=upscale, loras=loras_of(record))
 
 
 def requested_of(record: JobRecord) -> RequestedOptions:
-    """A recorded job asked for again: its prompt and settings, new seeds."""
-    return copy_fields(RequestedOptions, record, seed=None)
+    """A recorded job asked for again: its prompt, model, LoRAs and settings, new seeds."""
+    return copy_fields(RequestedOptions, record, seed=None, loras=loras_of(record))
 
 
 def verdict_of(record: JobRecord) -> PromptVerdict:

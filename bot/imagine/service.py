@@ -58,10 +58,14 @@ class ImagineService:
             self.leases,
             self.gatekeeper,
             bot_limits=BotLimits(
-                config.limits, config.defaults, config.rates, config.nsfw_threshold
+                config.limits,
+                config.defaults,
+                config.rates,
+                config.nsfw_threshold,
+                catalog=config.catalog,
             ),
             nsfw_strict_threshold=config.nsfw_strict_threshold,
-            model_name=config.model_name,
+            catalog=config.catalog,
             rules=rules,
         )
         self.following = Following(storage, queue, self.pictures)
