@@ -36,6 +36,8 @@ def worker_spec(settings: Settings) -> WorkerSpec:
         min_output_side=settings.min_output_side,
         torch_threads=settings.torch_threads,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        catalog=settings.catalog(),  # the models and LoRAs admission lets through
+        memory_gb=settings.model_memory_gb,
     )
 
 
