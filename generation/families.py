@@ -120,6 +120,11 @@ def family_of_folder(folder: Path) -> Family:
 def family_of_checkpoint(path: Path) -> Family:
     """A single ``.safetensors`` checkpoint's family, from its tensor names and shapes (read
     from the header only). Raises ModelLoadError for a corrupt file or an unknown layout."""
+    if path.suffix != ".safetensors":
+        raise ModelLoadError(
+            f"{path}: only .safetensors checkpoints are loaded (a {path.suffix or 'suffix-less'} "
+            "file may be a pickle, which runs code when loaded); convert it to .safetensors"
+        )
     names = [name for name in safetensors_header(path) if name != "__metadata__"]
     if not any(name.startswith(_UNET_PREFIX) for name in names):
         raise ModelLoadError(

@@ -152,6 +152,15 @@ def test_unknown_layouts_are_refused(tmp_path: Path) -> None:
         family_of_checkpoint(unet_only)
 
 
+def test_pickle_checkpoints_are_refused(tmp_path: Path) -> None:
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"PK\x03\x04 a zip of pickles")
+    with pytest.raises(ModelLoadError, match=r"only \.safetensors checkpoints are loaded"):
+        family_of_checkpoint(ckpt)
+    with pytest.raises(ModelLoadError, match=f"could not load model '{ckpt}': .*pickle"):
+        load_pipeline(resolve_model(str(ckpt)), "cpu", torch.float32)
+
+
 # --- loading -------------------------------------------------------------------------------
 
 
