@@ -42,6 +42,7 @@ from generation.options import (
     Size,
     validate,
 )
+from generation.prompt_syntax import take_lora_tags
 
 __all__ = ["Catalog", "EmbeddingFile", "LoraFile", "ModelEntry", "Size", "load_catalog"]
 
@@ -101,12 +102,7 @@ class Catalog:
         named twice (option and tag alike) is refused rather than summed.
         """
         entry = self.model(requested.model)
-        prompt = requested.prompt
-        tagged: tuple[LoraChoice, ...] = ()
-        if "<" in prompt:  # no tag without one: the common request skips the parser
-            from generation.prompt_syntax import take_lora_tags
-
-            prompt, tagged = take_lora_tags(prompt)
+        prompt, tagged = take_lora_tags(requested.prompt)
         options = validate(
             dataclasses.replace(requested, prompt=prompt),
             limits,

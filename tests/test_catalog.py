@@ -384,3 +384,22 @@ def test_a_guild_max_side_filters_the_sizes(two_sizes: Catalog) -> None:
 def test_a_lone_side_takes_the_other_from_the_default_size(two_sizes: Catalog) -> None:
     options = two_sizes.validate(RequestedOptions("p", width=96), LIMITS)
     assert (options.width, options.height) == (96, 64)
+
+
+def test_lora_tags_leave_the_prompt_for_the_options(two_sizes: Catalog) -> None:
+    options = two_sizes.validate(
+        RequestedOptions(
+            "a red <lora:stripes:0.5> circle <lora:dots>", loras=(LoraChoice("outline", -1),)
+        ),
+        LIMITS,
+    )
+    assert options.prompt == "a red circle"
+    assert [str(lora) for lora in options.loras] == ["dots:1", "outline:-1", "stripes:0.5"]
+    with pytest.raises(InvalidOption, match="lora must be each LoRA at most once, got 'outline'"):
+        ask(two_sizes, prompt="<lora:outline:0.3> a circle", loras=(LoraChoice("outline"),))
+    with pytest.raises(InvalidOption, match=r"lora weight must be a number from -2 to 2 \(dots\)"):
+        ask(two_sizes, prompt="a circle <lora:dots:3>")
+    with pytest.raises(InvalidOption, match=r"lora must be one of dots, .*got 'nope'"):
+        ask(two_sizes, prompt="a circle <lora:nope>")
+    with pytest.raises(InvalidOption, match="prompt must be non-empty text"):
+        ask(two_sizes, prompt="<lora:dots>")  # nothing left to draw
