@@ -207,17 +207,18 @@ def _model_entry(
 def single_model(spec: str) -> ModelEntry:
     """SDBOT_MODEL as the only model: named by its sdbot.json, else its folder or file."""
     source = resolve_model(spec)
-    if source.kind is SourceKind.SINGLE_FILE:
-        stem = source.path.stem
+    if source.kind is SourceKind.HUB:
+        stem = spec.rsplit("/", 1)[-1]  # not Path.stem: "stable-diffusion-v1.5" has no suffix
     else:
-        stem = source.path.resolve().name if source.kind is SourceKind.FOLDER else spec
-    name = declared_name(source) or clean_name(stem.rsplit("/", 1)[-1])
+        path = source.path.resolve()  # "." names its folder
+        stem = path.stem if source.kind is SourceKind.SINGLE_FILE else path.name
+    name = declared_name(source) or clean_name(stem)
     if not MODEL_NAME.match(name):
         raise ModelLoadError(f"{spec}: name {name!r} must match {MODEL_NAME.pattern}")
     return _model_entry(source, name)
 
 
-# A models file's fields: their TOML types, and the ModelDefaults field a default sets.
+# A models file's fields and their TOML types (the first named in an error).
 _FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "source": (str,), "family": (str,), "config": (str,), "sizes": (list,),
     "steps": (int,), "cfg": (int, float), "scheduler": (str,), "nsfw_only": (bool,),
@@ -246,7 +247,7 @@ def _read_entry(table: dict[str, Any], base: Path) -> tuple[ModelEntry, bool]:
         settings["steps"] = table["steps"]
     if "cfg" in table:
         if not (math.isfinite(table["cfg"]) and table["cfg"] >= 0):
-            raise ValueError(f"cfg must be a number from 0, got {table['cfg']}")
+            raise ValueError(f"cfg must be a number of at least 0, got {table['cfg']}")
         settings["guidance_scale"] = float(table["cfg"])
     if "scheduler" in table:
         if table["scheduler"] not in SCHEDULERS:
@@ -292,6 +293,8 @@ def read_models_file(path: Path) -> tuple[tuple[ModelEntry, bool], ...]:
         )
     entries: list[tuple[ModelEntry, bool]] = []
     for number, table in enumerate(tables, 1):
+        if not isinstance(table, dict):
+            raise ModelLoadError(f"models file {path}: model {number} is not a table: {table!r}")
         where = f"models file {path}: model {number} ({table.get('name', 'no name')})"
         try:
             entry, is_default = _read_entry(table, path.parent)

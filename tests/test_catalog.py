@@ -255,6 +255,7 @@ def test_a_bad_models_file_names_the_file_entry_and_field(
         ("[[model]\nname = 1", r"Expected '\]\]' at the end of an array declaration"),
         ('title = "x"', "expected .*model.* tables only"),
         ("", "expected .*model.* tables only"),
+        ("model = [1]", r"model 1 is not a table: 1"),
     ],
 )
 def test_a_file_that_is_not_a_models_file(tmp_path: Path, text: str, message: str) -> None:
