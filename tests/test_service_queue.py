@@ -3,6 +3,7 @@ and nothing lost when the process dies: queued jobs resume, running ones are ret
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import os
@@ -20,6 +21,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from bot.app import open_service, open_storage
+from bot.cli import EXIT_OK
+from bot.cli.audit import run_trace
 from bot.guild_admin import GuildAdmin, InvalidSetting
 from bot.imagine.errors import NotYours
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
@@ -301,10 +304,8 @@ def write_lora(path: Path, model_dir: Path, rank: int = 4) -> None:
 
 
 @pytest.fixture
-async def styled(
-    settings: Settings, model_dir: Path, tmp_path: Path
-) -> AsyncIterator[ImagineService]:
-    """The service on an operator's catalog: the embedded model as `embedded` (the default) and
+def offered(settings: Settings, model_dir: Path, tmp_path: Path) -> Settings:
+    """Settings with an operator's catalog: the embedded model as `embedded` (the default) and
     as `night` (age-restricted channels only), and one LoRA, `tint`."""
     models = tmp_path / "models.toml"
     models.write_text(
@@ -314,7 +315,12 @@ async def styled(
     loras = tmp_path / "loras"
     loras.mkdir()
     write_lora(loras / "tint.safetensors", model_dir)
-    offered = settings.model_copy(update={"models_file": models, "lora_dir": loras})
+    return settings.model_copy(update={"models_file": models, "lora_dir": loras})
+
+
+@pytest.fixture
+async def styled(offered: Settings) -> AsyncIterator[ImagineService]:
+    """The service on the ``offered`` catalog."""
     await asyncio.to_thread(migrations.upgrade, offered.effective_database_url())
     async with open_storage(offered) as storage, open_service(offered, storage) as service:
         yield service
@@ -324,7 +330,7 @@ NSFW_ROOM = dataclasses.replace(MEMBER, channel_id=71, channel_nsfw=True)
 
 
 async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
-    styled: ImagineService,
+    styled: ImagineService, offered: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     outcome = await styled.imagine(
         RequestedOptions(prompt="a red circle <lora:tint:0.5>", variants=2, seed=3, steps=4),
@@ -338,6 +344,10 @@ async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
         "embedded",
         ("tint:0.5",),
     )
+    picture = outcome.images[0].path
+    assert picture is not None
+    assert await run_trace(argparse.Namespace(image=picture, json=False), offered) == EXIT_OK
+    assert "  model     embedded · LoRAs tint:0.5\n" in capsys.readouterr().out  # sdbot trace
 
     for variant, kind in ((None, JobKind.REROLL), (2, JobKind.UPSCALE)):
         started = await styled.use_control(outcome.job_id, variant, MEMBER)

@@ -76,7 +76,9 @@ def _describe(job: JobRecord, variant: int) -> str:
     lines += [
         f"  options   {job.steps} steps · cfg {job.guidance_scale:g} · {job.width}x{job.height}"
         f" · {job.scheduler} · seeds {' '.join(map(str, job.seeds))}",
-        f"  model     {job.model}",
+        f"  model     {job.model}"
+        + (f" · LoRAs {', '.join(job.loras)}" if job.loras else "")
+        + (f" · embeddings {', '.join(job.embeddings)}" if job.embeddings else ""),
         f"  verdict   {job.verdict}"
         + (f": {'; '.join(job.verdict_reasons)}" if job.verdict_reasons else ""),
     ]
