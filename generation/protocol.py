@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from generation.options import GenerationOptions
+from generation.catalog import Catalog
+from generation.options import GenerationOptions, LoraChoice
 from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
 
@@ -24,7 +25,12 @@ async def notify(callback: Callable[[T], Awaitable[None] | None] | None, value: 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How to start a worker: everything it needs, since it shares nothing with its parent."""
+    """How to start a worker: everything it needs, since it shares nothing with its parent.
+
+    ``catalog`` is the operator's models, LoRAs and embeddings (None: the one ``model``, with
+    the LoRA and embedding folders' defaults). ``memory_gb`` is what the loaded models may
+    take together (0: 80 % of the GPU's memory, or half the RAM on a CPU).
+    """
 
     model: str
     device: str = "auto"
@@ -32,6 +38,8 @@ class WorkerSpec:
     min_output_side: int = 256
     torch_threads: int | None = None
     log_level: str = "WARNING"
+    catalog: Catalog | None = None
+    memory_gb: float = 0
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,20 @@ class WorkRequest:
     image_policy: ImagePolicy
 
     @property
-    def batch_key(self) -> tuple[int, int, int, float, str, int]:
-        """Jobs with equal keys can run in one pipeline call (one model per worker)."""
+    def batch_key(self) -> tuple[int, int, int, float, str, int, str, tuple[LoraChoice, ...]]:
+        """Jobs with equal keys can run in one pipeline call: one model and one list of LoRAs
+        with their weights (in their order: the sum of their changes is rounded in it)."""
         o = self.options
-        return (o.width, o.height, o.steps, o.guidance_scale, o.scheduler, o.upscale)
+        return (
+            o.width,
+            o.height,
+            o.steps,
+            o.guidance_scale,
+            o.scheduler,
+            o.upscale,
+            o.model,
+            o.loras,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,12 +128,19 @@ class PostReady:
 
 @dataclass(frozen=True)
 class WorkResult:
-    """A finished job: its pictures as they may be posted, and where the time went."""
+    """A finished job: its pictures as they may be posted, and where the time went.
+
+    ``notes`` say what the member should know about how it was drawn (a prompt cut at the
+    text encoder's limit); ``model_load_ms`` is the model switch its batch waited for (0: the
+    model was loaded already).
+    """
 
     job_id: int
     post: PostReady
     diffusion_ms: float
     postprocess_ms: float
+    notes: tuple[str, ...] = ()
+    model_load_ms: float = 0.0
 
 
 @dataclass(frozen=True)
