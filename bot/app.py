@@ -56,8 +56,7 @@ async def open_service(settings: Settings, storage: Storage) -> AsyncIterator[Im
 def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> ImagineService:
     """The imagine path over ``storage`` and ``queue``; nothing starts or connects here."""
     catalog = settings.catalog()
-    default = next(entry for entry in catalog.models if entry.name == catalog.default_model)
-    defaults = default.defaults
+    defaults = catalog.model(None).defaults
     config = ImagineConfig(
         limits=settings.limits(defaults),
         defaults=defaults,

@@ -22,8 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from generation.catalog import Catalog, ModelEntry, Size, load_catalog
-from generation.families import Family
+from generation.catalog import Catalog, load_catalog
 from generation.limits import MAX_RATE, MIN_RATE, Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
@@ -359,31 +358,14 @@ class Settings(BaseSettings):
 
 def catalog_from(settings: Settings) -> Catalog:
     """The operator's catalog from the settings (``Settings.catalog`` keeps it)."""
-    try:
-        return load_catalog(
-            settings.model,
-            models_file=settings.models_file,
-            lora_dir=settings.lora_dir,
-            embedding_dir=settings.embedding_dir,
-        )
-    except NotImplementedError:  # TODO(issue 17): goes once load_catalog is filled
-        return _one_model_catalog(settings)
-
-
-def _one_model_catalog(settings: Settings) -> Catalog:
-    source = resolve_model(settings.model)
-    defaults = model_defaults(source)
-    name = "embedded" if source.path == EMBEDDED_MODEL_DIR else _model_name(source.path.stem)
-    entry = ModelEntry(
-        name=name,
-        source=source,
-        family=Family.SD1,
-        defaults=defaults,
-        sizes=(Size("1:1", defaults.width, defaults.height),),
+    shipped = {EMBEDDED_LORA_DIR, EMBEDDED_EMBEDDING_DIR}  # optional: a checkout may lack them
+    lora_dir, embedding_dir = (
+        None if folder in shipped and not folder.is_dir() else folder
+        for folder in (settings.lora_dir, settings.embedding_dir)
     )
-    return Catalog(models=(entry,), default_model=name)
-
-
-def _model_name(stem: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:32]
-    return cleaned or "model"
+    return load_catalog(
+        settings.model,
+        models_file=settings.models_file,
+        lora_dir=lora_dir,
+        embedding_dir=embedding_dir,
+    )

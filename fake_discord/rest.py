@@ -81,6 +81,7 @@ class Call:
     files: list[Upload] = field(default_factory=list)
     status: int = 0
     code: int | None = None  # Discord's error code when it failed
+    error: dict[str, Any] | None = None  # the error body answered (message, code, errors)
     at: float = 0.0
     answered: bool = True  # False: a connection fault (drop, stall) kept the answer from the client
 
@@ -468,7 +469,9 @@ async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]
     body = call.json or {}
     kind, data = int(body.get("type", 0)), body.get("data") or {}
     resource: dict[str, Any] = {"type": kind}
-    if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
+    if interaction.type == 4 or kind == 8:
+        interaction.choices = _autocomplete_choices(interaction, kind, data)
+    elif kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
         check_message(fake, data, call.files, interaction.attachment_size_limit)
         interaction.original = fake.interaction_message(interaction, data, call.files)
         resource["message"] = interaction.original.to_json(fake.bot_user.id)
@@ -477,7 +480,7 @@ async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]
         interaction.original = fake.interaction_message(
             interaction, {"content": "", "flags": flags}, [], loading=True
         )
-    elif kind != 9:  # 6 and 7 answer components, 8 autocomplete; 9 opens a modal
+    elif kind != 9:  # 6 and 7 answer components; 9 opens a modal
         raise invalid_form(
             "type", f"Value {kind} is not a valid callback type for an application command"
         )
@@ -486,7 +489,7 @@ async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]
     return 200, {
         "interaction": {
             "id": str(interaction.id),
-            "type": 2,
+            "type": interaction.type,
             "response_message_id": str(original.id) if original else None,
             "response_message_loading": kind == 5,
             "response_message_ephemeral": interaction.ephemeral,
@@ -495,7 +498,37 @@ async def interaction_callback(fake: FakeDiscord, call: Call) -> tuple[int, Any]
     }
 
 
+MAX_CHOICE_VALUE = 100  # a string choice's value (the schema says 6000; the docs 100)
+_CHOICE_TYPES: dict[int, tuple[type, ...]] = {3: (str,), 4: (int,), 10: (int, float)}
+
+
+def _autocomplete_choices(
+    interaction: Interaction, kind: int, data: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """An autocomplete's answer as Discord takes it: type 8 only, and only to an autocomplete
+    (type 4) interaction; at most 25 choices (the schema), each value of the focused option's
+    type, a string one at most 100 characters."""
+    if interaction.type != 4 or kind != 8:
+        raise invalid_form(
+            "type",
+            f"Value {kind} is not a valid callback type for interaction type {interaction.type}",
+        )
+    focused = interaction.focused or {}
+    allowed = _CHOICE_TYPES.get(int(focused.get("type", 3)), (str,))
+    choices: list[dict[str, Any]] = list(data.get("choices") or [])
+    for index, choice in enumerate(choices):
+        value = choice.get("value")
+        where = f"data.choices.{index}.value"
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise invalid_form(where, f"Value {value!r} is not of the option's type")
+        if isinstance(value, str) and len(value) > MAX_CHOICE_VALUE:
+            raise invalid_form(where, f"Must be {MAX_CHOICE_VALUE} or fewer in length.")
+    return choices
+
+
 def _live_token(fake: FakeDiscord, interaction: Interaction) -> None:
+    if interaction.type == 4:  # an autocomplete's token answers once, with its choices
+        raise unknown("Webhook", 10015)
     if fake.now() - interaction.created > fake.token_lifetime_s:
         raise DiscordError(401, 50027, "Invalid Webhook Token")
     if not interaction.responded:

@@ -90,6 +90,9 @@ class Interaction:
     original: Message | None = None
     followups: list[Message] = field(default_factory=list)
     acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
+    type: int = 2  # APPLICATION_COMMAND; 4: APPLICATION_COMMAND_AUTOCOMPLETE
+    focused: dict[str, Any] | None = None  # autocomplete: the option typed in (synced schema)
+    choices: list[dict[str, Any]] | None = None  # autocomplete: the bot's answer (type 8)
 
     @property
     def ack_latency(self) -> float | None:
@@ -299,15 +302,17 @@ class FakeDiscord:
         guild: Guild | None,
         checked: bool,
         user: User,
+        focused: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Discord's option payload for a (sub)command, typed from the synced schema, checked
-        as Discord's own client checks it (unless ``checked`` is False)."""
+        as Discord's own client checks it (unless ``checked`` is False). ``focused``: the option
+        being typed in an autocomplete, sent as the text typed so far, unchecked."""
         options = schema.get("options") or []
         if path:
             sub = next((o for o in options if o["name"] == path[0] and o["type"] in (1, 2)), None)
             if sub is None:
                 raise LookupError(f"{schema['name']!r} has no subcommand {path[0]!r}")
-            inner, within = self._options(sub, path[1:], values, guild, checked, user)
+            inner, within = self._options(sub, path[1:], values, guild, checked, user, focused)
             return [{"name": sub["name"], "type": sub["type"], "options": inner}], within
         by_name = {o["name"]: o for o in options}
         out: list[dict[str, Any]] = []
@@ -318,6 +323,13 @@ class FakeDiscord:
                     f"{schema['name']!r} has no option {key!r}; it has {sorted(by_name)}"
                 )
             option = by_name[key]
+            if key == focused:
+                if not option.get("autocomplete"):
+                    raise ValueError(f"{schema['name']!r} option {key!r} has no autocomplete")
+                out.append(
+                    {"name": key, "type": option["type"], "value": str(value), "focused": True}
+                )
+                continue
             if checked:
                 _check_option(option, value)
             if isinstance(value, User):
@@ -333,7 +345,7 @@ class FakeDiscord:
                 resolved.setdefault("channels", {})[str(value.id)] = channel
                 value = str(value.id)
             out.append({"name": key, "type": option["type"], "value": value})
-        if checked:
+        if checked and focused is None:  # an autocomplete comes before the form is complete
             missing = [o["name"] for o in options if o.get("required") and o["name"] not in values]
             if missing:
                 raise ValueError(f"Discord would not send {schema['name']!r} without {missing}")
@@ -359,6 +371,29 @@ class FakeDiscord:
         age-restricted command outside an NSFW channel. ``checked=False`` sends it anyway, as
         a modified client could.
         """
+        return self._command(user, channel, command, attachment_size_limit, checked, options)
+
+    async def autocomplete(
+        self, user: User, channel: Channel, command: str, /, focused: str, **options: Any
+    ) -> Interaction:
+        """Sends APPLICATION_COMMAND_AUTOCOMPLETE (type 4) as Discord does while ``user`` types
+        ``/command``: the options filled so far, ``focused`` (an option synced with
+        ``autocomplete``) holding the text typed in it. The bot's answer (callback type 8) is
+        ``interaction.choices`` once ``interaction.acknowledged`` is set."""
+        if focused not in options:
+            raise ValueError(f"the focused option {focused!r} needs the text typed in it")
+        return self._command(user, channel, command, None, True, options, focused)
+
+    def _command(
+        self,
+        user: User,
+        channel: Channel,
+        command: str,
+        attachment_size_limit: int | None,
+        checked: bool,
+        options: dict[str, Any],
+        focused: str | None = None,
+    ) -> Interaction:
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
         schema, guild_command = self._command_schema(channel.guild_id, command)
         if checked and guild is not None:
@@ -371,7 +406,7 @@ class FakeDiscord:
                     f"/{schema['name']} is age-restricted; #{channel.name} is not"
                 )
         path = command.split()[1:]
-        opts, resolved = self._options(schema, path, options, guild, checked, user)
+        opts, resolved = self._options(schema, path, options, guild, checked, user, focused)
         data: dict[str, Any] = {"id": schema["id"], "name": schema["name"], "type": 1}
         if opts:
             data["options"] = opts
@@ -390,12 +425,14 @@ class FakeDiscord:
             created=created,
             sent_at=time.perf_counter(),
             attachment_size_limit=attachment_size_limit or self.attachment_size_limit,
+            type=2 if focused is None else 4,
+            focused=None if focused is None else _option_schema(schema, path, focused),
         )
         self.interactions[interaction.id] = interaction
         payload: dict[str, Any] = {
             "id": str(interaction.id),
             "application_id": str(self.application_id),
-            "type": 2,
+            "type": interaction.type,
             "data": data,
             "channel_id": str(channel.id),
             "channel": channel.to_json(),
@@ -760,7 +797,7 @@ class FakeDiscord:
             rest.check_request(call)  # what Discord's schema and documented limits refuse
             status, body = await handler(self, call)
         except DiscordError as error:
-            call.status, call.code = error.status, error.code
+            call.status, call.code, call.error = error.status, error.code, error.body()
             return _json(error.status, error.body(), call.route)
         except Exception as error:  # a bug in the fake: a 400 the bot will not retry, recorded
             self.errors.append(f"{call.route}: {type(error).__name__}: {error}")
@@ -861,3 +898,10 @@ def _check_option(option: dict[str, Any], value: Any) -> None:
         low, high = option.get("min_length", 0), option.get("max_length", 6000)
         if not low <= len(value) <= high:
             raise ValueError(f"Discord would not send {name} of {len(value)} characters")
+
+
+def _option_schema(schema: dict[str, Any], path: list[str], name: str) -> dict[str, Any]:
+    """The synced schema of option ``name`` of a (sub)command."""
+    for step in path:
+        schema = next(o for o in schema.get("options") or [] if o["name"] == step)
+    return next(o for o in schema.get("options") or [] if o["name"] == name)

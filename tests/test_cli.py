@@ -21,6 +21,7 @@ from bot.settings import Settings
 from storage.engine import create_engine, create_session_factory
 from storage.models import TermKind
 from storage.terms import TermList
+from tests.test_models_discord import SHIPPED_LORA, make_lora
 
 
 def sdbot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -124,19 +125,15 @@ def test_imagine_trace_and_reproduce(migrated: Settings, tmp_path: Path) -> None
     [
         (["imagine", ""], "prompt must be non-empty text, got ''"),
         (["imagine", "a cat", "--steps", "0"], "steps must be a whole number from 1 to 50, got 0"),
+        # The embedded model draws well at 64 px only (128 drew scattered shapes; 1024 took
+        # 76 s idle and stalled the worker under load): its one size.
+        (["imagine", "a cat", "--width", "100"], "size must be one of 64x64 (1:1), got '100x64'"),
         (
-            ["imagine", "a cat", "--width", "100"],
-            "width must be a multiple of 8 from 64 to 128 (2 × the model's native 64 px), got 100",
-        ),
-        (  # the embedded model took 76 s for 1024² idle, and stalled the worker under load
             ["imagine", "a cat", "--height", "1024"],
-            "height must be a multiple of 8 from 64 to 128 (2 × the model's native 64 px), "
-            "got 1024",
+            "size must be one of 64x64 (1:1), got '64x1024'",
         ),
-        (  # the settings still narrow it
-            ["imagine", "a cat", "--width", "128", "SDBOT_MAX_SIDE=96"],
-            "width must be a multiple of 8 from 64 to 96, got 128",
-        ),
+        (["imagine", "a cat", "--aspect", "3:2"], "aspect must be one of 1:1, got '3:2'"),
+        (["imagine", "a cat", "--model", "sd99"], "model must be one of embedded, got 'sd99'"),
         (
             ["imagine", "a cat", "SDBOT_MIN_SIDE=256"],
             "SDBOT_MIN_SIDE must be at most 128, the largest side this model serves "
@@ -159,6 +156,71 @@ def test_bad_input_exits_2_with_one_line(settings: Settings, args: list[str], re
     assert len(result.stderr.strip().splitlines()[-1]) > 0
     if args[0] == "imagine" and "invalid" not in reason:
         assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded model's shipped LoRA folder, else one with a LoRA made the same way."""
+    if SHIPPED_LORA.is_file():
+        return SHIPPED_LORA.parent
+    folder = tmp_path_factory.mktemp("loras")
+    make_lora(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("loras", "reason"),
+    [
+        (["nope"], "lora must be one of outline, got 'nope'"),
+        (["outline:3"], "lora weight must be a number from -2 to 2 (outline), got 3.0"),
+        (["outline:x"], "lora weight must be a number from -2 to 2, got 'x'"),
+        (["outline", "outline:0.5"], "lora must be each LoRA at most once, got 'outline'"),
+    ],
+)
+def test_a_bad_lora_exits_2_with_one_line(
+    settings: Settings, lora_dir: Path, loras: list[str], reason: str
+) -> None:
+    flags = [arg for lora in loras for arg in ("--lora", lora)]
+    result = sdbot(settings, "imagine", "a cat", *flags, SDBOT_LORA_DIR=str(lora_dir))
+    assert result.returncode == 2
+    assert result.stderr == f"sdbot: error: {reason}\n"
+
+
+def test_imagine_with_a_model_a_lora_and_an_aspect_names_them(
+    migrated: Settings, lora_dir: Path
+) -> None:
+    args = ["a red circle", "--model", "embedded", "--lora", "outline:0.8", "--aspect", "1:1"]
+    env = {"SDBOT_LORA_DIR": str(lora_dir)}
+    result = sdbot(migrated, "imagine", *args, "--variants", "1", "--seed", "1", "--json", **env)
+    assert result.returncode == 0, result.stderr
+    drawn = json.loads(result.stdout)
+    assert (drawn["model"], drawn["loras"]) == ("embedded", [{"name": "outline", "weight": 0.8}])
+    assert (drawn["images"][0]["width"], drawn["embeddings"], drawn["notes"]) == (256, [], [])
+    # A prompt past the text encoder's windows (8 of 30 tokens for the embedded model) is cut,
+    # and the output says so.
+    long = " ".join(["red"] * 249)  # 249 tokens in 995 characters
+    said = sdbot(migrated, "imagine", long, "--lora", "outline", "--variants", "1", **env)
+    assert said.returncode == 0, said.stderr
+    assert "  model embedded · LoRA outline:1\n" in said.stdout
+    assert "  note: prompt cut after 8 windows: 9 tokens dropped\n" in said.stdout
+
+
+def test_models_lists_the_models_loras_and_embeddings(settings: Settings, lora_dir: Path) -> None:
+    env = {"SDBOT_LORA_DIR": str(lora_dir)}
+    listed = json.loads(sdbot(settings, "models", "--json", **env).stdout)
+    [model] = listed["models"]
+    assert (model["name"], model["default"], model["family"]) == ("embedded", True, "sd1")
+    assert (model["sizes"], model["nsfw_only"], model["loras"]) == (
+        {"1:1": "64x64"}, False, ["outline"]
+    )  # fmt: skip
+    assert [(lora["name"], lora["fits"]) for lora in listed["loras"]] == [("outline", ["embedded"])]
+    said = sdbot(settings, "models", **env)
+    assert said.returncode == 0, said.stderr
+    assert "  embedded (default): sd1 · 1:1 64x64\n" in said.stdout
+    assert "  outline: fits embedded\n" in said.stdout
+    broken = sdbot(settings, "models", SDBOT_MODELS_FILE=str(lora_dir / "none.toml"))
+    assert broken.returncode == 2
+    assert broken.stderr.startswith("sdbot: error: SDBOT_MODELS_FILE: "), broken.stderr
 
 
 def test_a_database_that_is_behind_is_refused(settings: Settings) -> None:
@@ -359,6 +421,7 @@ NOT_FOR_LIGHT_COMMANDS = ("discord", "aiohttp", "redis", "PIL", "numpy", "torch"
         (["moderate", "a cat", "--guild", "5"], ("alembic",)),
         (["guild", "show", "5"], ("alembic",)),
         (["terms", "list"], ("alembic",)),
+        (["models"], ("alembic",)),
     ],
 )
 def test_commands_without_a_model_import_no_heavy_library(

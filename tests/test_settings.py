@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.settings import Settings, mask_url
+from generation.errors import ModelLoadError
 
 
 def make(**values: object) -> Settings:
@@ -59,3 +60,17 @@ def test_secrets_are_masked_in_urls_and_tokens() -> None:
 def test_side_limits_must_make_sense() -> None:
     with pytest.raises(ValidationError, match=r"SDBOT_MIN_SIDE \(512\) must not be above"):
         make(min_side=512, max_side=256)
+
+
+def test_the_catalog_is_read_once_from_the_model_and_folders(tmp_path: Path) -> None:
+    settings = make(lora_dir=tmp_path, embedding_dir="~/embeddings-that-are-not-there")
+    assert settings.embedding_dir == Path.home() / "embeddings-that-are-not-there"
+    with pytest.raises(ModelLoadError, match="SDBOT_EMBEDDING_DIR"):
+        settings.catalog()  # a folder the operator named must be there
+    settings = make(lora_dir=tmp_path)  # the embedded model's folders: used when shipped
+    catalog = settings.catalog()
+    assert (catalog.default_model, catalog.loras) == ("embedded", ())
+    assert settings.catalog() is catalog
+    assert settings.model_copy(update={"model_memory_gb": 8}).catalog() is catalog
+    with pytest.raises(ValidationError, match="model_memory_gb"):
+        make(model_memory_gb=-1)

@@ -17,11 +17,19 @@ from bot.cli.outcomes import (
     queue_printer,
     verdict_json,
 )
-from generation.options import SCHEDULERS, RequestedOptions
+from generation.options import (
+    LORA_WEIGHT_MAX,
+    LORA_WEIGHT_MIN,
+    MAX_LORAS,
+    SCHEDULERS,
+    LoraChoice,
+    RequestedOptions,
+)
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
     from bot.settings import Settings
+    from generation.catalog import Catalog
     from storage.records import JobRecord
 
 
@@ -36,8 +44,20 @@ def register(commands: Any) -> None:
     imagine.add_argument("--seed", type=int, help="base seed; variant i uses seed + i")
     imagine.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     imagine.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
-    imagine.add_argument("--width", type=int, help="pixels, a multiple of 8")
-    imagine.add_argument("--height", type=int, help="pixels, a multiple of 8")
+    imagine.add_argument("--model", help="a model's name (default: the default model)")
+    imagine.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME[:WEIGHT]",
+        help=f"a LoRA and its weight (default 1, from {LORA_WEIGHT_MIN:g} to "
+        f"{LORA_WEIGHT_MAX:g}); repeat for up to {MAX_LORAS}",
+    )
+    imagine.add_argument(
+        "--aspect", help="one of the model's sizes by its aspect ratio: 1:1, 3:2, 2:3, 16:9, 9:16"
+    )
+    imagine.add_argument("--width", type=int, help="pixels: one of the model's sizes")
+    imagine.add_argument("--height", type=int, help="pixels: one of the model's sizes")
     imagine.add_argument("--variants", type=int, default=4, help="images to make (default 4)")
     imagine.add_argument("--scheduler", help="one of " + ", ".join(SCHEDULERS))
     imagine.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
@@ -84,6 +104,9 @@ def _requested(args: argparse.Namespace) -> RequestedOptions:
         height=args.height,
         variants=args.variants,
         scheduler=args.scheduler,
+        model=args.model,
+        loras=tuple(LoraChoice.parse(text) for text in args.lora),
+        aspect=args.aspect,
     )
 
 
@@ -91,25 +114,20 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import open_service, open_storage
     from bot.cli.refusals import record_refusal
     from bot.imagine.types import Requester
-    from generation.errors import ModelLoadError
-    from generation.models import model_defaults, resolve_model
-    from generation.options import UnstorableText, validate
+    from generation.options import UnstorableText
     from storage.models import JobStatus
 
-    try:
-        defaults = model_defaults(resolve_model(settings.model))
-    except ModelLoadError as error:
-        raise CommandError(f"SDBOT_MODEL: {error}") from error
+    catalog = catalog_of(settings)
     requested = _requested(args)
-    try:
-        validate(requested, settings.limits(), defaults)  # fail fast, before any I/O
+    try:  # fail fast, before any I/O
+        catalog.validate(requested, settings.limits(catalog.model(None).defaults))
         refusal = None if args.guild is None else check_guild_id(args.guild)
     except UnstorableText as error:
         refusal = str(error)
     if refusal is not None:  # a request all the same: recorded, refused
         guild = None if args.guild is None or check_guild_id(args.guild) else args.guild
         job_id = await record_refusal(
-            settings, requested, defaults, refusal, guild_id=guild, channel_nsfw=args.nsfw_channel
+            settings, requested, refusal, guild_id=guild, channel_nsfw=args.nsfw_channel
         )
         raise CommandError(f"{refusal} (recorded as job {job_id}, refused)")
     if args.out is not None:
@@ -128,6 +146,18 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     if outcome.status is JobStatus.BLOCKED:
         return EXIT_BLOCKED
     return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+def catalog_of(settings: Settings) -> Catalog:
+    """The settings' catalog; a bad model, models file, LoRA or embedding is a usage error that
+    names the setting."""
+    from generation.errors import ModelLoadError
+
+    try:
+        return settings.catalog()
+    except ModelLoadError as error:
+        where = "SDBOT_MODELS_FILE" if settings.models_file else "SDBOT_MODEL"
+        raise CommandError(f"{where}: {error}") from error
 
 
 async def run_recover(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,13 +14,12 @@ from bot.imagine.records import new_job
 from bot.imagine.rules import moderate
 from bot.imagine.types import Requester
 from bot.settings import Settings
-from generation.options import ModelDefaults, RequestedOptions, storable, validate
+from generation.options import RequestedOptions, storable
 
 
 async def record_refusal(
     settings: Settings,
     requested: RequestedOptions,
-    defaults: ModelDefaults,
     reason: str,
     *,
     guild_id: int | None,
@@ -33,10 +32,12 @@ async def record_refusal(
         prompt=storable(requested.prompt),
         negative_prompt=storable(requested.negative_prompt),
     )
-    options = validate(escaped, settings.limits(), defaults)
+    catalog = settings.catalog()
+    options = catalog.validate(escaped, settings.limits(catalog.model(None).defaults))
     async with open_storage(settings) as storage:
         verdict = await moderate(storage.terms, options.prompt, guild_id, options.negative_prompt)
         requester = Requester(source="cli", guild_id=guild_id, channel_nsfw=channel_nsfw)
+        model = options.model or catalog.default_model
         return await storage.audit.create_job(
-            new_job(requester, options, verdict, settings.model), refused=reason
+            new_job(requester, options, verdict, model), refused=reason
         )

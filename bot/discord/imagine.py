@@ -15,12 +15,21 @@ import discord
 from discord import app_commands
 
 from bot.discord import render
+from bot.discord.choices import chosen_model, lora_choices, model_choices
 from bot.discord.delivery import Status
 from bot.discord.interactions import private, requester
 from bot.discord.retries import DISCORD_ERRORS, describe
 from bot.discord.text import NO_PINGS, capped
 from bot.imagine.outcomes import ImagineOutcome
-from generation.options import MAX_SEED, SCHEDULERS, RequestedOptions
+from generation.options import (
+    LORA_WEIGHT_MAX,
+    LORA_WEIGHT_MIN,
+    MAX_LORAS,
+    MAX_SEED,
+    SCHEDULERS,
+    RequestedOptions,
+)
+from generation.prompt_syntax import parse_lora_list
 from storage.models import JobKind
 
 if TYPE_CHECKING:
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCORD_MAX_STRING = 6000  # the longest string option Discord accepts
+ASPECTS = ("1:1", "3:2", "2:3", "16:9", "9:16")  # the shapes a model may declare sizes for
+MAX_MODEL_CHARS = 32  # a catalog name's longest
+MAX_LORA_CHARS = 200  # MAX_LORAS names of 32 characters with weights, and room to spare
 
 
 def setup(bot: ImagineBot) -> None:
@@ -38,7 +50,9 @@ def setup(bot: ImagineBot) -> None:
         interaction: discord.Interaction,
         prompt: str,
         negative: str = "",
-        size: int | None = None,
+        model: str | None = None,
+        lora: str | None = None,
+        aspect: str | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
@@ -50,11 +64,26 @@ def setup(bot: ImagineBot) -> None:
             seed=seed,
             steps=steps,
             guidance_scale=guidance,
-            width=size,
-            height=size,
             scheduler=sampler,
+            model=model.strip() if model else None,
+            loras=parse_lora_list(lora) if lora else (),
+            aspect=aspect,
         )
         await run_imagine(bot, interaction, requested)
+
+    async def complete_model(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        here = await bot.service.limits_here(interaction.guild_id)
+        nsfw = requester(interaction).channel_nsfw
+        return model_choices(here, bot.service.config.catalog, nsfw, current)
+
+    async def complete_lora(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        here = await bot.service.limits_here(interaction.guild_id)
+        model = chosen_model(bot.service.config.catalog, interaction.namespace.model)
+        return lora_choices(here, model, current)
 
     # Discord shows and enforces the bot's own limits (a guild may allow less; the bot says
     # so). The annotations are strings here (PEP 563): the ranges, built from the settings,
@@ -64,24 +93,32 @@ def setup(bot: ImagineBot) -> None:
     imagine.__annotations__.update(
         prompt=app_commands.Range[str, 1, text],
         negative=app_commands.Range[str, 0, text],
-        size=app_commands.Range[int, limits.min_side, limits.max_side] | None,
+        model=app_commands.Range[str, 1, MAX_MODEL_CHARS] | None,
+        lora=app_commands.Range[str, 1, MAX_LORA_CHARS] | None,
         steps=app_commands.Range[int, 1, limits.max_steps] | None,
         guidance=app_commands.Range[float, limits.min_guidance, limits.max_guidance] | None,
         seed=app_commands.Range[int, 0, MAX_SEED] | None,
     )
     described = app_commands.describe(
-        prompt="what to draw",
+        prompt="what to draw; (word:1.3) weighs a word more, [word] less",
         negative="what not to draw",
-        size="width and height in pixels, a multiple of 8 (default: the model's)",
+        model="the model to draw with (default: the bot's)",
+        lora=f"styles: NAME or NAME:WEIGHT ({LORA_WEIGHT_MIN:g} to {LORA_WEIGHT_MAX:g}), "
+        f"up to {MAX_LORAS}, comma-separated",
+        aspect="the picture's shape, in one of the model's sizes (default: its first)",
         steps="denoising steps (more: slower, finer)",
         guidance="how closely to follow the prompt (cfg)",
         seed="the same seed and prompt make the same grid",
         sampler="the scheduler",
     )(imagine)
     chosen = app_commands.choices(
-        sampler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS]
+        sampler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS],
+        aspect=[app_commands.Choice(name=name, value=name) for name in ASPECTS],
     )(described)
-    bot.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")(chosen)
+    completed = app_commands.autocomplete(model=complete_model, lora=complete_lora)(chosen)
+    bot.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")(
+        completed
+    )
 
 
 async def run_imagine(

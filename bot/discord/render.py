@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.access import Gated
-from bot.discord.text import quoted
+from bot.discord.text import code, quoted
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.outcomes import Refusal
 from common.errors import SdbotError
@@ -116,6 +117,17 @@ def progress_text(progress: Progress, options: GenerationOptions) -> str:
     return f"upscaling: step {min(progress.step - first, refine)}/{refine}"
 
 
+def drawn_with(model: str, loras: Sequence[object], embeddings: Sequence[str]) -> str:
+    """``model embedded · LoRA outline:0.8, stripes:1 · embeddings gloom``: what a picture was
+    drawn with, each name as typed (no markdown), the LoRAs with their weights."""
+    parts = [f"model {code(model, 64)}"]
+    if loras:
+        parts.append("LoRA " + ", ".join(code(str(lora), 64) for lora in loras))
+    if embeddings:
+        parts.append("embeddings " + ", ".join(code(token, 64) for token in embeddings))
+    return " · ".join(parts)
+
+
 def final(
     outcome: ImagineOutcome, heading: str, options: GenerationOptions, model_label: str
 ) -> tuple[str, discord.File | None]:
@@ -125,9 +137,15 @@ def final(
     if outcome.status is not JobStatus.SUCCEEDED:
         return f"{heading}\n❌ {outcome.status.value}: {outcome.error or 'no images'}", None
     seeds = ", ".join(str(seed) for seed in outcome.seeds)
+    used = drawn_with(
+        outcome.model or options.model or model_label,
+        outcome.loras or options.loras,
+        outcome.embeddings,
+    )
     lines = [
         heading,
-        f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · {chosen(options)} · {model_label}",
+        f"seed{'s' if len(outcome.seeds) > 1 else ''} {seeds} · {chosen(options)} · {used}",
+        *(f"ℹ️ {quoted(note, 300)}" for note in outcome.notes),
     ]
     withheld = [image for image in outcome.images if image.withheld]
     if withheld:
@@ -159,7 +177,7 @@ def details(record: JobRecord, model_label: str) -> str:
     lines.append(
         f"{record.width}×{record.height} · {record.steps} steps · guidance "
         f"{record.guidance_scale:g} · sampler {record.scheduler} · seeds {seeds} · "
-        f"{model_label}"
+        + drawn_with(record.model or model_label, record.loras, record.embeddings)
     )
     withheld = [i for i in record.images if i.disposition == Disposition.WITHHELD]
     if withheld:
@@ -214,8 +232,9 @@ def help_text(model_label: str, here: GuildLimits) -> str:
     return "\n".join(
         [
             f"**sdbot** draws pictures from text with Stable Diffusion ({model_label}).",
-            "`/imagine prompt` makes a 2×2 grid; options: `negative`, `size`, `steps`, "
-            "`guidance`, `seed`, `sampler`.",
+            "`/imagine prompt` makes a 2×2 grid; options: `negative`, `model`, `lora` "
+            "(styles, `name:weight`), `aspect`, `steps`, `guidance`, `seed`, `sampler`; "
+            "`(word:1.3)` in a prompt weighs a word more.",
             "`/job id` shows a job's settings and posts its grid again with the controls.",
             "`/cancel [id]` stops your queued or running job.",
             f"Under a grid: {' '.join(UPSCALES)} upscale that picture, {REROLL} draws the "
