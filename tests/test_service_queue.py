@@ -306,7 +306,7 @@ def write_lora(path: Path, model_dir: Path, rank: int = 4) -> None:
 @pytest.fixture
 def offered(settings: Settings, model_dir: Path, tmp_path: Path) -> Settings:
     """Settings with an operator's catalog: the embedded model as `embedded` (the default) and
-    as `night` (age-restricted channels only), and one LoRA, `tint`."""
+    as `night` (age-restricted channels only), one LoRA, `tint`, and one embedding, `glow`."""
     models = tmp_path / "models.toml"
     models.write_text(
         f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n\n'
@@ -315,7 +315,13 @@ def offered(settings: Settings, model_dir: Path, tmp_path: Path) -> Settings:
     loras = tmp_path / "loras"
     loras.mkdir()
     write_lora(loras / "tint.safetensors", model_dir)
-    return settings.model_copy(update={"models_file": models, "lora_dir": loras})
+    embeddings = tmp_path / "embeddings"
+    embeddings.mkdir()
+    glow = np.random.default_rng(1).normal(0, 0.5, (1, 128)).astype("f4")  # the encoder's width
+    save_file({"emb_params": glow}, str(embeddings / "glow.safetensors"))
+    return settings.model_copy(
+        update={"models_file": models, "lora_dir": loras, "embedding_dir": embeddings}
+    )
 
 
 @pytest.fixture
@@ -333,7 +339,9 @@ async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
     styled: ImagineService, offered: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     outcome = await styled.imagine(
-        RequestedOptions(prompt="a red circle <lora:tint:0.5>", variants=2, seed=3, steps=4),
+        RequestedOptions(
+            prompt="a red circle <lora:tint:0.5>", negative_prompt="glow", variants=2, steps=4
+        ),
         MEMBER,
     )
     assert outcome.status is JobStatus.SUCCEEDED, outcome.error
@@ -347,7 +355,9 @@ async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
     picture = outcome.images[0].path
     assert picture is not None
     assert await run_trace(argparse.Namespace(image=picture, json=False), offered) == EXIT_OK
-    assert "  model     embedded · LoRAs tint:0.5\n" in capsys.readouterr().out  # sdbot trace
+    assert parent.embeddings == ("glow",)
+    out = capsys.readouterr().out  # sdbot trace
+    assert "  model     embedded · LoRAs tint:0.5 · embeddings glow\n" in out
 
     for variant, kind in ((None, JobKind.REROLL), (2, JobKind.UPSCALE)):
         started = await styled.use_control(outcome.job_id, variant, MEMBER)
@@ -357,6 +367,7 @@ async def test_a_job_records_its_model_and_loras_and_its_controls_keep_them(
         record = await styled.storage.audit.get_job(child.job_id)
         assert record is not None
         assert (record.kind, record.model, record.loras) == (kind, "embedded", ("tint:0.5",))
+        assert record.embeddings == ("glow",)
         assert started.job.request.options.loras == (LoraChoice("tint", 0.5),)
 
 
