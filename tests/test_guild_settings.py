@@ -280,3 +280,17 @@ def test_the_models_and_loras_in_force_here() -> None:
     assert no_loras.choice_refusal("night", ["b"], channel_nsfw=True) == (
         "this server allows no LoRAs, not 'b'"
     )
+
+
+def test_mod_settings_shows_the_models_and_loras_in_force() -> None:
+    from bot.discord.mod.settings import settings_text
+    from bot.guild_admin import GuildAdmin
+    from storage.repositories import unopened_storage
+
+    admin = GuildAdmin(unopened_storage("sqlite+aiosqlite://"), OFFERING)
+    shown = settings_text(admin, GuildSettingsRecord(guild_id=1, allowed_models=("night",)))
+    assert "\n- models: night\n" in shown
+    assert "\n- loras: every LoRA (a, b)\n" in shown
+    shown = settings_text(admin, GuildSettingsRecord(guild_id=1, allowed_loras=()))
+    assert "\n- models: every model (embedded, night)\n" in shown
+    assert "\n- loras: none\n" in shown

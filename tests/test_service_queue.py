@@ -24,6 +24,7 @@ from bot.app import open_service, open_storage
 from bot.cli import EXIT_OK
 from bot.cli.audit import run_trace
 from bot.guild_admin import GuildAdmin, InvalidSetting
+from bot.imagine.admission import check_request
 from bot.imagine.errors import NotYours
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import new_job, options_of, requested_of, verdict_of
@@ -444,3 +445,17 @@ async def test_a_job_recorded_before_the_catalog_is_rerolled_on_its_model(
     assert isinstance(started, Submitted), started
     assert started.job.request.options.model == "embedded"
     assert (await service.follow_submitted(started)).status is JobStatus.SUCCEEDED
+
+
+def test_the_rules_read_the_plain_words_for_force_safe_too() -> None:
+    rules = PromptRules.default()
+
+    def options(prompt: str, negative: str = "") -> GenerationOptions:
+        return GenerationOptions(prompt, negative, (1,), 4, 7.0, 64, 64, "default")
+
+    hidden = check_request(options("a (bi:1.2)kini girl"), rules)
+    assert check_prompt("a (bi:1.2)kini girl", rules).force_safe is False
+    assert (hidden.allowed, hidden.force_safe) == (True, True)
+    assert hidden.safe_reasons == ("'bikini' is on the force-safe list (default list)",)
+    assert check_request(options("a red circle", "(nu:1.3)de"), rules).allowed  # negative: fine
+    assert check_request(options("a [red] circle"), rules) == PromptVerdict(True)
