@@ -267,7 +267,8 @@ async def test_0007_gives_earlier_jobs_no_loras_and_keeps_the_images(database_ur
         "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
         "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
         f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
-        f"INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (1, 'block', {now})",
+        "INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) "
+        f"VALUES (1, 'block', {now})",
     )
     await asyncio.to_thread(migrations.upgrade, database_url)
     async with open_storage(database_url) as storage:
