@@ -266,11 +266,17 @@ async def test_help_and_imagine_follow_the_guilds_own_limits(
     text = (await fake_discord.wait_for(lambda: interaction.original)).content
     assert interaction.ephemeral
     assert "steps 1–12 (default 12)" in text
-    assert "sizes 64–128 px in steps of 8 (default 64)" in text  # 2 × the model's native 64
+    assert "- models (`model`, `aspect`): `embedded` (default): 1:1 64×64" in text
     synced = next(command for (_, name), command in fake_discord.commands.items()
                   if name == "imagine")  # fmt: skip
-    size = next(option for option in synced["options"] if option["name"] == "size")
-    assert (size["min_value"], size["max_value"]) == (64, 128)
+    aspect = next(option for option in synced["options"] if option["name"] == "aspect")
+    assert [choice["value"] for choice in aspect["choices"]] == [
+        "1:1",
+        "3:2",
+        "2:3",
+        "16:9",
+        "9:16",
+    ]
     assert "30 standard images an hour for each member" in text
     assert "(for the requester and moderators)" in text
 

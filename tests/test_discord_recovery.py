@@ -47,7 +47,7 @@ async def test_after_a_restart_the_old_status_message_links_to_the_result(
         before = _client(first)
         async with running(fake_discord, before):
             asked = await fake_discord.slash(
-                ada, channel, "imagine", prompt="a green triangle", size=64, steps=4
+                ada, channel, "imagine", prompt="a green triangle", steps=4
             )
             status = await fake_discord.wait_for(lambda: asked.original, within=60)
             [record] = await first.storage.audit.list_jobs()
@@ -100,9 +100,7 @@ async def test_a_job_followed_by_a_replaced_client_is_posted_through_its_success
     before = _client(service)
     before.retry_backoff_s = 0.05  # tries at 0, 0.05 and 0.15 s
     task = await start_client(fake_discord, before)
-    asked = await fake_discord.slash(
-        ada, channel, "imagine", prompt="a yellow moon", size=64, steps=4
-    )
+    asked = await fake_discord.slash(ada, channel, "imagine", prompt="a yellow moon", steps=4)
     status = await fake_discord.wait_for(lambda: asked.original, within=60)
     [record] = await service.storage.audit.list_jobs()
     # `sdbot run` restarts a client that stopped: the old one is closed (its session too)...

@@ -21,7 +21,7 @@ from bot.imagine.errors import ShuttingDown
 from bot.imagine.outcomes import Refusal
 from common.errors import SdbotError
 from generation.errors import InvalidOption
-from generation.options import renamed
+from generation.options import offered_sizes, renamed
 from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
 if TYPE_CHECKING:
@@ -242,9 +242,9 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             "requester or a moderator).",
             "",
             "**Limits here**",
-            f"- steps 1–{limits.max_steps} (default {defaults.steps}), sizes "
-            f"{limits.min_side}–{limits.max_side} px in steps of 8 (default "
-            f"{defaults.width}), guidance {limits.min_guidance:g}–{limits.max_guidance:g}",
+            f"- steps 1–{limits.max_steps} (default {defaults.steps}), guidance "
+            f"{limits.min_guidance:g}–{limits.max_guidance:g}",
+            *models_lines(here),
             f"- {rates.user_units_per_hour:g} standard images an hour for each member and "
             f"{rates.guild_units_per_hour:g} for the server, {rates.max_jobs_per_user} jobs "
             "at a time each (a standard image is 512×512 px at 20 steps; smaller and "
@@ -257,6 +257,30 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             "lists, settings, history, review, export, purge, pause.",
         ]
     )
+
+
+def models_lines(here: GuildLimits, most: int = 10) -> list[str]:
+    """/help's models allowed here, each with its sizes within this server's limit, and the
+    LoRAs allowed here."""
+    if here.catalog is None:
+        return []
+    entries = here.models(channel_nsfw=True)
+    said = []
+    for entry in entries[:most]:
+        sizes = ", ".join(
+            f"{size.aspect} {size.width}×{size.height}"
+            for size in offered_sizes(entry.sizes, here.options)
+        )
+        default = " (default)" if entry.name == here.catalog.default_model else ""
+        nsfw = ", in age-restricted channels only" if entry.nsfw_only else ""
+        said.append(f"{code(entry.name, 40)}{default}: {sizes or 'no size within the limit'}{nsfw}")
+    more = f"; and {len(entries) - most} more" if len(entries) > most else ""
+    lines = [f"- models (`model`, `aspect`): {'; '.join(said) or 'none'}{more}"]
+    loras = [code(lora.name, 40) for lora in here.loras()]
+    if loras:
+        extra = f" and {len(loras) - 2 * most} more" if len(loras) > 2 * most else ""
+        lines.append(f"- LoRAs (`lora`): {', '.join(loras[: 2 * most])}{extra}")
+    return lines
 
 
 def paused_line(settings: GuildSettingsRecord | None) -> list[str]:

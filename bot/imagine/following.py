@@ -144,13 +144,13 @@ class Following:
             model=options.model,
             loras=options.loras,
             embeddings=embeddings,
-            notes=tuple(getattr(result, "notes", ())),  # TODO(issue 17): WorkResult.notes
+            notes=result.notes,
         )
 
     async def _embeddings_of(self, job_id: int) -> tuple[str, ...]:
         """The embedding tokens the job's prompts use, as admission recorded them."""
         record = await self.audit.get_job(job_id)
-        return tuple(getattr(record, "embeddings", None) or ())  # TODO(issue 17): E1's column
+        return () if record is None else record.embeddings
 
     async def _keep_pictures(
         self, job: QueuedJob, result: WorkResult
