@@ -67,6 +67,15 @@ class EffectiveLimits:
         offered = () if self.catalog is None else self.catalog.models
         return tuple(m for m in offered if self.model_refusal(m.name, channel_nsfw) is None)
 
+    def default_model(self, channel_nsfw: bool) -> str | None:
+        """The model a request that names none gets here: the bot's default when it may be
+        used here, else the first that may (None: the bot's default, to be refused)."""
+        if self.catalog is None:
+            return None
+        allowed = [m.name for m in self.models(channel_nsfw)]
+        default = self.catalog.default_model
+        return default if default in allowed or not allowed else allowed[0]
+
     def loras(self, model: ModelEntry | None = None) -> tuple[LoraFile, ...]:
         """The catalog's LoRAs a member may use here (with ``model``: those that fit it)."""
         if self.catalog is None:

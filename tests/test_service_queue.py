@@ -401,6 +401,12 @@ async def test_a_guild_allowing_other_models_or_loras_refuses_with_what_it_allow
         dataclasses.replace(MEMBER, guild_id=8),
     )
     assert isinstance(elsewhere, Submitted)  # another guild's list is its own
+    assert (await styled.follow_submitted(elsewhere)).status is JobStatus.SUCCEEDED
+    # A request that names no model gets the server's own first model.
+    unnamed = await styled.submit(RequestedOptions(prompt="a red circle", variants=1), NSFW_ROOM)
+    assert isinstance(unnamed, Submitted)
+    assert unnamed.job.request.options.model == "night"
+    assert (await styled.follow_submitted(unnamed)).status is JobStatus.SUCCEEDED
 
 
 async def test_an_nsfw_only_model_draws_only_in_age_restricted_channels(

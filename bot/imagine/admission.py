@@ -129,6 +129,9 @@ class Admission:
             raise ShuttingDown("sdbot is restarting; try again in a minute")
         # 1. Options: fail at the boundary, never clamp; the guild may allow fewer steps.
         here = await self.limits_here(requester.guild_id)
+        if requested.model is None:  # the guild's first model when it does not allow the bot's
+            model = here.default_model(requester.channel_nsfw)
+            requested = dataclasses.replace(requested, model=model)
         options = self.catalog.validate(requested, here.options)  # defaults capped by them
         if derived is not None and derived.upscale > 1:
             options = dataclasses.replace(options, upscale=derived.upscale)
