@@ -275,6 +275,11 @@ def test_the_models_and_loras_in_force_here() -> None:
     assert here.choice_refusal("night", ["b", "a"], channel_nsfw=True) == (
         "this server allows the LoRAs b, not 'a'"
     )
+    assert (here.default_model(channel_nsfw=True), anywhere.default_model(False)) == (
+        "night",
+        "embedded",
+    )
+    assert here.default_model(channel_nsfw=False) == "embedded"  # none here: refused by name
     no_loras = effective_limits(dataclasses.replace(record, allowed_loras=()), OFFERING)
     assert no_loras.loras() == ()
     assert no_loras.choice_refusal("night", ["b"], channel_nsfw=True) == (
