@@ -437,17 +437,23 @@ async def test_words_split_by_weight_syntax_are_read_whole(styled: ImagineServic
     assert any("'nude'" in reason for reason in record.verdict_reasons), record.verdict_reasons
 
 
-async def test_a_job_recorded_before_the_catalog_is_rerolled_on_its_model(
+async def test_a_job_recorded_before_the_catalog_runs_on_its_model(
     service: ImagineService, model_dir: Path
 ) -> None:
-    """Before migration 0007 a job named its model by its source (SDBOT_MODEL as set)."""
+    """Before migration 0007 a job named its model by its source (SDBOT_MODEL as set): one
+    left open by the upgrade's restart resumes, and a finished one is rerolled, on the
+    catalog's entry for that source."""
     options = GenerationOptions("a red circle", "", (5,), 4, 7.0, 64, 64, "default")
     old = new_job(MEMBER, options, PromptVerdict(True), model=str(model_dir))
-    job_id = await service.storage.audit.create_job(old)
-    await service.storage.audit.mark_running(job_id)
-    await service.storage.audit.record_outcome(job_id, JobStatus.SUCCEEDED)
+    audit = service.storage.audit
+    left_open = await audit.create_job(old)
+    outcomes: list[ImagineOutcome] = []
+    assert await service.recover(outcomes.append) == 1
+    await service.wait_recovered()
+    await asyncio.gather(*service.recovered_deliveries({left_open}))
+    assert [(o.job_id, o.status) for o in outcomes] == [(left_open, JobStatus.SUCCEEDED)]
 
-    started = await service.use_control(job_id, None, MEMBER)
+    started = await service.use_control(left_open, None, MEMBER)
     assert isinstance(started, Submitted), started
     assert started.job.request.options.model == "embedded"
     assert (await service.follow_submitted(started)).status is JobStatus.SUCCEEDED

@@ -91,10 +91,14 @@ def model_named(catalog: Catalog, recorded: str) -> str:
     return recorded
 
 
-def options_of(record: JobRecord) -> GenerationOptions:
-    """The options a recorded job ran with (they were validated when it was recorded)."""
+def options_of(record: JobRecord, catalog: Catalog | None = None) -> GenerationOptions:
+    """The options a recorded job ran with (they were validated when it was recorded); with
+    ``catalog``, its model by the catalog's name (see :func:`model_named`)."""
     upscale = UPSCALE_FACTOR if record.kind == JobKind.UPSCALE else 1
-    return copy_fields(GenerationOptions, record, upscale=upscale, loras=loras_of(record))
+    model = record.model if catalog is None else model_named(catalog, record.model)
+    return copy_fields(
+        GenerationOptions, record, upscale=upscale, model=model, loras=loras_of(record)
+    )
 
 
 def requested_of(record: JobRecord) -> RequestedOptions:

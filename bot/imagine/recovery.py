@@ -18,6 +18,7 @@ from bot.imagine.leases import LeaseKeeper, lease_owner_dead
 from bot.imagine.outcomes import OutcomeCallback
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, options_of, verdict_of
+from generation.catalog import Catalog
 from generation.protocol import WorkRequest, notify
 from generation.queue import JobHandle, JobQueue, QueuedJob, starts_exhausted
 from moderation.policy import ImagePolicy
@@ -44,6 +45,7 @@ class Recovery:
         following: Following,
         pictures: Pictures,
         policy_now: PolicyNow,
+        catalog: Catalog | None = None,
     ) -> None:
         self.storage = storage
         self.audit = storage.audit  # jobs and their images
@@ -53,6 +55,7 @@ class Recovery:
         self.pictures = pictures
         # A job queued again carries the image policy of the settings of now.
         self.policy_now = policy_now
+        self.catalog = catalog  # jobs recorded before it name their model by its source
         self.deliveries: dict[int, asyncio.Task[None]] = {}  # job id → its delivery
 
     async def recover(
@@ -79,7 +82,7 @@ class Recovery:
             # queue still holds keeps the one it was queued with: the worker reads that one).
             policy = await self.policy_now(record.guild_id, record.channel_nsfw, verdict)
             job = QueuedJob(
-                WorkRequest(record.id, options_of(record), image_policy=policy),
+                WorkRequest(record.id, options_of(record, self.catalog), image_policy=policy),
                 record.guild_id,
                 record.user_id,
                 record.uid,

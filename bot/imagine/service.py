@@ -77,6 +77,7 @@ class ImagineService:
             self.following,
             self.pictures,
             self.admission.image_policy,
+            config.catalog,
         )
 
     # --- the request's path -------------------------------------------------------------------
