@@ -8,15 +8,19 @@ made here the same way (PEFT on the embedded UNet, saved in diffusers' LoRA form
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
+from typing import Any
 
 import discord
+import numpy as np
 import pytest
 from discord import app_commands
+from safetensors.numpy import save_file
 
 from bot.discord.client import ImagineBot
 from bot.settings import EMBEDDED_LORA_DIR, Settings
-from fake_discord import Channel, FakeDiscord, Guild, User
+from fake_discord import Channel, FakeDiscord, Guild, Message, User
 from fake_discord.client import running, with_controls
 from fake_discord.server import Interaction
 from generation.models import EMBEDDED_MODEL_DIR
@@ -59,14 +63,24 @@ def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(settings: Settings, lora_dir: Path, tmp_path: Path, model_dir: Path) -> Settings:
     """Two models from one folder: the embedded one, and a copy only age-restricted channels
-    may use."""
+    may use; the LoRA, and an embedding, ``glow``."""
     models = tmp_path / "models.toml"
     models.write_text(
         f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n\n'
         f'[[model]]\nname = "after-dark"\nsource = "{model_dir}"\nnsfw_only = true\n'
         'description = "the same, for NSFW channels"\n'
     )
-    return settings.model_copy(update={"lora_dir": lora_dir, "models_file": models})
+    embeddings = tmp_path / "embeddings"
+    embeddings.mkdir()
+    glow = np.random.default_rng(1).normal(0, 0.5, (1, 128)).astype("f4")  # the encoder's width
+    save_file({"emb_params": glow}, str(embeddings / "glow.safetensors"))
+    return settings.model_copy(
+        update={"lora_dir": lora_dir, "models_file": models, "embedding_dir": embeddings}
+    )
+
+
+def _original(interaction: Interaction) -> Message | None:
+    return interaction.original
 
 
 async def _choices(interaction: Interaction) -> list[str]:
@@ -75,21 +89,30 @@ async def _choices(interaction: Interaction) -> list[str]:
     return [choice["value"] for choice in interaction.choices or []]
 
 
-async def test_imagine_with_a_model_a_lora_and_an_aspect_names_them_in_its_post(
+async def test_the_post_names_the_model_each_lora_with_its_weight_embeddings_and_notes(
     fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
 ) -> None:
     _, channel, ada = world
-    interaction = await fake_discord.slash(
+    styled = await fake_discord.slash(
         ada, channel, "imagine", prompt="a red circle", model="embedded",
         lora="outline:0.8", aspect="1:1", seed=3,
     )  # fmt: skip
-    message = await fake_discord.wait_for(lambda: with_controls(interaction.original), within=120)
+    # 249 words, a token each: past the embedded text encoder's 8 windows of 30 tokens.
+    long = "glow " + " ".join(["red"] * 248)
+    cut = await fake_discord.slash(ada, channel, "imagine", prompt=long, seed=3)
+    message = await fake_discord.wait_for(lambda: with_controls(styled.original), within=120)
     assert message.attachments[0].image().size == (512, 512)
-    assert "64×64 · 20 steps" in message.content
-    assert "model `embedded` · LoRA `outline:0.8`" in message.content
-    [record] = await bot.service.storage.audit.list_jobs()
-    assert record.status is JobStatus.SUCCEEDED
-    assert (record.model, tuple(record.loras)) == ("embedded", ("outline:0.8",))
+    used = "64×64 · 20 steps · guidance 3 · sampler dpmpp · model `embedded` · LoRA `outline:0.8`"
+    assert message.content.endswith(used)  # no note: the prompt is within the windows
+    said = (await fake_discord.wait_for(lambda: with_controls(cut.original), within=120)).content
+    assert "model `embedded` · embeddings `glow`\n" in said
+    assert "\nℹ️ prompt cut after 8 windows: 9 tokens dropped" in said
+    records = {record.prompt: record for record in await bot.service.storage.audit.list_jobs()}
+    assert records["a red circle"].status is JobStatus.SUCCEEDED
+    assert (records["a red circle"].model, records["a red circle"].loras) == (
+        "embedded", ("outline:0.8",)
+    )  # fmt: skip
+    assert (records[long].loras, records[long].embeddings) == ((), ("glow",))
 
 
 async def test_autocomplete_offers_the_models_and_loras_allowed_here(
@@ -116,33 +139,23 @@ async def test_autocomplete_offers_the_models_and_loras_allowed_here(
     assert await _choices(await ask(ada, late, "imagine", "model", model="")) == ["after-dark"]
 
 
-@pytest.mark.parametrize(
-    ("options", "answer"),
-    [
-        ({"lora": "nope:0.5"}, "⚠️ lora must be one of outline, got 'nope'"),
-        ({"lora": "outline:3"}, "⚠️ lora weight must be a number from -2 to 2 (outline), got 3"),
-        ({"model": "sd99"}, "⚠️ model must be one of embedded, after-dark, got 'sd99'"),
-        ({"aspect": "16:9"}, "⚠️ aspect must be one of 1:1"),
-    ],
-)
 async def test_a_bad_model_lora_or_aspect_gets_an_ephemeral_reason_naming_it(
-    fake_discord: FakeDiscord,
-    bot: ImagineBot,
-    world: tuple[Guild, Channel, User],
-    options: dict[str, str],
-    answer: str,
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
 ) -> None:
     _, channel, ada = world
-    interaction = await fake_discord.slash(
-        ada,
-        channel,
-        "imagine",
-        prompt="a cat",
-        **options,  # type: ignore[arg-type]  # str options
-    )
-    message = await fake_discord.wait_for(lambda: interaction.original, within=30)
-    assert interaction.ephemeral
-    assert message.content.startswith(answer), message.content
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"lora": "nope:0.5"}, "⚠️ lora must be one of outline, got 'nope'"),
+        ({"lora": "outline:3"}, "⚠️ lora weight must be a number from -2 to 2 (outline), got 3"),
+        ({"lora": "outline:x"}, "⚠️ lora must be NAME or NAME:WEIGHT, WEIGHT a number"),
+        ({"model": "sd99"}, "⚠️ model must be one of embedded, after-dark, got 'sd99'"),
+        ({"model": "after-dark"}, "🎨 the model 'after-dark' is only for age-restricted"),
+        ({"aspect": "16:9"}, "⚠️ aspect must be one of 1:1, got '16:9'"),
+    ]
+    for options, answer in cases:
+        asked = await fake_discord.slash(ada, channel, "imagine", prompt="a cat", **options)
+        message = await fake_discord.wait_for(functools.partial(_original, asked), within=30)
+        assert asked.ephemeral, options
+        assert message.content.startswith(answer), message.content
 
 
 class _Completer(discord.Client):
