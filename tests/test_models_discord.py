@@ -83,6 +83,11 @@ def _original(interaction: Interaction) -> Message | None:
     return interaction.original
 
 
+def _said(interaction: Interaction) -> str:
+    """What the bot answered, once it did (a deferred answer is empty until then)."""
+    return "\n".join(message.content for message in interaction.messages)
+
+
 async def _choices(interaction: Interaction) -> list[str]:
     await asyncio.wait_for(interaction.acknowledged.wait(), 30)
     assert interaction.response_type == 8
@@ -113,6 +118,14 @@ async def test_the_post_names_the_model_each_lora_with_its_weight_embeddings_and
         "embedded", ("outline:0.8",)
     )  # fmt: skip
     assert (records[long].loras, records[long].embeddings) == ((), ("glow",))
+    # /job names them too.
+    for record, named in [
+        (records["a red circle"], "model `embedded` · LoRA `outline:0.8`"),
+        (records[long], "model `embedded` · embeddings `glow`"),
+    ]:
+        details = await fake_discord.slash(ada, channel, "job", id=record.id)
+        said = await fake_discord.wait_for(functools.partial(_said, details), within=30)
+        assert named in said, said
 
 
 async def test_autocomplete_offers_the_models_and_loras_allowed_here(
