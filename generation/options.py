@@ -217,7 +217,10 @@ def _check_int(name: str, value: int, low: int, high: int) -> int:
 def limits_for_model(limits: OptionLimits, defaults: ModelDefaults) -> OptionLimits:
     """The settings' limits, narrowed to the sizes the model can serve in time: sides up to
     NATIVE_SIDE_MULTIPLE × its native side (never below its own default size). Raises
-    InvalidOption when SDBOT_MIN_SIDE leaves no size to serve."""
+    InvalidOption when SDBOT_MIN_SIDE leaves no size to serve.
+
+    For a validation without sizes (any multiple of 8). A catalog model's sizes already say
+    what it draws: narrowing a catalog's limits by one model would hide another's sizes."""
     native = defaults.native_side
     model_max = max(NATIVE_SIDE_MULTIPLE * native, defaults.width, defaults.height) // 8 * 8
     max_side = min(limits.max_side, model_max)

@@ -87,7 +87,7 @@ def test_native_size_when_no_defaults_file(tmp_path: Path) -> None:
             "stable-diffusion-v1-5/stable-diffusion-v1-5",
             "does not appear to have a file named model_index.json",
         ),
-        ("bogus.safetensors", "Unable to load weights from checkpoint file"),
+        ("bogus.safetensors", "bogus.safetensors is not a safetensors file"),
     ],
 )
 def test_unloadable_models_raise_model_load_error(
@@ -95,7 +95,7 @@ def test_unloadable_models_raise_model_load_error(
 ) -> None:
     import torch
 
-    from generation.pipeline import load_pipeline
+    from generation.loading import load_pipeline
 
     monkeypatch.chdir(tmp_path)
     Path("bogus.safetensors").write_bytes(b"not a checkpoint")
@@ -121,9 +121,10 @@ def test_a_broken_defaults_file_is_named(tmp_path: Path, content: str, message: 
 def test_the_embedded_model_names_itself_and_its_sizes(model_dir: Path) -> None:
     source = resolve_model(str(model_dir))
     assert declared_name(source) == "embedded"
-    sizes = declared_sizes(source)
-    assert sizes[0] == Size("1:1", 64, 64)  # its default size first
-    assert all(size.width * size.height <= 96 * 96 for size in sizes)  # what it draws well
+    # The one size it draws well. Adherence at 20 steps, objects counted right: 64x64 94.8 %,
+    # 80x64 and 64x80 76.6 %, 96x64 52.6 %, 64x96 43.2 % (goal 90 %): bigger pictures get
+    # extra objects. Colour, background, shape and position hold at all of them.
+    assert declared_sizes(source) == (Size("1:1", 64, 64),)
     assert folder_cross_attention_dim(source) == 128
     assert native_side(source) == 64
     hub = resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
