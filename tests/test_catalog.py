@@ -404,3 +404,28 @@ def test_lora_tags_leave_the_prompt_for_the_options(two_sizes: Catalog) -> None:
         ask(two_sizes, prompt="a circle <lora:nope>")
     with pytest.raises(InvalidOption, match="prompt must be non-empty text"):
         ask(two_sizes, prompt="<lora:dots>")  # nothing left to draw
+
+
+def test_a_tiny_sdxl_as_folder_and_as_single_file(tmp_path: Path) -> None:
+    from tests.tiny_families import build_saved
+
+    folder, single = build_saved(Family.SDXL, tmp_path)
+    path = models_file(
+        tmp_path,
+        f"""
+        [[model]]
+        name = "xl-folder"
+        source = "{folder}"
+        [[model]]
+        name = "xl-file"
+        source = "{single}"
+        sizes = ["1:1=32x32", "16:9=56x32"]
+        """,
+    )
+    catalog = load_catalog("", models_file=path)
+    as_folder, as_file = catalog.models
+    assert (as_folder.family, as_file.family) == (Family.SDXL, Family.SDXL)
+    # Its UNet's width (two tiny text encoders side by side): from the config and the tensors.
+    assert as_folder.cross_attention_dim == as_file.cross_attention_dim == 96
+    assert as_folder.sizes[:2] == (Size("1:1", 32, 32), Size("3:2", 40, 24))  # SDXL's, at 32 px
+    assert as_file.sizes == (Size("1:1", 32, 32), Size("16:9", 56, 32))
