@@ -1,17 +1,35 @@
-"""Image plumbing with Pillow: upscale to the watermark's minimum, numbered grids, PNG bytes."""
+"""Image plumbing with Pillow: upscale to the watermark's minimum, numbered grids, PNG bytes
+with the A1111 ``parameters`` text other tools read."""
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from generation.options import UPSCALE_STRENGTH, GenerationOptions
 
 RGBArray = npt.NDArray[np.uint8]
+
+# Our scheduler names as AUTOMATIC1111's web UI writes its samplers (diffusers' PNDM is its PLMS).
+A1111_SAMPLERS = {
+    "dpmpp": "DPM++ 2M",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "pndm": "PLMS",
+    "heun": "Heun",
+}
+PARAMETERS_KEY = "parameters"  # A1111's text chunk: prompt, negative, then "Key: value, …"
+JOB_KEY = "sdbot-job"  # the job's id, as `sdbot trace` reads it from the watermark
 
 
 def upscale_to_min_side(rgb: RGBArray, min_side: int) -> RGBArray:
@@ -81,10 +99,69 @@ def _draw_number(draw: ImageDraw.ImageDraw, number: int, left: int, top: int, si
     draw.text(origin, str(number), font=font, fill=(255, 255, 255))
 
 
-def to_png(rgb: RGBArray) -> bytes:
+def to_png(rgb: RGBArray, parameters: str | None = None, job_id: int | None = None) -> bytes:
+    """PNG bytes of ``rgb``, with the ``parameters`` and ``sdbot-job`` text chunks when given
+    (text beside the pixels: the watermark in them is untouched)."""
+    info = PngInfo()
+    if parameters is not None:
+        info.add_text(PARAMETERS_KEY, parameters)  # iTXt (UTF-8) when Latin-1 cannot hold it
+    if job_id is not None:
+        info.add_text(JOB_KEY, str(job_id))
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1, pnginfo=info)
     return buffer.getvalue()
+
+
+def parameters_text(
+    options: GenerationOptions,
+    seed: int,
+    width: int,
+    height: int,
+    lora_hashes: Mapping[str, str],
+    *,
+    model: str | None = None,
+    sampler: str | None = None,
+) -> str:
+    """What A1111 writes in its ``parameters`` chunk, so that its PNG Info, ComfyUI and image
+    sites read our pictures: the prompt (with each LoRA as the ``<lora:NAME:WEIGHT>`` tag A1111
+    restores it from), the negative prompt, then the settings.
+
+    ``width``×``height`` is the size drawn; an upscale's redraw is A1111's "hires fix" and is
+    written as its fields. ``sampler`` is our scheduler's name when ``options.scheduler`` is
+    ``default`` (the model's own); ``lora_hashes`` maps a LoRA's name to its file's short hash.
+    """
+    tags = "".join(f" <lora:{lora.name}:{lora.weight:g}>" for lora in options.loras)
+    lines = [options.prompt + tags]
+    if options.negative_prompt:
+        lines.append(f"Negative prompt: {options.negative_prompt}")
+    scheduler = sampler or options.scheduler
+    fields: dict[str, object] = {
+        "Steps": options.steps,
+        "Sampler": A1111_SAMPLERS.get(scheduler, scheduler),
+        "CFG scale": f"{options.guidance_scale:g}",
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+        "Model": model if model is not None else options.model,
+    }
+    if options.upscale > 1:
+        fields["Denoising strength"] = f"{UPSCALE_STRENGTH:g}"
+        fields["Hires upscale"] = options.upscale
+        fields["Hires steps"] = options.redraw_steps
+        fields["Hires upscaler"] = "Lanczos"
+    if options.loras:
+        fields["Lora hashes"] = ", ".join(
+            f"{lora.name}: {lora_hashes.get(lora.name, '')}" for lora in options.loras
+        )
+    lines.append(
+        ", ".join(f"{key}: {_quoted(value)}" for key, value in fields.items() if value != "")
+    )
+    return "\n".join(lines)
+
+
+def _quoted(value: object) -> str:
+    """A field's value as A1111 writes it: quoted when a comma, colon or newline is in it."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
 
 
 def from_image_file(data: bytes | str) -> RGBArray:

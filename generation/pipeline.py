@@ -1,11 +1,11 @@
-"""The diffusers side: load a pipeline once, run text-to-image. Imported only by the worker."""
+"""The diffusers side: run text-to-image (and an upscale's redraw) on a loaded pipeline, with
+the batch's LoRAs and our own prompt conditioning. Imported only by the worker."""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,10 @@ import numpy.typing as npt
 import torch
 
 from generation.errors import InvalidOption, ModelLoadError
-from generation.models import ModelSource, SourceKind
-from generation.options import UPSCALE_STRENGTH
+
+# The loader moved to generation.loading; this name stays until the last tests import it there.
+from generation.loading import load_pipeline  # noqa: F401
+from generation.options import UPSCALE_STRENGTH, LoraChoice
 from generation.protocol import WorkRequest
 
 log = logging.getLogger(__name__)
@@ -40,32 +42,6 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name not in dtypes:
         raise ModelLoadError(f"dtype must be one of auto, {', '.join(dtypes)}; got {name!r}")
     return dtypes[name]
-
-
-def load_pipeline(source: ModelSource, device: str, dtype: torch.dtype) -> Any:
-    """Loads through diffusers' own loaders: folder or hub id, or one checkpoint file."""
-    # The libraries' own chatter (optional-backend notices, progress bars) is not ours to show.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers.utils.logging
-    from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
-
-    diffusers.utils.logging.disable_progress_bar()  # our own progress goes to the caller
-
-    try:
-        if source.kind is SourceKind.SINGLE_FILE:
-            pipe = StableDiffusionPipeline.from_single_file(source.spec, dtype=dtype)
-        else:
-            pipe = AutoPipelineForText2Image.from_pretrained(
-                source.spec,
-                dtype=dtype,
-                local_files_only=source.kind is SourceKind.FOLDER,
-            )
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"could not load model {source.spec!r}: {error}") from error
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
 
 
 @dataclass
@@ -113,11 +89,29 @@ _SCHEDULER_CLASSES = {
 }
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """One request's pictures, and what its member should know about how they were drawn."""
+
+    images: list[RGBArray]
+    notes: tuple[str, ...] = ()
+
+
+def cut_note(dropped: int, negative: bool = False) -> str:
+    """The note for a prompt longer than ``MAX_CHUNKS`` windows of the text encoder."""
+    from generation.conditioning import MAX_CHUNKS
+
+    which = "negative prompt" if negative else "prompt"
+    return f"{which} cut after {MAX_CHUNKS} windows: {dropped} tokens dropped"
+
+
 @dataclass
 class PipelineRunner:
-    """Holds the loaded pipeline and its schedulers; one request at a time."""
+    """Holds a loaded pipeline, its schedulers and the LoRA adapters loaded into it (by name);
+    one batch at a time."""
 
     pipe: Any
+    adapters: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}
@@ -136,16 +130,45 @@ class PipelineRunner:
             self._schedulers[name] = scheduler_class.from_config(self._schedulers["default"].config)
         return self._schedulers[name]
 
+    def scheduler_name(self, name: str) -> str:
+        """Our name for the scheduler ``name`` runs (``default``: the model's own, by class)."""
+        if name != "default":
+            return name
+        kind = type(self._schedulers["default"]).__name__
+        return next((key for key, cls in _SCHEDULER_CLASSES.items() if cls == kind), kind)
+
+    def window_count(self, request: WorkRequest) -> int:
+        """The text encoder windows the request's prompts take: requests batched together are
+        padded to one count, so only requests with equal counts may share a pipeline call."""
+        from generation.conditioning import window_count
+
+        return window_count(self.pipe, request.options.prompt, request.options.negative_prompt)
+
+    def use_loras(self, loras: Sequence[LoraChoice]) -> None:
+        """Activates the batch's adapters with their weights, or none: a batch without LoRA
+        (or with weight 0 only) runs the base layers alone, the base model's own pixels."""
+        active = [lora for lora in loras if lora.weight != 0]
+        if missing := [lora.name for lora in active if lora.name not in self.adapters]:
+            raise ValueError(f"LoRA adapters not loaded: {', '.join(missing)}")
+        if active:
+            self.pipe.enable_lora()
+            weights = [lora.weight for lora in active]
+            self.pipe.set_adapters([lora.name for lora in active], weights)
+        elif self.adapters:
+            self.pipe.disable_lora()
+
     def generate(
         self, requests: Sequence[WorkRequest], on_step: StepCallback | None = None
-    ) -> list[list[RGBArray]]:
+    ) -> list[Drawn]:
         """The variants of each request as RGB arrays, in one pipeline call.
 
-        The requests must share a batch key (size, steps, guidance, scheduler); their prompts,
-        negative prompts and seeds may differ.
+        The requests must share a batch key (model, size, steps, guidance, scheduler, LoRAs);
+        their prompts, negative prompts and seeds may differ.
         """
+        from generation.conditioning import encode
+
         if len({request.batch_key for request in requests}) != 1:
-            raise ValueError("a batch needs one size, step count, guidance scale and scheduler")
+            raise ValueError("a batch needs one model, size, step count, guidance and LoRA set")
         first = requests[0].options
         # 1. One generator per image: an image depends on its seed, not on its batch.
         seeds = [seed for request in requests for seed in request.options.seeds]
@@ -153,8 +176,12 @@ class PipelineRunner:
         prompts = [r.options.prompt for r in requests for _ in r.options.seeds]
         negatives = [r.options.negative_prompt for r in requests for _ in r.options.seeds]
 
-        # 2. The scheduler the requests name (one instance per kind; each run resets its steps).
+        # 2. The scheduler the requests name (one instance per kind; each run resets its steps),
+        # their LoRAs, and the prompts as embeddings (weights, long prompts, embeddings' tokens).
         self.pipe.scheduler = self.scheduler(first.scheduler)
+        self.use_loras(first.loras)
+        conditioning = encode(self.pipe, prompts, negatives)
+        text = conditioning.pipeline_kwargs()
         refine = first.refine_steps  # an upscale: a redraw at the larger size follows
 
         def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +192,7 @@ class PipelineRunner:
         # 3. Denoise and decode.
         with torch.inference_mode():
             output = self.pipe(
-                prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
+                **text,
                 num_images_per_prompt=1,
                 num_inference_steps=first.steps,
                 guidance_scale=first.guidance_scale,
@@ -178,32 +204,35 @@ class PipelineRunner:
             )
             pictures = output.images
             if refine:
-                pictures = self._redraw(requests, pictures, seeds, prompts, negatives, on_step)
+                pictures = self._redraw(requests, pictures, seeds, text, on_step)
 
-        # 4. Float [0, 1] to uint8 RGB, split back per request.
+        # 4. Float [0, 1] to uint8 RGB, split back per request with its notes.
         images = [
             np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
             for image in pictures
         ]
-        split, start = [], 0
+        drawn, start = [], 0
         for request in requests:
-            split.append(images[start : start + len(request.options.seeds)])
-            start += len(request.options.seeds)
-        return split
+            end = start + len(request.options.seeds)
+            notes = [cut_note(n) for n in conditioning.cut[start:end][:1] if n]
+            notes += [cut_note(n, True) for n in conditioning.negative_cut[start:end][:1] if n]
+            drawn.append(Drawn(images[start:end], tuple(notes)))
+            start = end
+        return drawn
 
     def _redraw(
         self,
         requests: Sequence[WorkRequest],
         pictures: list[Any],
         seeds: list[int],
-        prompts: list[str],
-        negatives: list[str],
+        text: dict[str, Any],
         on_step: StepCallback | None,
     ) -> Any:
         """An upscale's second pass ("hires fix"): each picture enlarged with Lanczos, then
         partly re-noised and denoised again at that size, which adds the detail a plain
-        resize cannot. The same model, through diffusers' image-to-image pipeline built on
-        this one's components (no second copy of the weights)."""
+        resize cannot. The same model, LoRAs and prompt embeddings, through diffusers'
+        image-to-image pipeline built on this one's components (no second copy of the
+        weights)."""
         from diffusers import AutoPipelineForImage2Image
         from PIL import Image
 
@@ -222,8 +251,7 @@ class PipelineRunner:
             return kwargs
 
         output = self._img2img(
-            prompt=prompts,
-            negative_prompt=negatives if any(negatives) else None,
+            **text,
             image=enlarged,
             strength=UPSCALE_STRENGTH,
             num_inference_steps=first.redraw_steps,

@@ -1,4 +1,5 @@
-"""The worker process: loads the model once, then turns requests into pictures ready to post.
+"""The worker process: keeps the models it is asked for loaded (within a memory budget, see
+:mod:`generation.model_pool`), and turns requests into pictures ready to post.
 
 Every image passes the safety checker and carries a verified watermark before it leaves here.
 Under the image policy the request carries (fixed at admission) the worker decides each
@@ -8,6 +9,7 @@ grid, so that what it returns is ready to post: the bot only writes files and po
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -17,12 +19,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from common.errors import SdbotError
 from generation.errors import ModelLoadError
-from generation.images import make_grid, to_png, upscale_to_min_side, withheld_tile
+from generation.images import (
+    make_grid,
+    parameters_text,
+    to_png,
+    upscale_to_min_side,
+    withheld_tile,
+)
 from generation.protocol import (
     CancelJob,
     PostReady,
@@ -40,6 +50,9 @@ from generation.protocol import (
 from moderation import watermark
 from moderation.policy import ImagePolicy, decide, decide_grid
 from moderation.safety import OpenNSFWChecker, SafetyResult
+
+if TYPE_CHECKING:
+    from generation.model_pool import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +76,7 @@ class Marked:
     watermark_id: int
     watermark_verified: bool
     safety: SafetyResult
+    parameters: str | None = None  # the A1111 text its PNG carries
 
     @property
     def width(self) -> int:
@@ -94,14 +108,9 @@ class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         import torch
 
-        from generation.models import resolve_model
-        from generation.pipeline import (
-            ModelSafetyChecker,
-            PipelineRunner,
-            load_pipeline,
-            resolve_device,
-            resolve_dtype,
-        )
+        from generation.catalog import load_catalog
+        from generation.model_pool import ModelPool, memory_budget
+        from generation.pipeline import resolve_device, resolve_dtype
 
         started = time.perf_counter()
         self.spec = spec
@@ -110,9 +119,10 @@ class Worker:
         if spec.torch_threads is not None or self.device == "cpu":  # a GPU: torch's own choice
             torch.set_num_threads(threads)
         self.dtype = resolve_dtype(spec.dtype, self.device)
-        pipe = load_pipeline(resolve_model(spec.model), self.device, self.dtype)
-        self.model_checker = ModelSafetyChecker.detach_from(pipe, self.device, self.dtype)
-        self.runner = PipelineRunner(pipe)
+        catalog = spec.catalog or load_catalog(spec.model)
+        budget = memory_budget(spec.memory_gb, self.device)
+        self.pool = ModelPool(catalog, self.device, self.dtype, budget)
+        self.pool.get(catalog.default_model)  # the default model is loaded before any job
         self.checker = OpenNSFWChecker(threads=threads)
         self._safety_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safety")
         self.load_ms = (time.perf_counter() - started) * 1000
@@ -128,18 +138,57 @@ class Worker:
     def process(self, batch: WorkBatch, conn: Connection) -> None:
         """Runs a batch and sends one answer per job: its result, its failure or its cancel.
 
-        Between denoising steps it reads the pipe for cancels; the batch stops early only when
+        The batch's model is loaded first if it is not (the switch's time goes with each
+        result), with its LoRAs; a model or LoRA that cannot be used fails the batch's jobs
+        and the worker serves the next. Requests whose prompts take different numbers of text
+        encoder windows run in separate pipeline calls (padding would change their pixels).
+        """
+        first = batch.requests[0].options
+        try:
+            model, load_ms = self.pool.prepare(first.model, first.loras)
+            groups: dict[int, list[WorkRequest]] = {}
+            for request in batch.requests:
+                groups.setdefault(model.runner.window_count(request), []).append(request)
+        except Exception as error:  # report every job as failed; the worker stays up
+            if isinstance(error, SdbotError):  # an unknown model, a LoRA that does not fit
+                log.warning("batch %s failed: %s", batch.job_ids, error)
+            else:
+                log.exception("batch %s failed", batch.job_ids)
+            for job_id in batch.job_ids:
+                conn.send(WorkFailed(job_id, failure(error)))
+            return
+        cancelled: dict[int, tuple[int, int]] = {}  # read by any group's steps
+        for requests in groups.values():
+            group = WorkBatch(tuple(requests))
+            if all(job_id in cancelled for job_id in group.job_ids):
+                for job_id in group.job_ids:
+                    conn.send(WorkCancelled(job_id, *cancelled[job_id]))
+                continue
+            self._run(model, group, load_ms, conn, batch.job_ids, cancelled)
+
+    def _run(
+        self,
+        model: LoadedModel,
+        batch: WorkBatch,
+        load_ms: float,
+        conn: Connection,
+        batch_jobs: tuple[int, ...],
+        cancelled: dict[int, tuple[int, int]],
+    ) -> None:
+        """One pipeline call for ``batch``'s jobs (a group of the worker's batch, whose jobs
+        are ``batch_jobs``), then each job's answer.
+
+        Between denoising steps it reads the pipe for cancels; the call stops early only when
         every job in it is cancelled, otherwise the cancelled ones are dropped at the end.
         """
         jobs = batch.job_ids
-        cancelled: dict[int, tuple[int, int]] = {}
 
         def on_step(step: int, total: int) -> None:
             while conn.poll():
                 message = conn.recv()
-                if isinstance(message, CancelJob) and message.job_id in jobs:
+                if isinstance(message, CancelJob) and message.job_id in batch_jobs:
                     cancelled.setdefault(message.job_id, (step, total))
-            if len(cancelled) == len(jobs):
+            if all(job_id in cancelled for job_id in jobs):
                 raise _Cancelled
             for job_id in jobs:
                 if job_id not in cancelled:
@@ -148,47 +197,71 @@ class Worker:
         # 1. Diffusion, all jobs in one call.
         started = time.perf_counter()
         try:
-            raw_batches = self.runner.generate(batch.requests, on_step)
+            drawn = model.runner.generate(batch.requests, on_step)
         except _Cancelled:
-            raw_batches = None
+            drawn = None
         except Exception as error:  # report every job as failed; the worker stays up
             log.exception("batch %s failed", jobs)
             for job_id in jobs:
-                conn.send(WorkFailed(job_id, f"{type(error).__name__}: {error}"))
+                conn.send(WorkFailed(job_id, failure(error)))
             return
         diffusion_ms = (time.perf_counter() - started) * 1000
         for index, request in enumerate(batch.requests):
-            if request.job_id in cancelled or raw_batches is None:
+            if request.job_id in cancelled or drawn is None:
                 step, total = cancelled[request.job_id]
                 conn.send(WorkCancelled(request.job_id, step, total))
                 continue
             try:
-                conn.send(self.finish(request, raw_batches[index], diffusion_ms))
+                result = self.finish(model, request, drawn[index].images, diffusion_ms)
+                notes = drawn[index].notes
+                conn.send(dataclasses.replace(result, notes=notes, model_load_ms=load_ms))
             except Exception as error:
                 log.exception("job %d failed", request.job_id)
-                conn.send(WorkFailed(request.job_id, f"{type(error).__name__}: {error}"))
+                conn.send(WorkFailed(request.job_id, failure(error)))
 
     def finish(
-        self, request: WorkRequest, raw_images: list[RGBArray], diffusion_ms: float
+        self,
+        model: LoadedModel,
+        request: WorkRequest,
+        raw_images: list[RGBArray],
+        diffusion_ms: float,
     ) -> WorkResult:
         """Upscale, safety check and watermark one job's images, then make them post-ready
         under the request's policy."""
         diffusion_done = time.perf_counter()
+        options = request.options
         # 2. Upscale to what the watermark needs (an upscale job: twice that); the checker sees
         # the image that will be posted.
-        min_side = self.spec.min_output_side * request.options.upscale
+        min_side = self.spec.min_output_side * options.upscale
         images = [upscale_to_min_side(image, min_side) for image in raw_images]
 
-        # 3. open_nsfw runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes;
-        # the model's own checker, when it has one, looks at the same final images.
+        # 3. open_nsfw runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes
+        # (with the A1111 parameters other tools read); the model's own checker, when it has
+        # one, looks at the same final images.
         scores = self._safety_thread.submit(self.checker.scores, images)
         marked = [
             watermark.embed(image, watermark_id(request.job_id, index))
             for index, image in enumerate(images, start=1)
         ]
-        pngs = [to_png(image.rgb) for image in marked]
+        sampler = model.runner.scheduler_name(options.scheduler)
+        parameters = [
+            parameters_text(
+                options,
+                seed,
+                options.width,
+                options.height,
+                model.lora_hashes,
+                model=model.name,
+                sampler=sampler,
+            )
+            for seed in options.seeds
+        ]
+        pngs = [
+            to_png(mark.rgb, text, request.job_id)
+            for mark, text in zip(marked, parameters, strict=True)
+        ]
         model_flags: list[bool | None] = (
-            list(self.model_checker.flags(images)) if self.model_checker else [None] * len(images)
+            list(model.safety.flags(images)) if model.safety else [None] * len(images)
         )
         results = [
             SafetyResult(score, flagged)
@@ -204,13 +277,14 @@ class Worker:
                 watermark_id=mark.watermark_id,
                 watermark_verified=mark.verified,
                 safety=result,
+                parameters=text,
             )
-            for index, (mark, png, seed, result) in enumerate(
-                zip(marked, pngs, request.options.seeds, results, strict=True), start=1
+            for index, (mark, png, seed, result, text) in enumerate(
+                zip(marked, pngs, options.seeds, results, parameters, strict=True), start=1
             )
         ]
         # 5. Under the request's policy: dispositions, placeholders, the marked grid.
-        with_grid = request.options.upscale == 1  # an upscale posts its one picture
+        with_grid = options.upscale == 1  # an upscale posts its one picture
         post = post_ready(request.job_id, variants, request.image_policy, with_grid=with_grid)
         finished = time.perf_counter()
         return WorkResult(
@@ -219,6 +293,13 @@ class Worker:
             diffusion_ms=diffusion_ms,
             postprocess_ms=(finished - diffusion_done) * 1000,
         )
+
+
+def failure(error: Exception) -> str:
+    """A job's failure as its member reads it: our own errors say what happened in words."""
+    if isinstance(error, SdbotError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def post_ready(
@@ -230,9 +311,14 @@ def post_ready(
     record's facts (hash, size, watermark, scores). The grid (``with_grid``) numbers the tiles,
     withheld ones as their placeholders, and carries its own watermark, the job's id with
     variant 0, which ``sdbot trace`` reads back to the job as it does a variant's.
+
+    A placeholder's PNG carries no text: it is not the picture the parameters drew. The grid
+    carries the ``parameters`` of its first shown tile (A1111 writes its first image's), none
+    when every tile is withheld, and the job's id.
     """
     ready: list[ReadyImage] = []
     tiles: list[RGBArray] = []
+    grid_parameters: str | None = None
     for variant in variants:
         decision = decide(variant.safety, policy)
         if decision.withheld:
@@ -242,6 +328,7 @@ def post_ready(
         else:
             tiles.append(variant.rgb)
             png = variant.png
+            grid_parameters = grid_parameters or variant.parameters
         ready.append(
             ReadyImage(
                 variant=variant.variant,
@@ -259,7 +346,7 @@ def post_ready(
     if not with_grid or not ready:
         return PostReady(tuple(ready), None)
     marked = watermark.embed(make_grid(tiles), watermark_id(job_id, 0))
-    grid_png = to_png(marked.rgb)
+    grid_png = to_png(marked.rgb, grid_parameters, job_id)
     safety, decision = decide_grid([(image.safety, image.decision) for image in ready], policy)
     grid = ReadyImage(
         variant=0,

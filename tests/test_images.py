@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -9,14 +12,16 @@ from PIL import Image, ImageDraw, ImageFont
 from bot.imagine.service import ImagineService
 from bot.imagine.types import Requester
 from generation.images import (
+    A1111_SAMPLERS,
     from_image_file,
     make_grid,
+    parameters_text,
     placeholder,
     to_png,
     upscale_to_min_side,
     withheld_tile,
 )
-from generation.options import RequestedOptions
+from generation.options import GenerationOptions, LoraChoice, RequestedOptions
 from moderation.safety import OpenNSFWChecker
 
 
@@ -93,6 +98,48 @@ def test_upscale_reaches_the_minimum_by_whole_factors() -> None:
 def test_png_round_trip() -> None:
     image = placeholder(64, 48, "withheld")
     assert (from_image_file(to_png(image)) == image).all()
+    with Image.open(io.BytesIO(to_png(image))) as bare:
+        assert bare.text == {}  # type: ignore[attr-defined]
+
+
+def test_a_png_carries_the_a1111_parameters_and_its_job_beside_the_same_pixels() -> None:
+    image = placeholder(64, 48, "a picture")
+    text = "un chat « noir » ☕\nSteps: 4, Sampler: Euler a, CFG scale: 7, Seed: 0, Size: 64x48"
+    png = to_png(image, text, 12)
+    assert (from_image_file(png) == image).all()
+    with Image.open(io.BytesIO(png)) as read:
+        assert read.text == {"parameters": text, "sdbot-job": "12"}  # type: ignore[attr-defined]
+
+
+def test_parameters_are_written_as_a1111_writes_them() -> None:
+    options = GenerationOptions("a red circle", "", (0,), 20, 7.5, 64, 64, "euler_a", model="m")
+    assert parameters_text(options, 0, 64, 64, {}) == (
+        "a red circle\n"  # no negative prompt: no line for it
+        "Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 0, Size: 64x64, Model: m"
+    )
+    styled = dataclasses.replace(
+        options,
+        negative_prompt="blurry, dark",
+        loras=(LoraChoice("ink", 0.8), LoraChoice("outline", -1)),
+        upscale=2,
+        steps=2,
+        scheduler="default",
+    )
+    hashes = {"ink": "0123456789ab", "outline": "ba9876543210"}
+    assert parameters_text(styled, 7, 64, 64, hashes, model="sd15", sampler="pndm") == (
+        "a red circle <lora:ink:0.8> <lora:outline:-1>\n"
+        "Negative prompt: blurry, dark\n"
+        "Steps: 2, Sampler: PLMS, CFG scale: 7.5, Seed: 7, Size: 64x64, Model: sd15, "
+        "Denoising strength: 0.35, Hires upscale: 2, Hires steps: 3, Hires upscaler: Lanczos, "
+        'Lora hashes: "ink: 0123456789ab, outline: ba9876543210"'
+    )
+    assert {A1111_SAMPLERS[name] for name in ("dpmpp", "euler", "ddim", "unipc", "heun")} == {
+        "DPM++ 2M",
+        "Euler",
+        "DDIM",
+        "UniPC",
+        "Heun",
+    }
 
 
 def test_ordinary_images_score_low() -> None:

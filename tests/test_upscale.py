@@ -22,15 +22,16 @@ def test_a_job_of_one_or_two_steps_can_be_upscaled(
     in the worker when a member pressed 1️⃣–4️⃣."""
     import torch
 
-    from generation.pipeline import PipelineRunner, load_pipeline
+    from generation.loading import load_pipeline
+    from generation.pipeline import PipelineRunner
 
     runner = PipelineRunner(load_pipeline(resolve_model(str(model_dir)), "cpu", torch.float32))
     options = GenerationOptions("a red circle", "", (7,), steps, 3.0, 64, 64, scheduler, upscale=2)
     seen: list[tuple[int, int]] = []
-    (images,) = runner.generate(
+    (drawn,) = runner.generate(
         [WorkRequest(1, options, ImagePolicy(threshold=0.5, strict_threshold=0.3))],
         lambda step, total: seen.append((step, total)),
     )
-    assert images[0].shape == (128, 128, 3)
+    assert drawn.images[0].shape == (128, 128, 3)
     assert options.refine_steps == 1
     assert seen[-1][0] == seen[-1][1]  # the progress reaches its total, redraw included

@@ -139,6 +139,14 @@ async def test_a_reset_database_never_overwrites_older_pictures(
     assert outcome.images[0].path.parent.name.startswith("job-1-")
 
 
+def test_the_model_memory_budget_is_the_setting_or_half_the_ram_on_a_cpu() -> None:
+    from generation.model_pool import memory_budget
+
+    assert memory_budget(2.5, "cpu") == 2_500_000_000
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert memory_budget(0, "cpu") == int(ram * 0.5)
+
+
 def test_the_worker_leaves_the_bot_a_core_unless_told_otherwise() -> None:
     assert cpu_threads(None, cores=2) == 1
     assert cpu_threads(None, cores=1) == 1
