@@ -173,7 +173,8 @@ def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["nope"], "lora must be one of outline, got 'nope'"),
         (["outline:3"], "lora weight must be a number from -2 to 2 (outline), got 3.0"),
-        (["outline:x"], "lora weight must be a number from -2 to 2, got 'x'"),
+        (["outline:x"], "lora must be NAME or NAME:WEIGHT, WEIGHT a number from -2 to 2, got"),
+        (["outline:0.5,nope"], "lora must be one of outline, got 'nope'"),
         (["outline", "outline:0.5"], "lora must be each LoRA at most once, got 'outline'"),
     ],
 )
@@ -183,7 +184,8 @@ def test_a_bad_lora_exits_2_with_one_line(
     flags = [arg for lora in loras for arg in ("--lora", lora)]
     result = sdbot(settings, "imagine", "a cat", *flags, SDBOT_LORA_DIR=str(lora_dir))
     assert result.returncode == 2
-    assert result.stderr == f"sdbot: error: {reason}\n"
+    assert result.stderr.startswith(f"sdbot: error: {reason}"), result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_imagine_with_a_model_a_lora_and_an_aspect_names_them(

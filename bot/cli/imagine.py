@@ -22,9 +22,9 @@ from generation.options import (
     LORA_WEIGHT_MIN,
     MAX_LORAS,
     SCHEDULERS,
-    LoraChoice,
     RequestedOptions,
 )
+from generation.prompt_syntax import parse_lora_list
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
@@ -51,7 +51,7 @@ def register(commands: Any) -> None:
         default=[],
         metavar="NAME[:WEIGHT]",
         help=f"a LoRA and its weight (default 1, from {LORA_WEIGHT_MIN:g} to "
-        f"{LORA_WEIGHT_MAX:g}); repeat for up to {MAX_LORAS}",
+        f"{LORA_WEIGHT_MAX:g}); repeat it, or list them 'a:0.8,b', for up to {MAX_LORAS}",
     )
     imagine.add_argument(
         "--aspect", help="one of the model's sizes by its aspect ratio: 1:1, 3:2, 2:3, 16:9, 9:16"
@@ -105,7 +105,7 @@ def _requested(args: argparse.Namespace) -> RequestedOptions:
         variants=args.variants,
         scheduler=args.scheduler,
         model=args.model,
-        loras=tuple(LoraChoice.parse(text) for text in args.lora),
+        loras=tuple(choice for text in args.lora for choice in parse_lora_list(text)),
         aspect=args.aspect,
     )
 
