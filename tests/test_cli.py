@@ -160,11 +160,12 @@ def test_bad_input_exits_2_with_one_line(settings: Settings, args: list[str], re
 
 @pytest.fixture(scope="session")
 def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded model's shipped LoRA folder, else one with a LoRA made the same way."""
-    if SHIPPED_LORA.is_file():
-        return SHIPPED_LORA.parent
+    """A folder with the embedded model's shipped LoRA, else one made the same way."""
     folder = tmp_path_factory.mktemp("loras")
-    make_lora(folder)
+    if SHIPPED_LORA.is_file():
+        shutil.copy(SHIPPED_LORA, folder)
+    else:
+        make_lora(folder)
     return folder
 
 

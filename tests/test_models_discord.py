@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,11 @@ def make_lora(folder: Path, name: str = "outline") -> Path:
 
 @pytest.fixture(scope="session")
 def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("loras")  # the one LoRA, whatever else ships
     if SHIPPED_LORA.is_file():
-        return EMBEDDED_LORA_DIR
-    folder = tmp_path_factory.mktemp("loras")
-    make_lora(folder)
+        shutil.copy(SHIPPED_LORA, folder)
+    else:
+        make_lora(folder)
     return folder
 
 
