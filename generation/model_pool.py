@@ -132,15 +132,19 @@ class ModelPool:
         """The model a batch names, loaded, with its LoRAs loaded as adapters, and the time its
         load took in ms (0 when it was loaded already)."""
         loaded, load_ms = self.get(model)
-        for lora in loras:
-            if lora.name not in loaded.runner.adapters:
-                self._load_lora(loaded, lora.name)
+        missing = [lora.name for lora in loras if lora.name not in loaded.runner.adapters]
+        for name in missing:
+            self._load_lora(loaded, name)
+        if missing:  # its adapters count too
+            self._sizes[loaded.name] = loaded.bytes
+            self._unload_until(0)
         return loaded, load_ms
 
     def get(self, name: str) -> tuple[LoadedModel, float]:
         entry = self.entry(name)
         if entry.name in self._loaded:
             self._loaded.move_to_end(entry.name)
+            self._unload_until(0)  # the others, if the budget was lowered
             return self._loaded[entry.name], 0.0
         # 1. Room for it, then the pipeline, its checker, its embeddings and its runner.
         started = time.perf_counter()
@@ -183,16 +187,18 @@ class ModelPool:
     def _unload_until(self, incoming: int) -> None:
         """Unloads the least recently used models (never the last one used) while those loaded
         and ``incoming`` bytes more would not fit the budget."""
+        unloaded = False
         while len(self._loaded) > (1 if incoming == 0 else 0):
             used = sum(self._sizes[name] for name in self._loaded)
             if used + incoming <= self.budget_bytes:
-                return
-            name, model = self._loaded.popitem(last=False)
+                break
+            name, _ = self._loaded.popitem(last=False)
             log.info("model %s unloaded ◆ %.0f MB freed", name, self._sizes[name] / 1e6)
-            del model
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+            unloaded = True
+        if unloaded:  # its tensors go now, not at the collector's leisure
+            gc.collect()
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
     def _embed(self, entry: ModelEntry, pipe: Any) -> tuple[str, ...]:
         """Loads the catalog's textual-inversion embeddings that fit the text encoder."""

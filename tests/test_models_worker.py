@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation.catalog import Catalog, LoraFile, ModelEntry, Size
+from generation.catalog import Catalog, EmbeddingFile, LoraFile, ModelEntry, Size
 from generation.families import Family
 from generation.images import from_image_file
 from generation.models import model_defaults, resolve_model
@@ -126,7 +127,26 @@ def catalog(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Catalo
     (folder / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     loras.append(LoraFile("corrupt", folder / "corrupt.safetensors", None))
     models = (_entry(model_dir, "embedded"), _entry(model_dir, "copy"))
-    return Catalog(models, "embedded", loras=tuple(loras))
+    embeddings = (
+        EmbeddingFile("azure", _save_embedding(folder, "azure", model_dir, 128), 128),
+        EmbeddingFile("broad", _save_embedding(folder, "broad", model_dir, 256), 256),
+    )
+    return Catalog(models, "embedded", loras=tuple(loras), embeddings=embeddings)
+
+
+def _save_embedding(folder: Path, token: str, model_dir: Path, width: int) -> Path:
+    """A textual-inversion embedding in A1111's safetensors layout: the text encoder's own
+    vector for "blue" (128 wide), or a vector for another encoder's width."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    encoder = CLIPTextModel.from_pretrained(model_dir / "text_encoder")
+    [blue] = CLIPTokenizer.from_pretrained(model_dir / "tokenizer")("blue").input_ids[1:-1]
+    vector = encoder.get_input_embeddings().weight[blue].detach().clone()
+    vector = vector if width == vector.shape[0] else torch.randn(width)
+    save_file({"emb_params": vector[None]}, folder / f"{token}.safetensors")
+    return folder / f"{token}.safetensors"
 
 
 class Outbox:
@@ -186,8 +206,12 @@ def base_images(model_dir: Path) -> list[np.ndarray]:
 def test_the_worker_switches_models_within_its_budget_and_says_how_long_it_took(
     worker: Any,
 ) -> None:
+    [default] = worker.pool._loaded.values()
+    unet = weakref.ref(default.runner.pipe.unet)
+    del default
     answers = _run(worker, _request(1, model="copy"))
     assert worker.pool.loaded == ("copy",)  # room for one: the default model went
+    assert unet() is None  # and its weights with it
     loaded = answers[1]
     assert isinstance(loaded, WorkResult)
     assert loaded.model_load_ms > 0
@@ -201,12 +225,16 @@ def test_the_worker_switches_models_within_its_budget_and_says_how_long_it_took(
     # The same weights under two names draw the same picture.
     assert np.array_equal(_pixels(again), _pixels(loaded))
 
+    budget = worker.pool.budget_bytes
     worker.pool.budget_bytes *= 10  # room for both: the least recently used stays
     _run(worker, _request(5, model="copy"))
     assert worker.pool.loaded == ("embedded", "copy")
     assert _run(worker, _request(6, model="embedded"))[6].model_load_ms == 0  # type: ignore[union-attr]
-    worker.pool.budget_bytes //= 10
-    unknown = _run(worker, _request(7, model="nope"))[7]
+    worker.pool.budget_bytes = 1  # smaller than any model: the one asked for still loads
+    assert isinstance(_run(worker, _request(7, model="copy"))[7], WorkResult)
+    assert worker.pool.loaded == ("copy",)
+    worker.pool.budget_bytes = budget
+    unknown = _run(worker, _request(8, model="nope"))[8]
     assert isinstance(unknown, WorkFailed)
     assert unknown.error == "model 'nope' is not in the worker's list (embedded, copy)"
 
@@ -372,3 +400,14 @@ def test_prompts_of_other_lengths_are_drawn_apart_and_a_cut_prompt_says_so(worke
     [note] = answers[63].notes  # type: ignore[union-attr]
     assert note.startswith(f"prompt cut after {MAX_CHUNKS} windows: ")
     assert note.endswith(" tokens dropped")
+
+
+def test_embeddings_that_fit_the_text_encoder_are_used_by_their_token(worker: Any) -> None:
+    model, _ = worker.pool.prepare("embedded")
+    assert model.embeddings == ("azure",)  # "broad" was made for a 256-wide encoder
+    [azure, blue, red] = [
+        model.runner.generate([_request(1, prompt=f"a {colour} circle")])[0].images[0]
+        for colour in ("azure", "blue", "red")
+    ]
+    assert np.array_equal(azure, blue)  # the token's vector is "blue"'s
+    assert not np.array_equal(azure, red)
