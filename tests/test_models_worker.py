@@ -22,6 +22,8 @@ from generation.images import from_image_file
 from generation.models import model_defaults, resolve_model
 from generation.options import GenerationOptions, LoraChoice
 from generation.protocol import (
+    CancelJob,
+    Progress,
     WorkBatch,
     WorkCancelled,
     WorkerSpec,
@@ -150,16 +152,20 @@ def _save_embedding(folder: Path, token: str, model_dir: Path, width: int) -> Pa
 
 
 class Outbox:
-    """The worker's end of its pipe, in-process: what it sends, and no cancels to read."""
+    """The worker's end of its pipe, in-process: what it sends, and what it reads (cancels)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *incoming: object) -> None:
         self.sent: list[object] = []
+        self.incoming = list(incoming)
 
     def send(self, message: object) -> None:
         self.sent.append(message)
 
     def poll(self) -> bool:
-        return False
+        return bool(self.incoming)
+
+    def recv(self) -> object:
+        return self.incoming.pop(0)
 
     def answers(self) -> dict[int, WorkResult | WorkFailed | WorkCancelled]:
         kinds = WorkResult | WorkFailed | WorkCancelled
@@ -411,3 +417,14 @@ def test_embeddings_that_fit_the_text_encoder_are_used_by_their_token(worker: An
     ]
     assert np.array_equal(azure, blue)  # the token's vector is "blue"'s
     assert not np.array_equal(azure, red)
+
+
+def test_a_cancel_read_while_another_group_draws_is_kept_for_its_own(worker: Any) -> None:
+    short = _request(71, model="copy")
+    long = _request(72, model="copy", prompt="a red circle " + "on a blue field " * 12)
+    outbox = Outbox(CancelJob(72))  # read at the short prompt's first step
+    worker.process(WorkBatch((short, long)), outbox)
+    answers = outbox.answers()
+    assert isinstance(answers[71], WorkResult)
+    assert answers[72] == WorkCancelled(72, 1, 4)
+    assert not any(isinstance(m, Progress) and m.job_id == 72 for m in outbox.sent)
