@@ -428,3 +428,33 @@ def test_a_cancel_read_while_another_group_draws_is_kept_for_its_own(worker: Any
     assert isinstance(answers[71], WorkResult)
     assert answers[72] == WorkCancelled(72, 1, 4)
     assert not any(isinstance(m, Progress) and m.job_id == 72 for m in outbox.sent)
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "generation" / "embedded"
+
+
+@pytest.mark.skipif(
+    not (SHIPPED / "loras" / "outline.safetensors").is_file(), reason="no shipped LoRA yet"
+)
+def test_the_shipped_lora_and_embedding_load_from_the_operators_catalog(model_dir: Path) -> None:
+    """The catalog as the settings read it, with the LoRA and the embedding the project ships."""
+    from generation.catalog import load_catalog
+    from generation.worker import Worker
+
+    catalog = load_catalog(
+        str(model_dir), lora_dir=SHIPPED / "loras", embedding_dir=SHIPPED / "embeddings"
+    )
+    spec = WorkerSpec(model=str(model_dir), device="cpu", torch_threads=1, catalog=catalog)
+    worker = Worker(spec)
+    styled = _run(worker, _request(81, steps=20, loras=(LoraChoice("outline"),)))[81]
+    zero = _run(worker, _request(81, steps=20, loras=(LoraChoice("outline", 0),)))[81]
+    plain = _run(worker, _request(81, steps=20))[81]
+    [model] = worker.pool._loaded.values()
+    assert model.embeddings
+    assert set(model.embeddings) == {embedding.token for embedding in catalog.embeddings}
+    assert np.array_equal(_pixels(zero), _pixels(plain))
+    assert np.abs(_pixels(styled).astype(int) - _pixels(plain)).mean() > 10  # 99 measured
+    short = hashlib.sha256((SHIPPED / "loras" / "outline.safetensors").read_bytes()).hexdigest()
+    assert isinstance(styled, WorkResult)
+    with Image.open(io.BytesIO(styled.post.images[0].png)) as png:
+        assert f'Lora hashes: "outline: {short[:12]}"' in png.text["parameters"]  # type: ignore[attr-defined]
