@@ -13,9 +13,6 @@ import numpy.typing as npt
 import torch
 
 from generation.errors import InvalidOption, ModelLoadError
-
-# The loader moved to generation.loading; this name stays until the last tests import it there.
-from generation.loading import load_pipeline  # noqa: F401
 from generation.options import UPSCALE_STRENGTH, LoraChoice
 from generation.protocol import WorkRequest
 

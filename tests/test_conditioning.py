@@ -21,8 +21,8 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from generation.conditioning import MAX_CHUNKS, encode, window_count
+from generation.loading import load_pipeline
 from generation.models import EMBEDDED_MODEL_DIR, resolve_model
-from generation.pipeline import load_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers, numpy 2
 
