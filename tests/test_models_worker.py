@@ -5,6 +5,7 @@ A1111 ``parameters`` chunk in every PNG."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -458,3 +459,68 @@ def test_the_shipped_lora_and_embedding_load_from_the_operators_catalog(model_di
     assert isinstance(styled, WorkResult)
     with Image.open(io.BytesIO(styled.post.images[0].png)) as png:
         assert f'Lora hashes: "outline: {short[:12]}"' in png.text["parameters"]  # type: ignore[attr-defined]
+
+
+def _sdxl_lora(folder: Path, pipe: Any) -> Path:
+    """A LoRA for the tiny SDXL UNet (96-wide cross-attention), saved as SDXL's loader reads."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    unet = copy.deepcopy(pipe.unet)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_v"]))
+    for parameter_name, parameter in unet.named_parameters():
+        if "lora_B" in parameter_name:
+            torch.nn.init.normal_(parameter, std=1.0)
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionXLPipeline.save_lora_weights(folder, state, weight_name="xl.safetensors")
+    return folder / "xl.safetensors"
+
+
+def test_the_worker_draws_and_upscales_each_family_with_its_own_pipelines(
+    model_dir: Path, catalog: Catalog, tmp_path: Path
+) -> None:
+    """SD 1.x (the embedded folder), SD 2.x and SDXL (tiny ones, as single files with their
+    config folders) in one worker: each draws and upscales a prompt of two windows, SDXL takes
+    a LoRA made for it and refuses one made for SD 1.x."""
+    from generation.models import ModelSource, SourceKind
+    from generation.options import ModelDefaults
+    from generation.worker import Worker
+    from tests.tiny_families import SIDE, save, tiny_sd2, tiny_sdxl
+
+    entries = [_entry(model_dir, "embedded")]
+    xl = tiny_sdxl()
+    for name, family, pipe in (("two", Family.SD2, tiny_sd2()), ("xl", Family.SDXL, xl)):
+        folder, single = save(pipe, family, tmp_path)
+        source = ModelSource(str(single), SourceKind.SINGLE_FILE)
+        sizes = (Size("1:1", SIDE, SIDE),)
+        entries.append(ModelEntry(name, source, family, ModelDefaults(), sizes, config=folder))
+    ink = next(lora for lora in catalog.loras if lora.name == "ink")
+    loras = (ink, LoraFile("xl", _sdxl_lora(tmp_path, xl), 96))
+    spec = WorkerSpec(
+        model=str(model_dir),
+        device="cpu",
+        torch_threads=1,
+        catalog=Catalog(tuple(entries), "embedded", loras=loras),
+    )
+    worker = Worker(spec)
+    prompt = "a (red:1.2) circle " + "on a blue field " * 8
+    for job_id, (name, side) in enumerate((("embedded", 64), ("two", SIDE), ("xl", SIDE)), 90):
+        sized = {"width": side, "height": side, "prompt": prompt, "model": name}
+        [drawn, upscaled] = [
+            _run(worker, _request(job_id, upscale=factor, **sized))[job_id] for factor in (1, 2)
+        ]
+        assert isinstance(drawn, WorkResult), drawn
+        assert isinstance(upscaled, WorkResult), upscaled
+        with Image.open(io.BytesIO(upscaled.post.images[0].png)) as png:
+            assert f"Model: {name}, Denoising strength: 0.35" in png.text["parameters"]  # type: ignore[attr-defined]
+    xl_job = {"width": SIDE, "height": SIDE, "model": "xl"}
+    plain = _run(worker, _request(95, **xl_job))[95]
+    styled = _run(worker, _request(95, loras=(LoraChoice("xl"),), **xl_job))[95]
+    assert not np.array_equal(_pixels(styled), _pixels(plain))
+    refused = _run(worker, _request(96, loras=(INK,), **xl_job))[96]
+    assert isinstance(refused, WorkFailed)
+    assert refused.error.startswith("LoRA 'ink' does not fit model 'xl': "), refused.error
+    assert np.array_equal(_pixels(_run(worker, _request(95, **xl_job))[95]), _pixels(plain))
