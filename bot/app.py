@@ -58,7 +58,7 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
     catalog = settings.catalog()
     defaults = catalog.model(None).defaults
     config = ImagineConfig(
-        limits=settings.limits(defaults),
+        limits=settings.catalog_limits(),
         defaults=defaults,
         model_name=catalog.default_model,
         nsfw_threshold=settings.nsfw_threshold,

@@ -325,6 +325,15 @@ class Settings(BaseSettings):
             self._catalog = cached
         return cached[1]
 
+    def catalog_limits(self) -> OptionLimits:
+        """The option limits over the catalog: sides up to what its largest model serves (its
+        native side's multiple, or the largest size any model declares), so that no model's
+        sizes are cut by another's; SDBOT_MAX_SIDE still caps them."""
+        catalog = self.catalog()
+        largest = max(max(s.width, s.height) for m in catalog.models for s in m.sizes)
+        native = max(m.defaults.native_side for m in catalog.models)
+        return self.limits(ModelDefaults(width=largest, height=largest, native_side=native))
+
     def queue_limits(self) -> Limits:
         return Limits(
             user_units_per_hour=self.user_images_per_hour,

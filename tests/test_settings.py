@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from bot.settings import Settings, mask_url
-from generation.errors import ModelLoadError
+from generation.errors import InvalidOption, ModelLoadError
+from generation.models import EMBEDDED_MODEL_DIR
+from generation.options import RequestedOptions
 
 
 def make(**values: object) -> Settings:
@@ -74,3 +76,24 @@ def test_the_catalog_is_read_once_from_the_model_and_folders(tmp_path: Path) -> 
     assert settings.model_copy(update={"model_memory_gb": 8}).catalog() is catalog
     with pytest.raises(ValidationError, match="model_memory_gb"):
         make(model_memory_gb=-1)
+
+
+def test_the_limits_follow_the_catalogs_largest_model(tmp_path: Path) -> None:
+    """A model's declared sizes are not cut by the default model's (64 px) limit."""
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'[[model]]\nname = "embedded"\nsource = "{EMBEDDED_MODEL_DIR}"\n\n'
+        f'[[model]]\nname = "big"\nsource = "{EMBEDDED_MODEL_DIR}"\n'
+        'sizes = ["1:1=512x512", "3:2=768x512"]\n'
+    )
+    settings = make(models_file=models)
+    catalog, limits = settings.catalog(), settings.catalog_limits()
+    big = catalog.validate(RequestedOptions("a cat", model="big", aspect="3:2"), limits)
+    assert (big.model, big.width, big.height) == ("big", 768, 512)
+    small = catalog.validate(RequestedOptions("a cat"), limits)
+    assert (small.model, small.width, small.height) == ("embedded", 64, 64)
+    with pytest.raises(InvalidOption, match="1:1"):  # the embedded model's one size stays one
+        catalog.validate(RequestedOptions("a cat", width=512, height=512), limits)
+    capped = make(models_file=models, max_side=640).catalog_limits()
+    with pytest.raises(InvalidOption, match="3:2"):  # SDBOT_MAX_SIDE still caps them
+        catalog.validate(RequestedOptions("a cat", model="big", aspect="3:2"), capped)

@@ -120,7 +120,7 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     catalog = catalog_of(settings)
     requested = _requested(args)
     try:  # fail fast, before any I/O
-        catalog.validate(requested, settings.limits(catalog.model(None).defaults))
+        catalog.validate(requested, settings.catalog_limits())
         refusal = None if args.guild is None else check_guild_id(args.guild)
     except UnstorableText as error:
         refusal = str(error)

@@ -33,7 +33,7 @@ async def record_refusal(
         negative_prompt=storable(requested.negative_prompt),
     )
     catalog = settings.catalog()
-    options = catalog.validate(escaped, settings.limits(catalog.model(None).defaults))
+    options = catalog.validate(escaped, settings.catalog_limits())
     async with open_storage(settings) as storage:
         verdict = await moderate(storage.terms, options.prompt, guild_id, options.negative_prompt)
         requester = Requester(source="cli", guild_id=guild_id, channel_nsfw=channel_nsfw)
