@@ -201,20 +201,19 @@ class ModelPool:
                 torch.cuda.empty_cache()
 
     def _embed(self, entry: ModelEntry, pipe: Any) -> tuple[str, ...]:
-        """Loads the catalog's textual-inversion embeddings that fit the text encoder."""
-        encoder = getattr(pipe, "text_encoder", None)
-        if encoder is None or not self.catalog.embeddings:
+        """Loads the catalog's textual-inversion embeddings that fit the text encoder (SDXL:
+        both, from a file's ``clip_l`` and ``clip_g`` vectors; its width is their sum)."""
+        found = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+        encoders = [encoder for encoder in found if encoder is not None]
+        if not encoders or not self.catalog.embeddings:
             return ()
-        if getattr(pipe, "text_encoder_2", None) is not None:
-            log.warning("model %s: embeddings for two text encoders are not loaded", entry.name)
-            return ()
-        width = encoder.get_input_embeddings().weight.shape[-1]
+        width = sum(encoder.get_input_embeddings().weight.shape[-1] for encoder in encoders)
         tokens = []
         for embedding in self.catalog.embeddings:
             if embedding.dim is not None and embedding.dim != width:
                 continue
             try:
-                pipe.load_textual_inversion(str(embedding.path), token=embedding.token)
+                _load_embedding(pipe, embedding.path, embedding.token, two=len(encoders) == 2)
             except (OSError, ValueError, RuntimeError, KeyError) as error:
                 log.warning(
                     "model %s: embedding %s not loaded: %s", entry.name, embedding.token, error
@@ -271,6 +270,25 @@ def _load_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype) -> Any:
     from generation.loading import load_pipeline
 
     return load_pipeline(entry, device, dtype)
+
+
+def _load_embedding(pipe: Any, path: Path, token: str, *, two: bool) -> None:
+    if not two:
+        pipe.load_textual_inversion(str(path), token=token)
+        return
+    from safetensors.torch import load_file
+
+    vectors = load_file(path)
+    for key, encoder, tokenizer in (
+        ("clip_l", "text_encoder", "tokenizer"),
+        ("clip_g", "text_encoder_2", "tokenizer_2"),
+    ):
+        pipe.load_textual_inversion(
+            vectors[key],
+            token=token,
+            text_encoder=getattr(pipe, encoder),
+            tokenizer=getattr(pipe, tokenizer),
+        )
 
 
 def _why_not(text: str, layers: int | None = None) -> str | None:

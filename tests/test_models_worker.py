@@ -479,12 +479,25 @@ def _sdxl_lora(folder: Path, pipe: Any) -> Path:
     return folder / "xl.safetensors"
 
 
+def _sdxl_embedding(folder: Path, pipe: Any) -> Path:
+    """An SDXL embedding (``clip_l`` and ``clip_g``): each encoder's own vector for "blue"."""
+    from safetensors.torch import save_file
+
+    [blue] = pipe.tokenizer("blue").input_ids[1:-1]
+    vectors = {
+        key: encoder.get_input_embeddings().weight[blue].detach().clone()[None]
+        for key, encoder in (("clip_l", pipe.text_encoder), ("clip_g", pipe.text_encoder_2))
+    }
+    save_file(vectors, folder / "azure.safetensors")
+    return folder / "azure.safetensors"
+
+
 def test_the_worker_draws_and_upscales_each_family_with_its_own_pipelines(
     model_dir: Path, catalog: Catalog, tmp_path: Path
 ) -> None:
     """SD 1.x (the embedded folder), SD 2.x and SDXL (tiny ones, as single files with their
     config folders) in one worker: each draws and upscales a prompt of two windows, SDXL takes
-    a LoRA made for it and refuses one made for SD 1.x."""
+    a LoRA and an embedding made for it and refuses a LoRA made for SD 1.x."""
     from generation.models import ModelSource, SourceKind
     from generation.options import ModelDefaults
     from generation.worker import Worker
@@ -499,11 +512,12 @@ def test_the_worker_draws_and_upscales_each_family_with_its_own_pipelines(
         entries.append(ModelEntry(name, source, family, ModelDefaults(), sizes, config=folder))
     ink = next(lora for lora in catalog.loras if lora.name == "ink")
     loras = (ink, LoraFile("xl", _sdxl_lora(tmp_path, xl), 96))
+    embeddings = (EmbeddingFile("azure", _sdxl_embedding(tmp_path, xl), 32 + 64),)
     spec = WorkerSpec(
         model=str(model_dir),
         device="cpu",
         torch_threads=1,
-        catalog=Catalog(tuple(entries), "embedded", loras=loras),
+        catalog=Catalog(tuple(entries), "embedded", loras=loras, embeddings=embeddings),
     )
     worker = Worker(spec)
     prompt = "a (red:1.2) circle " + "on a blue field " * 8
@@ -520,6 +534,13 @@ def test_the_worker_draws_and_upscales_each_family_with_its_own_pipelines(
     plain = _run(worker, _request(95, **xl_job))[95]
     styled = _run(worker, _request(95, loras=(LoraChoice("xl"),), **xl_job))[95]
     assert not np.array_equal(_pixels(styled), _pixels(plain))
+    # Its embedding holds each encoder's own vector for "blue": it draws as "blue" does.
+    [azure, blue] = [
+        _pixels(_run(worker, _request(97, prompt=f"a {word} circle", **xl_job))[97])
+        for word in ("azure", "blue")
+    ]
+    assert np.array_equal(azure, blue)
+    assert not np.array_equal(azure, _pixels(plain))
     refused = _run(worker, _request(96, loras=(INK,), **xl_job))[96]
     assert isinstance(refused, WorkFailed)
     assert refused.error.startswith("LoRA 'ink' does not fit model 'xl': "), refused.error
