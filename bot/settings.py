@@ -160,7 +160,12 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=50, ge=1, le=500)
     max_guidance: float = Field(default=20.0, gt=0)
     min_side: int = Field(default=64, ge=8)
-    max_side: int = Field(default=1024, ge=64)
+    max_side: int = Field(
+        default=2048,
+        ge=64,
+        description="the largest side served; each model's own sizes (SDBOT_MODELS_FILE) and "
+        "twice its native side limit it first (SDXL's 16:9 is 1344 px)",
+    )
     max_variants: int = Field(default=4, ge=1, le=4)
     nsfw_threshold: float = Field(
         default=0.5, gt=0, le=1, description="open_nsfw score that flags an image"
