@@ -339,6 +339,18 @@ def test_every_png_carries_the_a1111_parameters_and_the_job(worker: Any, catalog
         # The text sits beside the pixels: the watermark still reads back.
         assert watermark.decode(from_image_file(image.png)) == image.watermark_id
 
+    # Withheld pictures: their placeholders carry no text, a grid of placeholders only its job.
+    flag_all = ImagePolicy(threshold=1e-9, strict_threshold=1e-9)
+    withheld = _run(worker, WorkRequest(43, _options(seeds=(5, 6)), flag_all))[43]
+    assert isinstance(withheld, WorkResult)
+    assert all(image.withheld for image in withheld.post.images)
+    for image in withheld.post.images:
+        with Image.open(io.BytesIO(image.png)) as png:
+            assert png.text == {}  # type: ignore[attr-defined]
+    assert withheld.post.grid is not None
+    with Image.open(io.BytesIO(withheld.post.grid.png)) as png:
+        assert png.text == {"sdbot-job": "43"}  # type: ignore[attr-defined]
+
     upscale = _run(worker, _request(42, upscale=2))[42]
     assert isinstance(upscale, WorkResult)
     assert upscale.post.grid is None
