@@ -174,6 +174,9 @@ class ModelPool:
         return loaded, load_ms
 
     def _expected_bytes(self, entry: ModelEntry) -> int:
+        """What ``entry`` will take: as much as last time, else its weight files (more than it
+        will take when a folder holds several variants or the dtype is smaller: a first load
+        may unload more than it needed to, never less)."""
         if entry.name in self._sizes:
             return self._sizes[entry.name]
         path = entry.source.path
@@ -185,8 +188,9 @@ class ModelPool:
         return 0  # a hub id: known once loaded
 
     def _unload_until(self, incoming: int) -> None:
-        """Unloads the least recently used models (never the last one used) while those loaded
-        and ``incoming`` bytes more would not fit the budget."""
+        """Unloads the least recently used models while those loaded and ``incoming`` bytes more
+        would not fit the budget. With nothing incoming (after a load, or a batch on a loaded
+        model) the most recently used one stays: it is the one the batch runs on."""
         unloaded = False
         while len(self._loaded) > (1 if incoming == 0 else 0):
             used = sum(self._sizes[name] for name in self._loaded)

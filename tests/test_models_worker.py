@@ -261,6 +261,9 @@ def test_a_lora_changes_the_pixels_and_none_or_weight_0_gives_the_base_model_s(
         assert 0 < np.abs(halfway.astype(int) - base).mean() < full_change
     for images in (plain.images, zero.images):
         assert all(np.array_equal(a, b) for a, b in zip(images, base_images, strict=True))
+    # And after a batch without it, the LoRA is back as it was.
+    [again] = runner.generate([_request(1, seeds=(5, 6), loras=(INK,))])
+    assert all(np.array_equal(a, b) for a, b in zip(again.images, styled.images, strict=True))
     assert "ink" in model.lora_hashes
 
 
