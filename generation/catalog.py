@@ -42,7 +42,7 @@ from generation.options import (
     Size,
     validate,
 )
-from generation.prompt_syntax import take_lora_tags
+from generation.prompt_syntax import check_weights, take_lora_tags
 
 __all__ = ["Catalog", "EmbeddingFile", "LoraFile", "ModelEntry", "Size", "load_catalog"]
 
@@ -103,6 +103,8 @@ class Catalog:
         """
         entry = self.model(requested.model)
         prompt, tagged = take_lora_tags(requested.prompt)
+        check_weights(prompt)  # "(word:9)": a weight beyond 0–3 is refused, never clamped
+        check_weights(requested.negative_prompt)
         options = validate(
             dataclasses.replace(requested, prompt=prompt),
             limits,

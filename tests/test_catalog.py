@@ -406,6 +406,15 @@ def test_lora_tags_leave_the_prompt_for_the_options(two_sizes: Catalog) -> None:
         ask(two_sizes, prompt="<lora:dots>")  # nothing left to draw
 
 
+def test_prompt_weights_beyond_the_range_are_refused_not_clamped(two_sizes: Catalog) -> None:
+    options = two_sizes.validate(RequestedOptions("a (red:1.4) [circle]", seed=1), LIMITS)
+    assert options.prompt == "a (red:1.4) [circle]"  # the worker reads the weights
+    with pytest.raises(InvalidOption, match=r"prompt weight must be a number from 0 to 3.*got 5"):
+        ask(two_sizes, prompt="a (red:5) circle")
+    with pytest.raises(InvalidOption, match="prompt weight must be"):
+        ask(two_sizes, negative_prompt="(blue:-1)")
+
+
 def test_a_tiny_sdxl_as_folder_and_as_single_file(tmp_path: Path) -> None:
     from tests.tiny_families import build_saved
 
