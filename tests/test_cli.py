@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 from bot.settings import Settings
+from generation.models import EMBEDDED_MODEL_DIR
 from storage.engine import create_engine, create_session_factory
 from storage.models import TermKind
 from storage.terms import TermList
@@ -206,6 +208,24 @@ def test_imagine_with_a_model_a_lora_and_an_aspect_names_them(
     assert said.returncode == 0, said.stderr
     assert "  model embedded · LoRA outline:1\n" in said.stdout
     assert "  note: prompt cut after 8 windows: 9 tokens dropped\n" in said.stdout
+
+
+def test_a_second_model_is_loaded_and_the_output_says_how_long_it_took(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'[[model]]\nname = "embedded"\nsource = "{EMBEDDED_MODEL_DIR}"\n'
+        f'[[model]]\nname = "night"\nsource = "{EMBEDDED_MODEL_DIR}"\nnsfw_only = true\n'
+    )
+    env = {"SDBOT_MODELS_FILE": str(models)}
+    refused = sdbot(migrated, "imagine", "a red circle", "--model", "night", **env)
+    assert "error: the model 'night' is only for age-restricted (NSFW) channels" in refused.stdout
+    args = ["a red circle", "--model", "night", "--nsfw-channel", "--variants", "1"]
+    drawn = sdbot(migrated, "imagine", *args, **env)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "  model night\n" in drawn.stdout
+    assert re.search(r" s in all: loading the model \d+ ms, diffusion \d+ ms", drawn.stdout)
 
 
 def test_models_lists_the_models_loras_and_embeddings(settings: Settings, lora_dir: Path) -> None:

@@ -88,8 +88,11 @@ def print_outcome(outcome: ImagineOutcome) -> None:
             f"{image.safety_score:.2f}  {mark}  {where}"
         )
     timings = outcome.timings_ms
+    switch = timings.get("model_load")
     print(
-        f"  {timings.get('total', 0) / 1000:.2f} s in all: diffusion "
+        f"  {timings.get('total', 0) / 1000:.2f} s in all: "
+        + (f"loading the model {switch:.0f} ms, " if switch else "")
+        + "diffusion "
         f"{timings.get('diffusion', 0):.0f} ms, safety + watermark + grid "
         f"{timings.get('worker_postprocess', 0):.0f} ms, files "  # the worker draws the grid
         f"{timings.get('grid_and_files', 0):.0f} ms"

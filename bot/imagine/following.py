@@ -131,6 +131,8 @@ class Following:
             "grid_and_files": (finished - worker_done) * 1000,
             "total": (finished - started) * 1000,
         }
+        if result.model_load_ms:  # the worker loaded this job's model first
+            timings["model_load"] = result.model_load_ms
         log.info("succeeded ◆ job %d ◆ %d images ◆ %.0f ms", job_id, len(shown), timings["total"])
         return ImagineOutcome(
             job_id,
