@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from generation.embedded.analyser import analyse
-from generation.embedded.folder import read_defaults
+from generation.embedded.folder import read_defaults, write_defaults
 from generation.embedded.scenes import Shape
 from generation.models import EMBEDDED_MODEL_DIR
 
@@ -36,7 +37,8 @@ def test_folder_is_small_safetensors_with_defaults() -> None:
     assert not [p for p in files if p.suffix in {".bin", ".pt", ".ckpt"}]
     assert len([p for p in files if p.suffix == ".safetensors"]) == 3
     raw = json.loads((folder / "sdbot.json").read_text(encoding="utf-8"))
-    assert set(raw) == {"steps", "guidance_scale", "scheduler", "width", "height"}
+    assert set(raw) == {"name", "steps", "guidance_scale", "scheduler", "width", "height", "sizes"}
+    assert (raw["name"], raw["sizes"]) == ("embedded", {"1:1": [64, 64]})  # what it draws well
     defaults = read_defaults(folder)
     assert (defaults.steps, defaults.scheduler, defaults.width, defaults.height) == (
         20,
@@ -45,6 +47,13 @@ def test_folder_is_small_safetensors_with_defaults() -> None:
         64,
     )
     assert 1.0 <= defaults.guidance_scale <= 10.0
+
+
+def test_a_retrained_model_gets_the_same_sdbot_json(tmp_path: Path) -> None:
+    """The trainer writes its name and its one size as shipped (they were once dropped)."""
+    write_defaults(tmp_path, read_defaults(EMBEDDED_MODEL_DIR))
+    written = json.loads((tmp_path / "sdbot.json").read_text(encoding="utf-8"))
+    assert written == json.loads((EMBEDDED_MODEL_DIR / "sdbot.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize(
