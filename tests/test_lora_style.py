@@ -92,14 +92,18 @@ def test_weight_zero_and_disabled_lora_give_the_base_pixels(
 
 
 def test_the_outline_grows_with_the_weight(lora_pipe: Any) -> None:
+    """Weights 0, 1 and 1.5 on 8 prompts (measured alone: ring darkness 0.015, 0.157, 0.316;
+    outline score 0.0, 0.193, 0.416). Weight 0.5 is left out: its 0.02 sits in the noise of a
+    few pictures (one full run drew the 4-prompt set's 0 and 0.5 both at 0.0)."""
+    prompts = [case.prompt for case in style_cases(8)]
     darkness, scores = [], []
-    for weight in (0.0, 0.5, 1.0):
+    for weight in (0.0, 1.0, 1.5):
         lora_pipe.set_adapters(["outline"], [weight])
-        images = generate(lora_pipe, PROMPTS, SEED)
+        images = generate(lora_pipe, prompts, SEED)
         darkness.append(float(np.mean([ring_darkness(image) for image in images])))
         scores.append(_score(images))
-    assert darkness[0] < darkness[1] < darkness[2], darkness
-    assert scores[0] < 0.05 < 0.1 < scores[2], scores
+    assert darkness[0] + 0.05 < darkness[1] < darkness[2] - 0.05, darkness
+    assert scores[0] < 0.05 < 0.1 < scores[1] < scores[2], scores
 
 
 @pytest.fixture(scope="module")
