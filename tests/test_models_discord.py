@@ -21,7 +21,7 @@ from safetensors.numpy import save_file
 
 from bot.discord.client import ImagineBot
 from bot.settings import EMBEDDED_LORA_DIR, Settings
-from fake_discord import Channel, FakeDiscord, Guild, Message, User
+from fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
 from fake_discord.client import running, with_controls
 from fake_discord.server import Interaction
 from generation.models import EMBEDDED_MODEL_DIR
@@ -171,6 +171,46 @@ async def test_a_bad_model_lora_or_aspect_gets_an_ephemeral_reason_naming_it(
         message = await fake_discord.wait_for(functools.partial(_original, asked), within=30)
         assert asked.ephemeral, options
         assert message.content.startswith(answer), message.content
+
+
+async def test_a_moderator_limits_the_models_and_loras_with_mod_settings(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, channel, ada = world
+    mod = fake_discord.create_user("mod")
+    role = fake_discord.create_role(guild, "mods", Permission.MANAGE_GUILD)
+    fake_discord.add_member(guild, mod, [role])
+    late = fake_discord.create_channel(guild, "late", nsfw=True)
+
+    async def answer(member: User, where: Channel, command: str, **options: Any) -> Message:
+        asked = await fake_discord.slash(member, where, command, **options)
+        return await fake_discord.wait_for(
+            lambda: asked.followups[-1] if asked.followups else _original(asked), within=60
+        )
+
+    said = await answer(mod, channel, "mod settings", models="after-dark", loras="none")
+    assert said.ephemeral
+    assert "after-dark" in said.content, said.content
+    settings = await bot.service.storage.guild_settings.get(guild.id)
+    assert (settings.allowed_models, settings.allowed_loras) == (("after-dark",), ())
+    refused = await answer(ada, late, "imagine", prompt="a red circle", model="embedded")
+    assert refused.ephemeral
+    assert refused.content.startswith("🎨 "), refused.content
+    assert "after-dark" in refused.content, refused.content
+    assert "'embedded'" in refused.content, refused.content
+    refused = await answer(ada, late, "imagine", prompt="a red circle", lora="outline")
+    assert refused.ephemeral
+    assert refused.content.startswith("🎨 "), refused.content
+    assert "outline" in refused.content, refused.content
+    jobs = await bot.service.storage.audit.list_jobs(guild_id=guild.id)
+    assert [(job.status, job.model, job.loras) for job in jobs] == [
+        (JobStatus.REFUSED, "embedded", ()),
+        (JobStatus.REFUSED, "after-dark", ("outline:1",)),
+    ]  # recorded, with what was asked (no model named: the server's one allowed model)
+    # An unknown model is refused by /mod settings itself, naming what the bot has.
+    said = await answer(mod, channel, "mod settings", models="sd99")
+    assert "'sd99'" in said.content, said.content
+    assert "embedded" in said.content, said.content
 
 
 class _Completer(discord.Client):
