@@ -605,6 +605,32 @@ def test_bench_mod_fills_a_scratch_database_and_times_the_reads(settings: Settin
     assert "--jobs must be at least 100" in too_few.stderr
 
 
+def test_bench_models_reports_switches_lora_and_conditioning_costs(settings: Settings) -> None:
+    result = sdbot(
+        settings, "bench", "models", "--runs", "1", "--variants", "1", "--steps", "2", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["runs"], report["variants"], report["steps"]) == (1, 1, 2)
+    kinds = {"base", "lora", "weighted", "three_windows"}
+    assert set(report["diffusion_ms_per_image"]) == set(report["diffusion_ratio_to_base"]) == kinds
+    assert set(report["encode_ms_per_prompt"]) == {"plain", "weighted", "three_windows"}
+    figures = [
+        report[key]
+        for key in (
+            "worker_start_ms", "cold_load_ms", "one_model_switch_ms", "lora_first_load_ms",
+            "lora_enable_ms", "lora_disable_ms", "model_mb",
+        )
+    ]  # fmt: skip
+    figures += [
+        *report["diffusion_ms_per_image"].values(),
+        *report["encode_ms_per_prompt"].values(),
+    ]
+    assert all(figure > 0 for figure in figures), report
+    # A model still loaded costs its batch no load at all.
+    assert 0 <= report["warm_switch_ms"] < report["cold_load_ms"]
+
+
 def test_recover_runs_the_jobs_a_stopped_process_left_open(migrated: Settings) -> None:
     import asyncio
 

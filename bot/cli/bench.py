@@ -66,6 +66,15 @@ def register(commands: Any) -> None:
     batching.add_argument("--json", action="store_true")
     batching.set_defaults(handler=run_batching)
 
+    models = kinds.add_parser(
+        "models", help="model switches, LoRA and prompt conditioning costs, in the worker's code"
+    )
+    models.add_argument("--runs", type=int, default=5)
+    models.add_argument("--variants", type=int, default=4)
+    models.add_argument("--steps", type=int, help="default: the model's")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=run_models)
+
     discord = kinds.add_parser(
         "discord", help="acknowledgement and end-to-end time of /imagine on the fake Discord"
     )
@@ -220,6 +229,20 @@ async def run_batching(args: argparse.Namespace, settings: Settings) -> int:
         )
     report = await measure_batching(
         settings, jobs=args.jobs, variants=args.variants, steps=args.steps, rounds=args.rounds
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_models(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.models import measure_models
+
+    if args.runs < 1 or args.variants < 1:
+        raise CommandError(
+            f"--runs and --variants must be at least 1, got {args.runs}, {args.variants}"
+        )
+    report = await asyncio.to_thread(
+        measure_models, settings, runs=args.runs, variants=args.variants, steps=args.steps
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK
