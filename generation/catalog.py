@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from generation.catalog_files import (
     read_models_file,
     single_model,
 )
-from generation.errors import InvalidOption, ModelLoadError
+from generation.errors import CatalogError, InvalidOption, ModelLoadError
 from generation.options import (
     LORA_WEIGHT_MAX,
     LORA_WEIGHT_MIN,
@@ -172,6 +174,16 @@ def _capped(defaults: ModelDefaults, limits: OptionLimits) -> ModelDefaults:
     )
 
 
+@contextmanager
+def _named(setting: str) -> Iterator[None]:
+    """A ModelLoadError from here on names the setting that led to the file first."""
+    try:
+        yield
+    except ModelLoadError as error:
+        said = str(error) if str(error).startswith(setting) else f"{setting}: {error}"
+        raise CatalogError(said) from error
+
+
 def _files(folder: Path | None, suffixes: tuple[str, ...], setting: str) -> list[Path]:
     if folder is None:
         return []
@@ -199,18 +211,23 @@ def load_catalog(
     ``models_file`` (TOML) lists the models; without it ``model`` (SDBOT_MODEL) is the one.
     A folder given but missing is an error (a typo would otherwise hide every file in it).
     """
-    models = (
-        read_models_file(models_file) if models_file is not None else ((single_model(model), True),)
-    )
-    loras = tuple(
-        LoraFile(path.stem, path, lora_width(path))
-        for path in _files(lora_dir, (".safetensors",), "SDBOT_LORA_DIR")
-    )
+    with _named("SDBOT_MODELS_FILE" if models_file is not None else "SDBOT_MODEL"):
+        models = (
+            read_models_file(models_file)
+            if models_file is not None
+            else ((single_model(model), True),)
+        )
+    with _named("SDBOT_LORA_DIR"):
+        loras = tuple(
+            LoraFile(path.stem, path, lora_width(path))
+            for path in _files(lora_dir, (".safetensors",), "SDBOT_LORA_DIR")
+        )
     embeddings: list[EmbeddingFile] = []
-    for path in _files(embedding_dir, (".safetensors", ".pt"), "SDBOT_EMBEDDING_DIR"):
-        if any(e.token == path.stem for e in embeddings):
-            raise ModelLoadError(f"{path}: token {path.stem!r} is given by two files; keep one")
-        embeddings.append(EmbeddingFile(path.stem, path, embedding_width(path)))
+    with _named("SDBOT_EMBEDDING_DIR"):
+        for path in _files(embedding_dir, (".safetensors", ".pt"), "SDBOT_EMBEDDING_DIR"):
+            if any(e.token == path.stem for e in embeddings):
+                raise ModelLoadError(f"{path}: token {path.stem!r} is given by two files")
+            embeddings.append(EmbeddingFile(path.stem, path, embedding_width(path)))
     default = next((entry for entry, is_default in models if is_default), models[0][0])
     return Catalog(
         models=tuple(entry for entry, _ in models),

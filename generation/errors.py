@@ -36,6 +36,13 @@ class ModelLoadError(GenerationError):
     """The worker could not load the configured model."""
 
 
+class CatalogError(ModelLoadError):
+    """The operator's catalog cannot be read: a models file, a model, a LoRA or an embedding
+    named by a setting (the message starts with it). A settings error: exit 2 on the CLI."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
 class WorkerCrashed(GenerationError):
     """The worker process died while it held a job."""
 

@@ -127,8 +127,9 @@ def test_bad_lora_files_are_named(
         tensors(path, {DIFFUSERS_KEY: (4, 128)})
     else:
         path.write_bytes(content)
-    with pytest.raises(ModelLoadError, match=message):
+    with pytest.raises(ModelLoadError, match=message) as refused:
         load_catalog(str(model_dir), lora_dir=tmp_path)
+    assert str(refused.value).startswith("SDBOT_LORA_DIR"), refused.value  # the setting to fix
 
 
 def test_missing_folders_and_twice_given_tokens(model_dir: Path, tmp_path: Path) -> None:
@@ -136,7 +137,10 @@ def test_missing_folders_and_twice_given_tokens(model_dir: Path, tmp_path: Path)
         load_catalog(str(model_dir), lora_dir=tmp_path / "nowhere")
     tensors(tmp_path / "neg.safetensors", {"emb_params": (1, 128)})
     (tmp_path / "neg.pt").write_bytes(b"")
-    with pytest.raises(ModelLoadError, match=r"neg\.safetensors: token 'neg' is given by two"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"^SDBOT_EMBEDDING_DIR: .*neg\.safetensors: token 'neg' is given by two",
+    ):
         load_catalog(str(model_dir), embedding_dir=tmp_path)
 
 
@@ -246,7 +250,7 @@ def test_a_bad_models_file_names_the_file_entry_and_field(
     path = models_file(tmp_path, text.replace('"M"', f'"{model_dir}"'))
     with pytest.raises(ModelLoadError, match=message) as refused:
         load_catalog("", models_file=path)
-    assert str(refused.value).startswith(f"models file {path}: ")
+    assert str(refused.value).startswith(f"SDBOT_MODELS_FILE: models file {path}: ")
 
 
 @pytest.mark.parametrize(

@@ -228,6 +228,19 @@ def test_a_second_model_is_loaded_and_the_output_says_how_long_it_took(
     assert re.search(r" s in all: loading the model \d+ ms, diffusion \d+ ms", drawn.stdout)
 
 
+def test_a_broken_lora_file_is_a_settings_error_wherever_the_catalog_is_read(
+    migrated: Settings, lora_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "half.safetensors").write_bytes(
+        (lora_dir / "outline.safetensors").read_bytes()[:99]
+    )
+    for command in (["guild", "show", "5"], ["imagine", "a red circle"]):
+        refused = sdbot(migrated, *command, SDBOT_LORA_DIR=str(tmp_path))
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert refused.stderr.startswith("sdbot: error: SDBOT_LORA_DIR: "), refused.stderr
+        assert "half.safetensors is not a safetensors file" in refused.stderr
+
+
 def test_models_lists_the_models_loras_and_embeddings(settings: Settings, lora_dir: Path) -> None:
     env = {"SDBOT_LORA_DIR": str(lora_dir)}
     listed = json.loads(sdbot(settings, "models", "--json", **env).stdout)
@@ -244,6 +257,14 @@ def test_models_lists_the_models_loras_and_embeddings(settings: Settings, lora_d
     broken = sdbot(settings, "models", SDBOT_MODELS_FILE=str(lora_dir / "none.toml"))
     assert broken.returncode == 2
     assert broken.stderr.startswith("sdbot: error: SDBOT_MODELS_FILE: "), broken.stderr
+    # A LoRA file cut short is the operator's setting to fix, in every command that reads it.
+    cut = lora_dir.parent / "cut-loras"
+    cut.mkdir(exist_ok=True)
+    (cut / "half.safetensors").write_bytes((lora_dir / "outline.safetensors").read_bytes()[:100])
+    refused = sdbot(settings, "models", SDBOT_LORA_DIR=str(cut))
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("sdbot: error: SDBOT_LORA_DIR: "), refused.stderr
+    assert "half.safetensors is not a safetensors file" in refused.stderr
 
 
 def test_a_database_that_is_behind_is_refused(settings: Settings) -> None:

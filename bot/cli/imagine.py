@@ -149,15 +149,14 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def catalog_of(settings: Settings) -> Catalog:
-    """The settings' catalog; a bad model, models file, LoRA or embedding is a usage error that
-    names the setting."""
+    """The settings' catalog; a bad model, models file, LoRA or embedding is a usage error (its
+    message starts with the setting that named the file)."""
     from generation.errors import ModelLoadError
 
     try:
         return settings.catalog()
     except ModelLoadError as error:
-        where = "SDBOT_MODELS_FILE" if settings.models_file else "SDBOT_MODEL"
-        raise CommandError(f"{where}: {error}") from error
+        raise CommandError(str(error)) from error
 
 
 async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
