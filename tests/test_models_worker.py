@@ -449,9 +449,6 @@ def test_a_cancel_read_while_another_group_draws_is_kept_for_its_own(worker: Any
 SHIPPED = Path(__file__).resolve().parent.parent / "generation" / "embedded"
 
 
-@pytest.mark.skipif(
-    not (SHIPPED / "loras" / "outline.safetensors").is_file(), reason="no shipped LoRA yet"
-)
 def test_the_shipped_lora_and_embedding_load_from_the_operators_catalog(model_dir: Path) -> None:
     """The catalog as the settings read it, with the LoRA and the embedding the project ships."""
     from generation.catalog import load_catalog
