@@ -3,7 +3,10 @@ helper their listeners share (:func:`notify`), light enough for the bot process 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -170,6 +173,44 @@ class WorkCancelled:
     job_id: int
     step: int
     total: int
+
+
+@dataclass(frozen=True)
+class LoadingModel:
+    """Worker → supervisor, every KEEP_ALIVE_S while a batch waits for its model to load: the
+    worker is busy, not stalled (an SDXL single file took 6 minutes to load on a CPU, past the
+    stall timeout), for at most LOADING_LIMIT_S; after that the stall timeout holds again."""
+
+    job_ids: tuple[int, ...]
+    model: str
+
+
+KEEP_ALIVE_S = 10.0
+LOADING_LIMIT_S = 1800.0  # half an hour of loading is a hang (a dead network drive)
+
+
+@contextmanager
+def keeping_alive(
+    send: Callable[[object], None], message: object, every: float | None = None
+) -> Iterator[None]:
+    """Sends ``message`` every ``every`` seconds from a thread while the block runs (for at
+    most LOADING_LIMIT_S); the thread is stopped and joined before the block's caller sends
+    anything again (a pipe takes one sender at a time)."""
+    stop = threading.Event()
+    interval = KEEP_ALIVE_S if every is None else every
+
+    def beat() -> None:
+        deadline = time.monotonic() + LOADING_LIMIT_S
+        while not stop.wait(interval) and time.monotonic() < deadline:
+            send(message)
+
+    thread = threading.Thread(target=beat, name="keep-alive", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from generation.errors import (
 )
 from generation.protocol import (
     CancelJob,
+    LoadingModel,
     Progress,
     WorkBatch,
     WorkCancelled,
@@ -237,6 +238,8 @@ class WorkerSupervisor:
                 ) from None
             if isinstance(message, Progress) and message.job_id in batch.job_ids:
                 await notify(on_progress, message)
+            elif isinstance(message, LoadingModel):  # busy, not stalled: the wait starts over
+                log.info("loading model %r for %s", message.model, _jobs(message.job_ids))
             elif isinstance(message, WorkResult | WorkFailed | WorkCancelled):
                 if message.job_id in batch.job_ids:
                     answers[message.job_id] = message

@@ -35,6 +35,7 @@ from generation.images import (
 )
 from generation.protocol import (
     CancelJob,
+    LoadingModel,
     PostReady,
     Progress,
     ReadyImage,
@@ -45,6 +46,7 @@ from generation.protocol import (
     WorkFailed,
     WorkRequest,
     WorkResult,
+    keeping_alive,
     watermark_id,
 )
 from moderation import watermark
@@ -145,7 +147,8 @@ class Worker:
         """
         first = batch.requests[0].options
         try:
-            model, load_ms = self.pool.prepare(first.model, first.loras)
+            with keeping_alive(conn.send, LoadingModel(batch.job_ids, first.model)):
+                model, load_ms = self.pool.prepare(first.model, first.loras)
             groups: dict[int, list[WorkRequest]] = {}
             for request in batch.requests:
                 groups.setdefault(model.runner.window_count(request), []).append(request)

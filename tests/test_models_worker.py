@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import hashlib
 import io
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from generation.models import model_defaults, resolve_model
 from generation.options import GenerationOptions, LoraChoice
 from generation.protocol import (
     CancelJob,
+    LoadingModel,
     Progress,
     WorkBatch,
     WorkCancelled,
@@ -244,6 +246,33 @@ def test_the_worker_switches_models_within_its_budget_and_says_how_long_it_took(
     unknown = _run(worker, _request(8, model="nope"))[8]
     assert isinstance(unknown, WorkFailed)
     assert unknown.error == "model 'nope' is not in the worker's list (embedded, copy)"
+
+
+def test_a_slow_model_load_keeps_the_worker_alive_until_it_is_done(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch's model loads the worker says so every KEEP_ALIVE_S (the supervisor's
+    stall timeout starts over on each), and stops before it sends anything else."""
+    from generation import protocol
+
+    monkeypatch.setattr(protocol, "KEEP_ALIVE_S", 0.01)
+    outbox = Outbox()
+    prepare = worker.pool.prepare
+
+    def slow_prepare(*args: Any) -> Any:  # a load that lasts until the worker has spoken twice
+        ceiling = time.monotonic() + 60
+        while sum(isinstance(m, LoadingModel) for m in outbox.sent) < 2:
+            assert time.monotonic() < ceiling, "no keep-alive within 60 s"
+            time.sleep(0.01)
+        return prepare(*args)
+
+    monkeypatch.setattr(worker.pool, "prepare", slow_prepare)
+    worker.process(WorkBatch((_request(31, model="copy"), _request(32, model="copy"))), outbox)
+    loading = [m for m in outbox.sent if isinstance(m, LoadingModel)]
+    assert loading[0] == LoadingModel((31, 32), "copy")
+    first_other = next(i for i, m in enumerate(outbox.sent) if not isinstance(m, LoadingModel))
+    assert all(not isinstance(m, LoadingModel) for m in outbox.sent[first_other:])
+    assert isinstance(outbox.answers()[31], WorkResult)
 
 
 def test_a_lora_changes_the_pixels_and_none_or_weight_0_gives_the_base_model_s(
