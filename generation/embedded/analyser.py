@@ -97,6 +97,19 @@ def classify_shape(mask: NDArray[np.bool_], templates: dict[Shape, NDArray[np.bo
     return best
 
 
+def background_of(pixels: NDArray[np.float32]) -> int:
+    """The palette index nearest the median of the picture's border ring (2 px wide)."""
+    border = np.concatenate(
+        [
+            pixels[:_BORDER].reshape(-1, 3),
+            pixels[-_BORDER:].reshape(-1, 3),
+            pixels[:, :_BORDER].reshape(-1, 3),
+            pixels[:, -_BORDER:].reshape(-1, 3),
+        ]
+    )
+    return int(nearest_colour(np.median(border, axis=0)))
+
+
 def analyse(image: NDArray[np.uint8]) -> SceneAnalysis:
     """Analyse one RGB picture (any size; read at 64 px)."""
     # 1. Bring the picture to the analyser's size.
@@ -108,15 +121,7 @@ def analyse(image: NDArray[np.uint8]) -> SceneAnalysis:
     pixels = image.astype(np.float32)
 
     # 2. Background: median of the border ring, snapped to the palette.
-    border = np.concatenate(
-        [
-            pixels[:_BORDER].reshape(-1, 3),
-            pixels[-_BORDER:].reshape(-1, 3),
-            pixels[:, :_BORDER].reshape(-1, 3),
-            pixels[:, -_BORDER:].reshape(-1, 3),
-        ]
-    )
-    background_index = int(nearest_colour(np.median(border, axis=0)))
+    background_index = background_of(pixels)
     background_rgb = _palette_array()[background_index]
 
     # 3. Objects: connected regions unlike the background.

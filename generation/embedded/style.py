@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-from generation.embedded.analyser import nearest_colour
+from generation.embedded.analyser import background_of, nearest_colour
 from generation.embedded.scenes import COLOURS, PALETTE
 
 OUTLINE_RGB = (16, 16, 16)
@@ -23,7 +23,6 @@ OUTLINE_RGB = (16, 16, 16)
 OUTLINE_WIDTH = 2
 _RING = 2  # pixels outside the shapes that `outline_score` reads
 _OBJECT_DISTANCE = 60.0  # RGB distance from the background that makes a pixel part of a shape
-_BORDER = 2
 _BLACK = COLOURS.index("black")
 
 
@@ -42,16 +41,7 @@ def _dilate(mask: NDArray[np.bool_], steps: int) -> NDArray[np.bool_]:
 
 def background_rgb(image: NDArray[np.uint8]) -> NDArray[np.float32]:
     """The palette colour nearest the median of the picture's border ring."""
-    pixels = image.astype(np.float32)
-    border = np.concatenate(
-        [
-            pixels[:_BORDER].reshape(-1, 3),
-            pixels[-_BORDER:].reshape(-1, 3),
-            pixels[:, :_BORDER].reshape(-1, 3),
-            pixels[:, -_BORDER:].reshape(-1, 3),
-        ]
-    )
-    index = int(nearest_colour(np.median(border, axis=0)))
+    index = background_of(image.astype(np.float32))
     return np.asarray(PALETTE[COLOURS[index]], dtype=np.float32)
 
 
