@@ -60,7 +60,6 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
     config = ImagineConfig(
         limits=settings.catalog_limits(),
         defaults=defaults,
-        model_name=catalog.default_model,
         nsfw_threshold=settings.nsfw_threshold,
         nsfw_strict_threshold=settings.nsfw_strict_threshold,
         catalog=catalog,

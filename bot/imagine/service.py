@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 from bot.guild_limits import BotLimits
 from bot.imagine.admission import Admission
@@ -27,7 +26,6 @@ from bot.imagine.outcomes import (
 from bot.imagine.pictures import Pictures
 from bot.imagine.recovery import Recovery
 from bot.imagine.types import Derived, GuildLimits, ImagineConfig, Requester
-from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import RequestedOptions
 from generation.queue import JobQueue
 from generation.queue.contract import ProgressCallback
@@ -194,9 +192,5 @@ class ImagineService:
 
     @property
     def model_label(self) -> str:
-        """The model as shown to members: a hub id or a file name, never a local path."""
-        name = self.config.model_name
-        path = Path(name)
-        if path.resolve() == EMBEDDED_MODEL_DIR.resolve():
-            return "sdbot embedded model"
-        return path.name if path.exists() else name
+        """The default model as shown to members: its catalog name, never a local path."""
+        return self.config.catalog.default_model

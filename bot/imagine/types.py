@@ -43,7 +43,6 @@ class ImagineConfig:
 
     limits: OptionLimits
     defaults: ModelDefaults
-    model_name: str
     nsfw_threshold: float
     nsfw_strict_threshold: float
     catalog: Catalog  # the models, LoRAs and embeddings offered (``Settings.catalog()``)
