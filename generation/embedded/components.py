@@ -8,6 +8,8 @@ without which a tiny model ignores the prompt at the noisy steps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,22 @@ LATENT_CHANNELS = 4
 TEXT_HIDDEN = 128
 MAX_TOKENS = 32
 _LOGVAR_BIAS = -6.0  # keeps a fresh VAE's posterior noise from drowning its decoder
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a training with ``threads`` CPU threads (None: as it is), then put the count back.
+
+    The thread count decides how CPU reductions are split, so two trainings agree bit for bit
+    only with the same count; restoring it keeps a training from changing a caller's numerics.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from generation.embedded.analyser import analyse
-from generation.embedded.components import build_training_scheduler
+from generation.embedded.components import build_training_scheduler, torch_threads
 from generation.embedded.dataset import build_dataset, tokenize_captions
 from generation.embedded.folder import load_pipeline
 from generation.embedded.progress import Progress, format_duration
@@ -148,9 +148,12 @@ def save_lora(unet: Any, out: Path) -> None:
 
 def train(config: LoraConfig) -> Path:
     """Train the LoRA and write it; returns the file."""
+    with torch_threads(config.threads):
+        return _train(config)
+
+
+def _train(config: LoraConfig) -> Path:
     started = time.perf_counter()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     pipe = load_pipeline(config.model)

@@ -34,6 +34,7 @@ from generation.embedded.components import (
     build_training_scheduler,
     build_unet,
     build_vae,
+    torch_threads,
 )
 from generation.embedded.dataset import SceneDataset, build_dataset, tokenize_captions
 from generation.embedded.folder import save_model_folder
@@ -225,9 +226,12 @@ def train_unet(
 
 def train(config: TrainConfig) -> Path:
     """Run the whole recipe; returns the written model folder."""
+    with torch_threads(config.threads):
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> Path:
     started = time.perf_counter()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
