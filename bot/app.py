@@ -67,6 +67,9 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
         output_dir=settings.effective_output_dir(),
         direct_messages=settings.discord_allow_dms,
         lease_s=settings.job_lease_s,
+        max_input_bytes=int(settings.max_input_mb * 1024 * 1024),
+        max_input_pixels=settings.max_input_pixels,
+        caption_model=settings.caption_model,
     )
     return ImagineService(storage, queue, config, PromptRules.default())
 

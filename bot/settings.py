@@ -118,6 +118,23 @@ class Settings(BaseSettings):
         default=EMBEDDED_EMBEDDING_DIR,
         description="textual-inversion embeddings, used by their file's stem as a token",
     )
+    max_input_mb: float = Field(
+        default=10.0,
+        gt=0,
+        le=100,
+        description="the largest picture a member may give (/imagine image:, /edit, /describe)",
+    )
+    max_input_pixels: int = Field(
+        default=4096 * 4096,
+        ge=64 * 64,
+        description="the most pixels a given picture may have; read from its header, "
+        "so a larger one is refused before it is decoded",
+    )
+    caption_model: Path | None = Field(
+        default=None,
+        description="a captioning model folder (BLIP) for /describe with real models, "
+        "loaded with local_files_only; the embedded model needs none",
+    )
     model_memory_gb: float = Field(
         default=0.0,
         ge=0,

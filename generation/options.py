@@ -24,6 +24,28 @@ UPSCALE_STRENGTH = 0.35  # how much of the image the redraw may change (img2img 
 LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0  # a LoRA's strength, as A1111 and diffusers allow
 MAX_LORAS = 4  # LoRAs in one request
 
+# Pictures in (issue 18). How a job starts: from noise (text), from a picture (image: img2img
+# from an attachment, or a vary's tile), a picture with a mask whose white is redrawn
+# (inpaint: /edit), or a picture shrunk into the centre with its border drawn (outpaint: zoom).
+STARTS = ("text", "image", "inpaint", "outpaint")
+IMAGE_STRENGTH = 0.6  # img2img from an attachment when no strength is given
+STRENGTH_MIN, STRENGTH_MAX = 0.05, 1.0  # below 0.05 nothing is redrawn at the steps we allow
+VARY_STRENGTHS = {"subtle": 0.35, "strong": 0.7}  # a vary's img2img strength, by guild setting
+ZOOM_FACTOR = 2  # a zoom out shows the picture at half its side, the border drawn around it
+CONTROL_TYPES = ("canny",)  # ControlNet inputs the bot can make from a member's picture
+CONTROL_SCALE = 1.0  # ControlNet conditioning scale when none is given
+CONTROL_SCALE_MIN, CONTROL_SCALE_MAX = 0.0, 2.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """The picture a vary or a zoom starts from: the job's own prompt and settings drawn at
+    ``seed`` (its parent's variant) and enlarged ``upscale`` times, as the parent drew it.
+    Drawn again in the worker rather than stored: a seed reproduces it."""
+
+    seed: int
+    upscale: int = 1
+
 
 @dataclass(frozen=True, order=True)
 class LoraChoice:
@@ -140,6 +162,9 @@ class RequestedOptions:
     model: str | None = None  # a name in the model list; None: the default model
     loras: tuple[LoraChoice, ...] = ()
     aspect: str | None = None  # "1:1", "3:2", …: one of the model's sizes (width/height: exact)
+    strength: float | None = None  # with an image: how much of it is redrawn (IMAGE_STRENGTH)
+    control: str | None = None  # with a control picture: its kind, one of CONTROL_TYPES
+    control_scale: float | None = None  # how strongly the control holds (CONTROL_SCALE)
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,11 @@ class GenerationOptions:
     upscale: int = 1  # 2: each image is redrawn at twice the size (img2img), then delivered
     model: str = ""  # the model list's name for it ("" in code that predates the list: default)
     loras: tuple[LoraChoice, ...] = ()  # checked against the catalog, each weight in range
+    start: str = "text"  # one of STARTS; anything but text needs WorkRequest.inputs or source
+    strength: float = 1.0  # image, inpaint, outpaint: the share of the schedule redrawn
+    source: Source | None = None  # a vary or zoom: the picture is drawn first from this seed
+    control: str | None = None  # a ControlNet kind (CONTROL_TYPES); its picture is in inputs
+    control_scale: float = CONTROL_SCALE
 
     @property
     def variants(self) -> int:

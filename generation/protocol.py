@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from generation.catalog import Catalog
-from generation.options import GenerationOptions, LoraChoice
+from generation.options import GenerationOptions
 from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
 
@@ -46,22 +46,40 @@ class WorkerSpec:
 
 
 @dataclass(frozen=True)
+class InputImages:
+    """The pictures a job starts from, prepared by the bot at admission (checked, moderated,
+    oriented, flattened and fitted to the job's width × height), as PNG bytes.
+
+    ``image``: RGB, the start of an img2img or the picture an inpaint redraws; ``mask``: L,
+    white where it is redrawn; ``control``: RGB, the ControlNet's picture (canny: white edges
+    on black). A vary or zoom has none: its picture is drawn from ``options.source``.
+    """
+
+    image: bytes | None = None
+    mask: bytes | None = None
+    control: bytes | None = None
+
+
+@dataclass(frozen=True)
 class WorkRequest:
     """One job for the worker.
 
     ``image_policy`` is what the bot fixed at admission for this guild and channel (thresholds,
     the guild's NSFW policy, whether the channel is NSFW, force-safe): the worker decides each
-    picture under it and returns them ready to post (``WorkResult.post``).
+    picture under it and returns them ready to post (``WorkResult.post``). ``inputs`` are the
+    pictures it starts from (None: from noise, or from ``options.source``).
     """
 
     job_id: int
     options: GenerationOptions
     image_policy: ImagePolicy
+    inputs: InputImages | None = None
 
     @property
-    def batch_key(self) -> tuple[int, int, int, float, str, int, str, tuple[LoraChoice, ...]]:
+    def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can run in one pipeline call: one model and one list of LoRAs
-        with their weights (in their order: the sum of their changes is rounded in it)."""
+        with their weights (in their order: the sum of their changes is rounded in it), one way
+        to start (their pictures may differ, their strength and control may not)."""
         o = self.options
         return (
             o.width,
@@ -72,6 +90,11 @@ class WorkRequest:
             o.upscale,
             o.model,
             o.loras,
+            o.start,
+            o.strength,
+            None if o.source is None else o.source.upscale,
+            o.control,
+            o.control_scale,
         )
 
 

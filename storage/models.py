@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -105,6 +106,10 @@ class JobKind(enum.StrEnum):
     IMAGINE = "imagine"
     REROLL = "reroll"
     UPSCALE = "upscale"
+    VARY = "vary"  # four variations of one variant (img2img from its picture)
+    ZOOM = "zoom"  # an upscale zoomed out 2× (its border drawn)
+    EDIT = "edit"  # /edit: a member's picture, its mask's white redrawn
+    DESCRIBE = "describe"  # /describe: a picture in, prompts out (nothing drawn)
 
 
 class Verdict(enum.StrEnum):
@@ -162,6 +167,7 @@ class GuildSettings(Base):
     channels: Mapped[list[Any] | None] = mapped_column(JSON)  # None: every channel
     allowed_models: Mapped[list[Any] | None] = mapped_column(JSON)  # catalog names; None: all
     allowed_loras: Mapped[list[Any] | None] = mapped_column(JSON)  # LoRA names; None: all
+    vary: Mapped[str | None] = mapped_column(String(8))  # subtle or strong; None: subtle
     paused_at: Mapped[datetime | None]  # None: generating
     pause_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -245,9 +251,22 @@ class Job(Base):
     # lease while it runs the job, and `sdbot recover` takes only jobs whose lease ran out.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    # Pictures in (0008): how the job starts and from what (see generation.options.STARTS).
+    start: Mapped[str] = mapped_column(String(16), default="text")
+    strength: Mapped[float | None] = mapped_column(Float)
+    source_seed: Mapped[int | None] = mapped_column(BigInteger)
+    source_upscale: Mapped[int | None]
+    control: Mapped[str | None] = mapped_column(String(16))
+    control_scale: Mapped[float | None] = mapped_column(Float)
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job", order_by="Image.variant", lazy="selectin"
+    )
+    inputs: Mapped[list[JobInput]] = relationship(
+        back_populates="job",
+        order_by="JobInput.id",
+        lazy="selectin",
+        foreign_keys="JobInput.job_id",
     )
 
 
@@ -273,6 +292,32 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="images")
+
+
+class JobInput(Base):
+    """A picture a member gave a job: the file's hash and size, what the NSFW check and the
+    watermark reader found, and the picture as prepared for the worker (``png``: fitted to
+    the job's size, a control's edges), which a job queued again is sent with."""
+
+    __tablename__ = "job_inputs"
+    __table_args__ = (UniqueConstraint("job_id", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # image, mask, control
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    size_bytes: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    nsfw_score: Mapped[float | None] = mapped_column(Float)
+    watermark_id: Mapped[int | None] = mapped_column(BigInteger)
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # None once retention purged it; deferred: loading a job's record never reads the pixels
+    png: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="inputs", foreign_keys=[job_id])
 
 
 class PostedMessage(Base):

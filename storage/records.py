@@ -39,6 +39,12 @@ class NewJob:
     uid: str = field(default_factory=new_uid)  # the identity the queue and Redis carry
     loras: Sequence[str] = ()  # "name:weight", as the request's options name them
     embeddings: Sequence[str] = ()  # the embedding tokens its prompts used
+    start: str = "text"  # how it starts: text, image, inpaint, outpaint (options' STARTS)
+    strength: float | None = None  # image, inpaint, outpaint: the share redrawn
+    source_seed: int | None = None  # a vary or zoom: the parent's picture, drawn from this seed
+    source_upscale: int | None = None  # … enlarged this many times (a zoom: its upscale's 2)
+    control: str | None = None  # a ControlNet kind (canny)
+    control_scale: float | None = None
 
     def columns(self) -> dict[str, Any]:
         """The values of a new ``Job`` row."""
@@ -52,6 +58,49 @@ class NewJob:
             embeddings=[str(token) for token in self.embeddings],
         )
         return values
+
+
+@dataclass(frozen=True)
+class NewInput:
+    """A picture a member gave a job (a row of ``job_inputs``): what the audit log keeps of it,
+    and ``png``, the picture as prepared for the worker (fitted to the job's size; for a
+    control, the edges), which a job queued again is sent with.
+
+    ``role`` is image, mask or control. ``sha256``, ``format``, ``size_bytes``, ``width`` and
+    ``height`` are the file's as given. ``nsfw_score`` is open_nsfw's on it (None for a mask);
+    ``watermark_id`` the sdbot watermark read from it and ``parent_job_id`` the job that made
+    it, when it is one of ours.
+    """
+
+    role: str
+    sha256: str
+    format: str
+    size_bytes: int
+    width: int
+    height: int
+    png: bytes
+    nsfw_score: float | None = None
+    watermark_id: int | None = None
+    parent_job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """A picture given in, as the audit log shows it (without its pixels)."""
+
+    role: str
+    sha256: str
+    format: str
+    size_bytes: int
+    width: int
+    height: int
+    nsfw_score: float | None
+    watermark_id: int | None
+    parent_job_id: int | None
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -130,6 +179,13 @@ class JobRecord:
     uid: str = ""
     loras: tuple[str, ...] = ()  # "name:weight"
     embeddings: tuple[str, ...] = ()  # tokens
+    start: str = "text"
+    strength: float | None = None
+    source_seed: int | None = None
+    source_upscale: int | None = None
+    control: str | None = None
+    control_scale: float | None = None
+    inputs: tuple[InputRecord, ...] = field(default=())  # the pictures given in
     lease_owner: str | None = None  # operational, not part of the audit record's dict
     lease_expires_at: datetime | None = None
 
@@ -161,7 +217,8 @@ def image_record(row: Image) -> ImageRecord:
 _JOB_COLUMNS = tuple(
     f.name
     for f in fields(JobRecord)
-    if f.name not in {"status", "seeds", "verdict_reasons", "images", "loras", "embeddings"}
+    if f.name
+    not in {"status", "seeds", "verdict_reasons", "images", "loras", "embeddings", "inputs"}
 )
 
 
@@ -175,4 +232,8 @@ def job_record(row: Job) -> JobRecord:
         loras=tuple(str(lora) for lora in row.loras),
         embeddings=tuple(str(token) for token in row.embeddings),
         images=tuple(image_record(image) for image in row.images),
+        inputs=tuple(
+            InputRecord(**{f.name: getattr(given, f.name) for f in fields(InputRecord)})
+            for given in row.inputs
+        ),
     )

@@ -21,7 +21,7 @@ from storage.models import Base
 from storage.repositories import open_storage
 
 TABLES = {
-    "alembic_version", "bans", "guild_settings", "images", "job_actions", "jobs",
+    "alembic_version", "bans", "guild_settings", "images", "job_actions", "job_inputs", "jobs",
     "moderation_actions", "posted_messages", "terms",
 }  # fmt: skip
 

@@ -25,6 +25,7 @@ class Refusal(enum.StrEnum):
     CHANNEL = "channel"  # the bot does not answer in this channel
     DIRECT = "direct"  # a direct message, where no guild's rules apply (unless allowed)
     MODEL = "model"  # a model or LoRA this server (or, NSFW-only, this channel) does not allow
+    INPUT = "input"  # a picture given in was flagged by the NSFW check where it may not be shown
 
 
 @dataclass(frozen=True)
