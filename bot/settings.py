@@ -119,16 +119,10 @@ class Settings(BaseSettings):
         description="textual-inversion embeddings, used by their file's stem as a token",
     )
     max_input_mb: float = Field(
-        default=10.0,
-        gt=0,
-        le=100,
-        description="the largest picture a member may give (/imagine image:, /edit, /describe)",
+        default=10.0, gt=0, le=100, description="the largest picture a member may give"
     )
     max_input_pixels: int = Field(
-        default=4096 * 4096,
-        ge=64 * 64,
-        description="the most pixels a given picture may have; read from its header, "
-        "so a larger one is refused before it is decoded",
+        default=4096 * 4096, ge=64 * 64, description="the most pixels (read before decoding)"
     )
     caption_model: Path | None = Field(
         default=None,

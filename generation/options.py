@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.errors import InvalidOption
+from generation.starts import CONTROL_SCALE, Source
 
 SCHEDULERS = ("default", "dpmpp", "euler", "euler_a", "ddim", "unipc", "pndm", "heun")
 MAX_SEED = 2**32 - 1
@@ -23,28 +24,6 @@ NATIVE_SIDE_MULTIPLE = 2
 UPSCALE_STRENGTH = 0.35  # how much of the image the redraw may change (img2img strength)
 LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0  # a LoRA's strength, as A1111 and diffusers allow
 MAX_LORAS = 4  # LoRAs in one request
-
-# Pictures in (issue 18). How a job starts: from noise (text), from a picture (image: img2img
-# from an attachment, or a vary's tile), a picture with a mask whose white is redrawn
-# (inpaint: /edit), or a picture shrunk into the centre with its border drawn (outpaint: zoom).
-STARTS = ("text", "image", "inpaint", "outpaint")
-IMAGE_STRENGTH = 0.6  # img2img from an attachment when no strength is given
-STRENGTH_MIN, STRENGTH_MAX = 0.05, 1.0  # below 0.05 nothing is redrawn at the steps we allow
-VARY_STRENGTHS = {"subtle": 0.35, "strong": 0.7}  # a vary's img2img strength, by guild setting
-ZOOM_FACTOR = 2  # a zoom out shows the picture at half its side, the border drawn around it
-CONTROL_TYPES = ("canny",)  # ControlNet inputs the bot can make from a member's picture
-CONTROL_SCALE = 1.0  # ControlNet conditioning scale when none is given
-CONTROL_SCALE_MIN, CONTROL_SCALE_MAX = 0.0, 2.0
-
-
-@dataclass(frozen=True)
-class Source:
-    """The picture a vary or a zoom starts from: the job's own prompt and settings drawn at
-    ``seed`` (its parent's variant) and enlarged ``upscale`` times, as the parent drew it.
-    Drawn again in the worker rather than stored: a seed reproduces it."""
-
-    seed: int
-    upscale: int = 1
 
 
 @dataclass(frozen=True, order=True)
