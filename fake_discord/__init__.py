@@ -7,6 +7,7 @@ from fake_discord.model import (
     Message,
     Overwrite,
     Permission,
+    Upload,
     User,
 )
 from fake_discord.rest import Call
@@ -22,5 +23,6 @@ __all__ = [
     "Message",
     "Overwrite",
     "Permission",
+    "Upload",
     "User",
 ]

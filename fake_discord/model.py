@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import mimetypes
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -278,12 +279,29 @@ class Guild:
 
 
 @dataclass
+class Upload:
+    """A file as it is uploaded: by the bot in a multipart request, or by a member into a
+    command's attachment option (``slash(..., image=Upload("cat.png", data))``). Without a
+    content type, it is guessed from the file name, as Discord does."""
+
+    filename: str
+    data: bytes
+    content_type: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.content_type:
+            guessed, _ = mimetypes.guess_type(self.filename)
+            self.content_type = guessed or "application/octet-stream"
+
+
+@dataclass
 class Attachment:
     id: int
     filename: str
     data: bytes
     content_type: str
     url: str
+    ephemeral: bool = False  # a member's file in a command option: kept for the interaction only
 
     def image(self) -> Image.Image:
         """The attachment decoded as a picture (raises if it is not one)."""
@@ -291,8 +309,16 @@ class Attachment:
         picture.load()
         return picture
 
+    def size_of_picture(self) -> tuple[int, int] | None:
+        """Its width and height when it is a picture Discord reads (from the header), else None."""
+        try:
+            with Image.open(io.BytesIO(self.data)) as picture:
+                return picture.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": str(self.id),
             "filename": self.filename,
             "size": len(self.data),
@@ -300,6 +326,12 @@ class Attachment:
             "proxy_url": self.url,
             "content_type": self.content_type,
         }
+        size = self.size_of_picture() if self.content_type.startswith("image/") else None
+        if size is not None:
+            out["width"], out["height"] = size
+        if self.ephemeral:
+            out["ephemeral"] = True
+        return out
 
 
 @dataclass

@@ -77,6 +77,23 @@ class ProbeBot(discord.Client):
             for emoji in ("1️⃣", "🔄", "❌"):
                 await message.add_reaction(emoji)
 
+        @tree.command(description="a member's picture, read from the CDN")
+        async def look(
+            interaction: discord.Interaction,
+            picture: discord.Attachment,
+            other: discord.Attachment | None = None,
+        ) -> None:
+            files = [a for a in (picture, other) if a is not None]
+            said = []
+            for attachment in files:
+                data = await attachment.read()
+                said.append(
+                    f"{attachment.filename} {attachment.size} {len(data)} "
+                    f"{attachment.content_type} {attachment.width}x{attachment.height} "
+                    f"ephemeral={attachment.ephemeral}"
+                )
+            await interaction.response.send_message("\n".join(said), ephemeral=True)
+
         @tree.command(description="an ephemeral answer")
         async def secret(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("only you", ephemeral=True)

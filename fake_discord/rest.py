@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from bot import discord_schema
-from fake_discord.model import Attachment, Channel, Message, Permission, User, snowflake
+from fake_discord.model import (
+    Attachment,
+    Channel,
+    Message,
+    Permission,
+    Upload,
+    User,
+    snowflake,
+)
 
 if TYPE_CHECKING:
     from fake_discord.server import FakeDiscord, Interaction
@@ -59,13 +67,6 @@ def check_request(call: Call) -> None:
         raise invalid_form("files", f"Must be {discord_schema.MAX_FILES} or fewer in length.")
     if sum(len(f.data) for f in call.files) > discord_schema.MAX_UPLOAD_BYTES:
         raise DiscordError(413, 40005, "Request entity too large")
-
-
-@dataclass
-class Upload:
-    filename: str
-    data: bytes
-    content_type: str
 
 
 @dataclass

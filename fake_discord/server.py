@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import time
+import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,14 +30,16 @@ from fake_discord.model import (
     Overwrite,
     Permission,
     Role,
+    Upload,
     User,
     snowflake,
 )
 from fake_discord.ratelimit import RateLimiter
-from fake_discord.rest import Call, DiscordError, Upload
+from fake_discord.rest import Call, DiscordError
 
 T = TypeVar("T")
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
+ATTACHMENT_OPTION = 11  # ApplicationCommandOptionType.ATTACHMENT
 # Routes that Discord's global rate limit does not cover.
 _INTERACTION_ROUTES = (
     "POST /interactions/",
@@ -129,6 +132,9 @@ class FakeDiscord:
         self.ack_deadline_s = 3.0
         self.token_lifetime_s = 15 * 60.0
         self.attachment_size_limit = DEFAULT_ATTACHMENT_LIMIT
+        self.upload_limit = DEFAULT_ATTACHMENT_LIMIT  # a member's file (a guild without boosts)
+        self.uploads: dict[int, Attachment] = {}  # members' files in command options, by id
+        self.downloads: list[Call] = []  # every GET of a CDN URL, in order
         self.gateway = Gateway(self)
         self._clock_offset = 0.0
         self._changed = asyncio.Condition()
@@ -142,6 +148,9 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._guard])
         app.router.add_get("/gateway/ws", self.gateway.handle)
         app.router.add_get("/cdn/attachments/{channel}/{message}/{filename}", self._cdn)
+        app.router.add_get(
+            "/cdn/ephemeral-attachments/{application}/{attachment}/{filename}", self._cdn_upload
+        )
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -323,6 +332,11 @@ class FakeDiscord:
                     f"{schema['name']!r} has no option {key!r}; it has {sorted(by_name)}"
                 )
             option = by_name[key]
+            if (option["type"] == ATTACHMENT_OPTION) != isinstance(value, Upload):
+                raise ValueError(  # Discord resolves the files its client uploaded, nothing else
+                    f"Discord would not send {key}={type(value).__name__}: an attachment "
+                    "option takes an Upload (a file), and only an attachment option does"
+                )
             if key == focused:
                 if not option.get("autocomplete"):
                     raise ValueError(f"{schema['name']!r} option {key!r} has no autocomplete")
@@ -344,12 +358,33 @@ class FakeDiscord:
                 channel = {**value.to_json(), "permissions": str(permissions & (2**53 - 1))}
                 resolved.setdefault("channels", {})[str(value.id)] = channel
                 value = str(value.id)
+            elif isinstance(value, Upload):
+                attachment = self._upload(value, checked)
+                resolved.setdefault("attachments", {})[str(attachment.id)] = attachment.to_json()
+                value = str(attachment.id)
             out.append({"name": key, "type": option["type"], "value": value})
         if checked and focused is None:  # an autocomplete comes before the form is complete
             missing = [o["name"] for o in options if o.get("required") and o["name"] not in values]
             if missing:
                 raise ValueError(f"Discord would not send {schema['name']!r} without {missing}")
         return out, resolved
+
+    def _upload(self, upload: Upload, checked: bool) -> Attachment:
+        """A member's file, uploaded as Discord's client does before it sends the command
+        (refused over ``upload_limit``, as the client refuses it), served from the CDN."""
+        if checked and len(upload.data) > self.upload_limit:
+            raise ValueError(
+                f"Discord's client does not upload {upload.filename} of {len(upload.data)} "
+                f"bytes: the limit is {self.upload_limit}"
+            )
+        attachment_id = snowflake(self.now())
+        name = urllib.parse.quote(upload.filename)
+        url = f"{self.url}/cdn/ephemeral-attachments/{self.application_id}/{attachment_id}/{name}"
+        attachment = Attachment(
+            attachment_id, upload.filename, upload.data, upload.content_type, url, ephemeral=True
+        )
+        self.uploads[attachment_id] = attachment
+        return attachment
 
     async def slash(
         self,
@@ -757,10 +792,30 @@ class FakeDiscord:
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         message = self.messages.get(int(request.match_info["message"]))
-        for attachment in message.attachments if message else []:
-            if attachment.filename == request.match_info["filename"]:
-                return web.Response(body=attachment.data, content_type=attachment.content_type)
-        return web.Response(status=404)
+        found = [
+            attachment
+            for attachment in (message.attachments if message else [])
+            if attachment.filename == request.match_info["filename"]
+        ]
+        return self._download(request, found[0] if found else None)
+
+    async def _cdn_upload(self, request: web.Request) -> web.StreamResponse:
+        attachment = self.uploads.get(int(request.match_info["attachment"]))
+        if attachment is not None and attachment.filename != request.match_info["filename"]:
+            attachment = None
+        return self._download(request, attachment)
+
+    def _download(self, request: web.Request, attachment: Attachment | None) -> web.Response:
+        """A CDN answer, recorded in ``downloads`` (status 404 when there is no such file)."""
+        call = Call(request.method, request.path, request.path, {}, dict(request.query))
+        call.at = time.perf_counter()
+        self.downloads.append(call)
+        self.changed()
+        if attachment is None:
+            call.status = 404
+            return web.Response(status=404)
+        call.status = 200
+        return web.Response(body=attachment.data, content_type=attachment.content_type)
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]

@@ -24,7 +24,7 @@ import pytest
 
 from bot.discord import endpoints
 from bot.discord.endpoints import Endpoints
-from fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, User
+from fake_discord import Channel, FakeDiscord, Guild, Overwrite, Permission, Upload, User
 from fake_discord.client import running, start_client
 from fake_discord.load import run_load
 from fake_discord.probe import ProbeBot, png
@@ -388,6 +388,66 @@ async def test_unknown_commands_and_options_fail_loudly(
         await fake.slash(ada, channel, "nope")
     with pytest.raises(LookupError, match="'echo' has no option 'colour'"):
         await fake.slash(ada, channel, "echo", colour="red")
+
+
+async def test_a_members_file_in_an_attachment_option_as_discord_sends_it(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    picture = png(48)
+    interaction = await fake.slash(
+        ada, channel, "look", picture=Upload("cat.png", picture),
+        other=Upload("notes.txt", b"hello"),
+    )  # fmt: skip
+    message = await fake.wait_for(lambda: interaction.original, within=30)
+    assert message.ephemeral
+    # discord.py read the resolved attachments and downloaded both files from the fake's CDN.
+    assert message.content.splitlines() == [
+        f"cat.png {len(picture)} {len(picture)} image/png 48x48 ephemeral=True",
+        "notes.txt 5 5 text/plain NonexNone ephemeral=True",
+    ]
+    [cat, notes] = [c.path for c in fake.downloads]
+    assert cat.startswith("/cdn/ephemeral-attachments/")
+    assert cat.endswith("/cat.png")
+    assert notes.endswith("/notes.txt")
+    assert all(c.status == 200 for c in fake.downloads)
+    # The payload as Discord sends it: the option's value is the attachment's id, the file is
+    # in data.resolved.attachments with its size, type, URL and picture size.
+    [stored] = [a for a in fake.uploads.values() if a.filename == "cat.png"]
+    assert stored.to_json() | {"url": "", "proxy_url": ""} == {
+        "id": str(stored.id), "filename": "cat.png", "size": len(picture), "url": "",
+        "proxy_url": "", "content_type": "image/png", "width": 48, "height": 48,
+        "ephemeral": True,
+    }  # fmt: skip
+
+
+async def test_attachment_options_take_files_only_and_within_the_upload_limit(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    # Discord resolves the files its client uploaded: an attachment option has no other value,
+    # and a file goes in no other option, whatever a modified client sends.
+    for checked in (True, False):
+        with pytest.raises(ValueError, match="picture=str: an attachment option takes"):
+            await fake.slash(ada, channel, "look", picture="cat.png", checked=checked)
+        with pytest.raises(ValueError, match="text=Upload"):
+            await fake.slash(ada, channel, "echo", text=Upload("a.png", png()), checked=checked)
+    with pytest.raises(ValueError, match="without"):
+        await fake.slash(ada, channel, "look")
+    fake.upload_limit = 1000
+    with pytest.raises(
+        ValueError, match=r"does not upload big\.png of 2000 bytes: the limit is 1000"
+    ):
+        await fake.slash(ada, channel, "look", picture=Upload("big.png", b"x" * 2000))
+    assert fake.uploads == {}
+    # An unknown file on the CDN is a 404, recorded like every download.
+    async with aiohttp.ClientSession() as session:
+        url = f"{fake.url}/cdn/ephemeral-attachments/1/2/gone.png"
+        async with session.get(url) as response:
+            assert response.status == 404
+    assert [(c.path, c.status) for c in fake.downloads] == [
+        ("/cdn/ephemeral-attachments/1/2/gone.png", 404)
+    ]
 
 
 async def test_load_scenario_records_every_acknowledgement(
