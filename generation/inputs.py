@@ -34,6 +34,7 @@ MAX_INPUT_PIXELS = 4096 * 4096  # a 30000 × 30000 PNG (a few KB of zeros) is re
 FORMATS = ("PNG", "JPEG", "WEBP")
 
 ALLOWED = "a PNG, JPEG or WebP picture"
+WHOLE = "a whole PNG, JPEG or WebP picture"
 STILL = (
     "a still PNG, JPEG or WebP picture (not an animation: its first frame is not what you meant)"
 )
@@ -257,7 +258,7 @@ def _open(
             f"{ALLOWED} of at most {max_pixels:,} pixels",
         )
     unreadable = InvalidOption(
-        option, _named(filename, f"could not be read as a {header.format}"), f"a whole {ALLOWED}"
+        option, _named(filename, f"could not be read as a {header.format}"), WHOLE
     )
     try:
         with warnings.catch_warnings():
@@ -325,9 +326,7 @@ def _read_header(data: bytes, option: str, filename: str) -> _Header:
             what = "not a picture"
         raise InvalidOption(option, _named(filename, what), ALLOWED)
     if header is None or header.width < 1 or header.height < 1:
-        raise InvalidOption(
-            option, _named(filename, f"could not be read as a {fmt}"), f"a whole {ALLOWED}"
-        )
+        raise InvalidOption(option, _named(filename, f"could not be read as a {fmt}"), WHOLE)
     return header
 
 
