@@ -7,15 +7,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import undefer
 
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
-from storage.models import OPEN_STATUSES, Image, Job, JobStatus, Verdict, utcnow
+from storage.models import OPEN_STATUSES, Image, Job, JobInput, JobStatus, Verdict, utcnow
 from storage.records import (
     ImageRecord,
+    InputPngs,
     JobRecord,
     Lease,
     NewImage,
+    NewInput,
     NewJob,
     image_record,
     job_record,
@@ -33,11 +36,18 @@ class AuditLog:
         self._sessions = sessions
 
     async def create_job(
-        self, new: NewJob, *, refused: str | None = None, lease: Lease | None = None
+        self,
+        new: NewJob,
+        *,
+        refused: str | None = None,
+        lease: Lease | None = None,
+        inputs: Sequence[NewInput] = (),
     ) -> int:
-        """Records a request. A refused one (over a limit, a ban, a pause: ``refused`` says
-        which) is finished at once with status ``refused``, whatever its prompt's verdict; a
-        blocked one with status ``blocked``. A queued one is held by ``lease`` when given."""
+        """Records a request with the pictures it was given (``inputs``, in the same
+        transaction: a refused or blocked job keeps them too, with their scores). A refused one
+        (over a limit, a ban, a pause, a picture: ``refused`` says which) is finished at once
+        with status ``refused``, whatever its prompt's verdict; a blocked one with status
+        ``blocked``. A queued one is held by ``lease`` when given."""
         now = utcnow()
         blocked = new.verdict is Verdict.BLOCKED and refused is None
         if refused is not None:
@@ -58,7 +68,19 @@ class AuditLog:
         async with self._sessions.begin() as session:
             session.add(row)
             await session.flush()
+            session.add_all(given.row(row.id, now) for given in inputs)
             return row.id
+
+    async def input_pngs(self, job_id: int) -> InputPngs | None:
+        """The pictures a job was given, as prepared for the worker, by role (a role whose
+        picture retention dropped reads None); None when the job was given none. The one read
+        of the deferred ``png`` column: a job queued again is sent with these."""
+        query = select(JobInput).where(JobInput.job_id == job_id).options(undefer(JobInput.png))
+        async with self._sessions() as session:
+            rows = list(await session.scalars(query))
+        if not rows:
+            return None
+        return InputPngs.of({row.role: row.png for row in rows})
 
     async def mark_running(self, job_id: int, attempt: int | None = None) -> int:
         """A worker started the job; returns how many times one has (retries count).

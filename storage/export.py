@@ -8,13 +8,14 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from storage.moderation_log import ModerationActionRecord
-from storage.records import JobRecord
+from storage.records import InputRecord, JobRecord
 
 CSV_COLUMNS = (
     "id", "created_at", "finished_at", "status", "verdict", "verdict_reasons", "source",
     "guild_id", "channel_id", "user_id", "kind", "parent_job_id", "prompt", "negative_prompt",
     "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "loras",
-    "embeddings", "seeds", "error", "total_ms", "images", "image_sha256",
+    "embeddings", "seeds", "error", "total_ms", "images", "image_sha256", "start", "strength",
+    "source_seed", "source_upscale", "control", "control_scale", "inputs",
 )  # fmt: skip
 ACTION_COLUMNS = (
     "id", "created_at", "guild_id", "actor_id", "action", "target_user_id", "target_job_id",
@@ -29,6 +30,16 @@ def _cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
+def _input(given: InputRecord) -> str:
+    """A picture given in, in one cell: its role, hash, size and findings (never its pixels)."""
+    score = "" if given.nsfw_score is None else f"{given.nsfw_score:.4f}"
+    parent = "" if given.parent_job_id is None else str(given.parent_job_id)
+    return (
+        f"{given.role} sha256={given.sha256} bytes={given.size_bytes} "
+        f"size={given.width}x{given.height} nsfw={score} parent={parent}"
+    )
+
+
 def _row(job: JobRecord) -> list[str]:
     values = job.to_dict()
     values["verdict_reasons"] = "; ".join(job.verdict_reasons)
@@ -37,6 +48,7 @@ def _row(job: JobRecord) -> list[str]:
     values["embeddings"] = " ".join(job.embeddings)
     values["images"] = len(job.images)
     values["image_sha256"] = " ".join(image.sha256 for image in job.images)
+    values["inputs"] = "; ".join(_input(given) for given in job.inputs)
     return [_cell(values[column]) for column in CSV_COLUMNS]
 
 
@@ -53,6 +65,7 @@ def write_csv(jobs: Iterable[JobRecord], out: TextIO, *, header: bool = True) ->
 
 
 def write_jsonl(jobs: Iterable[JobRecord], out: TextIO) -> int:
+    """One JSON object a job, its images and the pictures it was given (without pixels)."""
     count = 0
     for job in jobs:
         out.write(json.dumps(job.to_dict(), ensure_ascii=False) + "\n")

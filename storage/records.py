@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from storage.models import Image, Job, JobKind, JobStatus, Verdict, new_uid
+from storage.models import Image, Job, JobInput, JobKind, JobStatus, Verdict, new_uid
+
+INPUT_ROLES = ("image", "mask", "control")  # a job_inputs row's role
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,28 @@ class NewInput:
     nsfw_score: float | None = None
     watermark_id: int | None = None
     parent_job_id: int | None = None
+
+    def row(self, job_id: int, created_at: datetime) -> JobInput:
+        """The ``JobInput`` row of this picture of job ``job_id``."""
+        if self.role not in INPUT_ROLES:  # a bug in the caller, not something to tell a user
+            raise ValueError(f"input role {self.role!r} is not one of {', '.join(INPUT_ROLES)}")
+        values = {f.name: getattr(self, f.name) for f in fields(NewInput)}
+        return JobInput(job_id=job_id, created_at=created_at, **values)
+
+
+@dataclass(frozen=True)
+class InputPngs:
+    """The pictures a job was given, as prepared for the worker (PNG bytes), by role: what
+    ``generation.protocol.InputImages`` carries (storage does not import generation; the bot
+    converts by field name). None: not given, or dropped since."""
+
+    image: bytes | None = None
+    mask: bytes | None = None
+    control: bytes | None = None
+
+    @classmethod
+    def of(cls, by_role: dict[str, bytes | None]) -> InputPngs:
+        return cls(**{role: by_role.get(role) for role in INPUT_ROLES})
 
 
 @dataclass(frozen=True)
@@ -196,8 +220,8 @@ class JobRecord:
             if f.name.startswith("lease_"):
                 continue
             value = getattr(self, f.name)
-            if f.name == "images":
-                out[f.name] = [image.to_dict() for image in value]
+            if f.name in ("images", "inputs"):
+                out[f.name] = [item.to_dict() for item in value]
             elif isinstance(value, tuple):
                 out[f.name] = list(value)
             else:

@@ -1,5 +1,6 @@
-"""The imagine path's audit records: a request as a new job, a recorded job's options back, a
-picture as its image row, and the one way an interrupted job's record is ended.
+"""The imagine path's audit records: a request as a new job, a recorded job's options back (how
+it starts and from what included), the pictures it was given back, a picture as its image row,
+and the one way an interrupted job's record is ended.
 
 The record types share their field names (``RequestedOptions``, ``GenerationOptions``,
 ``NewJob``, ``JobRecord``; ``ShownImage``, ``NewImage``), so a value moves between them by name
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from generation.catalog import Catalog
 from generation.options import UPSCALE_FACTOR, GenerationOptions, LoraChoice, RequestedOptions
+from generation.protocol import InputImages
+from generation.starts import CONTROL_SCALE, Source
 from moderation.prompts import PromptVerdict
 from storage.audit import AuditLog
 from storage.errors import JobAlreadyFinished
@@ -56,11 +59,20 @@ def new_job(
     embeddings: Sequence[str] = (),
 ) -> NewJob:
     """The audit record of a request, before its outcome is known: ``model`` is the catalog's
-    name (None: the one the options name), ``embeddings`` the tokens its prompts use."""
+    name (None: the one the options name), ``embeddings`` the tokens its prompts use. How it
+    starts is recorded as the options say; ``strength`` only for a start from a picture,
+    ``control_scale`` only with a control, the source's seed and upscale only for a vary or a
+    zoom (None otherwise)."""
+    text = options.start == "text"
     return copy_fields(
         NewJob,
         options,  # prompt, negative prompt, seeds (variants), steps, guidance, size, scheduler
-        requester,  # source, guild, channel, user, whether the channel is NSFW
+        requester,  # guild, channel, user, whether the channel is NSFW
+        source=requester.source,  # where it was asked (options' ``source`` is a picture's)
+        strength=None if text else options.strength,
+        source_seed=None if options.source is None else options.source.seed,
+        source_upscale=None if options.source is None else options.source.upscale,
+        control_scale=None if options.control is None else options.control_scale,
         kind=JobKind.IMAGINE if derived is None else derived.kind,
         parent_job_id=None if derived is None else derived.parent_job_id,
         parent_variant=None if derived is None else derived.parent_variant,
@@ -92,18 +104,64 @@ def model_named(catalog: Catalog, recorded: str) -> str:
 
 
 def options_of(record: JobRecord, catalog: Catalog | None = None) -> GenerationOptions:
-    """The options a recorded job ran with (they were validated when it was recorded); with
-    ``catalog``, its model by the catalog's name (see :func:`model_named`)."""
+    """The options a recorded job ran with (they were validated when it was recorded), how it
+    starts included (a vary's or zoom's ``Source`` from its source seed); with ``catalog``, its
+    model by the catalog's name (see :func:`model_named`). The pictures it starts from are
+    not options: :func:`input_images`."""
     upscale = UPSCALE_FACTOR if record.kind == JobKind.UPSCALE else 1
     model = record.model if catalog is None else model_named(catalog, record.model)
+    source = None
+    if record.source_seed is not None:
+        source = Source(record.source_seed, record.source_upscale or 1)
     return copy_fields(
-        GenerationOptions, record, upscale=upscale, model=model, loras=loras_of(record)
+        GenerationOptions,
+        record,  # prompt, seeds, steps, guidance, size, scheduler, start, control
+        upscale=upscale,
+        model=model,
+        loras=loras_of(record),
+        source=source,  # the record's ``source`` is where it was asked
+        strength=1.0 if record.strength is None else record.strength,
+        control_scale=CONTROL_SCALE if record.control_scale is None else record.control_scale,
     )
 
 
 def requested_of(record: JobRecord) -> RequestedOptions:
-    """A recorded job asked for again: its prompt, model, LoRAs and settings, new seeds."""
+    """A recorded job asked for again: its prompt, model, LoRAs and settings, new seeds, and
+    its strength and control settings (None for a text job: the defaults).
+
+    The pictures are not in it: a reroll of a job given pictures passes them again, as they
+    were prepared for it (:func:`input_images`, already checked and fitted to its size); a
+    vary's or zoom's source seed and start are its ``Derived``'s, not a request's."""
     return copy_fields(RequestedOptions, record, seed=None, loras=loras_of(record))
+
+
+async def input_images(audit: AuditLog, job_id: int) -> InputImages | None:
+    """The pictures job ``job_id`` was given, as prepared for the worker (None: none given);
+    a picture retention dropped reads None (see :func:`missing_inputs`)."""
+    stored = await audit.input_pngs(job_id)
+    return None if stored is None else copy_fields(InputImages, stored)
+
+
+def missing_inputs(options: GenerationOptions, inputs: InputImages | None) -> str | None:
+    """Why a job cannot start from what it has (None: it can): a start from a picture needs
+    its picture (a vary's or zoom's is drawn from ``source``), an inpaint its mask too, a
+    ControlNet its control picture."""
+    given = inputs or InputImages()
+    needed: list[str] = []
+    if options.start in ("image", "inpaint", "outpaint") and options.source is None:
+        needed.append("image")
+    if options.start == "inpaint":
+        needed.append("mask")
+    if options.control is not None:
+        needed.append("control")
+    gone = [role for role in needed if getattr(given, role) is None]
+    if not gone:
+        return None
+    return (
+        f"the {' and '.join(gone)} picture{'s' if len(gone) > 1 else ''} it starts from "
+        f"{'are' if len(gone) > 1 else 'is'} no longer stored (start {options.start!r}); "
+        "ask again with the picture"
+    )
 
 
 def verdict_of(record: JobRecord) -> PromptVerdict:

@@ -17,7 +17,7 @@ from bot.imagine.following import Following
 from bot.imagine.leases import LeaseKeeper, lease_owner_dead
 from bot.imagine.outcomes import OutcomeCallback
 from bot.imagine.pictures import Pictures
-from bot.imagine.records import end_quietly, options_of, verdict_of
+from bot.imagine.records import end_quietly, input_images, missing_inputs, options_of, verdict_of
 from generation.catalog import Catalog
 from generation.protocol import WorkRequest, notify
 from generation.queue import JobHandle, JobQueue, QueuedJob, starts_exhausted
@@ -79,10 +79,13 @@ class Recovery:
                 continue
             verdict = verdict_of(record)
             # Queued again, its request carries the policy of the settings of now (a job the
-            # queue still holds keeps the one it was queued with: the worker reads that one).
+            # queue still holds keeps the one it was queued with: the worker reads that one),
+            # and the pictures it was given, as they were prepared for it.
             policy = await self.policy_now(record.guild_id, record.channel_nsfw, verdict)
+            options = options_of(record, self.catalog)
+            inputs = await input_images(self.audit, record.id)
             job = QueuedJob(
-                WorkRequest(record.id, options_of(record, self.catalog), image_policy=policy),
+                WorkRequest(record.id, options, image_policy=policy, inputs=inputs),
                 record.guild_id,
                 record.user_id,
                 record.uid,
@@ -95,6 +98,10 @@ class Recovery:
                         "went away); not retried again"
                     )
                     await end_quietly(self.audit, record.id, JobStatus.FAILED, reason)
+                    continue
+                gone = missing_inputs(options, inputs)
+                if gone is not None:  # ended with the reason, never queued without them
+                    await end_quietly(self.audit, record.id, JobStatus.FAILED, gone)
                     continue
                 await self.audit.requeue(record.id)
                 handle = await self.queue.submit(job, readmit=True)

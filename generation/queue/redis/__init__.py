@@ -13,6 +13,7 @@ from generation.queue.redis.codec import (
     decode_result,
     encode_request,
     encode_result,
+    request_blobs,
 )
 from generation.queue.redis.consumer import Claimed, RedisWorker
 from generation.queue.redis.scripts import GROUP, KEEP_S, Scripts
@@ -30,4 +31,5 @@ __all__ = [
     "decode_result",
     "encode_request",
     "encode_result",
+    "request_blobs",
 ]

@@ -33,7 +33,12 @@ from generation.queue.events import (
     encode_event,
 )
 from generation.queue.fair import Throughput, fair_order, places
-from generation.queue.redis.codec import ForeignResult, decode_result, encode_request
+from generation.queue.redis.codec import (
+    ForeignResult,
+    decode_result,
+    encode_request,
+    request_blobs,
+)
 from generation.queue.redis.scripts import KEEP_S, Scripts, connect, ensure_group, key, text
 
 log = logging.getLogger(__name__)
@@ -168,6 +173,7 @@ class RedisQueue:
                 "0" if readmit else "1",  # a readmitted job was charged before, or never
                 job.job_id,
                 "1" if self._held else "0",
+                *request_blobs(job.request),  # its pictures, as raw fields of the job
             ]
         )
         handle = await self._follow(job.job_id, job.uid)

@@ -4,9 +4,9 @@ by several machines must not be a way to run code on them).
 The protocol's dataclasses are encoded generically, field by field from their type hints, so a
 field added to ``generation.protocol`` travels without a line here: numbers, strings, bools,
 ``None``, str enums, tuples, lists, dicts with string keys, nested dataclasses and ``bytes`` (a
-result's pictures: kept apart as raw hash fields, not base64). A stored request that lacks a
-field this version needs (queued by an older bot) is :class:`UnreadableRequest`: its job fails
-with the reason, the worker goes on.
+result's pictures, a request's pictures in: kept apart as raw hash fields, not base64). A stored
+request that lacks a field this version needs (queued by an older bot) is
+:class:`UnreadableRequest`: its job fails with the reason, the worker goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import functools
 import json
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from generation.protocol import WorkRequest, WorkResult
@@ -118,24 +119,35 @@ def _hints(kind: type) -> dict[str, Any]:
 
 def _bytes(data: Any, blobs: list[bytes] | None) -> bytes:
     if _BLOB in data:
-        if blobs is None:
-            raise Undecodable("a stored blob without the blobs it names")
-        return blobs[int(data[_BLOB])]
+        index = int(data[_BLOB])
+        if blobs is None or not 0 <= index < len(blobs):
+            raise Undecodable(f"a stored blob ({index}) without the bytes it names")
+        return bytes(blobs[index])
     return base64.b64decode(data[_B64])
 
 
 def encode_request(request: WorkRequest, uid: str) -> str:
-    """The request as one JSON text (its bytes, if any, inline), with the job's uid."""
-    return json.dumps({"uid": uid, **to_plain(request)})
+    """The request as one JSON text, with the job's uid. Its pictures (``inputs``' PNGs) are
+    not in the text: each is named by its place in :func:`request_blobs`, which Redis keeps
+    as raw fields of the job beside it."""
+    return json.dumps({"uid": uid, **to_plain(request, [])})
 
 
-def decode_payload(payload: bytes | str) -> tuple[WorkRequest, str]:
-    """The request and the job's uid. Raises UnreadableRequest (with the uid, so that the job
-    can be failed) for a request this version cannot run."""
+def request_blobs(request: WorkRequest) -> list[bytes]:
+    """The request's bytes (its pictures in), in the order :func:`encode_request` names them."""
+    blobs: list[bytes] = []
+    to_plain(request, blobs)
+    return blobs
+
+
+def decode_payload(payload: bytes | str, blobs: Sequence[bytes] = ()) -> tuple[WorkRequest, str]:
+    """The request and the job's uid, its pictures taken from ``blobs`` (the raw fields stored
+    with it). Raises UnreadableRequest (with the uid, so that the job can be failed) for a
+    request this version cannot run."""
     data = json.loads(payload)
     uid = str(data.pop("uid"))
     try:
-        return from_plain(WorkRequest, data), uid
+        return from_plain(WorkRequest, data, list(blobs)), uid
     except (Undecodable, KeyError, TypeError, ValueError) as error:
         job_id = data.get("job_id")
         raise UnreadableRequest(
@@ -146,8 +158,8 @@ def decode_payload(payload: bytes | str) -> tuple[WorkRequest, str]:
         ) from error
 
 
-def decode_request(payload: bytes | str) -> WorkRequest:
-    return decode_payload(payload)[0]
+def decode_request(payload: bytes | str, blobs: Sequence[bytes] = ()) -> WorkRequest:
+    return decode_payload(payload, blobs)[0]
 
 
 def encode_result(result: WorkResult, uid: str) -> dict[str, bytes | str]:

@@ -117,15 +117,15 @@ class RedisWorker:
             answer = await self.scripts.claim(args=[self.prefix, self.name])
         if not answer:
             return None
-        entry, _, payload, deliveries, *previous = answer
+        entry, _, payload, deliveries, previous, *blobs = answer
         try:
-            request, uid = decode_payload(payload)
+            request, uid = decode_payload(payload, blobs)
         except UnreadableRequest as error:  # queued by another version: fail it, go on
             log.warning("job %s ◆ %s", error.job_id, error)
             await self._finish(entry, error.uid, Failed(str(error)))
             self.jobs_done += 1
             return None
-        return Claimed(entry, request, int(deliveries), text(previous[0]) if previous else "", uid)
+        return Claimed(entry, request, int(deliveries), text(previous), uid)
 
     async def _seen(self) -> None:
         await self.client.zadd(f"{self.prefix}:workers", {self.name: time.time()})

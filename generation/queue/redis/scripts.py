@@ -7,7 +7,8 @@ Every change to the fair order is one script, so it is atomic. The scripts mirro
 
 Key layout (under one prefix, default ``sdbot``; jobs are named by their uid): ``q:guilds``,
 ``q:users:G``, ``q:jobs:G:U`` (the rings), ``q:last``, ``q:lastuser:G`` (who was served last),
-``job:UID`` (request, id, guild, user, units, charged, state: queued, held, running, done),
+``job:UID`` (request: ``payload`` and its pictures as raw ``blob:N`` fields, ``blobs`` their
+count; id, guild, user, units, charged, state: queued, held, running, done),
 ``work`` (the stream of claimed jobs, group ``workers``), ``ev:UID`` (the job's events),
 ``result:UID``, ``cancel:UID``, ``rl:u:G:U`` and ``rl:g:G`` (token buckets), ``active:G:U``,
 ``depth``, ``wake``, ``workers`` (last seen), ``stats``.
@@ -109,22 +110,43 @@ local function refund(key, units)
 end
 """
 
-# ARGV: prefix, uid, guild, user, payload, units, charged, job id, held ('1': shutting down)
+# A request's pictures (its bytes) are raw fields of its job: ``blob:0`` … ``blob:N-1``; the
+# claims answer them after the payload, and a job that ended drops them (its payload stays).
+_BLOBS = """
+local function with_blobs(out, job)
+  local n = tonumber(redis.call('HGET', job, 'blobs') or '0')
+  for i = 0, n - 1 do table.insert(out, redis.call('HGET', job, 'blob:' .. i)) end
+  return out
+end
+local function drop_blobs(job)
+  local n = tonumber(redis.call('HGET', job, 'blobs') or '0')
+  for i = 0, n - 1 do redis.call('HDEL', job, 'blob:' .. i) end
+  redis.call('HDEL', job, 'blobs')
+end
+"""
+
+# ARGV: prefix, uid, guild, user, payload, units, charged, job id, held ('1': shutting down),
+# then the request's blobs
 PUSH = (
     _ENQUEUE
     + """
 local p, id, g, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local job = p .. ':job:' .. id
 local state = 'queued'
 if ARGV[9] == '1' then state = 'held' end
-redis.call('HSET', p .. ':job:' .. id, 'payload', ARGV[5], 'guild', g, 'user', u,
-  'state', state, 'units', ARGV[6], 'charged', ARGV[7], 'id', ARGV[8])
+redis.call('HSET', job, 'payload', ARGV[5], 'guild', g, 'user', u,
+  'state', state, 'units', ARGV[6], 'charged', ARGV[7], 'id', ARGV[8],
+  'blobs', math.max(0, #ARGV - 9))
+for i = 10, #ARGV do redis.call('HSET', job, 'blob:' .. (i - 10), ARGV[i]) end
 if state == 'queued' then enqueue(p, id, g, u) end
 return 1
 """
 )
 
+# Answers: stream entry, uid, payload, deliveries, previous consumer ('': none), blobs …
 CLAIM = (
     _FAIR_POP
+    + _BLOBS
     + """
 local p, consumer = ARGV[1], ARGV[2]
 local id = fair_pop(p)
@@ -135,12 +157,14 @@ redis.call('XADD', p .. ':work', '*', 'job', id)
 local read = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1,
   'STREAMS', p .. ':work', '>')
 local entry = read[1][2][1]
-local claimed = entry[2][2]
-return {entry[1], claimed, redis.call('HGET', p .. ':job:' .. claimed, 'payload'), 1}
+local claimed = p .. ':job:' .. entry[2][2]
+return with_blobs({entry[1], entry[2][2], redis.call('HGET', claimed, 'payload'), 1, ''}, claimed)
 """
 )
 
-RECLAIM = """
+RECLAIM = (
+    _BLOBS
+    + """
 local p, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
 local pending = redis.call('XPENDING', p .. ':work', 'workers', 'IDLE', idle, '-', '+', 1)
 if #pending == 0 then return false end
@@ -148,12 +172,15 @@ local entry, previous, deliveries = pending[1][1], pending[1][2], pending[1][4]
 local claimed = redis.call('XCLAIM', p .. ':work', 'workers', consumer, idle, entry)
 if #claimed == 0 or not claimed[1] then return false end
 local id = claimed[1][2][2]
-return {entry, id, redis.call('HGET', p .. ':job:' .. id, 'payload'), deliveries + 1, previous}
+local job = p .. ':job:' .. id
+return with_blobs({entry, id, redis.call('HGET', job, 'payload'), deliveries + 1, previous}, job)
 """
+)
 
 # ARGV: prefix, stream entry, uid, keep seconds, then the terminal event's fields
 FINISH = (
     _RELEASE
+    + _BLOBS
     + """
 local p, entry, id = ARGV[1], ARGV[2], ARGV[3]
 redis.call('XACK', p .. ':work', 'workers', entry)
@@ -165,6 +192,7 @@ if redis.call('HGET', job, 'state') ~= 'done' then
   redis.call('HSET', job, 'state', 'done')
   release(p, redis.call('HGET', job, 'guild'), redis.call('HGET', job, 'user'))
 end
+drop_blobs(job)
 redis.call('EXPIRE', job, ARGV[4])
 redis.call('DEL', p .. ':cancel:' .. id)
 -- the terminal event goes out with the ack, so that nobody sees one without the other
@@ -180,6 +208,7 @@ CANCEL = (
     _RELEASE
     + _REFUND
     + _DEQUEUE
+    + _BLOBS
     + """
 local p, id = ARGV[1], ARGV[2]
 local job = p .. ':job:' .. id
@@ -188,6 +217,7 @@ if state == 'queued' or state == 'held' then
   local g, u = redis.call('HGET', job, 'guild'), redis.call('HGET', job, 'user')
   if state == 'queued' and not dequeue(p, id, g, u) then return 'unknown' end
   redis.call('HSET', job, 'state', 'done')
+  drop_blobs(job)
   redis.call('EXPIRE', job, ARGV[3])
   release(p, g, u)
   if redis.call('HGET', job, 'charged') == '1' then
