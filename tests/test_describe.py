@@ -3,12 +3,23 @@ captioning model (a tiny one built here, random weights) loaded offline from a f
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import io
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bot.imagine.describe import Describer
+from bot.imagine.inputs import InputChecker
+from bot.imagine.outcomes import Refusal
+from bot.imagine.types import Attachment, Requester
+from bot.settings import Settings
 from generation.describe import (
     MAX_PROMPTS,
     Captioner,
@@ -26,7 +37,12 @@ from generation.embedded.scenes import (
     render_scene,
     sample_scene,
 )
+from generation.errors import InvalidOption
 from generation.models import EMBEDDED_MODEL_DIR
+from generation.protocol import watermark_id
+from storage import migrations
+from storage.models import JobKind, JobStatus, Verdict
+from storage.repositories import Storage
 
 CAPTION_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "red", "blue"]
 CAPTION_WORDS += ["circle", "square", "on", "background", "picture", "of", "the", "sky"]
@@ -180,3 +196,167 @@ def test_a_folder_that_is_no_blip_is_a_settings_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CaptionModelError, match="not a BLIP captioning model folder"):
         Captioner(tmp_path / "empty")
+
+
+# --- /describe through the bot's rooms: a real SQLite file, the real checker ------------------
+
+
+def png_of(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def red_circle_on_blue() -> np.ndarray:
+    picture = Image.new("RGB", (64, 64), PALETTE["blue"])
+    ImageDraw.Draw(picture).ellipse((20, 20, 44, 44), fill=PALETTE["red"])
+    return np.asarray(picture)
+
+
+def models_file(tmp_path: Path, model_dir: Path) -> Path:
+    """The embedded model, and "other": the same weights under a tokenizer of other words (a
+    model the scene analyser cannot speak for)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for part in model_dir.iterdir():
+        if part.name != "tokenizer":
+            (other / part.name).symlink_to(part)
+    shutil.copytree(model_dir / "tokenizer", other / "tokenizer")
+    vocab = other / "tokenizer" / "vocab.json"
+    vocab.write_text(vocab.read_text() + "\n")
+    path = tmp_path / "models.toml"
+    path.write_text(
+        f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n\n'
+        f'[[model]]\nname = "other"\nsource = "{other}"\n'
+    )
+    return path
+
+
+@asynccontextmanager
+async def describer(
+    settings: Settings, caption_model: Path | None = None
+) -> AsyncIterator[tuple[Describer, Storage]]:
+    from bot.app import open_service, open_storage
+
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        checker = InputChecker(
+            storage, max_bytes=service.config.max_input_bytes, max_pixels=10_000_000
+        )
+        yield (
+            Describer(
+                storage,
+                checker,
+                service.config.catalog,
+                admission=service.admission,
+                caption_model=caption_model,
+            ),
+            storage,
+        )
+
+
+USER = Requester(source="discord", guild_id=7, channel_id=70, user_id=700)
+
+
+async def test_describe_records_a_job_with_its_picture(settings: Settings) -> None:
+    data = png_of(red_circle_on_blue())
+    async with describer(settings) as (reader, storage):
+        described = await reader.describe(Attachment(data, "circle.png"), USER)
+        assert described.error is None
+        assert described.prompts[0] == "a large red circle in the centre on a blue background"
+        assert described.prompts[-1] == "a red circle on a blue background"
+        assert described.sha256 == hashlib.sha256(data).hexdigest()
+        assert described.model == "embedded"
+        record = await storage.audit.get_job(described.job_id)
+        assert record is not None
+        assert (record.kind, record.status) == (JobKind.DESCRIBE, JobStatus.SUCCEEDED)
+        assert record.prompt == described.prompts[0]
+        assert (record.width, record.height, record.variants) == (64, 64, 0)
+        [given] = record.inputs
+        assert (given.role, given.sha256, given.format) == ("image", described.sha256, "PNG")
+        assert given.nsfw_score is not None
+        assert given.nsfw_score == described.nsfw_score
+
+        plain = png_of(np.full((64, 64, 3), PALETTE["green"], dtype=np.uint8))
+        nothing = await reader.describe(Attachment(plain, "plain.png"), USER)
+        assert nothing.prompts == ()
+        assert nothing.error is not None
+        assert "no shape found" in nothing.error
+        failed = await storage.audit.get_job(nothing.job_id)
+        assert failed is not None
+        assert (failed.status, failed.error) == (JobStatus.FAILED, nothing.error)
+
+
+async def test_an_sdbot_picture_names_the_job_that_made_it(settings: Settings) -> None:
+    from moderation.watermark import embed
+    from storage.records import NewJob
+
+    async with describer(settings) as (reader, storage):
+        made = NewJob("cli", "a red circle", "", 20, 3.0, 64, 64, 1, "dpmpp", "embedded", (1,),
+                      Verdict.ALLOWED)  # fmt: skip
+        job_id = await storage.audit.create_job(made)
+        marked = embed(np.asarray(Image.fromarray(red_circle_on_blue()).resize((256, 256))),
+                       watermark_id(job_id, 1))  # fmt: skip
+        assert marked.verified
+        described = await reader.describe(Attachment(png_of(marked.rgb), "mine.png"), USER)
+        assert described.parent_job_id == job_id
+        record = await storage.audit.get_job(described.job_id)
+        assert record is not None
+        assert record.inputs[0].parent_job_id == job_id
+        assert record.inputs[0].watermark_id == watermark_id(job_id, 1)
+
+
+async def test_refused_pictures_are_recorded_and_bad_files_are_not(settings: Settings) -> None:
+    async with describer(settings) as (reader, storage):
+        gif = io.BytesIO()
+        Image.fromarray(red_circle_on_blue()).save(gif, format="GIF")
+        with pytest.raises(InvalidOption, match="GIF"):
+            await reader.describe(Attachment(gif.getvalue(), "cat.gif"), USER)
+        assert await storage.audit.list_jobs() == []
+
+        # A server whose threshold flags everything: the picture may not be used outside an
+        # age-restricted channel, and its refusal keeps its hash and score.
+        await storage.guild_settings.update(7, nsfw_threshold=1e-9)
+        data = png_of(red_circle_on_blue())
+        refused = await reader.describe(Attachment(data, "circle.png"), USER)
+        assert refused.refusal is Refusal.INPUT
+        assert refused.prompts == ()
+        assert refused.error is not None
+        assert "scored NSFW" in refused.error
+        record = await storage.audit.get_job(refused.job_id)
+        assert record is not None
+        assert (record.kind, record.status) == (JobKind.DESCRIBE, JobStatus.REFUSED)
+        assert record.inputs[0].sha256 == hashlib.sha256(data).hexdigest()
+        assert record.inputs[0].nsfw_score == refused.nsfw_score
+
+        # Banned: the gate first, as for /imagine.
+        await storage.bans.ban(7, 700, banned_by=1, reason="spam")
+        banned = await reader.describe(Attachment(data, "circle.png"), USER)
+        assert banned.refusal is Refusal.BANNED
+
+
+async def test_other_models_need_a_captioning_model(
+    settings: Settings, model_dir: Path, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"models_file": models_file(tmp_path, model_dir)})
+    data = png_of(red_circle_on_blue())
+    async with describer(settings) as (reader, storage):
+        with pytest.raises(InvalidOption, match="SDBOT_CAPTION_MODEL") as refused:
+            await reader.describe(Attachment(data, "circle.png"), USER, model="other")
+        assert refused.value.option == "model"
+        assert await storage.audit.list_jobs() == []
+        with pytest.raises(InvalidOption, match="model must be one of embedded, other"):
+            await reader.describe(Attachment(data, "circle.png"), USER, model="sd99")
+    blip = tiny_blip(tmp_path / "blip")
+    async with describer(settings, caption_model=blip) as (reader, storage):
+        first = await reader.describe(Attachment(data, "circle.png"), USER, model="other")
+        again = await reader.describe(Attachment(data, "circle.png"), USER, model="other")
+        assert first.prompts == again.prompts
+        assert first.prompts
+        assert all(set(p.split()) <= set(CAPTION_WORDS) for p in first.prompts)
+        assert first.model == "other"
+        record = await storage.audit.get_job(first.job_id)
+        assert record is not None
+        assert (record.model, record.prompt) == ("other", first.prompts[0])
+        embedded = await reader.describe(Attachment(data, "circle.png"), USER)
+        assert embedded.prompts[-1] == "a red circle on a blue background"
