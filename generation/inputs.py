@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -57,8 +56,17 @@ _OTHER_FORMATS = (
     (b"%PDF", "a PDF"),
     (b"\x00\x00\x01\x00", "an icon"),
 )
-# Everything Pillow may raise on a damaged file once its header was accepted.
-_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+# Everything Pillow may raise on a damaged file once its header was accepted (its bomb check
+# too, should its MAX_IMAGE_PIXELS be changed under us).
+_UNREADABLE = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,17 @@ def read_picture(
 
 
 def read_mask(
-    data: bytes, picture: Picture, option: str = "mask", *, filename: str = ""
+    data: bytes,
+    picture: Picture,
+    option: str = "mask",
+    *,
+    filename: str = "",
+    max_bytes: int = MAX_INPUT_BYTES,
+    max_pixels: int = MAX_INPUT_PIXELS,
 ) -> MaskArray:
     """A mask for ``picture``: the same width and height (else InvalidOption saying both
     sizes), white (light) where it is redrawn; alpha counts as white where transparent."""
-    _, image = _open(data, option, filename, MAX_INPUT_BYTES, MAX_INPUT_PIXELS)
+    _, image = _open(data, option, filename, max_bytes, max_pixels)
     if image.size != (picture.width, picture.height):
         raise InvalidOption(
             option,
@@ -220,15 +234,21 @@ def png_bytes(array: RGBArray | MaskArray) -> bytes:
 
 
 def from_png(data: bytes, mode: str = "RGB") -> npt.NDArray[np.uint8]:
-    """The array in PNG bytes written by :func:`png_bytes` (``mode`` RGB or L)."""
+    """The array in PNG bytes written by :func:`png_bytes` (``mode`` RGB or L); ValueError
+    for anything else (another mode, other bytes, a damaged PNG)."""
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be RGB or L, got {mode!r}")
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("from_png takes PNG bytes (written by png_bytes)")
-    with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-        if image.mode != mode:
-            raise ValueError(f"expected a {mode} PNG, got a {image.mode} one")
-        return np.asarray(image, dtype=np.uint8).copy()
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            if image.mode != mode:
+                raise ValueError(f"expected a {mode} PNG, got a {image.mode} one")
+            return np.asarray(image, dtype=np.uint8).copy()
+    except ValueError:
+        raise
+    except _UNREADABLE as error:  # one error for every damaged PNG: ValueError
+        raise ValueError(f"the PNG could not be read ({error})") from error
 
 
 def _named(filename: str, what: str) -> str:
@@ -251,34 +271,28 @@ def _open(
     if header.animated:
         raise InvalidOption(option, _named(filename, "an animated picture"), STILL)
     pixels = header.width * header.height
-    if pixels > max_pixels:
+    # Pillow refuses (or warns about) more than its own MAX_IMAGE_PIXELS, should an operator
+    # allow more than that: the smaller limit is the one said.
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    if pixels > limit:
         raise InvalidOption(
             option,
             _named(filename, f"{header.width}×{header.height} px, {pixels:,} pixels"),
-            f"{ALLOWED} of at most {max_pixels:,} pixels",
+            f"{ALLOWED} of at most {limit:,} pixels",
         )
     unreadable = InvalidOption(
         option, _named(filename, f"could not be read as a {header.format}"), WHOLE
     )
     try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb check, should an operator allow more pixels than Pillow does.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[header.format])
-            if header.format != "JPEG" and getattr(image, "is_animated", False):
-                # An APNG (WebP says so in its header). A JPEG's extra frames (MPO: a phone's
-                # depth map or preview) are not an animation: its first frame is the photo.
-                raise InvalidOption(option, _named(filename, "an animated picture"), STILL)
-            if image.size != (header.width, header.height):
-                raise unreadable
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InvalidOption(
-            option,
-            _named(filename, f"{pixels:,} pixels"),
-            f"{ALLOWED} of at most {Image.MAX_IMAGE_PIXELS:,} pixels",
-        ) from error
+        image = Image.open(io.BytesIO(data), formats=[header.format])
+        if header.format != "JPEG" and getattr(image, "is_animated", False):
+            # An APNG (WebP says so in its header). A JPEG's extra frames (MPO: a phone's
+            # depth map or preview) are not an animation: its first frame is the photo.
+            raise InvalidOption(option, _named(filename, "an animated picture"), STILL)
+        if image.size != (header.width, header.height):
+            raise unreadable
+        image.load()
+        upright = ImageOps.exif_transpose(image)
     except _UNREADABLE as error:
         raise unreadable from error
     return header, upright
