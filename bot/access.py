@@ -64,7 +64,9 @@ class Control(enum.StrEnum):
     """What a reaction under a post does."""
 
     UPSCALE = "upscale"  # 1️⃣–4️⃣: that picture, at twice the size
+    VARY = "vary"  # ↖️ ↗️ ↙️ ↘️: four variations of that picture (its quadrant in the grid)
     REROLL = "reroll"  # 🔄: the prompt again with new seeds
+    ZOOM = "zoom"  # 🔍 under an upscale: its picture zoomed out 2×, the border drawn
     DELETE = "delete"  # ❌: the post goes
 
 
@@ -100,11 +102,23 @@ def hidden_refusal(record: JobRecord, *, user_id: int, moderator: bool) -> JobHi
     return None
 
 
-def controls_for(kind: str, *, has_picture: bool) -> tuple[Control, ...]:
-    """The controls under a post: an upscale, or a post without a picture, gets delete alone."""
-    if not has_picture or kind == JobKind.UPSCALE.value:
+def controls_for(kind: str, *, has_picture: bool, from_prompt: bool = True) -> tuple[Control, ...]:
+    """The controls under a post: a grid's upscale, vary and reroll; an upscale's zoom; a post
+    without a picture delete alone. Vary and zoom draw their start again from a seed, so only a
+    job drawn from its prompt alone (``from_prompt``: no picture given in, no control picture,
+    not a vary or zoom) offers them."""
+    if not has_picture or kind == JobKind.DESCRIBE.value:
         return (Control.DELETE,)
-    return (Control.UPSCALE, Control.REROLL, Control.DELETE)
+    if kind == JobKind.UPSCALE.value:
+        return (Control.ZOOM, Control.DELETE) if from_prompt else (Control.DELETE,)
+    if not from_prompt:
+        return (Control.UPSCALE, Control.REROLL, Control.DELETE)
+    return (Control.UPSCALE, Control.VARY, Control.REROLL, Control.DELETE)
+
+
+def drawn_from_prompt(record: JobRecord) -> bool:
+    """Whether a job was drawn from its prompt alone (what :func:`controls_for` asks)."""
+    return record.start == "text" and record.control is None and record.source_seed is None
 
 
 def control_use(
@@ -115,11 +129,12 @@ def control_use(
     moderator: bool,
     open_to_everyone: bool,
 ) -> Use:
-    """Who may use a control: delete is the requester's and the moderators'; upscale and
-    reroll also everyone's when the guild opened the controls (an upscale's post has none)."""
+    """Who may use a control: delete is the requester's and the moderators'; upscale, vary,
+    reroll and zoom also everyone's when the guild opened the controls. A control the post
+    does not offer (an upscale's on a grid, a grid's on an upscale) is no control."""
     owner = user_id == record.user_id
     if control is Control.DELETE:
         return Use.ALLOW if owner or moderator else Use.REFUSE
-    if record.kind == JobKind.UPSCALE.value:
+    if (control is Control.ZOOM) != (record.kind == JobKind.UPSCALE.value):
         return Use.IGNORE
     return Use.ALLOW if owner or moderator or open_to_everyone else Use.REFUSE

@@ -1,10 +1,12 @@
 """Admission: whether a request may be drawn, and if so its record and its place in the queue.
 
-1. options, validated by the catalog (the model, its sizes, the LoRAs) against the limits in
+1. the pictures given in, read safely (a bad file is refused before anything is recorded), then
+the options, validated by the catalog (the model, its sizes, the LoRAs) against the limits in
 force in the guild (never clamped); 2. the prompt rules, on the prompt as written and on its
 plain words (weights and brackets out); 3. the guild's moderators (a ban, a pause, the
-channels, the models and LoRAs they allow; a model for NSFW channels only); 4. the rate
-limits; then the audit record (blocked and refused requests are recorded too) and the queue.
+channels, the models and LoRAs they allow; a model for NSFW channels only), then the pictures'
+NSFW scores under the image policy here; 4. the rate limits; then the audit record (blocked
+and refused requests are recorded too, with their pictures' hashes and scores) and the queue.
 The guild's settings are read once per request: the limits, the gate and the image policy
 fixed for the job all come from that one read.
 """
@@ -15,30 +17,42 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
+from collections.abc import Sequence
 
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.gate import Gate
+from bot.imagine.inputs import InputChecker, Prepared, Read, prepare
 from bot.imagine.leases import LeaseKeeper
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
 from bot.imagine.rules import rules_for
-from bot.imagine.types import Derived, Requester
+from bot.imagine.types import Derived, PicturesIn, Requester
 from generation.catalog import Catalog
-from generation.errors import RateLimited
+from generation.errors import InvalidOption, RateLimited
+from generation.inputs import Picture, nearest_size
 from generation.limits import options_units
-from generation.options import GenerationOptions, RequestedOptions
+from generation.options import GenerationOptions, OptionLimits, RequestedOptions, offered_sizes
 from generation.prompt_syntax import plain_text
 from generation.protocol import WorkRequest
 from generation.queue import JobQueue, QueuedJob
+from generation.starts import (
+    CONTROL_SCALE,
+    CONTROL_SCALE_MAX,
+    CONTROL_SCALE_MIN,
+    IMAGE_STRENGTH,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
+)
 from moderation.guild_rules import GuildRulesCache
 from moderation.lists import PromptRules
 from moderation.policy import ImagePolicy, NsfwPolicy
 from moderation.prompts import PromptVerdict, check_prompt
 from storage.guild_settings import GuildSettingsRecord
-from storage.models import JobStatus
-from storage.records import NewJob
+from storage.models import JobKind, JobStatus
+from storage.records import NewInput, NewJob
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -59,6 +73,61 @@ def check_request(options: GenerationOptions, rules: PromptRules) -> PromptVerdi
     return PromptVerdict(True, (), written.force_safe or plain.force_safe, safe_reasons)
 
 
+def _in_range(option: str, value: float | None, default: float, low: float, high: float) -> float:
+    if value is None:
+        return default
+    if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+        raise InvalidOption(option, value, f"a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def starting(
+    options: GenerationOptions,
+    requested: RequestedOptions,
+    read: Read | None,
+    derived: Derived | None,
+) -> GenerationOptions:
+    """How the job starts. A control's job starts as its ``derived`` says (a vary from its
+    tile's seed, a zoom from its upscale's; a reroll or an upscale as its parent did). A
+    member's image starts an img2img (``strength`` of it redrawn, IMAGE_STRENGTH unless asked),
+    with a mask an inpaint (1.0 unless asked); a control picture adds its ControlNet."""
+    if derived is not None:
+        if derived.upscale > 1:
+            options = dataclasses.replace(options, upscale=derived.upscale)
+        if derived.start != "text" or derived.source is not None:
+            options = dataclasses.replace(
+                options, start=derived.start, strength=derived.strength, source=derived.source
+            )
+    elif read is not None and read.image is not None:
+        inpaint = read.mask is not None
+        strength = _in_range(
+            "strength",
+            requested.strength,
+            1.0 if inpaint else IMAGE_STRENGTH,
+            STRENGTH_MIN,
+            STRENGTH_MAX,
+        )
+        options = dataclasses.replace(
+            options, start="inpaint" if inpaint else "image", strength=strength
+        )
+    elif requested.strength is not None:
+        raise InvalidOption("strength", requested.strength, "only with an image: to redraw")
+    if requested.control is None:
+        if requested.control_scale is not None and derived is None:
+            raise InvalidOption(
+                "control_strength", requested.control_scale, "only with a control picture"
+            )
+        return options
+    scale = _in_range(
+        "control_strength",
+        requested.control_scale,
+        CONTROL_SCALE,
+        CONTROL_SCALE_MIN,
+        CONTROL_SCALE_MAX,
+    )
+    return dataclasses.replace(options, control=requested.control, control_scale=scale)
+
+
 class Admission:
     """Checks, records and queues requests; fast (no model)."""
 
@@ -73,8 +142,10 @@ class Admission:
         nsfw_strict_threshold: float,
         catalog: Catalog,
         rules: PromptRules,
+        inputs: InputChecker,
     ) -> None:
         self.storage = storage
+        self.inputs = inputs  # reads, scores and traces the pictures members give
         self.queue = queue
         self.leases = leases
         self.gate = gate
@@ -120,10 +191,22 @@ class Admission:
         return self.policy_for(settings, channel_nsfw, verdict)
 
     async def submit(
-        self, requested: RequestedOptions, requester: Requester, *, derived: Derived | None = None
+        self,
+        requested: RequestedOptions,
+        requester: Requester,
+        *,
+        derived: Derived | None = None,
+        pictures: PicturesIn | None = None,
+        reuse: Prepared | None = None,
     ) -> Submitted | ImagineOutcome:
         """Blocked and refused requests come back as their final outcome, an accepted one as
-        its job to follow. Raises InvalidOption (before any record) for bad options."""
+        its job to follow. Raises InvalidOption (before any record) for bad options or a bad
+        picture.
+
+        ``pictures`` are the member's (read and checked first: a picture given without a size
+        chooses the model's size nearest its aspect); a mask makes the request an edit
+        (JobKind.EDIT, inpaint). ``reuse`` is the pictures a recorded job was prepared with,
+        for a job made again from it (a control's reroll or upscale)."""
         started = time.perf_counter()
         if not self.accepting:
             raise ShuttingDown("sdbot is restarting; try again in a minute")
@@ -132,42 +215,63 @@ class Admission:
         if requested.model is None:  # the guild's first model when it does not allow the bot's
             model = here.default_model(requester.channel_nsfw)
             requested = dataclasses.replace(requested, model=model)
-        options = self.catalog.validate(requested, here.options)  # defaults capped by them
-        if derived is not None and derived.upscale > 1:
-            options = dataclasses.replace(options, upscale=derived.upscale)
+        read = None
+        if pictures is not None and any((pictures.image, pictures.mask, pictures.control)):
+            read = await self.inputs.read(pictures, requested.control)
+            requested = self._sized(requested, read.shape, here.options)
+        elif requested.control is not None and reuse is None:
+            raise InvalidOption(
+                "control_type", requested.control, "a control type with a control picture"
+            )
+        options = starting(self.catalog.validate(requested, here.options), requested, read, derived)
+        prepared = reuse if read is None else prepare(read, options.width, options.height)
 
         # 2. Prompt rules, then 3. the guild's moderators (they come first, so a banned member
-        # hears of the ban and cannot probe the lists), then 4. admission and the audit record.
+        # hears of the ban and cannot probe the lists), then the pictures given in, then
+        # 4. admission and the audit record.
         rules = await self.rules_for(requester.guild_id)
         verdict = check_request(options, rules)
         embeddings = self.catalog.embeddings_in(options.prompt, options.negative_prompt)
         new = new_job(requester, options, verdict, derived=derived, embeddings=embeddings)
+        if derived is None and read is not None and read.mask is not None:
+            new = dataclasses.replace(new, kind=JobKind.EDIT)
+        unused = () if prepared is None else prepared.without_pixels()
         gate = await self.gate.check(requester, here.settings)
         if gate is not None:
-            return await self._refuse(new, verdict, options, *gate)
+            return await self._refuse(new, verdict, options, *gate, inputs=unused)
         names = [lora.name for lora in options.loras]
         refused = here.choice_refusal(options.model, names, requester.channel_nsfw)
         if refused is not None:
-            return await self._refuse(new, verdict, options, Refusal.MODEL, refused)
+            return await self._refuse(new, verdict, options, Refusal.MODEL, refused, inputs=unused)
         if not verdict.allowed:
-            job_id = await self.storage.audit.create_job(new)
+            job_id = await self.storage.audit.create_job(new, inputs=unused)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
         policy = self.policy_for(here.settings, requester.channel_nsfw, verdict)
+        flagged = None if prepared is None else prepared.refusal(policy)
+        if flagged is not None:
+            return await self._refuse(new, verdict, options, Refusal.INPUT, flagged, inputs=unused)
         guild, user = requester.guild_id, requester.user_id
         try:
             await self.queue.admit(guild, user, options_units(options), here.rates)
         except RateLimited as refusal:
             return await self._refuse(
-                new, verdict, options, Refusal.RATE, str(refusal), refusal.retry_after
+                new, verdict, options, Refusal.RATE, str(refusal), refusal.retry_after, unused
             )
+        kept = () if prepared is None else prepared.rows
         try:  # recorded before it is acknowledged: a crash from here on leaves it queued
-            job_id = await self.storage.audit.create_job(new, lease=self.leases.lease)
+            job_id = await self.storage.audit.create_job(new, lease=self.leases.lease, inputs=kept)
             self.leases.keep()
         except BaseException:
             await self.queue.release(guild, user)
             raise
-        job = QueuedJob(WorkRequest(job_id, options, image_policy=policy), guild, user, new.uid)
+        request = WorkRequest(
+            job_id,
+            options,
+            image_policy=policy,
+            inputs=None if prepared is None else prepared.images,
+        )
+        job = QueuedJob(request, guild, user, new.uid)
         try:
             handle = await self.queue.submit(job)
         except BaseException as error:  # the queue is unreachable: say so, end the record
@@ -178,6 +282,19 @@ class Admission:
             raise
         return Submitted(job, handle, verdict, started)
 
+    def _sized(
+        self, requested: RequestedOptions, picture: Picture, limits: OptionLimits
+    ) -> RequestedOptions:
+        """A request with a picture and no size asked: the model's size (within the limits
+        here) whose aspect is nearest the picture's."""
+        if (requested.aspect, requested.width, requested.height) != (None, None, None):
+            return requested
+        offered = offered_sizes(self.catalog.model(requested.model).sizes, limits)
+        if not offered:  # validation names the sizes and the limits
+            return requested
+        size = nearest_size(picture.width, picture.height, offered)
+        return dataclasses.replace(requested, width=size.width, height=size.height)
+
     async def _refuse(
         self,
         new: NewJob,
@@ -186,9 +303,11 @@ class Admission:
         refusal: Refusal,
         reason: str,
         retry_after: float | None = None,
+        inputs: Sequence[NewInput] = (),
     ) -> ImagineOutcome:
-        """Records a request refused before it was queued, and its outcome."""
-        job_id = await self.storage.audit.create_job(new, refused=reason)
+        """Records a request refused before it was queued (with its pictures' rows), and its
+        outcome."""
+        job_id = await self.storage.audit.create_job(new, refused=reason, inputs=inputs)
         log.info("refused ◆ job %d ◆ %s", job_id, reason)
         return ImagineOutcome(
             job_id,

@@ -1,7 +1,8 @@
 """``ImagineService``: the imagine path's rooms put together, for the Discord bot and the CLI.
 
 Each concern has its room (``admission``, ``following``, ``controls``, ``recovery``, with the
-``gate``, the ``pictures`` and this process's ``leases``); this class only composes them. The
+``gate``, the ``pictures``, the ``inputs`` checker of pictures given in, the ``describer`` and
+this process's ``leases``); this class only composes them. The
 repositories are ``service.storage``'s, the bot's limits ``service.bot_limits``.
 """
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from bot.access import Control
 from bot.guild_limits import BotLimits
 from bot.imagine.admission import Admission
 from bot.imagine.controls import Controls
+from bot.imagine.describe import Describer
 from bot.imagine.following import Following
 from bot.imagine.gate import Gate, GateRefusal
+from bot.imagine.inputs import InputChecker
 from bot.imagine.leases import LeaseKeeper
 from bot.imagine.outcomes import (
     AlreadyStarted,
@@ -25,7 +29,7 @@ from bot.imagine.outcomes import (
 )
 from bot.imagine.pictures import Pictures
 from bot.imagine.recovery import Recovery
-from bot.imagine.types import Derived, GuildLimits, ImagineConfig, Requester
+from bot.imagine.types import Derived, GuildLimits, ImagineConfig, PicturesIn, Requester
 from generation.options import RequestedOptions
 from generation.queue import JobQueue
 from generation.queue.contract import ProgressCallback
@@ -50,6 +54,9 @@ class ImagineService:
         self.leases = LeaseKeeper(storage.leases, config.lease_s)
         self.pictures = Pictures(config.output_dir)
         self.gatekeeper = Gate(storage.bans, direct_messages=config.direct_messages)
+        self.inputs = InputChecker(
+            storage, max_bytes=config.max_input_bytes, max_pixels=config.max_input_pixels
+        )
         self.admission = Admission(
             storage,
             queue,
@@ -65,6 +72,14 @@ class ImagineService:
             nsfw_strict_threshold=config.nsfw_strict_threshold,
             catalog=config.catalog,
             rules=rules,
+            inputs=self.inputs,
+        )
+        self.describer = Describer(
+            storage,
+            self.inputs,
+            config.catalog,
+            admission=self.admission,
+            caption_model=config.caption_model,
         )
         self.following = Following(storage, queue, self.pictures)
         self.controls = Controls(storage, self.admission)
@@ -87,23 +102,32 @@ class ImagineService:
         *,
         on_progress: ProgressCallback | None = None,
         on_queued: QueuedCallback | None = None,
+        pictures: PicturesIn | None = None,
     ) -> ImagineOutcome:
-        """Runs the whole path. Raises InvalidOption (before any record) for bad options.
+        """Runs the whole path. Raises InvalidOption (before any record) for bad options or a
+        bad picture.
 
         Cancelling the awaiting task cancels the job (recorded ``cancelled``), unless the
         service is closing: then the job stays open, to be resumed at the next start.
         """
-        submitted = await self.submit(requested, requester)
+        submitted = await self.submit(requested, requester, pictures=pictures)
         if isinstance(submitted, ImagineOutcome):
             return submitted
         return await self.follow_submitted(submitted, on_progress=on_progress, on_queued=on_queued)
 
     async def submit(
-        self, requested: RequestedOptions, requester: Requester, *, derived: Derived | None = None
+        self,
+        requested: RequestedOptions,
+        requester: Requester,
+        *,
+        derived: Derived | None = None,
+        pictures: PicturesIn | None = None,
     ) -> Submitted | ImagineOutcome:
         """Checks, records and queues a request; fast (no model). Blocked and refused requests
-        come back as their final outcome, an accepted one as its job to follow."""
-        return await self.admission.submit(requested, requester, derived=derived)
+        come back as their final outcome, an accepted one as its job to follow. ``pictures``:
+        img2img's image, /edit's image and mask (an edit), a ControlNet's picture (see
+        :meth:`Admission.submit`)."""
+        return await self.admission.submit(requested, requester, derived=derived, pictures=pictures)
 
     async def follow_submitted(
         self,
@@ -129,10 +153,16 @@ class ImagineService:
         return await self.gatekeeper.check(requester, settings)
 
     async def use_control(
-        self, job_id: int, variant: int | None, requester: Requester
+        self,
+        job_id: int,
+        variant: int | None,
+        requester: Requester,
+        *,
+        control: Control | None = None,
     ) -> Submitted | ImagineOutcome | AlreadyStarted:
-        """Upscale ``variant`` or reroll (None) a finished job: see :meth:`Controls.use`."""
-        return await self.controls.use(job_id, variant, requester)
+        """Upscale ``variant`` or reroll (None) a finished job, or with ``control`` vary a
+        variant or zoom out an upscale: see :meth:`Controls.use`."""
+        return await self.controls.use(job_id, variant, requester, control=control)
 
     async def cancel(self, job_id: int, user_id: int | None) -> str:
         """The owner cancels a job; raises NotYours for someone else's."""

@@ -1,0 +1,421 @@
+"""Pictures in through the real service: admission reads, scores and traces each picture, records
+it with its hash, and queues the job for the real worker on the embedded model; a flagged
+picture is refused where it could not be shown, a bad file before anything is recorded; the
+vary and zoom controls make their children from a grid's tile and from an upscale."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image, ImageDraw
+
+from bot.access import Control
+from bot.app import open_service, open_storage
+from bot.imagine.errors import ControlUnavailable
+from bot.imagine.outcomes import AlreadyStarted, ImagineOutcome, Refusal, Submitted
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Attachment, PicturesIn, Requester
+from bot.settings import Settings
+from generation.errors import InvalidOption
+from generation.options import RequestedOptions
+from generation.protocol import split_watermark_id
+from generation.starts import IMAGE_STRENGTH, VARY_STRENGTHS
+from moderation.policy import Disposition, NsfwPolicy
+from storage import migrations
+from storage.models import JobKind, JobStatus
+from storage.records import JobRecord
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # diffusers, numpy 2
+]
+
+GUILD = 18
+MEMBER = Requester(source="test", guild_id=GUILD, channel_id=180, user_id=1800)
+NSFW_ROOM = dataclasses.replace(MEMBER, channel_id=181, channel_nsfw=True)
+WITHIN_S = 300  # a job that never ends fails its test instead of hanging the suite
+STEPS = 4
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def service(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+) -> AsyncIterator[ImagineService]:
+    """One service and one worker for the module, on the embedded model offered in three
+    sizes (square, wide, tall), with rates no test here reaches."""
+    folder = tmp_path_factory.mktemp("pictures")
+    models = folder / "models.toml"
+    models.write_text(
+        f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n'
+        'sizes = ["1:1=64x64", "3:2=96x64", "2:3=64x96"]\n'
+    )
+    settings = Settings(
+        _env_file=None,
+        model=str(model_dir),
+        models_file=models,
+        data_dir=folder / "data",
+        database_url=f"sqlite+aiosqlite:///{folder / 'sdbot.db'}",
+        device="cpu",
+        user_images_per_hour=100_000,
+        user_burst=10_000,
+        guild_images_per_hour=100_000,
+        guild_burst=10_000,
+        max_jobs_per_user=20,
+    )
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings) as storage, open_service(settings, storage) as opened:
+        yield opened
+
+
+def picture(width: int, height: int, kind: str = "PNG") -> bytes:
+    """A red disc on a blue field, as a member's file."""
+    image = Image.new("RGB", (width, height), (30, 60, 200))
+    side = min(width, height) // 3
+    ImageDraw.Draw(image).ellipse(
+        (width // 2 - side, height // 2 - side, width // 2 + side, height // 2 + side),
+        fill=(220, 30, 30),
+    )
+    out = io.BytesIO()
+    image.save(out, kind)
+    return out.getvalue()
+
+
+def mask(width: int, height: int) -> bytes:
+    """White (redrawn) in the left half."""
+    image = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(image).rectangle((0, 0, width // 2, height), fill=255)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+async def follow(
+    service: ImagineService, submitted: Submitted | ImagineOutcome | AlreadyStarted
+) -> ImagineOutcome:
+    assert isinstance(submitted, Submitted), submitted
+    return await asyncio.wait_for(service.follow_submitted(submitted), WITHIN_S)
+
+
+async def record_of(service: ImagineService, job_id: int) -> JobRecord:
+    record = await service.storage.audit.get_job(job_id)
+    assert record is not None
+    return record
+
+
+async def job_count(service: ImagineService) -> int:
+    return len(await service.storage.audit.list_jobs(limit=1000))
+
+
+async def test_img2img_from_a_png_records_its_start_strength_and_hash(
+    service: ImagineService,
+) -> None:
+    data = picture(64, 64)
+    outcome = await asyncio.wait_for(
+        service.imagine(
+            RequestedOptions("a red circle", steps=STEPS, variants=2),
+            MEMBER,
+            pictures=PicturesIn(image=Attachment(data, "disc.png", "image/png")),
+        ),
+        WITHIN_S,
+    )
+    assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+    assert len(outcome.images) == 2
+    record = await record_of(service, outcome.job_id)
+    assert (record.kind, record.start, record.strength) == (
+        JobKind.IMAGINE,
+        "image",
+        IMAGE_STRENGTH,
+    )
+    [given] = record.inputs
+    assert given.role == "image"
+    assert given.sha256 == hashlib.sha256(data).hexdigest()
+    assert (given.format, given.size_bytes, given.width, given.height) == ("PNG", len(data), 64, 64)
+    assert given.nsfw_score is not None
+    assert 0.0 <= given.nsfw_score < 0.5
+    assert given.parent_job_id is None
+    stored = await service.storage.audit.input_pngs(outcome.job_id)
+    assert stored is not None
+    assert stored.image is not None
+    assert stored.mask is None
+
+
+async def test_a_strength_out_of_range_or_without_an_image_is_refused_before_a_record(
+    service: ImagineService,
+) -> None:
+    before = await job_count(service)
+    image = PicturesIn(image=Attachment(picture(64, 64), "disc.png"))
+    with pytest.raises(InvalidOption, match=r"strength must be a number from 0\.05 to 1, got 1\.5"):
+        await service.submit(RequestedOptions("a red circle", strength=1.5), MEMBER, pictures=image)
+    with pytest.raises(InvalidOption, match=r"strength.*only with an image"):
+        await service.submit(RequestedOptions("a red circle", strength=0.5), MEMBER)
+    assert await job_count(service) == before
+
+
+async def test_the_size_is_the_models_nearest_the_pictures_aspect(
+    service: ImagineService,
+) -> None:
+    wide = await service.submit(
+        RequestedOptions("a red circle", steps=STEPS, variants=1),
+        MEMBER,
+        pictures=PicturesIn(image=Attachment(picture(300, 190, "JPEG"), "wide.jpg")),
+    )
+    tall = await service.submit(
+        RequestedOptions("a red circle", steps=STEPS, variants=1),
+        MEMBER,
+        pictures=PicturesIn(image=Attachment(picture(120, 200), "tall.png")),
+    )
+    asked = await service.submit(
+        RequestedOptions("a red circle", steps=STEPS, variants=1, aspect="1:1"),
+        MEMBER,
+        pictures=PicturesIn(image=Attachment(picture(300, 190), "wide.png")),
+    )
+    sizes = []
+    for submitted in (wide, tall, asked):
+        outcome = await follow(service, submitted)
+        assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+        record = await record_of(service, outcome.job_id)
+        sizes.append((record.width, record.height, record.inputs[0].width))
+    assert sizes == [(96, 64, 300), (64, 96, 120), (64, 64, 300)]
+
+
+async def test_a_flagged_picture_is_refused_and_recorded_outside_nsfw_channels(
+    service: ImagineService,
+) -> None:
+    """Every picture is flagged at this guild's threshold: refused in a channel that is not
+    age-restricted and under the block policy, recorded with its score and hash; accepted in
+    an age-restricted channel under the spoiler policy."""
+    guild = 1818
+    here = dataclasses.replace(MEMBER, guild_id=guild)
+    await service.storage.guild_settings.update(guild, nsfw_threshold=1e-6)
+    data = picture(64, 64)
+    before = await job_count(service)
+    refused = await service.submit(
+        RequestedOptions("a red circle", steps=STEPS, variants=1),
+        here,
+        pictures=PicturesIn(image=Attachment(data, "disc.png")),
+    )
+    assert isinstance(refused, ImagineOutcome)
+    assert (refused.status, refused.refusal) == (JobStatus.REFUSED, Refusal.INPUT)
+    assert refused.error is not None
+    assert refused.error.startswith("the picture you gave scored NSFW 0.")
+    assert refused.error.endswith("(at or above 0.00) and this channel is not age-restricted")
+    record = await record_of(service, refused.job_id)
+    assert (record.status, record.error) == (JobStatus.REFUSED, refused.error)
+    [given] = record.inputs
+    assert given.sha256 == hashlib.sha256(data).hexdigest()
+    assert given.nsfw_score is not None
+    assert f"{given.nsfw_score:.2f}" in refused.error
+    assert await job_count(service) == before + 1  # the refusal's record, nothing queued
+    assert service.queue.limiter.depth == 0  # type: ignore[attr-defined]  # the LocalQueue's
+
+    blocked_room = dataclasses.replace(NSFW_ROOM, guild_id=guild)
+    still = await service.submit(
+        RequestedOptions("a red circle", steps=STEPS, variants=1),
+        blocked_room,
+        pictures=PicturesIn(image=Attachment(data, "disc.png")),
+    )
+    assert isinstance(still, ImagineOutcome)
+    assert still.refusal is Refusal.INPUT
+    assert still.error is not None
+    assert still.error.endswith("and this server never shows flagged pictures")
+
+    await service.storage.guild_settings.update(guild, nsfw_policy=NsfwPolicy.SPOILER)
+    accepted = await follow(
+        service,
+        await service.submit(
+            RequestedOptions("a red circle", steps=STEPS, variants=1),
+            blocked_room,
+            pictures=PicturesIn(image=Attachment(data, "disc.png")),
+        ),
+    )
+    assert accepted.status is JobStatus.SUCCEEDED, accepted.error
+    assert accepted.images[0].disposition is Disposition.SPOILER
+
+
+async def test_a_picture_sdbot_made_links_the_new_job_to_its_parent(
+    service: ImagineService,
+) -> None:
+    made = await asyncio.wait_for(
+        service.imagine(RequestedOptions("a blue square", steps=STEPS, variants=1), MEMBER),
+        WITHIN_S,
+    )
+    assert made.status is JobStatus.SUCCEEDED, made.error
+    png = made.images[0].png
+    assert png is not None
+    again = await asyncio.wait_for(
+        service.imagine(
+            RequestedOptions("a blue square", steps=STEPS, variants=1),
+            MEMBER,
+            pictures=PicturesIn(image=Attachment(png, "sdbot.png")),
+        ),
+        WITHIN_S,
+    )
+    assert again.status is JobStatus.SUCCEEDED, again.error
+    [given] = (await record_of(service, again.job_id)).inputs
+    assert given.watermark_id is not None
+    assert split_watermark_id(given.watermark_id) == (made.job_id, 1)
+    assert given.parent_job_id == made.job_id
+
+
+async def test_an_edit_with_a_mask_redraws_and_records_both_pictures(
+    service: ImagineService,
+) -> None:
+    data, drawn = picture(96, 64), mask(96, 64)
+    outcome = await asyncio.wait_for(
+        service.imagine(
+            RequestedOptions("a green triangle", steps=STEPS, variants=1),
+            MEMBER,
+            pictures=PicturesIn(image=Attachment(data, "a.png"), mask=Attachment(drawn, "m.png")),
+        ),
+        WITHIN_S,
+    )
+    assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+    record = await record_of(service, outcome.job_id)
+    assert (record.kind, record.start, record.strength) == (JobKind.EDIT, "inpaint", 1.0)
+    assert (record.width, record.height) == (96, 64)
+    roles = {given.role: given for given in record.inputs}
+    assert set(roles) == {"image", "mask"}
+    assert roles["mask"].sha256 == hashlib.sha256(drawn).hexdigest()
+    assert roles["mask"].nsfw_score is None  # a mask shows nothing
+
+
+@pytest.mark.parametrize(
+    ("pictures", "message"),
+    [
+        (PicturesIn(image=Attachment(b"", "empty.png")), "image"),
+        (PicturesIn(image=Attachment(b"just some text\n" * 20, "notes.txt")), "image"),
+        (PicturesIn(image=Attachment(picture(64, 64, "GIF"), "moving.gif")), "GIF"),
+        (
+            PicturesIn(
+                image=Attachment(picture(64, 64), "a.png"), mask=Attachment(mask(32, 32), "m.png")
+            ),
+            "mask",
+        ),
+        (PicturesIn(mask=Attachment(mask(64, 64), "m.png")), "mask.*with an image"),
+        (PicturesIn(control=Attachment(picture(64, 64), "c.png")), "control.*control type"),
+    ],
+)
+async def test_bad_files_are_refused_before_a_record(
+    service: ImagineService, pictures: PicturesIn, message: str
+) -> None:
+    before = await job_count(service)
+    with pytest.raises(InvalidOption, match=message):
+        await service.submit(
+            RequestedOptions("a red circle", steps=STEPS), MEMBER, pictures=pictures
+        )
+    assert await job_count(service) == before
+    assert service.queue.limiter.depth == 0  # type: ignore[attr-defined]  # the LocalQueue's
+
+
+async def test_vary_and_zoom_make_their_children(service: ImagineService) -> None:
+    grid = await asyncio.wait_for(
+        service.imagine(RequestedOptions("a red circle", steps=STEPS, variants=4), MEMBER),
+        WITHIN_S,
+    )
+    assert grid.status is JobStatus.SUCCEEDED, grid.error
+    parent = await record_of(service, grid.job_id)
+
+    # Vary variant 2: four new seeds, from the tile drawn again at the parent's seed 2.
+    varied = await follow(
+        service, await service.use_control(grid.job_id, 2, MEMBER, control=Control.VARY)
+    )
+    assert varied.status is JobStatus.SUCCEEDED, varied.error
+    assert len(varied.images) == 4
+    child = await record_of(service, varied.job_id)
+    assert (child.kind, child.parent_job_id, child.parent_variant) == (JobKind.VARY, parent.id, 2)
+    assert (child.start, child.strength) == ("image", VARY_STRENGTHS["subtle"])
+    assert (child.source_seed, child.source_upscale) == (parent.seeds[1], 1)
+    assert len(set(child.seeds)) == 4
+    assert parent.seeds[1] not in child.seeds
+    again = await service.use_control(grid.job_id, 2, MEMBER, control=Control.VARY)
+    assert isinstance(again, AlreadyStarted)  # claimed once
+    assert again.job is not None
+    assert again.job.id == varied.job_id
+
+    with pytest.raises(ControlUnavailable, match="not an upscale"):
+        await service.use_control(grid.job_id, None, MEMBER, control=Control.ZOOM)
+
+    # Zoom out an upscale of variant 3: its base size, four new seeds, from its own seed ×2.
+    upscaled = await follow(service, await service.use_control(grid.job_id, 3, MEMBER))
+    assert upscaled.status is JobStatus.SUCCEEDED, upscaled.error
+    with pytest.raises(ControlUnavailable, match="already an upscale"):
+        await service.use_control(upscaled.job_id, 1, MEMBER, control=Control.VARY)
+    zoomed = await follow(
+        service, await service.use_control(upscaled.job_id, None, MEMBER, control=Control.ZOOM)
+    )
+    assert zoomed.status is JobStatus.SUCCEEDED, zoomed.error
+    assert len(zoomed.images) == 4
+    zoom = await record_of(service, zoomed.job_id)
+    assert (zoom.kind, zoom.parent_job_id, zoom.parent_variant) == (
+        JobKind.ZOOM,
+        upscaled.job_id,
+        3,
+    )
+    assert (zoom.start, zoom.strength, zoom.width, zoom.height) == ("outpaint", 1.0, 64, 64)
+    assert (zoom.source_seed, zoom.source_upscale) == (parent.seeds[2], 2)
+    assert zoomed.images[0].width == 64
+
+    # A zoom's grid is drawn from another job's picture: it is upscaled, not varied again.
+    with pytest.raises(ControlUnavailable, match="drawn from a picture"):
+        await service.use_control(zoomed.job_id, 1, MEMBER, control=Control.VARY)
+
+
+async def test_a_guild_set_to_strong_varies_strongly_and_a_withheld_tile_cannot_be_varied(
+    service: ImagineService,
+) -> None:
+    guild = 1819
+    here = dataclasses.replace(MEMBER, guild_id=guild)
+    await service.storage.guild_settings.update(guild, vary="strong")
+    grid = await asyncio.wait_for(
+        service.imagine(RequestedOptions("a red circle", steps=STEPS, variants=2), here), WITHIN_S
+    )
+    assert grid.status is JobStatus.SUCCEEDED, grid.error
+    varied = await follow(
+        service, await service.use_control(grid.job_id, 1, here, control=Control.VARY)
+    )
+    child = await record_of(service, varied.job_id)
+    assert child.strength == VARY_STRENGTHS["strong"]
+
+    await service.storage.guild_settings.update(guild, nsfw_threshold=1e-6)  # all withheld now
+    withheld = await asyncio.wait_for(
+        service.imagine(RequestedOptions("a red circle", steps=STEPS, variants=2), here), WITHIN_S
+    )
+    assert withheld.images[0].disposition is Disposition.WITHHELD
+    with pytest.raises(ControlUnavailable, match=r"variant 1 of job \d+ was withheld"):
+        await service.use_control(withheld.job_id, 1, here, control=Control.VARY)
+
+
+async def test_a_reroll_of_an_img2img_job_starts_from_the_same_pictures(
+    service: ImagineService,
+) -> None:
+    data = picture(64, 64)
+    first = await asyncio.wait_for(
+        service.imagine(
+            RequestedOptions("a red circle", steps=STEPS, variants=1, strength=0.4),
+            MEMBER,
+            pictures=PicturesIn(image=Attachment(data, "disc.png")),
+        ),
+        WITHIN_S,
+    )
+    assert first.status is JobStatus.SUCCEEDED, first.error
+    rerolled = await follow(service, await service.use_control(first.job_id, None, MEMBER))
+    assert rerolled.status is JobStatus.SUCCEEDED, rerolled.error
+    child = await record_of(service, rerolled.job_id)
+    assert (child.kind, child.start, child.strength) == (JobKind.REROLL, "image", 0.4)
+    assert [given.sha256 for given in child.inputs] == [hashlib.sha256(data).hexdigest()]
+    parent_png = await service.storage.audit.input_pngs(first.job_id)
+    child_png = await service.storage.audit.input_pngs(rerolled.job_id)
+    assert parent_png is not None
+    assert child_png is not None
+    assert child_png.image == parent_png.image
+    with pytest.raises(ControlUnavailable, match="drawn from a picture"):
+        await service.use_control(first.job_id, 1, MEMBER, control=Control.VARY)
+    assert np.asarray(Image.open(io.BytesIO(child_png.image or b""))).shape == (64, 64, 3)
