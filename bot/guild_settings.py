@@ -6,8 +6,7 @@ Validation (:func:`check_change`), Discord's descriptions, choices and reset lis
 flags, the moderation log's rendering (:func:`render`) and what is in force in a guild
 (``bot.guild_limits``) all read :data:`SPECS`. A new setting is an entry here, its column
 (``storage.guild_settings`` and a migration), and its parameter in `/mod settings`
-(``bot/discord/mod/settings.py``; a test fails until the two agree). Pure: no Discord, no
-database.
+(``bot/discord/mod/settings.py``; a test fails until the two agree). Pure: no Discord, no DB.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from bot.guild_limits import BotLimits, Bound
 from common.errors import ErrorKind, SdbotError
 from generation.catalog import Catalog
 from moderation.policy import NsfwPolicy
-from storage.guild_settings import MAX_CHANNELS, MAX_NAMES  # the columns' bounds, written once
+from storage.guild_settings import MAX_CHANNELS, MAX_NAMES, VARY_CHOICES  # the columns' bounds
 from storage.models import Controls
 
 MAX_RATE = 1_000_000  # standard images an hour, and jobs a member may hold
@@ -178,6 +177,17 @@ SPECS: tuple[SettingSpec, ...] = (
         reset_to=Controls.REQUESTER.value,
     ),
     SettingSpec(
+        "vary",
+        Kind.CHOICE,
+        str,
+        option="vary",
+        label="vary strength (subtle)",
+        help="how much a vary redraws of its variant's picture: subtle (the default) or strong",
+        flag="--vary",
+        choices=VARY_CHOICES,
+        unset="subtle",
+    ),
+    SettingSpec(
         "channels",
         Kind.CHANNELS,
         int,
@@ -306,29 +316,19 @@ def _checked(spec: SettingSpec, value: Any, called: str) -> Any:
         return str(value)
     if spec.kind is Kind.THRESHOLD:
         if not _number(value) or not 0.0 < value <= 1.0:
-            span = f"({spec.minimum:g}, {spec.maximum:g}]"
-            raise InvalidSetting(f"{called} must be in {span}, got {value}")
+            raise InvalidSetting(f"{called} must be in (0, {spec.maximum:g}], got {value}")
         return value
     if spec.kind is Kind.RATE:
         if not _number(value) or not 0 < value <= MAX_RATE:
             raise InvalidSetting(f"{called} must be above 0 and at most {MAX_RATE}, got {value}")
         return value
-    if spec.kind is Kind.STEPS:
-        if not _whole(value) or not spec.minimum <= value <= spec.maximum:
+    if spec.kind in (Kind.STEPS, Kind.SIDE):  # a SIDE is a STEPS in multiples of its own
+        within = _whole(value) and spec.minimum <= value <= spec.maximum
+        if not within or value % spec.multiple_of:
+            step = spec.multiple_of
+            whole = "a whole number" if spec.kind is Kind.STEPS else f"a multiple of {step}"
             raise InvalidSetting(
-                f"{called} must be a whole number from {spec.minimum:g} to {spec.maximum:g}, "
-                f"got {value}"
-            )
-        return value
-    if spec.kind is Kind.SIDE:
-        if (
-            not _whole(value)
-            or not spec.minimum <= value <= spec.maximum
-            or value % spec.multiple_of
-        ):
-            raise InvalidSetting(
-                f"{called} must be a multiple of {spec.multiple_of} from {spec.minimum:g} to "
-                f"{spec.maximum:g}, got {value}"
+                f"{called} must be {whole} from {spec.minimum:g} to {spec.maximum:g}, got {value}"
             )
         return value
     if spec.kind is Kind.CHANNEL:

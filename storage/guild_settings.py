@@ -1,4 +1,4 @@
-"""What a guild's admins set for it: NSFW policy, limits, controls, channels, pause."""
+"""What a guild's admins set for it: NSFW policy, limits, controls, channels, vary, pause."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ SETTING_FIELDS = (
     "channels",
     "allowed_models",
     "allowed_loras",
+    "vary",
     "paused_at",
     "pause_reason",
 )
 MAX_CHANNELS = 50  # channels a guild may limit the bot to
 MAX_NAMES = 50  # models (or LoRAs) a guild may limit its members to
 MAX_NAME_CHARS = 64
+VARY_CHOICES = ("subtle", "strong")  # generation.starts.VARY_STRENGTHS' names; None: subtle
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class GuildSettingsRecord:
     channels: tuple[int, ...] | None = None  # None: the bot answers in every channel
     allowed_models: tuple[str, ...] | None = None  # catalog names; None: every model
     allowed_loras: tuple[str, ...] | None = None  # LoRA names; None: every LoRA, (): none
+    vary: str | None = None  # how strongly a vary redraws: subtle or strong; None: subtle
     paused_at: datetime | None = None  # None: generating
     pause_reason: str | None = None
 
@@ -78,6 +81,9 @@ def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
     except ValueError:
         log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
         values["controls"] = Controls.REQUESTER
+    if values["vary"] is not None and values["vary"] not in VARY_CHOICES:
+        log.warning("guild %d has vary %r; using subtle", guild_id, row.vary)
+        values["vary"] = None
     if values["channels"] is not None:
         values["channels"] = tuple(int(channel) for channel in values["channels"])
     for name in ("allowed_models", "allowed_loras"):
@@ -99,6 +105,9 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
             if stored[name] not in allowed:
                 raise InvalidValue(name, stored[name], f"be one of {', '.join(allowed)}")
             stored[name] = str(stored[name])
+    vary = stored.get("vary")
+    if vary is not None and vary not in VARY_CHOICES:
+        raise InvalidValue("vary", vary, f"be one of {', '.join(VARY_CHOICES)}")
     threshold = stored.get("nsfw_threshold")
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise InvalidValue("nsfw_threshold", threshold, "be in (0, 1]")
