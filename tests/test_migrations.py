@@ -282,3 +282,45 @@ async def test_0007_gives_earlier_jobs_no_loras_and_keeps_the_images(database_ur
     await asyncio.to_thread(migrations.downgrade, database_url, "0006")
     assert await _execute(database_url, "SELECT id FROM jobs") == [(1,)]
     assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+
+
+async def test_0008_starts_earlier_jobs_from_text_and_drops_pictures_on_the_way_down(
+    database_url: str,
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0007")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        "INSERT INTO jobs (id, uid, kind, source, prompt, negative_prompt, steps, "
+        "guidance_scale, width, height, variants, scheduler, model, seeds, verdict, "
+        "verdict_reasons, status, created_at, loras, embeddings) VALUES (1, 'u1', 'imagine', "
+        "'cli', 'p', '', 1, 1.0, 64, 64, 1, 'default', 'm', '[1]', 'allowed', '[]', "
+        f"'succeeded', {now}, '[]', '[]')",
+        "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+        "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
+        f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
+        "INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) "
+        f"VALUES (1, 'block', {now})",
+    )
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    async with open_storage(database_url) as storage:
+        job = await storage.audit.get_job(1)
+        settings = await storage.guild_settings.get(1)
+    assert job is not None
+    assert (job.start, job.strength, job.source_seed, job.control, job.inputs) == (
+        "text", None, None, None, ()
+    )  # fmt: skip
+    assert settings.vary is None
+    await _execute(
+        database_url,
+        "INSERT INTO job_inputs (job_id, role, sha256, format, size_bytes, width, height, "
+        f"png, created_at) VALUES (1, 'image', 'ab', 'PNG', 3, 8, 8, NULL, {now})",
+        "UPDATE guild_settings SET vary = 'strong'",
+    )
+
+    await asyncio.to_thread(migrations.downgrade, database_url, "0007")
+    assert await _execute(database_url, "SELECT id FROM jobs") == [(1,)]
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]
+    assert await _execute(database_url, "SELECT guild_id FROM guild_settings") == [(1,)]
+    tables, _ = await _inspect(database_url)
+    assert "job_inputs" not in tables
