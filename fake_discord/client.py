@@ -38,7 +38,10 @@ async def running(fake: FakeDiscord, client: C) -> AsyncIterator[C]:
         await asyncio.wait_for(task, 60)
 
 
-def with_controls(message: Message | None, controls: int = 6) -> Message | None:
+GRID_CONTROLS = 10  # 1️⃣–4️⃣, ↖️ ↗️ ↙️ ↘️, 🔄 and ❌ (bot.discord.render.CONTROLS)
+
+
+def with_controls(message: Message | None, controls: int = GRID_CONTROLS) -> Message | None:
     """The message once it holds a picture and the bot's ``controls`` reactions, else None."""
     if message is not None and message.attachments and len(message.reacted) == controls:
         return message

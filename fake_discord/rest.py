@@ -542,9 +542,11 @@ async def followup(fake: FakeDiscord, call: Call) -> tuple[int, Any]:
     _live_token(fake, interaction)
     body = call.json or {}
     check_message(fake, body, call.files, interaction.attachment_size_limit)
-    if interaction.original is not None and interaction.original.flags & Message.LOADING:
-        # The first followup after a "thinking" defer replaces the loading message.
-        message = interaction.original
+    original = interaction.original
+    if original is not None and not original.deleted and original.flags & Message.LOADING:
+        # The first followup after a "thinking" defer replaces the loading message (once that
+        # is deleted, a followup is a message of its own, ephemeral if it asks).
+        message = original
         fake.edit_message(message, body, call.files, finish_loading=True)
     else:
         message = fake.interaction_message(interaction, body, call.files)

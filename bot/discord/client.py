@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord import imagine, jobs, recovery
+from bot.discord import imagine, jobs, pictures, recovery
 from bot.discord.controls import NOTICE_SECONDS, ReactionControls
 from bot.discord.delivery import Delivery
 from bot.discord.mod import mod_commands
@@ -37,7 +37,8 @@ RESTART_WAIT_S = 300.0  # a result waits this long for the client `sdbot run` re
 
 
 class ImagineBot(discord.AutoShardedClient):
-    """/imagine, /job, /cancel, /help, /mod and the reaction controls, on ``service``."""
+    """/imagine, /edit, /describe, /job, /cancel, /help, /mod and the reaction controls, on
+    ``service``."""
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class ImagineBot(discord.AutoShardedClient):
         self._posting: set[asyncio.Task[None]] = set()  # moderators' actions on their way
         self.storage.moderation.listeners.append(self._on_moderation)
         imagine.setup(self)
+        pictures.setup(self)
         jobs.setup(self)
         self.tree.add_command(mod_commands(self))
 

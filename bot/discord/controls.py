@@ -1,5 +1,6 @@
-"""The controls under a grid: 1️⃣–4️⃣ upscale a picture and 🔄 rerolls (each posted as a reply to
-the grid), ❌ deletes a post. Which job a message shows lives in the database, so the controls
+"""The controls under a grid: 1️⃣–4️⃣ upscale a picture, ↖️ ↗️ ↙️ ↘️ vary one (the tile in that
+corner of the 2×2 grid), 🔄 rerolls; under an upscale 🔍 zooms out (each posted as a reply to
+the post); ❌ deletes a post. Which job a message shows lives in the database, so the controls
 work across restarts, and each control starts one job however often it is used.
 
 Glue only: who may use a control is :func:`bot.access.control_use`, starting its job is
@@ -34,10 +35,26 @@ log = logging.getLogger(__name__)
 NOTICE_SECONDS = 30.0  # a reply to a control (already done, not allowed now) then goes away
 
 
-def control_of(emoji: str) -> Control | None:
+KINDS = {
+    Control.UPSCALE: JobKind.UPSCALE,
+    Control.VARY: JobKind.VARY,
+    Control.REROLL: JobKind.REROLL,
+    Control.ZOOM: JobKind.ZOOM,
+}
+
+
+def control_of(emoji: str) -> tuple[Control, int | None] | None:
+    """The control an emoji is, with the variant it names (1–4 for an upscale or a vary)."""
     if emoji in render.UPSCALES:
-        return Control.UPSCALE
-    return {render.REROLL: Control.REROLL, render.DELETE: Control.DELETE}.get(emoji)
+        return Control.UPSCALE, render.UPSCALES.index(emoji) + 1
+    if emoji in render.VARIES:
+        return Control.VARY, render.VARIES.index(emoji) + 1
+    single = {
+        render.REROLL: Control.REROLL,
+        render.ZOOM: Control.ZOOM,
+        render.DELETE: Control.DELETE,
+    }
+    return (single[emoji], None) if emoji in single else None
 
 
 class ReactionControls:
@@ -48,9 +65,10 @@ class ReactionControls:
 
     async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         client, emoji = self.client, str(payload.emoji)
-        control = control_of(emoji)
-        if client.user is None or payload.user_id == client.user.id or control is None:
+        named = control_of(emoji)
+        if client.user is None or payload.user_id == client.user.id or named is None:
             return
+        control, variant = named
         linked = await client.storage.posts.job_for_message(payload.message_id)
         if linked is None:  # not a post of ours (or one deleted since)
             return
@@ -82,15 +100,18 @@ class ReactionControls:
         await self._unreact(message, emoji, payload.user_id)
         if use is Use.REFUSE:
             return
-        variant = render.UPSCALES.index(emoji) + 1 if control is Control.UPSCALE else None
         requester = requester_in(channel, payload.guild_id, payload.channel_id, payload.user_id)
         try:
-            started = await client.service.use_control(record.id, variant, requester)
+            started = await client.service.use_control(
+                record.id, variant, requester, control=control
+            )
         except SdbotError as error:  # the guild's limits changed, nothing to upscale, …
             await self._notice(message, payload.user_id, render.explain(error) or f"⚠️ {error}")
             return
         if isinstance(started, AlreadyStarted):
-            await self._notice(message, payload.user_id, await self._already(started, variant))
+            await self._notice(
+                message, payload.user_id, await self._already(started, control, variant)
+            )
             return
         if isinstance(started, ImagineOutcome):  # banned, paused, blocked by today's lists, …
             if started.refusal in (Refusal.BANNED, Refusal.PAUSED):
@@ -98,19 +119,28 @@ class ReactionControls:
             else:
                 await self._notice(message, payload.user_id, render.refusal(started))
             return
-        await self._reply_and_deliver(message, record, started, variant, payload)
+        await self._reply_and_deliver(message, record, started, control, variant, payload)
 
     async def _reply_and_deliver(
         self,
         message: discord.PartialMessage,
         record: JobRecord,
         started: Submitted,
+        control: Control,
         variant: int | None,
         payload: discord.RawReactionActionEvent,
     ) -> None:
-        job_id = started.job.job_id
-        kind = JobKind.REROLL if variant is None else JobKind.UPSCALE
-        title = render.title_of(record.prompt, job_id, kind, record.id, variant)
+        job_id, options = started.job.job_id, started.job.request.options
+        kind = KINDS[control]
+        title = render.title_of(
+            record.prompt,
+            job_id,
+            kind,
+            record.id,
+            record.parent_variant if kind is JobKind.ZOOM else variant,
+            start=options.start,
+            strength=options.strength if kind is JobKind.VARY else None,
+        )
         status = Status(payload.channel_id, payload.guild_id, payload.user_id)
         delivery = self.client.delivery
         try:
@@ -130,8 +160,13 @@ class ReactionControls:
         settings = await self.client.storage.guild_settings.get(guild_id)
         return settings.controls is Controls.EVERYONE
 
-    async def _already(self, started: AlreadyStarted, variant: int | None) -> str:
-        what = "🔄 this grid was rerolled" if variant is None else f"#{variant} was upscaled"
+    async def _already(self, started: AlreadyStarted, control: Control, variant: int | None) -> str:
+        what = {
+            Control.REROLL: "🔄 this grid was rerolled",
+            Control.UPSCALE: f"#{variant} was upscaled",
+            Control.VARY: f"#{variant} was varied",
+            Control.ZOOM: "🔍 this upscale was zoomed out",
+        }[control]
         if started.job is None:
             return f"{what} a moment ago; its post is on the way"
         links = await self.client.storage.posts.messages_for_job(started.job.id)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.access import Control, controls_for
+from bot.access import Control, controls_for, drawn_from_prompt
 from bot.discord import render
 from bot.discord.retries import (
     DISCORD_ERRORS,
@@ -43,7 +43,13 @@ log = logging.getLogger(__name__)
 
 # A progress edit skips any of these; Gone (no status message left) stops the edits.
 LIVE_UPDATE_ERRORS: tuple[type[BaseException], ...] = (Gone, *DISCORD_ERRORS)
-EMOJI = {Control.UPSCALE: render.UPSCALES, Control.REROLL: (render.REROLL,)}
+EMOJI = {
+    Control.UPSCALE: render.UPSCALES,
+    Control.VARY: render.VARIES,
+    Control.REROLL: (render.REROLL,),
+    Control.ZOOM: (render.ZOOM,),
+    Control.DELETE: (render.DELETE,),
+}
 
 
 @dataclass
@@ -255,8 +261,11 @@ class Delivery:
             guild_id=record.guild_id,
             variant=record.parent_variant if record.kind == JobKind.UPSCALE.value else None,
         )
-        for control in controls_for(record.kind, has_picture=has_picture):
-            for emoji in EMOJI.get(control, (render.DELETE,)):
+        offered = controls_for(
+            record.kind, has_picture=has_picture, from_prompt=drawn_from_prompt(record)
+        )
+        for control in offered:
+            for emoji in EMOJI[control]:
                 try:
                     await message.add_reaction(emoji)
                 except DISCORD_ERRORS as error:  # no permission to react: the post stands

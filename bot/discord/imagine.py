@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.discord import render
+from bot.discord import pictures, render
 from bot.discord.choices import chosen_model, lora_choices, model_choices
 from bot.discord.delivery import Status
 from bot.discord.interactions import private, requester
 from bot.discord.retries import DISCORD_ERRORS, describe
 from bot.discord.text import NO_PINGS, capped
 from bot.imagine.outcomes import ImagineOutcome
+from generation.errors import InvalidOption
 from generation.options import (
     LORA_WEIGHT_MAX,
     LORA_WEIGHT_MIN,
@@ -30,6 +31,15 @@ from generation.options import (
     RequestedOptions,
 )
 from generation.prompt_syntax import parse_lora_list
+from generation.starts import (
+    CONTROL_SCALE,
+    CONTROL_SCALE_MAX,
+    CONTROL_SCALE_MIN,
+    CONTROL_TYPES,
+    IMAGE_STRENGTH,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
+)
 from storage.models import JobKind
 
 if TYPE_CHECKING:
@@ -57,7 +67,14 @@ def setup(bot: ImagineBot) -> None:
         guidance: float | None = None,
         seed: int | None = None,
         sampler: str | None = None,
+        image: discord.Attachment | None = None,
+        strength: float | None = None,
+        control: discord.Attachment | None = None,
+        control_type: str | None = None,
+        control_strength: float | None = None,
     ) -> None:
+        if control_type is not None and control is None:
+            raise InvalidOption("control", None, f"a picture with control_type {control_type}")
         requested = RequestedOptions(
             prompt=prompt,
             negative_prompt=negative,
@@ -68,8 +85,11 @@ def setup(bot: ImagineBot) -> None:
             model=model.strip() if model else None,
             loras=parse_lora_list(lora) if lora else (),
             aspect=aspect,
+            strength=strength,
+            control=control_type or (CONTROL_TYPES[0] if control is not None else None),
+            control_scale=control_strength,
         )
-        await run_imagine(bot, interaction, requested)
+        await run_imagine(bot, interaction, requested, image=image, control=control)
 
     async def complete_model(
         interaction: discord.Interaction, current: str
@@ -98,6 +118,8 @@ def setup(bot: ImagineBot) -> None:
         steps=app_commands.Range[int, 1, limits.max_steps] | None,
         guidance=app_commands.Range[float, limits.min_guidance, limits.max_guidance] | None,
         seed=app_commands.Range[int, 0, MAX_SEED] | None,
+        strength=app_commands.Range[float, STRENGTH_MIN, STRENGTH_MAX] | None,
+        control_strength=app_commands.Range[float, CONTROL_SCALE_MIN, CONTROL_SCALE_MAX] | None,
     )
     described = app_commands.describe(
         prompt="what to draw; (word:1.3) weighs a word more, [word] less",
@@ -110,10 +132,18 @@ def setup(bot: ImagineBot) -> None:
         guidance="how closely to follow the prompt (cfg)",
         seed="the same seed and prompt make the same grid",
         sampler="the scheduler",
+        image="a picture to start from (PNG, JPEG or WebP); its shape picks the size",
+        strength=f"with image: how much of it is redrawn ({STRENGTH_MIN:g} to {STRENGTH_MAX:g}; "
+        f"default {IMAGE_STRENGTH:g})",
+        control="a picture whose outlines the drawing follows (ControlNet)",
+        control_type="what is taken from the control picture (default: canny edges)",
+        control_strength=f"how closely the outlines are followed ({CONTROL_SCALE_MIN:g} to "
+        f"{CONTROL_SCALE_MAX:g}; default {CONTROL_SCALE:g})",
     )(imagine)
     chosen = app_commands.choices(
         sampler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS],
         aspect=[app_commands.Choice(name=name, value=name) for name in ASPECTS],
+        control_type=[app_commands.Choice(name=name, value=name) for name in CONTROL_TYPES],
     )(described)
     completed = app_commands.autocomplete(model=complete_model, lora=complete_lora)(chosen)
     bot.tree.command(name="imagine", description="Make a 2×2 grid of images from a prompt")(
@@ -122,25 +152,61 @@ def setup(bot: ImagineBot) -> None:
 
 
 async def run_imagine(
-    bot: ImagineBot, interaction: discord.Interaction, requested: RequestedOptions
+    bot: ImagineBot,
+    interaction: discord.Interaction,
+    requested: RequestedOptions,
+    *,
+    image: discord.Attachment | None = None,
+    mask: discord.Attachment | None = None,
+    control: discord.Attachment | None = None,
 ) -> None:
     """Submits the request (fast: rules, a record, a queue push, well inside Discord's 3 s),
-    answers, then follows the job to its result."""
-    submitted = await bot.service.submit(requested, requester(interaction))
+    answers, then follows the job to its result. With pictures, "thinking…" goes first: they
+    are downloaded, read, scored and traced before the request is recorded."""
+    given = image is not None or mask is not None or control is not None
+    if given:
+        await pictures.thinking(interaction)
+    try:
+        read = await pictures.pictures_in(bot, image=image, mask=mask, control=control)
+        submitted = await bot.service.submit(requested, requester(interaction), pictures=read)
+    except Exception:
+        if given:
+            await pictures.retract(interaction)
+        raise  # the tree's on_error words it, privately
     if isinstance(submitted, ImagineOutcome):
+        if given:
+            await pictures.retract(interaction)
         await private(interaction, render.refusal(submitted))
         return
-    job_id = submitted.job.job_id
-    title = render.title_of(requested.prompt, job_id, JobKind.IMAGINE, None, None)
+    job_id, options = submitted.job.job_id, submitted.job.request.options
+    kind = JobKind.EDIT if mask is not None else JobKind.IMAGINE
+    title = render.title_of(
+        requested.prompt,
+        job_id,
+        kind,
+        None,
+        None,
+        start=options.start,
+        strength=options.strength if options.start != "text" else None,
+        control=options.control,
+        control_scale=options.control_scale if options.control else None,
+    )
     status = Status(interaction.channel_id, interaction.guild_id, interaction.user.id)
+    text = capped(f"{title}\nqueued")
+    answer_id: int | None
     try:
-        answer = await interaction.response.send_message(
-            capped(f"{title}\nqueued"), allowed_mentions=NO_PINGS
-        )
+        if given:  # "thinking…" becomes the status message
+            edited = await interaction.edit_original_response(
+                content=text, allowed_mentions=NO_PINGS
+            )
+            answer_id = edited.id
+        else:
+            sent = await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+            answer_id = sent.message_id
     except DISCORD_ERRORS as error:  # too late (Discord's 3 s): the job still posts
         log.warning("could not answer ◆ job %d ◆ %s", job_id, describe(error))
     else:
         status.interaction = interaction
-        status.message_id = answer.message_id
+        status.message_id = answer_id
         await bot.delivery.link_status(status, job_id)
     await bot.delivery.deliver(submitted, title, status)

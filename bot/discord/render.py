@@ -22,6 +22,7 @@ from bot.imagine.outcomes import Refusal
 from common.errors import SdbotError
 from generation.errors import InvalidOption
 from generation.options import offered_sizes, renamed
+from generation.starts import ZOOM_FACTOR
 from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ if TYPE_CHECKING:
     from storage.records import JobRecord
 
 UPSCALES = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
+VARIES = ("↖️", "↗️", "↙️", "↘️")  # the tiles of the 2×2 grid, in variant order
 REROLL = "🔄"
+ZOOM = "🔍"
 DELETE = "❌"
-CONTROLS = (*UPSCALES, REROLL, DELETE)
+CONTROLS = (*UPSCALES, *VARIES, REROLL, DELETE)  # under a grid
+UPSCALE_CONTROLS = (ZOOM, DELETE)  # under an upscale
 # The options as /imagine names them, for refusals that name what the member typed.
 OPTION_NAMES = {
     "width": "size",
@@ -54,6 +58,7 @@ REFUSAL_MARKS = {
     Refusal.CHANNEL: "📍",
     Refusal.DIRECT: "✉️",
     Refusal.MODEL: "🎨",
+    Refusal.INPUT: "🖼️",
 }
 
 
@@ -77,21 +82,65 @@ def eta(seconds: float | None) -> str:
 
 
 def title_of(
-    prompt: str, job_id: int, kind: str, parent_job_id: int | None, parent_variant: int | None
+    prompt: str,
+    job_id: int,
+    kind: str,
+    parent_job_id: int | None,
+    parent_variant: int | None,
+    *,
+    start: str = "text",
+    strength: float | None = None,
+    control: str | None = None,
+    control_scale: float | None = None,
 ) -> str:
-    """``**prompt** · job N``, with what it was made from for an upscale or a reroll."""
-    if kind == JobKind.UPSCALE.value:
-        what = f" · upscale of #{parent_variant} of job {parent_job_id}"
-    elif kind == JobKind.REROLL.value:
-        what = f" · reroll of job {parent_job_id}"
-    else:
-        what = ""
+    """``**prompt** · job N``, with what it was made from: the job and variant it derives
+    from (upscale, reroll, vary, zoom), or the member's picture and how much of it is redrawn
+    (img2img, /edit), or the picture whose edges a ControlNet follows."""
+    what = made_from(kind, parent_job_id, parent_variant, start, strength, control, control_scale)
     return f"**{quoted(prompt)}**{what} · job {job_id}"
+
+
+def made_from(
+    kind: str,
+    parent_job_id: int | None,
+    parent_variant: int | None,
+    start: str = "text",
+    strength: float | None = None,
+    control: str | None = None,
+    control_scale: float | None = None,
+) -> str:
+    """`` · vary of #2 of job 7 (strength 0.35)``: what a job was made from, for its title."""
+    redrawn = f" (strength {strength:g})" if strength is not None else ""
+    if kind == JobKind.UPSCALE.value:
+        return f" · upscale of #{parent_variant} of job {parent_job_id}"
+    if kind == JobKind.REROLL.value:
+        return f" · reroll of job {parent_job_id}"
+    if kind == JobKind.VARY.value:
+        return f" · vary of #{parent_variant} of job {parent_job_id}{redrawn}"
+    if kind == JobKind.ZOOM.value:
+        return f" · zoom out {ZOOM_FACTOR}× of job {parent_job_id}"
+    picture = f"job {parent_job_id}'s picture" if parent_job_id else "your picture"
+    if kind == JobKind.EDIT.value:
+        return f" · edit of {picture}{redrawn}"
+    if start == "image":
+        return f" · from {picture}{redrawn}"
+    if control is not None:
+        scale = f" ({control_scale:g})" if control_scale is not None else ""
+        return f" · following the {control} edges of {picture}{scale}"
+    return ""
 
 
 def title(record: JobRecord) -> str:
     return title_of(
-        record.prompt, record.id, record.kind, record.parent_job_id, record.parent_variant
+        record.prompt,
+        record.id,
+        record.kind,
+        record.parent_job_id,
+        record.parent_variant,
+        start=record.start,
+        strength=record.strength,
+        control=record.control,
+        control_scale=record.control_scale,
     )
 
 

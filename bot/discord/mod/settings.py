@@ -44,6 +44,7 @@ def add_commands(mod: ModGroup) -> None:
     @app_commands.choices(
         nsfw_policy=_choices("nsfw_policy"),
         controls=_choices("controls"),
+        vary=_choices("vary"),
         reset=[app_commands.Choice(name=spec.label, value=spec.name) for spec in SPECS],
     )
     async def settings(
@@ -56,6 +57,7 @@ def add_commands(mod: ModGroup) -> None:
         max_steps: app_commands.Range[int, 1, 500] | None = None,
         max_size: app_commands.Range[int, 64, 4096] | None = None,
         controls: str | None = None,
+        vary: str | None = None,
         models: app_commands.Range[str, 1, 1000] | None = None,
         loras: app_commands.Range[str, 1, 1000] | None = None,
         answer_in: discord.TextChannel | None = None,
@@ -75,6 +77,7 @@ def add_commands(mod: ModGroup) -> None:
             "max_steps": max_steps,
             "max_size": max_size,
             "controls": controls,
+            "vary": vary,
             "models": models,  # names separated by commas, or 'all' (the table reads them)
             "loras": loras,
             "log_channel": log_channel.id if log_channel else None,
@@ -166,6 +169,7 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
             f"- {called('max_steps')}: {options.max_steps}{own('max_steps')}",
             f"- {called('max_side')}: {options.max_side} px{own('max_side')}",
             f"- {called('controls')}: {settings.controls.value} (who may upscale and reroll)",
+            f"- {called('vary')}: {render('vary', settings.vary)} (how much ↖️ ↗️ ↙️ ↘️ redraw)",
             offered("allowed_models", [m.name for m in catalog.models] if catalog else []),
             offered("allowed_loras", [lora.name for lora in catalog.loras] if catalog else []),
             f"- {called('channels')}: {render('channels', settings.channels)}",
