@@ -141,6 +141,7 @@ async def test_img2img_from_a_png_records_its_start_strength_and_hash(
     assert given.nsfw_score is not None
     assert 0.0 <= given.nsfw_score < 0.5
     assert given.parent_job_id is None
+    assert outcome.inputs == record.inputs  # what the front ends show
     stored = await service.storage.audit.input_pngs(outcome.job_id)
     assert stored is not None
     assert stored.image is not None
@@ -263,6 +264,7 @@ async def test_a_picture_sdbot_made_links_the_new_job_to_its_parent(
     assert given.watermark_id is not None
     assert split_watermark_id(given.watermark_id) == (made.job_id, 1)
     assert given.parent_job_id == made.job_id
+    assert again.inputs[0].parent_job_id == made.job_id
 
 
 async def test_an_edit_with_a_mask_redraws_and_records_both_pictures(
@@ -361,7 +363,7 @@ async def test_vary_and_zoom_make_their_children(service: ImagineService) -> Non
     )
     assert (zoom.start, zoom.strength, zoom.width, zoom.height) == ("outpaint", 1.0, 64, 64)
     assert (zoom.source_seed, zoom.source_upscale) == (parent.seeds[2], 2)
-    assert zoomed.images[0].width == 64
+    assert zoomed.images[0].width == grid.images[0].width  # a grid tile, not an upscale
 
     # A zoom's grid is drawn from another job's picture: it is upscaled, not varied again.
     with pytest.raises(ControlUnavailable, match="drawn from a picture"):
@@ -419,3 +421,39 @@ async def test_a_reroll_of_an_img2img_job_starts_from_the_same_pictures(
     with pytest.raises(ControlUnavailable, match="drawn from a picture"):
         await service.use_control(first.job_id, 1, MEMBER, control=Control.VARY)
     assert np.asarray(Image.open(io.BytesIO(child_png.image or b""))).shape == (64, 64, 3)
+
+
+async def test_a_control_picture_is_scored_and_sent_as_its_edges(service: ImagineService) -> None:
+    data = picture(64, 64)
+    outcome = await asyncio.wait_for(
+        service.imagine(
+            RequestedOptions(
+                "a red circle", steps=STEPS, variants=1, control="canny", control_scale=0.8
+            ),
+            MEMBER,
+            pictures=PicturesIn(control=Attachment(data, "edges.png")),
+        ),
+        WITHIN_S,
+    )
+    assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+    record = await record_of(service, outcome.job_id)
+    assert (record.start, record.control, record.control_scale) == ("text", "canny", 0.8)
+    [given] = record.inputs
+    assert (given.role, given.sha256) == ("control", hashlib.sha256(data).hexdigest())
+    assert given.nsfw_score is not None  # a control picture is scored like any picture
+    stored = await service.storage.audit.input_pngs(outcome.job_id)
+    assert stored is not None
+    assert stored.control is not None
+    edges = np.asarray(Image.open(io.BytesIO(stored.control)))
+    assert edges.shape == (64, 64, 3)
+    assert set(np.unique(edges)) <= {0, 255}  # white edges on black
+    assert 0 < (edges == 255).mean() < 0.5
+
+    with pytest.raises(InvalidOption, match=r"control must be a prompt without image:"):
+        await service.submit(
+            RequestedOptions("a red circle", control="canny"),
+            MEMBER,
+            pictures=PicturesIn(
+                image=Attachment(data, "a.png"), control=Attachment(data, "edges.png")
+            ),
+        )

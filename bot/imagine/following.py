@@ -30,6 +30,7 @@ from generation.queue import (
 from generation.queue.contract import ProgressCallback
 from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
+from storage.records import InputRecord
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Following:
             assert result is not None, "a job's events end with Done, Failed or Cancelled"
             worker_done = time.perf_counter()
             shown, grid = await self._keep_pictures(job, result)
-            embeddings = await self._embeddings_of(job_id)
+            embeddings, inputs = await self._recorded(job_id)
         except (GenerationError, SaveFailed) as error:
             reason = str(error)
             await asyncio.shield(end_quietly(self.audit, job_id, JobStatus.FAILED, reason))
@@ -147,12 +148,14 @@ class Following:
             loras=options.loras,
             embeddings=embeddings,
             notes=result.notes,
+            inputs=inputs,
         )
 
-    async def _embeddings_of(self, job_id: int) -> tuple[str, ...]:
-        """The embedding tokens the job's prompts use, as admission recorded them."""
+    async def _recorded(self, job_id: int) -> tuple[tuple[str, ...], tuple[InputRecord, ...]]:
+        """The embedding tokens the job's prompts use and the pictures it was given, as
+        admission recorded them."""
         record = await self.audit.get_job(job_id)
-        return () if record is None else record.embeddings
+        return ((), ()) if record is None else (record.embeddings, record.inputs)
 
     async def _keep_pictures(
         self, job: QueuedJob, result: WorkResult

@@ -109,22 +109,11 @@ class Read:
     control: Given | None = None
 
     @property
-    def given(self) -> tuple[Given, ...]:
-        return tuple(g for g in (self.image, self.mask, self.control) if g is not None)
-
-    @property
     def shape(self) -> Picture:
         """The picture whose aspect chooses the job's size: the image, else the control."""
         first = self.image or self.control
         assert first is not None, "a request's pictures have an image or a control"
         return first.picture
-
-    def refusal(self, policy: ImagePolicy) -> str | None:
-        for given in self.given:
-            why = InputChecker.refusal(given, policy)
-            if why is not None:
-                return why
-        return None
 
 
 class InputChecker:

@@ -13,7 +13,7 @@ from generation.queue import JobHandle, Queued, QueuedJob
 from moderation.policy import Disposition
 from moderation.prompts import PromptVerdict
 from storage.models import JobStatus
-from storage.records import JobRecord
+from storage.records import InputRecord, JobRecord
 
 
 class Refusal(enum.StrEnum):
@@ -74,6 +74,9 @@ class ImagineOutcome:
     loras: tuple[LoraChoice, ...] = ()  # with their weights, in the order asked
     embeddings: tuple[str, ...] = ()  # the embedding tokens its prompts used
     notes: tuple[str, ...] = ()  # what the worker says about the drawing ("prompt cut …")
+    # The pictures it was given, as recorded: each one's hash, NSFW score and, for a picture
+    # sdbot made, the job that made it (``parent_job_id``). Succeeded jobs only.
+    inputs: tuple[InputRecord, ...] = ()
 
 
 @dataclass(frozen=True)
