@@ -6,12 +6,15 @@ Python is in test_fairqueue; what both queues promise is in test_queue_contract.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -21,22 +24,27 @@ from bot.settings import Settings
 from generation.limits import Limits, RateLimited, RateLimiter
 from generation.options import GenerationOptions, RequestedOptions
 from generation.protocol import (
+    InputImages,
     PostReady,
     Progress,
     ReadyImage,
     WorkRequest,
     WorkResult,
 )
-from generation.queue import CancelOutcome, Queued, QueuedJob
+from generation.queue import CancelOutcome, Failed, Queued, QueuedJob
 from generation.queue.redis import (
     ForeignResult,
     RedisQueue,
+    RedisWorker,
     decode_payload,
     decode_request,
     decode_result,
     encode_request,
     encode_result,
+    request_blobs,
 )
+from generation.queue.redis.codec import UnreadableRequest
+from generation.starts import Source
 from moderation.policy import Disposition, ImageDecision, ImagePolicy, NsfwPolicy
 from moderation.safety import SafetyResult
 from storage import migrations
@@ -343,3 +351,92 @@ def test_the_codec_carries_every_protocol_field_without_code_of_its_own() -> Non
     assert decode_result(stored, "u" * 32) == result
     with pytest.raises(ForeignResult):
         decode_result(stored, "v" * 32)
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+IMAGE, CONTROL = PNG + bytes(range(256)) * 64, PNG + b"\x00\xff" * 5000
+
+
+def pictures_request(job_id: int) -> WorkRequest:
+    """A request with every way to start filled in and two of its three pictures."""
+    options = dataclasses.replace(
+        job(job_id, 1, 1).request.options,
+        start="image",
+        strength=0.6,
+        source=Source(4_000_000_000, 2),
+        control="canny",
+        control_scale=1,  # an int, as JSON may give it back: read as the float it is
+    )
+    policy = ImagePolicy(threshold=0.5, strict_threshold=0.3)
+    return WorkRequest(job_id, options, policy, InputImages(image=IMAGE, control=CONTROL))
+
+
+def test_a_requests_pictures_travel_as_raw_bytes_beside_its_text() -> None:
+    request = pictures_request(8)
+    payload, blobs = encode_request(request, "u" * 32), request_blobs(request)
+    assert blobs == [IMAGE, CONTROL]
+    assert len(payload) < 1000  # the text names the pictures; it does not hold them
+    assert json.loads(payload)["inputs"] == {
+        "image": {"$blob": 0},
+        "mask": None,
+        "control": {"$blob": 1},
+    }
+    back, uid = decode_payload(payload, blobs)
+    assert (back, uid) == (request, "u" * 32)
+    assert back.batch_key == request.batch_key
+    assert type(back.options.source) is Source
+    assert type(back.options.control_scale) is float
+    assert back.inputs is not None
+    assert back.inputs.mask is None
+    plain = job(9, 1, 1).request
+    assert request_blobs(plain) == []
+    assert decode_payload(encode_request(plain, "v" * 32)) == (plain, "v" * 32)
+    with pytest.raises(UnreadableRequest, match="without the bytes it names"):
+        decode_payload(payload, blobs[:1])
+
+
+async def test_a_request_with_pictures_reaches_each_worker_byte_for_byte(
+    queue: RedisQueue, prefix: str
+) -> None:
+    """Queued, claimed, taken over by a second worker when the first goes silent, and ended:
+    the pictures are raw fields of the job in Redis, never base64 in its text, and the job
+    that ended drops them."""
+    request = pictures_request(1)
+    queued = QueuedJob(request, 1, 10)
+    await queue.submit(queued)
+    stored = await queue.client.hgetall(f"{prefix}:job:{queued.uid}")
+    assert (stored[b"blob:0"], stored[b"blob:1"], stored[b"blobs"]) == (IMAGE, CONTROL, b"2")
+    assert b"PNG" not in stored[b"payload"]
+    assert len(stored[b"payload"]) < 1000
+
+    silent = await RedisWorker.connect(REDIS_URL, cast(Any, None), prefix=prefix, name="silent")
+    taker = await RedisWorker.connect(
+        REDIS_URL, cast(Any, None), prefix=prefix, name="taker", reclaim_after_s=0.001
+    )
+    try:
+        first = await silent.next_job()
+        assert first is not None
+        assert (first.request, first.uid, first.deliveries, first.previous) == (
+            request, queued.uid, 1, ""
+        )  # fmt: skip
+        assert first.request.batch_key == request.batch_key
+        await asyncio.sleep(0.05)  # idle past the taker's 1 ms
+        taken = await taker.next_job()
+        assert taken is not None
+        assert (taken.request, taken.deliveries, taken.previous) == (request, 2, "silent")
+        assert taken.request.inputs == InputImages(IMAGE, None, CONTROL)
+
+        await taker._finish(taken.entry, taken.uid, Failed("checked"))
+        ended: dict[Any, Any] = await queue.client.hgetall(f"{prefix}:job:{queued.uid}")
+        assert not [key for key in ended if key.startswith(b"blob")]
+        assert ended[b"state"] == b"done"
+        assert ended[b"payload"] == stored[b"payload"]
+    finally:
+        await silent.close()
+        await taker.close()
+
+    waiting = QueuedJob(pictures_request(2), 1, 10)
+    await queue.submit(waiting)
+    assert await queue.cancel(2, waiting.uid) == CancelOutcome.DEQUEUED
+    cancelled: dict[Any, Any] = await queue.client.hgetall(f"{prefix}:job:{waiting.uid}")
+    assert not [key for key in cancelled if key.startswith(b"blob")]
