@@ -114,6 +114,7 @@ class Catalog:
             entry.sizes,
         )
         loras = self._check_loras((*requested.loras, *tagged), entry)
+        check_control(entry, requested.control or options.control, options.start)
         # A token whose embedding the model cannot load would be drawn as a plain word while
         # the record names the embedding: refused instead.
         for token in self.embeddings_in(options.prompt, options.negative_prompt):
@@ -160,6 +161,23 @@ class Catalog:
                     + (f"one of {fitting}" if fitting else "none here does"),
                 )  # fmt: skip
         return tuple(sorted(LoraChoice(c.name, float(c.weight)) for c in choices))
+
+
+def check_control(entry: ModelEntry, control: str | None, start: str = "text") -> None:
+    """A ControlNet kind the model has (the catalog lists its folder), with a start from text;
+    InvalidOption names the kind and what is offered."""
+    if control is None:
+        return
+    offered = [kind for kind, _ in entry.controlnets]
+    if control not in offered:
+        allowed = (
+            f"one of {', '.join(offered)}"
+            if offered
+            else f"none: model {entry.name} has no ControlNet"
+        )
+        raise InvalidOption("control_type", control, allowed)
+    if start != "text":  # ControlNet conditions a drawing from noise (text), not an img2img
+        raise InvalidOption("control", control, "a prompt without image:")
 
 
 def _word(token: str) -> re.Pattern[str]:

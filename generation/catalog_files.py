@@ -23,6 +23,7 @@ from generation.families import (
     safetensors_header,
 )
 from generation.models import (
+    EMBEDDED_MODEL_DIR,
     ModelSource,
     SourceKind,
     declared_name,
@@ -33,6 +34,10 @@ from generation.models import (
     resolve_model,
 )
 from generation.options import SCHEDULERS, ModelDefaults, Size
+from generation.starts import CONTROL_TYPES
+
+# The ControlNets the project trains for its embedded model (generation.embedded.controlnet).
+EMBEDDED_CONTROLNETS = EMBEDDED_MODEL_DIR.parent / "controlnet"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,12 @@ class ModelEntry:
     config: Path | None = None  # a single file's config folder (the family's shipped one if None)
     cross_attention_dim: int | None = None  # what a LoRA must fit; None: not known before loading
     description: str = ""
+    # ControlNets by kind (one of CONTROL_TYPES): each a diffusers ControlNetModel folder.
+    controlnets: tuple[tuple[str, Path], ...] = ()
+
+    def controlnet(self, kind: str) -> Path | None:
+        """The folder of this model's ControlNet for ``kind`` (None: it has none)."""
+        return dict(self.controlnets).get(kind)
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,43 @@ def _model_entry(
         width = checkpoint_width(source.path) or CROSS_ATTENTION_DIM[family]
     else:
         width = CROSS_ATTENTION_DIM[family]
+    if "controlnets" not in fields:
+        fields["controlnets"] = shipped_controlnets(source)
     return ModelEntry(name, source, family, defaults, sizes, cross_attention_dim=width, **fields)
+
+
+def is_controlnet_folder(path: Path) -> bool:
+    """A diffusers ControlNetModel folder: its config and its weights."""
+    weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+    return (path / "config.json").is_file() and any((path / w).is_file() for w in weights)
+
+
+def shipped_controlnets(source: ModelSource) -> tuple[tuple[str, Path], ...]:
+    """The embedded model's own ControlNets (those trained and shipped); none for others."""
+    if source.kind is not SourceKind.FOLDER or source.path.resolve() != EMBEDDED_MODEL_DIR:
+        return ()
+    folders = ((kind, EMBEDDED_CONTROLNETS / kind) for kind in CONTROL_TYPES)
+    return tuple((kind, path) for kind, path in folders if is_controlnet_folder(path))
+
+
+def _read_controlnets(table: dict[str, Any], base: Path) -> tuple[tuple[str, Path], ...]:
+    """A models file's ``controlnets = { canny = "folder" }``, each folder checked."""
+    found = []
+    for kind, folder in table.items():
+        if kind not in CONTROL_TYPES:
+            raise ValueError(
+                f"controlnets names {kind!r}: the kinds are {', '.join(CONTROL_TYPES)}"
+            )
+        if not isinstance(folder, str):
+            raise ValueError(f"controlnets.{kind} must be str (a folder), got {folder!r}")
+        path = base / Path(folder).expanduser()
+        if not is_controlnet_folder(path):
+            raise ValueError(
+                f"controlnets.{kind} must be a diffusers ControlNet folder (config.json and "
+                f"diffusion_pytorch_model.safetensors), got {path}"
+            )
+        found.append((kind, path))
+    return tuple(found)
 
 
 def single_model(spec: str) -> ModelEntry:
@@ -222,7 +269,7 @@ def single_model(spec: str) -> ModelEntry:
 _FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "source": (str,), "family": (str,), "config": (str,), "sizes": (list,),
     "steps": (int,), "cfg": (int, float), "scheduler": (str,), "nsfw_only": (bool,),
-    "default": (bool,), "description": (str,),
+    "default": (bool,), "description": (str,), "controlnets": (dict,),
 }  # fmt: skip
 
 
@@ -273,10 +320,13 @@ def _read_entry(table: dict[str, Any], base: Path) -> tuple[ModelEntry, bool]:
         config = base / Path(table["config"]).expanduser()
         if source.kind is not SourceKind.SINGLE_FILE or not config.is_dir():
             raise ValueError(f"config must be a folder, for a single-file source: {config}")
+    extra: dict[str, Any] = {}
+    if "controlnets" in table:
+        extra["controlnets"] = _read_controlnets(table["controlnets"], base)
     entry = _model_entry(
         source, table["name"], family, sizes, settings,
         nsfw_only=table.get("nsfw_only", False), config=config,
-        description=table.get("description", ""),
+        description=table.get("description", ""), **extra,
     )  # fmt: skip
     return entry, table.get("default", False)
 

@@ -8,6 +8,7 @@ import json
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from generation.options import UPSCALE_STRENGTH, GenerationOptions
+from moderation.safety import SafetyResult
 
 RGBArray = npt.NDArray[np.uint8]
 
@@ -30,6 +32,30 @@ A1111_SAMPLERS = {
 }
 PARAMETERS_KEY = "parameters"  # A1111's text chunk: prompt, negative, then "Key: value, …"
 JOB_KEY = "sdbot-job"  # the job's id, as `sdbot trace` reads it from the watermark
+
+
+@dataclass(frozen=True)
+class Marked:
+    """One variant, checked, marked and encoded: what the policy decides on. Its pixels stay
+    in this process (the grid is drawn from them); only :class:`ReadyImage` leaves."""
+
+    variant: int
+    seed: int
+    png: bytes
+    rgb: RGBArray
+    sha256: str
+    watermark_id: int
+    watermark_verified: bool
+    safety: SafetyResult
+    parameters: str | None = None  # the A1111 text its PNG carries
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
 
 
 def upscale_to_min_side(rgb: RGBArray, min_side: int) -> RGBArray:
@@ -143,8 +169,16 @@ def parameters_text(
         "Size": f"{width}x{height}",
         "Model": model if model is not None else options.model,
     }
+    if options.start != "text":  # A1111's img2img and inpaint write the strength here
+        fields["Denoising strength"] = f"{options.strength:g}"
+    if options.control is not None:  # a field per ControlNet, as sd-webui-controlnet's
+        fields["ControlNet 0"] = (
+            f"Module: {options.control}, Weight: {options.control_scale:g}"
+        )
     if options.upscale > 1:
-        fields["Denoising strength"] = f"{UPSCALE_STRENGTH:g}"
+        fields["Hires denoising strength" if options.start != "text" else "Denoising strength"] = (
+            f"{UPSCALE_STRENGTH:g}"
+        )
         fields["Hires upscale"] = options.upscale
         fields["Hires steps"] = options.redraw_steps
         fields["Hires upscaler"] = "Lanczos"

@@ -100,3 +100,19 @@ def _load_single_file(
     return pipeline_class(found).from_single_file(
         str(path), config=str(folder), local_files_only=True, dtype=dtype, **extra
     )
+
+
+def load_controlnet(folder: Path, device: str, dtype: torch.dtype) -> Any:
+    """A diffusers ControlNetModel folder on ``device`` (local files only); a failure is a
+    ModelLoadError naming the folder and the cause."""
+    _quiet()
+    from diffusers import ControlNetModel
+    from safetensors import SafetensorError
+
+    try:
+        controlnet = ControlNetModel.from_pretrained(
+            folder, torch_dtype=dtype, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+        raise ModelLoadError(f"could not load ControlNet {str(folder)!r}: {error}") from error
+    return controlnet.to(device)

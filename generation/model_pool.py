@@ -10,7 +10,9 @@ batch's results (``WorkResult.model_load_ms``).
 
 A LoRA is loaded into a model once, as an adapter named after it, the first time a batch asks
 for it there; one that does not fit the model (shapes, layers it does not have, none it has)
-fails that batch with a one-line reason and leaves the model as it was.
+fails that batch with a one-line reason and leaves the model as it was. A ControlNet is loaded
+once per model and kind, the first time a batch asks for it, from the folder the catalog names
+(local files only, the model's device and dtype); it counts in the model's size.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ class LoadedModel:
     def bytes(self) -> int:
         pipe = self.runner.pipe
         checker = self.safety.checker if self.safety else None
-        return module_bytes(*pipe.components.values(), checker)
+        controlnets = self.runner.controlnets.values()
+        return module_bytes(*pipe.components.values(), checker, *controlnets)
 
 
 class ModelPool:
@@ -128,14 +131,21 @@ class ModelPool:
         names = ", ".join(entry.name for entry in self.catalog.models)
         raise ModelLoadError(f"model {wanted!r} is not in the worker's list ({names})")
 
-    def prepare(self, model: str, loras: Sequence[LoraChoice] = ()) -> tuple[LoadedModel, float]:
-        """The model a batch names, loaded, with its LoRAs loaded as adapters, and the time its
-        load took in ms (0 when it was loaded already)."""
+    def prepare(
+        self, model: str, loras: Sequence[LoraChoice] = (), control: str | None = None
+    ) -> tuple[LoadedModel, float]:
+        """The model a batch names, loaded, with its LoRAs loaded as adapters and its ControlNet
+        ``control``, and the time its load took in ms (0 when it was loaded already)."""
         loaded, load_ms = self.get(model)
         missing = [lora.name for lora in loras if lora.name not in loaded.runner.adapters]
         for name in missing:
             self._load_lora(loaded, name)
-        if missing:  # its adapters count too
+        if control is not None and control not in loaded.runner.controlnets:
+            started = time.perf_counter()
+            self._load_controlnet(loaded, control)
+            load_ms += (time.perf_counter() - started) * 1000
+            missing.append(control)
+        if missing:  # its adapters and ControlNets count too
             self._sizes[loaded.name] = loaded.bytes
             self._unload_until(0)
         return loaded, load_ms
@@ -266,6 +276,28 @@ class ModelPool:
             name,
             model.name,
             _adapter_layers(pipe, name),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _load_controlnet(self, model: LoadedModel, kind: str) -> None:
+        """Loads ``model``'s ControlNet for ``kind`` from its catalog folder, or raises
+        ModelLoadError saying why not."""
+        from generation.loading import load_controlnet
+
+        folder = model.entry.controlnet(kind)
+        if folder is None:
+            offered = ", ".join(k for k, _ in model.entry.controlnets) or "none"
+            raise ModelLoadError(
+                f"model {model.name!r} has no {kind} ControlNet (it has: {offered})"
+            )
+        started = time.perf_counter()
+        controlnet = load_controlnet(folder, self.device, self.dtype)
+        model.runner.controlnets[kind] = controlnet
+        log.info(
+            "ControlNet %s loaded for %s ◆ %.0f MB ◆ %.0f ms",
+            kind,
+            model.name,
+            module_bytes(controlnet) / 1e6,
             (time.perf_counter() - started) * 1000,
         )
 

@@ -1,10 +1,14 @@
-"""The diffusers side: run text-to-image (and an upscale's redraw) on a loaded pipeline, with
-the batch's LoRAs and our own prompt conditioning. Imported only by the worker."""
+"""The diffusers side: draw a batch on a loaded pipeline, from text (with a ControlNet or
+not), from a picture (img2img), or from a picture with a mask (inpaint, a zoom out's canvas),
+then an upscale's redraw; with the batch's LoRAs and our own prompt conditioning in every
+pass. The other pipelines are made ``from_pipe``, sharing the loaded weights. Imported only by
+the worker."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +17,22 @@ import numpy.typing as npt
 import torch
 
 from generation.errors import InvalidOption, ModelLoadError
-from generation.options import UPSCALE_STRENGTH, LoraChoice
+from generation.options import UPSCALE_STRENGTH, GenerationOptions, LoraChoice
+from generation.pictures_in import (
+    Progress,
+    Start,
+    StepCallback,
+    as_uint8,
+    keep_unmasked,
+    request_pictures,
+    start_of,
+    start_steps,
+)
 from generation.protocol import WorkRequest
 
 log = logging.getLogger(__name__)
 
 RGBArray = npt.NDArray[np.uint8]
-StepCallback = Callable[[int, int], None]
 
 
 def resolve_device(name: str) -> str:
@@ -104,15 +117,18 @@ def cut_note(dropped: int, negative: bool = False) -> str:
 
 @dataclass
 class PipelineRunner:
-    """Holds a loaded pipeline, its schedulers and the LoRA adapters loaded into it (by name);
-    one batch at a time."""
+    """Holds a loaded pipeline, its schedulers, the LoRA adapters loaded into it (by name) and
+    its ControlNets (by kind, loaded by the model pool); one batch at a time."""
 
     pipe: Any
     adapters: set[str] = field(default_factory=set)
+    controlnets: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}
-        self._img2img: Any = None  # built on first upscale, sharing the pipeline's components
+        # img2img, inpaint and one per ControlNet kind: built when first needed, sharing the
+        # pipeline's components (no second copy of the weights).
+        self._pipelines: dict[str, Any] = {}
 
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
@@ -157,19 +173,22 @@ class PipelineRunner:
     def generate(
         self, requests: Sequence[WorkRequest], on_step: StepCallback | None = None
     ) -> list[Drawn]:
-        """The variants of each request as RGB arrays, in one pipeline call.
+        """The variants of each request as RGB arrays, in one pipeline call (a vary or a zoom
+        out draws its sources in one call first; an upscale's redraw follows in another).
 
-        The requests must share a batch key (model, size, steps, guidance, scheduler, LoRAs);
-        their prompts, negative prompts and seeds may differ.
+        The requests must share a batch key (model, size, steps, guidance, scheduler, LoRAs,
+        start, strength, control); their prompts, negative prompts, seeds and pictures may
+        differ. A request whose start lacks its pictures fails the call before any drawing.
         """
         from generation.conditioning import encode
 
         if len({request.batch_key for request in requests}) != 1:
             raise ValueError("a batch needs one model, size, step count, guidance and LoRA set")
         first = requests[0].options
-        # 1. One generator per image: an image depends on its seed, not on its batch.
+        # 1. Each request's pictures, checked; one generator per image (in _draw): an image
+        # depends on its seed and pictures, not on its batch.
+        pictures = [request_pictures(request) for request in requests]
         seeds = [seed for request in requests for seed in request.options.seeds]
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         prompts = [r.options.prompt for r in requests for _ in r.options.seeds]
         negatives = [r.options.negative_prompt for r in requests for _ in r.options.seeds]
 
@@ -178,83 +197,182 @@ class PipelineRunner:
         self.pipe.scheduler = self.scheduler(first.scheduler)
         self.use_loras(first.loras)
         conditioning = encode(self.pipe, prompts, negatives)
-        text = conditioning.pipeline_kwargs()
-        refine = first.refine_steps  # an upscale: a redraw at the larger size follows
+        progress = Progress(on_step, self._plan(first))
 
-        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:  # multi-stage schedulers (Heun) run more than `steps`
-                on_step(step + 1, pipe.num_timesteps + refine)
-            return kwargs
-
-        # 3. Denoise and decode.
+        # 3. What each image starts from (a source drawn first), then 4. denoise and decode.
         with torch.inference_mode():
-            output = self.pipe(
-                **text,
-                num_images_per_prompt=1,
-                num_inference_steps=first.steps,
-                guidance_scale=first.guidance_scale,
-                width=first.width,
-                height=first.height,
-                generator=generators,
-                output_type="pil" if refine else "np",
-                callback_on_step_end=step_end,
-            )
-            pictures = output.images
-            if refine:
-                pictures = self._redraw(requests, pictures, seeds, text, on_step)
+            sources = self._sources(requests, progress) if first.source is not None else None
+            start = start_of(requests, pictures, sources)
+            images = self._draw(first, conditioning.pipeline_kwargs(), seeds, start, progress)
 
-        # 4. Float [0, 1] to uint8 RGB, split back per request with its notes.
-        images = [
-            np.ascontiguousarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
-            for image in pictures
-        ]
-        drawn, start = [], 0
+        # 5. Split back per request, with its notes.
+        drawn, begin = [], 0
         for request in requests:
-            end = start + len(request.options.seeds)
-            notes = [cut_note(n) for n in conditioning.cut[start:end][:1] if n]
-            notes += [cut_note(n, True) for n in conditioning.negative_cut[start:end][:1] if n]
-            drawn.append(Drawn(images[start:end], tuple(notes)))
-            start = end
+            end = begin + len(request.options.seeds)
+            notes = [cut_note(n) for n in conditioning.cut[begin:end][:1] if n]
+            notes += [cut_note(n, True) for n in conditioning.negative_cut[begin:end][:1] if n]
+            drawn.append(Drawn(images[begin:end], tuple(notes)))
+            begin = end
         return drawn
+
+    def draw_sources(self, requests: Sequence[WorkRequest]) -> list[RGBArray]:
+        """Each request's source (a vary's or a zoom's): its own prompt and settings drawn at
+        the source's seed and enlarged ``source.upscale`` times, as its parent drew it."""
+        first = requests[0].options
+        self.pipe.scheduler = self.scheduler(first.scheduler)
+        self.use_loras(first.loras)
+        with torch.inference_mode():
+            return self._sources(requests, Progress(None, []))
+
+    def _sources(self, requests: Sequence[WorkRequest], progress: Progress) -> list[RGBArray]:
+        from generation.conditioning import encode
+
+        sources = [request.options.source for request in requests]
+        if any(source is None for source in sources) or sources[0] is None:
+            raise ValueError("every request of a batch drawn from a source needs one")
+        options = dataclasses.replace(
+            requests[0].options, start="text", strength=1.0, source=None, control=None,
+            upscale=sources[0].upscale,
+        )  # fmt: skip
+        prompts = [request.options.prompt for request in requests]
+        negatives = [request.options.negative_prompt for request in requests]
+        text = encode(self.pipe, prompts, negatives).pipeline_kwargs()
+        seeds = [source.seed for source in sources if source is not None]
+        return self._draw(options, text, seeds, Start(), progress)
+
+    def _plan(self, options: GenerationOptions) -> list[int]:
+        """The steps each pass of a batch is expected to run, in order."""
+        name = options.scheduler
+        plan = []
+        if options.source is not None:
+            plan.append(self._expected(name, options.steps))
+            if options.source.upscale > 1:
+                plan.append(self._expected(name, options.redraw_steps, UPSCALE_STRENGTH))
+        if options.start == "text":
+            plan.append(self._expected(name, options.steps))
+        else:
+            steps = start_steps(options.steps, options.strength)
+            plan.append(self._expected(name, steps, options.strength))
+        if options.upscale > 1:
+            plan.append(self._expected(name, options.redraw_steps, UPSCALE_STRENGTH))
+        return plan
+
+    def _expected(self, name: str, steps: int, strength: float = 1.0) -> int:
+        """The denoising steps diffusers runs for ``steps`` at ``strength`` (its timesteps
+        from ``int(steps × strength)`` on; a multi-stage scheduler's stages each count)."""
+        scheduler = self.scheduler(name)
+        scheduler.set_timesteps(steps)
+        total = len(scheduler.timesteps)
+        skipped = steps - min(int(steps * strength), steps)
+        return int(total - skipped * scheduler.order)
+
+    def _pipeline(self, kind: str, control: str | None = None) -> Any:
+        """The pipeline for ``kind`` (image: img2img, inpaint, or control: text with the
+        ControlNet ``control``), made from this one's components the first time."""
+        key = f"control:{control}" if kind == "control" else kind
+        if key not in self._pipelines:
+            from diffusers import (
+                AutoPipelineForImage2Image,
+                AutoPipelineForInpainting,
+                AutoPipelineForText2Image,
+            )
+
+            if kind == "control":
+                if control not in self.controlnets:
+                    raise ValueError(f"ControlNet {control!r} is not loaded")
+                made = AutoPipelineForText2Image.from_pipe(
+                    self.pipe, controlnet=self.controlnets[control]
+                )
+            elif kind == "image":
+                made = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            else:
+                made = AutoPipelineForInpainting.from_pipe(self.pipe)
+            made.set_progress_bar_config(disable=True)
+            self._pipelines[key] = made
+        return self._pipelines[key]
+
+    def _draw(
+        self,
+        options: GenerationOptions,
+        text: dict[str, Any],
+        seeds: list[int],
+        start: Start,
+        progress: Progress,
+    ) -> list[RGBArray]:
+        """One pass over every image (from noise, a picture, or a picture and mask), then an
+        upscale's redraw when ``options.upscale`` asks for one."""
+        from PIL import Image
+
+        def pil(arrays: list[Any]) -> list[Any]:
+            return [Image.fromarray(array) for array in arrays]
+
+        size = {"width": options.width, "height": options.height}
+        extra: dict[str, Any]
+        if start.images is None:  # from noise, held by a ControlNet or not
+            pipe, extra = self.pipe, {"num_inference_steps": options.steps, **size}
+            if start.controls is not None:
+                pipe = self._pipeline("control", options.control)
+                extra["image"] = pil(start.controls)
+                extra["controlnet_conditioning_scale"] = options.control_scale
+        else:
+            steps = start_steps(options.steps, options.strength)
+            extra = {"image": pil(start.images), "strength": options.strength}
+            extra["num_inference_steps"] = steps
+            if start.masks is None:
+                pipe = self._pipeline("image")
+            else:
+                pipe = self._pipeline("inpaint")
+                extra |= {"mask_image": pil(start.masks), **size}
+        pipe.scheduler = self.scheduler(options.scheduler)
+        output = pipe(
+            **text,
+            **extra,
+            num_images_per_prompt=1,
+            guidance_scale=options.guidance_scale,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+            output_type="np",
+            callback_on_step_end=progress.callback(),
+        )
+        progress.finished(pipe)
+        images = [as_uint8(image) for image in output.images]
+        if start.images is not None and start.masks is not None:
+            images = [
+                keep_unmasked(original, image, mask)
+                for original, image, mask in zip(start.images, images, start.masks, strict=True)
+            ]
+        if options.upscale > 1:
+            images = self._redraw(options, images, seeds, text, progress)
+        return images
 
     def _redraw(
         self,
-        requests: Sequence[WorkRequest],
-        pictures: list[Any],
+        options: GenerationOptions,
+        images: list[RGBArray],
         seeds: list[int],
         text: dict[str, Any],
-        on_step: StepCallback | None,
-    ) -> Any:
+        progress: Progress,
+    ) -> list[RGBArray]:
         """An upscale's second pass ("hires fix"): each picture enlarged with Lanczos, then
         partly re-noised and denoised again at that size, which adds the detail a plain
         resize cannot. The same model, LoRAs and prompt embeddings, through diffusers'
-        image-to-image pipeline built on this one's components (no second copy of the
-        weights)."""
-        from diffusers import AutoPipelineForImage2Image
+        image-to-image pipeline built on this one's components."""
         from PIL import Image
 
-        if self._img2img is None:
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
-            self._img2img.set_progress_bar_config(disable=True)
-        first = requests[0].options
-        self._img2img.scheduler = self.scheduler(first.scheduler)
-        size = (first.width * first.upscale, first.height * first.upscale)
-        enlarged = [picture.resize(size, Image.Resampling.LANCZOS) for picture in pictures]
-        base = self.pipe.num_timesteps
-
-        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(base + step + 1, base + pipe.num_timesteps)
-            return kwargs
-
-        output = self._img2img(
+        pipe = self._pipeline("image")
+        pipe.scheduler = self.scheduler(options.scheduler)
+        size = (options.width * options.upscale, options.height * options.upscale)
+        enlarged = [
+            Image.fromarray(image).resize(size, Image.Resampling.LANCZOS) for image in images
+        ]
+        output = pipe(
             **text,
             image=enlarged,
             strength=UPSCALE_STRENGTH,
-            num_inference_steps=first.redraw_steps,
-            guidance_scale=first.guidance_scale,
+            num_inference_steps=options.redraw_steps,
+            guidance_scale=options.guidance_scale,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             output_type="np",
-            callback_on_step_end=step_end,
+            callback_on_step_end=progress.callback(),
         )
-        return output.images
+        progress.finished(pipe)
+        return [as_uint8(image) for image in output.images]

@@ -17,7 +17,6 @@ import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
@@ -25,14 +24,16 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import SdbotError
-from generation.errors import ModelLoadError
+from generation.errors import InvalidOption, ModelLoadError
 from generation.images import (
+    Marked,
     make_grid,
     parameters_text,
     to_png,
     upscale_to_min_side,
     withheld_tile,
 )
+from generation.pictures_in import request_pictures
 from generation.protocol import (
     CancelJob,
     LoadingModel,
@@ -63,30 +64,6 @@ RGBArray = npt.NDArray[np.uint8]
 
 class _Cancelled(Exception):
     """Raised from the step callback to stop a batch whose jobs were all cancelled."""
-
-
-@dataclass(frozen=True)
-class Marked:
-    """One variant, checked, marked and encoded: what the policy decides on. Its pixels stay
-    in this process (the grid is drawn from them); only :class:`ReadyImage` leaves."""
-
-    variant: int
-    seed: int
-    png: bytes
-    rgb: RGBArray
-    sha256: str
-    watermark_id: int
-    watermark_verified: bool
-    safety: SafetyResult
-    parameters: str | None = None  # the A1111 text its PNG carries
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
 
 
 def usable_cores() -> int:
@@ -145,19 +122,25 @@ class Worker:
         and the worker serves the next. Requests whose prompts take different numbers of text
         encoder windows run in separate pipeline calls (padding would change their pixels).
         """
-        first = batch.requests[0].options
+        refused = {r.job_id: failed for r in batch.requests if (failed := refused_pictures(r))}
+        for failed in refused.values():
+            conn.send(failed)
+        requests = [request for request in batch.requests if request.job_id not in refused]
+        if not requests:
+            return
+        first, jobs = requests[0].options, tuple(request.job_id for request in requests)
         try:
-            with keeping_alive(conn.send, LoadingModel(batch.job_ids, first.model)):
-                model, load_ms = self.pool.prepare(first.model, first.loras)
+            with keeping_alive(conn.send, LoadingModel(jobs, first.model)):
+                model, load_ms = self.pool.prepare(first.model, first.loras, first.control)
             groups: dict[int, list[WorkRequest]] = {}
-            for request in batch.requests:
+            for request in requests:
                 groups.setdefault(model.runner.window_count(request), []).append(request)
         except Exception as error:  # report every job as failed; the worker stays up
             if isinstance(error, SdbotError):  # an unknown model, a LoRA that does not fit
-                log.warning("batch %s failed: %s", batch.job_ids, error)
+                log.warning("batch %s failed: %s", jobs, error)
             else:
-                log.exception("batch %s failed", batch.job_ids)
-            for job_id in batch.job_ids:
+                log.exception("batch %s failed", jobs)
+            for job_id in jobs:
                 conn.send(WorkFailed(job_id, failure(error)))
             return
         cancelled: dict[int, tuple[int, int]] = {}  # read by any group's steps
@@ -296,6 +279,17 @@ class Worker:
             diffusion_ms=diffusion_ms,
             postprocess_ms=(finished - diffusion_done) * 1000,
         )
+
+
+def refused_pictures(request: WorkRequest) -> WorkFailed | None:
+    """The failure of a request whose pictures do not fit its start (missing, not a PNG, not
+    the job's size): it fails alone, before its batch is drawn."""
+    try:
+        request_pictures(request)
+    except InvalidOption as error:
+        log.warning("job %d refused: %s", request.job_id, error)
+        return WorkFailed(request.job_id, failure(error))
+    return None
 
 
 def failure(error: Exception) -> str:
