@@ -19,12 +19,13 @@ from bot.guild_admin import (
     requested_changes,
 )
 from bot.guild_limits import BotLimits
-from bot.guild_settings import InvalidSetting, Naming
+from bot.guild_settings import InvalidSetting, Naming, render
 from common.errors import ErrorKind
 from generation.limits import Limits
 from generation.options import ModelDefaults, OptionLimits
 from moderation.errors import InvalidTerm
 from storage.engine import SessionFactory
+from storage.errors import InvalidValue
 from storage.guild_settings import GuildSettingsRecord
 from storage.models import JobStatus, TermKind, Verdict
 from storage.records import NewJob
@@ -181,3 +182,28 @@ async def test_purge_deletes_through_what_it_is_given_and_keeps_what_failed(
     assert [m for _, m in await storage.posts.messages_for_job(job_id)] == [103]
     [action] = await storage.moderation.list(GUILD)
     assert action.details == {"deleted": 1, "already_gone": 1, "failed": 1}
+
+
+async def test_a_guilds_vary_is_subtle_or_strong_and_changing_it_is_logged(
+    storage: Storage,
+) -> None:
+    admin = GuildAdmin(storage, BOT)
+    assert (await admin.settings(GUILD)).vary is None  # subtle
+    with pytest.raises(InvalidSetting, match=r"^vary must be one of subtle, strong, got 'wild'$"):
+        await admin.change_settings(GUILD, MOD, {"vary": "wild"}, naming=Naming.OPTION)
+    with pytest.raises(InvalidValue, match="vary"):  # storage keeps nothing else either
+        await storage.guild_settings.update(GUILD, vary="wild")
+    assert await storage.moderation.list(GUILD) == []
+
+    change = await admin.change_settings(GUILD, MOD, {"vary": "strong"}, "bolder")
+    assert change.changed == {"vary": (None, "strong")}
+    assert (await admin.settings(GUILD)).vary == "strong"
+    [action] = await storage.moderation.list(GUILD)
+    assert (action.action, action.reason) == ("settings", "bolder")
+    assert action.details == {"vary": {"from": None, "to": "strong"}}
+    assert render("vary", None) == "subtle"
+
+    reset = requested_changes(change.after, {}, reset="vary")
+    assert reset == {"vary": None}
+    back = await admin.change_settings(GUILD, MOD, reset)
+    assert (back.changed, back.after.vary) == ({"vary": ("strong", None)}, None)
