@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from generation.catalog import Catalog, Size, load_catalog
+from generation import catalog_files
+from generation.catalog import Catalog, Size, check_control, load_catalog
 from generation.catalog_files import FAMILY_SIZES, clean_name, family_sizes
 from generation.errors import InvalidOption, ModelLoadError
 from generation.families import Family
@@ -241,6 +242,16 @@ def test_a_models_file(model_dir: Path, tmp_path: Path) -> None:
         ('name = "b"\nsource = "M"\nconfig = "."', "config must be a folder, for a single-file"),
         ('name = "b"\nsource = "a/b"', "family is needed for a hub id"),
         ('name = "b"\nsource = "gone.safetensors"', "gone.safetensors does not exist"),
+        ('name = "b"\nsource = "M"\ncontrolnets = "cn"', "controlnets must be dict, got 'cn'"),
+        (
+            'name = "b"\nsource = "M"\ncontrolnets = { depth = "cn" }',
+            "controlnets names 'depth': the kinds are canny",
+        ),
+        ('name = "b"\nsource = "M"\ncontrolnets = { canny = 3 }', "controlnets.canny must be str"),
+        (
+            'name = "b"\nsource = "M"\ncontrolnets = { canny = "nowhere" }',
+            "controlnets.canny must be a diffusers ControlNet folder .*, got .*nowhere",
+        ),
     ],
 )
 def test_a_bad_models_file_names_the_file_entry_and_field(
@@ -442,3 +453,67 @@ def test_a_tiny_sdxl_as_folder_and_as_single_file(tmp_path: Path) -> None:
     assert as_folder.cross_attention_dim == as_file.cross_attention_dim == 96
     assert as_folder.sizes[:2] == (Size("1:1", 32, 32), Size("3:2", 40, 24))  # SDXL's, at 32 px
     assert as_file.sizes == (Size("1:1", 32, 32), Size("16:9", 56, 32))
+
+
+# ControlNets ----------------------------------------------------------------------------------
+
+
+def controlnet_folder(path: Path) -> Path:
+    """What the catalog checks of a ControlNet folder without loading it: config and weights."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    tensors(path / "diffusion_pytorch_model.safetensors", {"x": (1,)})
+    return path
+
+
+def test_a_models_file_names_each_model_s_controlnets(model_dir: Path, tmp_path: Path) -> None:
+    folder = controlnet_folder(tmp_path / "cn" / "canny")
+    path = models_file(
+        tmp_path,
+        f"""
+        [[model]]
+        name = "edges"
+        source = "{model_dir}"
+        controlnets = {{ canny = "cn/canny" }}   # beside the models file
+        [[model]]
+        name = "plain"
+        source = "{model_dir}"
+        controlnets = {{}}
+        """,
+    )
+    catalog = load_catalog("", models_file=path)
+    edges, plain = catalog.models
+    assert edges.controlnets == (("canny", folder),)
+    assert (edges.controlnet("canny"), plain.controlnet("canny")) == (folder, None)
+    assert pickle.loads(pickle.dumps(catalog)) == catalog
+    asked = catalog.validate(RequestedOptions("a red circle", control="canny"), LIMITS)
+    assert asked.model == "edges"
+    with pytest.raises(InvalidOption) as refused:
+        catalog.validate(RequestedOptions("a red circle", model="plain", control="canny"), LIMITS)
+    assert (
+        str(refused.value)
+        == "control_type must be none: model plain has no ControlNet, got 'canny'"
+    )
+    with pytest.raises(InvalidOption, match="control_type must be one of canny, got 'depth'"):
+        catalog.validate(RequestedOptions("a red circle", control="depth"), LIMITS)
+    # A ControlNet holds a drawing from noise: a picture to start from is refused with it.
+    check_control(edges, "canny", "text")
+    for start in ("image", "inpaint", "outpaint"):
+        with pytest.raises(InvalidOption) as refused:
+            check_control(edges, "canny", start)
+        assert refused.value.option == "control"
+        assert refused.value.allowed == "a prompt without image:"
+
+
+def test_the_embedded_model_gets_the_controlnets_that_ship_with_it(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_files, "EMBEDDED_CONTROLNETS", tmp_path / "shipped")
+    assert load_catalog(str(model_dir)).model(None).controlnets == ()  # none trained yet
+    canny = controlnet_folder(tmp_path / "shipped" / "canny")
+    assert load_catalog(str(model_dir)).model(None).controlnets == (("canny", canny),)
+    (canny / "diffusion_pytorch_model.safetensors").unlink()  # half a folder is not one
+    assert load_catalog(str(model_dir)).model(None).controlnets == ()
+    # Another folder with the same weights is another model: nothing shipped for it.
+    copy = shutil.copytree(model_dir, tmp_path / "copy", ignore=_no_weights)
+    assert load_catalog(str(copy)).model(None).controlnets == ()
