@@ -251,7 +251,7 @@ class Job(Base):
     # lease while it runs the job, and `sdbot recover` takes only jobs whose lease ran out.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
-    # Pictures in (0008): how the job starts and from what (see generation.options.STARTS).
+    # Pictures in (0008): how the job starts and from what (see generation.starts.STARTS).
     start: Mapped[str] = mapped_column(String(16), default="text")
     strength: Mapped[float | None] = mapped_column(Float)
     source_seed: Mapped[int | None] = mapped_column(BigInteger)

@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "role", name="uq_job_inputs_job_id_role"),
     )
     op.create_index("ix_job_inputs_sha256", "job_inputs", ["sha256"])
-    # NULL: subtle (generation.options.VARY_STRENGTHS)
+    # NULL: subtle (generation.starts.VARY_STRENGTHS)
     with op.batch_alter_table("guild_settings") as batch:
         batch.add_column(sa.Column("vary", sa.String(8), nullable=True))
 

@@ -101,6 +101,7 @@ class Recovery:
                     continue
                 gone = missing_inputs(options, inputs)
                 if gone is not None:  # ended with the reason, never queued without them
+                    log.warning("job %d ◆ not resumed: %s", record.id, gone)
                     await end_quietly(self.audit, record.id, JobStatus.FAILED, gone)
                     continue
                 await self.audit.requeue(record.id)
