@@ -365,9 +365,25 @@ async def test_vary_and_zoom_make_their_children(service: ImagineService) -> Non
     assert (zoom.source_seed, zoom.source_upscale) == (parent.seeds[2], 2)
     assert zoomed.images[0].width == grid.images[0].width  # a grid tile, not an upscale
 
-    # A zoom's grid is drawn from another job's picture: it is upscaled, not varied again.
-    with pytest.raises(ControlUnavailable, match="drawn from a picture"):
-        await service.use_control(zoomed.job_id, 1, MEMBER, control=Control.VARY)
+    # A vary's and a zoom's tiles are upscaled as they were drawn: from the same source.
+    for child_grid in (varied, zoomed):
+        upscale = await follow(service, await service.use_control(child_grid.job_id, 1, MEMBER))
+        assert upscale.status is JobStatus.SUCCEEDED, upscale.error
+        big = await record_of(service, upscale.job_id)
+        drawn = await record_of(service, child_grid.job_id)
+        assert (big.kind, big.start, big.strength, big.source_seed, big.source_upscale) == (
+            JobKind.UPSCALE,
+            drawn.start,
+            drawn.strength,
+            drawn.source_seed,
+            drawn.source_upscale,
+        )
+        assert big.seeds == (drawn.seeds[0],)
+        # Drawn from another job's picture: not varied or zoomed again (a seed cannot say it).
+        with pytest.raises(ControlUnavailable, match="drawn from a picture"):
+            await service.use_control(child_grid.job_id, 2, MEMBER, control=Control.VARY)
+        with pytest.raises(ControlUnavailable, match="drawn from a picture"):
+            await service.use_control(upscale.job_id, None, MEMBER, control=Control.ZOOM)
 
 
 async def test_a_guild_set_to_strong_varies_strongly_and_a_withheld_tile_cannot_be_varied(
@@ -420,6 +436,11 @@ async def test_a_reroll_of_an_img2img_job_starts_from_the_same_pictures(
     assert child_png.image == parent_png.image
     with pytest.raises(ControlUnavailable, match="drawn from a picture"):
         await service.use_control(first.job_id, 1, MEMBER, control=Control.VARY)
+    upscaled = await follow(service, await service.use_control(first.job_id, 1, MEMBER))
+    assert upscaled.status is JobStatus.SUCCEEDED, upscaled.error
+    big = await record_of(service, upscaled.job_id)
+    assert (big.kind, big.start, big.strength) == (JobKind.UPSCALE, "image", 0.4)
+    assert [given.role for given in big.inputs] == ["image"]
     assert np.asarray(Image.open(io.BytesIO(child_png.image or b""))).shape == (64, 64, 3)
 
 

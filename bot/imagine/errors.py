@@ -21,7 +21,8 @@ class ShuttingDown(ImagineError):
 
 
 class ControlUnavailable(ImagineError):
-    """A control (upscale, reroll) that cannot start a job on this one; the message says why."""
+    """A control (upscale, vary, reroll, zoom) that cannot start a job on this one; the message
+    says why."""
 
     kind = ErrorKind.BAD_INPUT
 
