@@ -9,6 +9,8 @@ import asyncio
 import dataclasses
 import hashlib
 import io
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,6 +99,21 @@ def mask(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+def bomb(side: int = 30_000) -> bytes:
+    """A PNG whose header says ``side`` × ``side`` pixels, in a few bytes: refused unread."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (1 + 3 * side) * 4)  # a few rows of black; the rest missing
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
 async def follow(
     service: ImagineService, submitted: Submitted | ImagineOutcome | AlreadyStarted
 ) -> ImagineOutcome:
@@ -155,8 +172,12 @@ async def test_a_strength_out_of_range_or_without_an_image_is_refused_before_a_r
     image = PicturesIn(image=Attachment(picture(64, 64), "disc.png"))
     with pytest.raises(InvalidOption, match=r"strength must be a number from 0\.05 to 1, got 1\.5"):
         await service.submit(RequestedOptions("a red circle", strength=1.5), MEMBER, pictures=image)
-    with pytest.raises(InvalidOption, match=r"strength.*only with an image"):
+    with pytest.raises(InvalidOption, match=r"strength must be given with an image:"):
         await service.submit(RequestedOptions("a red circle", strength=0.5), MEMBER)
+    with pytest.raises(InvalidOption, match=r"control_type must be given with a control: pic"):
+        await service.submit(RequestedOptions("a red circle", control="canny"), MEMBER)
+    with pytest.raises(InvalidOption, match=r"control_strength must be given with a control:"):
+        await service.submit(RequestedOptions("a red circle", control_scale=0.5), MEMBER)
     assert await job_count(service) == before
 
 
@@ -295,14 +316,18 @@ async def test_an_edit_with_a_mask_redraws_and_records_both_pictures(
         (PicturesIn(image=Attachment(b"", "empty.png")), "image"),
         (PicturesIn(image=Attachment(b"just some text\n" * 20, "notes.txt")), "image"),
         (PicturesIn(image=Attachment(picture(64, 64, "GIF"), "moving.gif")), "GIF"),
+        (PicturesIn(image=Attachment(bomb(), "huge.png")), "30000×30000 px"),
         (
             PicturesIn(
                 image=Attachment(picture(64, 64), "a.png"), mask=Attachment(mask(32, 32), "m.png")
             ),
             "mask",
         ),
-        (PicturesIn(mask=Attachment(mask(64, 64), "m.png")), "mask.*with an image"),
-        (PicturesIn(control=Attachment(picture(64, 64), "c.png")), "control.*control type"),
+        (PicturesIn(mask=Attachment(mask(64, 64), "m.png")), "mask must be given with an image:"),
+        (
+            PicturesIn(control=Attachment(picture(64, 64), "c.png")),
+            "control_type must be one of canny",
+        ),
     ],
 )
 async def test_bad_files_are_refused_before_a_record(

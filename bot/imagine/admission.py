@@ -111,11 +111,13 @@ def starting(
             options, start="inpaint" if inpaint else "image", strength=strength
         )
     elif requested.strength is not None:
-        raise InvalidOption("strength", requested.strength, "only with an image: to redraw")
+        raise InvalidOption(
+            "strength", requested.strength, "given with an image: (how much of it is redrawn)"
+        )
     if requested.control is None:
         if requested.control_scale is not None and derived is None:
             raise InvalidOption(
-                "control_strength", requested.control_scale, "only with a control picture"
+                "control_strength", requested.control_scale, "given with a control: picture"
             )
         return options
     scale = _in_range(
@@ -220,9 +222,7 @@ class Admission:
             read = await self.inputs.read(pictures, requested.control)
             requested = self._sized(requested, read.shape, here.options)
         elif requested.control is not None and reuse is None:
-            raise InvalidOption(
-                "control_type", requested.control, "a control type with a control picture"
-            )
+            raise InvalidOption("control_type", requested.control, "given with a control: picture")
         options = starting(self.catalog.validate(requested, here.options), requested, read, derived)
         prepared = reuse if read is None else prepare(read, options.width, options.height)
 

@@ -23,6 +23,7 @@ from generation import inputs
 from generation.errors import InvalidOption
 from generation.inputs import MaskArray, Picture, RGBArray
 from generation.protocol import InputImages, split_watermark_id
+from generation.starts import CONTROL_TYPES
 from moderation.policy import ImagePolicy, NsfwPolicy, decide
 from moderation.safety import OpenNSFWChecker, SafetyResult
 from moderation.watermark import decode
@@ -172,17 +173,14 @@ class InputChecker:
         combination that means nothing (a mask without an image, a control picture without
         its kind or a kind without its picture, a control with an image)."""
         if pictures.mask is not None and pictures.image is None:
-            raise InvalidOption("mask", pictures.mask.filename or "a mask", "a mask with an image")
-        if (pictures.control is None) != (control is None):
-            if pictures.control is None:
-                raise InvalidOption(
-                    "control_type", control, "a control type with a control picture"
-                )
             raise InvalidOption(
-                "control",
-                pictures.control.filename or "a picture",
-                "a control picture with a control type",
+                "mask", pictures.mask.filename or "a mask", "given with an image: (what it masks)"
             )
+        if pictures.control is None and control is not None:
+            raise InvalidOption("control_type", control, "given with a control: picture")
+        if pictures.control is not None and control is None:
+            kinds = ", ".join(CONTROL_TYPES)
+            raise InvalidOption("control_type", None, f"one of {kinds} with a control: picture")
         if pictures.control is not None and pictures.image is not None:
             raise InvalidOption(
                 "control", pictures.control.filename or "a picture", "a prompt without image:"
