@@ -42,25 +42,33 @@ class AuditLog:
         refused: str | None = None,
         lease: Lease | None = None,
         inputs: Sequence[NewInput] = (),
+        finished: JobStatus | None = None,
+        error: str | None = None,
     ) -> int:
         """Records a request with the pictures it was given (``inputs``, in the same
         transaction: a refused or blocked job keeps them too, with their scores). A refused one
         (over a limit, a ban, a pause, a picture: ``refused`` says which) is finished at once
         with status ``refused``, whatever its prompt's verdict; a blocked one with status
-        ``blocked``. A queued one is held by ``lease`` when given."""
+        ``blocked``. A job that is done as it is recorded (a description: nothing is queued)
+        gets its terminal status ``finished`` and ``error`` at once, so that it is never an
+        open job a restart would queue. A queued one is held by ``lease`` when given."""
+        if finished is not None and not finished.is_terminal:  # a bug in the caller
+            raise ValueError(f"{finished.value!r} is not a terminal status")
         now = utcnow()
-        blocked = new.verdict is Verdict.BLOCKED and refused is None
+        blocked = new.verdict is Verdict.BLOCKED and refused is None and finished is None
         if refused is not None:
-            status = JobStatus.REFUSED
+            status, error = JobStatus.REFUSED, refused
+        elif finished is not None:
+            status = finished
         else:
-            status = JobStatus.BLOCKED if blocked else JobStatus.QUEUED
+            status, error = (JobStatus.BLOCKED if blocked else JobStatus.QUEUED), None
         held = lease if status is JobStatus.QUEUED else None
         row = Job(
             **new.columns(),
             lease_owner=None if held is None else held.owner,
             lease_expires_at=None if held is None else now + timedelta(seconds=held.seconds),
             status=status.value,
-            error=None if blocked else refused,
+            error=error,
             created_at=now,
             finished_at=None if status is JobStatus.QUEUED else now,
             total_ms=None if status is JobStatus.QUEUED else 0.0,

@@ -80,7 +80,7 @@ class NewInput:
     size_bytes: int
     width: int
     height: int
-    png: bytes
+    png: bytes | None  # None: not kept (a picture only read, as /describe's)
     nsfw_score: float | None = None
     watermark_id: int | None = None
     parent_job_id: int | None = None

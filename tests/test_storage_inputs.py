@@ -144,6 +144,31 @@ async def test_a_refused_job_keeps_the_picture_it_was_refused_for(
     assert (kept.role, kept.nsfw_score, kept.sha256) == ("control", 0.97, flagged.sha256)
 
 
+async def test_a_job_done_as_it_is_recorded_is_never_open(sessions: SessionFactory) -> None:
+    """A description is recorded finished, with the picture it read (its pixels not kept):
+    no moment where a restart could take it for a job to draw."""
+    audit = AuditLog(sessions)
+    read = dataclasses.replace(picture("image", IMAGE, nsfw_score=0.5), png=None)
+    done = await audit.create_job(
+        new_record(kind=JobKind.DESCRIBE), inputs=[read], finished=JobStatus.SUCCEEDED
+    )
+    failed = await audit.create_job(
+        new_record(kind=JobKind.DESCRIBE), finished=JobStatus.FAILED, error="no caption model"
+    )
+    assert await audit.open_jobs() == []
+    record, other = await audit.get_job(done), await audit.get_job(failed)
+    assert record is not None
+    assert other is not None
+    assert (record.status, record.error, record.finished_at is not None) == (
+        JobStatus.SUCCEEDED, None, True
+    )  # fmt: skip
+    assert (other.status, other.error) == (JobStatus.FAILED, "no caption model")
+    assert [(i.role, i.nsfw_score) for i in record.inputs] == [("image", 0.5)]
+    assert await audit.input_pngs(done) == InputPngs()
+    with pytest.raises(ValueError, match="'queued' is not a terminal status"):
+        await audit.create_job(new_record(), finished=JobStatus.QUEUED)
+
+
 async def test_an_input_with_an_unknown_role_is_a_bug_and_records_nothing(
     sessions: SessionFactory,
 ) -> None:
@@ -299,6 +324,7 @@ async def test_a_recovered_job_is_sent_again_with_its_pictures_or_failed_without
         purged = await audit.create_job(
             new_job(MEMBER, edit, ALLOWED, model="embedded"), inputs=given
         )
+        describing = await audit.create_job(new_record(kind=JobKind.DESCRIBE))  # its process died
         async with storage.sessions.begin() as session:  # as retention drops a picture
             await session.execute(
                 text("UPDATE job_inputs SET png = NULL WHERE job_id = :id AND role = 'mask'"),
@@ -312,6 +338,7 @@ async def test_a_recovered_job_is_sent_again_with_its_pictures_or_failed_without
             assert answer
             request, _ = decode_payload(answer[2], answer[5:])
         ended = await audit.get_job(purged)
+        description = await audit.get_job(describing)
 
     assert request.job_id == kept
     assert request.inputs == InputImages(IMAGE, MASK, None)
@@ -321,4 +348,9 @@ async def test_a_recovered_job_is_sent_again_with_its_pictures_or_failed_without
     assert ended.error == (
         "the mask picture it starts from is no longer stored (start 'inpaint'); "
         "ask again with the picture"
+    )
+    assert description is not None
+    assert (description.status, description.error) == (
+        JobStatus.FAILED,
+        "stopped before its description was recorded; ask again",
     )

@@ -24,7 +24,7 @@ from generation.queue import JobHandle, JobQueue, QueuedJob, starts_exhausted
 from moderation.policy import ImagePolicy
 from moderation.prompts import PromptVerdict
 from storage import pictures
-from storage.models import JobStatus, utcnow
+from storage.models import JobKind, JobStatus, utcnow
 from storage.pictures import StagedState, SweepReport
 from storage.records import JobRecord
 from storage.repositories import Storage
@@ -76,6 +76,10 @@ class Recovery:
                 current = await self.audit.get_job(candidate.id)
                 if current is not None and not current.status.is_terminal and on_held:
                     on_held(current)
+                continue
+            if record.kind == JobKind.DESCRIBE:  # nothing to draw: its answer went with it
+                reason = "stopped before its description was recorded; ask again"
+                await end_quietly(self.audit, record.id, JobStatus.FAILED, reason)
                 continue
             verdict = verdict_of(record)
             # Queued again, its request carries the policy of the settings of now (a job the
