@@ -260,7 +260,7 @@ def test_an_sdxl_pipeline_draws_from_pictures_too(tmp_path: Path) -> None:
     runner = PipelineRunner(xl)
     folder = _controlnet(xl.unet, tmp_path / "canny", (8, 16))
     runner.controlnets["canny"] = load_controlnet(folder, "cpu", xl.unet.dtype)
-    sized = {"width": SIDE, "height": SIDE, "steps": 4, "model": "xl"}
+    sized: dict[str, Any] = {"width": SIDE, "height": SIDE, "steps": 4, "model": "xl"}
     [text] = runner.generate([_request(12, **sized)])
     mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
     mask[:, : SIDE // 2] = 255
@@ -314,7 +314,7 @@ def _parameters(result: WorkResult | WorkFailed | WorkCancelled, variant: int = 
 def test_the_worker_fails_a_request_without_its_pictures_alone_and_serves_on(
     worker: Any, base: np.ndarray
 ) -> None:
-    image = {"start": "image", "strength": 0.6}
+    image: dict[str, Any] = {"start": "image", "strength": 0.6}
     small = InputImages(image=png_bytes(base[:32, :32]))
     answers = _run(
         worker,
