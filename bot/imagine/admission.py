@@ -224,7 +224,9 @@ class Admission:
         elif requested.control is not None and reuse is None:
             raise InvalidOption("control_type", requested.control, "given with a control: picture")
         options = starting(self.catalog.validate(requested, here.options), requested, read, derived)
-        prepared = reuse if read is None else prepare(read, options.width, options.height)
+        prepared = reuse
+        if read is not None:  # fitted to the job's size, a control's edges drawn: in a thread
+            prepared = await asyncio.to_thread(prepare, read, options.width, options.height)
 
         # 2. Prompt rules, then 3. the guild's moderators (they come first, so a banned member
         # hears of the ban and cannot probe the lists), then the pictures given in, then

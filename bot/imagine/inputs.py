@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from bot.imagine.types import Attachment, PicturesIn
 from generation import inputs
 from generation.errors import InvalidOption
-from generation.inputs import MaskArray, Picture, RGBArray
+from generation.inputs import MaskArray, Picture
 from generation.protocol import InputImages, split_watermark_id
 from generation.starts import CONTROL_TYPES
 from moderation.policy import ImagePolicy, NsfwPolicy, decide
@@ -137,20 +137,29 @@ class InputChecker:
             max_pixels=self.max_pixels,
         )
 
-    def _score_and_mark(self, rgb: RGBArray) -> tuple[float, int | None]:
-        """open_nsfw's score and the watermark id (in a worker thread)."""
+    def _read_and_score(
+        self, attachment: Attachment, role: str
+    ) -> tuple[Picture, float, int | None]:
+        """The picture, open_nsfw's score and the watermark id (in a worker thread: decoding,
+        scoring and reading the mark of a large picture take a while)."""
+        picture = self._read(attachment, role)
         with self._nsfw_lock:
             if self._nsfw is None:
                 self._nsfw = OpenNSFWChecker()
-            checker = self._nsfw
-            [score] = checker.scores([rgb])
-        return score, decode(rgb)
+            [score] = self._nsfw.scores([picture.rgb])
+        return picture, score, decode(picture.rgb)
+
+    def _read_mask(self, attachment: Attachment, image: Given) -> Given:
+        picture = self._read(attachment, "mask")
+        mask = inputs.read_mask(
+            attachment.data, image.picture, "mask", filename=attachment.filename
+        )
+        return Given("mask", picture, None, None, None, mask)
 
     async def check(self, attachment: Attachment, role: str = "image") -> Given:
         """``attachment`` read (InvalidOption naming ``role`` and the file for a bad one),
         scored and traced."""
-        picture = self._read(attachment, role)
-        score, mark = await asyncio.to_thread(self._score_and_mark, picture.rgb)
+        picture, score, mark = await asyncio.to_thread(self._read_and_score, attachment, role)
         parent = None
         if mark is not None:
             job_id, _variant = split_watermark_id(mark)
@@ -158,14 +167,10 @@ class InputChecker:
                 parent = job_id
         return Given(role, picture, score, mark, parent)
 
-    def check_mask(self, attachment: Attachment, image: Given) -> Given:
+    async def check_mask(self, attachment: Attachment, image: Given) -> Given:
         """A mask for ``image``: read as safely as a picture, then as a mask of the image's own
         size (InvalidOption naming both sizes otherwise). Not scored: a mask shows nothing."""
-        picture = self._read(attachment, "mask")
-        mask = inputs.read_mask(
-            attachment.data, image.picture, "mask", filename=attachment.filename
-        )
-        return Given("mask", picture, None, None, None, mask)
+        return await asyncio.to_thread(self._read_mask, attachment, image)
 
     async def read(self, pictures: PicturesIn, control: str | None) -> Read:
         """A request's pictures, each read and checked; ``control`` is the ControlNet kind the
@@ -189,7 +194,7 @@ class InputChecker:
         mask = None
         if pictures.mask is not None:
             assert image is not None
-            mask = self.check_mask(pictures.mask, image)
+            mask = await self.check_mask(pictures.mask, image)
         given_control = None
         if pictures.control is not None:
             given_control = await self.check(pictures.control, "control")
