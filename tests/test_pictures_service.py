@@ -235,6 +235,9 @@ async def test_a_flagged_picture_is_refused_and_recorded_outside_nsfw_channels(
     assert given.sha256 == hashlib.sha256(data).hexdigest()
     assert given.nsfw_score is not None
     assert f"{given.nsfw_score:.2f}" in refused.error
+    kept = await service.storage.audit.input_pngs(refused.job_id)
+    assert kept is not None
+    assert not kept.image  # a refused picture's pixels are not kept (its hash and score are)
     assert await job_count(service) == before + 1  # the refusal's record, nothing queued
     assert service.queue.limiter.depth == 0  # type: ignore[attr-defined]  # the LocalQueue's
 

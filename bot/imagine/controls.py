@@ -110,14 +110,15 @@ def derive(
             )
         _from_prompt(parent, "zoomed out")
         requested = dataclasses.replace(requested, variants=4)
-        source = Source(parent.seeds[0], UPSCALE_FACTOR)
+        source = Source(_shown_variant(parent, 1), UPSCALE_FACTOR)  # its one picture
         derived = Derived(
             JobKind.ZOOM, parent.id, parent.parent_variant, source=source, start="outpaint"
         )
         return requested, derived
     if parent.kind == JobKind.UPSCALE:
+        done = {Control.UPSCALE: "upscaled", Control.VARY: "varied", Control.REROLL: "rerolled"}
         raise ControlUnavailable(
-            f"job {parent.id} is already an upscale; it can only be zoomed out"
+            f"job {parent.id} is already an upscale; it can be zoomed out, not {done[control]}"
         )
     if control is Control.REROLL:
         return requested, _again(parent, JobKind.REROLL)
