@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image, ImageDraw
+from sqlalchemy import update
 
 from bot.access import Control
 from bot.app import open_service, open_storage
@@ -32,7 +33,7 @@ from generation.protocol import split_watermark_id
 from generation.starts import IMAGE_STRENGTH, VARY_STRENGTHS
 from moderation.policy import Disposition, NsfwPolicy
 from storage import migrations
-from storage.models import JobKind, JobStatus
+from storage.models import JobInput, JobKind, JobStatus
 from storage.records import JobRecord
 
 pytestmark = [
@@ -469,6 +470,16 @@ async def test_a_reroll_of_an_img2img_job_starts_from_the_same_pictures(
     big = await record_of(service, upscaled.job_id)
     assert (big.kind, big.start, big.strength) == (JobKind.UPSCALE, "image", 0.4)
     assert [given.role for given in big.inputs] == ["image"]
+
+    # Once retention dropped the prepared picture, the control says so and starts nothing.
+    async with service.storage.sessions.begin() as session:
+        await session.execute(
+            update(JobInput).where(JobInput.job_id == first.job_id).values(png=None)
+        )
+    before = await job_count(service)
+    with pytest.raises(ControlUnavailable, match="no longer kept; give them again"):
+        await service.use_control(first.job_id, 1, dataclasses.replace(MEMBER, user_id=1801))
+    assert await job_count(service) == before
     assert np.asarray(Image.open(io.BytesIO(child_png.image or b""))).shape == (64, 64, 3)
 
 
