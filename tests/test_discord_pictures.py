@@ -176,7 +176,9 @@ async def test_imagine_from_a_picture_posts_a_grid_and_records_the_pictures_hash
     assert message.reacted == PICTURE_CONTROLS
     assert not message.ephemeral
     assert message.attachments[0].image().size == (512, 512)
-    assert "· from your picture (strength 0.6) · job " in message.content.splitlines()[0]
+    heading, said = message.content.splitlines()[:2]
+    assert "· from your picture (strength 0.6) · job " in heading
+    assert said == "1️⃣–4️⃣ upscale · 🔄 reroll · ❌ delete"  # what the reactions do
     [download] = [d for d in world.fake.downloads if d.path.endswith("/circle.png")]
     assert download.status == 200
     record = await job_of(world, message)
@@ -278,6 +280,7 @@ async def test_a_vary_reaction_posts_four_variations_at_the_servers_strength(
     assert "✅ vary: subtle → strong" in said.content, said.content
     grid = await grid_of(world, prompt="a blue square", seed=21, steps=8)
     assert grid.reacted == list(CONTROLS)
+    assert grid.content.splitlines()[1] == ("1️⃣–4️⃣ upscale · ↖️ ↗️ ↙️ ↘️ vary · 🔄 reroll · ❌ delete")
     await world.fake.add_reaction(world.ada, grid, "↗️")  # the top right tile: variant 2
     reply = await world.fake.wait_for(reply_with(world, grid, PICTURE_CONTROLS), within=180)
     assert reply.reacted == PICTURE_CONTROLS
@@ -299,6 +302,7 @@ async def test_zoom_out_an_upscale_posts_a_grid(world: World) -> None:
     await world.fake.add_reaction(world.ada, grid, "3️⃣")
     upscale = await world.fake.wait_for(reply_with(world, grid, [ZOOM, DELETE]), within=180)
     assert upscale.reacted == [ZOOM, DELETE]
+    assert upscale.content.splitlines()[1] == "🔍 zoom out 2× · ❌ delete"
     await world.fake.add_reaction(world.ada, upscale, ZOOM)
     zoomed = await world.fake.wait_for(reply_with(world, upscale, PICTURE_CONTROLS), within=180)
     made = await world.service.storage.posts.job_for_message(upscale.id)
@@ -330,3 +334,34 @@ async def test_a_flagged_picture_is_refused_with_its_mark(world: World) -> None:
     assert [(r.status, r.inputs[0].sha256) for r in refused] == [
         (JobStatus.REFUSED, hashlib.sha256(data).hexdigest())
     ]
+
+
+async def test_a_control_picture_guides_a_grid_drawn_from_the_prompt(world: World) -> None:
+    edges = png_of(red_circle((64, 64)))
+    interaction = await imagine(
+        world, prompt="a red circle", control=Upload("outline.png", edges), control_strength=0.8
+    )
+    message = await world.fake.wait_for(
+        lambda: with_controls(interaction.original, len(PICTURE_CONTROLS)), within=180
+    )
+    assert "· following the canny edges of your picture (0.8) · job " in message.content
+    record = await job_of(world, message)
+    assert (record.start, record.control, record.status) == ("text", "canny", JobStatus.SUCCEEDED)
+    assert record.control_scale == pytest.approx(0.8)
+    assert [given.role for given in record.inputs] == ["control"]
+
+
+@pytest.mark.parametrize(
+    ("options", "answer"),
+    [
+        ({"control_type": "canny"}, "⚠️ control must be a picture with control_type canny"),
+        ({"strength": 0.5}, "⚠️ strength must be "),
+    ],
+)
+async def test_a_pictures_option_without_its_picture_is_refused(
+    world: World, options: dict[str, Any], answer: str
+) -> None:
+    interaction = await imagine(world, prompt="a red circle", **options)
+    said = await world.fake.wait_for(lambda: refusal_of(interaction), within=60)
+    assert said.ephemeral
+    assert said.content.startswith(answer), said.content

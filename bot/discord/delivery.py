@@ -52,6 +52,11 @@ EMOJI = {
 }
 
 
+def offered(record: JobRecord, *, has_picture: bool = True) -> tuple[Control, ...]:
+    """The controls under a job's post (see :func:`bot.access.controls_for`)."""
+    return controls_for(record.kind, has_picture=has_picture, from_prompt=drawn_from_prompt(record))
+
+
 @dataclass
 class Status:
     """The message that shows a job's place and progress, and takes its result: the
@@ -100,7 +105,11 @@ class Delivery:
             record = await self.client.storage.audit.get_job(job_id)
             assert record is not None
             content, file = render.final(
-                outcome, title, submitted.job.request.options, self.client.service.model_label
+                outcome,
+                title,
+                submitted.job.request.options,
+                self.client.service.model_label,
+                render.legend(offered(record)),
             )
             try:
                 message = await self._post_result(status, title, content, file)
@@ -261,10 +270,7 @@ class Delivery:
             guild_id=record.guild_id,
             variant=record.parent_variant if record.kind == JobKind.UPSCALE.value else None,
         )
-        offered = controls_for(
-            record.kind, has_picture=has_picture, from_prompt=drawn_from_prompt(record)
-        )
-        for control in offered:
+        for control in offered(record, has_picture=has_picture):
             for emoji in EMOJI[control]:
                 try:
                     await message.add_reaction(emoji)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord import render
-from bot.discord.delivery import Delivery, Status
+from bot.discord.delivery import Delivery, Status, offered
 from bot.discord.retries import DeliveryFailed, best_effort, with_retries
 from bot.discord.text import NO_PINGS, capped
 from bot.imagine.records import options_of
@@ -31,7 +31,8 @@ async def post_recovered(delivery: Delivery, outcome: ImagineOutcome) -> None:
     stale = await storage.posts.messages_for_job(record.id)  # an open job: its statuses
     title = f"{render.title(record)} (resumed after a restart)"
     label = delivery.client.service.model_label
-    content, file = render.final(outcome, title, options_of(record), label)
+    legend = render.legend(offered(record))
+    content, file = render.final(outcome, title, options_of(record), label, legend)
     status = Status(record.channel_id, record.guild_id, record.user_id)
     await delivery.until_live()
     try:

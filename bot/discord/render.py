@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.access import Gated
+from bot.access import Control, Gated
 from bot.discord.text import code, quoted
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.outcomes import Refusal
@@ -177,10 +177,29 @@ def drawn_with(model: str, loras: Sequence[object], embeddings: Sequence[str]) -
     return " · ".join(parts)
 
 
+LEGEND = {
+    Control.UPSCALE: f"{UPSCALES[0]}–{UPSCALES[-1]} upscale",
+    Control.VARY: f"{' '.join(VARIES)} vary",
+    Control.REROLL: f"{REROLL} reroll",
+    Control.ZOOM: f"{ZOOM} zoom out {ZOOM_FACTOR}×",
+    Control.DELETE: f"{DELETE} delete",
+}
+
+
+def legend(controls: Sequence[Control]) -> str:
+    """What the reactions under a post do: ``1️⃣–4️⃣ upscale · ↖️ ↗️ ↙️ ↘️ vary · …``."""
+    return " · ".join(LEGEND[control] for control in controls)
+
+
 def final(
-    outcome: ImagineOutcome, heading: str, options: GenerationOptions, model_label: str
+    outcome: ImagineOutcome,
+    heading: str,
+    options: GenerationOptions,
+    model_label: str,
+    controls: str = "",
 ) -> tuple[str, discord.File | None]:
-    """The text and the picture file of a finished job."""
+    """The text and the picture file of a finished job; ``controls`` (its :func:`legend`)
+    follows the heading of a post with its picture."""
     if outcome.status is JobStatus.CANCELLED:
         return f"{heading}\n❌ {outcome.error or 'cancelled'}", None
     if outcome.status is not JobStatus.SUCCEEDED:
@@ -208,6 +227,8 @@ def final(
     if grid.spoiler:
         lines.append(f"spoilered: {quoted(grid.reason, 200)}")
     name = f"{'SPOILER_' if grid.spoiler else ''}sdbot-{outcome.job_id}.png"
+    if controls:
+        lines.insert(1, controls)
     return "\n".join(lines), discord.File(io.BytesIO(grid.png), filename=name)
 
 
@@ -286,9 +307,13 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             "`(word:1.3)` in a prompt weighs a word more.",
             "`/job id` shows a job's settings and posts its grid again with the controls.",
             "`/cancel [id]` stops your queued or running job.",
-            f"Under a grid: {' '.join(UPSCALES)} upscale that picture, {REROLL} draws the "
-            f"prompt again with new seeds (for {who}); {DELETE} deletes the post (its "
-            "requester or a moderator).",
+            "`/imagine image:` starts from your picture (`strength`: how much is redrawn); "
+            "`control:` draws along its outlines. `/edit` redraws the white of a mask on your "
+            "picture; `/describe` gives prompts for a picture.",
+            f"Under a grid: {' '.join(UPSCALES)} upscale that picture, {' '.join(VARIES)} "
+            f"vary the picture in that corner, {REROLL} draws the prompt again with new seeds; "
+            f"under an upscale {ZOOM} zooms out {ZOOM_FACTOR}× (for {who}); {DELETE} deletes "
+            "the post (its requester or a moderator).",
             "",
             "**Limits here**",
             f"- steps 1–{limits.max_steps} (default {defaults.steps}), guidance "
