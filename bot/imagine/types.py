@@ -10,7 +10,8 @@ from bot.guild_limits import EffectiveLimits
 from generation.catalog import Catalog
 from generation.inputs import MAX_INPUT_BYTES, MAX_INPUT_PIXELS
 from generation.limits import Limits
-from generation.options import ModelDefaults, OptionLimits, Source
+from generation.options import ModelDefaults, OptionLimits
+from generation.starts import Source
 from storage.models import JobKind
 
 
