@@ -183,7 +183,9 @@ class PipelineRunner:
         from generation.conditioning import encode
 
         if len({request.batch_key for request in requests}) != 1:
-            raise ValueError("a batch needs one model, size, step count, guidance and LoRA set")
+            raise ValueError(
+                "a batch needs one model, size, step count, guidance, LoRA set and start"
+            )
         first = requests[0].options
         # 1. Each request's pictures, checked; one generator per image (in _draw): an image
         # depends on its seed and pictures, not on its batch.
