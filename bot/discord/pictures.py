@@ -52,7 +52,7 @@ async def read_attachment(
         )
     try:
         data = await attachment.read()
-    except (discord.HTTPException, discord.NotFound) as error:  # the CDN's answer
+    except discord.HTTPException as error:  # the CDN's answer: gone, forbidden, failing
         raise InvalidOption(
             option, attachment.filename, f"a file Discord still has ({describe(error)})"
         ) from error
