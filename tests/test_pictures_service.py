@@ -20,7 +20,7 @@ import pytest_asyncio
 from PIL import Image, ImageDraw
 from sqlalchemy import update
 
-from bot.access import Control
+from bot.access import Control, Use, control_use, controls_for, drawn_from_prompt
 from bot.app import open_service, open_storage
 from bot.imagine.errors import ControlUnavailable
 from bot.imagine.outcomes import AlreadyStarted, ImagineOutcome, Refusal, Submitted
@@ -42,7 +42,8 @@ pytestmark = [
 ]
 
 GUILD = 18
-MEMBER = Requester(source="test", guild_id=GUILD, channel_id=180, user_id=1800)
+OWNER, SOMEONE = 1800, 1801
+MEMBER = Requester(source="test", guild_id=GUILD, channel_id=180, user_id=OWNER)
 NSFW_ROOM = dataclasses.replace(MEMBER, channel_id=181, channel_nsfw=True)
 WITHIN_S = 300  # a job that never ends fails its test instead of hanging the suite
 STEPS = 4
@@ -113,6 +114,12 @@ def bomb(side: int = 30_000) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
     )
+
+
+def may(
+    control: Control, job: JobRecord, user: int, *, mod: bool = False, open_: bool = False
+) -> Use:
+    return control_use(control, job, user_id=user, moderator=mod, open_to_everyone=open_)
 
 
 async def follow(
@@ -394,6 +401,26 @@ async def test_vary_and_zoom_make_their_children(service: ImagineService) -> Non
     assert (zoom.source_seed, zoom.source_upscale) == (parent.seeds[2], 2)
     assert zoomed.images[0].width == grid.images[0].width  # a grid tile, not an upscale
 
+    # What each post offers, and who may use it (bot.access: the Discord reactions).
+    big = await record_of(service, upscaled.job_id)
+    offered = {
+        record.kind: controls_for(
+            record.kind, has_picture=True, from_prompt=drawn_from_prompt(record)
+        )
+        for record in (parent, big, child, zoom)
+    }
+    assert offered == {
+        JobKind.IMAGINE: (Control.UPSCALE, Control.VARY, Control.REROLL, Control.DELETE),
+        JobKind.UPSCALE: (Control.ZOOM, Control.DELETE),
+        JobKind.VARY: (Control.UPSCALE, Control.REROLL, Control.DELETE),
+        JobKind.ZOOM: (Control.UPSCALE, Control.REROLL, Control.DELETE),
+    }
+    assert may(Control.ZOOM, big, SOMEONE, open_=True) is Use.ALLOW
+    assert may(Control.ZOOM, big, SOMEONE) is Use.REFUSE
+    assert may(Control.ZOOM, parent, OWNER) is Use.IGNORE  # a grid has no 🔍
+    assert may(Control.VARY, big, OWNER) is Use.IGNORE  # an upscale has no ↖️
+    assert may(Control.VARY, parent, SOMEONE, mod=True) is Use.ALLOW
+
     # A vary's and a zoom's tiles are upscaled as they were drawn: from the same source.
     for child_grid in (varied, zoomed):
         upscale = await follow(service, await service.use_control(child_grid.job_id, 1, MEMBER))
@@ -478,7 +505,7 @@ async def test_a_reroll_of_an_img2img_job_starts_from_the_same_pictures(
         )
     before = await job_count(service)
     with pytest.raises(ControlUnavailable, match="no longer kept; give them again"):
-        await service.use_control(first.job_id, 1, dataclasses.replace(MEMBER, user_id=1801))
+        await service.use_control(first.job_id, 1, dataclasses.replace(MEMBER, user_id=SOMEONE))
     assert await job_count(service) == before
     assert np.asarray(Image.open(io.BytesIO(child_png.image or b""))).shape == (64, 64, 3)
 
