@@ -56,7 +56,19 @@ class CommandFailed(CommandError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bot.cli import admin, audit, bench, discord, guild, imagine, models, run, terms, worker
+    from bot.cli import (
+        admin,
+        audit,
+        bench,
+        discord,
+        guild,
+        imagine,
+        models,
+        pictures,
+        run,
+        terms,
+        worker,
+    )
     from bot.cli.arguments import OneLineParser
 
     parser = OneLineParser(
@@ -64,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (imagine, models, audit, terms, guild, admin, bench, worker, run, discord):
+    modules = (imagine, pictures, models, audit, terms, guild, admin, bench, worker, run, discord)
+    for module in modules:
         module.register(commands)
     return parser
 

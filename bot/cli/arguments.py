@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from generation.limits import MAX_RATE, MIN_RATE
@@ -105,3 +106,14 @@ def date(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is outside the dates sdbot can compare: from 0001-01-01 to 9999-12-31 in UTC"
         ) from None
+
+
+def control_spec(text: str) -> tuple[str, Path]:
+    """``--control KIND:FILE``: a ControlNet kind and the picture its input is made from."""
+    from generation.starts import CONTROL_TYPES
+
+    kind, colon, file = text.partition(":")
+    if not colon or kind not in CONTROL_TYPES or not file:
+        kinds = ", ".join(f"{known}:FILE" for known in CONTROL_TYPES)
+        raise argparse.ArgumentTypeError(f"a control must be one of {kinds}, got {text!r}")
+    return kind, Path(file)

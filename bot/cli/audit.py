@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError, NothingThere
 from bot.cli.arguments import date, guild_id
+from bot.cli.outcomes import lineage_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,6 +82,7 @@ def _describe(job: JobRecord, variant: int) -> str:
         + (f" · embeddings {', '.join(job.embeddings)}" if job.embeddings else ""),
         f"  verdict   {job.verdict}"
         + (f": {'; '.join(job.verdict_reasons)}" if job.verdict_reasons else ""),
+        *(f"  {line}" for line in lineage_lines(job)),
     ]
     for image in job.images:
         if image.variant == variant:

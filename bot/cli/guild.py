@@ -147,6 +147,8 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
         f"  max steps       {options.max_steps} ({own('max_steps')})\n"
         f"  max side        {options.max_side} px ({own('max_side')})\n"
         f"  controls        {record.controls.value} (who may upscale and reroll a grid)\n"
+        f"  vary            {record.vary or 'subtle'} (how much a vary redraws"
+        f"{'' if record.vary else ', the default'})\n"
         f"  channels        {channels}\n"
         f"  models          {models}\n"
         f"  LoRAs           {loras}\n"

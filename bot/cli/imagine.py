@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, CommandError
-from bot.cli.arguments import check_guild_id, guild_id
+from bot.cli.arguments import check_guild_id, control_spec, guild_id
 from bot.cli.outcomes import (
     outcome_json,
     print_outcome,
@@ -25,9 +25,19 @@ from generation.options import (
     RequestedOptions,
 )
 from generation.prompt_syntax import parse_lora_list
+from generation.starts import (
+    CONTROL_SCALE,
+    CONTROL_SCALE_MAX,
+    CONTROL_SCALE_MIN,
+    CONTROL_TYPES,
+    IMAGE_STRENGTH,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
+)
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
+    from bot.imagine.types import PicturesIn
     from bot.settings import Settings
     from generation.catalog import Catalog
     from storage.records import JobRecord
@@ -40,34 +50,8 @@ def register(commands: Any) -> None:
         description="Runs the whole moderated path offline and writes the variants and a grid.",
     )
     imagine.add_argument("prompt", help="what to draw")
-    imagine.add_argument("--negative", default="", help="what not to draw")
-    imagine.add_argument("--seed", type=int, help="base seed; variant i uses seed + i")
-    imagine.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    imagine.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
-    imagine.add_argument("--model", help="a model's name (default: the default model)")
-    imagine.add_argument(
-        "--lora",
-        action="append",
-        default=[],
-        metavar="NAME[:WEIGHT]",
-        help=f"a LoRA and its weight (default 1, from {LORA_WEIGHT_MIN:g} to "
-        f"{LORA_WEIGHT_MAX:g}); repeat it, or list them 'a:0.8,b', for up to {MAX_LORAS}",
-    )
-    imagine.add_argument(
-        "--aspect", help="one of the model's sizes by its aspect ratio: 1:1, 3:2, 2:3, 16:9, 9:16"
-    )
-    imagine.add_argument("--width", type=int, help="pixels: one of the model's sizes")
-    imagine.add_argument("--height", type=int, help="pixels: one of the model's sizes")
-    imagine.add_argument("--variants", type=int, default=4, help="images to make (default 4)")
-    imagine.add_argument("--scheduler", help="one of " + ", ".join(SCHEDULERS))
-    imagine.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
-    imagine.add_argument("--guild", type=int, help="apply this guild's lists and NSFW policy")
-    imagine.add_argument(
-        "--nsfw-channel",
-        action="store_true",
-        help="decide as for a channel marked NSFW (flagged images spoilered if the guild allows)",
-    )
-    imagine.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_drawing_options(imagine)
+    add_picture_options(imagine)
     imagine.set_defaults(handler=run_imagine)
 
     recover = commands.add_parser(
@@ -93,6 +77,63 @@ def register(commands: Any) -> None:
     moderate.set_defaults(handler=run_moderate)
 
 
+def add_drawing_options(parser: Any) -> None:
+    """The options of a request to draw (``sdbot imagine``, ``sdbot edit``): all but the
+    prompt and the pictures."""
+    parser.add_argument("--negative", default="", help="what not to draw")
+    parser.add_argument("--seed", type=int, help="base seed; variant i uses seed + i")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
+    parser.add_argument("--model", help="a model's name (default: the default model)")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME[:WEIGHT]",
+        help=f"a LoRA and its weight (default 1, from {LORA_WEIGHT_MIN:g} to "
+        f"{LORA_WEIGHT_MAX:g}); repeat it, or list them 'a:0.8,b', for up to {MAX_LORAS}",
+    )
+    parser.add_argument(
+        "--aspect", help="one of the model's sizes by its aspect ratio: 1:1, 3:2, 2:3, 16:9, 9:16"
+    )
+    parser.add_argument("--width", type=int, help="pixels: one of the model's sizes")
+    parser.add_argument("--height", type=int, help="pixels: one of the model's sizes")
+    parser.add_argument("--variants", type=int, default=4, help="images to make (default 4)")
+    parser.add_argument("--scheduler", help="one of " + ", ".join(SCHEDULERS))
+    parser.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
+    parser.add_argument("--guild", type=int, help="apply this guild's lists and NSFW policy")
+    parser.add_argument(
+        "--nsfw-channel",
+        action="store_true",
+        help="decide as for a channel marked NSFW (flagged images spoilered if the guild allows)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        help=f"with a picture: the share redrawn, from {STRENGTH_MIN:g} to {STRENGTH_MAX:g} "
+        f"(default {IMAGE_STRENGTH:g}; an edit's 1)",
+    )
+
+
+def add_picture_options(parser: Any) -> None:
+    """``sdbot imagine``'s pictures: a start (img2img) or a ControlNet's picture."""
+    parser.add_argument("--image", type=Path, metavar="FILE", help="a picture to start from")
+    parser.add_argument(
+        "--control",
+        type=control_spec,
+        metavar="KIND:FILE",
+        help="a ControlNet and the picture its input is made from: "
+        + ", ".join(f"{kind}:FILE" for kind in CONTROL_TYPES),
+    )
+    parser.add_argument(
+        "--control-strength",
+        type=float,
+        help=f"how strongly the control holds, from {CONTROL_SCALE_MIN:g} to "
+        f"{CONTROL_SCALE_MAX:g} (default {CONTROL_SCALE:g})",
+    )
+
+
 def _requested(args: argparse.Namespace) -> RequestedOptions:
     return RequestedOptions(
         prompt=args.prompt,
@@ -107,11 +148,28 @@ def _requested(args: argparse.Namespace) -> RequestedOptions:
         model=args.model,
         loras=tuple(choice for text in args.lora for choice in parse_lora_list(text)),
         aspect=args.aspect,
+        strength=args.strength,
+        control=None if getattr(args, "control", None) is None else args.control[0],
+        control_scale=getattr(args, "control_strength", None),
     )
 
 
 async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.pictures import attachment_of
+    from bot.imagine.types import PicturesIn
+
+    limit = int(settings.max_input_mb * 1024 * 1024)
+    image = None if args.image is None else attachment_of(args.image, "image", limit)
+    control = None if args.control is None else attachment_of(args.control[1], "control", limit)
+    pictures = None if image is control is None else PicturesIn(image=image, control=control)
+    return await draw(args, settings, pictures)
+
+
+async def draw(args: argparse.Namespace, settings: Settings, pictures: PicturesIn | None) -> int:
+    """A request to draw from the command line: ``sdbot imagine`` (with its pictures, if any)
+    and ``sdbot edit``."""
     from bot.app import open_service, open_storage
+    from bot.cli.outcomes import lineage_json, print_lineage
     from bot.cli.refusals import record_refusal
     from bot.imagine.types import Requester
     from generation.options import UnstorableText
@@ -138,11 +196,14 @@ async def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
             Requester(source="cli", guild_id=args.guild, channel_nsfw=args.nsfw_channel),
             on_progress=progress_printer(not args.json and sys.stderr.isatty()),
             on_queued=queue_printer(not args.json and sys.stderr.isatty()),
+            pictures=pictures,
         )
+        record = await storage.audit.get_job(outcome.job_id)
     if args.json:
-        print(json.dumps(outcome_json(outcome), indent=2))
+        print(json.dumps(outcome_json(outcome) | lineage_json(record), indent=2))
     else:
         print_outcome(outcome)
+        print_lineage(record)
     if outcome.status is JobStatus.BLOCKED:
         return EXIT_BLOCKED
     return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from generation.protocol import Progress
     from generation.queue import Queued
     from moderation.prompts import PromptVerdict
+    from storage.records import JobRecord
 
 
 def image_json(image: ShownImage) -> dict[str, Any]:
@@ -124,3 +125,52 @@ def queue_printer(enabled: bool) -> Any:
         print(f"\r  queued: {ahead}{eta}   ", end="", file=sys.stderr, flush=True)
 
     return show if enabled else None
+
+
+def lineage_json(record: JobRecord | None) -> dict[str, Any]:
+    """What a job came from: its kind, its parent, how it started and the pictures it was
+    given (their hashes and scores)."""
+    if record is None:
+        return {}
+    return {
+        "kind": str(record.kind),
+        "parent_job_id": record.parent_job_id,
+        "parent_variant": record.parent_variant,
+        "start": record.start,
+        "strength": record.strength,
+        "source_seed": record.source_seed,
+        "control": record.control,
+        "control_scale": record.control_scale,
+        "inputs": [given.to_dict() for given in record.inputs],
+    }
+
+
+def lineage_lines(record: JobRecord) -> list[str]:
+    """``parent``, ``start`` and ``input`` lines (none for a job drawn from its prompt)."""
+    lines = []
+    if record.parent_job_id is not None:
+        variant = "" if record.parent_variant is None else f" variant {record.parent_variant}"
+        lines.append(f"parent    job {record.parent_job_id}{variant} ({record.kind})")
+    if record.start != "text" or record.control is not None:
+        said = [record.start]
+        if record.start != "text" and record.strength is not None:
+            said.append(f"strength {record.strength:g}")
+        if record.source_seed is not None:
+            upscale = record.source_upscale or 1
+            said.append(f"from seed {record.source_seed}" + (f" ×{upscale}" if upscale > 1 else ""))
+        if record.control is not None:
+            said.append(f"control {record.control} {record.control_scale or 0:g}")
+        lines.append("start     " + " · ".join(said))
+    for given in record.inputs:
+        score = "" if given.nsfw_score is None else f" · nsfw {given.nsfw_score:.2f}"
+        made = "" if given.parent_job_id is None else f" · made by job {given.parent_job_id}"
+        lines.append(
+            f"input     {given.role} sha256 {given.sha256} {given.format} "
+            f"{given.width}x{given.height}{score}{made}"
+        )
+    return lines
+
+
+def print_lineage(record: JobRecord | None) -> None:
+    for line in [] if record is None else lineage_lines(record):
+        print(f"  {line}")
