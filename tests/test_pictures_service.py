@@ -49,17 +49,33 @@ WITHIN_S = 300  # a job that never ends fails its test instead of hanging the su
 STEPS = 4
 
 
+def controlnet_folder(model_dir: Path, folder: Path) -> Path:
+    """An operator's canny ControlNet for the embedded model: diffusers' ``from_unet`` copy of
+    its UNet, untrained (what is checked here is the path a control picture takes, not how
+    well the shipped one conditions: tests/embedded/test_controlnet.py measures that)."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet")
+    # Two stride-2 steps in its conditioning embedding: 64 px pictures to 16 px latents (the
+    # embedded VAE scales by 4; diffusers' default three steps are SD's 8).
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
+    controlnet.save_pretrained(folder)
+    return folder
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def service(
     tmp_path_factory: pytest.TempPathFactory, model_dir: Path
 ) -> AsyncIterator[ImagineService]:
     """One service and one worker for the module, on the embedded model offered in three
-    sizes (square, wide, tall), with rates no test here reaches."""
+    sizes (square, wide, tall) with a canny ControlNet, at rates no test here reaches."""
     folder = tmp_path_factory.mktemp("pictures")
+    canny = await asyncio.to_thread(controlnet_folder, model_dir, folder / "canny")
     models = folder / "models.toml"
     models.write_text(
         f'[[model]]\nname = "embedded"\nsource = "{model_dir}"\ndefault = true\n'
         'sizes = ["1:1=64x64", "3:2=96x64", "2:3=64x96"]\n'
+        f'controlnets = {{ canny = "{canny}" }}\n'
     )
     settings = Settings(
         _env_file=None,
