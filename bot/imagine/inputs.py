@@ -143,10 +143,11 @@ class InputChecker:
         """The picture, open_nsfw's score and the watermark id (in a worker thread: decoding,
         scoring and reading the mark of a large picture take a while)."""
         picture = self._read(attachment, role)
-        with self._nsfw_lock:
+        with self._nsfw_lock:  # built once; onnxruntime's sessions run in several threads
             if self._nsfw is None:
                 self._nsfw = OpenNSFWChecker()
-            [score] = self._nsfw.scores([picture.rgb])
+            checker = self._nsfw
+        [score] = checker.scores([picture.rgb])
         return picture, score, decode(picture.rgb)
 
     def _read_mask(self, attachment: Attachment, image: Given) -> Given:
