@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from bot.discord.client import ImagineBot
-from bot.discord.render import CONTROLS, DELETE
+from bot.discord.render import CONTROLS, DELETE, ZOOM
 from bot.imagine.service import ImagineService
 from fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
 from fake_discord.client import running, with_controls
@@ -48,12 +48,12 @@ async def test_a_number_upscales_its_variant_once_in_a_reply_with_its_own_delete
 
     def upscaled() -> Message | None:
         for reply in _replies(fake_discord, channel, grid):
-            if with_controls(reply, controls=1):
+            if with_controls(reply, controls=2):
                 return reply
         return None
 
     reply = await fake_discord.wait_for(upscaled, within=120)
-    assert reply.reacted == [DELETE]
+    assert reply.reacted == [ZOOM, DELETE]
     assert reply.attachments[0].image().size == (512, 512)  # a 256 px tile, redrawn at twice
     assert "upscale of #2 of job" in reply.content
     assert "seed 12 · 128×128 · 8 steps" in reply.content  # the options, at the upscaled size

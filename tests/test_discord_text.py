@@ -185,7 +185,10 @@ def test_who_may_use_a_control() -> None:
     assert use(Control.REROLL, grid, 31) is Use.REFUSE
     assert use(Control.REROLL, grid, 31, open_=True) is Use.ALLOW
     assert use(Control.UPSCALE, grid, 31, mod=True) is Use.ALLOW
-    assert use(Control.UPSCALE, upscale, 30) is Use.IGNORE  # an upscale has only ❌
-    assert access.controls_for(JobKind.UPSCALE.value, has_picture=True) == (Control.DELETE,)
+    assert use(Control.UPSCALE, upscale, 30) is Use.IGNORE  # an upscale has 🔍 and ❌
+    assert access.controls_for(JobKind.UPSCALE.value, has_picture=True) == (
+        Control.ZOOM,
+        Control.DELETE,
+    )
     assert access.controls_for(JobKind.IMAGINE.value, has_picture=False) == (Control.DELETE,)
-    assert len(access.controls_for(JobKind.REROLL.value, has_picture=True)) == 3
+    assert len(access.controls_for(JobKind.REROLL.value, has_picture=True)) == 4
