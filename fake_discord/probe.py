@@ -94,6 +94,12 @@ class ProbeBot(discord.Client):
                 )
             await interaction.response.send_message("\n".join(said), ephemeral=True)
 
+        @tree.command(description="think in public, then answer in private")
+        async def retract(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True)
+            await interaction.delete_original_response()
+            await interaction.followup.send("only you, after all", ephemeral=True)
+
         @tree.command(description="an ephemeral answer")
         async def secret(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("only you", ephemeral=True)

@@ -421,6 +421,20 @@ async def test_a_members_file_in_an_attachment_option_as_discord_sends_it(
     }  # fmt: skip
 
 
+async def test_a_followup_after_the_deferred_response_is_deleted_is_its_own_message(
+    fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
+) -> None:
+    _, channel, ada = world
+    interaction = await fake.slash(ada, channel, "retract")
+    answer = await fake.wait_for(lambda: interaction.followups and interaction.followups[0])
+    assert interaction.messages == [answer]
+    assert interaction.response_type == 5
+    assert not interaction.ephemeral  # the "thinking…" was public
+    assert interaction.original is not None
+    assert interaction.original.deleted
+    assert (answer.content, answer.ephemeral) == ("only you, after all", True)
+
+
 async def test_attachment_options_take_files_only_and_within_the_upload_limit(
     fake: FakeDiscord, bot: ProbeBot, world: tuple[Guild, Channel, User]
 ) -> None:
