@@ -58,7 +58,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "controlnet" / "canny"
 class ControlNetConfig:
     out: Path
     model: Path = EMBEDDED_MODEL_DIR
-    steps: int = 800
+    steps: int = 500
     seed: int = 0
     batch: int = 16
     lr: float = 1e-3

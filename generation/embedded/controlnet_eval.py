@@ -60,12 +60,9 @@ class PlacementCase:
 
 def control_image(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """The canny control picture exactly as the bot makes it from a member's picture."""
-    import cv2
+    from generation.inputs import canny
 
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    median = float(np.median(grey))
-    edges = cv2.Canny(grey, int(max(0.0, 0.67 * median)), int(min(255.0, 1.33 * median)))
-    return np.repeat(edges[..., None], 3, axis=2)
+    return canny(rgb)
 
 
 def is_held_out(scene: Scene) -> bool:
