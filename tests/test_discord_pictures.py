@@ -80,6 +80,11 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -
         database_url=f"sqlite+aiosqlite:///{folder / 'sdbot.db'}",
         device="cpu",
         max_input_mb=1.0,  # a noise PNG of a few hundred pixels a side is over it
+        user_images_per_hour=100_000,  # ada makes every request of the module
+        user_burst=10_000,
+        guild_images_per_hour=100_000,
+        guild_burst=10_000,
+        max_jobs_per_user=20,
     )
 
 
