@@ -117,7 +117,8 @@ async def test_a_job_followed_by_a_replaced_client_is_posted_through_its_success
     before.successor = after  # what `sdbot run` does for the client it starts next
     async with running(fake_discord, after):
         grid = await fake_discord.wait_for(lambda: with_controls(status), within=120)
-    assert grid.content.startswith(f"**a yellow moon** · job {record.id}\nseeds ")
+    assert grid.content.startswith(f"**a yellow moon** · job {record.id}\n1️⃣–4️⃣ upscale")
+    assert "\nseeds " in grid.content
     assert grid.reacted == list(CONTROLS)
     posted = [
         call

@@ -205,7 +205,7 @@ def scratch_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_sdbot_discord_check_passes_for_the_bot(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["discord", "check"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "/imagine, /job, /cancel, /help, /mod" in out
+    assert "/imagine, /edit, /describe, /job, /cancel, /help, /mod" in out
     assert "ok" in out
 
 
@@ -258,9 +258,9 @@ async def test_sdbot_discord_sync_pushes_to_a_guild(
         }
     )
     assert await run_sync(argparse.Namespace(guild=guild.id), settings) == EXIT_OK
-    assert f"pushed 5 commands to guild {guild.id}" in capsys.readouterr().out
+    assert f"pushed 7 commands to guild {guild.id}" in capsys.readouterr().out
     assert {name for g, name in fake_discord.commands if g == guild.id} == {
-        "imagine", "job", "cancel", "help", "mod",
+        "imagine", "edit", "describe", "job", "cancel", "help", "mod",
     }  # fmt: skip
     assert (settings.data_dir / "discord-commands.json").is_file()
     assert not fake_discord.gateway.connects  # REST only: the bot did not come online
