@@ -104,8 +104,9 @@ def test_edit_redraws_only_the_white_of_the_mask(
     mask[:, 128:] = 255  # the right half is redrawn
     Image.fromarray(mask).save(tmp_path / "mask.png")
     edited = run_json(
-        settings, "edit", source, "a large yellow square in the centre on a blue background",
-        "--mask", str(tmp_path / "mask.png"), "--seed", "2", "--variants", "1",
+        settings, "edit", source, "--mask", str(tmp_path / "mask.png"),
+        "a large yellow square in the centre on a blue background", "--seed", "2",
+        "--variants", "1",
     )  # fmt: skip
     assert edited["status"] == "succeeded"
     assert (edited["kind"], edited["start"], edited["strength"]) == ("edit", "inpaint", 1.0)
