@@ -125,7 +125,9 @@ def test_edit_redraws_only_the_white_of_the_mask(
     assert "256x256" in line.replace(" × ", "x").replace("×", "x"), line
 
 
-def test_describe_reads_an_embedded_picture(world: tuple[Settings, dict[str, Any]]) -> None:
+def test_describe_reads_an_embedded_picture(
+    world: tuple[Settings, dict[str, Any]], tmp_path: Path
+) -> None:
     settings, first = world
     source = first["images"][0]["path"]
     described = run_json(settings, "describe", source)
@@ -140,6 +142,12 @@ def test_describe_reads_an_embedded_picture(world: tuple[Settings, dict[str, Any
     assert f"made by   job {first['job_id']}" in human.stdout
     line = refused(sdbot(settings, "describe", source, "--model", "sd99"))
     assert line == "sdbot: error: model must be one of embedded, got 'sd99'"
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), (245, 220, 40)).save(plain)
+    nothing = sdbot(settings, "describe", str(plain))
+    assert nothing.returncode == 1, nothing.stderr
+    assert "failed: no shape found: the picture reads as a plain yellow" in nothing.stdout
 
 
 def test_vary_upscale_and_zoom_by_job_id(world: tuple[Settings, dict[str, Any]]) -> None:
