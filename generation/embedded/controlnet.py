@@ -33,10 +33,11 @@ import torch.nn.functional as F
 
 from generation.embedded.components import build_training_scheduler, torch_threads
 from generation.embedded.controlnet_eval import (
+    before_after,
     control_image,
     controlnet_pipeline,
-    hits,
     is_held_out,
+    judge,
     placement_cases,
 )
 from generation.embedded.folder import load_pipeline
@@ -216,16 +217,31 @@ def _train(config: ControlNetConfig) -> Path:
 # Command line --------------------------------------------------------------------------------
 
 
-def run_measure(folder: Path, cases: int, variants: int, seed: int) -> None:
-    chosen = placement_cases(cases)
+def run_measure(folder: Path, args: argparse.Namespace) -> None:
+    chosen = placement_cases(args.cases)
     pipe = controlnet_pipeline(EMBEDDED_MODEL_DIR, folder)
-    print("| control | object in the edges' quadrant |")
-    print("|---|---|")
-    for use_control in (True, False):
-        placed = hits(pipe, chosen, use_control, variants=variants, seed=seed)
-        label = "canny edges" if use_control else "none"
-        share = 100 * sum(placed) / len(placed)
-        print(f"| {label} | {sum(placed)} of {len(placed)} ({share:.1f} %) |")
+    print("| control | conditioning scale | object in the edges' quadrant | colours as asked |")
+    print("|---|---|---|---|")
+    rows: list[tuple[str, float]] = [("none", 0.0)]
+    rows += [("canny edges", scale) for scale in args.scales]
+    for label, scale in rows:
+        verdicts = judge(
+            pipe,
+            chosen,
+            label != "none",
+            variants=args.variants,
+            seed=args.seed,
+            control_scale=scale,
+        )
+        count = len(verdicts)
+        placed = sum(v.placed for v in verdicts)
+        colours = sum(v.colours for v in verdicts)
+        print(
+            f"| {label} | {scale:g} | {placed} of {count} ({100 * placed / count:.1f} %) "
+            f"| {colours} of {count} ({100 * colours / count:.1f} %) |"
+        )
+    if args.picture is not None:
+        before_after(pipe, chosen[:8], args.picture, seed=args.seed)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -238,6 +254,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     action.add_argument("--measure", type=Path, help="ControlNet folder to measure")
     parser.add_argument("--cases", type=int, default=48, help="with --measure: held-out cases")
     parser.add_argument("--variants", type=int, default=4, help="with --measure: per case")
+    parser.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="with --measure: control scales"
+    )
+    parser.add_argument("--picture", type=Path, default=None, help="with --measure: PNG to draw")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--batch", type=int, default=defaults.batch)
@@ -267,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     if args.measure is not None:
-        run_measure(args.measure, args.cases, args.variants, args.seed)
+        run_measure(args.measure, args)
         return 0
     train(config_from_args(args))
     return 0

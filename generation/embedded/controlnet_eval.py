@@ -96,14 +96,6 @@ def placement_cases(count: int = 16, seed: int = EVAL_SEED) -> tuple[PlacementCa
     return tuple(cases)
 
 
-def centre_quadrant(image: NDArray[np.uint8]) -> int | None:
-    """The quadrant of the biggest object the analyser finds, None if it finds none."""
-    objects = analyse(image).objects
-    if not objects:
-        return None
-    return quadrant_of(*objects[0].centroid)
-
-
 def _to_uint8(images: Any) -> list[NDArray[np.uint8]]:
     return [(np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8) for image in images]
 
@@ -160,6 +152,51 @@ def controlnet_pipeline(model_dir: Path, controlnet_dir: Path) -> Any:
     return pipe
 
 
+@dataclass(frozen=True)
+class Verdict:
+    placed: bool  # the biggest object's centre in the edges' quadrant
+    colours: bool  # that object's colour and the background are the prompt's
+
+
+def judge(
+    pipe: Any,
+    cases: Sequence[PlacementCase],
+    use_control: bool,
+    *,
+    variants: int = 4,
+    seed: int = 0,
+    steps: int = 20,
+    control_scale: float = CONTROL_SCALE,
+    threads: int | None = 1,
+) -> list[Verdict]:
+    """A verdict for each variant of each case (case after case). `pipe` as
+    `controlnet_pipeline` makes it; `threads` as the trainer's (one by default: two thrash on
+    a shared 2-core box)."""
+    with torch_threads(threads):
+        images = draw_cases(
+            pipe,
+            cases,
+            use_control=use_control,
+            variants=variants,
+            seed=seed,
+            steps=steps,
+            control_scale=control_scale,
+        )
+    verdicts = []
+    for index, image in enumerate(images):
+        case = cases[index // variants]
+        seen = analyse(image)
+        wanted = case.scene.objects[0].colour, case.scene.background
+        biggest = seen.objects[0] if seen.objects else None
+        verdicts.append(
+            Verdict(
+                placed=biggest is not None and quadrant_of(*biggest.centroid) == case.quadrant,
+                colours=biggest is not None and (biggest.colour, seen.background) == wanted,
+            )
+        )
+    return verdicts
+
+
 def hits(
     pipe: Any,
     cases: Sequence[PlacementCase],
@@ -168,17 +205,22 @@ def hits(
     variants: int = 4,
     seed: int = 0,
     steps: int = 20,
-    threads: int | None = 1,
 ) -> list[bool]:
     """For each variant of each case (case after case): is the object's centre in the
-    quadrant of the case's edges? `pipe` as `controlnet_pipeline` makes it; `threads` as the
-    trainer's (one by default: two thrash on a shared 2-core box)."""
-    with torch_threads(threads):
-        images = draw_cases(
-            pipe, cases, use_control=use_control, variants=variants, seed=seed, steps=steps
-        )
-    wanted = [case.quadrant for case in cases for _ in range(variants)]
-    return [centre_quadrant(image) == q for image, q in zip(images, wanted, strict=True)]
+    quadrant of the case's edges?"""
+    verdicts = judge(pipe, cases, use_control, variants=variants, seed=seed, steps=steps)
+    return [verdict.placed for verdict in verdicts]
+
+
+def before_after(pipe: Any, cases: Sequence[PlacementCase], out: Path, seed: int = 0) -> None:
+    """A picture, one column per case: its edges, the base model's drawing without them, the
+    drawing with them (one variant, the same seed), enlarged 2x."""
+    rows = [np.concatenate([case.control for case in cases], axis=1)]
+    for use_control in (False, True):
+        images = draw_cases(pipe, cases, use_control=use_control, variants=1, seed=seed)
+        rows.append(np.concatenate(images, axis=1))
+    picture = Image.fromarray(np.concatenate(rows, axis=0))
+    picture.resize((picture.width * 2, picture.height * 2), Image.Resampling.NEAREST).save(out)
 
 
 def placement(
