@@ -88,13 +88,20 @@ def make(out: Path, work: Path) -> None:
                  "--seed", "3")  # fmt: skip
     source = first_image(base)
 
-    # img2img: the same picture redrawn at 0.35 and 0.7 towards another prompt.
+    # img2img: a picture of two shapes redrawn towards another prompt, 0.35 (where things are
+    # stays) and 0.7 (they move too) of it, two seeds each.
+    pair = sdbot("imagine", "a small yellow triangle and a small green square on a white "
+                 "background", "--seed", "11")  # fmt: skip
     redrawn = [
-        first_image(sdbot("imagine", "a green square on a blue background", "--image", source,
-                          "--strength", strength, "--seed", "5", "--variants", "1"))
+        sdbot("imagine", "a small red circle and a small blue square on a white background",
+              "--image", first_image(pair), "--strength", strength, "--seed", "5",
+              "--variants", "2")
         for strength in ("0.35", "0.7")
     ]  # fmt: skip
-    strip(out / "img2img.png", [source, *redrawn])
+    strip(
+        out / "img2img.png",
+        [first_image(pair), *(first_image(done, k) for done in redrawn for k in (1, 2))],
+    )
 
     # An edit: the mask's white half redrawn, the rest kept.
     mask = np.zeros((256, 256), dtype=np.uint8)
@@ -106,13 +113,13 @@ def make(out: Path, work: Path) -> None:
     strip(out / "edit.png", [source, work / "mask.png", first_image(edited)])
 
     # Vary: variant 1 varied subtly (the default), variant 2 strongly (a guild's setting).
-    subtle = sdbot("vary", str(base["job_id"]), "1")
+    subtle = sdbot("vary", str(pair["job_id"]), "1")
     sdbot.setup("guild", "set", "1", "--vary", "strong")
-    strong = sdbot("vary", str(base["job_id"]), "2", "--guild", "1")
+    strong = sdbot("vary", str(pair["job_id"]), "2", "--guild", "1")
     strip(
         out / "vary.png",
-        [source, first_image(subtle, 1), first_image(subtle, 2),
-         first_image(base, 2), first_image(strong, 1), first_image(strong, 2)],
+        [first_image(pair, 1), first_image(subtle, 1), first_image(subtle, 2),
+         first_image(pair, 2), first_image(strong, 1), first_image(strong, 2)],
     )  # fmt: skip
 
     # Zoom out: an upscale of variant 1, then its picture in the centre with the border drawn.
