@@ -19,6 +19,7 @@ from bot.settings import Settings
 from generation.describe import describe_embedded
 from generation.models import EMBEDDED_MODEL_DIR
 from tests.test_cli import sdbot
+from tests.test_describe import CAPTION_WORDS, models_file, tiny_blip
 
 PROMPT = "a large red circle in the centre on a blue background"
 
@@ -265,3 +266,24 @@ def test_a_controlnet_picture_where_the_model_has_one(
               SDBOT_MODELS_FILE=str(models))
     )  # fmt: skip
     assert "a prompt without image:" in line
+
+
+def test_describe_for_another_model_uses_the_caption_model(
+    world: tuple[Settings, dict[str, Any]], tmp_path: Path
+) -> None:
+    settings, first = world
+    source = first["images"][0]["path"]
+    env = {"SDBOT_MODELS_FILE": str(models_file(tmp_path, EMBEDDED_MODEL_DIR))}
+    line = refused(sdbot(settings, "describe", source, "--model", "other", **env))
+    assert line.startswith("sdbot: error: model must be the embedded model, or any model once ")
+    assert "SDBOT_CAPTION_MODEL" in line
+    env["SDBOT_CAPTION_MODEL"] = str(tiny_blip(tmp_path / "blip"))
+    captioned = run_json(settings, "describe", source, "--model", "other", **env)
+    assert captioned["model"] == "other"
+    assert captioned["prompts"]
+    assert all(set(p.split()) <= set(CAPTION_WORDS) for p in captioned["prompts"])
+    assert (
+        run_json(settings, "describe", source, "--model", "other", **env)
+        | {"job_id": captioned["job_id"]}
+        == captioned
+    )  # the same captions each time
