@@ -177,19 +177,23 @@ def fit_mask(mask: MaskArray, width: int, height: int) -> MaskArray:
 
 def canny(rgb: RGBArray) -> RGBArray:
     """The control picture for ``canny``: white edges on black, RGB, the same size (OpenCV's
-    Canny on the grey picture, thresholds from its median).
+    Canny on each colour channel, thresholds from that channel's median, the edges of any).
 
-    The thresholds are 0.66× and 1.33× the median grey, clipped into [25, 255] and [50, 255]:
-    a light picture keeps only its strong edges, a dark one its faint ones, and a nearly black
-    one does not turn its noise into edges.
+    Each channel on its own: a red circle on a blue background has nearly one grey (81 and 85),
+    so the grey picture's Canny finds no edge where a member plainly sees one. The thresholds
+    are 0.66× and 1.33× the channel's median, clipped into [25, 255] and [50, 255]: a light
+    picture keeps only its strong edges, a dark one its faint ones, and a nearly black one does
+    not turn its noise into edges.
     """
     import cv2  # opencv comes with invisible-watermark; imported where it is needed
 
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    median = float(np.median(grey))
-    lower = int(np.clip(CANNY_LOWER[0] * median, CANNY_LOWER[1], 255))
-    upper = int(np.clip(CANNY_UPPER[0] * median, CANNY_UPPER[1], 255))
-    edges = cv2.Canny(grey, lower, upper)
+    edges = np.zeros(rgb.shape[:2], dtype=np.uint8)
+    for channel in range(3):
+        plane = np.ascontiguousarray(rgb[:, :, channel])
+        median = float(np.median(plane))
+        lower = int(np.clip(CANNY_LOWER[0] * median, CANNY_LOWER[1], 255))
+        upper = int(np.clip(CANNY_UPPER[0] * median, CANNY_UPPER[1], 255))
+        edges = np.maximum(edges, cv2.Canny(plane, lower, upper))
     return np.ascontiguousarray(np.repeat(edges[:, :, None], 3, axis=2), dtype=np.uint8)
 
 

@@ -376,6 +376,16 @@ def test_canny_draws_the_circles_border(size: int, radius: int) -> None:
     assert len(ys) >= 0.8 * 2 * np.pi * radius  # and the border is all there
 
 
+def test_canny_sees_colours_of_one_lightness_apart() -> None:
+    # The embedded model's red on its blue: greys 81 and 85, no edge in the grey picture.
+    image = Image.new("RGB", (64, 64), (40, 80, 225))
+    ImageDraw.Draw(image).ellipse((12, 12, 52, 52), fill=(200, 30, 30))
+    edges = canny(np.asarray(image))
+    ys, xs = np.nonzero(edges[..., 0])
+    assert np.abs(np.hypot(ys - 32, xs - 32) - 20).max() <= 3
+    assert len(ys) >= 0.8 * 2 * np.pi * 20
+
+
 def test_canny_of_a_flat_or_noisy_dark_picture_is_black() -> None:
     assert canny(np.full((64, 64, 3), 128, dtype=np.uint8)).max() == 0
     noise = np.random.default_rng(1).integers(0, 6, (64, 64, 3), dtype=np.uint8)

@@ -369,6 +369,21 @@ async def test_bad_files_are_refused_before_a_record(
     assert service.queue.limiter.depth == 0  # type: ignore[attr-defined]  # the LocalQueue's
 
 
+async def test_a_control_picture_without_edges_is_refused_before_a_record(
+    service: ImagineService,
+) -> None:
+    flat = io.BytesIO()
+    Image.new("RGB", (64, 64), (30, 60, 200)).save(flat, "PNG")
+    before = await job_count(service)
+    with pytest.raises(InvalidOption, match=r"a picture with outlines to follow \(canny found"):
+        await service.submit(
+            RequestedOptions("a red circle", steps=STEPS, control="canny"),
+            MEMBER,
+            pictures=PicturesIn(control=Attachment(flat.getvalue(), "flat.png")),
+        )
+    assert await job_count(service) == before
+
+
 async def test_vary_and_zoom_make_their_children(service: ImagineService) -> None:
     grid = await asyncio.wait_for(
         service.imagine(RequestedOptions("a red circle", steps=STEPS, variants=4), MEMBER),

@@ -222,6 +222,13 @@ def prepare(read: Read, width: int, height: int) -> Prepared:
         rows.append(read.mask.record(mask))
     if read.control is not None:
         edges = inputs.canny(inputs.fit(read.control.picture.rgb, width, height))
+        if not edges.any():  # an empty control would let the object go anywhere, unannounced
+            raise InvalidOption(
+                "control",
+                f"a {read.control.picture.width}×{read.control.picture.height} picture "
+                "without edges",
+                f"a picture with outlines to follow (canny found none at {width}×{height})",
+            )
         control = inputs.png_bytes(edges)
         rows.append(read.control.record(control))
     return Prepared(InputImages(image, mask, control), tuple(rows))

@@ -32,7 +32,7 @@ from generation.embedded.scenes import render_scene as _render
 
 # (colour, shape, background): never in the ControlNet's training scenes.
 HELD_OUT: tuple[tuple[str, str, str], ...] = (
-    ("orange", "circle", "blue"),
+    ("red", "circle", "blue"),
     ("blue", "square", "white"),
     ("green", "triangle", "yellow"),
     ("yellow", "circle", "purple"),
