@@ -172,9 +172,7 @@ def parameters_text(
     if options.start != "text":  # A1111's img2img and inpaint write the strength here
         fields["Denoising strength"] = f"{options.strength:g}"
     if options.control is not None:  # a field per ControlNet, as sd-webui-controlnet's
-        fields["ControlNet 0"] = (
-            f"Module: {options.control}, Weight: {options.control_scale:g}"
-        )
+        fields["ControlNet 0"] = f"Module: {options.control}, Weight: {options.control_scale:g}"
     if options.upscale > 1:
         fields["Hires denoising strength" if options.start != "text" else "Denoising strength"] = (
             f"{UPSCALE_STRENGTH:g}"
