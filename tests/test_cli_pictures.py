@@ -173,6 +173,8 @@ def test_vary_upscale_and_zoom_by_job_id(world: tuple[Settings, dict[str, Any]])
     assert "vary            strong" in sdbot(settings, "guild", "show", "5").stdout
     strong = run_json(settings, "vary", job, "2", "--guild", "5")
     assert (strong["strength"], strong["source_seed"]) == (0.7, first["seeds"][1])
+    asked = run_json(settings, "vary", job, "3", "--strong")  # the member's choice, no guild's
+    assert (asked["strength"], asked["source_seed"]) == (0.7, first["seeds"][2])
 
     upscaled = run_json(settings, "upscale", job, "2")
     assert (upscaled["kind"], upscaled["parent_variant"]) == ("upscale", 2)

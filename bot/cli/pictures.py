@@ -55,6 +55,10 @@ def register(commands: Any) -> None:
         control.add_argument("job", type=_job_id, help="the job's number")
         if name != "zoom":
             control.add_argument("variant", type=_variant, help="its variant, 1 to 4")
+        if name == "vary":
+            control.add_argument(
+                "--strong", action="store_true", help="vary strongly (0.7; default: the guild's)"
+            )
         control.add_argument("--out", type=Path, help="output folder (default: SDBOT_OUTPUT_DIR)")
         _add_where(control, "(default: the job's)")
         control.set_defaults(handler=run_control, control=name)
@@ -193,7 +197,10 @@ async def run_control(args: argparse.Namespace, settings: Settings) -> int:
             guild_id=parent.guild_id if args.guild is None else args.guild,
             channel_nsfw=args.nsfw_channel or (args.guild is None and parent.channel_nsfw),
         )
-        started = await service.use_control(args.job, variant, requester, control=control)
+        vary = "strong" if getattr(args, "strong", False) else None
+        started = await service.use_control(
+            args.job, variant, requester, control=control, vary=vary
+        )
         if isinstance(started, AlreadyStarted):
             what = control_name(variant, control)
             child = started.job

@@ -155,9 +155,11 @@ class Controls:
         requester: Requester,
         *,
         control: Control | None = None,
+        vary: str | None = None,
     ) -> Submitted | ImagineOutcome | AlreadyStarted:
         """Use a control on job ``job_id``: ``control`` None upscales ``variant`` (1–4), or
-        rerolls with new seeds when ``variant`` is None; Control.VARY varies ``variant``;
+        rerolls with new seeds when ``variant`` is None; Control.VARY varies ``variant`` (at
+        ``vary``, subtle or strong, when given, else at the guild's setting);
         Control.ZOOM zooms out an upscale (no variant). Using a control again, or a reaction
         that Discord delivers twice, gets :class:`AlreadyStarted` with the job it started.
 
@@ -168,8 +170,7 @@ class Controls:
         parent = await self.storage.audit.get_job(job_id)
         if parent is None:
             raise ControlUnavailable(f"there is no job {job_id}")
-        vary = None
-        if control is Control.VARY:
+        if control is Control.VARY and vary is None:
             settings = (await self.admission.limits_here(requester.guild_id)).settings
             vary = None if settings is None else settings.vary
         requested, derived = derive(parent, variant, control, vary=vary)

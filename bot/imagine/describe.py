@@ -167,9 +167,8 @@ class Describer:
         # The picture's hash, score and parent are kept, not its pixels: nothing is drawn
         # from it, and a picture read is kept no longer than its answer is shown.
         audit = self.storage.audit
-        job_id = await audit.create_job(new, inputs=[given.record(b"")])
-        await asyncio.shield(audit.record_outcome(job_id, status, error=error))
-        return job_id
+        # Recorded finished: never an open job a restart would queue.
+        return await audit.create_job(new, inputs=[given.record(b"")], finished=status, error=error)
 
     async def _refuse(self, new: NewJob, given: Given, refusal: Refusal, reason: str) -> Described:
         job_id = await self.storage.audit.create_job(

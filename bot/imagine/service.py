@@ -159,10 +159,12 @@ class ImagineService:
         requester: Requester,
         *,
         control: Control | None = None,
+        vary: str | None = None,
     ) -> Submitted | ImagineOutcome | AlreadyStarted:
         """Upscale ``variant`` or reroll (None) a finished job, or with ``control`` vary a
-        variant or zoom out an upscale: see :meth:`Controls.use`."""
-        return await self.controls.use(job_id, variant, requester, control=control)
+        variant (``vary``: subtle or strong, else the guild's) or zoom out an upscale: see
+        :meth:`Controls.use`."""
+        return await self.controls.use(job_id, variant, requester, control=control, vary=vary)
 
     async def cancel(self, job_id: int, user_id: int | None) -> str:
         """The owner cancels a job; raises NotYours for someone else's."""
