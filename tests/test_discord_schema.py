@@ -206,6 +206,7 @@ def test_sdbot_discord_check_passes_for_the_bot(capsys: pytest.CaptureFixture[st
     assert main(["discord", "check"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "/imagine, /edit, /describe, /job, /cancel, /help, /mod" in out
+    assert "texts: 8 checked" in out  # the vary, edit and ControlNet titles and /describe too
     assert "ok" in out
 
 

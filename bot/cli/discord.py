@@ -96,7 +96,8 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     """The texts the bot writes, each with the longest inputs it accepts: a prompt of the most
     characters, markdown that escaping doubles, a blocked prompt with every reason it can get."""
     # The module, not its names: a test replaces render.refusal.
-    from bot.discord import jobs, render
+    from bot.discord import jobs, pictures, render
+    from bot.imagine.describe import Described
     from bot.imagine.outcomes import ImagineOutcome
     from moderation.lists import PromptRules, data_lines
     from moderation.prompts import check_prompt
@@ -108,6 +109,18 @@ async def sample_texts(client: ImagineBot) -> AsyncIterator[tuple[str, str]]:
     title = render.title_of(escaped, 2**31, JobKind.UPSCALE, 2**31, 4)
     yield "queued", f"{title}\nqueued: 999 ahead · about 999 min"
     yield "progress", f"{title}\ndrawing: step {limits.max_steps}/{limits.max_steps}"
+    for kind, start, control in (
+        (JobKind.VARY, "image", None),
+        (JobKind.EDIT, "inpaint", None),
+        (JobKind.IMAGINE, "text", "canny"),
+    ):
+        made = render.title_of(
+            escaped, 2**31, kind, 2**31, 4, start=start, strength=0.35, control=control,
+            control_scale=1.75,
+        )  # fmt: skip
+        yield f"{kind.value} title", f"{made}\nqueued: 999 ahead · about 999 min"
+    described = Described(2**31, ("x" * longest,) * 8, "0" * 64, 2**31, model="m" * 32)
+    yield "/describe", pictures.describe_text(described, "f" * 200)
     words = " ".join(t for t in data_lines("block_terms.txt") if t.isalpha())
     # The shipped rules, which the bot's are (bot.app); a guild's entries only add reasons.
     verdict = check_prompt(words[:longest], PromptRules.default(), words[-longest:])

@@ -185,4 +185,4 @@ def describe_text(described: Described, filename: str) -> str:
     marks = (*render.UPSCALES, "5️⃣", "6️⃣", "7️⃣", "8️⃣")
     for mark, prompt in zip(marks, described.prompts, strict=False):
         lines.append(f"{mark} {quoted(prompt, 300)}")
-    return "\n".join(lines)
+    return capped("\n".join(lines))  # eight long captions would pass Discord's 2,000
