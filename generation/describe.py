@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import ErrorKind
+from generation.embedded.prompts import WHERE
 from generation.errors import GenerationError, ModelLoadError
 from generation.models import EMBEDDED_MODEL_DIR, SourceKind, resolve_model
 
@@ -36,18 +37,6 @@ _VOCAB = Path("tokenizer") / "vocab.json"
 # the upright triangle covers half its 2h × 2h box (``generation.embedded.scenes``).
 _AREA_PER_HALF_SQUARED = {"square": 4.0, "circle": math.pi, "triangle": 2.0}
 _LARGE_FROM = 9.0  # half-extent in px between small (6) and large (12)
-# The first phrasing of each cell (``scenes``' canonical captions and the benchmark's prompts).
-_WHERE = {
-    "top left": "at the top left",
-    "top": "at the top",
-    "top right": "at the top right",
-    "left": "on the left",
-    "centre": "in the centre",
-    "right": "on the right",
-    "bottom left": "at the bottom left",
-    "bottom": "at the bottom",
-    "bottom right": "at the bottom right",
-}
 
 
 class NoShapeFound(GenerationError):
@@ -121,9 +110,9 @@ def _say(things: tuple[_Thing, ...], background: str, *, size: bool, where: bool
         body = "two " + noun(first, plural=True)
         if where:
             a, b = sorted(thing.where for thing in things)
-            body += f", one {_WHERE[a]} and one {_WHERE[b]},"
+            body += f", one {WHERE[a]} and one {WHERE[b]},"
     else:
-        said = [f"a {noun(t)}" + (f" {_WHERE[t.where]}" if where else "") for t in things]
+        said = [f"a {noun(t)}" + (f" {WHERE[t.where]}" if where else "") for t in things]
         body = " and ".join(said)
     return f"{body} on a {background} background"
 

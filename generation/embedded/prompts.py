@@ -22,7 +22,8 @@ def _obj(colour: str, shape: str, where: str, size: str = "large") -> SceneObjec
     return SceneObject(Shape(shape), colour, Size(size), Position.from_name(where))
 
 
-_WHERE = {
+# A grid cell's first phrasing (``scenes``' canonical captions); /describe says it the same way.
+WHERE = {
     "top left": "at the top left",
     "top": "at the top",
     "top right": "at the top right",
@@ -36,7 +37,7 @@ _WHERE = {
 
 
 def _single(colour: str, shape: str, where: str, background: str, size: str) -> BenchmarkCase:
-    prompt = f"a {size} {colour} {shape} {_WHERE[where]} on a {background} background"
+    prompt = f"a {size} {colour} {shape} {WHERE[where]} on a {background} background"
     return BenchmarkCase(prompt, Scene(background, (_obj(colour, shape, where, size),)), True)
 
 
@@ -44,7 +45,7 @@ def _pair(
     first: tuple[str, str, str], second: tuple[str, str, str], background: str
 ) -> BenchmarkCase:
     objects = tuple(_obj(c, s, w, "small") for c, s, w in (first, second))
-    said = " and ".join(f"a small {c} {s} {_WHERE[w]}" for c, s, w in (first, second))
+    said = " and ".join(f"a small {c} {s} {WHERE[w]}" for c, s, w in (first, second))
     return BenchmarkCase(f"{said} on a {background} background", Scene(background, objects), True)
 
 
