@@ -169,11 +169,10 @@ async def draw(args: argparse.Namespace, settings: Settings, pictures: PicturesI
     """A request to draw from the command line: ``sdbot imagine`` (with its pictures, if any)
     and ``sdbot edit``."""
     from bot.app import open_service, open_storage
-    from bot.cli.outcomes import lineage_json, print_lineage
+    from bot.cli.outcomes import report
     from bot.cli.refusals import record_refusal
     from bot.imagine.types import Requester
     from generation.options import UnstorableText
-    from storage.models import JobStatus
 
     catalog = catalog_of(settings)
     requested = _requested(args)
@@ -199,14 +198,7 @@ async def draw(args: argparse.Namespace, settings: Settings, pictures: PicturesI
             pictures=pictures,
         )
         record = await storage.audit.get_job(outcome.job_id)
-    if args.json:
-        print(json.dumps(outcome_json(outcome) | lineage_json(record), indent=2))
-    else:
-        print_outcome(outcome)
-        print_lineage(record)
-    if outcome.status is JobStatus.BLOCKED:
-        return EXIT_BLOCKED
-    return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
+    return report(outcome, record, args.json)
 
 
 def catalog_of(settings: Settings) -> Catalog:

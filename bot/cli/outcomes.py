@@ -174,3 +174,21 @@ def lineage_lines(record: JobRecord) -> list[str]:
 def print_lineage(record: JobRecord | None) -> None:
     for line in [] if record is None else lineage_lines(record):
         print(f"  {line}")
+
+
+def report(outcome: ImagineOutcome, record: JobRecord | None, as_json: bool) -> int:
+    """Prints a drawn job's outcome with where it came from (JSON or lines) and returns its exit
+    code: 0 succeeded, 3 blocked, 1 otherwise."""
+    import json
+
+    from bot.cli import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK
+    from storage.models import JobStatus
+
+    if as_json:
+        print(json.dumps(outcome_json(outcome) | lineage_json(record), indent=2))
+    else:
+        print_outcome(outcome)
+        print_lineage(record)
+    if outcome.status is JobStatus.BLOCKED:
+        return EXIT_BLOCKED
+    return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED

@@ -170,18 +170,10 @@ async def run_control(args: argparse.Namespace, settings: Settings) -> int:
     from bot.access import Control
     from bot.app import open_service, open_storage
     from bot.cli.imagine import catalog_of
-    from bot.cli.outcomes import (
-        lineage_json,
-        outcome_json,
-        print_lineage,
-        print_outcome,
-        progress_printer,
-        queue_printer,
-    )
+    from bot.cli.outcomes import progress_printer, queue_printer, report
     from bot.imagine.controls import control_name
     from bot.imagine.outcomes import AlreadyStarted, ImagineOutcome
     from bot.imagine.types import Requester
-    from storage.models import JobStatus
 
     catalog_of(settings)
     control = Control(args.control)
@@ -216,13 +208,4 @@ async def run_control(args: argparse.Namespace, settings: Settings) -> int:
                 on_queued=queue_printer(not args.json and sys.stderr.isatty()),
             )
         record = await storage.audit.get_job(outcome.job_id)
-    if args.json:
-        print(json.dumps(outcome_json(outcome) | lineage_json(record), indent=2))
-    else:
-        print_outcome(outcome)
-        print_lineage(record)
-    if outcome.status is JobStatus.BLOCKED:
-        from bot.cli import EXIT_BLOCKED
-
-        return EXIT_BLOCKED
-    return EXIT_OK if outcome.status is JobStatus.SUCCEEDED else EXIT_FAILED
+    return report(outcome, record, args.json)
