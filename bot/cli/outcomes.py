@@ -75,7 +75,9 @@ def print_outcome(outcome: ImagineOutcome) -> None:
         print(f"  note: {note}")
     if outcome.verdict.force_safe:
         print(f"  {outcome.verdict.summary()}")
-    for image in (*outcome.images, *([outcome.grid] if outcome.grid else [])):
+    # An upscale's "grid" is its one picture: printed once.
+    grid = [outcome.grid] if outcome.grid is not None and outcome.grid.variant == 0 else []
+    for image in (*outcome.images, *grid):
         label = "grid" if image.variant == 0 else f"#{image.variant} seed {image.seed}"
         if image.withheld:
             where = f"withheld: {image.reason}"
