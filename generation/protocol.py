@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from generation.catalog import Catalog
+from generation.fast_path import FastPath
 from generation.options import GenerationOptions
 from moderation.policy import Disposition, ImageDecision, ImagePolicy
 from moderation.safety import SafetyResult
@@ -43,6 +44,7 @@ class WorkerSpec:
     log_level: str = "WARNING"
     catalog: Catalog | None = None
     memory_gb: float = 0
+    fast: FastPath = field(default_factory=FastPath)
 
 
 @dataclass(frozen=True)

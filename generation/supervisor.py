@@ -208,6 +208,16 @@ class WorkerSupervisor:
             self._starting -= ids
             self._cancel_at_start -= ids
 
+    async def draw_batch(
+        self, batch: WorkBatch, on_progress: ProgressCallback | None = None
+    ) -> asyncio.Future[dict[int, Answer]]:
+        """Sends a batch and returns once the device has drawn it; the future gives the
+        answers. (Skeleton: returns once the batch is finished.)"""
+        answers = await self.run_batch(batch, on_progress)
+        future: asyncio.Future[dict[int, Answer]] = asyncio.get_running_loop().create_future()
+        future.set_result(answers)
+        return future
+
     def cancel(self, job_id: int) -> bool:
         """Asks the worker to stop a running job at its next denoising step (False: not
         running here). Its answer comes back as WorkCancelled. A job whose batch waits for the

@@ -99,6 +99,20 @@ def register(commands: Any) -> None:
     mod.add_argument("--json", action="store_true")
     mod.set_defaults(handler=run_mod)
 
+    # These two keep their options beside their code (their modules are light to import).
+    from bench import gpu, throughput
+
+    throughput_parser = kinds.add_parser(
+        "throughput", help="images per second through the whole path vs a raw diffusers loop"
+    )
+    throughput.add_arguments(throughput_parser)
+    throughput_parser.set_defaults(handler=throughput.run)
+    gpu_parser = kinds.add_parser(
+        "gpu", help="SD 1.5- and SDXL-shaped pipelines (random weights): raw vs the whole path"
+    )
+    gpu.add_arguments(gpu_parser)
+    gpu_parser.set_defaults(handler=gpu.run)
+
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
     )

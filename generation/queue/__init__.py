@@ -14,7 +14,7 @@ places and ETAs), ``batch`` (batches and the one batch runner), ``local`` (``Loc
 from __future__ import annotations
 
 from generation.protocol import Progress
-from generation.queue.batch import BatchOutcome, BatchPolicy, run_batch, take_batch
+from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch, run_batch, take_batch
 from generation.queue.contract import (
     MAX_STARTS,
     CancelOutcome,
@@ -69,6 +69,7 @@ __all__ = [
     "Ticket",
     "Workers",
     "decode_event",
+    "draw_batch",
     "encode_event",
     "fair_order",
     "places",

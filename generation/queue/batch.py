@@ -7,6 +7,7 @@ claim through it as a batch of one (batches on Redis are another change).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,9 +75,36 @@ async def run_batch(
     """Runs the requests as one batch. A worker that crashed, stalled or could not load its
     model fails every job of the batch with the reason. Anything else (a bug) propagates, and
     the caller decides whether its loop goes on."""
-    try:
-        answers = await workers.run_batch(WorkBatch(tuple(requests)), on_progress)
-    except GenerationError as error:
+    return await (await draw_batch(workers, requests, on_progress))
+
+
+async def draw_batch(
+    workers: Workers, requests: Sequence[WorkRequest], on_progress: ProgressCallback | None
+) -> asyncio.Future[BatchOutcome]:
+    """Sends the requests as one batch and returns once the worker's device has drawn them,
+    so that the caller can send the next batch while this one is checked, marked and encoded;
+    the future it returns gives each job's terminal event (failures as :func:`run_batch`)."""
+
+    def failures(error: GenerationError) -> BatchOutcome:
         return BatchOutcome({request.job_id: Failed(str(error)) for request in requests}, False)
-    events = {request.job_id: terminal_event(answers[request.job_id]) for request in requests}
-    return BatchOutcome(events, True)
+
+    try:
+        answers = await workers.draw_batch(WorkBatch(tuple(requests)), on_progress)
+    except GenerationError as error:
+        return _resolved(failures(error))
+
+    async def outcome() -> BatchOutcome:
+        try:
+            done = await answers
+        except GenerationError as error:
+            return failures(error)
+        events = {request.job_id: terminal_event(done[request.job_id]) for request in requests}
+        return BatchOutcome(events, True)
+
+    return asyncio.ensure_future(outcome())
+
+
+def _resolved(outcome: BatchOutcome) -> asyncio.Future[BatchOutcome]:
+    future: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+    future.set_result(outcome)
+    return future

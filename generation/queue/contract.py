@@ -89,6 +89,13 @@ class Workers(Protocol):
     async def run_batch(
         self, batch: WorkBatch, on_progress: ProgressCallback | None = None
     ) -> dict[int, Answer]: ...
+    async def draw_batch(
+        self, batch: WorkBatch, on_progress: ProgressCallback | None = None
+    ) -> asyncio.Future[dict[int, Answer]]:
+        """Sends a batch and returns once the device has drawn it (free for the next batch);
+        the future gives every job's answer once its pictures are post-ready. Raises as
+        ``run_batch`` does, here or from the future."""
+
     def cancel(self, job_id: int) -> bool: ...
 
 

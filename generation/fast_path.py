@@ -1,0 +1,37 @@
+"""The fast path on a device: switches applied to a loaded pipeline, each one measured by
+``sdbot bench gpu`` (skeleton: the switches are defined, applying them is another change).
+
+Light to import: the bot process reads :class:`FastPath` from the settings; only the worker
+applies it (:func:`apply_fast_path`), after the model loads and before its first call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """How the worker runs a loaded model faster, each switch on its own.
+
+    ``channels_last``: the UNet's (and VAE's) memory format. ``fuse_qkv``: one projection for
+    attention's query, key and value. ``compile``: ``torch.compile`` of the UNet (opt-in; a
+    call's batch is padded up to one of ``batch_sizes`` so that the queue's batches never
+    recompile). ``vae_slicing`` / ``vae_tiling``: decode a batch one image at a time / a big
+    image in tiles. ``deepcache_interval``: 0 off; N runs the whole UNet every N-th step and
+    reuses its deep features in between (a quality/speed trade).
+    """
+
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: bool = False
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    deepcache_interval: int = 0
+
+
+def apply_fast_path(pipe: Any, fast: FastPath, device: str) -> tuple[str, ...]:
+    """Applies ``fast`` to a loaded pipeline; returns the names of the switches applied."""
+    return ()
