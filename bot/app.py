@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from bot.imagine.service import ImagineService
 from bot.imagine.types import ImagineConfig
 from bot.settings import Settings
+from generation.fast_path import FastPath
 from generation.protocol import WorkerSpec
 from generation.queue import BatchPolicy, JobQueue, LocalQueue
 from moderation.lists import PromptRules
@@ -38,6 +39,7 @@ def worker_spec(settings: Settings) -> WorkerSpec:
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         catalog=settings.catalog(),  # the models and LoRAs admission lets through
         memory_gb=settings.model_memory_gb,
+        fast=FastPath.parse(settings.fast_path),
     )
 
 

@@ -31,6 +31,24 @@ class FastPath:
     vae_tiling: bool = False
     deepcache_interval: int = 0
 
+    @classmethod
+    def parse(cls, text: str) -> FastPath:
+        """``SDBOT_FAST_PATH``: switch names, comma-separated (``deepcache:N`` takes its
+        interval); raises ValueError naming an unknown switch and the known ones."""
+        switches: dict[str, object] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition(":")
+            if name == "deepcache":
+                switches["deepcache_interval"] = int(value or 3)
+            elif name in {"channels_last", "fuse_qkv", "compile", "vae_slicing", "vae_tiling"}:
+                switches[name] = True
+            else:
+                raise ValueError(
+                    f"unknown fast-path switch {name!r}; known: channels_last, fuse_qkv, "
+                    "compile, vae_slicing, vae_tiling, deepcache:N"
+                )
+        return cls(**switches)  # type: ignore[arg-type]
+
 
 def apply_fast_path(pipe: Any, fast: FastPath, device: str) -> tuple[str, ...]:
     """Applies ``fast`` to a loaded pipeline; returns the names of the switches applied."""

@@ -169,6 +169,10 @@ class WorkResult:
     postprocess_ms: float
     notes: tuple[str, ...] = ()
     model_load_ms: float = 0.0
+    # When its batch's pipeline call ran, on ``time.monotonic()`` (one clock for every process
+    # of a machine): the device's busy intervals, which ``sdbot bench throughput`` adds up.
+    drawn_from: float = 0.0
+    drawn_until: float = 0.0
 
 
 @dataclass(frozen=True)

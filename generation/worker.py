@@ -181,6 +181,7 @@ class Worker:
                     conn.send(Progress(job_id, step, total))
 
         # 1. Diffusion, all jobs in one call.
+        drawn_from = time.monotonic()
         started = time.perf_counter()
         try:
             drawn = model.runner.generate(batch.requests, on_step)
@@ -192,6 +193,7 @@ class Worker:
                 conn.send(WorkFailed(job_id, failure(error)))
             return
         diffusion_ms = (time.perf_counter() - started) * 1000
+        drawn_until = time.monotonic()
         for index, request in enumerate(batch.requests):
             if request.job_id in cancelled or drawn is None:
                 step, total = cancelled[request.job_id]
@@ -200,7 +202,15 @@ class Worker:
             try:
                 result = self.finish(model, request, drawn[index].images, diffusion_ms)
                 notes = drawn[index].notes
-                conn.send(dataclasses.replace(result, notes=notes, model_load_ms=load_ms))
+                conn.send(
+                    dataclasses.replace(
+                        result,
+                        notes=notes,
+                        model_load_ms=load_ms,
+                        drawn_from=drawn_from,
+                        drawn_until=drawn_until,
+                    )
+                )
             except Exception as error:
                 log.exception("job %d failed", request.job_id)
                 conn.send(WorkFailed(request.job_id, failure(error)))
