@@ -138,11 +138,7 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
-    fast_path: str = Field(
-        default="",
-        description="the worker's fast-path switches, comma-separated: channels_last, "
-        "fuse_qkv, compile, vae_slicing, vae_tiling, deepcache:N (see generation/fast_path.py)",
-    )
+    fast_path: str = Field(default="", description="fast-path switches, see fast_path.py")
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = Field(default="", description="default: SQLite in the data folder")
     output_dir: Path | None = Field(default=None, description="default: images/ in the data folder")

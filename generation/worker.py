@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
@@ -27,19 +26,16 @@ from common.errors import SdbotError
 from generation.errors import InvalidOption, ModelLoadError
 from generation.images import (
     Marked,
-    make_grid,
     parameters_text,
     to_png,
     upscale_to_min_side,
-    withheld_tile,
 )
 from generation.pictures_in import request_pictures
+from generation.posting import post_ready
 from generation.protocol import (
     CancelJob,
     LoadingModel,
-    PostReady,
     Progress,
-    ReadyImage,
     WorkBatch,
     WorkCancelled,
     WorkerReady,
@@ -51,7 +47,6 @@ from generation.protocol import (
     watermark_id,
 )
 from moderation import watermark
-from moderation.policy import ImagePolicy, decide, decide_grid
 from moderation.safety import OpenNSFWChecker, SafetyResult
 
 if TYPE_CHECKING:
@@ -307,67 +302,6 @@ def failure(error: Exception) -> str:
     if isinstance(error, SdbotError):
         return str(error)
     return f"{type(error).__name__}: {error}"
-
-
-def post_ready(
-    job_id: int, variants: Sequence[Marked], policy: ImagePolicy, *, with_grid: bool
-) -> PostReady:
-    """A job's checked, marked variants as they may be posted under ``policy``.
-
-    A withheld variant comes back as its placeholder tile, never as its pixels; it keeps its
-    record's facts (hash, size, watermark, scores). The grid (``with_grid``) numbers the tiles,
-    withheld ones as their placeholders, and carries its own watermark, the job's id with
-    variant 0, which ``sdbot trace`` reads back to the job as it does a variant's.
-
-    A placeholder's PNG carries no text: it is not the picture the parameters drew. The grid
-    carries the ``parameters`` of its first shown tile (A1111 writes its first image's), none
-    when every tile is withheld, and the job's id.
-    """
-    ready: list[ReadyImage] = []
-    tiles: list[RGBArray] = []
-    grid_parameters: str | None = None
-    for variant in variants:
-        decision = decide(variant.safety, policy)
-        if decision.withheld:
-            tile = withheld_tile(variant.width, variant.height, variant.variant, decision.reason)
-            tiles.append(tile)
-            png = to_png(tile)
-        else:
-            tiles.append(variant.rgb)
-            png = variant.png
-            grid_parameters = grid_parameters or variant.parameters
-        ready.append(
-            ReadyImage(
-                variant=variant.variant,
-                seed=variant.seed,
-                png=png,
-                sha256=variant.sha256,
-                width=variant.width,
-                height=variant.height,
-                watermark_id=variant.watermark_id,
-                watermark_verified=variant.watermark_verified,
-                safety=variant.safety,
-                decision=decision,
-            )
-        )
-    if not with_grid or not ready:
-        return PostReady(tuple(ready), None)
-    marked = watermark.embed(make_grid(tiles), watermark_id(job_id, 0))
-    grid_png = to_png(marked.rgb, grid_parameters, job_id)
-    safety, decision = decide_grid([(image.safety, image.decision) for image in ready], policy)
-    grid = ReadyImage(
-        variant=0,
-        seed=ready[0].seed,
-        png=grid_png,
-        sha256=hashlib.sha256(grid_png).hexdigest(),
-        width=marked.rgb.shape[1],
-        height=marked.rgb.shape[0],
-        watermark_id=marked.watermark_id,
-        watermark_verified=marked.verified,
-        safety=safety,
-        decision=decision,
-    )
-    return PostReady(tuple(ready), grid)
 
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:
