@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from generation.catalog import Catalog, load_catalog
+from generation.fast_path import FastPathText
 from generation.limits import MAX_RATE, MIN_RATE, Limits
 from generation.models import EMBEDDED_MODEL_DIR, model_defaults, resolve_model
 from generation.options import ModelDefaults, OptionLimits, limits_for_model
@@ -138,7 +139,7 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
-    fast_path: str = Field(default="", description="fast-path switches, see fast_path.py")
+    fast_path: FastPathText = Field(default="", description="fast-path switches, see fast_path.py")
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = Field(default="", description="default: SQLite in the data folder")
     output_dir: Path | None = Field(default=None, description="default: images/ in the data folder")

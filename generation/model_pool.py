@@ -35,6 +35,7 @@ import torch
 
 from generation.catalog import Catalog, LoraFile, ModelEntry
 from generation.errors import ModelLoadError
+from generation.fast_path import FastPath, apply_fast_path
 from generation.models import SourceKind
 from generation.options import LoraChoice
 from generation.pipeline import ModelSafetyChecker, PipelineRunner
@@ -108,8 +109,10 @@ class ModelPool:
         dtype: torch.dtype,
         budget_bytes: int,
         loader: Loader | None = None,
+        fast: FastPath | None = None,
     ) -> None:
         self.catalog = catalog
+        self.fast = fast or FastPath()  # applied to each model as it loads
         self.device = device
         self.dtype = dtype
         self.budget_bytes = budget_bytes
@@ -161,7 +164,9 @@ class ModelPool:
         self._unload_until(self._expected_bytes(entry))
         pipe = self._loader(entry, self.device, self.dtype)
         safety = ModelSafetyChecker.detach_from(pipe, self.device, self.dtype)
-        loaded = LoadedModel(entry, PipelineRunner(pipe), safety, self._embed(entry, pipe))
+        apply_fast_path(pipe, self.fast, self.device)
+        runner = PipelineRunner(pipe, fast=self.fast)
+        loaded = LoadedModel(entry, runner, safety, self._embed(entry, pipe))
         self._loaded[entry.name] = loaded
         # 2. Within the budget again: the one just loaded stays, however large.
         size = self._sizes[entry.name] = loaded.bytes
@@ -292,6 +297,8 @@ class ModelPool:
             )
         started = time.perf_counter()
         controlnet = load_controlnet(folder, self.device, self.dtype)
+        if self.fast.channels_last:
+            controlnet.to(memory_format=torch.channels_last)
         model.runner.controlnets[kind] = controlnet
         log.info(
             "ControlNet %s loaded for %s ◆ %.0f MB ◆ %.0f ms",

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import torch
 
 from generation.errors import InvalidOption, ModelLoadError
+from generation.fast_path import FastPath, call_pipeline, fused_attention
 from generation.options import UPSCALE_STRENGTH, GenerationOptions, LoraChoice
 from generation.pictures_in import (
     Progress,
@@ -117,14 +118,18 @@ def cut_note(dropped: int, negative: bool = False) -> str:
 
 @dataclass
 class PipelineRunner:
-    """Holds a loaded pipeline, its schedulers, the LoRA adapters loaded into it (by name) and
-    its ControlNets (by kind, loaded by the model pool); one batch at a time."""
+    """Holds a loaded pipeline, its schedulers, the LoRA adapters loaded into it (by name), its
+    ControlNets (by kind, loaded by the model pool) and its fast path (applied by the pool:
+    generation.fast_path); one batch at a time."""
 
     pipe: Any
     adapters: set[str] = field(default_factory=set)
     controlnets: dict[str, Any] = field(default_factory=dict)
+    fast: FastPath = field(default_factory=FastPath)
 
     def __post_init__(self) -> None:
+        # A compiled UNet sees only these batch sizes (padded up), so it never recompiles.
+        self.pad_sizes: tuple[int, ...] = self.fast.batch_sizes if self.fast.compile else ()
         self._schedulers: dict[str, Any] = {"default": self.pipe.scheduler}
         # img2img, inpaint and one per ControlNet kind: built when first needed, sharing the
         # pipeline's components (no second copy of the weights).
@@ -163,6 +168,7 @@ class PipelineRunner:
         active = [lora for lora in loras if lora.weight != 0]
         if missing := [lora.name for lora in active if lora.name not in self.adapters]:
             raise ValueError(f"LoRA adapters not loaded: {', '.join(missing)}")
+        fused_attention(self.pipe, fused=not active)  # adapters wrap the unfused projections
         if active:
             self.pipe.enable_lora()
             weights = [lora.weight for lora in active]
@@ -326,17 +332,18 @@ class PipelineRunner:
                 pipe = self._pipeline("inpaint")
                 extra |= {"mask_image": pil(start.masks), **size}
         pipe.scheduler = self.scheduler(options.scheduler)
-        output = pipe(
+        output = call_pipeline(
+            pipe,
+            seeds,
+            self.pad_sizes,
             **text,
             **extra,
             num_images_per_prompt=1,
             guidance_scale=options.guidance_scale,
-            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
-            output_type="np",
             callback_on_step_end=progress.callback(),
         )
         progress.finished(pipe)
-        images = [as_uint8(image) for image in output.images]
+        images = [as_uint8(image) for image in output]
         if start.images is not None and start.masks is not None:
             images = [
                 keep_unmasked(original, image, mask)
@@ -366,15 +373,16 @@ class PipelineRunner:
         enlarged = [
             Image.fromarray(image).resize(size, Image.Resampling.LANCZOS) for image in images
         ]
-        output = pipe(
+        output = call_pipeline(
+            pipe,
+            seeds,
+            self.pad_sizes,
             **text,
             image=enlarged,
             strength=UPSCALE_STRENGTH,
             num_inference_steps=options.redraw_steps,
             guidance_scale=options.guidance_scale,
-            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
-            output_type="np",
             callback_on_step_end=progress.callback(),
         )
         progress.finished(pipe)
-        return [as_uint8(image) for image in output.images]
+        return [as_uint8(image) for image in output]
