@@ -33,7 +33,10 @@ POSTGRES_URL = os.environ.get(
     "SDBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-_missing_services: set[str] = set()
+# Under pytest-xdist (make test) each worker process has its own name: the databases and Redis
+# prefixes a test makes carry it, so that tests running at once can never pick the same name.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_UNREACHABLE = " is not reachable at "
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -48,15 +51,21 @@ def _reachable(url: str, default_port: int) -> bool:
 def require_service(name: str, url: str, default_port: int) -> None:
     if _reachable(url, default_port):
         return
-    message = f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}"
+    where = make_url(url).render_as_string(hide_password=True)
+    message = f"{name}{_UNREACHABLE}{where}"
     if IN_CI:
         pytest.fail(f"{message}; CI must run these tests (.ci/run starts the server)")
-    _missing_services.add(name)
     pytest.skip(f"{message}: start it to run this test")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for name in sorted(_missing_services):
+    # Read from the skips' reports, which reach this process from xdist's workers too.
+    missing = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if _UNREACHABLE in reason:
+            missing.add(reason.removeprefix("Skipped: ").split(_UNREACHABLE)[0])
+    for name in sorted(missing):
         terminalreporter.write_line(
             f"NOTICE: {name} tests were skipped because the server is not running", yellow=True
         )
@@ -93,7 +102,7 @@ async def _admin(statement: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A brand-new PostgreSQL database for one test, dropped afterwards."""
     require_service("PostgreSQL", POSTGRES_URL, 5432)
-    name = f"sdbot_test_{uuid.uuid4().hex[:12]}"
+    name = f"sdbot_test_{WORKER}_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(False)
@@ -174,7 +183,7 @@ async def redis_prefix() -> AsyncIterator[str]:
     import redis.asyncio as aioredis
 
     require_service("Redis", REDIS_URL, 6379)
-    name = f"sdbot-test-{uuid.uuid4().hex[:10]}"
+    name = f"sdbot-test-{WORKER}-{uuid.uuid4().hex[:10]}"
     yield name
     client = aioredis.Redis.from_url(REDIS_URL)
     keys = [key async for key in client.scan_iter(f"{name}:*")]
