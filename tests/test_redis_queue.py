@@ -414,15 +414,13 @@ async def test_a_request_with_pictures_reaches_each_worker_byte_for_byte(
         REDIS_URL, cast(Any, None), prefix=prefix, name="taker", reclaim_after_s=0.001
     )
     try:
-        first = await silent.next_job()
-        assert first is not None
+        [first] = await silent.next_batch()
         assert (first.request, first.uid, first.deliveries, first.previous) == (
             request, queued.uid, 1, ""
         )  # fmt: skip
         assert first.request.batch_key == request.batch_key
         await asyncio.sleep(0.05)  # idle past the taker's 1 ms
-        taken = await taker.next_job()
-        assert taken is not None
+        [taken] = await taker.next_batch()
         assert (taken.request, taken.deliveries, taken.previous) == (request, 2, "silent")
         assert taken.request.inputs == InputImages(IMAGE, None, CONTROL)
 

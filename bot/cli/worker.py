@@ -19,9 +19,11 @@ def register(commands: Any) -> None:
         "worker",
         help="run a GPU worker that takes jobs from Redis (needs SDBOT_REDIS_URL)",
         description=(
-            "Loads the model once, then takes jobs from the Redis queue in fair order. "
-            "SIGTERM or Ctrl-C finishes the job in hand, then stops; a second one stops at once "
-            "(another worker takes the job over after SDBOT_WORKER_RECLAIM_S)."
+            "Loads the model once, then takes jobs from the Redis queue in fair order, in "
+            "batches of up to SDBOT_BATCH_MAX_JOBS jobs (SDBOT_BATCH_MAX_IMAGES images) that can "
+            "share one pipeline call. SIGTERM or Ctrl-C finishes the jobs in hand, then stops; a "
+            "second one stops at once (another worker takes them over after "
+            "SDBOT_WORKER_RECLAIM_S)."
         ),
     )
     worker.add_argument("--name", help="this worker's name in Redis (default: host-pid)")
@@ -31,6 +33,7 @@ def register(commands: Any) -> None:
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import worker_spec
     from bot.settings import mask_url
+    from generation.queue.batch import BatchPolicy
     from generation.queue.redis import RedisWorker
     from generation.supervisor import WorkerSupervisor
 
@@ -45,6 +48,7 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         prefix=settings.redis_prefix,
         name=args.name,
         reclaim_after_s=settings.worker_reclaim_s,
+        batch=BatchPolicy(settings.batch_max_jobs, settings.batch_max_images),
     )
     stop = asyncio.Event()
     task = asyncio.current_task()
@@ -54,7 +58,7 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         if stop.is_set():  # the second time: now
             task.cancel()
         else:
-            print("sdbot worker: finishing the job in hand, then stopping", file=sys.stderr)
+            print("sdbot worker: finishing the jobs in hand, then stopping", file=sys.stderr)
             stop.set()
 
     loop = asyncio.get_running_loop()

@@ -1,13 +1,14 @@
 """The queue on Redis: the same fair order, limits and events as the in-process queue, for
 ``sdbot worker`` processes on other machines. ``client.RedisQueue`` is the bot's side,
-``consumer.RedisWorker`` the worker's; ``scripts`` holds the Lua and the key layout, ``codec``
-how requests and results are stored."""
+``consumer.RedisWorker`` the worker's; ``scripts`` holds the Lua and the key layout, ``claims``
+the batch claims, ``codec`` how requests and results are stored."""
 
 from __future__ import annotations
 
 from generation.queue.redis.client import RedisQueue
 from generation.queue.redis.codec import (
     ForeignResult,
+    batch_digest,
     decode_payload,
     decode_request,
     decode_result,
@@ -15,7 +16,7 @@ from generation.queue.redis.codec import (
     encode_result,
     request_blobs,
 )
-from generation.queue.redis.consumer import Claimed, RedisWorker
+from generation.queue.redis.consumer import Claimed, RedisWorker, batches_of
 from generation.queue.redis.scripts import GROUP, KEEP_S, Scripts
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "RedisQueue",
     "RedisWorker",
     "Scripts",
+    "batch_digest",
+    "batches_of",
     "decode_payload",
     "decode_request",
     "decode_result",

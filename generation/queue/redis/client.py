@@ -35,6 +35,7 @@ from generation.queue.events import (
 from generation.queue.fair import Throughput, fair_order, places
 from generation.queue.redis.codec import (
     ForeignResult,
+    batch_digest,
     decode_result,
     encode_request,
     request_blobs,
@@ -173,6 +174,8 @@ class RedisQueue:
                 "0" if readmit else "1",  # a readmitted job was charged before, or never
                 job.job_id,
                 "1" if self._held else "0",
+                batch_digest(job.request),  # which jobs may share its pipeline call
+                len(job.request.options.seeds),
                 *request_blobs(job.request),  # its pictures, as raw fields of the job
             ]
         )
@@ -279,7 +282,8 @@ class RedisQueue:
                         continue
                     handle.put(event)
                     if isinstance(event, TERMINAL_EVENTS):
-                        del self._handles[uid], self._last[uid]
+                        self._handles.pop(uid, None)
+                        self._last.pop(uid, None)
                         handle = None
 
     async def _event(self, job_id: int, uid: str, fields: dict[bytes, bytes]) -> JobEvent | None:

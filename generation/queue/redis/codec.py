@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import types
 import typing
@@ -138,6 +139,15 @@ def request_blobs(request: WorkRequest) -> list[bytes]:
     blobs: list[bytes] = []
     to_plain(request, blobs)
     return blobs
+
+
+def batch_digest(request: WorkRequest) -> str:
+    """A short digest of the request's batch key, stored with its job so that the claim script
+    can find the jobs that may share its pipeline call: equal keys give equal digests in every
+    process of one version (a version whose key differs gives other digests: its jobs do not
+    mix with these)."""
+    text = json.dumps(to_plain(list(request.batch_key)), sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def decode_payload(payload: bytes | str, blobs: Sequence[bytes] = ()) -> tuple[WorkRequest, str]:

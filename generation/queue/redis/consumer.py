@@ -1,11 +1,15 @@
-"""``sdbot worker``'s side of the Redis queue: claim a job in fair order (or one whose worker
-went silent), run it on the model process, store its result and end it with its event.
+"""``sdbot worker``'s side of the Redis queue: claim a batch of jobs that can share one pipeline
+call in fair order (or the entries of a worker that went silent), draw it on the model process,
+and while its pictures are checked, marked and encoded, claim and draw the next one; each job's
+result is stored and the job ended with its own event.
 
-A worker claims a job by moving it from the fair order into the ``work`` stream and reading it
-in one script, so the job is a pending entry of that worker from the first instant. A worker
-that stops answering (no heartbeat for ``reclaim_after_s``) loses its entry to the next worker
-that looks; the delivery count says how often it started, and a job started
-``MAX_STARTS`` times is failed, not started again.
+A worker claims a batch by moving its jobs from the fair order into the ``work`` stream and
+reading them in one script (``claims.CLAIM_BATCH``), so each job is a pending entry of that
+worker from the first instant. One heartbeat keeps every entry the worker holds; a worker that
+stops answering (no heartbeat for ``reclaim_after_s``) loses its entries to the next worker that
+looks; each entry's delivery count says how often its job started, and a job started
+``MAX_STARTS`` times is failed, not started again. Cancels stay per job (``cancel:UID``, read
+between denoising steps). One batch draws at a time; one more may be finishing meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +28,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from generation.protocol import Progress, WorkRequest
-from generation.queue.batch import run_batch
+from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch
 from generation.queue.contract import MAX_STARTS, QueuedJob
 from generation.queue.events import Done, Failed, Started, Terminal, encode_event
 from generation.queue.fair import Throughput
+from generation.queue.redis.claims import Claims
 from generation.queue.redis.codec import UnreadableRequest, decode_payload, encode_result
 from generation.queue.redis.scripts import KEEP_S, Scripts, connect, ensure_group, text
 
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
     from generation.supervisor import WorkerSupervisor
 
 log = logging.getLogger(__name__)
+
+# How many queued jobs past the head (or idle entries) one claim looks at for companions.
+LOOKAHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -45,12 +54,30 @@ class Claimed:
     uid: str = ""  # the job's identity: names its keys and travels in its events
 
 
-class RedisWorker:
-    """``sdbot worker``: takes jobs from Redis in fair order and runs them on its model process.
+def batches_of(claimed: Sequence[Claimed], policy: BatchPolicy) -> list[list[Claimed]]:
+    """The claimed jobs as batches that may each run in one call, in their order. The scripts
+    compare digests of batch keys; this compares the keys, and keeps a job id once a batch
+    (two bots with databases of their own may share the queue)."""
+    batches: list[list[Claimed]] = []
+    for job in claimed:
+        size = len(job.request.options.seeds)
+        for batch in batches:
+            if (
+                batch[0].request.batch_key == job.request.batch_key
+                and len(batch) < policy.max_jobs
+                and sum(len(b.request.options.seeds) for b in batch) + size <= policy.max_images
+                and all(b.request.job_id != job.request.job_id for b in batch)
+            ):
+                batch.append(job)
+                break
+        else:
+            batches.append([job])
+    return batches
 
-    It heartbeats while a job runs; a worker silent for ``reclaim_after_s`` loses its job to
-    the next worker that looks. Cancels are read between denoising steps.
-    """
+
+class RedisWorker:
+    """``sdbot worker``: takes batches from Redis in fair order and draws them on its model
+    process, finishing one batch's pictures while the next one draws."""
 
     def __init__(
         self,
@@ -60,15 +87,22 @@ class RedisWorker:
         prefix: str = "sdbot",
         name: str | None = None,
         reclaim_after_s: float = 60.0,
+        batch: BatchPolicy | None = None,
+        lookahead: int = LOOKAHEAD,
     ) -> None:
         self.client = client
         self.supervisor = supervisor
         self.prefix = prefix
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.reclaim_after_s = reclaim_after_s
+        self.batch = batch or BatchPolicy()
+        self.lookahead = lookahead
         self.scripts = Scripts(client)
+        self.claims = Claims(client)
         self.throughput = Throughput()
         self.jobs_done = 0  # ended here: done, failed or cancelled
+        self._held: dict[bytes, str] = {}  # every entry this worker holds → its job's uid
+        self._finishing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls, url: str, supervisor: WorkerSupervisor, **options: Any) -> RedisWorker:
@@ -80,135 +114,181 @@ class RedisWorker:
         await self.client.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Takes batches until ``stop`` is set; the batches in hand finish first."""
         await self.supervisor.start()
         await self._seen()
         log.info("worker %s ◆ waiting for jobs ◆ prefix %s", self.name, self.prefix)
-        while not stop.is_set():
-            try:
-                await self._step()
-            except ResponseError as error:
-                if "NOGROUP" not in str(error):
-                    log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
-                    await asyncio.sleep(1)
-                    continue
-                # Redis came back empty (restarted without its data): the stream and its
-                # consumer group are made again, as at connect.
-                await ensure_group(self.client, self.prefix)
-                log.warning("worker %s ◆ Redis lost the consumer group; made it again", self.name)
-            except aioredis.RedisError as error:  # Redis restarting: try again in a moment
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while not stop.is_set():
+                await self._step_through_redis_errors()
+            if self._finishing:
+                await asyncio.wait(self._finishing)
+        finally:
+            # Stopped at once: the entries in hand stay pending, for another worker to take.
+            for task in (heartbeat, *self._finishing):
+                task.cancel()
+
+    async def _step_through_redis_errors(self) -> None:
+        try:
+            await self._step()
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
                 log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
                 await asyncio.sleep(1)
+                return
+            # Redis came back empty (restarted without its data): the stream and its consumer
+            # group are made again, as at connect.
+            await ensure_group(self.client, self.prefix)
+            log.warning("worker %s ◆ Redis lost the consumer group; made it again", self.name)
+        except aioredis.RedisError as error:  # Redis restarting: try again in a moment
+            log.warning("worker %s ◆ Redis: %s; retrying in 1 s", self.name, error)
+            await asyncio.sleep(1)
 
     async def _step(self) -> None:
-        """Takes and runs one job, or waits (at most about a second) for one."""
-        claimed = await self.next_job()
-        if claimed is None:
+        """Claims a batch and draws it, or waits (at most about a second) for jobs."""
+        claimed = await self.next_batch()
+        if not claimed:
             await self._seen()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.client.blpop([f"{self.prefix}:wake"], timeout=1), 5)
             return
-        await self.process(claimed)
+        runnable = []
+        for job in claimed:
+            if job.deliveries > MAX_STARTS:
+                reason = f"its worker went away twice (last: {job.previous}); not retried again"
+                log.warning("job %d ◆ %s", job.request.job_id, reason)
+                await self._end(job.entry, job.uid, Failed(reason))
+            else:
+                runnable.append(job)
+        for batch in batches_of(runnable, self.batch):
+            await self._draw(batch)
 
-    async def next_job(self) -> Claimed | None:
-        """A job whose worker went silent first, else the next one in fair order."""
+    async def next_batch(self) -> list[Claimed]:
+        """Entries of a worker gone silent first, else the next batch in fair order; this
+        worker holds each one until it ends it (a job it cannot read is failed at once). Waits,
+        first, while two batches are being finished here."""
+        while len(self._finishing) > 1:
+            await asyncio.wait(self._finishing, return_when=asyncio.FIRST_COMPLETED)
+        policy = [self.batch.max_jobs, self.batch.max_images, self.lookahead]
         idle_ms = int(self.reclaim_after_s * 1000)
-        answer = await self.scripts.reclaim(args=[self.prefix, self.name, idle_ms])
+        answer = await self.claims.reclaim(args=[self.prefix, self.name, idle_ms, *policy])
         if not answer:
-            answer = await self.scripts.claim(args=[self.prefix, self.name])
-        if not answer:
-            return None
-        entry, _, payload, deliveries, previous, *blobs = answer
-        try:
-            request, uid = decode_payload(payload, blobs)
-        except UnreadableRequest as error:  # queued by another version: fail it, go on
-            log.warning("job %s ◆ %s", error.job_id, error)
-            await self._finish(entry, error.uid, Failed(str(error)))
-            self.jobs_done += 1
-            return None
-        return Claimed(entry, request, int(deliveries), text(previous), uid)
+            answer = await self.claims.claim(args=[self.prefix, self.name, *policy])
+        claimed, unreadable = [], []
+        for entry, uid, payload, deliveries, previous, *blobs in answer or ():
+            self._held[entry] = text(uid)
+            try:
+                request, uid = decode_payload(payload, blobs)
+            except UnreadableRequest as error:  # queued by another version: fail it, go on
+                log.warning("job %s ◆ %s", error.job_id, error)
+                unreadable.append((entry, error))
+                continue
+            claimed.append(Claimed(entry, request, int(deliveries), text(previous), uid))
+        for entry, refused in unreadable:
+            await self._end(entry, refused.uid, Failed(str(refused)))
+        return claimed
 
     async def _seen(self) -> None:
         await self.client.zadd(f"{self.prefix}:workers", {self.name: time.time()})
 
-    async def _event(self, uid: str, event: Started | Progress) -> None:
+    async def _event(self, uid: str, event: Started | Progress, **extra: str) -> None:
         stream = f"{self.prefix}:ev:{uid}"
-        values = encode_event(event) | {"uid": uid}
+        values = extra | encode_event(event) | {"uid": uid}
         await self.client.xadd(stream, values, maxlen=1000)  # type: ignore[arg-type]
         await self.client.expire(stream, KEEP_S)
 
-    async def _heartbeat(self, entry: bytes) -> None:
+    async def _heartbeat(self) -> None:
+        """Keeps every entry this worker holds from going idle; one that another worker took
+        over meanwhile (this one was silent too long) is let go."""
         while True:
             await asyncio.sleep(self.reclaim_after_s / 4)
             try:
-                if not await self.scripts.heartbeat(args=[self.prefix, self.name, entry]):
-                    log.warning("lost entry %s to another worker (this one was silent)", entry)
-                    return
+                if self._held:
+                    held = list(self._held)
+                    lost = await self.claims.heartbeat(args=[self.prefix, self.name, *held])
+                    for entry in lost:
+                        log.warning("lost entry %s to another worker (this one was silent)", entry)
+                        self._held.pop(entry, None)
                 await self._seen()
-            except aioredis.RedisError as error:  # Redis away: the job goes on meanwhile
+            except aioredis.RedisError as error:  # Redis away: the jobs go on meanwhile
                 log.warning("worker %s ◆ heartbeat: %s", self.name, error)
 
-    async def process(self, claimed: Claimed) -> None:
-        job_id = claimed.request.job_id
-        ending: Terminal = Failed("the worker stopped")
+    async def _draw(self, batch: list[Claimed]) -> None:
+        """Sends the batch to the model process and returns once the device has drawn it; a
+        task of its own stores each job's result and ends it."""
+        by_job = {job.request.job_id: job for job in batch}
         try:
-            if claimed.deliveries > MAX_STARTS:
-                reason = f"its worker went away twice (last: {claimed.previous}); not retried again"
-                log.warning("job %d ◆ %s", job_id, reason)
-                ending = Failed(reason)
-                return
-            if claimed.deliveries > 1:
-                log.warning("job %d ◆ taken over from %s", job_id, claimed.previous)
-            await self._event(claimed.uid, Started(claimed.deliveries, self.name))
-            ending = await self._run(claimed)
-        except asyncio.CancelledError:  # stopped at once: the entry stays for another worker
+            for job in batch:
+                if job.deliveries > 1:
+                    log.warning("job %d ◆ taken over from %s", job.request.job_id, job.previous)
+                started = Started(job.deliveries, self.name, len(batch))
+                # The batch is named by its first entry: its jobs' events say who ran together.
+                await self._event(
+                    job.uid, started, batch=text(batch[0].entry), batch_size=str(len(batch))
+                )
+        except BaseException:  # Redis away: the entries go idle, for a worker to take over
+            for job in batch:
+                self._held.pop(job.entry, None)
             raise
-        finally:
-            self.jobs_done += 1
-            if not _being_cancelled():
-                await self._finish(claimed.entry, claimed.uid, ending)
-
-    async def _finish(self, entry: bytes, uid: str, ending: Terminal) -> None:
-        """Ends the job of a claimed entry with its terminal event."""
-        fields = encode_event(ending) | {"uid": uid}
-        flat = [item for pair in fields.items() for item in pair]
-        await self.scripts.finish(args=[self.prefix, entry, uid, KEEP_S, *flat])
-
-    async def _run(self, claimed: Claimed) -> Terminal:
-        """Runs the job as a batch of one; returns its terminal event (its result stored)."""
-        request, job_id = claimed.request, claimed.request.job_id
-        cancel_key = f"{self.prefix}:cancel:{claimed.uid}"
-        heartbeat = asyncio.create_task(self._heartbeat(claimed.entry))
 
         async def on_progress(progress: Progress) -> None:
+            job = by_job.get(progress.job_id)
+            if job is None:
+                return
             try:
-                await self._event(claimed.uid, progress)
+                await self._event(job.uid, progress)
                 pipe = self.client.pipeline(transaction=False)
-                pipe.exists(cancel_key)
-                pipe.exists(f"{self.prefix}:job:{claimed.uid}")
+                pipe.exists(f"{self.prefix}:cancel:{job.uid}")
+                pipe.exists(f"{self.prefix}:job:{job.uid}")
                 wanted_stop, known = await pipe.execute()
                 if wanted_stop:
-                    self.supervisor.cancel(job_id)
+                    self.supervisor.cancel(progress.job_id)
                 elif not known:  # Redis restarted empty: nobody waits for this job any more
-                    log.warning("job %d ◆ Redis no longer knows it; stopping it", job_id)
-                    self.supervisor.cancel(job_id)
+                    log.warning("job %d ◆ Redis no longer knows it; stopping it", progress.job_id)
+                    self.supervisor.cancel(progress.job_id)
             except aioredis.RedisError as error:  # the job goes on; its end is told if it can be
-                log.debug("job %d ◆ progress not sent: %s", job_id, error)
+                log.debug("job %d ◆ progress not sent: %s", progress.job_id, error)
 
-        started = time.perf_counter()
+        started_at = time.perf_counter()
         try:
-            outcome = await run_batch(self.supervisor, [request], on_progress)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        event = outcome.events[job_id]
+            drawn = await draw_batch(self.supervisor, [job.request for job in batch], on_progress)
+        except Exception as error:  # a bug must not stop the worker: the jobs fail, it goes on
+            log.exception("batch %s failed", list(by_job))
+            for job in batch:
+                await self._end(job.entry, job.uid, Failed(f"internal error: {error!r}"))
+            return
+        drawing_s = time.perf_counter() - started_at
+        task = asyncio.create_task(self._complete(batch, drawn, drawing_s))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _complete(
+        self, batch: list[Claimed], drawn: asyncio.Future[BatchOutcome], drawing_s: float
+    ) -> None:
+        """Waits for the batch's post-ready answers, stores each result, ends each job."""
+        endings: dict[str, Terminal] = {}
+        try:
+            outcome = await drawn
+            if outcome.answered:  # the device's time for the batch: this worker's pace
+                units = sum(QueuedJob(job.request, None, None).units for job in batch)
+                self.throughput.record(units, drawing_s)
+            for job in batch:
+                endings[job.uid] = await self._store(job, outcome.events[job.request.job_id])
+        except Exception as error:  # Redis away, or a bug: the jobs end failed if they can
+            log.exception("batch %s not stored", [job.request.job_id for job in batch])
+            for job in batch:
+                endings.setdefault(job.uid, Failed(f"the worker could not store it: {error!r}"))
+        for job in batch:
+            await self._end(job.entry, job.uid, endings[job.uid])
+
+    async def _store(self, job: Claimed, event: Terminal) -> Terminal:
+        """Stores a finished job's result; answers its terminal event."""
         if not isinstance(event, Done):  # failed, crashed, stalled or cancelled
             return event
         result = event.result
-        units = QueuedJob(request, None, None).units
-        self.throughput.record(units, time.perf_counter() - started)
-        result_key = f"{self.prefix}:result:{claimed.uid}"
-        fields = await asyncio.to_thread(encode_result, result, claimed.uid)
+        result_key = f"{self.prefix}:result:{job.uid}"
+        fields = await asyncio.to_thread(encode_result, result, job.uid)
         await self.client.hset(result_key, mapping=fields)  # type: ignore[arg-type]
         await self.client.expire(result_key, KEEP_S)
         if self.throughput.seconds_per_unit is not None:
@@ -217,13 +297,24 @@ class RedisWorker:
             )
         log.info(
             "job %d done ◆ %d images ◆ %d steps",
-            job_id,
+            job.request.job_id,
             len(result.post.images),
-            request.options.steps,
+            job.request.options.steps,
         )
         return event
 
+    async def _end(self, entry: bytes, uid: str, ending: Terminal) -> None:
+        """Ends the job of a held entry with its terminal event; when Redis cannot be told,
+        the entry is let go, for a worker to take over once it is idle."""
+        self._held.pop(entry, None)
+        self.jobs_done += 1
+        try:
+            await self._finish(entry, uid, ending)
+        except aioredis.RedisError as error:
+            log.warning("job uid %s ◆ could not end it (%s); another worker will", uid, error)
 
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    async def _finish(self, entry: bytes, uid: str, ending: Terminal) -> None:
+        """Ends the job of a claimed entry with its terminal event."""
+        fields = encode_event(ending) | {"uid": uid}
+        flat = [item for pair in fields.items() for item in pair]
+        await self.scripts.finish(args=[self.prefix, entry, uid, KEEP_S, *flat])
