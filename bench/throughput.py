@@ -4,11 +4,13 @@ was drawing.
 
 The path: N jobs from G guilds submitted at once through the service (moderation, audit record,
 fair queue and its batches, worker IPC, diffusion, safety, watermark, PNG, grid, files,
-outcome), after a warm-up job; its wall time runs from the first submission to the last
-outcome. The raw loop: the very batches the worker drew, replayed back to back in this process
-with the worker's loader and thread count, warm, while no worker runs. The device's busy
-intervals are the ``drawn_from``/``drawn_until`` of each result (``time.monotonic()``, one clock
-for every process of the machine).
+outcome); its wall time runs from the first submission to the last outcome. A warm-up burst
+goes first (one job drawn alone, then a full batch: each batch size the queue makes is drawn
+once before the timing). The raw loop: the very pipeline calls the worker made, replayed back
+to back in this process through the worker's loader (its fast path too), runner and thread
+count, warm (one untimed call of each size), while no worker runs. The device's busy intervals
+are the ``drawn_from``/``drawn_until`` of each job's result (``time.monotonic()``, one clock for
+every process of the machine); the jobs that share one were drawn in one call.
 
 Light to import: the measurement is in ``bench.throughput_run``.
 """

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from bench.throughput import Interval, ThroughputReport, report_from
-from bot.app import open_service, open_storage
+from bot.app import open_service, open_storage, worker_spec
 from bot.cli import CommandError, CommandFailed
 from bot.imagine.outcomes import ImagineOutcome, Submitted
+from bot.imagine.service import ImagineService
 from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.errors import InvalidOption, ModelLoadError
@@ -88,9 +89,9 @@ def bench_settings(settings: Settings, model: str | None, scratch: Path) -> tupl
 
 
 def requests_of(
-    settings: Settings, jobs: int, variants: int, steps: int | None, model: str
+    settings: Settings, count: int, variants: int, steps: int | None, model: str
 ) -> tuple[list[RequestedOptions], GenerationOptions]:
-    """The jobs' requests (different seeds, no seed twice) and their validated options."""
+    """``count`` requests (different seeds, no seed twice) and their validated options."""
     requested = [
         RequestedOptions(
             prompt=PROMPTS[n % len(PROMPTS)],
@@ -99,7 +100,7 @@ def requests_of(
             steps=steps,
             model=model or None,
         )
-        for n in range(jobs + 1)  # the last one is the warm-up
+        for n in range(count)
     ]
     try:
         options = settings.catalog().validate(requested[0], settings.catalog_limits())
@@ -120,15 +121,63 @@ def check_outcome(outcome: ImagineOutcome, what: str) -> None:
         raise CommandFailed(f"{what} (job {outcome.job_id}) {outcome.status.value}: {why}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Burst:
+    """Jobs submitted at once and followed to their outcomes; each one's result's drawing."""
+
+    submitted_at: float
+    last_outcome_at: float
+    requests: tuple[WorkRequest, ...]
+    intervals: tuple[Interval, ...]  # each job's call, in the same order
+
+
+async def burst(
+    service: ImagineService, requested: Sequence[RequestedOptions], first: int, guilds: int
+) -> Burst:
+    """Submits every request at once (job ``first + n`` from guild ``n % guilds``, each from
+    its own member), then follows them all to their outcomes."""
+    submitted_at = time.monotonic()
+    followed: list[tuple[Submitted, RecordedHandle]] = []
+    for n, request in enumerate(requested, start=first):
+        submitted = await service.submit(request, requester(n, guilds))
+        if isinstance(submitted, ImagineOutcome):  # refused or blocked
+            check_outcome(submitted, f"job {n + 1}")
+            raise CommandFailed(f"job {n + 1} was not queued")
+        followed.append((submitted, RecordedHandle(submitted.handle)))
+    outcomes = await asyncio.gather(
+        *(
+            service.follow_submitted(dataclasses.replace(submitted, handle=handle))
+            for submitted, handle in followed
+        )
+    )
+    last_outcome_at = time.monotonic()
+    intervals = []
+    for n, (outcome, (_, handle)) in enumerate(zip(outcomes, followed, strict=True), start=first):
+        check_outcome(outcome, f"job {n + 1}")
+        assert handle.result is not None, "a succeeded job's events brought its result"
+        intervals.append((handle.result.drawn_from, handle.result.drawn_until))
+    return Burst(
+        submitted_at,
+        last_outcome_at,
+        tuple(submitted.job.request for submitted, _ in followed),
+        tuple(intervals),
+    )
+
+
+def calls_of(path: Burst) -> list[list[WorkRequest]]:
+    """The pipeline calls the worker made, in order: the jobs that share a drawing interval."""
+    drawn: dict[Interval, list[WorkRequest]] = {}
+    for interval, request in zip(path.intervals, path.requests, strict=True):
+        drawn.setdefault(interval, []).append(request)
+    return [drawn[interval] for interval in sorted(drawn)]
+
+
 def raw_loop(
-    settings: Settings,
-    device: str,
-    threads: int,
-    warm_up: WorkRequest,
-    calls: Sequence[Sequence[WorkRequest]],
+    settings: Settings, device: str, threads: int, calls: Sequence[Sequence[WorkRequest]]
 ) -> float:
-    """Seconds for ``calls`` back to back through the worker's loader and runner, warm, with
-    the worker's torch thread count (set in this thread, which runs them)."""
+    """Seconds for ``calls`` back to back through the worker's loader (its fast path too) and
+    runner, with the worker's torch thread count (set in this thread, which runs them); warm:
+    one untimed call of each size first (a compiled UNet compiles each padded size once)."""
     import torch
 
     from generation.model_pool import ModelPool, memory_budget
@@ -137,10 +186,12 @@ def raw_loop(
     torch.set_num_threads(threads)
     dtype = resolve_dtype(settings.dtype, device)
     budget = memory_budget(settings.model_memory_gb, device)
-    pool = ModelPool(settings.catalog(), device, dtype, budget)
-    first = warm_up.options
+    pool = ModelPool(settings.catalog(), device, dtype, budget, fast=worker_spec(settings).fast)
+    first = calls[0][0].options
     loaded, _ = pool.prepare(first.model, first.loras, first.control)
-    loaded.runner.generate([warm_up])
+    sizes = {len(call): call for call in reversed(calls)}  # the first call of each size
+    for call in sizes.values():
+        loaded.runner.generate([dataclasses.replace(r, job_id=0) for r in call])
     started = time.monotonic()
     for call in calls:
         loaded.runner.generate(list(call))  # the arrays come back: the device is done
@@ -159,49 +210,27 @@ async def measure_throughput(
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as folder:
         scratch = Path(folder)
         local, name = bench_settings(settings, model, scratch)
-        requested, options = requests_of(local, jobs, variants, steps, name)
+        # The warm-up is a burst too: one job drawn alone, then a full batch (each size once).
+        warm_ups = min(jobs, local.batch_max_jobs + 1)
+        requested, options = requests_of(local, warm_ups + jobs, variants, steps, name)
         await asyncio.to_thread(upgrade, local.effective_database_url())
 
         # 1. The whole path, warm, with every job submitted at once.
         async with open_storage(local) as storage, open_service(local, storage) as service:
             ready = await service.queue.start_workers()
             assert ready is not None, "without SDBOT_REDIS_URL the worker runs here"
-            warm = await service.imagine(requested[-1], requester(jobs, guilds))
-            check_outcome(warm, "the warm-up job")
-            submitted_at = time.monotonic()
-            followed: list[tuple[Submitted, RecordedHandle]] = []
-            for n, request in enumerate(requested[:-1]):
-                submitted = await service.submit(request, requester(n, guilds))
-                if isinstance(submitted, ImagineOutcome):  # refused or blocked
-                    check_outcome(submitted, f"job {n + 1}")
-                    raise CommandFailed(f"job {n + 1} was not queued")
-                followed.append((submitted, RecordedHandle(submitted.handle)))
-            outcomes = await asyncio.gather(
-                *(
-                    service.follow_submitted(dataclasses.replace(submitted, handle=handle))
-                    for submitted, handle in followed
-                )
-            )
-            last_outcome_at = time.monotonic()
-            for n, outcome in enumerate(outcomes):
-                check_outcome(outcome, f"job {n + 1}")
+            await burst(service, requested[:warm_ups], 0, guilds)
+            path = await burst(service, requested[warm_ups:], warm_ups, guilds)
 
         # 2. The raw loop: the worker's calls, as it made them, with the worker gone.
-        drawn: dict[Interval, list[WorkRequest]] = {}
-        for submitted, handle in followed:
-            assert handle.result is not None, "a succeeded job's events brought its result"
-            interval = (handle.result.drawn_from, handle.result.drawn_until)
-            drawn.setdefault(interval, []).append(submitted.job.request)
-        calls = [drawn[interval] for interval in sorted(drawn)]
-        warm_up = dataclasses.replace(followed[0][0].job.request, job_id=0)
         raw_s = await asyncio.to_thread(
-            raw_loop, local, ready.device, ready.cpu_threads, warm_up, calls
+            raw_loop, local, ready.device, ready.cpu_threads, calls_of(path)
         )
 
     return report_from(
-        intervals=[interval for interval, call in drawn.items() for _ in call],
-        submitted_at=submitted_at,
-        last_outcome_at=last_outcome_at,
+        intervals=path.intervals,
+        submitted_at=path.submitted_at,
+        last_outcome_at=path.last_outcome_at,
         raw_s=raw_s,
         model=options.model,
         device=ready.device,
