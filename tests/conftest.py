@@ -37,6 +37,13 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # prefixes a test makes carry it, so that tests running at once can never pick the same name.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _UNREACHABLE = " is not reachable at "
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    # xdist's processes share the cores: torch in each (the tests that draw in-process) takes its
+    # share of them, as on 2 cores two processes with a thread per core wait on each other's
+    # threads (tests/test_lora_style.py). A worker process sdbot starts sets its own count.
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
 
 
 def _reachable(url: str, default_port: int) -> bool:
