@@ -22,13 +22,14 @@ demo: setup
 	$(BIN)/sdbot imagine "a red circle on a blue background" --seed 1
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a file each at a time (--dist loadfile: a
-# file's module-scoped worker or bot is made once); much of a test is waiting on a worker process,
-# the fake Discord or a socket, so two processes are worth it on CI's 2-core machine.
+# file's module-scoped worker or bot is made once), the slowest files first (tests/conftest.py's
+# SLOW_FIRST, kept by --no-loadscope-reorder); much of a test is waiting on a worker process, the
+# fake Discord or a socket, so two processes are worth it on CI's 2-core machine.
 # TEST_WORKERS=0 runs them in this process, one after another.
 TEST_WORKERS ?= 2
 
 test: setup
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(BIN)/ruff check .
