@@ -45,6 +45,21 @@ class WorkerSpec:
     catalog: Catalog | None = None
     memory_gb: float = 0
     fast: FastPath = field(default_factory=FastPath)
+    # Post-processing (upscale, open_nsfw, watermark, PNG, grid) runs on this many threads
+    # beside the device, and at most ``postprocess_backlog`` drawn batches wait for it before
+    # the device stops drawing (a slow CPU must not pile pictures up in memory).
+    postprocess_threads: int = 1
+    postprocess_backlog: int = 2
+
+    def __post_init__(self) -> None:
+        if self.postprocess_threads < 1:
+            raise ValueError(
+                f"postprocess_threads must be at least 1, got {self.postprocess_threads}"
+            )
+        if self.postprocess_backlog < 1:
+            raise ValueError(
+                f"postprocess_backlog must be at least 1, got {self.postprocess_backlog}"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,9 +117,11 @@ class WorkRequest:
 
 @dataclass(frozen=True)
 class WorkBatch:
-    """Requests that share a batch key, run in one pipeline call; each gets its own answer."""
+    """Requests that share a batch key, run in one pipeline call; each gets its own answer.
+    ``cancelled``: its jobs cancelled before it was sent (answered without being drawn)."""
 
     requests: tuple[WorkRequest, ...]
+    cancelled: tuple[int, ...] = ()
 
     @property
     def job_ids(self) -> tuple[int, ...]:
@@ -173,6 +190,15 @@ class WorkResult:
     # of a machine): the device's busy intervals, which ``sdbot bench throughput`` adds up.
     drawn_from: float = 0.0
     drawn_until: float = 0.0
+    finished_at: float = 0.0  # when its pictures were post-ready, on the same clock
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """Worker → supervisor: the device has drawn these jobs (of one batch) and is free for the
+    next batch; their answers follow once post-processed."""
+
+    job_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -190,7 +216,8 @@ class WorkFailed:
 
 @dataclass(frozen=True)
 class CancelJob:
-    """Supervisor → worker, while a batch runs: stop this job at the next denoising step."""
+    """Supervisor → worker, while a job is in the worker: stop it at the next denoising step
+    (waiting to be drawn: it is never drawn; drawn, not yet post-processed: it is dropped)."""
 
     job_id: int
 

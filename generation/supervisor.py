@@ -1,18 +1,22 @@
-"""Runs the worker process from asyncio: start, one job at a time, crash and stall handling.
+"""Runs the worker process from asyncio: start, batches drawn one after another while earlier
+ones are post-processed, crash and stall handling.
 
-A worker that dies or stalls fails the job it held, with the reason, and the next job starts a
-fresh worker: no job is lost and none is left without an outcome.
+The device is one asyncio lock, held while a batch is sent and drawn: :meth:`draw_batch`
+returns once the worker says the batch is drawn (:class:`Drawn`), so that the next batch is
+drawn while this one's pictures are checked, marked and encoded in the worker. One router task
+per worker process reads what it says and hands each message to the batch that owns its job.
+A worker that dies or stalls fails every batch it held, with the reason, and the next batch
+starts a fresh worker: no job is lost and none is left without an outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
-import signal
 import threading
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -25,6 +29,7 @@ from generation.errors import (
 )
 from generation.protocol import (
     CancelJob,
+    Drawn,
     LoadingModel,
     Progress,
     WorkBatch,
@@ -37,32 +42,9 @@ from generation.protocol import (
     notify,
 )
 from generation.queue.contract import ProgressCallback
+from generation.worker_link import Answer, Exited, InFlight, Session, Wake, describe_exit, jobs
 
 log = logging.getLogger(__name__)
-
-Answer = WorkResult | WorkFailed | WorkCancelled
-
-
-def _jobs(job_ids: tuple[int, ...]) -> str:
-    if len(job_ids) == 1:
-        return f"job {job_ids[0]}"
-    return "jobs " + ", ".join(str(job_id) for job_id in job_ids)
-
-
-@dataclass(frozen=True)
-class _Exited:
-    exitcode: int | None
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "closed its pipe"
-    if exitcode < 0:
-        try:
-            return f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"was killed by signal {-exitcode}"
-    return f"exited with code {exitcode}"
 
 
 class WorkerSupervisor:
@@ -76,32 +58,35 @@ class WorkerSupervisor:
         self.spec = spec
         self.start_timeout_s = start_timeout_s
         self.stall_timeout_s = stall_timeout_s
-        self.ready_info: WorkerReady | None = None
         self._context = multiprocessing.get_context("spawn")
-        self._process: BaseProcess | None = None
-        self._conn: Connection | None = None
-        self._inbox: asyncio.Queue[object] | None = None
-        self._lock = asyncio.Lock()
-        self._running: set[int] = set()
-        self._starting: set[int] = set()  # in a batch waiting for the worker to take it
+        self._session: Session | None = None
+        self._device = asyncio.Lock()  # held while a batch is sent and drawn
+        self._starting: set[int] = set()  # in a batch waiting for the device or the worker
         self._cancel_at_start: set[int] = set()  # cancelled while starting: sent with it
 
     @property
+    def ready_info(self) -> WorkerReady | None:
+        return None if self._session is None else self._session.ready
+
+    @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        return None if self._session is None else self._session.process.pid
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._session is not None and self._session.process.is_alive()
 
     async def start(self) -> WorkerReady:
-        async with self._lock:
-            return await self._ensure_started()
+        async with self._device:
+            session = await self._ensure_started()
+        assert session.ready is not None
+        return session.ready
 
-    async def _ensure_started(self) -> WorkerReady:
-        if self.alive and self.ready_info is not None:
-            return self.ready_info
-        await self._stop_process()
+    async def _ensure_started(self) -> Session:
+        if self._session is not None and self.alive and self._session.ready is not None:
+            return self._session
+        if self._session is not None:  # dead: its router fails what it held
+            await self._stop(self._session)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[object] = asyncio.Queue()
         parent_conn, child_conn = self._context.Pipe(duplex=True)
@@ -114,28 +99,31 @@ class WorkerSupervisor:
         )
         process.start()
         child_conn.close()  # so that the worker's death reads as EOF here
-        self._process, self._conn, self._inbox = process, parent_conn, inbox
+        session = Session(process, parent_conn, inbox)
+        session.idle.set()
+        self._session = session
         threading.Thread(
             target=self._read, args=(parent_conn, process, inbox, loop), daemon=True
         ).start()
         try:
             message = await asyncio.wait_for(inbox.get(), self.start_timeout_s)
         except TimeoutError:
-            await self._stop_process()
+            await self._stop(session)
             raise ModelLoadError(
                 f"the worker did not load {self.spec.model!r} within {self.start_timeout_s:g} s"
             ) from None
         except BaseException:  # cancelled while loading: do not leave it loading
-            await self._stop_process()
+            await self._stop(session)
             raise
         if isinstance(message, WorkFailed):
-            await self._stop_process()
+            await self._stop(session)
             raise ModelLoadError(message.error)
-        if isinstance(message, _Exited):
-            await self._stop_process()
+        if isinstance(message, Exited):
+            await self._stop(session)
             raise ModelLoadError(f"the worker {describe_exit(message.exitcode)} while loading")
         assert isinstance(message, WorkerReady), message
-        self.ready_info = message
+        session.ready = message
+        session.router = asyncio.create_task(self._route(session), name="sdbot-worker-router")
         log.info(
             "worker ready ◆ pid %s ◆ %s ◆ %d CPU threads ◆ %.0f ms",
             process.pid,
@@ -143,7 +131,7 @@ class WorkerSupervisor:
             message.cpu_threads,
             message.load_ms,
         )
-        return message
+        return session
 
     @staticmethod
     def _read(
@@ -158,10 +146,11 @@ class WorkerSupervisor:
                 message = conn.recv()
             except (EOFError, OSError):
                 break
-            loop.call_soon_threadsafe(inbox.put_nowait, message)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(inbox.put_nowait, message)
         process.join(timeout=10)
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(inbox.put_nowait, _Exited(process.exitcode))
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(inbox.put_nowait, Exited(process.exitcode))
 
     async def run(
         self, request: WorkRequest, on_progress: ProgressCallback | None = None
@@ -180,103 +169,162 @@ class WorkerSupervisor:
     ) -> dict[int, Answer]:
         """Runs a batch; every job gets its answer (result, failure or cancel). Raises
         WorkerCrashed or JobTimedOut for the whole batch when the worker dies or stalls."""
-        ids = set(batch.job_ids)
-        self._starting |= ids
-        try:
-            async with self._lock:
-                await self._ensure_started()
-                assert self._conn is not None
-                self._running, self._starting = ids, self._starting - ids
-                try:
-                    try:
-                        self._conn.send(batch)
-                        for job_id in sorted(self._cancel_at_start & ids):
-                            self._conn.send(CancelJob(job_id))  # read at the first step
-                    except OSError as error:  # it died between the liveness check and now
-                        raise WorkerCrashed(
-                            f"the worker process could not take {_jobs(batch.job_ids)}: {error}"
-                        ) from error
-                    return await self._wait_for_answers(batch, on_progress)
-                except BaseException:
-                    # Cancelled, stalled, crashed, or the progress callback failed: the worker
-                    # may still be busy with this batch, and a fresh one is cheaper than waiting.
-                    await self._stop_process()
-                    raise
-                finally:
-                    self._running = set()
-        finally:
-            self._starting -= ids
-            self._cancel_at_start -= ids
+        return await (await self.draw_batch(batch, on_progress))
 
     async def draw_batch(
         self, batch: WorkBatch, on_progress: ProgressCallback | None = None
     ) -> asyncio.Future[dict[int, Answer]]:
-        """Sends a batch and returns once the device has drawn it; the future gives the
-        answers. (Skeleton: returns once the batch is finished.)"""
-        answers = await self.run_batch(batch, on_progress)
-        future: asyncio.Future[dict[int, Answer]] = asyncio.get_running_loop().create_future()
-        future.set_result(answers)
-        return future
+        """Sends a batch and returns once the device has drawn it; the future gives every
+        job's answer once post-ready. Raises WorkerCrashed or JobTimedOut (here, or from the
+        future once drawn) when the worker dies or stalls.
+
+        Cancelled while it waits for the drawing, it stops the worker when nothing else is in
+        it (a fresh one is cheaper than waiting); else it cancels its jobs there."""
+        ids = set(batch.job_ids)
+        self._starting |= ids
+        try:
+            async with self._device:
+                session = await self._ensure_started()
+                loop = asyncio.get_running_loop()
+                entry = InFlight(
+                    batch.job_ids, on_progress, loop.create_future(), loop.create_future()
+                )
+                self._starting -= ids
+                session.add(entry, loop.time())
+                cancelled = tuple(sorted(self._cancel_at_start & ids))
+                try:
+                    session.conn.send(dataclasses.replace(batch, cancelled=cancelled))
+                except OSError as error:  # it died between the liveness check and now
+                    session.remove(entry)
+                    entry.abandon()
+                    raise WorkerCrashed(
+                        f"the worker process could not take {jobs(batch.job_ids)}: {error}"
+                    ) from error
+                try:
+                    await asyncio.shield(entry.drawn)
+                except asyncio.CancelledError:
+                    if not entry.drawn.done() or entry.drawn.cancelled():
+                        await self._abandon(session, entry)
+                    raise
+        finally:
+            self._starting -= ids
+            self._cancel_at_start -= ids
+        return entry.done
+
+    async def _abandon(self, session: Session, entry: InFlight) -> None:
+        entry.abandon()
+        if any(not other.abandoned for other in session.batches()):
+            for job_id in entry.job_ids:  # the others go on; this one stops at its next step
+                if job_id in session.by_job:
+                    with contextlib.suppress(OSError):
+                        session.conn.send(CancelJob(job_id))
+        else:
+            await self._stop(session)
 
     def cancel(self, job_id: int) -> bool:
-        """Asks the worker to stop a running job at its next denoising step (False: not
-        running here). Its answer comes back as WorkCancelled. A job whose batch waits for the
-        worker (starting, loading the model) is cancelled as the worker takes it."""
+        """Asks the worker to stop a job (False: not in it). Its answer comes back as
+        WorkCancelled: at its next denoising step while drawn, before it is drawn while its
+        batch waits, dropped before post-processing once drawn. A job whose batch waits for
+        the device or the worker (starting, loading the model) is cancelled as it is sent."""
         if job_id in self._starting:
             self._cancel_at_start.add(job_id)
             return True
-        if job_id not in self._running or self._conn is None:
+        session = self._session
+        if session is None or job_id not in session.by_job:
             return False
         try:
-            self._conn.send(CancelJob(job_id))
+            session.conn.send(CancelJob(job_id))
         except OSError:  # it is dying; the batch fails with the reason
             return False
         return True
 
-    async def _wait_for_answers(
-        self, batch: WorkBatch, on_progress: ProgressCallback | None
-    ) -> dict[int, Answer]:
-        assert self._inbox is not None
-        answers: dict[int, Answer] = {}
-        while len(answers) < len(batch.requests):
+    async def _route(self, session: Session) -> None:
+        """Hands each message of the worker to the batch that owns its job, until the worker
+        exits; a stall (no message at all for ``stall_timeout_s`` while a batch is in it)
+        stops the worker and fails every batch it held."""
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = None
+            if session.by_job:
+                timeout = max(0.0, session.last_heard + self.stall_timeout_s - loop.time())
             try:
-                message = await asyncio.wait_for(self._inbox.get(), self.stall_timeout_s)
+                message = await asyncio.wait_for(session.inbox.get(), timeout)
             except TimeoutError:
-                raise JobTimedOut(
-                    f"{_jobs(batch.job_ids)} made no progress for {self.stall_timeout_s:g} s; "
-                    "the worker was stopped"
-                ) from None
-            if isinstance(message, Progress) and message.job_id in batch.job_ids:
-                await notify(on_progress, message)
-            elif isinstance(message, LoadingModel):  # busy, not stalled: the wait starts over
-                log.info("loading model %r for %s", message.model, _jobs(message.job_ids))
-            elif isinstance(message, WorkResult | WorkFailed | WorkCancelled):
-                if message.job_id in batch.job_ids:
-                    answers[message.job_id] = message
-            elif isinstance(message, _Exited):
-                raise WorkerCrashed(
-                    f"the worker process {describe_exit(message.exitcode)} "
-                    f"while running {_jobs(batch.job_ids)}"
-                )
-        return answers
+                if session.by_job and loop.time() - session.last_heard >= self.stall_timeout_s:
+                    await self._stop(session)
+                    for entry in session.batches():
+                        session.remove(entry)
+                        entry.fail(
+                            JobTimedOut(
+                                f"{jobs(entry.job_ids)} made no progress for "
+                                f"{self.stall_timeout_s:g} s; the worker was stopped"
+                            )
+                        )
+                continue
+            if isinstance(message, Wake):
+                continue
+            if isinstance(message, Exited):
+                for entry in session.batches():
+                    session.remove(entry)
+                    entry.fail(
+                        WorkerCrashed(
+                            f"the worker process {describe_exit(message.exitcode)} "
+                            f"while running {jobs(entry.job_ids)}"
+                        )
+                    )
+                if self._session is session:
+                    self._session = None
+                return
+            session.last_heard = loop.time()
+            await self._deliver(session, message)
 
-    async def _stop_process(self) -> None:
-        process, conn = self._process, self._conn
-        self._process = self._conn = self._inbox = None
-        self.ready_info = None
-        if process is None:
-            return
-        if process.is_alive():
-            process.kill()
-        await asyncio.to_thread(process.join, 10)
-        if conn is not None:
-            conn.close()
+    async def _deliver(self, session: Session, message: object) -> None:
+        if isinstance(message, Progress):
+            entry = session.by_job.get(message.job_id)
+            if entry is not None and not entry.abandoned:
+                try:
+                    await notify(entry.on_progress, message)
+                except Exception as error:  # the caller's own failure: its batch stops
+                    entry.fail(error)
+                    await self._abandon(session, entry)
+        elif isinstance(message, LoadingModel):  # busy, not stalled: the wait starts over
+            log.info("loading model %r for %s", message.model, jobs(message.job_ids))
+        elif isinstance(message, Drawn):
+            for job_id in message.job_ids:
+                if (entry := session.by_job.get(job_id)) is not None:
+                    entry.set_drawn()
+        elif isinstance(message, WorkResult | WorkFailed | WorkCancelled):
+            if message.job_id is None or (entry := session.by_job.get(message.job_id)) is None:
+                return
+            entry.answers[message.job_id] = message
+            del session.by_job[message.job_id]
+            if len(entry.answers) == len(entry.job_ids):
+                session.remove(entry)
+                entry.set_drawn()
+                if not entry.done.done():
+                    entry.done.set_result(entry.answers)
+
+    async def _stop(self, session: Session) -> None:
+        """Kills the session's worker (its router then fails what it held, unless the caller
+        failed it first) and forgets it."""
+        if self._session is session:
+            self._session = None
+        if session.process.is_alive():
+            session.process.kill()
+        await asyncio.to_thread(session.process.join, 10)
+        session.conn.close()
 
     async def close(self) -> None:
-        """Asks the worker to finish (after the job it runs), then stops it."""
-        async with self._lock:
-            if self.alive and self._conn is not None and self._process is not None:
+        """Lets the batches in the worker finish, then asks it to stop and waits for it."""
+        async with self._device:
+            session = self._session
+            if session is None:
+                return
+            if session.process.is_alive():
+                await session.idle.wait()  # a stall or a crash fails them: this ends
                 with contextlib.suppress(BrokenPipeError, OSError):
-                    self._conn.send(None)
-                await asyncio.to_thread(self._process.join, 10)
-            await self._stop_process()
+                    session.conn.send(None)
+                await asyncio.to_thread(session.process.join, 10)
+            await self._stop(session)
+            if session.router is not None:
+                await session.router  # it reads the exit and ends

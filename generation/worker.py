@@ -9,31 +9,20 @@ grid, so that what it returns is ready to post: the bot only writes files and po
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
 from common.errors import SdbotError
 from generation.errors import InvalidOption, ModelLoadError
-from generation.images import (
-    Marked,
-    parameters_text,
-    to_png,
-    upscale_to_min_side,
-)
 from generation.pictures_in import request_pictures
-from generation.posting import post_ready
+from generation.postprocess import Drawing, DrawnJob, PostProcessor, drawn_job, failure
 from generation.protocol import (
-    CancelJob,
+    Drawn,
     LoadingModel,
     Progress,
     WorkBatch,
@@ -42,19 +31,15 @@ from generation.protocol import (
     WorkerSpec,
     WorkFailed,
     WorkRequest,
-    WorkResult,
     keeping_alive,
-    watermark_id,
 )
-from moderation import watermark
-from moderation.safety import OpenNSFWChecker, SafetyResult
+from generation.worker_inbox import Outbox, Sender, SendOnly, WorkerInbox
+from moderation.safety import OpenNSFWChecker
 
 if TYPE_CHECKING:
     from generation.model_pool import LoadedModel
 
 log = logging.getLogger(__name__)
-
-RGBArray = npt.NDArray[np.uint8]
 
 
 class _Cancelled(Exception):
@@ -79,6 +64,9 @@ def cpu_threads(configured: int | None, cores: int) -> int:
 
 
 class Worker:
+    """Draws on the main thread; post-processes on :class:`PostProcessor`'s threads, which
+    send each job's answer through ``inbox`` while the next batch is drawn."""
+
     def __init__(self, spec: WorkerSpec) -> None:
         import torch
 
@@ -97,8 +85,12 @@ class Worker:
         budget = memory_budget(spec.memory_gb, self.device)
         self.pool = ModelPool(catalog, self.device, self.dtype, budget)
         self.pool.get(catalog.default_model)  # the default model is loaded before any job
-        self.checker = OpenNSFWChecker(threads=threads)
-        self._safety_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safety")
+        self.post = PostProcessor(
+            OpenNSFWChecker(threads=threads),
+            min_output_side=spec.min_output_side,
+            threads=spec.postprocess_threads,
+            backlog=spec.postprocess_backlog,
+        )
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def ready(self) -> WorkerReady:
@@ -109,23 +101,41 @@ class Worker:
             self.spec.model, self.device, dtype, self.load_ms, torch.get_num_threads()
         )
 
-    def process(self, batch: WorkBatch, conn: Connection) -> None:
-        """Runs a batch and sends one answer per job: its result, its failure or its cancel.
+    def process(self, batch: WorkBatch, outbox: Outbox | Sender, *, wait: bool = True) -> None:
+        """Draws a batch and hands its jobs to post-processing; every job gets one answer (its
+        result, its failure or its cancel), and the batch its :class:`Drawn` once the device
+        is free for the next one (its answers may come before or after).
 
-        The batch's model is loaded first if it is not (the switch's time goes with each
+        ``wait``: return once every answer is sent (a worker driven from this process);
+        the worker process returns as soon as the device is free. A plain sender (a pipe end)
+        reads no cancels."""
+        inbox = outbox if isinstance(outbox, WorkerInbox | SendOnly) else SendOnly(outbox)
+        finishing: list[Future[None]] = []
+        try:
+            self._process(batch, inbox, finishing)
+        finally:
+            inbox.send(Drawn(batch.job_ids))
+        if wait:
+            for future in finishing:
+                future.result()
+
+    def _process(self, batch: WorkBatch, inbox: Outbox, finishing: list[Future[None]]) -> None:
+        """The batch's model is loaded first if it is not (the switch's time goes with each
         result), with its LoRAs; a model or LoRA that cannot be used fails the batch's jobs
         and the worker serves the next. Requests whose prompts take different numbers of text
         encoder windows run in separate pipeline calls (padding would change their pixels).
-        """
+        A batch whose jobs were all cancelled before it was drawn is not drawn."""
         refused = {r.job_id: failed for r in batch.requests if (failed := refused_pictures(r))}
         for failed in refused.values():
-            conn.send(failed)
+            _answer(inbox, failed)
         requests = [request for request in batch.requests if request.job_id not in refused]
-        if not requests:
+        if all(inbox.cancelled(request.job_id) for request in requests):
+            for request in requests:
+                _answer(inbox, WorkCancelled(request.job_id, 0, request.options.steps))
             return
         first, jobs = requests[0].options, tuple(request.job_id for request in requests)
         try:
-            with keeping_alive(conn.send, LoadingModel(jobs, first.model)):
+            with keeping_alive(inbox.send, LoadingModel(jobs, first.model)):
                 model, load_ms = self.pool.prepare(first.model, first.loras, first.control)
             groups: dict[int, list[WorkRequest]] = {}
             for request in requests:
@@ -136,44 +146,56 @@ class Worker:
             else:
                 log.exception("batch %s failed", jobs)
             for job_id in jobs:
-                conn.send(WorkFailed(job_id, failure(error)))
+                _answer(inbox, WorkFailed(job_id, failure(error)))
             return
-        cancelled: dict[int, tuple[int, int]] = {}  # read by any group's steps
+        cancelled: dict[int, tuple[int, int]] = {}  # where each cancelled job stopped
         for requests in groups.values():
             group = WorkBatch(tuple(requests))
-            if all(job_id in cancelled for job_id in group.job_ids):
-                for job_id in group.job_ids:
-                    conn.send(WorkCancelled(job_id, *cancelled[job_id]))
+            self.post.take_room()  # a slow CPU: wait before drawing more
+            if all(job_id in cancelled or inbox.cancelled(job_id) for job_id in group.job_ids):
+                self.post.give_back_room()
+                for request in requests:
+                    where = cancelled.get(request.job_id, (0, request.options.steps))
+                    _answer(inbox, WorkCancelled(request.job_id, *where))
                 continue
-            self._run(model, group, load_ms, conn, batch.job_ids, cancelled)
+            try:
+                drawn = self._draw(model, group, load_ms, inbox, cancelled)
+            except BaseException:
+                self.post.give_back_room()
+                raise
+            if drawn:
+                finishing.append(self.post.submit(drawn, inbox))
+            else:
+                self.post.give_back_room()
 
-    def _run(
+    def _draw(
         self,
         model: LoadedModel,
         batch: WorkBatch,
         load_ms: float,
-        conn: Connection,
-        batch_jobs: tuple[int, ...],
+        inbox: Outbox,
         cancelled: dict[int, tuple[int, int]],
-    ) -> None:
-        """One pipeline call for ``batch``'s jobs (a group of the worker's batch, whose jobs
-        are ``batch_jobs``), then each job's answer.
+    ) -> list[DrawnJob]:
+        """One pipeline call for ``batch``'s jobs (a group of the worker's batch); returns
+        the jobs to post-process, having answered the cancelled and failed ones.
 
-        Between denoising steps it reads the pipe for cancels; the call stops early only when
-        every job in it is cancelled, otherwise the cancelled ones are dropped at the end.
+        Between denoising steps it reads the cancels the inbox got; the call stops early only
+        when every job in it is cancelled, otherwise the cancelled ones are dropped at the end.
         """
         jobs = batch.job_ids
+        steps = (0, batch.requests[0].options.steps)
 
         def on_step(step: int, total: int) -> None:
-            while conn.poll():
-                message = conn.recv()
-                if isinstance(message, CancelJob) and message.job_id in batch_jobs:
-                    cancelled.setdefault(message.job_id, (step, total))
+            nonlocal steps
+            steps = (step, total)
+            for job_id in jobs:
+                if job_id not in cancelled and inbox.cancelled(job_id):
+                    cancelled[job_id] = (step, total)
             if all(job_id in cancelled for job_id in jobs):
                 raise _Cancelled
             for job_id in jobs:
                 if job_id not in cancelled:
-                    conn.send(Progress(job_id, step, total))
+                    inbox.send(Progress(job_id, step, total))
 
         # 1. Diffusion, all jobs in one call.
         drawn_from = time.monotonic()
@@ -185,105 +207,43 @@ class Worker:
         except Exception as error:  # report every job as failed; the worker stays up
             log.exception("batch %s failed", jobs)
             for job_id in jobs:
-                conn.send(WorkFailed(job_id, failure(error)))
-            return
-        diffusion_ms = (time.perf_counter() - started) * 1000
-        drawn_until = time.monotonic()
+                _answer(inbox, WorkFailed(job_id, failure(error)))
+            return []
+        drawing = Drawing(
+            total_steps=steps[1],
+            diffusion_ms=(time.perf_counter() - started) * 1000,
+            model_load_ms=load_ms,
+            drawn_from=drawn_from,
+            drawn_until=time.monotonic(),
+        )
+        # 2. What post-processing needs of the model, read here (the next batch may switch
+        # it), and the model's own checker, on the device; the rest goes to the pool.
+        out: list[DrawnJob] = []
         for index, request in enumerate(batch.requests):
             if request.job_id in cancelled or drawn is None:
-                step, total = cancelled[request.job_id]
-                conn.send(WorkCancelled(request.job_id, step, total))
+                _answer(inbox, WorkCancelled(request.job_id, *cancelled[request.job_id]))
                 continue
             try:
-                result = self.finish(model, request, drawn[index].images, diffusion_ms)
-                notes = drawn[index].notes
-                conn.send(
-                    dataclasses.replace(
-                        result,
-                        notes=notes,
-                        model_load_ms=load_ms,
-                        drawn_from=drawn_from,
-                        drawn_until=drawn_until,
+                out.append(
+                    drawn_job(
+                        model,
+                        request,
+                        drawn[index].images,
+                        drawn[index].notes,
+                        drawing,
+                        self.spec.min_output_side,
                     )
                 )
             except Exception as error:
                 log.exception("job %d failed", request.job_id)
-                conn.send(WorkFailed(request.job_id, failure(error)))
+                _answer(inbox, WorkFailed(request.job_id, failure(error)))
+        return out
 
-    def finish(
-        self,
-        model: LoadedModel,
-        request: WorkRequest,
-        raw_images: list[RGBArray],
-        diffusion_ms: float,
-    ) -> WorkResult:
-        """Upscale, safety check and watermark one job's images, then make them post-ready
-        under the request's policy."""
-        diffusion_done = time.perf_counter()
-        options = request.options
-        # 2. Upscale to what the watermark needs (an upscale job: twice that); the checker sees
-        # the image that will be posted.
-        min_side = self.spec.min_output_side * options.upscale
-        images = [upscale_to_min_side(image, min_side) for image in raw_images]
 
-        # 3. open_nsfw runs in a thread (onnxruntime leaves the GIL) while 4. marks and encodes
-        # (with the A1111 parameters other tools read); the model's own checker, when it has
-        # one, looks at the same final images.
-        scores = self._safety_thread.submit(self.checker.scores, images)
-        marked = [
-            watermark.embed(image, watermark_id(request.job_id, index))
-            for index, image in enumerate(images, start=1)
-        ]
-        sampler = model.runner.scheduler_name(options.scheduler)
-        parameters = [
-            parameters_text(
-                options,
-                seed,
-                options.width,
-                options.height,
-                model.lora_hashes,
-                model=model.name,
-                sampler=sampler,
-            )
-            for seed in options.seeds
-        ]
-        pngs = [
-            to_png(mark.rgb, text, request.job_id)
-            for mark, text in zip(marked, parameters, strict=True)
-        ]
-        model_flags: list[bool | None] = (
-            list(model.safety.flags(images)) if model.safety else [None] * len(images)
-        )
-        results = [
-            SafetyResult(score, flagged)
-            for score, flagged in zip(scores.result(), model_flags, strict=True)
-        ]
-        variants = [
-            Marked(
-                variant=index,
-                seed=seed,
-                png=png,
-                rgb=mark.rgb,
-                sha256=hashlib.sha256(png).hexdigest(),
-                watermark_id=mark.watermark_id,
-                watermark_verified=mark.verified,
-                safety=result,
-                parameters=text,
-            )
-            for index, (mark, png, seed, result, text) in enumerate(
-                zip(marked, pngs, options.seeds, results, parameters, strict=True), start=1
-            )
-        ]
-        # 5. Under the request's policy: dispositions, placeholders, the marked grid.
-        with_grid = options.upscale == 1  # an upscale posts its one picture
-        post = post_ready(request.job_id, variants, request.image_policy, with_grid=with_grid)
-        finished = time.perf_counter()
-        return WorkResult(
-            job_id=request.job_id,
-            post=post,
-            diffusion_ms=diffusion_ms,
-            postprocess_ms=(finished - diffusion_done) * 1000,
-        )
+def _answer(inbox: Outbox, answer: WorkFailed | WorkCancelled) -> None:
+    assert answer.job_id is not None
+    inbox.send(answer)
+    inbox.answered([answer.job_id])
 
 
 def refused_pictures(request: WorkRequest) -> WorkFailed | None:
@@ -297,13 +257,6 @@ def refused_pictures(request: WorkRequest) -> WorkFailed | None:
     return None
 
 
-def failure(error: Exception) -> str:
-    """A job's failure as its member reads it: our own errors say what happened in words."""
-    if isinstance(error, SdbotError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     """The process entry point (spawned): load, say ready, serve until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
@@ -312,25 +265,22 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
         level=spec.log_level,
         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    inbox = WorkerInbox(conn)
     try:
         worker = Worker(spec)
     except ModelLoadError as error:  # the operator's model: the parent says why, in one line
         log.debug("model load failed", exc_info=True)
-        conn.send(WorkFailed(None, f"could not start the worker: {error}"))
+        inbox.send(WorkFailed(None, f"could not start the worker: {error}"))
         return
     except Exception as error:  # anything else is a bug worth its traceback in the log
         log.exception("model load failed")
-        conn.send(WorkFailed(None, f"could not start the worker: {error}"))
+        inbox.send(WorkFailed(None, f"could not start the worker: {error}"))
         return
-    conn.send(worker.ready())
+    inbox.send(worker.ready())
+    inbox.start()
     log.info("ready ◆ %s on %s ◆ loaded in %.0f ms", spec.model, worker.device, worker.load_ms)
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        if message is None:
-            break
-        if isinstance(message, WorkBatch):
-            worker.process(message, conn)
-        # Anything else (a cancel that came after its job finished) needs no answer.
+    try:
+        while (batch := inbox.next_batch()) is not None:
+            worker.process(batch, inbox, wait=False)
+    finally:
+        worker.post.close()  # every drawn job gets its answer before the worker ends

@@ -145,7 +145,7 @@ async def test_an_unexpected_error_fails_its_batch_and_the_queue_goes_on(
     supervisor: WorkerSupervisor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
-    real = supervisor.run_batch
+    real = supervisor.draw_batch  # the queue sends every batch through it
     calls = 0
 
     async def broken_once(*args: object, **kwargs: object) -> object:
@@ -155,7 +155,7 @@ async def test_an_unexpected_error_fails_its_batch_and_the_queue_goes_on(
             raise RuntimeError("a bug")
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(supervisor, "run_batch", broken_once)
+    monkeypatch.setattr(supervisor, "draw_batch", broken_once)
     first = await events_of(await queue.submit(job(1, guild=1)))
     second = await events_of(await queue.submit(job(2, guild=1)))
     await queue.close()
@@ -164,11 +164,12 @@ async def test_an_unexpected_error_fails_its_batch_and_the_queue_goes_on(
     assert queue.limiter.depth == 0
 
 
-async def test_a_job_cancelled_while_the_worker_starts_stops_at_its_first_step(
+async def test_a_job_cancelled_while_the_worker_starts_is_never_drawn(
     model_dir: Path,
 ) -> None:
     # The worker starts with the first batch (loading the model takes seconds): a cancel then
-    # must not be lost, as a moderator's pause or a ban cancels whatever is open.
+    # must not be lost, as a moderator's pause or a ban cancels whatever is open. It goes
+    # with the batch, which the worker then answers without drawing it.
     supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu", torch_threads=2))
     queue = LocalQueue(supervisor, BatchPolicy(max_jobs=1))
     try:
@@ -178,7 +179,7 @@ async def test_a_job_cancelled_while_the_worker_starts_stops_at_its_first_step(
                 break
         assert await queue.cancel(1) == CancelOutcome.STOPPING
         ended = (await events_of(handle))[-1]
-        assert ended == Cancelled("cancelled at step 1 of 40")
+        assert ended == Cancelled("cancelled at step 0 of 40")
     finally:
         await queue.close()
         await supervisor.close()

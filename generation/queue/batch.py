@@ -1,8 +1,9 @@
 """Batches: which queued jobs may share one pipeline call, and the one runner that sends a
 batch to a worker process and turns what comes back into each job's terminal event.
 
-``LocalQueue`` runs every batch through :func:`run_batch`; the Redis worker runs its one job a
-claim through it as a batch of one (batches on Redis are another change).
+``LocalQueue`` sends every batch through :func:`draw_batch` and sends the next one as soon as
+the device has drawn it, while the worker post-processes the first; :func:`run_batch` is the
+same for a caller that waits for the answers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The queue in this process, in front of the one worker process it supervises."""
+"""The queue in this process, in front of the one worker process it supervises.
+
+Its dispatcher sends a batch, waits only until the worker's device has drawn it, and sends the
+next one at once; a task per batch waits for its post-ready answers and ends its jobs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from generation.limits import Limits, RateLimiter
 from generation.protocol import Progress, WorkerReady
-from generation.queue.batch import BatchPolicy, run_batch, take_batch
+from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch, take_batch
 from generation.queue.contract import CancelOutcome, JobHandle, QueuedJob
 from generation.queue.events import (
     CANCELLED_WHILE_QUEUED,
@@ -56,9 +60,10 @@ class LocalQueue:
         self._fair: FairQueue[QueuedJob] = FairQueue()
         self._entries: dict[int, _Entry] = {}
         self._running: dict[int, _Entry] = {}
-        self._running_until: float | None = None
+        self._running_until: float | None = None  # when the batch drawing now should end
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()  # drawn batches, post-processed
         self._held = False
 
     async def start(self) -> None:
@@ -66,12 +71,16 @@ class LocalQueue:
             self._task = asyncio.create_task(self._dispatch(), name="sdbot-dispatch")
 
     async def close(self) -> None:
-        """Stops dispatching; queued jobs stay recorded as queued for the next start."""
+        """Stops dispatching; queued jobs stay recorded as queued for the next start. A batch
+        being drawn is given up (its jobs stay open for the next start); drawn ones, being
+        post-processed, end with their answers first."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._finishing:
+            await asyncio.wait(self._finishing)
 
     async def start_workers(self) -> WorkerReady:
         """Starts the worker process and waits for its model (ModelLoadError if it cannot)."""
@@ -83,7 +92,8 @@ class LocalQueue:
 
     async def hold(self) -> set[int]:
         """Shutting down: no queued job starts any more (they stay recorded as queued for the
-        next start); the running batch finishes. Returns the ids of the running jobs."""
+        next start); the running batches finish. Returns the ids of the running jobs: the
+        drawing batch's and the drawn ones' being post-processed."""
         self._held = True
         return set(self._running)
 
@@ -153,9 +163,10 @@ class LocalQueue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._run(batch)
+            await self._draw(batch)
 
-    async def _run(self, batch: list[QueuedJob]) -> None:
+    async def _draw(self, batch: list[QueuedJob]) -> None:
+        """Sends the batch and returns once it is drawn (or failed); its jobs end later."""
         entries = [self._entries[job.job_id] for job in batch]
         units = sum(job.units for job in batch)
         estimate = self.throughput.eta(units)
@@ -173,19 +184,38 @@ class LocalQueue:
                 entry.handle.put(progress)
 
         try:
-            outcome = await run_batch(self.supervisor, [job.request for job in batch], on_progress)
+            requests = [job.request for job in batch]
+            outcome = await draw_batch(self.supervisor, requests, on_progress)
         except Exception as error:  # a bug must not stop the queue: the jobs fail, it goes on
-            log.exception("batch %s failed", [entry.job.job_id for entry in entries])
-            for entry in entries:
-                self._end(entry, Failed(f"internal error: {type(error).__name__}: {error}"))
+            self._internal_error(entries, error)
             return
         finally:
             self._running_until = None
-        if not outcome.answered:  # crashed, stalled, or the model would not load
-            for entry in entries:
-                self._end(entry, outcome.events[entry.job.job_id])
+        # The device's time for the batch: what the jobs behind it wait for.
+        device_s = self.clock() - started
+        task = asyncio.create_task(self._finish(entries, outcome, units, device_s))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self,
+        entries: list[_Entry],
+        outcome: asyncio.Future[BatchOutcome],
+        units: float,
+        device_s: float,
+    ) -> None:
+        try:
+            done = await outcome
+        except Exception as error:
+            self._internal_error(entries, error)
             return
-        self.throughput.record(units, self.clock() - started)
+        if done.answered:  # not crashed, stalled, or a model that would not load
+            self.throughput.record(units, device_s)
         for entry in entries:
-            self._end(entry, outcome.events[entry.job.job_id])
+            self._end(entry, done.events[entry.job.job_id])
         self._announce()
+
+    def _internal_error(self, entries: list[_Entry], error: Exception) -> None:
+        log.error("batch %s failed", [entry.job.job_id for entry in entries], exc_info=error)
+        for entry in entries:
+            self._end(entry, Failed(f"internal error: {type(error).__name__}: {error}"))

@@ -1,0 +1,105 @@
+"""What the supervisor knows of one worker process: its pipe, what it said (in order), and
+the batches in it by job id, each with the futures its caller awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from generation.errors import GenerationError
+from generation.protocol import WorkCancelled, WorkerReady, WorkFailed, WorkResult
+from generation.queue.contract import ProgressCallback
+
+Answer = WorkResult | WorkFailed | WorkCancelled
+
+
+def jobs(job_ids: tuple[int, ...]) -> str:
+    if len(job_ids) == 1:
+        return f"job {job_ids[0]}"
+    return "jobs " + ", ".join(str(job_id) for job_id in job_ids)
+
+
+@dataclass(frozen=True)
+class Exited:
+    exitcode: int | None
+
+
+class Wake:
+    """Put in the inbox by this process: a batch was sent, the stall clock may start."""
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "closed its pipe"
+    if exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+@dataclass(eq=False)
+class InFlight:
+    """A batch in the worker: its answers so far, and what its caller awaits (``drawn``:
+    the device is done with it; ``done``: every answer). ``abandoned``: its caller went
+    away; its answers are read and dropped."""
+
+    job_ids: tuple[int, ...]
+    on_progress: ProgressCallback | None
+    drawn: asyncio.Future[None]
+    done: asyncio.Future[dict[int, Answer]]
+    answers: dict[int, Answer] = field(default_factory=dict)
+    abandoned: bool = False
+
+    def set_drawn(self) -> None:
+        if not self.drawn.done():
+            self.drawn.set_result(None)
+
+    def fail(self, error: GenerationError | Exception) -> None:
+        """The batch fails as a whole: raised by ``draw_batch`` when it is not drawn yet,
+        else from its ``done`` future."""
+        if not self.drawn.done():
+            self.drawn.set_exception(error)
+            self.done.cancel()  # never handed out
+        elif not self.done.done():
+            self.done.set_exception(error)
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.drawn.cancel()
+        self.done.cancel()
+
+
+@dataclass(eq=False)
+class Session:
+    """One worker process, its pipe, what it said (in order), and its batches by job id."""
+
+    process: BaseProcess
+    conn: Connection
+    inbox: asyncio.Queue[object]
+    ready: WorkerReady | None = None
+    by_job: dict[int, InFlight] = field(default_factory=dict)
+    last_heard: float = 0.0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    router: asyncio.Task[None] | None = None
+
+    def batches(self) -> list[InFlight]:
+        return list(dict.fromkeys(self.by_job.values()))
+
+    def add(self, entry: InFlight, now: float) -> None:
+        if not self.by_job:
+            self.last_heard = now  # the stall clock starts with the first batch in flight
+        self.by_job.update(dict.fromkeys(entry.job_ids, entry))
+        self.idle.clear()
+        self.inbox.put_nowait(Wake())
+
+    def remove(self, entry: InFlight) -> None:
+        for job_id in entry.job_ids:
+            if self.by_job.get(job_id) is entry:
+                del self.by_job[job_id]
+        if not self.by_job:
+            self.idle.set()
