@@ -22,11 +22,19 @@ import pytest
 from bot.settings import Settings
 from generation.images import from_image_file
 from generation.options import GenerationOptions
-from generation.protocol import WorkRequest
-from generation.queue import BatchPolicy, Done, JobEvent, JobHandle, QueuedJob
+from generation.protocol import WorkerSpec, WorkRequest
+from generation.queue import BatchPolicy, Cancelled, Done, JobEvent, JobHandle, QueuedJob
 from generation.queue.batch import take_batch
 from generation.queue.fair import FairQueue, Ticket
-from generation.queue.redis import RedisQueue, RedisWorker, encode_request
+from generation.queue.redis import (
+    Claimed,
+    RedisQueue,
+    RedisWorker,
+    batch_digest,
+    batches_of,
+    encode_request,
+)
+from generation.supervisor import WorkerSupervisor
 from moderation.policy import ImagePolicy
 from tests.conftest import REDIS_URL
 from tests.processes import read_log, wait_for_line
@@ -336,3 +344,66 @@ async def test_a_worker_killed_holding_a_batch_loses_it_to_the_next_one(
     finally:
         kill(first)
         kill(second)
+
+
+def test_claimed_jobs_split_into_batches_by_their_keys_not_their_digests() -> None:
+    """The scripts compare digests; the worker compares the keys, and never puts one job id
+    twice in a batch (two bots with databases of their own may share a queue)."""
+
+    def claimed(job_id: int, steps: int = 2, seeds: tuple[int, ...] = (1,)) -> Claimed:
+        return Claimed(b"0-%d" % job_id, job(job_id, 1, 1, steps=steps, seeds=seeds).request, 1)
+
+    same = [claimed(1), claimed(2, steps=3), claimed(3), claimed(1), claimed(4, seeds=(1, 2, 3))]
+    batches = batches_of(same, BatchPolicy(max_jobs=3, max_images=4))
+    assert [[c.request.job_id for c in batch] for batch in batches] == [[1, 3], [2], [1, 4]]
+    assert batch_digest(same[0].request) == batch_digest(same[2].request)
+    assert batch_digest(same[0].request) != batch_digest(same[1].request)
+
+
+async def test_one_heartbeat_keeps_every_entry_of_a_drawing_batch(
+    model_dir: Path, queue: RedisQueue, redis_prefix: str
+) -> None:
+    """A batch of three draws for longer than the reclaim time: another worker that looks for
+    idle entries all along takes none of them; one job of the batch is cancelled alone."""
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu", torch_threads=1))
+    worker = await RedisWorker.connect(
+        REDIS_URL, supervisor, prefix=redis_prefix, name="drawing", reclaim_after_s=1.0,
+        batch=BatchPolicy(max_jobs=3),
+    )  # fmt: skip
+    thief = await idle_worker(redis_prefix, "thief", BatchPolicy(max_jobs=3))
+    stop = asyncio.Event()
+    running: asyncio.Task[None] | None = None
+    try:
+        await supervisor.start()
+        jobs = [job(n, n, 10 * n, steps=40, seeds=(n,)) for n in (1, 2, 3)]
+        handles = [await queue.submit(queued) for queued in jobs]
+        running = asyncio.create_task(worker.run(stop))
+        outcomes = asyncio.ensure_future(all_events(handles))
+        stolen, looks, cancelled = [], 0, ""
+        while not outcomes.done():  # it looks for entries idle for 1 s, as a worker would
+            stolen.append(await thief.claims.reclaim(args=[redis_prefix, "thief", 1000, 3, 6, 64]))
+            looks += 1
+            lengths = [await queue.client.xlen(f"{redis_prefix}:ev:{q.uid}") for q in jobs]
+            if not cancelled and min(lengths) >= 2:  # each job drawing: the second one's owner
+                cancelled = await queue.cancel(2, jobs[1].uid)  # cancels it alone
+            await asyncio.sleep(0.1)
+        assert not any(stolen)
+        assert cancelled == "stopping"
+        ends = [events[-1] for events in await outcomes]
+        assert isinstance(ends[1], Cancelled)
+        for queued, end in zip(jobs, ends, strict=True):
+            starts = await started_fields(queue, queued.uid)
+            assert [(s["worker"], s["batch_size"]) for s in starts] == [("drawing", "3")]
+            if queued is jobs[1]:
+                continue
+            assert isinstance(end, Done), end
+            drawn = end.result
+            assert drawn.drawn_until - drawn.drawn_from > 1.0  # longer than the reclaim time
+        assert looks > 10
+    finally:
+        stop.set()
+        if running is not None:
+            await asyncio.wait_for(running, 60)
+        await worker.close()
+        await thief.close()
+        await supervisor.close()

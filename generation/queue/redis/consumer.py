@@ -236,12 +236,15 @@ class RedisWorker:
             job = by_job.get(progress.job_id)
             if job is None:
                 return
-            try:
-                await self._event(job.uid, progress)
+            stream = f"{self.prefix}:ev:{job.uid}"
+            try:  # one round trip a step and job: the event out, its cancel in
                 pipe = self.client.pipeline(transaction=False)
+                values: Any = encode_event(progress) | {"uid": job.uid}
+                pipe.xadd(stream, values, maxlen=1000)
+                pipe.expire(stream, KEEP_S)
                 pipe.exists(f"{self.prefix}:cancel:{job.uid}")
                 pipe.exists(f"{self.prefix}:job:{job.uid}")
-                wanted_stop, known = await pipe.execute()
+                *_, wanted_stop, known = await pipe.execute()
                 if wanted_stop:
                     self.supervisor.cancel(progress.job_id)
                 elif not known:  # Redis restarted empty: nobody waits for this job any more
