@@ -189,6 +189,6 @@ class ShapeReport:
         ratio = "" if row is None else f"{self.ratio(row):.3f}"
         return (
             f"  {name:<28}{its:8.2f}{ms:11.1f}{ratio:>8}"
-            f"{'' if share is None else f'{share:.0%}':>8}"
+            f"{'' if share is None else f'{share:.1%}':>8}"
             f"{'' if first_s is None else f'{first_s:.1f} s':>12}"
         )
