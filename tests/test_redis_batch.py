@@ -34,6 +34,7 @@ from generation.queue.redis import (
     batches_of,
     encode_request,
 )
+from generation.queue.redis.scripts import connect
 from generation.supervisor import WorkerSupervisor
 from moderation.policy import ImagePolicy
 from tests.conftest import REDIS_URL
@@ -406,4 +407,51 @@ async def test_one_heartbeat_keeps_every_entry_of_a_drawing_batch(
             await asyncio.wait_for(running, 60)
         await worker.close()
         await thief.close()
+        await supervisor.close()
+
+
+class Watched(RedisWorker):
+    """A worker that writes down when it sends a batch and when it ends one, and holds the
+    first batch's ending until a second batch was sent: it hangs unless the next batch is
+    sent while the last one is still being finished."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.log: list[tuple[str, list[int]]] = []
+        self.second_sent = asyncio.Event()
+
+    async def _draw(self, batch: list[Claimed]) -> None:
+        self.log.append(("draw", [c.request.job_id for c in batch]))
+        if len(self.log) > 1:
+            self.second_sent.set()
+        await super()._draw(batch)
+
+    async def _complete(self, batch: list[Claimed], drawn: Any, drawing_s: float) -> None:
+        if not self.second_sent.is_set():
+            await asyncio.wait_for(self.second_sent.wait(), 120)
+        self.log.append(("end", [c.request.job_id for c in batch]))
+        await super()._complete(batch, drawn, drawing_s)
+
+
+async def test_the_next_batch_draws_while_the_last_one_is_finished(
+    model_dir: Path, queue: RedisQueue, redis_prefix: str
+) -> None:
+    supervisor = WorkerSupervisor(WorkerSpec(model=str(model_dir), device="cpu", torch_threads=1))
+    client = await connect(REDIS_URL)
+    worker = Watched(client, supervisor, prefix=redis_prefix, batch=BatchPolicy(max_jobs=3))
+    stop = asyncio.Event()
+    running: asyncio.Task[None] | None = None
+    try:
+        await supervisor.start()
+        jobs = [job(1, 1, 10, seeds=(1, 2)), job(2, 2, 20, steps=3), job(3, 3, 30, seeds=(3, 4))]
+        handles = [await queue.submit(queued) for queued in jobs]
+        running = asyncio.create_task(worker.run(stop))
+        ends = [events[-1] for events in await all_events(handles)]
+        assert all(isinstance(end, Done) for end in ends), ends
+        assert worker.log == [("draw", [1, 3]), ("draw", [2]), ("end", [1, 3]), ("end", [2])]
+    finally:
+        stop.set()
+        if running is not None:
+            await asyncio.wait_for(running, 60)
+        await worker.close()
         await supervisor.close()
