@@ -3,7 +3,8 @@ configs with random weights (nothing is downloaded), drawn through the raw diffu
 through the whole sdbot path in one run: it/s, ms an image, their ratio, what batching gains,
 and the share of the physical floor (the UNet's FLOPs at the device's dense fp16 peak).
 
-Light to import: torch and diffusers load in :func:`run` (``bench.gpu_run``).
+Its options are in ``bot.cli.bench_args`` (no command imports ``bench`` until it runs);
+torch and diffusers load in :func:`run` (``bench.gpu_run``).
 """
 
 from __future__ import annotations
@@ -20,38 +21,6 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 KNOWN_SHAPES = ("sd15", "sdxl")
-PROMPT = "a red circle on a blue background, studio photograph, detailed"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--shapes", default="sd15,sdxl", help="comma-separated: sd15, sdxl (default: both)"
-    )
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument(
-        "--size", type=int, help="side in px (default: 512 for sd15, 1024 for sdxl; 64 --tiny)"
-    )
-    parser.add_argument("--variants", type=int, default=4, help="images a call (1 to 4)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs of each, after a warm-up")
-    parser.add_argument(
-        "--fast",
-        action="append",
-        metavar="SWITCHES",
-        help='a fast-path setting to run the path under, as SDBOT_FAST_PATH ("" for none, '
-        '"channels_last,fuse_qkv", "compile"); repeat it to compare (default: SDBOT_FAST_PATH)',
-    )
-    parser.add_argument(
-        "--peak-tflops",
-        type=float,
-        help="the device's dense fp16 peak (default: a table by CUDA device name; none on CPU)",
-    )
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        help="the same architectures with widths / 5 and fewer layers, at 64 px (for a CPU)",
-    )
-    parser.add_argument("--prompt", default=PROMPT)
-    parser.add_argument("--json", action="store_true")
 
 
 def _shapes(text: str) -> list[str]:

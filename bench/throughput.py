@@ -12,7 +12,7 @@ count, warm (one untimed call of each size), while no worker runs. The device's 
 are the ``drawn_from``/``drawn_until`` of each job's result (``time.monotonic()``, one clock for
 every process of the machine); the jobs that share one were drawn in one call.
 
-Light to import: the measurement is in ``bench.throughput_run``.
+Its options are in ``bot.cli.bench_args``; the measurement is in ``bench.throughput_run``.
 """
 
 from __future__ import annotations
@@ -31,26 +31,11 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 MAX_JOBS = 1000
-GUILDS = 4
+GUILDS = 4  # as bot.cli.bench_args.THROUGHPUT_GUILDS
 GOAL_RATIO = 0.95
 GOAL_BUSY = 0.95
 
 Interval = tuple[float, float]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=int, default=16, help="jobs submitted at once")
-    parser.add_argument("--variants", type=int, default=4, help="images per job")
-    parser.add_argument("--steps", type=int, help="default: the model's")
-    parser.add_argument(
-        "--model", help="a name in the model list, or a model folder or file (default: the default)"
-    )
-    parser.add_argument(
-        "--guilds",
-        type=int,
-        help=f"the jobs come from this many (default: {GUILDS}, at most --jobs)",
-    )
-    parser.add_argument("--json", action="store_true")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

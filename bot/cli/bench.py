@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError
 from bot.cli.arguments import guild_id
+from bot.cli.bench_args import add_gpu_arguments, add_throughput_arguments
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -99,19 +100,16 @@ def register(commands: Any) -> None:
     mod.add_argument("--json", action="store_true")
     mod.set_defaults(handler=run_mod)
 
-    # These two keep their options beside their code (their modules are light to import).
-    from bench import gpu, throughput
-
     throughput_parser = kinds.add_parser(
         "throughput", help="images per second through the whole path vs a raw diffusers loop"
     )
-    throughput.add_arguments(throughput_parser)
-    throughput_parser.set_defaults(handler=throughput.run)
+    add_throughput_arguments(throughput_parser)
+    throughput_parser.set_defaults(handler=run_throughput)
     gpu_parser = kinds.add_parser(
         "gpu", help="SD 1.5- and SDXL-shaped pipelines (random weights): raw vs the whole path"
     )
-    gpu.add_arguments(gpu_parser)
-    gpu_parser.set_defaults(handler=gpu.run)
+    add_gpu_arguments(gpu_parser)
+    gpu_parser.set_defaults(handler=run_gpu)
 
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
@@ -126,6 +124,18 @@ def register(commands: Any) -> None:
     moderation.add_argument("--repeats", type=int, default=5, help="timing passes per prompt")
     moderation.add_argument("--json", action="store_true")
     moderation.set_defaults(handler=run_moderation)
+
+
+async def run_throughput(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.throughput import run
+
+    return await run(args, settings)
+
+
+async def run_gpu(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.gpu import run
+
+    return await run(args, settings)
 
 
 async def run_overhead(args: argparse.Namespace, settings: Settings) -> int:
