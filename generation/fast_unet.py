@@ -29,7 +29,7 @@ RECOMPILE_LIMIT = 64  # graphs per compiled function: sizes × batch sizes × gu
 class FastUNet:
     """Stands in for ``unet.forward``; install it with :meth:`install`, find it with :meth:`of`."""
 
-    def __init__(self, unet: Any, interval: int, compile_backend: str | None) -> None:
+    def __init__(self, unet: Any, interval: int, compile_backend: str | Any | None) -> None:
         self.unet = unet
         self.forward = unet.forward  # diffusers' own, bound
         self.cache = DeepCache(unet, interval)
@@ -44,7 +44,7 @@ class FastUNet:
 
     @classmethod
     def install(
-        cls, unet: Any, *, interval: int = 0, compile_backend: str | None = None
+        cls, unet: Any, *, interval: int = 0, compile_backend: str | Any | None = None
     ) -> FastUNet:
         """``unet``'s FastUNet, installed the first time (a later call sets its interval)."""
         fast = cls.of(unet)
