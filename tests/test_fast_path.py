@@ -6,7 +6,7 @@ compiles once per padded batch size; a bad SDBOT_FAST_PATH is refused with a mes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -21,6 +21,9 @@ from generation.options import GenerationOptions, LoraChoice
 from generation.pipeline import PipelineRunner, resolve_dtype
 from generation.protocol import WorkRequest
 from moderation.policy import ImagePolicy
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers, numpy 2
 POLICY = ImagePolicy(threshold=0.5, strict_threshold=0.3)
@@ -300,3 +303,27 @@ def test_a_bad_sdbot_fast_path_is_refused(
     with pytest.raises(ValidationError, match="fast_path") as caught:
         Settings(_env_file=None)  # type: ignore[call-arg]
     assert said in str(caught.value)
+
+
+def test_the_adherence_bench_compares_the_fast_path_with_the_plain_one() -> None:
+    from generation.embedded.adherence import compare_fast
+    from generation.embedded.prompts import benchmark_cases
+
+    pipe = load()
+    fast = FastPath(deepcache_interval=2)
+    apply_fast_path(pipe, fast, "cpu")
+    case = benchmark_cases()[:1]
+    comparison = compare_fast(EMBEDDED_MODEL_DIR, pipe, fast, case, 4, 3.0, 0, "cpu")
+    assert comparison.fast == "deepcache:2"
+    assert comparison.images == 4
+    assert 0 < comparison.mean_abs_diff < 64
+    assert 10 < comparison.psnr_db < 100
+    assert "deepcache:2 against the plain path, 4 images" in comparison.to_text()
+
+
+def test_sdbot_bench_adherence_refuses_a_bad_fast_path(settings: Settings) -> None:
+    from tests.test_cli import sdbot
+
+    result = sdbot(settings, "bench", "adherence", "--fast", "deepcache:zero")
+    assert result.returncode == 2
+    assert "--fast: deepcache interval must be a whole number from 2 to 10" in result.stderr

@@ -32,6 +32,12 @@ def register(commands: Any) -> None:
     adherence.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
     adherence.add_argument("--seed", type=int, default=0)
     adherence.add_argument("--model", type=Path, help="model folder (default: the embedded one)")
+    adherence.add_argument(
+        "--fast", default="", help="fast-path switches as SDBOT_FAST_PATH spells them"
+    )
+    adherence.add_argument(
+        "--compare", type=int, default=8, help="with --fast: prompts drawn both ways, compared"
+    )
     adherence.add_argument("--json", action="store_true")
     adherence.set_defaults(handler=run_adherence)
 
@@ -159,6 +165,14 @@ async def run_adherence(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"--model {model} is not a diffusers model folder")
     if args.steps < 1:
         raise CommandError(f"--steps must be at least 1, got {args.steps}")
+    if not 0 <= args.compare <= 48:
+        raise CommandError(f"--compare must be from 0 to 48 prompts, got {args.compare}")
+    from generation.fast_path import FastPath
+
+    try:
+        fast = FastPath.parse(args.fast)
+    except ValueError as error:
+        raise CommandError(f"--fast: {error}") from None
     device = settings.device
     if device == "auto":
         from generation.pipeline import resolve_device
@@ -172,6 +186,8 @@ async def run_adherence(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         device=device,
         progress=None if args.json else print,
+        fast=fast,
+        compare=args.compare,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from generation.embedded.analyser import DetectedObject, SceneAnalysis, analyse
 from generation.embedded.folder import load_pipeline, read_defaults
 from generation.embedded.prompts import BenchmarkCase, benchmark_cases
 from generation.embedded.scenes import Scene, SceneObject, render_scene
+from generation.fast_path import FastPath, apply_fast_path
 from generation.models import EMBEDDED_MODEL_DIR
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,9 @@ class AdherenceReport:
     analyser_position: float
     analyser_count: float
     seconds: float
+    fast: str = ""  # SDBOT_FAST_PATH's switches the pictures were drawn with
+    ms_per_image: float = 0.0  # the pipeline calls' time per picture
+    comparison: FastComparison | None = None
 
     def meets_goals(self) -> dict[str, bool]:
         return {a: getattr(self, a) >= GOALS[a] for a in ATTRIBUTES}
@@ -96,6 +101,9 @@ class AdherenceReport:
             "analyser_on_ground_truth": {a: getattr(self, f"analyser_{a}") for a in ATTRIBUTES},
             "goals": dict(GOALS),
             "meets_goals": self.meets_goals(),
+            "fast": self.fast,
+            "ms_per_image": round(self.ms_per_image, 1),
+            "comparison": self.comparison.to_dict() if self.comparison else None,
         }
 
     def to_text(self) -> str:
@@ -103,7 +111,8 @@ class AdherenceReport:
             f"adherence ◆ {self.model_dir}",
             f"{self.prompts} prompts x {VARIANTS} variants = {self.images} images ◆ "
             f"{self.steps} steps ◆ guidance {self.guidance_scale:g} ◆ seed {self.seed} ◆ "
-            f"{self.seconds:.1f} s",
+            f"{self.seconds:.1f} s ◆ fast path: {self.fast or 'none'} ◆ "
+            f"{self.ms_per_image:.0f} ms an image",
             "",
             f"{'attribute':<12}{'generated':>10}{'goal':>8}{'met':>6}{'analyser on truth':>20}",
         ]
@@ -114,7 +123,33 @@ class AdherenceReport:
                 f"{'yes' if met[a] else 'NO':>6}{getattr(self, f'analyser_{a}'):>20.1%}"
             )
         lines.append(f"{'(two-object count)':<22}{self.two_object_count:>6.1%}")
+        if self.comparison is not None:
+            lines += ["", self.comparison.to_text()]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class FastComparison:
+    """The fast path's pictures against the plain path's, same prompts and seeds."""
+
+    fast: str
+    images: int
+    mean_abs_diff: float  # in 0..255 levels
+    psnr_db: float
+    plain_ms_per_image: float
+    fast_ms_per_image: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {key: round(v, 2) if isinstance(v, float) else v for key, v in vars(self).items()}
+
+    def to_text(self) -> str:
+        speedup = self.plain_ms_per_image / self.fast_ms_per_image if self.fast_ms_per_image else 0
+        return (
+            f"{self.fast} against the plain path, {self.images} images: mean abs diff "
+            f"{self.mean_abs_diff:.2f} levels ◆ PSNR {self.psnr_db:.1f} dB ◆ "
+            f"{self.plain_ms_per_image:.0f} → {self.fast_ms_per_image:.0f} ms an image "
+            f"(×{speedup:.2f})"
+        )
 
 
 # 1. Scoring one picture against the scene its prompt asked for ----------------------------
@@ -184,8 +219,12 @@ def run_adherence(
     seed: int = 0,
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
+    fast: FastPath | None = None,
+    compare: int = 0,
 ) -> AdherenceReport:
-    """Generate every benchmark prompt in four variants and score them with the analyser."""
+    """Generate every benchmark prompt in four variants and score them with the analyser;
+    with ``fast``, on the fast path, and with ``compare`` its pictures of that many prompts
+    against the plain path's."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not (model_dir / "model_index.json").is_file():
@@ -194,20 +233,18 @@ def run_adherence(
     # 1. Model and settings.
     if guidance_scale is None:
         guidance_scale = read_defaults(model_dir).guidance_scale
+    fast = fast or FastPath()
     pipe = load_pipeline(model_dir, device)
+    apply_fast_path(pipe, fast, device)
     cases = benchmark_cases()
     # 2. Generate and score.
     tally, pairs = _Tally(), _Tally()
+    drawing = 0.0
     for index, case in enumerate(cases):
-        generator = torch.Generator(device=device).manual_seed(seed * 100_003 + index)
-        output = pipe(
-            [case.prompt] * VARIANTS,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=generator,
-            output_type="np",
-        )
-        for image in _to_uint8(output.images):
+        draw_started = time.perf_counter()
+        images = _draw(pipe, case, steps, guidance_scale, seed * 100_003 + index, device)
+        drawing += time.perf_counter() - draw_started
+        for image in images:
             score_picture(case, analyse(image), tally, pairs)
         if progress is not None:
             progress(f"{index + 1}/{len(cases)} {case.prompt}")
@@ -233,6 +270,65 @@ def run_adherence(
         analyser_position=truth["position"],
         analyser_count=truth["count"],
         seconds=time.perf_counter() - started,
+        fast=fast.describe(),
+        ms_per_image=drawing * 1000 / (len(cases) * VARIANTS),
+        comparison=compare_fast(
+            model_dir, pipe, fast, cases[:compare], steps, guidance_scale, seed, device
+        )
+        if compare and fast.describe()
+        else None,
+    )
+
+
+def _draw(
+    pipe: Any, case: BenchmarkCase, steps: int, guidance_scale: float, seed: int, device: str
+) -> NDArray[np.uint8]:
+    """The case's four variants (one generator for the call); a DeepCache starts afresh."""
+    from generation.fast_unet import FastUNet
+
+    if (fast := FastUNet.of(pipe.unet)) is not None:
+        fast.begin()
+    output = pipe(
+        [case.prompt] * VARIANTS,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        generator=torch.Generator(device=device).manual_seed(seed),
+        output_type="np",
+    )
+    return _to_uint8(output.images)
+
+
+def compare_fast(
+    model_dir: Path,
+    fast_pipe: Any,
+    fast: FastPath,
+    cases: Sequence[BenchmarkCase],
+    steps: int,
+    guidance_scale: float,
+    seed: int,
+    device: str,
+) -> FastComparison:
+    """``fast_pipe``'s pictures of ``cases`` against a plain pipeline's, drawn in turns (one
+    prompt each way, so that a busy machine slows both alike): pixel difference and time."""
+    plain_pipe = load_pipeline(model_dir, device)
+    diffs, seconds = [], {"plain": 0.0, "fast": 0.0}
+    for index, case in enumerate(cases):
+        drawn = {}
+        for name, pipe in (("plain", plain_pipe), ("fast", fast_pipe)):
+            started = time.perf_counter()
+            drawn[name] = _draw(pipe, case, steps, guidance_scale, seed * 100_003 + index, device)
+            seconds[name] += time.perf_counter() - started
+        diffs.append(drawn["fast"].astype(np.float64) - drawn["plain"].astype(np.float64))
+    errors = np.concatenate([d.ravel() for d in diffs])
+    mse = float(np.mean(errors**2))
+    images = len(cases) * VARIANTS
+    return FastComparison(
+        fast=fast.describe(),
+        images=images,
+        mean_abs_diff=float(np.mean(np.abs(errors))),
+        psnr_db=10 * np.log10(255**2 / mse) if mse else float("inf"),
+        plain_ms_per_image=seconds["plain"] * 1000 / images,
+        fast_ms_per_image=seconds["fast"] * 1000 / images,
     )
 
 
@@ -248,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--fast", default="", help="fast-path switches (SDBOT_FAST_PATH's)")
+    parser.add_argument("--compare", type=int, default=8, help="prompts compared with --fast")
     parser.add_argument("--json", action="store_true", help="print to_dict() as JSON")
     parser.add_argument("--quiet", action="store_true", help="no per-prompt progress")
     args = parser.parse_args(argv)
@@ -260,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        fast=FastPath.parse(args.fast),
+        compare=args.compare,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0
