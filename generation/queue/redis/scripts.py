@@ -145,6 +145,7 @@ return 1
 """
 )
 
+# FairQueue.pop as one claim of one job (a worker claims batches: ``claims.CLAIM_BATCH``).
 # Answers: stream entry, uid, payload, deliveries, previous consumer ('': none), blobs …
 CLAIM = (
     _FAIR_POP
@@ -161,21 +162,6 @@ local read = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1,
 local entry = read[1][2][1]
 local claimed = p .. ':job:' .. entry[2][2]
 return with_blobs({entry[1], entry[2][2], redis.call('HGET', claimed, 'payload'), 1, ''}, claimed)
-"""
-)
-
-RECLAIM = (
-    _BLOBS
-    + """
-local p, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
-local pending = redis.call('XPENDING', p .. ':work', 'workers', 'IDLE', idle, '-', '+', 1)
-if #pending == 0 then return false end
-local entry, previous, deliveries = pending[1][1], pending[1][2], pending[1][4]
-local claimed = redis.call('XCLAIM', p .. ':work', 'workers', consumer, idle, entry)
-if #claimed == 0 or not claimed[1] then return false end
-local id = claimed[1][2][2]
-local job = p .. ':job:' .. id
-return with_blobs({entry, id, redis.call('HGET', job, 'payload'), deliveries + 1, previous}, job)
 """
 )
 
@@ -322,14 +308,6 @@ return 1
 """
 )
 
-HEARTBEAT = """
-local p, consumer, entry = ARGV[1], ARGV[2], ARGV[3]
-local pending = redis.call('XPENDING', p .. ':work', 'workers', entry, entry, 1)
-if #pending == 0 or pending[1][2] ~= consumer then return 0 end
-redis.call('XCLAIM', p .. ':work', 'workers', consumer, 0, entry, 'JUSTID')
-return 1
-"""
-
 # The rings as they stand, in ring order: a list of guilds, each a list of users' job lists.
 SNAPSHOT = """
 local p = ARGV[1]
@@ -358,7 +336,6 @@ class Scripts:
     def __init__(self, client: aioredis.Redis) -> None:
         self.push = client.register_script(PUSH)
         self.claim = client.register_script(CLAIM)
-        self.reclaim = client.register_script(RECLAIM)
         self.finish = client.register_script(FINISH)
         self.cancel = client.register_script(CANCEL)
         self.hold = client.register_script(HOLD)
@@ -366,7 +343,6 @@ class Scripts:
         self.admit = client.register_script(ADMIT)
         self.release = client.register_script(RELEASE)
         self.readmit = client.register_script(READMIT)
-        self.heartbeat = client.register_script(HEARTBEAT)
         self.snapshot = client.register_script(SNAPSHOT)
 
 
