@@ -140,7 +140,8 @@ def apply_fast_path(pipe: Any, fast: FastPath, device: str) -> tuple[str, ...]:
             FastUNet.install(unet, interval=interval, compile_backend=backend)
             applied += ["compile"] if fast.compile else []
             applied += [f"deepcache:{interval}"] if interval else []
-    log.info("fast path on %s: %s", device, ", ".join(applied) or "none (fp16/SDPA defaults)")
+    if applied:
+        log.info("fast path on %s: %s", device, ", ".join(applied))
     return tuple(applied)
 
 
