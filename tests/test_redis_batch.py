@@ -67,8 +67,9 @@ async def idle_worker(prefix: str, name: str, policy: BatchPolicy, **options: An
     )
 
 
+@pytest.mark.parametrize("seed", [20, 21, 22])
 async def test_the_batch_claim_takes_companions_in_fair_order_like_take_batch(
-    queue: RedisQueue, redis_prefix: str
+    queue: RedisQueue, redis_prefix: str, seed: int
 ) -> None:
     """Random pushes from three guilds (two shapes, one to three images), cancels and claims:
     each claim on Redis takes the batch ``take_batch`` takes from the in-process queue."""
@@ -76,7 +77,7 @@ async def test_the_batch_claim_takes_companions_in_fair_order_like_take_batch(
     worker = await idle_worker(redis_prefix, "probe", policy)
     local: FairQueue[QueuedJob] = FairQueue()
     tickets: dict[int, Ticket] = {}
-    rng = random.Random(20)
+    rng = random.Random(seed)
     claims: list[list[int]] = []
     deepest = 0
     try:
@@ -133,6 +134,19 @@ async def test_a_job_queued_without_a_batch_key_runs_alone(
     finally:
         await worker.close()
     assert batches == [[1, 3, 5], [2], [4], []]
+
+
+async def test_a_claim_looks_for_companions_among_the_next_lookahead_jobs_only(
+    queue: RedisQueue, redis_prefix: str
+) -> None:
+    for n in range(1, 7):  # 1 and 6 share a shape; 2-5 have another
+        await queue.submit(job(n, n, 10 * n, steps=2 if n in (1, 6) else 3))
+    near = await idle_worker(redis_prefix, "near", BatchPolicy(max_jobs=4), lookahead=4)
+    try:
+        assert [c.request.job_id for c in await near.next_batch()] == [1]  # 6 is 5th after it
+        assert [c.request.job_id for c in await near.next_batch()] == [2, 3, 4, 5]
+    finally:
+        await near.close()
 
 
 async def test_a_silent_workers_batch_is_taken_over_as_one_and_fails_after_max_starts(
