@@ -9,6 +9,7 @@ from generation.queue.redis.client import RedisQueue
 from generation.queue.redis.codec import (
     ForeignResult,
     batch_digest,
+    batch_field,
     decode_payload,
     decode_request,
     decode_result,
@@ -28,6 +29,7 @@ __all__ = [
     "RedisWorker",
     "Scripts",
     "batch_digest",
+    "batch_field",
     "batches_of",
     "decode_payload",
     "decode_request",

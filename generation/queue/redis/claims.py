@@ -2,11 +2,11 @@
 
 ``CLAIM_BATCH`` is ``generation.queue.batch.take_batch`` on the rings in Redis: the next job in
 fair order (``FairQueue.pop``, the ``CLAIM`` script's pop), then the next queued jobs in fair
-order whose batch key digest (the job's ``key`` field, written at submit) equals the head's,
+order whose batch key digest (in the job's ``batch`` field, written at submit) equals the head's,
 within ``max_jobs`` jobs and ``max_images`` images; they leave the rings as ``FairQueue.cancel``
 takes a job out, so they only move earlier. The walk looks at most ``lookahead`` queued jobs
 past the head, so that one claim's cost is bounded however deep the queue. A job queued without
-a ``key`` (by an older version) runs alone.
+a ``batch`` (by an older version) runs alone.
 
 Every job claimed is added to the ``work`` stream and read by the claiming worker in the same
 script, so each is that worker's pending entry from the first instant, with its own delivery
@@ -58,27 +58,35 @@ local function fair_walk(p, limit, visit)
 end
 """
 
+# A job's batch key digest (false: it has none) and its image count.
+_BATCH_OF = """
+local function batch_of(job)
+  local field = redis.call('HGET', job, 'batch')
+  if not field then return false, 1 end
+  local images, key = string.match(field, '^(%d+) (%x+)$')
+  return key or false, tonumber(images or '1')
+end
+"""
+
 # ARGV: prefix, consumer, max jobs, max images, lookahead
 CLAIM_BATCH = (
     _FAIR_POP
     + _DEQUEUE
     + _BLOBS
     + _FAIR_WALK
+    + _BATCH_OF
     + """
 local p, consumer = ARGV[1], ARGV[2]
 local max_jobs, max_images, lookahead = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local head = fair_pop(p)
 if not head then return false end
 local ids = {head}
-local key = redis.call('HGET', p .. ':job:' .. head, 'key')
+local key, images = batch_of(p .. ':job:' .. head)
 if key and max_jobs > 1 then
-  local images = tonumber(redis.call('HGET', p .. ':job:' .. head, 'images') or '1')
   local companions = {}
   fair_walk(p, lookahead, function(id, g, u)
-    local job = p .. ':job:' .. id
-    local fields = redis.call('HMGET', job, 'key', 'images')
-    local size = tonumber(fields[2] or '0')
-    if fields[1] == key and images + size <= max_images then
+    local other, size = batch_of(p .. ':job:' .. id)
+    if other == key and images + size <= max_images then
       table.insert(companions, {id, g, u})
       images = images + size
     end
@@ -108,6 +116,7 @@ return out
 # ARGV: prefix, consumer, idle ms, max jobs, max images, lookahead
 RECLAIM_BATCH = (
     _BLOBS
+    + _BATCH_OF
     + """
 local p, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
 local max_jobs, max_images, lookahead = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -123,10 +132,9 @@ for _, row in ipairs(pending) do
   else
     local id = found[1][2][2]
     local job = p .. ':job:' .. id
-    local fields = redis.call('HMGET', job, 'key', 'images')
-    local size = tonumber(fields[2] or '1')
-    if #out == 0 or (fields[1] == key and images + size <= max_images) then
-      if #out == 0 then key = fields[1] end
+    local other, size = batch_of(job)
+    if #out == 0 or (other == key and images + size <= max_images) then
+      if #out == 0 then key = other end
       images = images + size
       redis.call('XCLAIM', stream, 'workers', consumer, idle, entry)  -- counts a delivery
       table.insert(out, with_blobs({entry, id, redis.call('HGET', job, 'payload'),

@@ -35,7 +35,7 @@ from generation.queue.events import (
 from generation.queue.fair import Throughput, fair_order, places
 from generation.queue.redis.codec import (
     ForeignResult,
-    batch_digest,
+    batch_field,
     decode_result,
     encode_request,
     request_blobs,
@@ -174,8 +174,7 @@ class RedisQueue:
                 "0" if readmit else "1",  # a readmitted job was charged before, or never
                 job.job_id,
                 "1" if self._held else "0",
-                batch_digest(job.request),  # which jobs may share its pipeline call
-                len(job.request.options.seeds),
+                batch_field(job.request),  # which jobs may share its pipeline call
                 *request_blobs(job.request),  # its pictures, as raw fields of the job
             ]
         )

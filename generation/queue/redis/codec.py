@@ -150,6 +150,11 @@ def batch_digest(request: WorkRequest) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def batch_field(request: WorkRequest) -> str:
+    """What a job's ``batch`` field holds in Redis: its image count and its key's digest."""
+    return f"{len(request.options.seeds)} {batch_digest(request)}"
+
+
 def decode_payload(payload: bytes | str, blobs: Sequence[bytes] = ()) -> tuple[WorkRequest, str]:
     """The request and the job's uid, its pictures taken from ``blobs`` (the raw fields stored
     with it). Raises UnreadableRequest (with the uid, so that the job can be failed) for a

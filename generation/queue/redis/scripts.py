@@ -8,8 +8,8 @@ Every change to the fair order is one script, so it is atomic. The scripts mirro
 Key layout (under one prefix, default ``sdbot``; jobs are named by their uid): ``q:guilds``,
 ``q:users:G``, ``q:jobs:G:U`` (the rings), ``q:last``, ``q:lastuser:G`` (who was served last),
 ``job:UID`` (request: ``payload`` and its pictures as raw ``blob:N`` fields, ``blobs`` their
-count; id, guild, user, units, charged, state: queued, held, running, done; ``key``: a
-digest of its batch key and ``images`` its count, which ``claims.CLAIM_BATCH`` compares),
+count when there are any; id, guild, user, units, charged, state: queued, held, running, done;
+``batch``: its image count and a digest of its batch key, ``"4 9f…"``, for ``claims``),
 ``work`` (the stream of claimed jobs, group ``workers``), ``ev:UID`` (the job's events),
 ``result:UID``, ``cancel:UID``, ``rl:u:G:U`` and ``rl:g:G`` (token buckets), ``active:G:U``,
 ``depth``, ``wake``, ``workers`` (last seen), ``stats``.
@@ -127,7 +127,8 @@ end
 """
 
 # ARGV: prefix, uid, guild, user, payload, units, charged, job id, held ('1': shutting down),
-# batch key digest ('': batches alone), images, then the request's blobs
+# batch ('': it runs alone), then the request's blobs. Eight fields at most: a ninth makes the
+# hash half as big again in Redis.
 PUSH = (
     _ENQUEUE
     + """
@@ -136,10 +137,10 @@ local job = p .. ':job:' .. id
 local state = 'queued'
 if ARGV[9] == '1' then state = 'held' end
 redis.call('HSET', job, 'payload', ARGV[5], 'guild', g, 'user', u,
-  'state', state, 'units', ARGV[6], 'charged', ARGV[7], 'id', ARGV[8],
-  'blobs', math.max(0, #ARGV - 11))
-if (ARGV[10] or '') ~= '' then redis.call('HSET', job, 'key', ARGV[10], 'images', ARGV[11]) end
-for i = 12, #ARGV do redis.call('HSET', job, 'blob:' .. (i - 12), ARGV[i]) end
+  'state', state, 'units', ARGV[6], 'charged', ARGV[7], 'id', ARGV[8])
+if (ARGV[10] or '') ~= '' then redis.call('HSET', job, 'batch', ARGV[10]) end
+if #ARGV > 10 then redis.call('HSET', job, 'blobs', #ARGV - 10) end
+for i = 11, #ARGV do redis.call('HSET', job, 'blob:' .. (i - 11), ARGV[i]) end
 if state == 'queued' then enqueue(p, id, g, u) end
 return 1
 """
