@@ -46,13 +46,14 @@ class WorkerSpec:
     memory_gb: float = 0
     fast: FastPath = field(default_factory=FastPath)
     # Post-processing (upscale, open_nsfw, watermark, PNG, grid) runs on this many threads
-    # beside the device, and at most ``postprocess_backlog`` drawn batches wait for it before
-    # the device stops drawing (a slow CPU must not pile pictures up in memory).
-    postprocess_threads: int = 1
+    # beside the device (None: 1, or 2 with more than 4 cores), and at most
+    # ``postprocess_backlog`` drawn batches wait for it before the device stops drawing (a
+    # slow CPU must not pile pictures up in memory).
+    postprocess_threads: int | None = None
     postprocess_backlog: int = 2
 
     def __post_init__(self) -> None:
-        if self.postprocess_threads < 1:
+        if self.postprocess_threads is not None and self.postprocess_threads < 1:
             raise ValueError(
                 f"postprocess_threads must be at least 1, got {self.postprocess_threads}"
             )

@@ -63,6 +63,13 @@ def cpu_threads(configured: int | None, cores: int) -> int:
     return configured if configured is not None else max(1, cores - 1)
 
 
+def postprocess_threads(cores: int) -> int:
+    """Threads that post-process beside the device: one up to 4 cores (on 2 it shares the
+    bot's core: a second would take torch's), two beyond, where a fast device can draw a
+    batch sooner than one thread checks, marks and encodes it."""
+    return 1 if cores <= 4 else 2
+
+
 class Worker:
     """Draws on the main thread; post-processes on :class:`PostProcessor`'s threads, which
     send each job's answer through ``inbox`` while the next batch is drawn."""
@@ -88,7 +95,7 @@ class Worker:
         self.post = PostProcessor(
             OpenNSFWChecker(threads=threads),
             min_output_side=spec.min_output_side,
-            threads=spec.postprocess_threads,
+            threads=spec.postprocess_threads or postprocess_threads(usable_cores()),
             backlog=spec.postprocess_backlog,
         )
         self.load_ms = (time.perf_counter() - started) * 1000
@@ -107,9 +114,9 @@ class Worker:
         is free for the next one (its answers may come before or after).
 
         ``wait``: return once every answer is sent (a worker driven from this process);
-        the worker process returns as soon as the device is free. A plain sender (a pipe end)
-        reads no cancels."""
-        inbox = outbox if isinstance(outbox, WorkerInbox | SendOnly) else SendOnly(outbox)
+        the worker process returns as soon as the device is free. A plain sender (a pipe end,
+        not an :class:`Outbox`) reads no cancels."""
+        inbox = outbox if isinstance(outbox, Outbox) else SendOnly(outbox)
         finishing: list[Future[None]] = []
         try:
             self._process(batch, inbox, finishing)

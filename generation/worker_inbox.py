@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from generation.protocol import CancelJob, WorkBatch
 
@@ -24,6 +24,7 @@ class Sender(Protocol):
     def send(self, message: object) -> None: ...
 
 
+@runtime_checkable
 class Outbox(Protocol):
     """Where a worker's answers go, and the cancels it reads while it draws."""
 
