@@ -94,11 +94,14 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
     from generation.options import GenerationOptions
     from generation.protocol import WorkRequest
     from generation.queue import EventKind, QueuedJob, Started, encode_event
-    from generation.queue.redis import KEEP_S, RedisQueue, encode_request
+    from generation.queue.redis import KEEP_S, RedisQueue, batch_field, encode_request
+    from generation.queue.redis.claims import Claims
     from moderation.policy import ImagePolicy
 
     prefix = f"sdbot-bench-{uuid.uuid4().hex[:8]}"
     queue = await RedisQueue.connect(url, prefix=prefix)
+    claims = Claims(queue.client)
+    await queue.client.zadd(f"{prefix}:workers", {"bench": time.time()})  # it claims, as one
     options = GenerationOptions("a red circle", "", (1, 2, 3, 4), 20, 3.0, 64, 64, "dpmpp")
     policy = ImagePolicy(threshold=0.5, strict_threshold=0.3)  # it travels with each request
     try:
@@ -108,7 +111,7 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
             started = time.perf_counter()
             await queue.admit(job.guild_id, job.user_id, job.units, _GENEROUS)
             await queue.submit(job)
-            entry, *_ = await queue.scripts.claim(args=[prefix, "bench"])
+            [[entry, *_]] = await claims.claim(args=[prefix, "bench", 1, 16, 64])  # as a worker
             fields: Any = encode_event(Started(1, "bench")) | {"uid": job.uid}
             await queue.client.xadd(f"{prefix}:ev:{job.uid}", fields)
             done = ["type", EventKind.DONE, "uid", job.uid]  # as RedisWorker ends a job
@@ -130,6 +133,8 @@ async def measure_redis(url: str, jobs: int = 2000, queued: int = 10_000) -> Red
                     repr(job.units),
                     "1",
                     n,
+                    "0",
+                    batch_field(job.request),
                 ]
             )
         info = await queue.client.info("memory")

@@ -79,7 +79,12 @@ def encode_event(event: Started | Progress | Terminal) -> dict[str, str]:
     large) and the reader fetches it when it reads ``done``."""
     if isinstance(event, Started):
         attempt = "" if event.attempt is None else str(event.attempt)
-        return {"type": EventKind.STARTED, "attempt": attempt, "worker": event.worker}
+        return {
+            "type": EventKind.STARTED,
+            "attempt": attempt,
+            "worker": event.worker,
+            "batch_size": str(event.batch_size),
+        }
     if isinstance(event, Progress):
         return {"type": EventKind.PROGRESS, "step": str(event.step), "total": str(event.total)}
     if isinstance(event, Done):
@@ -95,7 +100,8 @@ def decode_event(job_id: int, fields: Mapping[str, str]) -> JobEvent | EventKind
     kind = fields.get("type", "")
     if kind == EventKind.STARTED:
         attempt = fields.get("attempt", "")
-        return Started(int(attempt) if attempt else None, fields.get("worker", ""))
+        batch_size = int(fields.get("batch_size") or 1)  # absent from an older worker's
+        return Started(int(attempt) if attempt else None, fields.get("worker", ""), batch_size)
     if kind == EventKind.PROGRESS:
         return Progress(job_id, int(fields["step"]), int(fields["total"]))
     if kind == EventKind.DONE:

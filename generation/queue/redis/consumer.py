@@ -224,9 +224,7 @@ class RedisWorker:
                     log.warning("job %d ◆ taken over from %s", job.request.job_id, job.previous)
                 started = Started(job.deliveries, self.name, len(batch))
                 # The batch is named by its first entry: its jobs' events say who ran together.
-                await self._event(
-                    job.uid, started, batch=text(batch[0].entry), batch_size=str(len(batch))
-                )
+                await self._event(job.uid, started, batch=text(batch[0].entry))
         except BaseException:  # Redis away: the entries go idle, for a worker to take over
             for job in batch:
                 self._held.pop(job.entry, None)
