@@ -289,7 +289,7 @@ def measure_models(
             encodes = _encodes(bench, runs)
             options = bench.request(MODEL_A).options
         finally:
-            bench.worker._safety_thread.shutdown()
+            bench.worker.post.close()
     return ModelsReport(
         device=bench.worker.device,
         threads=torch.get_num_threads(),
