@@ -327,3 +327,17 @@ def test_sdbot_bench_adherence_refuses_a_bad_fast_path(settings: Settings) -> No
     result = sdbot(settings, "bench", "adherence", "--fast", "deepcache:zero")
     assert result.returncode == 2
     assert "--fast: deepcache interval must be a whole number from 2 to 10" in result.stderr
+
+
+def test_deepcache_on_a_compiled_unet_draws_what_it_draws_uncompiled() -> None:
+    """Each path (whole, shallow) is its own compiled graph; the choice between them stays
+    in Python, so the step count never enters a graph's guards."""
+    from generation.fast_unet import FastUNet
+
+    plain, compiled = load(), load()
+    FastUNet.install(plain.unet, interval=2)
+    fast = FastUNet.install(compiled.unet, interval=2, compile_backend="eager")
+    want = draw(plain, seeds=(1, 2), steps=4)
+    assert np.abs(draw(compiled, seeds=(1, 2), steps=4) - want).max() <= 1
+    assert sorted(fast.compile_ms) == ["shallow 4x4x16x16", "whole 4x4x16x16"]
+    assert (fast.cache.whole, fast.cache.shallow) == (2, 2)
