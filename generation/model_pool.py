@@ -86,6 +86,7 @@ class LoadedModel:
     safety: ModelSafetyChecker | None
     embeddings: tuple[str, ...] = ()  # the catalog's tokens loaded into its text encoder
     lora_hashes: dict[str, str] = field(default_factory=dict)  # adapter name → short hash
+    fast: tuple[str, ...] = ()  # the fast-path switches applied to it
 
     @property
     def name(self) -> str:
@@ -164,9 +165,9 @@ class ModelPool:
         self._unload_until(self._expected_bytes(entry))
         pipe = self._loader(entry, self.device, self.dtype)
         safety = ModelSafetyChecker.detach_from(pipe, self.device, self.dtype)
-        apply_fast_path(pipe, self.fast, self.device)
+        fast = apply_fast_path(pipe, self.fast, self.device)
         runner = PipelineRunner(pipe, fast=self.fast)
-        loaded = LoadedModel(entry, runner, safety, self._embed(entry, pipe))
+        loaded = LoadedModel(entry, runner, safety, self._embed(entry, pipe), fast=fast)
         self._loaded[entry.name] = loaded
         # 2. Within the budget again: the one just loaded stays, however large.
         size = self._sizes[entry.name] = loaded.bytes

@@ -277,6 +277,7 @@ class WorkerReady:
     dtype: str
     load_ms: float
     cpu_threads: int = 0  # torch's intra-op threads in the worker
+    fast_path: tuple[str, ...] = ()  # the switches applied to the default model
 
 
 def watermark_id(job_id: int, variant: int) -> int:

@@ -125,10 +125,11 @@ class WorkerSupervisor:
         session.ready = message
         session.router = asyncio.create_task(self._route(session), name="sdbot-worker-router")
         log.info(
-            "worker ready ◆ pid %s ◆ %s ◆ %d CPU threads ◆ %.0f ms",
+            "worker ready ◆ pid %s ◆ %s ◆ %d CPU threads ◆ fast path: %s ◆ %.0f ms",
             process.pid,
             message.device,
             message.cpu_threads,
+            ", ".join(message.fast_path) or "none",
             message.load_ms,
         )
         return session

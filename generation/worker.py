@@ -90,7 +90,7 @@ class Worker:
         self.dtype = resolve_dtype(spec.dtype, self.device)
         catalog = spec.catalog or load_catalog(spec.model)
         budget = memory_budget(spec.memory_gb, self.device)
-        self.pool = ModelPool(catalog, self.device, self.dtype, budget)
+        self.pool = ModelPool(catalog, self.device, self.dtype, budget, fast=spec.fast)
         self.pool.get(catalog.default_model)  # the default model is loaded before any job
         self.post = PostProcessor(
             OpenNSFWChecker(threads=threads),
@@ -104,8 +104,14 @@ class Worker:
         import torch
 
         dtype = str(self.dtype).removeprefix("torch.")
+        default, _ = self.pool.get(self.pool.catalog.default_model)
         return WorkerReady(
-            self.spec.model, self.device, dtype, self.load_ms, torch.get_num_threads()
+            self.spec.model,
+            self.device,
+            dtype,
+            self.load_ms,
+            torch.get_num_threads(),
+            fast_path=default.fast,
         )
 
     def process(self, batch: WorkBatch, outbox: Outbox | Sender, *, wait: bool = True) -> None:

@@ -5,6 +5,7 @@ compiles once per padded batch size; a bad SDBOT_FAST_PATH is refused with a mes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -341,3 +342,27 @@ def test_deepcache_on_a_compiled_unet_draws_what_it_draws_uncompiled() -> None:
     assert np.abs(draw(compiled, seeds=(1, 2), steps=4) - want).max() <= 1
     assert sorted(fast.compile_ms) == ["shallow 4x4x16x16", "whole 4x4x16x16"]
     assert (fast.cache.whole, fast.cache.shallow) == (2, 2)
+
+
+async def test_sdbot_fast_path_reaches_the_worker_through_the_service(settings: Settings) -> None:
+    """SDBOT_FAST_PATH goes from the settings to the worker process's models (its ready message
+    names the switches applied), and a job drawn under them goes the whole way: checked,
+    marked and recorded."""
+    from bot.app import open_service, open_storage
+    from bot.imagine.types import Requester
+    from generation.options import RequestedOptions
+    from generation.queue import LocalQueue
+    from storage import migrations
+    from storage.models import JobStatus
+
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    configured = settings.model_copy(update={"fast_path": "channels_last,deepcache:3"})
+    request = RequestedOptions(prompt=PROMPT, seed=5, variants=1, steps=10)
+    async with open_storage(configured) as storage, open_service(configured, storage) as service:
+        outcome = await service.imagine(request, Requester(source="test"))
+        assert isinstance(service.queue, LocalQueue)
+        ready = service.queue.supervisor.ready_info
+    assert outcome.status is JobStatus.SUCCEEDED, outcome.error
+    assert [image.watermark_verified for image in outcome.images] == [True]
+    assert ready is not None
+    assert ready.fast_path == ("channels_last", "deepcache:3")
