@@ -61,10 +61,17 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def _kill(*processes: subprocess.Popen[str] | None) -> None:
+    """Kills what still runs, and closes the pipes: after a failure (a timeout) an open pipe
+    would fail a later test in this process with a ResourceWarning."""
     for process in processes:
-        if process is not None and process.poll() is None:
+        if process is None:
+            continue
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 async def _wait_for(
