@@ -70,11 +70,12 @@ def _raw_call_ms(settings: Settings, options: GenerationOptions, runs: int) -> l
     from generation.loading import load_pipeline
     from generation.pipeline import PipelineRunner, resolve_device, resolve_dtype
     from generation.protocol import WorkRequest
+    from generation.worker import cpu_threads, usable_cores
     from moderation.policy import ImagePolicy
 
     device = resolve_device(settings.device)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.torch_threads or device == "cpu":  # the threads the worker draws with
+        torch.set_num_threads(cpu_threads(settings.torch_threads, usable_cores()))
     source = resolve_model(settings.model)
     runner = PipelineRunner(load_pipeline(source, device, resolve_dtype(settings.dtype, device)))
     request = WorkRequest(

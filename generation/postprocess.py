@@ -102,8 +102,14 @@ class PostProcessor:
         self.checker = checker
         self.min_output_side = min_output_side
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="postprocess")
-        # open_nsfw runs beside the watermark of the same job (onnxruntime leaves the GIL).
-        self._safety = ThreadPoolExecutor(threads, thread_name_prefix="safety")
+        # With cores to spare (more than one post-processing thread), open_nsfw runs beside the
+        # watermark of the same job (onnxruntime leaves the GIL). With one, it runs in turn:
+        # post-processing then never takes more than one core from the device. On 2 cores, in
+        # parallel it slowed the drawing ~10 % (sdbot bench throughput: path 0.88x raw; in
+        # turn 0.97-1.02x).
+        self._safety = (
+            ThreadPoolExecutor(threads, thread_name_prefix="safety") if threads > 1 else None
+        )
         self._room = threading.BoundedSemaphore(backlog)
 
     def take_room(self) -> None:
@@ -123,7 +129,8 @@ class PostProcessor:
     def close(self) -> None:
         """Waits for every submitted job's answer."""
         self._pool.shutdown(wait=True)
-        self._safety.shutdown(wait=True)
+        if self._safety is not None:
+            self._safety.shutdown(wait=True)
 
     def _finish_all(self, jobs: list[DrawnJob], outbox: Outbox) -> None:
         try:
@@ -149,11 +156,12 @@ class PostProcessor:
 def finish(
     job: DrawnJob,
     checker: OpenNSFWChecker,
-    beside: ThreadPoolExecutor,
+    beside: ThreadPoolExecutor | None,
     min_output_side: int,
 ) -> WorkResult:
     """Safety check and watermark one job's images, then make them post-ready under the
-    request's policy (``beside`` runs the open_nsfw scores while the watermark is made)."""
+    request's policy (``beside``, when given, runs the open_nsfw scores while the watermark is
+    made; without it they run first, in this thread)."""
     started = time.perf_counter()
     request, options = job.request, job.request.options
     # 2. Upscale to what the watermark needs (done already when the model's checker ran);
@@ -163,7 +171,11 @@ def finish(
 
     # 3. open_nsfw runs in a thread while 4. marks and encodes (with the A1111 parameters
     # other tools read); the model's own checker looked at the same final images.
-    scores = beside.submit(checker.scores, images)
+    scores: Future[list[float]] = Future()
+    if beside is None:
+        scores.set_result(checker.scores(images))
+    else:
+        scores = beside.submit(checker.scores, images)
     marked = [
         watermark.embed(image, watermark_id(request.job_id, index))
         for index, image in enumerate(images, start=1)
