@@ -37,7 +37,7 @@ from generation.limits import options_units
 from generation.options import GenerationOptions, OptionLimits, RequestedOptions, offered_sizes
 from generation.prompt_syntax import plain_text
 from generation.protocol import WorkRequest
-from generation.queue import JobQueue, QueuedJob
+from generation.queue import CancelOutcome, JobQueue, QueuedJob
 from generation.starts import (
     CONTROL_SCALE,
     CONTROL_SCALE_MAX,
@@ -276,6 +276,9 @@ class Admission:
         job = QueuedJob(request, guild, user, new.uid)
         try:
             handle = await self.queue.submit(job)
+        except asyncio.CancelledError:  # the requester gave up as it was being queued
+            await asyncio.shield(self._given_up(job))
+            raise
         except BaseException as error:  # the queue is unreachable: say so, end the record
             reason = f"could not queue the job: {type(error).__name__}: {error}"
             await asyncio.shield(end_quietly(self.storage.audit, job_id, JobStatus.FAILED, reason))
@@ -283,6 +286,14 @@ class Admission:
                 await self.queue.release(guild, user)
             raise
         return Submitted(job, handle, verdict, started)
+
+    async def _given_up(self, job: QueuedJob) -> None:
+        """A job cancelled while it was being queued: out of the queue if it got in (its cost
+        given back), its limits released if it did not, recorded cancelled."""
+        with contextlib.suppress(Exception):  # the queue may be unreachable; the record stands
+            if await self.queue.cancel(job.job_id, job.uid) != CancelOutcome.DEQUEUED:
+                await self.queue.release(job.guild_id, job.user_id)
+        await end_quietly(self.storage.audit, job.job_id, JobStatus.CANCELLED, "cancelled")
 
     def _sized(
         self, requested: RequestedOptions, picture: Picture, limits: OptionLimits

@@ -179,6 +179,14 @@ class RedisQueue:
             ]
         )
         handle = await self._follow(job.job_id, job.uid)
+        # Queued from here on: what follows only informs, and runs to its end even when the
+        # caller is cancelled meanwhile (a Redis command cut mid-reply left its connection to
+        # answer the next command, the cancel that records the job's end, wrongly or never).
+        await asyncio.shield(self._first_word(job, handle))
+        return handle
+
+    async def _first_word(self, job: QueuedJob, handle: JobHandle) -> None:
+        """Warns when no worker is about, and tells the new job where it stands."""
         if not await self.client.zcount(f"{self.prefix}:workers", time.time() - 60, "+inf"):
             log.warning(
                 "job %d waits in Redis, but no sdbot worker was seen in the last minute "
@@ -189,7 +197,6 @@ class RedisQueue:
         place = (await self.positions_by_uid()).get(job.uid)
         if place is not None:  # the first answer says where it stands, at once
             handle.put(place)
-        return handle
 
     async def attach(self, job_id: int, uid: str | None = None) -> JobHandle | None:
         """Follows a job Redis still holds (after a restart of the bot), from its first event;
