@@ -291,7 +291,9 @@ class Admission:
         """A job cancelled while it was being queued: out of the queue if it got in (its cost
         given back), its limits released if it did not, recorded cancelled."""
         with contextlib.suppress(Exception):  # the queue may be unreachable; the record stands
-            if await self.queue.cancel(job.job_id, job.uid) != CancelOutcome.DEQUEUED:
+            # Dequeued: the queue gave its cost back; stopping: a worker has it, and its end
+            # releases it. Unknown: it never got in.
+            if await self.queue.cancel(job.job_id, job.uid) == CancelOutcome.UNKNOWN:
                 await self.queue.release(job.guild_id, job.user_id)
         await end_quietly(self.storage.audit, job.job_id, JobStatus.CANCELLED, "cancelled")
 

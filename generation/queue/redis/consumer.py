@@ -103,6 +103,7 @@ class RedisWorker:
         self.jobs_done = 0  # ended here: done, failed or cancelled
         self._held: dict[bytes, str] = {}  # every entry this worker holds → its job's uid
         self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing_ids: dict[asyncio.Task[None], set[int]] = {}  # their jobs' ids
 
     @classmethod
     async def connect(cls, url: str, supervisor: WorkerSupervisor, **options: Any) -> RedisWorker:
@@ -161,8 +162,20 @@ class RedisWorker:
                 await self._end(job.entry, job.uid, Failed(reason))
             else:
                 runnable.append(job)
-        for batch in batches_of(runnable, self.batch):
-            await self._draw(batch)
+        batches = batches_of(runnable, self.batch)
+        for index, batch in enumerate(batches):
+            try:
+                # A job id of a batch still being finished here (two bots with databases of
+                # their own share the queue) waits for it: answers are routed by job id.
+                ids = {job.request.job_id for job in batch}
+                while busy := [t for t, held in self._finishing_ids.items() if held & ids]:
+                    await asyncio.wait(busy)
+                await self._draw(batch)
+            except BaseException:  # the batches not sent go idle, for a worker to take over
+                for later in batches[index + 1 :]:
+                    for job in later:
+                        self._held.pop(job.entry, None)
+                raise
 
     async def next_batch(self) -> list[Claimed]:
         """Entries of a worker gone silent first, else the next batch in fair order; this
@@ -262,7 +275,9 @@ class RedisWorker:
         drawing_s = time.perf_counter() - started_at
         task = asyncio.create_task(self._complete(batch, drawn, drawing_s))
         self._finishing.add(task)
+        self._finishing_ids[task] = set(by_job)
         task.add_done_callback(self._finishing.discard)
+        task.add_done_callback(lambda done: self._finishing_ids.pop(done, None))
 
     async def _complete(
         self, batch: list[Claimed], drawn: asyncio.Future[BatchOutcome], drawing_s: float
