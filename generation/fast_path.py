@@ -165,8 +165,14 @@ def fused_attention(pipe: Any, fused: bool) -> bool:
 
 
 def padded_size(count: int, sizes: Sequence[int]) -> int:
-    """The smallest of ``sizes`` that holds ``count`` images (``count`` beyond them all)."""
-    return min((size for size in sizes if size >= count), default=count)
+    """The smallest of ``sizes`` that holds ``count`` images; beyond them all (a queue set to
+    batch more images), the next multiple of the largest, so big batches share graphs too."""
+    if not sizes:
+        return count
+    largest = max(sizes)
+    if count > largest:
+        return -(-count // largest) * largest
+    return min(size for size in sizes if size >= count)
 
 
 def call_pipeline(

@@ -35,6 +35,11 @@ class FastUNet:
         self.cache = DeepCache(unet, interval)
         self.compile_backend = compile_backend
         self.compile_ms: dict[str, float] = {}  # "whole 2x4x64x64" → the first call's ms
+        # A batch with LoRAs runs uncompiled: compiled graphs guard on each adapter's weight
+        # and on the set of adapters, so every new weight would recompile (PipelineRunner sets
+        # it per batch).
+        self.eager = False
+        self._shallow_eager: Any = functools.partial(shallow_forward, unet)
         self._whole: Any = self.forward
         self._shallow: Any = functools.partial(shallow_forward, unet)
         if compile_backend is not None:
@@ -75,9 +80,13 @@ class FastUNet:
         return self.cache(self._timed_whole, self._timed_shallow, *args, **kwargs)
 
     def _timed_whole(self, *args: Any, **kwargs: Any) -> Any:
+        if self.eager:
+            return self.forward(*args, **kwargs)
         return self._first_timed("whole", self._whole, args, kwargs)
 
     def _timed_shallow(self, *args: Any, **kwargs: Any) -> Any:
+        if self.eager:
+            return self._shallow_eager(*args, **kwargs)
         return self._first_timed("shallow", self._shallow, args, kwargs)
 
     def _first_timed(

@@ -18,6 +18,7 @@ import torch
 
 from generation.errors import InvalidOption, ModelLoadError
 from generation.fast_path import FastPath, call_pipeline, fused_attention
+from generation.fast_unet import FastUNet
 from generation.options import UPSCALE_STRENGTH, GenerationOptions, LoraChoice
 from generation.pictures_in import (
     Progress,
@@ -169,6 +170,8 @@ class PipelineRunner:
         if missing := [lora.name for lora in active if lora.name not in self.adapters]:
             raise ValueError(f"LoRA adapters not loaded: {', '.join(missing)}")
         fused_attention(self.pipe, fused=not active)  # adapters wrap the unfused projections
+        if (fast := FastUNet.of(self.pipe.unet)) is not None:
+            fast.eager = bool(active)  # a compiled graph would recompile for every weight
         if active:
             self.pipe.enable_lora()
             weights = [lora.weight for lora in active]

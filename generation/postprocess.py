@@ -135,8 +135,14 @@ class PostProcessor:
     def _finish_all(self, jobs: list[DrawnJob], outbox: Outbox) -> None:
         try:
             for job in jobs:
-                outbox.send(self._answer(job, outbox))
-                outbox.answered([job.request.job_id])
+                job_id = job.request.job_id
+                try:
+                    outbox.send(self._answer(job, outbox))
+                except Exception as error:  # an answer that cannot be sent fails alone
+                    log.exception("job %d: its answer could not be sent", job_id)
+                    outbox.send(WorkFailed(job_id, failure(error)))
+                finally:
+                    outbox.answered([job_id])
         finally:
             self._room.release()
 

@@ -127,7 +127,9 @@ def test_vae_slicing_and_tiling_keep_the_pictures(reference: np.ndarray) -> None
 
 
 def test_padded_sizes() -> None:
-    assert [padded_size(n, (1, 2, 4, 8)) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 9]
+    assert [padded_size(n, (1, 2, 4, 8)) for n in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8]
+    # Past the largest size (SDBOT_BATCH_MAX_IMAGES above it): multiples of it, not each size.
+    assert [padded_size(n, (1, 2, 4, 8)) for n in (9, 16, 17, 20)] == [16, 16, 24, 24]
     assert padded_size(3, ()) == 3
 
 
@@ -366,3 +368,35 @@ async def test_sdbot_fast_path_reaches_the_worker_through_the_service(settings: 
     assert [image.watermark_verified for image in outcome.images] == [True]
     assert ready is not None
     assert ready.fast_path == ("channels_last", "deepcache:3")
+
+
+def test_a_compiled_unet_runs_lora_batches_uncompiled_and_never_recompiles_for_them() -> None:
+    """Compiled graphs guard on each adapter's weight: every new LoRA weight would compile
+    the UNet again (seconds to minutes on a GPU, inside a member's batch). A batch with LoRAs
+    runs uncompiled; the next batch without them runs on the graph compiled before."""
+    from generation.fast_unet import FastUNet
+    from generation.model_pool import ModelPool
+
+    graphs: list[int] = []
+
+    def counting(graph: Any, example_inputs: Any) -> Any:
+        graphs.append(1)
+        return graph.forward
+
+    catalog = load_catalog(str(EMBEDDED_MODEL_DIR), lora_dir=EMBEDDED_MODEL_DIR.parent / "loras")
+    pool = ModelPool(catalog, "cpu", torch.float32, 10**10)
+    model, _ = pool.prepare("", (LoraChoice("outline", 1.0),))
+    fast = FastUNet.install(model.runner.pipe.unet, compile_backend=counting)
+    model.runner.generate([request((5,), steps=2)])
+    compiled = len(graphs)
+    assert compiled >= 1
+    drawn = []
+    for weight in (1.0, 0.5, 0.7):
+        lora = (LoraChoice("outline", weight),)
+        drawn.append(model.runner.generate([request((5,), lora, steps=2)])[0].images[0])
+        assert fast.eager
+    assert len(graphs) == compiled  # no graph for any LoRA batch
+    assert np.abs(drawn[0].astype(int) - drawn[1].astype(int)).mean() > 0  # the weights apply
+    model.runner.generate([request((5,), steps=2)])
+    assert not fast.eager
+    assert len(graphs) <= compiled + 1  # at most once more: the adapters' layers were added
