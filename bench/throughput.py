@@ -196,7 +196,8 @@ class ThroughputReport:
             f"not drawing          {idle:8.2f} s      before the first call "
             f"{self.lead_in_s * 1000:.0f} ms · between calls median "
             f"{self._gap(statistics.median) * 1000:.0f} ms, max {self._gap(max) * 1000:.0f} ms "
-            f"({len(self.gaps_s)} gaps) · after the last {self.tail_s * 1000:.0f} ms",
+            f"({len(self.gaps_s)} gap{'' if len(self.gaps_s) == 1 else 's'})"
+            f" · after the last {self.tail_s * 1000:.0f} ms",
         ]
         return "\n".join(lines)
 
