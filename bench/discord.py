@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.scratch import scratch_settings
 from bot.settings import Settings
 from storage import migrations
 
@@ -87,20 +88,8 @@ async def measure_discord(
 
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as scratch:
         data = Path(scratch)
-        local = settings.model_copy(
-            update={
-                "data_dir": data,
-                "database_url": f"sqlite+aiosqlite:///{data / 'bench.db'}",
-                "output_dir": data / "images",
-                "redis_url": None,
-                # Members here make as much as they like: the queue, not the limits, is measured.
-                "user_images_per_hour": 1e9,
-                "user_burst": 1e9,
-                "guild_images_per_hour": 1e9,
-                "guild_burst": 1e9,
-                "max_jobs_per_user": 1000,
-            }
-        )
+        # Members here make as much as they like: the queue, not the limits, is measured.
+        local = scratch_settings(settings, data)
         await asyncio.to_thread(migrations.upgrade, local.effective_database_url())
         server = await FakeDiscord().start()
         before = discord_endpoints.use(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from bench.gpu_report import PathRow, RawFigures, ShapeReport, peak_tflops
+from bench.scratch import scratch_settings
 from bench.sd_shapes import (
     SHAPES,
     build_folder,
@@ -32,8 +33,6 @@ from generation.options import GenerationOptions, RequestedOptions, validate
 from generation.pipeline import resolve_device, resolve_dtype
 from storage.migrations import upgrade
 from storage.models import JobStatus
-
-UNLIMITED = 1_000_000.0  # the bench's member may queue what it likes (MAX_RATE)
 
 
 def device_peak(device: str, given: float | None) -> float | None:
@@ -143,20 +142,14 @@ def bench_settings(settings: Settings, folder: Path, scratch: Path, steps: int) 
     embeddings: theirs would not fit it), a scratch database, and no rate limit."""
     empty = scratch / "none"
     empty.mkdir(exist_ok=True)
-    return settings.model_copy(
-        update={
-            "model": str(folder),
-            "models_file": None,
-            "lora_dir": empty,
-            "embedding_dir": empty,
-            "database_url": f"sqlite+aiosqlite:///{scratch / 'bench.db'}",
-            "max_steps": max(settings.max_steps, steps),
-            "user_images_per_hour": UNLIMITED,
-            "user_burst": UNLIMITED,
-            "guild_images_per_hour": UNLIMITED,
-            "guild_burst": UNLIMITED,
-            "max_jobs_per_user": 1000,
-        }
+    return scratch_settings(
+        settings,
+        scratch,
+        model=str(folder),
+        models_file=None,
+        lora_dir=empty,
+        embedding_dir=empty,
+        max_steps=max(settings.max_steps, steps),
     )
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from bench.scratch import scratch_settings
 from bench.throughput import Interval, ThroughputReport, report_from
 from bot.app import open_service, open_storage, worker_spec
 from bot.cli import CommandError, CommandFailed
@@ -53,18 +54,7 @@ def bench_settings(settings: Settings, model: str | None, scratch: Path) -> tupl
     limit in the way (the device is measured, not the rates); and the model the jobs name
     ("": the default). ``model`` is a name in the model list, or a folder or file that becomes
     the only model."""
-    updates: dict[str, object] = {
-        "data_dir": scratch,
-        "database_url": f"sqlite+aiosqlite:///{scratch / 'bench.db'}",
-        "output_dir": scratch / "images",
-        "redis_url": None,
-        "user_images_per_hour": 1e9,
-        "user_burst": 1e9,
-        "guild_images_per_hour": 1e9,
-        "guild_burst": 1e9,
-        "max_jobs_per_user": 1000,
-        "max_queue_depth": 100_000,
-    }
+    updates: dict[str, object] = {}
     name = ""
     if model is not None:
         try:
@@ -80,7 +70,7 @@ def bench_settings(settings: Settings, model: str | None, scratch: Path) -> tupl
                 f"--model {model!r} is neither a model in the list ({', '.join(names)}) "
                 "nor a model folder or file"
             )
-    local = settings.model_copy(update=updates)
+    local = scratch_settings(settings, scratch, **updates)
     try:
         local.catalog()
     except ModelLoadError as error:
