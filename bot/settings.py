@@ -9,19 +9,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.masking import mask_text, mask_url, mask_web_url
 from generation.catalog import Catalog, load_catalog
 from generation.fast_path import FastPathText
 from generation.limits import MAX_RATE, MIN_RATE, Limits
@@ -30,68 +30,7 @@ from generation.options import ModelDefaults, OptionLimits, limits_for_model
 
 EMBEDDED_LORA_DIR = EMBEDDED_MODEL_DIR.parent / "loras"  # the LoRAs shipped with the embedded model
 EMBEDDED_EMBEDDING_DIR = EMBEDDED_MODEL_DIR.parent / "embeddings"
-_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
 _RATES = ("user_images_per_hour", "user_burst", "guild_images_per_hour", "guild_burst")
-_URLS = ("database_url", "redis_url", "discord_api_url", "discord_gateway_url")
-_CREDENTIALS = re.compile(r"([^/?#@:]*):[^/?#@]*@")  # user:password@, with a scheme or not
-_SECRET_QUERY = re.compile(
-    r"(?i)((?:^|[?&;])[^=&;#]*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")[^=&;#]*=)[^&;#]*"
-)
-
-
-def _is_secret(key: str) -> bool:
-    return any(word in key.lower() for word in _SECRET_QUERY_KEYS)
-
-
-def mask_text(text: str) -> str:
-    """A URL that may not parse, its password and secret-looking query values replaced by ***."""
-    return _SECRET_QUERY.sub(r"\1***", _CREDENTIALS.sub(r"\1:***@", text))
-
-
-def mask_web_url(url: str) -> str:
-    """An http(s) or ws(s) URL with its password and secret-looking query values masked."""
-    import yarl
-
-    try:
-        parsed = yarl.URL(url)
-        if parsed.password:
-            parsed = parsed.with_password("***")
-        if any(_is_secret(key) for key in parsed.query):
-            masked = [(k, "***" if _is_secret(k) else v) for k, v in parsed.query.items()]
-            parsed = parsed.with_query(masked)
-        return mask_text(str(parsed).replace("%2A%2A%2A", "***"))  # text yarl took for a path
-    except (ValueError, TypeError):
-        return mask_text(url)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password, and any secret-looking query value, replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # sqlalchemy raises several kinds for text that is no URL
-        return mask_text(url)
-    query = {key: "***" if _is_secret(key) else value for key, value in parsed.query.items()}
-    rendered = parsed.set(query=query).render_as_string(hide_password=True)
-    return rendered.replace("%2A%2A%2A", "***")  # the query is URL-encoded on the way out
-
-
-def settings_error(error: ValidationError) -> str:
-    """pydantic's report in one line, each bad value named and never a secret shown."""
-    problems = []
-    for item in error.errors():
-        name = "_".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] != "value_error":  # sdbot's own messages name the value already
-            value: Any = item.get("input")
-            if name in _URLS and isinstance(value, str):
-                value = mask_text(value)
-            elif name == "discord_token":
-                value = "****"
-            message = f"{message}, got {value!r}"
-        problems.append(f"SDBOT_{name.upper()}: {message}" if name else message)
-    return "; ".join(problems)
 
 
 def _default_data_dir() -> Path:
@@ -222,6 +161,30 @@ class Settings(BaseSettings):
     guild_burst: float = Field(default=40.0, gt=0)
     max_jobs_per_user: int = Field(default=3, ge=1, description="queued + running")
     max_queue_depth: int = Field(default=1000, ge=1, description="queued + running, all guilds")
+
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve /metrics, /livez and /readyz on this port (0: any free port; "
+        "default: none)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="the address the metrics port listens on (0.0.0.0: all)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object a line, with job, guild and worker"
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=36500,
+        description="purge image files and the prompts of audit records this many days after "
+        "their job ended (default: keep them)",
+    )
+    price_per_device_hour: float = Field(
+        default=0.0, ge=0, description="what an hour of the device costs, for cost per image"
+    )
 
     @field_validator("data_dir", "output_dir", "models_file", "lora_dir", "embedding_dir")
     @classmethod

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.settings import Settings, mask_url
+from bot.masking import mask_url
+from bot.settings import Settings
 from generation.errors import InvalidOption, ModelLoadError
 from generation.models import EMBEDDED_MODEL_DIR
 from generation.options import RequestedOptions

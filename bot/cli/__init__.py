@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         imagine,
         models,
         pictures,
+        privacy,
         run,
         terms,
         worker,
@@ -76,7 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = (imagine, pictures, models, audit, terms, guild, admin, bench, worker, run, discord)
+    modules = (
+        imagine,
+        pictures,
+        models,
+        audit,
+        terms,
+        guild,
+        admin,
+        privacy,
+        bench,
+        worker,
+        run,
+        discord,
+    )
     for module in modules:
         module.register(commands)
     return parser
@@ -117,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from bot.cli.failures import kind_of, outside_failure
-    from bot.settings import Settings, settings_error
+    from bot.masking import settings_error
+    from bot.settings import Settings
 
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],

@@ -39,7 +39,7 @@ async def run_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shown_url(settings: Settings) -> str:
-    from bot.settings import mask_url
+    from bot.masking import mask_url
 
     return mask_url(settings.effective_database_url())
 

@@ -49,7 +49,7 @@ def _first_line(text: str) -> str:
 
 def outside_failure(error: Exception, settings: Settings) -> Failure | None:
     """The database, Redis or the file system, in one line; None for anything else (a bug)."""
-    from bot.settings import mask_url
+    from bot.masking import mask_url
 
     if _is(error, ("sqlalchemy.exc", "OperationalError")):  # locked, unreachable: not the input
         first = _first_line(str(getattr(error, "orig", "")))

@@ -32,7 +32,7 @@ def register(commands: Any) -> None:
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import worker_spec
-    from bot.settings import mask_url
+    from bot.masking import mask_url
     from generation.queue.batch import BatchPolicy
     from generation.queue.redis import RedisWorker
     from generation.supervisor import WorkerSupervisor

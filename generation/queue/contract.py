@@ -75,6 +75,14 @@ class JobHandle:
                 return
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """Jobs in the queue now, all guilds: waiting, and started by a worker and not finished."""
+
+    queued: int
+    running: int
+
+
 class CancelOutcome(StrEnum):
     DEQUEUED = "dequeued"  # it was waiting; it will never run
     STOPPING = "stopping"  # it is running; it stops at the next denoising step
@@ -127,6 +135,9 @@ class JobQueue(Protocol):
 
     async def positions(self) -> dict[int, Queued]:
         """Every queued job's place and ETA, by job id."""
+
+    async def depth(self) -> QueueDepth:
+        """How many jobs wait and run now (for the metrics; on Redis, one round trip)."""
 
 
 class JobConsumer(Protocol):

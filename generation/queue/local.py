@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from generation.limits import Limits, RateLimiter
 from generation.protocol import Progress, WorkerReady
 from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch, take_batch
-from generation.queue.contract import CancelOutcome, JobHandle, QueuedJob
+from generation.queue.contract import CancelOutcome, JobHandle, QueueDepth, QueuedJob
 from generation.queue.events import (
     CANCELLED_WHILE_QUEUED,
     Cancelled,
@@ -138,6 +138,10 @@ class LocalQueue:
     async def positions(self) -> dict[int, Queued]:
         """Every queued job's place and ETA (the running batch's remaining time included)."""
         return self._positions()
+
+    async def depth(self) -> QueueDepth:
+        running = len(self._running)
+        return QueueDepth(queued=sum(1 for _ in self._fair.items_in_order()), running=running)
 
     def _positions(self) -> dict[int, Queued]:
         running_left = 0.0

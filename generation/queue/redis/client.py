@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from generation.limits import Limits, over_rate, queue_full, too_many_jobs
 from generation.protocol import WorkerReady
-from generation.queue.contract import CancelOutcome, JobHandle, QueuedJob
+from generation.queue.contract import CancelOutcome, JobHandle, QueueDepth, QueuedJob
 from generation.queue.events import (
     CANCELLED_WHILE_QUEUED,
     TERMINAL_EVENTS,
@@ -322,6 +322,11 @@ class RedisQueue:
         return {
             int(job_id): place for job_id, place in zip(ids, places_by_uid.values(), strict=True)
         }
+
+    async def depth(self) -> QueueDepth:
+        """Queued: the jobs in the fair order; running: those a worker holds (issue 19: an
+        exact count of held jobs replaces this first reading)."""
+        return QueueDepth(queued=len(await self.positions_by_uid()), running=0)
 
     async def positions_by_uid(self) -> dict[str, Queued]:
         """Every queued job's place in the fair order and its ETA from the workers' pace."""
