@@ -37,6 +37,7 @@ def worker_spec(settings: Settings) -> WorkerSpec:
         min_output_side=settings.min_output_side,
         torch_threads=settings.torch_threads,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        log_format=settings.log_format,
         catalog=settings.catalog(),  # the models and LoRAs admission lets through
         memory_gb=settings.model_memory_gb,
         fast=FastPath.parse(settings.fast_path),

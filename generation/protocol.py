@@ -42,6 +42,7 @@ class WorkerSpec:
     min_output_side: int = 256
     torch_threads: int | None = None
     log_level: str = "WARNING"
+    log_format: str = "text"  # or "json" (SDBOT_LOG_FORMAT): the worker logs as its parent does
     catalog: Catalog | None = None
     memory_gb: float = 0
     fast: FastPath = field(default_factory=FastPath)
@@ -187,6 +188,10 @@ class WorkResult:
     postprocess_ms: float
     notes: tuple[str, ...] = ()
     model_load_ms: float = 0.0
+    # Parts of ``postprocess_ms``, summed over the job's pictures: the NSFW check and the
+    # watermark (embedded and read back).
+    safety_ms: float = 0.0
+    watermark_ms: float = 0.0
     # When its batch's pipeline call ran, on ``time.monotonic()`` (one clock for every process
     # of a machine): the device's busy intervals, which ``sdbot bench throughput`` adds up.
     drawn_from: float = 0.0
