@@ -15,6 +15,7 @@ from discord import app_commands
 
 from bot.discord import render
 from bot.discord.interactions import private
+from bot.discord.privacy import privacy_commands
 from bot.discord.retries import best_effort
 
 if TYPE_CHECKING:
@@ -24,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class SdbotTree(app_commands.CommandTree["ImagineBot"]):
-    """``on_error`` words errors; ``interaction_check`` holds the gates every command shares."""
+    """``on_error`` words errors; ``interaction_check`` holds the gates every command shares.
+    It starts with /privacy, which every client has (the client adds the other features)."""
+
+    def __init__(self, client: ImagineBot) -> None:
+        super().__init__(client)
+        self.add_command(privacy_commands(client))
 
     async def interaction_check(self, interaction: discord.Interaction[ImagineBot]) -> bool:
         """Every command is open everywhere, direct messages included: a DM's /imagine is

@@ -6,14 +6,15 @@ a refused attempt is recorded. Every answer is ephemeral: what moderators see st
 
 The rules live in :class:`bot.guild_admin.GuildAdmin`; each module here (``bans``, ``lists``,
 ``settings``, ``record``, ``actions``) adds its subcommands, which call it and render the
-outcome. A refusal is raised, and the command tree's ``on_error`` words it.
+outcome; ``forget`` calls the service's deletion (``bot.ops.privacy``). A refusal is raised,
+and the command tree's ``on_error`` words it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.discord.mod import actions, bans, lists, record, settings
+from bot.discord.mod import actions, bans, forget, lists, record, settings
 from bot.discord.mod.group import ModGroup as ModGroup
 from bot.discord.mod.group import ModSubgroup as ModSubgroup
 from bot.discord.mod.group import may_administer as may_administer
@@ -29,4 +30,5 @@ def mod_commands(bot: ImagineBot) -> ModGroup:
     mod = ModGroup(GuildAdmin.for_service(bot.service))
     for feature in (bans, lists, settings, record, actions):
         feature.add_commands(mod)
+    forget.add_commands(mod, bot.service)  # the deletion is the service's, not GuildAdmin's
     return mod

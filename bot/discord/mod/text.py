@@ -122,6 +122,11 @@ def action_text(action: ModerationActionRecord) -> str:
         text = f"{actor} banned{target}{ends}"
     elif action.action == "purge":
         text = f"{actor} deleted {details.get('deleted', 0)} posts made for{target}"
+    elif action.action == "forget":
+        jobs, images = details.get("jobs", 0), details.get("images", 0)
+        counts = f"{plural(jobs, 'prompt')}, {plural(images, 'image')}"
+        whose = " their own" if action.actor_id == action.target_user_id else f"{target}'s"
+        text = f"{actor} deleted{whose} prompts and images ({counts})"
     elif action.action == "export":
         text = f"{actor} exported the audit log ({plural(details.get('jobs', 0), 'prompt')})"
     else:

@@ -1,0 +1,169 @@
+"""`/privacy delete` and `/privacy info`: a member deletes their own prompts and images, in every
+server and in direct messages, and reads what sdbot keeps.
+
+The deletion is :func:`bot.ops.privacy.forget_member`'s (it records it); here are the
+confirmation and the words, which `/mod forget` (``bot.discord.mod.forget``) shares.
+
+The confirmation is a required option with one choice rather than a Confirm button: Discord's
+client makes the member pick the choice that says what happens before the command can be sent,
+so nothing is deleted by a slip, and the command stays one interaction with no view to time out
+(the /mod commands ask for their options the same way). A modified client can send another
+value; the bot checks it and deletes nothing then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.discord.interactions import private
+from bot.discord.text import plural
+from bot.ops.privacy import ForgetReport, forget_member
+from common.errors import ErrorKind, SdbotError
+
+if TYPE_CHECKING:
+    from bot.discord.client import ImagineBot
+    from bot.imagine.service import ImagineService
+
+log = logging.getLogger(__name__)
+
+CONFIRMED = "yes"  # the one value of a `confirm` option
+OWN_CHOICE = "yes, delete my prompts and images everywhere"
+# What every deletion leaves, and why: the audit trail a watermark leads back to, and the rules.
+KEPT = (
+    "**kept**: each job's record (its id, the moderation verdict, the images' hashes and "
+    "watermarks), marked as deleted, so that a watermarked image still traces to a record that "
+    "says its prompt was deleted; bans and the moderators' own log stay too"
+)
+POSTS_STAY = (
+    "the pictures sdbot posted stay in their channels; a server's moderators can remove them "
+    "(`/mod purge`)"
+)
+
+
+class NotConfirmed(SdbotError):
+    """A deletion sent without its confirmation (only a modified client can)."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
+def check_confirmed(value: str, choice: str) -> None:
+    """Raises :class:`NotConfirmed` unless ``value`` is the confirming choice's."""
+    if value != CONFIRMED:
+        raise NotConfirmed(
+            f"nothing was deleted: `confirm` was {value!r}; choose “{choice}” to confirm"
+        )
+
+
+def report_lines(report: ForgetReport) -> list[str]:
+    """What a deletion did, a line each, only what it found."""
+    counts = [
+        (report.jobs, "prompt", "prompts", "deleted from sdbot's records"),
+        (report.images, "image file", "image files", "deleted"),
+        (report.inputs, "picture given to sdbot", "pictures given to sdbot", "deleted"),
+        (report.redis_entries, "queue entry", "queue entries", "removed"),
+        (report.cancelled, "queued or running job", "queued or running jobs", "cancelled first"),
+    ]
+    return [f"- {plural(n, one, many)} {done}" for n, one, many, done in counts if n]
+
+
+def found_nothing(report: ForgetReport) -> bool:
+    return not any(
+        (report.jobs, report.images, report.inputs, report.redis_entries, report.cancelled)
+    )
+
+
+async def forget_safely(
+    service: ImagineService,
+    interaction: discord.Interaction,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    via: str,
+) -> ForgetReport | None:
+    """forget_member, its failure answered rather than raised: a deletion cut short on
+    sdbot's side is worth saying so precisely, since running it again finishes it (it is
+    idempotent). Our own refusals still go to the tree's ``on_error``."""
+    try:
+        return await forget_member(
+            service, user_id=user_id, guild_id=guild_id, actor_id=interaction.user.id, via=via
+        )
+    except SdbotError:
+        raise
+    except Exception:
+        log.exception(
+            "forget (%s) failed ◆ user %d ◆ guild %s ◆ by %d",
+            via,
+            user_id,
+            guild_id,
+            interaction.user.id,
+        )
+        command = interaction.command.qualified_name if interaction.command else "privacy delete"
+        await private(
+            interaction,
+            "⚠️ the deletion broke off on sdbot's side; some data may already be gone. Run "
+            f"`/{command}` again: it deletes what is left. If it fails again, tell the bot's "
+            "operator.",
+        )
+        return None
+
+
+def own_deletion_text(report: ForgetReport) -> str:
+    """/privacy delete's answer."""
+    if found_nothing(report):
+        return f"✅ nothing to delete: sdbot holds no prompts or images of yours\n{KEPT}"
+    lines = ["🗑️ **your prompts and images are deleted, in every server and in DMs**"]
+    lines += report_lines(report)
+    lines += [KEPT, POSTS_STAY]
+    return "\n".join(lines)
+
+
+def retention_line(config: object) -> str | None:
+    """How long prompts and image files are kept (SDBOT_RETENTION_DAYS), as the service's
+    config says; None when this config does not carry the setting (then nothing is claimed)."""
+    if not hasattr(config, "retention_days"):
+        return None
+    days = config.retention_days
+    if days is None:
+        return "- prompts and image files are kept until you or a moderator delete them"
+    return f"- prompts and image files are deleted {days:g} days after their job ended"
+
+
+def info_text(retention: str | None) -> str:
+    """/privacy info's answer: what sdbot keeps, for how long, and how to have it deleted."""
+    lines = [
+        "**what sdbot keeps about you**",
+        "- each request: its prompt and options, where and when, the moderation verdict",
+        "- the images drawn (files on the bot's machine), their hashes and watermarks",
+        "- bans and moderators' actions, in each server's moderation log",
+    ]
+    if retention is not None:
+        lines.append(retention)
+    lines += ["`/privacy delete` deletes your prompts and images everywhere, now.", KEPT]
+    return "\n".join(lines)
+
+
+def privacy_commands(bot: ImagineBot) -> app_commands.Group:
+    """/privacy (delete, info) over the bot's service: open to everyone, in DMs too."""
+    group = app_commands.Group(name="privacy", description="Your data on sdbot: what it keeps")
+
+    @group.command(name="delete", description="Delete your prompts and images everywhere")
+    @app_commands.describe(confirm="what happens: choose it to confirm (it cannot be undone)")
+    @app_commands.choices(confirm=[app_commands.Choice(name=OWN_CHOICE, value=CONFIRMED)])
+    async def delete(interaction: discord.Interaction, confirm: str) -> None:
+        check_confirmed(confirm, OWN_CHOICE)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        report = await forget_safely(
+            bot.service, interaction, user_id=interaction.user.id, guild_id=None, via="privacy"
+        )
+        if report is not None:
+            await private(interaction, own_deletion_text(report))
+
+    @group.command(name="info", description="What sdbot keeps about you, and for how long")
+    async def info(interaction: discord.Interaction) -> None:
+        await private(interaction, info_text(retention_line(bot.service.config)))
+
+    return group
