@@ -60,6 +60,7 @@ class DrawnJob:
     lora_hashes: dict[str, str]
     notes: tuple[str, ...]
     drawing: Drawing
+    model_check_ms: float = 0.0  # the model's own checker on ``images``, on the main thread
 
 
 def drawn_job(
@@ -77,10 +78,13 @@ def drawn_job(
     options = request.options
     images = raw_images
     flags: list[bool | None] = [None] * len(raw_images)
+    check_ms = 0.0
     if model.safety is not None:
         min_side = min_output_side * options.upscale
         images = [upscale_to_min_side(image, min_side) for image in raw_images]
+        checked = time.perf_counter()
         flags = list(model.safety.flags(images))
+        check_ms = (time.perf_counter() - checked) * 1000
     return DrawnJob(
         request=request,
         images=images,
@@ -90,6 +94,7 @@ def drawn_job(
         lora_hashes=dict(model.lora_hashes),
         notes=notes,
         drawing=drawing,
+        model_check_ms=check_ms,
     )
 
 
@@ -177,15 +182,17 @@ def finish(
 
     # 3. open_nsfw runs in a thread while 4. marks and encodes (with the A1111 parameters
     # other tools read); the model's own checker looked at the same final images.
-    scores: Future[list[float]] = Future()
+    scores: Future[tuple[list[float], float]] = Future()
     if beside is None:
-        scores.set_result(checker.scores(images))
+        scores.set_result(_timed_scores(checker, images))
     else:
-        scores = beside.submit(checker.scores, images)
+        scores = beside.submit(_timed_scores, checker, images)
+    marking = time.perf_counter()
     marked = [
         watermark.embed(image, watermark_id(request.job_id, index))
         for index, image in enumerate(images, start=1)
     ]
+    watermark_ms = (time.perf_counter() - marking) * 1000
     parameters = [
         parameters_text(
             options,
@@ -202,9 +209,10 @@ def finish(
         to_png(mark.rgb, text, request.job_id)
         for mark, text in zip(marked, parameters, strict=True)
     ]
+    nsfw_scores, nsfw_ms = scores.result()
     results = [
         SafetyResult(score, flagged)
-        for score, flagged in zip(scores.result(), job.model_flags, strict=True)
+        for score, flagged in zip(nsfw_scores, job.model_flags, strict=True)
     ]
     variants = [
         Marked(
@@ -232,10 +240,20 @@ def finish(
         postprocess_ms=(time.perf_counter() - started) * 1000,
         notes=job.notes,
         model_load_ms=job.drawing.model_load_ms,
+        safety_ms=job.model_check_ms + nsfw_ms,
+        watermark_ms=watermark_ms,
         drawn_from=job.drawing.drawn_from,
         drawn_until=job.drawing.drawn_until,
         finished_at=time.monotonic(),
     )
+
+
+def _timed_scores(checker: OpenNSFWChecker, images: list[RGBArray]) -> tuple[list[float], float]:
+    """open_nsfw's scores and the milliseconds they took (timed where they run: beside the
+    watermark, on another thread, or in turn)."""
+    started = time.perf_counter()
+    scores = checker.scores(images)
+    return scores, (time.perf_counter() - started) * 1000
 
 
 def failure(error: Exception) -> str:

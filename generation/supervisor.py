@@ -7,6 +7,10 @@ drawn while this one's pictures are checked, marked and encoded in the worker. O
 per worker process reads what it says and hands each message to the batch that owns its job.
 A worker that dies or stalls fails every batch it held, with the reason, and the next batch
 starts a fresh worker: no job is lost and none is left without an outcome.
+
+This process's metrics move here, as the answers arrive (``InFlight.count``): the stages the
+worker measured, the images, the pipeline calls and their device-seconds, by model; and
+``WORKER_RESTARTS`` when a worker that died or stalled is replaced.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from common import logs, metrics
 from generation.errors import (
     JobCancelled,
     JobTimedOut,
@@ -27,6 +32,7 @@ from generation.errors import (
     WorkerCrashed,
     WorkerFailed,
 )
+from generation.limits import options_units
 from generation.protocol import (
     CancelJob,
     Drawn,
@@ -42,7 +48,16 @@ from generation.protocol import (
     notify,
 )
 from generation.queue.contract import ProgressCallback
-from generation.worker_link import Answer, Exited, InFlight, Session, Wake, describe_exit, jobs
+from generation.worker_link import (
+    Answer,
+    Exited,
+    InFlight,
+    JobWork,
+    Session,
+    Wake,
+    describe_exit,
+    jobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +78,8 @@ class WorkerSupervisor:
         self._device = asyncio.Lock()  # held while a batch is sent and drawn
         self._starting: set[int] = set()  # in a batch waiting for the device or the worker
         self._cancel_at_start: set[int] = set()  # cancelled while starting: sent with it
+        self._lost = False  # the last worker died or stalled: the next start is a restart
+        self._default_model: str | None = None  # the catalog's name, read on first use
 
     @property
     def ready_info(self) -> WorkerReady | None:
@@ -86,6 +103,7 @@ class WorkerSupervisor:
         if self._session is not None and self.alive and self._session.ready is not None:
             return self._session
         if self._session is not None:  # dead: its router fails what it held
+            self._lost = True
             await self._stop(self._session)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[object] = asyncio.Queue()
@@ -99,6 +117,9 @@ class WorkerSupervisor:
         )
         process.start()
         child_conn.close()  # so that the worker's death reads as EOF here
+        if self._lost:
+            self._lost = False
+            metrics.WORKER_RESTARTS.inc()
         session = Session(process, parent_conn, inbox)
         session.idle.set()
         self._session = session
@@ -188,7 +209,11 @@ class WorkerSupervisor:
                 session = await self._ensure_started()
                 loop = asyncio.get_running_loop()
                 entry = InFlight(
-                    batch.job_ids, on_progress, loop.create_future(), loop.create_future()
+                    batch.job_ids,
+                    on_progress,
+                    loop.create_future(),
+                    loop.create_future(),
+                    work=self._work_of(batch),
                 )
                 self._starting -= ids
                 session.add(entry, loop.time())
@@ -211,6 +236,32 @@ class WorkerSupervisor:
             self._starting -= ids
             self._cancel_at_start -= ids
         return entry.done
+
+    def _work_of(self, batch: WorkBatch) -> dict[int, JobWork]:
+        """Each job's model (the catalog's name: "" is the default model) and units."""
+        return {
+            request.job_id: JobWork(
+                request.options.model or self._default_model_name(),
+                options_units(request.options),
+            )
+            for request in batch.requests
+        }
+
+    def _default_model_name(self) -> str:
+        """The catalog's default model, as the worker names it: the spec's catalog, else
+        ``SDBOT_MODEL`` read as the one model (its sdbot.json, its folder's name)."""
+        if self._default_model is None:
+            if self.spec.catalog is not None:
+                self._default_model = self.spec.catalog.default_model
+            else:
+                from generation.catalog_files import single_model
+
+                try:
+                    self._default_model = single_model(self.spec.model).name
+                except Exception as error:  # the worker says why at its start; count on
+                    log.debug("no catalog name for %r: %s", self.spec.model, error)
+                    self._default_model = "default"
+        return self._default_model
 
     async def _abandon(self, session: Session, entry: InFlight) -> None:
         entry.abandon()
@@ -252,6 +303,7 @@ class WorkerSupervisor:
                 message = await asyncio.wait_for(session.inbox.get(), timeout)
             except TimeoutError:
                 if session.by_job and loop.time() - session.last_heard >= self.stall_timeout_s:
+                    self._lost = True
                     await self._stop(session)
                     for entry in session.batches():
                         session.remove(entry)
@@ -273,8 +325,9 @@ class WorkerSupervisor:
                             f"while running {jobs(entry.job_ids)}"
                         )
                     )
-                if self._session is session:
+                if self._session is session:  # not stopped here: it died
                     self._session = None
+                    self._lost = True
                 return
             session.last_heard = loop.time()
             await self._deliver(session, message)
@@ -289,7 +342,9 @@ class WorkerSupervisor:
                     entry.fail(error)
                     await self._abandon(session, entry)
         elif isinstance(message, LoadingModel):  # busy, not stalled: the wait starts over
-            log.info("loading model %r for %s", message.model, jobs(message.job_ids))
+            job = message.job_ids[0] if len(message.job_ids) == 1 else None
+            with logs.bound(job=job):
+                log.info("loading model %r for %s", message.model, jobs(message.job_ids))
         elif isinstance(message, Drawn):
             for job_id in message.job_ids:
                 if (entry := session.by_job.get(job_id)) is not None:
@@ -299,6 +354,8 @@ class WorkerSupervisor:
                 return
             entry.answers[message.job_id] = message
             del session.by_job[message.job_id]
+            if isinstance(message, WorkResult):
+                entry.count(message)
             if len(entry.answers) == len(entry.job_ids):
                 session.remove(entry)
                 entry.set_drawn()

@@ -1,5 +1,6 @@
 """What the supervisor knows of one worker process: its pipe, what it said (in order), and
-the batches in it by job id, each with the futures its caller awaits."""
+the batches in it by job id, each with the futures its caller awaits; and what each job's
+result adds to the metrics of the process that runs the model (``common.metrics``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from common import metrics
 from generation.errors import GenerationError
 from generation.protocol import WorkCancelled, WorkerReady, WorkFailed, WorkResult
 from generation.queue.contract import ProgressCallback
@@ -42,11 +44,21 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+@dataclass(frozen=True)
+class JobWork:
+    """What a job's result is counted as: its model's catalog name (the metrics' label) and
+    its cost in standard images (``generation.limits.options_units``)."""
+
+    model: str
+    units: float
+
+
 @dataclass(eq=False)
 class InFlight:
     """A batch in the worker: its answers so far, and what its caller awaits (``drawn``:
     the device is done with it; ``done``: every answer). ``abandoned``: its caller went
-    away; its answers are read and dropped."""
+    away; its answers are read and dropped. ``work``: each job's model and units, for the
+    metrics; ``calls``: the pipeline calls counted already, by when they ran."""
 
     job_ids: tuple[int, ...]
     on_progress: ProgressCallback | None
@@ -54,6 +66,30 @@ class InFlight:
     done: asyncio.Future[dict[int, Answer]]
     answers: dict[int, Answer] = field(default_factory=dict)
     abandoned: bool = False
+    work: dict[int, JobWork] = field(default_factory=dict)
+    calls: set[tuple[float, float]] = field(default_factory=set)
+
+    def count(self, result: WorkResult) -> None:
+        """Adds a job's result to the metrics as it arrives (a worker that dies later in the
+        batch does not take back what the device did): its stages, its images, the ones the
+        NSFW check flagged, and its pipeline call, once, by the interval it drew in (every job
+        of one call carries the same one)."""
+        work = self.work.get(result.job_id, JobWork("unknown", 0.0))
+        metrics.STAGE.labels("diffusion").observe(result.diffusion_ms / 1000)
+        metrics.STAGE.labels("safety").observe(result.safety_ms / 1000)
+        metrics.STAGE.labels("watermark").observe(result.watermark_ms / 1000)
+        if result.model_load_ms > 0:
+            metrics.STAGE.labels("model_load").observe(result.model_load_ms / 1000)
+        images = result.post.images
+        metrics.IMAGES.labels(work.model).inc(len(images))
+        metrics.STANDARD_IMAGES.labels(work.model).inc(work.units)
+        flagged = sum(1 for image in images if image.decision.flagged)
+        metrics.IMAGES_FLAGGED.labels(work.model).inc(flagged)
+        call = (result.drawn_from, result.drawn_until)
+        if call not in self.calls:
+            self.calls.add(call)
+            metrics.BATCHES.labels(work.model).inc()
+            metrics.DEVICE_SECONDS.labels(work.model).inc(max(0.0, call[1] - call[0]))
 
     def set_drawn(self) -> None:
         if not self.drawn.done():

@@ -1,5 +1,10 @@
 """The audit log: one record per request, blocked ones too, each ending in one terminal status,
-with the images of those that succeeded."""
+with the images of those that succeeded.
+
+Its two terminal writes (a job recorded as terminal at once, and the conditional update that
+ends an open one) are where every outcome passes exactly once: ``JOBS`` counts there, after the
+commit, and the queued jobs' ``queue_wait`` and ``end_to_end`` stages are observed with them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import undefer
 
+from common import metrics
 from storage.engine import SessionFactory
 from storage.errors import JobAlreadyFinished, JobNotFound
 from storage.models import OPEN_STATUSES, Image, Job, JobInput, JobStatus, Verdict, utcnow
@@ -77,7 +83,10 @@ class AuditLog:
             session.add(row)
             await session.flush()
             session.add_all(given.row(row.id, now) for given in inputs)
-            return row.id
+            job_id = row.id
+        if status is not JobStatus.QUEUED:  # committed as terminal: its one outcome
+            metrics.JOBS.labels(new.kind.value, status.value).inc()
+        return job_id
 
     async def input_pngs(self, job_id: int) -> InputPngs | None:
         """The pictures a job was given, as prepared for the worker, by role (a role whose
@@ -97,6 +106,7 @@ class AuditLog:
         count twice); None counts one more.
         """
         now = utcnow()
+        queue_ms: float | None = None
         async with self._sessions.begin() as session:
             job = await session.get(Job, job_id)
             if job is None:
@@ -107,8 +117,11 @@ class AuditLog:
             job.attempts = job.attempts + 1 if attempt is None else max(job.attempts, attempt)
             if job.started_at is None:
                 job.started_at = now
-                job.queue_ms = (now - job.created_at).total_seconds() * 1000
-            return job.attempts
+                job.queue_ms = queue_ms = (now - job.created_at).total_seconds() * 1000
+            attempts = job.attempts
+        if queue_ms is not None:  # its first start, committed: a retry waited again, not anew
+            metrics.STAGE.labels("queue_wait").observe(queue_ms / 1000)
+        return attempts
 
     async def requeue(self, job_id: int) -> None:
         """A running job whose worker went away goes back to queued, to be retried."""
@@ -149,6 +162,8 @@ class AuditLog:
             job = await session.get(Job, job_id)
             if job is None:
                 raise JobNotFound(job_id)
+            kind = job.kind
+            total_ms = (now - job.created_at).total_seconds() * 1000
             # The conditional UPDATE is what guarantees a single outcome, even across processes.
             result = await session.execute(
                 update(Job)
@@ -160,13 +175,16 @@ class AuditLog:
                     lease_expires_at=None,
                     finished_at=now,
                     generation_ms=generation_ms,
-                    total_ms=(now - job.created_at).total_seconds() * 1000,
+                    total_ms=total_ms,
                 )
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult at runtime
                 raise JobAlreadyFinished(job_id, job.status)
             session.add_all(image.row(job_id) for image in images)
+        # Committed: this job's one outcome (a second write raised above, before counting).
+        metrics.JOBS.labels(kind, status.value).inc()
+        metrics.STAGE.labels("end_to_end").observe(total_ms / 1000)
 
     async def image_paths(self) -> set[str]:
         """The recorded path of every image file (as stored)."""

@@ -8,7 +8,8 @@ channels, the models and LoRAs they allow; a model for NSFW channels only), then
 NSFW scores under the image policy here; 4. the rate limits; then the audit record (blocked
 and refused requests are recorded too, with their pictures' hashes and scores) and the queue.
 The guild's settings are read once per request: the limits, the gate and the image policy
-fixed for the job all come from that one read.
+fixed for the job all come from that one read. Once recorded, a blocked prompt counts in
+``PROMPT_BLOCKS`` once per reason (by rule and layer), a refusal in ``REFUSALS`` by its kind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
 from bot.imagine.rules import rules_for
 from bot.imagine.types import Derived, PicturesIn, Requester
+from common import metrics
 from generation.catalog import Catalog
 from generation.errors import InvalidOption, RateLimited
 from generation.inputs import Picture, nearest_size
@@ -50,6 +52,7 @@ from moderation.guild_rules import GuildRulesCache
 from moderation.lists import PromptRules
 from moderation.policy import ImagePolicy, NsfwPolicy
 from moderation.prompts import PromptVerdict, check_prompt
+from moderation.reasons import reason_labels
 from storage.guild_settings import GuildSettingsRecord
 from storage.models import JobKind, JobStatus
 from storage.records import NewInput, NewJob
@@ -248,6 +251,8 @@ class Admission:
         if not verdict.allowed:
             job_id = await self.storage.audit.create_job(new, inputs=unused)
             log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
+            for reason in verdict.reasons:
+                metrics.PROMPT_BLOCKS.labels(*reason_labels(reason)).inc()
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
         policy = self.policy_for(here.settings, requester.channel_nsfw, verdict)
         flagged = None if prepared is None else prepared.refusal(policy)
@@ -324,6 +329,7 @@ class Admission:
         outcome."""
         job_id = await self.storage.audit.create_job(new, refused=reason, inputs=inputs)
         log.info("refused ◆ job %d ◆ %s", job_id, reason)
+        metrics.REFUSALS.labels(refusal.value).inc()
         return ImagineOutcome(
             job_id,
             JobStatus.REFUSED,

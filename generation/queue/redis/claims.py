@@ -15,7 +15,8 @@ entry, and idle entries whose jobs share its key. ``HEARTBEAT_ALL`` keeps every 
 holds from going idle and names the ones it lost.
 
 Each claimed job is answered as: stream entry, uid, payload, deliveries, previous consumer
-(``''``: none), then its blobs.
+(``''``: none), guild (as it names keys: ``-`` for none; for the worker's log lines), then its
+blobs.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ local read = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', #id
 local out = {}
 for _, entry in ipairs(read[1][2]) do
   local job = p .. ':job:' .. entry[2][2]
-  table.insert(out, with_blobs({entry[1], entry[2][2], redis.call('HGET', job, 'payload'), 1, ''},
-    job))
+  table.insert(out, with_blobs({entry[1], entry[2][2], redis.call('HGET', job, 'payload'), 1, '',
+    redis.call('HGET', job, 'guild') or '-'}, job))
 end
 return out
 """
@@ -138,7 +139,7 @@ for _, row in ipairs(pending) do
       images = images + size
       redis.call('XCLAIM', stream, 'workers', consumer, idle, entry)  -- counts a delivery
       table.insert(out, with_blobs({entry, id, redis.call('HGET', job, 'payload'),
-        deliveries + 1, previous}, job))
+        deliveries + 1, previous, redis.call('HGET', job, 'guild') or '-'}, job))
     end
   end
 end

@@ -324,9 +324,10 @@ class RedisQueue:
         }
 
     async def depth(self) -> QueueDepth:
-        """Queued: the jobs in the fair order; running: those a worker holds (issue 19: an
-        exact count of held jobs replaces this first reading)."""
-        return QueueDepth(queued=len(await self.positions_by_uid()), running=0)
+        """Queued: the jobs waiting in the fair order (held ones aside); running: those a
+        worker holds, every bot's (the workers are shared). One script, one round trip."""
+        queued, running = await self.scripts.depth(args=[self.prefix])
+        return QueueDepth(queued=int(queued), running=int(running))
 
     async def positions_by_uid(self) -> dict[str, Queued]:
         """Every queued job's place in the fair order and its ETA from the workers' pace."""

@@ -10,6 +10,10 @@ stops answering (no heartbeat for ``reclaim_after_s``) loses its entries to the 
 looks; each entry's delivery count says how often its job started, and a job started
 ``MAX_STARTS`` times is failed, not started again. Cancels stay per job (``cancel:UID``, read
 between denoising steps). One batch draws at a time; one more may be finishing meanwhile.
+
+Every line it logs carries the worker's name, and while it handles a job the job's id and
+guild (``common.logs``); each job taken over from a silent worker counts in
+``WORKER_TAKEOVERS``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from common import logs, metrics
 from generation.protocol import Progress, WorkRequest
 from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch
 from generation.queue.contract import MAX_STARTS, QueuedJob
@@ -52,6 +57,19 @@ class Claimed:
     deliveries: int
     previous: str = ""
     uid: str = ""  # the job's identity: names its keys and travels in its events
+    guild: int | None = None  # for the log lines (None: none, or not known)
+
+    def fields(self) -> contextlib.AbstractContextManager[None]:
+        """Binds the job's id and guild to the lines logged inside."""
+        return logs.bound(job=self.request.job_id, guild=self.guild)
+
+
+def guild_of(value: Any) -> int | None:
+    """A guild as a job's key names it (``-``: none)."""
+    try:
+        return int(text(value))
+    except ValueError:
+        return None
 
 
 def batches_of(claimed: Sequence[Claimed], policy: BatchPolicy) -> list[list[Claimed]]:
@@ -115,7 +133,12 @@ class RedisWorker:
         await self.client.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Takes batches until ``stop`` is set; the batches in hand finish first."""
+        """Takes batches until ``stop`` is set; the batches in hand finish first. Every line
+        logged meanwhile (here and in the tasks it starts) names this worker."""
+        with logs.bound(worker=self.name):
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.supervisor.start()
         await self._seen()
         log.info("worker %s ◆ waiting for jobs ◆ prefix %s", self.name, self.prefix)
@@ -158,8 +181,9 @@ class RedisWorker:
         for job in claimed:
             if job.deliveries > MAX_STARTS:
                 reason = f"its worker went away twice (last: {job.previous}); not retried again"
-                log.warning("job %d ◆ %s", job.request.job_id, reason)
-                await self._end(job.entry, job.uid, Failed(reason))
+                with job.fields():
+                    log.warning("job %d ◆ %s", job.request.job_id, reason)
+                    await self._end(job.entry, job.uid, Failed(reason))
             else:
                 runnable.append(job)
         batches = batches_of(runnable, self.batch)
@@ -186,18 +210,23 @@ class RedisWorker:
         policy = [self.batch.max_jobs, self.batch.max_images, self.lookahead]
         idle_ms = int(self.reclaim_after_s * 1000)
         answer = await self.claims.reclaim(args=[self.prefix, self.name, idle_ms, *policy])
-        if not answer:
+        if answer:  # taken over from a worker that went silent (never from this one)
+            metrics.WORKER_TAKEOVERS.inc(sum(1 for row in answer if text(row[4]) != self.name))
+        else:
             answer = await self.claims.claim(args=[self.prefix, self.name, *policy])
         claimed, unreadable = [], []
-        for entry, uid, payload, deliveries, previous, *blobs in answer or ():
+        for entry, uid, payload, deliveries, previous, guild, *blobs in answer or ():
             self._held[entry] = text(uid)
             try:
                 request, uid = decode_payload(payload, blobs)
             except UnreadableRequest as error:  # queued by another version: fail it, go on
-                log.warning("job %s ◆ %s", error.job_id, error)
+                with logs.bound(job=error.job_id, guild=guild_of(guild)):
+                    log.warning("job %s ◆ %s", error.job_id, error)
                 unreadable.append((entry, error))
                 continue
-            claimed.append(Claimed(entry, request, int(deliveries), text(previous), uid))
+            claimed.append(
+                Claimed(entry, request, int(deliveries), text(previous), uid, guild_of(guild))
+            )
         for entry, refused in unreadable:
             await self._end(entry, refused.uid, Failed(str(refused)))
         return claimed
@@ -234,7 +263,8 @@ class RedisWorker:
         try:
             for job in batch:
                 if job.deliveries > 1:
-                    log.warning("job %d ◆ taken over from %s", job.request.job_id, job.previous)
+                    with job.fields():
+                        log.warning("job %d ◆ taken over from %s", job.request.job_id, job.previous)
                 started = Started(job.deliveries, self.name, len(batch))
                 # The batch is named by its first entry: its jobs' events say who ran together.
                 await self._event(job.uid, started, batch=text(batch[0].entry))
@@ -264,16 +294,20 @@ class RedisWorker:
             except aioredis.RedisError as error:  # the job goes on; its end is told if it can be
                 log.debug("job %d ◆ progress not sent: %s", progress.job_id, error)
 
-        started_at = time.perf_counter()
-        try:
-            drawn = await draw_batch(self.supervisor, [job.request for job in batch], on_progress)
-        except Exception as error:  # a bug must not stop the worker: the jobs fail, it goes on
-            log.exception("batch %s failed", list(by_job))
-            for job in batch:
-                await self._end(job.entry, job.uid, Failed(f"internal error: {error!r}"))
-            return
-        drawing_s = time.perf_counter() - started_at
-        task = asyncio.create_task(self._complete(batch, drawn, drawing_s))
+        # A batch of one job is that job's: its lines (and its finishing task's) name it.
+        alone = batch[0].fields() if len(batch) == 1 else contextlib.nullcontext()
+        with alone:
+            started_at = time.perf_counter()
+            try:
+                requests = [job.request for job in batch]
+                drawn = await draw_batch(self.supervisor, requests, on_progress)
+            except Exception as error:  # a bug must not stop the worker: the jobs fail, it goes on
+                log.exception("batch %s failed", list(by_job))
+                for job in batch:
+                    await self._end(job.entry, job.uid, Failed(f"internal error: {error!r}"))
+                return
+            drawing_s = time.perf_counter() - started_at
+            task = asyncio.create_task(self._complete(batch, drawn, drawing_s))
         self._finishing.add(task)
         self._finishing_ids[task] = set(by_job)
         task.add_done_callback(self._finishing.discard)
@@ -290,13 +324,15 @@ class RedisWorker:
                 units = sum(QueuedJob(job.request, None, None).units for job in batch)
                 self.throughput.record(units, drawing_s)
             for job in batch:
-                endings[job.uid] = await self._store(job, outcome.events[job.request.job_id])
+                with job.fields():
+                    endings[job.uid] = await self._store(job, outcome.events[job.request.job_id])
         except Exception as error:  # Redis away, or a bug: the jobs end failed if they can
             log.exception("batch %s not stored", [job.request.job_id for job in batch])
             for job in batch:
                 endings.setdefault(job.uid, Failed(f"the worker could not store it: {error!r}"))
         for job in batch:
-            await self._end(job.entry, job.uid, endings[job.uid])
+            with job.fields():
+                await self._end(job.entry, job.uid, endings[job.uid])
 
     async def _store(self, job: Claimed, event: Terminal) -> Terminal:
         """Stores a finished job's result; answers its terminal event."""

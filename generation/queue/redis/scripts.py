@@ -323,6 +323,23 @@ end
 return out
 """
 
+# The queue's depth in one read: queued, the jobs in the rings (a length per user's list, never
+# a job read); running, the entries of the ``work`` stream that a worker holds (claimed, not yet
+# ended: drawing, post-processed, or held by a silent worker until another takes it over).
+DEPTH = """
+local p = ARGV[1]
+local queued = 0
+for _, g in ipairs(redis.call('LRANGE', p .. ':q:guilds', 0, -1)) do
+  for _, u in ipairs(redis.call('LRANGE', p .. ':q:users:' .. g, 0, -1)) do
+    queued = queued + redis.call('LLEN', p .. ':q:jobs:' .. g .. ':' .. u)
+  end
+end
+local ok, pending = pcall(redis.call, 'XPENDING', p .. ':work', 'workers')
+local running = 0
+if ok then running = pending[1] end  -- no stream or group yet (Redis restarted empty): none
+return {queued, running}
+"""
+
 READMIT = """
 local p, g, u = ARGV[1], ARGV[2], ARGV[3]
 redis.call('INCR', p .. ':active:' .. g .. ':' .. u)
@@ -345,6 +362,7 @@ class Scripts:
         self.release = client.register_script(RELEASE)
         self.readmit = client.register_script(READMIT)
         self.snapshot = client.register_script(SNAPSHOT)
+        self.depth = client.register_script(DEPTH)
 
 
 def key(value: int | None) -> str:

@@ -1,0 +1,45 @@
+"""A blocked prompt's reasons as bounded labels: which rule decided and in which layer.
+
+``check_prompt`` (``moderation.prompts``) says why in words a member reads, each reason naming
+its layer in parentheses; the metrics (``PROMPT_BLOCKS``) need the rule and the layer from a
+small fixed set. This reads them back from those words, and sits beside the module that writes
+them: ``tests/test_metrics_jobs.py`` checks it on reasons ``check_prompt`` really gives, so a
+change of wording there breaks a test, not the counts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from moderation.lists import Layer
+
+RULES = ("minors", "term", "pattern", "negative_clothing", "other")
+LAYERS = ("default", "profanity", "guild", "always")
+
+# The reasons as ``check_prompt`` writes them (the quoted text may hold any character).
+MINORS_REASON = "sexual content involving minors is never allowed"
+_TERM = re.compile(r"'.*' is not allowed \((?P<layer>[^()]+)\)", re.DOTALL)
+_PATTERN = re.compile(r"matches the pattern '.*' \((?P<layer>[^()]+)\)", re.DOTALL)
+_NEGATIVE_CLOTHING = re.compile(
+    r"the negative prompt leaves out clothing \(.*\) in a picture of a person", re.DOTALL
+)
+_LAYERS = {
+    Layer.DEFAULT.value: "default",
+    Layer.PROFANITY.value: "profanity",
+    Layer.GUILD.value: "guild",
+}
+
+
+def reason_labels(reason: str) -> tuple[str, str]:
+    """(rule, layer) for one reason of a blocked prompt; a reason in words this does not know
+    is ("other", "default"), counted rather than dropped. The minors rule is no list's: its
+    layer is "always"; the negative prompt's clothing rule is the shipped lists' ("default")."""
+    if reason == MINORS_REASON:
+        return "minors", "always"
+    for rule, shape in (("term", _TERM), ("pattern", _PATTERN)):
+        found = shape.fullmatch(reason)
+        if found is not None:
+            return rule, _LAYERS.get(found["layer"], "default")
+    if _NEGATIVE_CLOTHING.fullmatch(reason):
+        return "negative_clothing", "default"
+    return "other", "default"
