@@ -43,6 +43,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     from bot.discord import endpoints as discord_endpoints
     from bot.discord.client import ImagineBot
     from bot.imagine.outcomes import ImagineOutcome
+    from bot.ops.server import bot_metrics
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
     if not token:
@@ -53,14 +54,20 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+    client: ImagineBot | None = None
+    async with (
+        open_storage(settings) as storage,
+        open_service(settings, storage) as service,
+        bot_metrics(settings, storage, service.queue, lambda: client) as metrics,
+    ):
+        if metrics is not None:  # /livez answers while the model loads; /readyz says so
+            _say(f"metrics on {metrics.url}")
         ready = await service.queue.start_workers()  # a model that cannot load stops us here
         if ready is not None:
             where = f"{ready.model} on {ready.device} ({ready.dtype})"
         else:  # the workers are `sdbot worker` processes of their own
             where = f"Redis workers (prefix {settings.redis_prefix})"
         _say(f"worker: {where}")
-        client: ImagineBot | None = None
         pause, recovered = 1.0, False
 
         async def post_recovered(outcome: ImagineOutcome) -> None:

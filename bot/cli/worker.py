@@ -12,6 +12,8 @@ from bot.cli import EXIT_OK, CommandError
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from generation.queue.redis import RedisWorker
+    from generation.supervisor import WorkerSupervisor
 
 
 def register(commands: Any) -> None:
@@ -27,12 +29,19 @@ def register(commands: Any) -> None:
         ),
     )
     worker.add_argument("--name", help="this worker's name in Redis (default: host-pid)")
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics, /livez and /readyz on this port (0: any free one; default: "
+        "SDBOT_METRICS_PORT): one each when several workers share a machine",
+    )
     worker.set_defaults(handler=run_worker)
 
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import worker_spec
-    from bot.masking import mask_url
+    from bot.ops.server import worker_metrics
     from generation.queue.batch import BatchPolicy
     from generation.queue.redis import RedisWorker
     from generation.supervisor import WorkerSupervisor
@@ -65,14 +74,10 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     try:
-        ready = await supervisor.start()
-        print(
-            f"sdbot worker {worker.name}: {ready.model} on {ready.device} ({ready.dtype}), "
-            f"taking jobs from {mask_url(settings.redis_url)} (prefix {settings.redis_prefix})",
-            file=sys.stderr,
-            flush=True,
-        )
-        await worker.run(stop)
+        async with worker_metrics(settings, supervisor, args.metrics_port) as metrics:
+            if metrics is not None:  # /livez answers while the model loads; /readyz says so
+                _say(f"sdbot worker {worker.name}: metrics on {metrics.url}")
+            await _work(worker, supervisor, settings, stop)
     finally:
         await supervisor.close()
         await worker.close()
@@ -82,3 +87,31 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+async def _work(
+    worker: RedisWorker, supervisor: WorkerSupervisor, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Loads the model, then takes jobs until ``stop``."""
+    from bot.masking import mask_url
+
+    ready = await supervisor.start()
+    _say(
+        f"sdbot worker {worker.name}: {ready.model} on {ready.device} ({ready.dtype}), "
+        f"taking jobs from {mask_url(settings.redis_url or '')} (prefix {settings.redis_prefix})"
+    )
+    await worker.run(stop)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return port
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.discord import imagine, jobs, pictures, recovery
+from bot.discord import imagine, jobs, metrics, pictures, recovery
 from bot.discord.controls import NOTICE_SECONDS, ReactionControls
 from bot.discord.delivery import Delivery
 from bot.discord.mod import mod_commands
@@ -50,6 +50,8 @@ class ImagineBot(discord.AutoShardedClient):
         **options: Any,
     ) -> None:
         super().__init__(intents=discord.Intents.default(), allowed_mentions=NO_PINGS, **options)
+        metrics.instrument()  # API errors by route and status, once per process
+        metrics.watch_interactions(self)  # each interaction's arrival, for the ack latency
         self.service = service
         self.storage = service.storage  # the repositories, read directly
         self.command_sync = command_sync or CommandSync()

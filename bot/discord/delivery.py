@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.access import Control, controls_for, drawn_from_prompt
-from bot.discord import render
+from bot.discord import metrics, render
 from bot.discord.retries import (
     DISCORD_ERRORS,
     DeliveryFailed,
@@ -102,32 +102,40 @@ class Delivery:
             self.following[job_id] = task
         try:
             outcome = await self._follow(submitted, title, status)
-            record = await self.client.storage.audit.get_job(job_id)
-            assert record is not None
-            content, file = render.final(
-                outcome,
-                title,
-                submitted.job.request.options,
-                self.client.service.model_label,
-                render.legend(offered(record)),
-            )
-            try:
-                message = await self._post_result(status, title, content, file)
-            except discord.HTTPException as error:
-                if file is None:
-                    raise
-                # Too large for the channel, or no Attach Files: the member still hears of it.
-                log.warning("could not post the picture of job %d ◆ %s", job_id, describe(error))
-                reason = error.text or f"HTTP {error.status}"
-                notice = f"{content}\n⚠️ the picture could not be posted: {reason}"
-                message = await self._post_result(status, title, notice, None)
-                file = None
-            if message is not None:
-                await self.add_controls(message, record, has_picture=file is not None)
+            with metrics.posting():
+                await self._post_outcome(outcome, submitted, title, status)
         except (DeliveryFailed, discord.HTTPException) as error:  # the job itself is recorded
             log.error("could not post job %d ◆ %s", job_id, error)
         finally:
             self.following.pop(job_id, None)
+
+    async def _post_outcome(
+        self, outcome: ImagineOutcome, submitted: Submitted, title: str, status: Status
+    ) -> None:
+        """The result with the controls under it; a picture Discord refuses becomes a notice."""
+        job_id = submitted.job.job_id
+        record = await self.client.storage.audit.get_job(job_id)
+        assert record is not None
+        content, file = render.final(
+            outcome,
+            title,
+            submitted.job.request.options,
+            self.client.service.model_label,
+            render.legend(offered(record)),
+        )
+        try:
+            message = await self._post_result(status, title, content, file)
+        except discord.HTTPException as error:
+            if file is None:
+                raise
+            # Too large for the channel, or no Attach Files: the member still hears of it.
+            log.warning("could not post the picture of job %d ◆ %s", job_id, describe(error))
+            reason = error.text or f"HTTP {error.status}"
+            notice = f"{content}\n⚠️ the picture could not be posted: {reason}"
+            message = await self._post_result(status, title, notice, None)
+            file = None
+        if message is not None:
+            await self.add_controls(message, record, has_picture=file is not None)
 
     async def _post_result(
         self, status: Status, title: str, content: str, file: discord.File | None

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
 
-from bot.discord import render
+from bot.discord import metrics, render
 from bot.discord.delivery import Delivery, Status, offered
 from bot.discord.retries import DeliveryFailed, best_effort, with_retries
 from bot.discord.text import NO_PINGS, capped
@@ -17,6 +18,7 @@ from bot.imagine.records import options_of
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
+    from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,20 @@ async def post_recovered(delivery: Delivery, outcome: ImagineOutcome) -> None:
     legend = render.legend(offered(record))
     content, file = render.final(outcome, title, options_of(record), label, legend)
     status = Status(record.channel_id, record.guild_id, record.user_id)
+    with metrics.posting():
+        await _post(delivery, record, (content, file), status, stale)
+
+
+async def _post(
+    delivery: Delivery,
+    record: JobRecord,
+    post: tuple[str, discord.File | None],
+    status: Status,
+    stale: Sequence[tuple[int, int]],
+) -> None:
+    """The result in a new message for its member, then the ``stale`` statuses (channel and
+    message ids) point to it."""
+    content, file = post
     await delivery.until_live()
     try:
         message = await with_retries(

@@ -1,0 +1,125 @@
+"""Discord's side of the metrics: how fast interactions are acknowledged, and which HTTP calls
+fail.
+
+discord.py sends everything through two methods: ``HTTPClient.request`` (the bot's own REST
+calls) and ``AsyncWebhookAdapter.request`` (interaction callbacks, follow-ups and edits of an
+interaction's messages, through its token). :func:`instrument` wraps both once per process, so
+every client counts, including one `sdbot run` starts after a failure.
+
+- ``sdbot_discord_api_errors{method, route, status}``: a call that failed, after discord.py's
+  own retries. ``route`` is discord.py's route template (``/channels/{channel_id}/messages``),
+  never the formatted URL with its ids or an interaction's token; ``status`` 0: no answer (the
+  connection failed or was cut). A call cancelled by its caller (our own timeout, a shutdown)
+  is not counted: nothing says Discord failed it.
+- ``sdbot_discord_ack_seconds``: from an interaction's arrival (the gateway event parsed in this
+  process, :func:`watch_interactions`) to Discord accepting its first answer (the callback: a
+  defer or a message).
+- ``sdbot_stage_seconds{stage="posting"}``: an outcome's Discord calls (:func:`posting`): the
+  result, its fallbacks and controls, with the wait for a client `sdbot run` restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+from discord.http import HTTPClient, Route
+from discord.webhook.async_ import AsyncWebhookAdapter
+
+from common.metrics import DISCORD_ACK, DISCORD_API_ERRORS, STAGE
+
+CALLBACK_PATH = "/interactions/{webhook_id}/{webhook_token}/callback"
+ARRIVALS_KEPT_S = 60.0  # Discord wants the first answer within 3 s; later ones are refused
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+_arrivals: OrderedDict[int, float] = OrderedDict()  # interaction id → monotonic arrival
+_WRAPPED = "_sdbot_metrics"
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def instrument() -> None:
+    """Wraps discord.py's two request methods (once per process; again: nothing)."""
+    for owner in (HTTPClient, AsyncWebhookAdapter):
+        request = owner.request
+        if not getattr(request, _WRAPPED, False):
+            owner.request = _counted(request)  # type: ignore[method-assign]
+
+
+def _counted(request: F) -> F:
+    @functools.wraps(request)
+    async def wrapper(self: object, route: Route, *args: Any, **kwargs: Any) -> Any:
+        try:
+            answer = await request(self, route, *args, **kwargs)
+        except discord.HTTPException as error:
+            _failed(route, error.status)
+            raise
+        except discord.RateLimited:  # a 429 longer than the client's max_ratelimit_timeout
+            _failed(route, 429)
+            raise
+        except NETWORK_ERRORS:
+            _failed(route, 0)
+            raise
+        if route.path == CALLBACK_PATH and route.webhook_id is not None:
+            _acknowledged(int(route.webhook_id))
+        return answer
+
+    setattr(wrapper, _WRAPPED, True)
+    return wrapper  # type: ignore[return-value]
+
+
+def _failed(route: Route, status: int) -> None:
+    DISCORD_API_ERRORS.labels(route.method, route.path, str(status)).inc()
+
+
+def _acknowledged(interaction_id: int) -> None:
+    arrived = _arrivals.pop(interaction_id, None)
+    if arrived is not None:  # the first answer only: a later one finds nothing
+        DISCORD_ACK.observe(time.monotonic() - arrived)
+
+
+def watch_interactions(client: discord.Client) -> None:
+    """Notes when each interaction reaches ``client``: its gateway event, before discord.py
+    builds the interaction and hands it to the command tree."""
+    parsers: dict[str, Callable[[Any], None]] = client._connection.parsers
+    parse = parsers["INTERACTION_CREATE"]
+
+    def parse_interaction(data: Any) -> None:
+        arrived(int(data["id"]))
+        parse(data)
+
+    parsers["INTERACTION_CREATE"] = parse_interaction
+
+
+def arrived(interaction_id: int, at: float | None = None) -> None:
+    """An interaction arrived (``at``: monotonic; default now). Arrivals older than
+    ``ARRIVALS_KEPT_S`` that were never answered are forgotten."""
+    now = time.monotonic() if at is None else at
+    _arrivals[interaction_id] = now
+    while _arrivals:
+        oldest, when = next(iter(_arrivals.items()))
+        if now - when <= ARRIVALS_KEPT_S:
+            break
+        del _arrivals[oldest]
+
+
+@contextlib.contextmanager
+def posting() -> Iterator[None]:
+    """Times an outcome's posting, whether it worked or failed; one stopped by a cancel (a
+    shutdown) is not counted."""
+    started = time.monotonic()
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        STAGE.labels("posting").observe(time.monotonic() - started)
+        raise
+    STAGE.labels("posting").observe(time.monotonic() - started)
