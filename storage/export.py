@@ -1,4 +1,7 @@
-"""Audit export as CSV or JSON Lines, for admins and their spreadsheets."""
+"""Audit export as CSV or JSON Lines, for admins and their spreadsheets.
+
+A purged record (retention, or a member's deletion) is exported as it is kept: empty prompts,
+its images' hashes without paths, and when and why it was purged."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ CSV_COLUMNS = (
     "guild_id", "channel_id", "user_id", "kind", "parent_job_id", "prompt", "negative_prompt",
     "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "loras",
     "embeddings", "seeds", "error", "total_ms", "images", "image_sha256", "start", "strength",
-    "source_seed", "source_upscale", "control", "control_scale", "inputs",
+    "source_seed", "source_upscale", "control", "control_scale", "inputs", "purged_at",
+    "purge_reason",
 )  # fmt: skip
 ACTION_COLUMNS = (
     "id", "created_at", "guild_id", "actor_id", "action", "target_user_id", "target_job_id",

@@ -118,6 +118,13 @@ class Verdict(enum.StrEnum):
     BLOCKED = "blocked"
 
 
+class PurgeReason(enum.StrEnum):
+    """Why a job's prompts and pictures were purged."""
+
+    RETENTION = "retention"  # SDBOT_RETENTION_DAYS after it ended
+    FORGET = "forget"  # the member's data was deleted at their or a moderator's request
+
+
 class TermKind(enum.StrEnum):
     BLOCK = "block"
     ALLOW = "allow"
@@ -258,6 +265,10 @@ class Job(Base):
     source_upscale: Mapped[int | None]
     control: Mapped[str | None] = mapped_column(String(16))
     control_scale: Mapped[float | None] = mapped_column(Float)
+    # Purged (0009): the prompts are "", the pictures' files and pixels gone, the rest kept so
+    # that a watermark still traces here; why: PurgeReason (retention, forget).
+    purged_at: Mapped[datetime | None]
+    purge_reason: Mapped[str | None] = mapped_column(String(16))
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job", order_by="Image.variant", lazy="selectin"

@@ -210,6 +210,8 @@ class JobRecord:
     control: str | None = None
     control_scale: float | None = None
     inputs: tuple[InputRecord, ...] = field(default=())  # the pictures given in
+    purged_at: datetime | None = None  # prompts and pictures purged (the rest is kept)
+    purge_reason: str | None = None  # storage.models.PurgeReason: retention, forget
     lease_owner: str | None = None  # operational, not part of the audit record's dict
     lease_expires_at: datetime | None = None
 

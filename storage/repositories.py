@@ -18,6 +18,7 @@ from storage.guild_settings import GuildSettingsRepository
 from storage.leases import JobLeases
 from storage.moderation_log import ModerationLog
 from storage.posts import PostedMessages
+from storage.retention import Retention
 from storage.terms import TermList
 
 
@@ -34,6 +35,7 @@ class Storage:
     posts: PostedMessages  # which messages show which job
     leases: JobLeases  # which process follows which open job
     claims: ActionClaims  # controls used on a job, once each
+    retention: Retention  # purging records: retention and a member's deletion
 
 
 def repositories(sessions: SessionFactory) -> Storage:
@@ -48,6 +50,7 @@ def repositories(sessions: SessionFactory) -> Storage:
         posts=PostedMessages(sessions),
         leases=JobLeases(sessions),
         claims=ActionClaims(sessions),
+        retention=Retention(sessions),
     )
 
 

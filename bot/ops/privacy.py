@@ -3,11 +3,24 @@ forget`, `/mod forget user` and `/privacy delete` all come here."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from common.metrics import PURGED_JOBS
+from storage.errors import JobAlreadyFinished
+from storage.models import JobStatus, PurgeReason
+
 if TYPE_CHECKING:
     from bot.imagine.service import ImagineService
+    from generation.queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+OPERATOR = 0  # the actor recorded when none is named (the command line)
+FORGET_ACTION = "forget"  # the moderation action that records a deletion
+# Why a cancelled job ended, as its record and its post say (in public: nothing more).
+CANCELLED_WHY = "cancelled: its requester's data was deleted"
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,21 @@ class ForgetReport:
     redis_entries: int  # job entries removed from Redis
     cancelled: int  # open jobs of the member's that were cancelled first
 
+    @property
+    def nothing(self) -> bool:
+        """Nothing was left to delete (a second call)."""
+        return not (self.jobs or self.images or self.inputs or self.redis_entries or self.cancelled)
+
+    def counts(self) -> dict[str, int]:
+        """The counts alone: what the moderation action and the log line keep."""
+        return {
+            "jobs": self.jobs,
+            "images": self.images,
+            "inputs": self.inputs,
+            "redis_entries": self.redis_entries,
+            "cancelled": self.cancelled,
+        }
+
 
 async def forget_member(
     service: ImagineService,
@@ -35,4 +63,72 @@ async def forget_member(
     only when given), deletes their image files and Redis entries, and records that it was
     done (a moderation action with the counts, never the prompts). ``via``: cli, mod or
     privacy. Idempotent: a second call finds nothing more and says so."""
-    raise NotImplementedError  # issue 19: being built
+    storage = service.storage
+    cancelled = await _cancel_open_jobs(service, user_id, guild_id)
+    # Redis before the database: the uids are found by the member's id, which the purge drops;
+    # a run cut short between the two finds the rest the next time.
+    held = await storage.retention.member_data(user_id, guild_id)
+    redis_entries = await forget_in_queue(service.queue, held.uids)
+    purged = await storage.retention.forget_member(user_id, guild_id, service.pictures.output_dir)
+    PURGED_JOBS.labels(reason=PurgeReason.FORGET.value).inc(purged.jobs)
+    report = ForgetReport(
+        user_id=user_id,
+        guild_id=guild_id,
+        jobs=purged.jobs,
+        images=purged.images,
+        inputs=purged.inputs,
+        redis_entries=redis_entries,
+        cancelled=cancelled,
+    )
+    await storage.moderation.record(
+        guild_id=guild_id,
+        actor_id=OPERATOR if actor_id is None else actor_id,
+        action=FORGET_ACTION,
+        target_user_id=user_id,
+        details={**report.counts(), "via": via},
+    )
+    log.info(
+        "forgot user %d %s via %s ◆ %d jobs purged, %d image files, %d pictures given, "
+        "%d Redis entries, %d open jobs cancelled",
+        user_id,
+        "everywhere" if guild_id is None else f"in guild {guild_id}",
+        via,
+        report.jobs,
+        report.images,
+        report.inputs,
+        report.redis_entries,
+        report.cancelled,
+    )
+    return report
+
+
+async def _cancel_open_jobs(service: ImagineService, user_id: int, guild_id: int | None) -> int:
+    """Stops the member's queued and running jobs and records them cancelled at once, whoever
+    follows them: a follower that learns of it later finds the outcome written (its pictures,
+    if the worker still finishes, are discarded, never written). Returns how many ended."""
+    ended = 0
+    for job in await service.storage.audit.open_jobs(guild_id=guild_id, user_id=user_id):
+        try:
+            await service.stop(job.id, "its requester's data was deleted")
+        except Exception:  # the queue may be away; the record ends all the same
+            log.warning("job %d ◆ could not be cancelled in the queue", job.id, exc_info=True)
+        try:
+            await service.storage.audit.record_outcome(
+                job.id, JobStatus.CANCELLED, error=CANCELLED_WHY
+            )
+        except JobAlreadyFinished:  # it ended meanwhile: purged all the same
+            continue
+        ended += 1
+    return ended
+
+
+async def forget_in_queue(queue: JobQueue, uids: tuple[str, ...]) -> int:
+    """Deletes the jobs' entries from Redis when the queue is there; the in-process queue keeps
+    nothing once a job ended. Returns how many keys went."""
+    from generation.queue.redis import RedisQueue  # redis is only imported when it is used
+
+    if not uids or not isinstance(queue, RedisQueue):
+        return 0
+    from generation.queue.redis.forget import forget_jobs
+
+    return await forget_jobs(queue.client, queue.prefix, uids)
