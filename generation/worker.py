@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from common import logs
 from common.errors import SdbotError
 from generation.errors import InvalidOption, ModelLoadError
 from generation.pictures_in import request_pictures
@@ -274,10 +275,11 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     """The process entry point (spawned): load, say ready, serve until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=spec.log_level,
-        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(spec.log_level, spec.log_format)  # it holds no secrets to mask
+    logs.bind(worker=str(os.getpid()))  # on every line of this process, its inbox's thread's too
+    # Before the libraries are imported (huggingface_hub reads it then): a progress bar on
+    # stderr is no log line, and would break JSON lines (transformers' "Loading weights").
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     inbox = WorkerInbox(conn)
     try:
         worker = Worker(spec)
@@ -294,6 +296,13 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     log.info("ready ◆ %s on %s ◆ loaded in %.0f ms", spec.model, worker.device, worker.load_ms)
     try:
         while (batch := inbox.next_batch()) is not None:
-            worker.process(batch, inbox, wait=False)
+            with logs.bound(job=_job_field(batch.job_ids)):
+                log.debug("batch %s taken", batch.job_ids)
+                worker.process(batch, inbox, wait=False)
     finally:
         worker.post.close()  # every drawn job gets its answer before the worker ends
+
+
+def _job_field(job_ids: tuple[int, ...]) -> int | str:
+    """The ``job`` log field of a batch: its one id, or its ids joined (``"12,13"``)."""
+    return job_ids[0] if len(job_ids) == 1 else ",".join(map(str, job_ids))

@@ -8,6 +8,7 @@ pipe's end stops the worker once the batches it holds are answered.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -62,9 +63,14 @@ class WorkerInbox:
         self._known: set[int] = set()  # jobs sent here and not answered yet
         self._cancelled: set[int] = set()
         self._pending: queue.SimpleQueue[WorkBatch | None] = queue.SimpleQueue()
-        self._reader = threading.Thread(target=self._read, name="worker-inbox", daemon=True)
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
+        """Starts reading, with the log fields bound here (the worker's name) on its lines."""
+        context = contextvars.copy_context()
+        self._reader = threading.Thread(
+            target=context.run, args=(self._read,), name="worker-inbox", daemon=True
+        )
         self._reader.start()
 
     def send(self, message: object) -> None:
@@ -73,7 +79,8 @@ class WorkerInbox:
             try:
                 self._conn.send(message)
             except (BrokenPipeError, EOFError, OSError):
-                log.debug("pipe closed; %s dropped", type(message).__name__)
+                job = getattr(message, "job_id", None)
+                log.debug("pipe closed; %s dropped", type(message).__name__, extra={"job": job})
 
     def next_batch(self) -> WorkBatch | None:
         """The next batch to draw, in the order sent; None once the worker is to stop."""
@@ -105,6 +112,12 @@ class WorkerInbox:
                 self._pending.put(message)
             elif isinstance(message, CancelJob):
                 with self._lock:
-                    if message.job_id in self._known:  # else: answered already, nothing to do
+                    known = message.job_id in self._known  # else: answered, nothing to do
+                    if known:
                         self._cancelled.add(message.job_id)
+                log.debug(
+                    "cancel %s",
+                    "taken" if known else "of an answered job",
+                    extra={"job": message.job_id},
+                )
         self._pending.put(None)

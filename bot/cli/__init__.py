@@ -124,6 +124,36 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """What no log line may show: the bot token and the passwords (and secret-looking query
+    values) of the database, Redis and Discord proxy URLs, as given and as parsed."""
+    found = [settings.discord_token.get_secret_value()] if settings.discord_token else []
+    if settings.database_url:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(settings.database_url)  # checked by the settings: it parses
+        found += [database.password or "", *_secret_values(dict(database.query))]
+    urls = (settings.redis_url, settings.discord_api_url, settings.discord_gateway_url)
+    for url in filter(None, urls):
+        import yarl
+
+        try:
+            parsed = yarl.URL(url)
+        except ValueError:  # the settings checked Redis's; a proxy URL is used as given
+            continue
+        found += [parsed.password or "", *_secret_values(dict(parsed.query))]
+    return [secret for secret in found if secret]
+
+
+def _secret_values(query: dict[str, Any]) -> list[str]:
+    words = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "credential")
+    values: list[str] = []
+    for key, value in query.items():
+        if any(word in key.lower() for word in words):
+            values += [value] if isinstance(value, str) else list(value)
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # --help and usage errors end here, before settings are read
@@ -133,15 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.cli.failures import kind_of, outside_failure
     from bot.masking import settings_error
     from bot.settings import Settings
+    from common import logs
 
-    logging.basicConfig(
-        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logs.configure(level)  # text until the settings say otherwise
     try:
         settings = Settings()
     except ValidationError as error:  # one line, each value named, secrets masked
         return _fail(f"invalid settings: {settings_error(error)}", EXIT_USAGE)
+    logs.configure(level, settings.log_format, secrets_of(settings))
     handler: Handler = args.handler
     try:
         return asyncio.run(_cancel_on_sigterm(handler(args, settings)))

@@ -14,6 +14,7 @@ from bot.imagine.errors import NotYours, SaveFailed
 from bot.imagine.outcomes import ImagineOutcome, QueuedCallback, ShownImage
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, new_image
+from common import logs
 from generation.errors import GenerationError
 from generation.protocol import Progress, WorkResult, notify
 from generation.queue import (
@@ -65,9 +66,14 @@ class Following:
         """Reads a submitted job's events to its outcome, recording each step in the audit log;
         its pictures come post-ready from the worker, decided under the image policy its
         request carries. Whatever happens, the record ends in one terminal status with the
-        reason."""
+        reason.
+
+        The job's fields (job, guild, then the worker that takes it) are bound for the rest
+        of the calling task, so that the lines of its posting carry them too: a task follows
+        one job at a time."""
         started = time.perf_counter() if started is None else started
         job_id, options = job.job_id, job.request.options
+        logs.bind_job(job_id, job.guild_id)
 
         def ended(status: JobStatus, reason: str) -> ImagineOutcome:
             log.warning("%s ◆ job %d ◆ %s", status.value, job_id, reason)
@@ -88,6 +94,7 @@ class Following:
                 if isinstance(event, Queued):
                     await notify(on_queued, event)
                 elif isinstance(event, Started):
+                    logs.bind(worker=event.worker or None)
                     self.running.add(job_id)
                     # A bot that restarted replays the events: the attempt number, not the
                     # count of Started events, is what the record keeps.
@@ -210,7 +217,8 @@ class Following:
         public: never a ban's reason) ends the reason its record and its post give."""
         self._stop_reasons[job_id] = why
         record = await self.audit.get_job(job_id)
-        outcome = await self.queue.cancel(job_id, None if record is None else record.uid)
+        with logs.bound(job=job_id, guild=None if record is None else record.guild_id):
+            outcome = await self.queue.cancel(job_id, None if record is None else record.uid)
         if outcome not in (CancelOutcome.DEQUEUED, CancelOutcome.STOPPING):
             self._stop_reasons.pop(job_id, None)
         return outcome

@@ -30,6 +30,7 @@ from bot.imagine.outcomes import (
 from bot.imagine.pictures import Pictures
 from bot.imagine.recovery import Recovery
 from bot.imagine.types import Derived, GuildLimits, ImagineConfig, PicturesIn, Requester
+from common import logs
 from generation.options import RequestedOptions
 from generation.queue import JobQueue
 from generation.queue.contract import ProgressCallback
@@ -126,8 +127,12 @@ class ImagineService:
         """Checks, records and queues a request; fast (no model). Blocked and refused requests
         come back as their final outcome, an accepted one as its job to follow. ``pictures``:
         img2img's image, /edit's image and mask (an edit), a ControlNet's picture (see
-        :meth:`Admission.submit`)."""
-        return await self.admission.submit(requested, requester, derived=derived, pictures=pictures)
+        :meth:`Admission.submit`). Its lines carry the requester's guild (and the job's id
+        once admission binds it)."""
+        with logs.bound(guild=requester.guild_id):
+            return await self.admission.submit(
+                requested, requester, derived=derived, pictures=pictures
+            )
 
     async def follow_submitted(
         self,
@@ -164,7 +169,8 @@ class ImagineService:
         """Upscale ``variant`` or reroll (None) a finished job, or with ``control`` vary a
         variant (``vary``: subtle or strong, else the guild's) or zoom out an upscale: see
         :meth:`Controls.use`."""
-        return await self.controls.use(job_id, variant, requester, control=control, vary=vary)
+        with logs.bound(guild=requester.guild_id):
+            return await self.controls.use(job_id, variant, requester, control=control, vary=vary)
 
     async def cancel(self, job_id: int, user_id: int | None) -> str:
         """The owner cancels a job; raises NotYours for someone else's."""
