@@ -165,3 +165,29 @@ async def _mod_forget(
     said = await _ask(fake, mod, channel, "mod settings", log_channel=log_channel)
     assert said.startswith("✅ log_channel: none → ")
     return await _ask(fake, mod, channel, "mod forget", user=member, confirm=OWN)
+
+
+async def test_a_deletion_that_breaks_is_answered_and_the_bot_goes_on(
+    fake_discord: FakeDiscord,
+    bot: ImagineBot,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, channel, ada = world
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("bot.discord.privacy.forget_member", broken)
+    said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
+    assert said == (
+        "⚠️ the deletion broke off on sdbot's side; some data may already be gone. Run "
+        "`/privacy delete` again: it deletes what is left. If it fails again, tell the bot's "
+        "operator."
+    )
+    [logged] = [r for r in caplog.records if r.getMessage().startswith("forget (privacy) failed")]
+    assert logged.exc_info is not None  # with its traceback, for the operator
+    monkeypatch.undo()
+    said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
+    assert said.startswith("✅ nothing to delete")

@@ -70,12 +70,6 @@ def report_lines(report: ForgetReport) -> list[str]:
     return [f"- {plural(n, one, many)} {done}" for n, one, many, done in counts if n]
 
 
-def found_nothing(report: ForgetReport) -> bool:
-    return not any(
-        (report.jobs, report.images, report.inputs, report.redis_entries, report.cancelled)
-    )
-
-
 async def forget_safely(
     service: ImagineService,
     interaction: discord.Interaction,
@@ -113,7 +107,7 @@ async def forget_safely(
 
 def own_deletion_text(report: ForgetReport) -> str:
     """/privacy delete's answer."""
-    if found_nothing(report):
+    if report.nothing:
         return f"✅ nothing to delete: sdbot holds no prompts or images of yours\n{KEPT}"
     lines = ["🗑️ **your prompts and images are deleted, in every server and in DMs**"]
     lines += report_lines(report)

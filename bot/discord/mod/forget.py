@@ -18,7 +18,6 @@ from bot.discord.privacy import (
     KEPT,
     check_confirmed,
     forget_safely,
-    found_nothing,
     report_lines,
 )
 from bot.ops.privacy import ForgetReport
@@ -31,7 +30,7 @@ MOD_CHOICE = "yes, delete their prompts and images on this server"
 
 def forget_text(report: ForgetReport, mention: str) -> str:
     """/mod forget's answer for the member ``mention``."""
-    if found_nothing(report):
+    if report.nothing:
         return f"✅ nothing to delete: sdbot holds no prompts or images of {mention} here"
     lines = [f"🗑️ **{mention}'s prompts and images on this server are deleted**"]
     lines += report_lines(report)
