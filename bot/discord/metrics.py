@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,6 +42,7 @@ NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 _arrivals: OrderedDict[int, float] = OrderedDict()  # interaction id → monotonic arrival
 _WRAPPED = "_sdbot_metrics"
+_ID = re.compile(r"\d{5,}")  # a snowflake (17 to 20 digits); never a route's own word
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -76,7 +78,13 @@ def _counted(request: F) -> F:
 
 
 def _failed(route: Route, status: int) -> None:
-    DISCORD_API_ERRORS.labels(route.method, route.path, str(status)).inc()
+    DISCORD_API_ERRORS.labels(route.method, template(route), str(status)).inc()
+
+
+def template(route: Route) -> str:
+    """The route's path template; an id a discord.py method formatted into it anyway (one
+    does: PUT onboarding) reads as ``{id}``."""
+    return _ID.sub("{id}", route.path)
 
 
 def _acknowledged(interaction_id: int) -> None:

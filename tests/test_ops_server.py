@@ -1,0 +1,170 @@
+"""The metrics port for real: the bot's, on the real discord.py client logged in to the fake
+Discord with the real worker process, and a `sdbot worker` process's, read over HTTP and
+parsed the way Prometheus reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from bot.discord.client import ImagineBot
+from bot.ops.server import bot_metrics
+from bot.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.processes import read_log, wait_for_line
+
+
+async def _get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+def _samples(text: str) -> dict[str, list[Sample]]:
+    """Every family's samples by family name (parsed as Prometheus's text format)."""
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def _one(samples: list[Sample], **labels: str) -> float:
+    [value] = [s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items())]
+    return value
+
+
+def _nvml_starts() -> bool:
+    import pynvml  # type: ignore[import-untyped]
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return False
+    pynvml.nvmlShutdown()
+    return True
+
+
+async def test_the_bot_serves_metrics_livez_and_readyz_on_a_free_port(
+    settings: Settings, bot: ImagineBot
+) -> None:
+    service = bot.service
+    settings = settings.model_copy(update={"metrics_port": 0, "price_per_device_hour": 2.5})
+    async with bot_metrics(settings, service.storage, service.queue, lambda: bot) as server:
+        assert server is not None
+        assert server.port > 0
+        base = server.url.removesuffix("/metrics")
+        assert await _get(f"{base}/livez") == (200, "ok\n")
+
+        # The model process starts with the first job, or here: until then not ready.
+        status, body = await _get(f"{base}/readyz")
+        assert status == 503
+        assert json.loads(body)["checks"]["model"].startswith("the model process is not running")
+        await service.queue.start_workers()
+        status, body = await _get(f"{base}/readyz")
+        assert (status, json.loads(body)) == (
+            200,
+            {"ready": True, "checks": {"model": "ok", "database": "ok", "gateway": "ok"}},
+        )
+
+        status, text = await _get(server.url)
+    assert status == 200
+    families = _samples(text)
+    assert _one(families["sdbot_build_info"], role="run") == 1
+    assert _one(families["sdbot_price_per_device_hour"]) == 2.5
+    assert _one(families["sdbot_queue_jobs"], state="queued") == 0  # refreshed from the queue
+    assert _one(families["sdbot_ready"], check="gateway") == 1
+    for name in ("sdbot_jobs", "sdbot_stage_seconds", "sdbot_discord_ack_seconds"):
+        assert name in families, name
+    # The model process's own gauges, beside this process's.
+    assert _one(families["sdbot_worker_process_resident_memory_bytes"]) > 0
+    assert _one(families["process_resident_memory_bytes"]) > 0
+    # The GPU gauges exist only where NVML starts (an NVIDIA driver): here they are absent.
+    gpu = [name for name in families if name.startswith("sdbot_gpu_")]
+    assert bool(gpu) == _nvml_starts(), gpu
+    # Closed: nothing listens there any more.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def _start_worker(
+    settings: Settings, prefix: str, log: Path, *arguments: str, **environment: str
+) -> subprocess.Popen[bytes]:
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")} | {
+        "SDBOT_MODEL": settings.model,
+        "SDBOT_DEVICE": "cpu",
+        "SDBOT_TORCH_THREADS": "1",
+        "SDBOT_REDIS_URL": REDIS_URL,
+        "SDBOT_REDIS_PREFIX": prefix,
+        "SDBOT_DATA_DIR": str(settings.data_dir),
+        **environment,
+    }
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker", *arguments],
+            env=variables,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its model process shares its group: one kill takes both
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+def _metrics_url(log: Path) -> str:
+    found = re.search(r"metrics on (http://\S+/metrics)", read_log(log))
+    assert found, read_log(log)
+    return found[1]
+
+
+async def test_sdbot_worker_serves_its_own_metrics_and_readiness(
+    settings: Settings, redis_prefix: str, tmp_path: Path
+) -> None:
+    # SDBOT_METRICS_PORT names a port in use; --metrics-port overrides it (several workers on
+    # one machine each get their own).
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = str(taken.getsockname()[1])
+        log = tmp_path / "worker.log"
+        worker = _start_worker(
+            settings,
+            redis_prefix,
+            log,
+            "--name",
+            "metrics",
+            "--metrics-port",
+            "0",
+            SDBOT_METRICS_PORT=busy,
+        )
+        try:
+            await wait_for_line(log, "metrics on http://127.0.0.1:")
+            url = _metrics_url(log)
+            assert not url.endswith(f":{busy}/metrics"), url
+            base = url.removesuffix("/metrics")
+            await wait_for_line(log, "taking jobs from")
+            assert await _get(f"{base}/livez") == (200, "ok\n")
+            status, body = await _get(f"{base}/readyz")
+            assert (status, json.loads(body)) == (
+                200,
+                {"ready": True, "checks": {"model": "ok", "redis": "ok"}},
+            )
+            status, text = await _get(url)
+        finally:
+            await asyncio.to_thread(_stop, worker)
+    assert status == 200
+    families: dict[str, Any] = _samples(text)
+    assert _one(families["sdbot_build_info"], role="worker") == 1
+    assert _one(families["sdbot_ready"], check="model") == 1
+    assert _one(families["sdbot_worker_process_resident_memory_bytes"]) > 0
+    assert "sdbot_worker_restarts" in families
+    assert "sdbot_queue_jobs" in families  # defined here too, moved by the bot
