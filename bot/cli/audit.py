@@ -60,17 +60,31 @@ def check_image_size(path: Path) -> None:
         )
 
 
+PURGED_WHY = {
+    "retention": "retention",
+    "forget": "deleted at the member's request",
+}
+
+
+def purged(job: JobRecord) -> str:
+    """What stands for a purged record's prompts: when and why they went (its ids, verdict
+    and hashes are kept, so the watermark still traces here)."""
+    assert job.purged_at is not None
+    why = PURGED_WHY.get(job.purge_reason or "", job.purge_reason or "no reason recorded")
+    return f"purged on {job.purged_at.date().isoformat()} ({why})"
+
+
 def _describe(job: JobRecord, variant: int) -> str:
     what = "the grid" if variant == 0 else f"variant {variant}"
     lines = [
         f"{what} of job {job.id} ({job.kind}, {job.status.value})",
         f"  created   {job.created_at.isoformat(timespec='seconds')} from {job.source}"
         + (
-            f" · guild {job.guild_id} channel {job.channel_id} user {job.user_id}"
+            f" · guild {job.guild_id} channel {job.channel_id} user {job.user_id or '(forgotten)'}"
             if job.guild_id
             else ""
         ),
-        f"  prompt    {job.prompt}",
+        f"  prompt    {job.prompt}" if job.purged_at is None else f"  prompt    {purged(job)}",
     ]
     if job.negative_prompt:
         lines.append(f"  negative  {job.negative_prompt}")

@@ -1,9 +1,133 @@
-"""`sdbot forget USER_ID` and `sdbot purge`: a member's data deleted, and retention applied now."""
+"""`sdbot forget USER_ID` and `sdbot purge`: a member's data deleted, and retention applied now.
+
+`sdbot forget` without ``--yes`` only counts what it would delete and changes nothing (exit 0):
+a deletion cannot be undone, so the command that does it is the one that says so, and a script
+never hangs on a question. With ``--yes`` it deletes and records it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from bot.cli import EXIT_OK, CommandError
+from bot.cli.arguments import MAX_GUILD_ID, guild_id
+
+if TYPE_CHECKING:
+    from bot.ops.privacy import ForgetReport
+    from bot.settings import Settings
+
+MAX_RETENTION_DAYS = 36500.0  # as SDBOT_RETENTION_DAYS allows
+
+
+def user_id(text: str) -> int:
+    """A Discord user id: a whole number from 1 to 2^63-1 (the database's BIGINT)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= MAX_GUILD_ID:
+        raise argparse.ArgumentTypeError(
+            f"a user id must be a whole number from 1 to 2^63-1, got {text!r}"
+        )
+    return value
+
+
+def days(text: str) -> float:
+    """Days of retention: more than 0, at most 36500 (as SDBOT_RETENTION_DAYS)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_RETENTION_DAYS:  # nan and inf fail too
+        raise argparse.ArgumentTypeError(
+            f"days must be a number above 0 and at most {MAX_RETENTION_DAYS:.0f}, got {text!r}"
+        )
+    return value
 
 
 def register(commands: Any) -> None:
-    """Being built (issue 19)."""
+    forget = commands.add_parser(
+        "forget",
+        help="delete a member's prompts, images and queue entries (counts only, without --yes)",
+    )
+    forget.add_argument("user", type=user_id, metavar="USER_ID", help="the member's Discord id")
+    forget.add_argument("--guild", type=guild_id, help="only in this guild (default: everywhere)")
+    forget.add_argument("--yes", action="store_true", help="delete (without: count only)")
+    forget.add_argument("--json", action="store_true")
+    forget.set_defaults(handler=run_forget)
+
+    purge = commands.add_parser(
+        "purge", help="apply retention now: purge the prompts and images of old records"
+    )
+    purge.add_argument(
+        "--days", type=days, help="records that ended this long ago (default SDBOT_RETENTION_DAYS)"
+    )
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(handler=run_purge)
+
+
+def _where(report: ForgetReport) -> str:
+    return "everywhere" if report.guild_id is None else f"in guild {report.guild_id}"
+
+
+def _counted(report: ForgetReport) -> str:
+    return (
+        f"{report.jobs} records (prompts purged, ids, verdicts and hashes kept), "
+        f"{report.images} image files, {report.inputs} pictures given in, "
+        f"{report.redis_entries} Redis entries"
+    )
+
+
+async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_service, open_storage
+    from bot.ops.privacy import forget_member, forget_preview
+
+    async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        if args.yes:
+            report = await forget_member(
+                service, user_id=args.user, guild_id=args.guild, actor_id=None, via="cli"
+            )
+        else:
+            report = await forget_preview(service, user_id=args.user, guild_id=args.guild)
+    if args.json:
+        print(json.dumps({"deleted": bool(args.yes), **asdict(report)}, indent=2))
+    elif not args.yes:
+        print(
+            f"would delete for user {report.user_id} {_where(report)}: {_counted(report)}; "
+            f"{report.cancelled} open jobs would be cancelled first.\n"
+            "Nothing was changed: run again with --yes to delete."
+        )
+    elif report.nothing:
+        print(f"nothing of user {report.user_id} was left to delete {_where(report)} (recorded)")
+    else:
+        print(
+            f"deleted for user {report.user_id} {_where(report)}: {_counted(report)}; "
+            f"{report.cancelled} open jobs cancelled first (recorded as a 'forget' action)"
+        )
+    return EXIT_OK
+
+
+async def run_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_storage
+    from bot.ops.retention import purge_expired
+
+    chosen = args.days if args.days is not None else settings.retention_days
+    if chosen is None:
+        raise CommandError(
+            "no retention to apply: give --days N or set SDBOT_RETENTION_DAYS (records are "
+            "kept forever without it)"
+        )
+    async with open_storage(settings) as storage:
+        report = await purge_expired(storage, settings.effective_output_dir(), chosen)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(
+            f"purged {report.jobs} records that ended before "
+            f"{report.cutoff.isoformat(timespec='seconds')} ({report.days:g} days): "
+            f"{report.images} image files deleted, {report.inputs} pictures given in dropped"
+        )
+    return EXIT_OK

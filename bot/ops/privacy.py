@@ -102,6 +102,23 @@ async def forget_member(
     return report
 
 
+async def forget_preview(
+    service: ImagineService, *, user_id: int, guild_id: int | None
+) -> ForgetReport:
+    """What ``forget_member`` would delete now, counted (nothing changes): ``cancelled`` is
+    the open jobs it would cancel, ``images`` the image files recorded."""
+    held = await service.storage.retention.member_data(user_id, guild_id)
+    return ForgetReport(
+        user_id=user_id,
+        guild_id=guild_id,
+        jobs=held.jobs,
+        images=held.images,
+        inputs=held.inputs,
+        redis_entries=await forget_in_queue(service.queue, held.uids, count=True),
+        cancelled=held.open_jobs,
+    )
+
+
 async def _cancel_open_jobs(service: ImagineService, user_id: int, guild_id: int | None) -> int:
     """Stops the member's queued and running jobs and records them cancelled at once, whoever
     follows them: a follower that learns of it later finds the outcome written (its pictures,
@@ -122,13 +139,14 @@ async def _cancel_open_jobs(service: ImagineService, user_id: int, guild_id: int
     return ended
 
 
-async def forget_in_queue(queue: JobQueue, uids: tuple[str, ...]) -> int:
-    """Deletes the jobs' entries from Redis when the queue is there; the in-process queue keeps
-    nothing once a job ended. Returns how many keys went."""
+async def forget_in_queue(queue: JobQueue, uids: tuple[str, ...], *, count: bool = False) -> int:
+    """Deletes the jobs' entries from Redis when the queue is there (``count``: only counts
+    them); the in-process queue keeps nothing once a job ended. Returns how many keys."""
     from generation.queue.redis import RedisQueue  # redis is only imported when it is used
 
     if not uids or not isinstance(queue, RedisQueue):
         return 0
-    from generation.queue.redis.forget import forget_jobs
+    from generation.queue.redis.forget import count_jobs, forget_jobs
 
-    return await forget_jobs(queue.client, queue.prefix, uids)
+    act = count_jobs if count else forget_jobs
+    return await act(queue.client, queue.prefix, uids)

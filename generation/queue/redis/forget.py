@@ -31,3 +31,12 @@ async def forget_jobs(client: aioredis.Redis, prefix: str, uids: Iterable[str]) 
     for start in range(0, len(keys), _CHUNK):
         deleted += int(await client.delete(*keys[start : start + _CHUNK]))
     return deleted
+
+
+async def count_jobs(client: aioredis.Redis, prefix: str, uids: Iterable[str]) -> int:
+    """How many entries ``forget_jobs`` would delete (nothing changes)."""
+    keys = [name for uid in uids for name in job_keys(prefix, uid)]
+    found = 0
+    for start in range(0, len(keys), _CHUNK):
+        found += int(await client.exists(*keys[start : start + _CHUNK]))
+    return found
