@@ -84,6 +84,17 @@ async def test_a_member_deletes_their_own_prompts_and_images_everywhere(
     there, there_files = await _drawn(bot, fake_discord, ada, other_channel, "a green dot")
     hers, her_files = await _drawn(bot, fake_discord, bea, channel, "a blue square")
 
+    # Without confirming: what would go, counted; nothing goes.
+    files = len(here_files) + len(there_files)
+    said = await _ask(fake_discord, ada, channel, "privacy delete")
+    assert said.splitlines()[:4] == [
+        "**`/privacy delete` would delete, in every server and in DMs:**",
+        "- 2 prompts",
+        f"- {plural(files, 'image file')}",
+        "To delete it, run `/privacy delete` again with `confirm`: “yes, delete my prompts and "
+        "images everywhere”.",
+    ]
+    assert not await _purged(bot, here, "a red circle", here_files)
     # Discord's client offers one choice; a modified client's other value deletes nothing.
     with pytest.raises(ValueError, match="the choices are"):
         await fake_discord.slash(ada, channel, "privacy delete", confirm="no")
@@ -95,7 +106,6 @@ async def test_a_member_deletes_their_own_prompts_and_images_everywhere(
     lines = said.splitlines()
     assert lines[0] == "🗑️ **your prompts and images are deleted, in every server and in DMs**"
     assert "- 2 prompts deleted from sdbot's records" in lines
-    files = len(here_files) + len(there_files)
     assert f"- {plural(files, 'image file')} deleted" in lines
     assert any(line.startswith("**kept**: each job's record") for line in lines)
     assert await _purged(bot, here, "a red circle", here_files)
@@ -136,6 +146,14 @@ async def test_only_moderators_forget_a_member_and_only_on_their_server(
     assert not await _purged(bot, here, "a red circle", here_files)
     [denied] = await bot.storage.moderation.list(guild.id)
     assert (denied.action, denied.actor_id) == ("denied", bea.id)
+
+    said = await _ask(fake_discord, mod, channel, "mod forget", user=ada)
+    assert said.splitlines()[:3] == [
+        f"**`/mod forget` would delete on this server, for <@{ada.id}>:**",
+        "- 1 prompt",
+        f"- {plural(len(here_files), 'image file')}",
+    ]
+    assert not await _purged(bot, here, "a red circle", here_files)
 
     said = await _mod_forget(fake_discord, mod, channel, ada, mod_log)
     lines = said.splitlines()
@@ -183,8 +201,8 @@ async def test_a_deletion_that_breaks_is_answered_and_the_bot_goes_on(
     said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
     assert said == (
         "⚠️ the deletion broke off on sdbot's side; some data may already be gone. Run "
-        "`/privacy delete` again: it deletes what is left. If it fails again, tell the bot's "
-        "operator."
+        "`/privacy delete` again with `confirm`: it deletes what is left. If it fails again, "
+        "tell the bot's operator."
     )
     [logged] = [r for r in caplog.records if r.getMessage().startswith("forget (privacy) failed")]
     assert logged.exc_info is not None  # with its traceback, for the operator

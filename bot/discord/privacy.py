@@ -4,11 +4,11 @@ server and in direct messages, and reads what sdbot keeps.
 The deletion is :func:`bot.ops.privacy.forget_member`'s (it records it); here are the
 confirmation and the words, which `/mod forget` (``bot.discord.mod.forget``) shares.
 
-The confirmation is a required option with one choice rather than a Confirm button: Discord's
-client makes the member pick the choice that says what happens before the command can be sent,
-so nothing is deleted by a slip, and the command stays one interaction with no view to time out
-(the /mod commands ask for their options the same way). A modified client can send another
-value; the bot checks it and deletes nothing then.
+Confirming is a ``confirm`` option with one choice that says what happens, not a Confirm
+button: the command run without it only counts what would go (``forget_preview``) and says how
+to confirm; with it, it deletes. Nothing is deleted by a slip, each step is one interaction with
+no view to time out or to outlive a restart, and it reads as the /mod commands do (everything in
+options). A modified client can send another value: the bot checks it and deletes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from discord import app_commands
 
 from bot.discord.interactions import private
 from bot.discord.text import plural
-from bot.ops.privacy import ForgetReport, forget_member
+from bot.ops.privacy import ForgetReport, forget_member, forget_preview
 from common.errors import ErrorKind, SdbotError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRMED = "yes"  # the one value of a `confirm` option
+CONFIRM_HELP = "leave it out to see what would go; choose it to delete (it cannot be undone)"
 OWN_CHOICE = "yes, delete my prompts and images everywhere"
 # What every deletion leaves, and why: the audit trail a watermark leads back to, and the rules.
 KEPT = (
@@ -58,16 +59,28 @@ def check_confirmed(value: str, choice: str) -> None:
         )
 
 
-def report_lines(report: ForgetReport) -> list[str]:
-    """What a deletion did, a line each, only what it found."""
-    counts = [
-        (report.jobs, "prompt", "prompts", "deleted from sdbot's records"),
-        (report.images, "image file", "image files", "deleted"),
-        (report.inputs, "picture given to sdbot", "pictures given to sdbot", "deleted"),
-        (report.redis_entries, "queue entry", "queue entries", "removed"),
-        (report.cancelled, "queued or running job", "queued or running jobs", "cancelled first"),
+def report_lines(report: ForgetReport, *, done: bool = True) -> list[str]:
+    """What a deletion did (``done``) or would do, a line each, only what it found."""
+    counts = [  # how many, what, what became of it, what would (after "would delete")
+        (report.jobs, "prompt", "prompts", " deleted from sdbot's records", ""),
+        (report.images, "image file", "image files", " deleted", ""),
+        (report.inputs, "picture given to sdbot", "pictures given to sdbot", " deleted", ""),
+        (report.redis_entries, "queue entry", "queue entries", " removed", ""),
+        (report.cancelled, "queued or running job", "queued or running jobs", " cancelled first",
+         ", cancelled first"),
+    ]  # fmt: skip
+    return [
+        f"- {plural(n, one, many)}{did if done else would}"
+        for n, one, many, did, would in counts
+        if n
     ]
-    return [f"- {plural(n, one, many)} {done}" for n, one, many, done in counts if n]
+
+
+def preview_text(report: ForgetReport, heading: str, command: str, choice: str) -> str:
+    """What ``command`` would delete now, and how to confirm it."""
+    lines = [heading, *report_lines(report, done=False)]
+    lines.append(f"To delete it, run `/{command}` again with `confirm`: “{choice}”.")
+    return "\n".join([*lines, KEPT])
 
 
 async def forget_safely(
@@ -99,16 +112,27 @@ async def forget_safely(
         await private(
             interaction,
             "⚠️ the deletion broke off on sdbot's side; some data may already be gone. Run "
-            f"`/{command}` again: it deletes what is left. If it fails again, tell the bot's "
-            "operator.",
+            f"`/{command}` again with `confirm`: it deletes what is left. If it fails again, "
+            "tell the bot's operator.",
         )
         return None
+
+
+NOTHING_OF_YOURS = "✅ nothing to delete: sdbot holds no prompts or images of yours"
+
+
+def own_preview_text(report: ForgetReport) -> str:
+    """/privacy delete's answer without ``confirm``."""
+    if report.nothing:
+        return NOTHING_OF_YOURS
+    heading = "**`/privacy delete` would delete, in every server and in DMs:**"
+    return preview_text(report, heading, "privacy delete", OWN_CHOICE)
 
 
 def own_deletion_text(report: ForgetReport) -> str:
     """/privacy delete's answer."""
     if report.nothing:
-        return f"✅ nothing to delete: sdbot holds no prompts or images of yours\n{KEPT}"
+        return f"{NOTHING_OF_YOURS}\n{KEPT}"
     lines = ["🗑️ **your prompts and images are deleted, in every server and in DMs**"]
     lines += report_lines(report)
     lines += [KEPT, POSTS_STAY]
@@ -145,13 +169,19 @@ def privacy_commands(bot: ImagineBot) -> app_commands.Group:
     group = app_commands.Group(name="privacy", description="Your data on sdbot: what it keeps")
 
     @group.command(name="delete", description="Delete your prompts and images everywhere")
-    @app_commands.describe(confirm="what happens: choose it to confirm (it cannot be undone)")
+    @app_commands.describe(confirm=CONFIRM_HELP)
     @app_commands.choices(confirm=[app_commands.Choice(name=OWN_CHOICE, value=CONFIRMED)])
-    async def delete(interaction: discord.Interaction, confirm: str) -> None:
-        check_confirmed(confirm, OWN_CHOICE)
+    async def delete(interaction: discord.Interaction, confirm: str | None = None) -> None:
+        user_id = interaction.user.id
+        if confirm is not None:
+            check_confirmed(confirm, OWN_CHOICE)
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if confirm is None:
+            preview = await forget_preview(bot.service, user_id=user_id, guild_id=None)
+            await private(interaction, own_preview_text(preview))
+            return
         report = await forget_safely(
-            bot.service, interaction, user_id=interaction.user.id, guild_id=None, via="privacy"
+            bot.service, interaction, user_id=user_id, guild_id=None, via="privacy"
         )
         if report is not None:
             await private(interaction, own_deletion_text(report))
