@@ -275,3 +275,35 @@ async def test_forget_deletes_the_members_entries_in_redis(
         redis_world.service, user_id=ADA, guild_id=None, actor_id=None, via="privacy"
     )
     assert again.nothing
+
+
+async def test_forget_stops_a_running_job_and_purges_it_with_its_pictures(
+    service: ImagineService,
+) -> None:
+    """A job the real worker is drawing: it stops, ends cancelled, and leaves no picture."""
+    from bot.imagine.types import Requester
+    from generation.options import RequestedOptions
+
+    ada = Requester(source="test", guild_id=GUILD, channel_id=70, user_id=ADA)
+    busy = asyncio.Event()
+    running = asyncio.create_task(
+        service.imagine(
+            RequestedOptions(prompt=ADA_PROMPT, steps=40),
+            ada,
+            on_progress=lambda progress: busy.set(),
+        )
+    )
+    await asyncio.wait_for(busy.wait(), 120)
+    report = await forget_member(service, user_id=ADA, guild_id=GUILD, actor_id=MOD, via="mod")
+    outcome = await asyncio.wait_for(running, 120)
+    assert outcome.status is JobStatus.CANCELLED
+    assert (report.cancelled, report.jobs) == (1, 1)
+    job = await service.storage.audit.get_job(outcome.job_id)
+    assert job is not None
+    assert (job.status, job.prompt, job.user_id, job.purge_reason) == (
+        JobStatus.CANCELLED, "", None, "forget"
+    )  # fmt: skip
+    assert job.images == ()
+    output = service.pictures.output_dir
+    assert output is not None
+    assert await asyncio.to_thread(lambda: list(output.rglob("*.png"))) == []

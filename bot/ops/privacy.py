@@ -3,11 +3,15 @@ forget`, `/mod forget user` and `/privacy delete` all come here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from common.metrics import PURGED_JOBS
+from generation.queue.contract import CancelOutcome
 from storage.errors import JobAlreadyFinished
 from storage.models import JobStatus, PurgeReason
 
@@ -21,6 +25,7 @@ OPERATOR = 0  # the actor recorded when none is named (the command line)
 FORGET_ACTION = "forget"  # the moderation action that records a deletion
 # Why a cancelled job ended, as its record and its post say (in public: nothing more).
 CANCELLED_WHY = "cancelled: its requester's data was deleted"
+STOP_WAIT_S = 60.0  # how long a running job is given to stop and be recorded by its follower
 
 
 @dataclass(frozen=True)
@@ -120,23 +125,38 @@ async def forget_preview(
 
 
 async def _cancel_open_jobs(service: ImagineService, user_id: int, guild_id: int | None) -> int:
-    """Stops the member's queued and running jobs and records them cancelled at once, whoever
-    follows them: a follower that learns of it later finds the outcome written (its pictures,
-    if the worker still finishes, are discarded, never written). Returns how many ended."""
+    """Stops the member's queued and running jobs and sees each recorded cancelled. A queued
+    one (or one no queue here knows) is recorded at once: it will never make a picture. A
+    running one is left to its follower, which records how it ended once its worker stops
+    (its pictures, when the worker finished first, are then purged with the rest), and is
+    recorded here only if that does not happen within ``STOP_WAIT_S``; a follower that hears
+    later finds the outcome written and discards its pictures. Returns how many ended."""
     ended = 0
     for job in await service.storage.audit.open_jobs(guild_id=guild_id, user_id=user_id):
         try:
-            await service.stop(job.id, "its requester's data was deleted")
+            outcome = await service.stop(job.id, "its requester's data was deleted")
         except Exception:  # the queue may be away; the record ends all the same
             log.warning("job %d ◆ could not be cancelled in the queue", job.id, exc_info=True)
-        try:
+            outcome = CancelOutcome.UNKNOWN
+        if outcome == CancelOutcome.STOPPING:
+            await _until_ended(service, job.id)
+        with contextlib.suppress(JobAlreadyFinished):  # it ended meanwhile: purged all the same
             await service.storage.audit.record_outcome(
                 job.id, JobStatus.CANCELLED, error=CANCELLED_WHY
             )
-        except JobAlreadyFinished:  # it ended meanwhile: purged all the same
-            continue
         ended += 1
     return ended
+
+
+async def _until_ended(service: ImagineService, job_id: int) -> None:
+    """Waits for a stopping job's record to end, up to ``STOP_WAIT_S``."""
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        record = await service.storage.audit.get_job(job_id)
+        if record is None or record.status.is_terminal:
+            return
+        await asyncio.sleep(0.2)
+    log.warning("job %d ◆ did not stop within %.0f s; recorded cancelled", job_id, STOP_WAIT_S)
 
 
 async def forget_in_queue(queue: JobQueue, uids: tuple[str, ...], *, count: bool = False) -> int:
