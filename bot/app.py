@@ -73,6 +73,7 @@ def build_service(settings: Settings, storage: Storage, queue: JobQueue) -> Imag
         max_input_bytes=int(settings.max_input_mb * 1024 * 1024),
         max_input_pixels=settings.max_input_pixels,
         caption_model=settings.caption_model,
+        retention_days=settings.retention_days,
     )
     return ImagineService(storage, queue, config, PromptRules.default())
 

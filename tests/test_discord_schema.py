@@ -259,9 +259,9 @@ async def test_sdbot_discord_sync_pushes_to_a_guild(
         }
     )
     assert await run_sync(argparse.Namespace(guild=guild.id), settings) == EXIT_OK
-    assert f"pushed 7 commands to guild {guild.id}" in capsys.readouterr().out
+    assert f"pushed 8 commands to guild {guild.id}" in capsys.readouterr().out
     assert {name for g, name in fake_discord.commands if g == guild.id} == {
-        "imagine", "edit", "describe", "job", "cancel", "help", "mod",
+        "imagine", "edit", "describe", "job", "cancel", "help", "mod", "privacy",
     }  # fmt: skip
     assert (settings.data_dir / "discord-commands.json").is_file()
     assert not fake_discord.gateway.connects  # REST only: the bot did not come online

@@ -82,3 +82,4 @@ class ImagineConfig:
     max_input_bytes: int = MAX_INPUT_BYTES  # a picture given in (SDBOT_MAX_INPUT_MB)
     max_input_pixels: int = MAX_INPUT_PIXELS  # … read from its header before it is decoded
     caption_model: Path | None = None  # /describe for real models (SDBOT_CAPTION_MODEL)
+    retention_days: float | None = None  # SDBOT_RETENTION_DAYS (None: kept), for /privacy
