@@ -307,3 +307,38 @@ async def test_forget_stops_a_running_job_and_purges_it_with_its_pictures(
     output = service.pictures.output_dir
     assert output is not None
     assert await asyncio.to_thread(lambda: list(output.rglob("*.png"))) == []
+
+
+async def test_sdbot_forget_on_redis_counts_then_deletes_the_entries(
+    settings: Settings, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The command as an operator runs it, with SDBOT_REDIS_URL: no worker, no model."""
+    import redis.asyncio as aioredis
+
+    from tests.test_cli import sdbot
+
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings.effective_database_url()) as storage:
+        job_id = await finished_job(storage, tmp_path / "images", ADA, ADA_PROMPT, GUILD)
+        job = await storage.audit.get_job(job_id)
+    assert job is not None
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.hset(f"{redis_prefix}:job:{job.uid}", mapping={"payload": ADA_PROMPT})
+        await client.hset(f"{redis_prefix}:result:{job.uid}", mapping={"png": b"pixels"})
+        env = {"SDBOT_REDIS_URL": REDIS_URL, "SDBOT_REDIS_PREFIX": redis_prefix}
+
+        counted = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--json", **env)
+        assert counted.returncode == 0, counted.stderr
+        assert json.loads(counted.stdout) | {"deleted": False, "redis_entries": 2, "jobs": 1} == (
+            json.loads(counted.stdout)
+        )
+        assert await client.exists(f"{redis_prefix}:job:{job.uid}") == 1
+
+        done = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--yes", **env)
+        assert done.returncode == 0, done.stderr
+        assert "1 records" in done.stdout
+        assert "2 Redis entries" in done.stdout
+        assert [key async for key in client.scan_iter(f"{redis_prefix}:*:{job.uid}")] == []
+    finally:
+        await client.aclose()
