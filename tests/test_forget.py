@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, select
 
+from bot.access import Control
 from bot.app import build_service, open_queue
+from bot.imagine.errors import ControlUnavailable
 from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from bot.ops.privacy import forget_member
 from bot.settings import Settings
 from generation.queue.redis import RedisQueue
@@ -342,3 +345,14 @@ async def test_sdbot_forget_on_redis_counts_then_deletes_the_entries(
         assert [key async for key in client.scan_iter(f"{redis_prefix}:*:{job.uid}")] == []
     finally:
         await client.aclose()
+
+
+async def test_the_controls_of_a_forgotten_job_say_it_was_purged(world: World) -> None:
+    """An upscale or reroll of a purged job would draw from an empty prompt or a deleted file:
+    it is refused, saying why."""
+    await forget_member(world.service, user_id=ADA, guild_id=GUILD, actor_id=MOD, via="mod")
+    moderator = Requester(source="test", guild_id=GUILD, channel_id=3, user_id=MOD)
+    for control in (Control.UPSCALE, Control.REROLL):
+        variant = 1 if control is Control.UPSCALE else None
+        with pytest.raises(ControlUnavailable, match="purged; its controls no longer work"):
+            await world.service.use_control(world.ada_jobs[0], variant, moderator, control=control)

@@ -170,6 +170,10 @@ class Controls:
         parent = await self.storage.audit.get_job(job_id)
         if parent is None:
             raise ControlUnavailable(f"there is no job {job_id}")
+        if parent.purged_at is not None:
+            raise ControlUnavailable(
+                f"job {job_id}'s prompt and pictures were purged; its controls no longer work"
+            )
         if control is Control.VARY and vary is None:
             settings = (await self.admission.limits_here(requester.guild_id)).settings
             vary = None if settings is None else settings.vary
