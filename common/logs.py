@@ -193,8 +193,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """Sends every logger's lines to stderr through one handler, in ``fmt`` (text or json),
     with ``secrets`` masked; it replaces the one an earlier call installed (a test runner's
-    handlers stay). In JSON, Python's warnings become log lines too, so that every line of
-    stderr parses."""
+    handlers stay). Python's warnings become log lines too: masked, and in JSON, lines that
+    parse."""
     global _format
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, got {fmt!r}")
@@ -211,18 +211,18 @@ def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) 
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.captureWarnings(fmt == "json")
+    logging.captureWarnings(True)
     _format = fmt
 
 
-def say(prefix: str, text: str, **fields: Any) -> None:
+def say(prefix: str, text: str, *, level: int = logging.INFO, **fields: Any) -> None:
     """A line the operator reads whatever the log level (``sdbot run: connected …``): plain
-    ``prefix: text`` on stderr, or in JSON a line at INFO from the logger the prefix names
-    (``sdbot run`` → ``sdbot.run``), written even when INFO lines are not (``fields``: extras
-    on it, such as ``worker=``)."""
+    ``prefix: text`` on stderr, or in JSON a line (at ``level``) from the logger the prefix
+    names (``sdbot run`` → ``sdbot.run``), written even below the configured level
+    (``fields``: extras on it, such as ``worker=``)."""
     if _format != "json":
         print(f"{prefix}: {text}", file=sys.stderr, flush=True)
         return
     logger = logging.getLogger(".".join(prefix.split()[:2]))
-    extra = {k: v for k, v in fields.items() if v is not None}
-    logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, text, (), None, extra=extra))
+    record = logger.makeRecord(logger.name, level, "", 0, text, (), None, extra=_present(**fields))
+    logger.handle(record)
