@@ -3,10 +3,11 @@
 # this one file. The wheel ships the embedded model, so the image draws with nothing downloaded.
 #
 #   docker build -t sdbot .                                      # CPU (PyTorch's CPU wheels)
-#   docker build -t sdbot:cuda --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+#   docker build -t sdbot:cuda --build-arg TORCH_INDEX=https://pypi.org/simple .   # CUDA
 #
-# The CUDA build needs no CUDA base image: PyTorch's CUDA wheels carry their CUDA libraries, and
-# the NVIDIA container toolkit mounts the driver (and NVML, for the GPU gauges) at run time.
+# The CUDA build needs no CUDA base image: PyTorch's CUDA wheels (PyPI's for Linux x86-64, or a
+# cuXXX index of PyTorch's) carry their CUDA libraries, and the NVIDIA container toolkit mounts
+# the driver (and NVML, for the GPU gauges) at run time.
 # BASE may still name another Python 3.11+ image, e.g. a mirror of python:3.11-slim-bookworm.
 ARG BASE=python:3.11-slim-bookworm
 

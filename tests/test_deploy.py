@@ -175,7 +175,7 @@ def test_the_data_and_the_models_live_in_volumes(compose: dict[str, Any]) -> Non
 def test_the_gpu_override_runs_the_worker_on_the_cuda_image(tmp_path: Path) -> None:
     config = compose_config(tmp_path, "compose.yaml", "deploy/compose.gpu.yaml")
     worker = config["services"]["worker"]
-    assert "/cu" in worker["build"]["args"]["TORCH_INDEX"]
+    assert not worker["build"]["args"]["TORCH_INDEX"].endswith("/cpu")  # PyPI's: CUDA
     assert worker["environment"]["SDBOT_DEVICE"] == "cuda"
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
