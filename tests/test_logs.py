@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from common import logs
 from fake_discord import FakeDiscord
+from generation.options import RequestedOptions
 from storage import migrations
 from tests.conftest import REDIS_URL
 from tests.processes import read_log, wait_for_line
@@ -185,6 +188,34 @@ def _start(settings: Settings, args: list[str], log: Path, env: dict[str, str]) 
             stderr=stderr,
             text=True,
         )
+
+
+async def test_a_followed_job_binds_its_guild_and_worker_for_the_rest_of_its_task(
+    service: ImagineService, configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lines of a job followed in this process carry its job, its guild and the worker
+    that took it, and so do the lines its task logs afterwards (posting it); the next job
+    followed in the same task shows none of the first one's fields."""
+    logs.configure(logging.INFO, "json")
+    member = Requester(source="test", guild_id=34, channel_id=340, user_id=3400)
+    request = RequestedOptions(prompt="a red circle", steps=2, variants=1)
+    first = await service.imagine(request, member)
+    logging.getLogger("bot.discord.delivery").warning("posting its result")
+    second = await service.imagine(request, Requester(source="test", user_id=3400))
+    lines = json_lines(capsys.readouterr().err)
+    mine = [
+        line
+        for line in lines
+        if line["logger"] in ("bot.imagine.following", "bot.discord.delivery")
+    ]
+    assert [
+        (line["msg"].split(" ◆ ")[0], line.get("job"), line.get("guild"), line.get("worker"))
+        for line in mine
+    ] == [
+        ("succeeded", first.job_id, 34, "local"),
+        ("posting its result", first.job_id, 34, "local"),
+        ("succeeded", second.job_id, None, "local"),
+    ]
 
 
 # --- the formatter and the redaction, in this process -----------------------------------------
