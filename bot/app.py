@@ -29,8 +29,9 @@ def unopened_storage(settings: Settings) -> Storage:
     return repositories.unopened_storage(settings.effective_database_url())
 
 
-def worker_spec(settings: Settings) -> WorkerSpec:
+def worker_spec(settings: Settings, name: str | None = None) -> WorkerSpec:
     return WorkerSpec(
+        name=name,
         model=settings.model,
         device=settings.device,
         dtype=settings.dtype,

@@ -43,6 +43,7 @@ class WorkerSpec:
     torch_threads: int | None = None
     log_level: str = "WARNING"
     log_format: str = "text"  # or "json" (SDBOT_LOG_FORMAT): the worker logs as its parent does
+    name: str | None = None  # the worker's name on its log lines (None: its pid)
     catalog: Catalog | None = None
     memory_gb: float = 0
     fast: FastPath = field(default_factory=FastPath)

@@ -276,7 +276,8 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.configure(spec.log_level, spec.log_format)  # it holds no secrets to mask
-    logs.bind(worker=str(os.getpid()))  # on every line of this process, its inbox's thread's too
+    # On every line of this process (its inbox thread's too): the worker's name, or this pid.
+    logs.bind(worker=spec.name or str(os.getpid()))
     # Before the libraries are imported (huggingface_hub reads it then): a progress bar on
     # stderr is no log line, and would break JSON lines (transformers' "Loading weights").
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

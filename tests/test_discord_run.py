@@ -1,5 +1,6 @@
 """`sdbot run` as an operator starts it, against the fake Discord: a refused first gateway
-connect, start-up recovery of an open job, /imagine end to end, and a clean SIGTERM."""
+connect, start-up recovery of an open job, /imagine end to end, retention of an old job's prompt
+(SDBOT_RETENTION_DAYS) and a clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy import update
 
 from bot.app import open_storage
 from bot.discord.render import CONTROLS
 from bot.settings import Settings
 from fake_discord import FakeDiscord, Message
 from storage import migrations
-from storage.models import JobStatus, Verdict
+from storage.models import Job, JobStatus, Verdict, utcnow
 from storage.records import NewJob
 from tests.processes import read_log, wait_for_line
 
@@ -36,6 +40,17 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
                 seeds=(1, 2, 3, 4), verdict=Verdict.ALLOWED,
             )
         )  # fmt: skip
+        old = await storage.audit.create_job(  # blocked ten days ago: its prompt is past keeping
+            NewJob(
+                source="discord", guild_id=guild.id, channel_id=channel.id, user_id=ada.id,
+                prompt="an old forgotten square", negative_prompt="", steps=4, guidance_scale=3.0,
+                width=64, height=64, variants=4, scheduler="dpmpp", model=settings.model,
+                seeds=(1, 2, 3, 4), verdict=Verdict.BLOCKED, verdict_reasons=("a test",),
+            )
+        )  # fmt: skip
+        async with storage.sessions.begin() as session:
+            ended = utcnow() - timedelta(days=10)
+            await session.execute(update(Job).where(Job.id == old).values(finished_at=ended))
     fake_discord.gateway.refuse_connects = 1  # the first gateway connect fails
 
     log = tmp_path / "run.log"
@@ -47,6 +62,7 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
         "SDBOT_DISCORD_TOKEN": fake_discord.token,
         "SDBOT_DISCORD_API_URL": fake_discord.api_url,
         "SDBOT_DISCORD_GATEWAY_URL": fake_discord.gateway_url,
+        "SDBOT_RETENTION_DAYS": "7",
     }
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -87,7 +103,8 @@ async def test_sdbot_run_serves_imagine_and_resumes_open_jobs(
     assert "sdbot run: stopped" in read_log(log)
     async with open_storage(settings) as storage:
         jobs = await storage.audit.list_jobs()
-    assert [(job.prompt, job.status) for job in jobs] == [
-        ("a green triangle", JobStatus.SUCCEEDED),
-        ("a red circle", JobStatus.SUCCEEDED),
+    assert [(job.prompt, job.status, job.purge_reason) for job in jobs] == [
+        ("a green triangle", JobStatus.SUCCEEDED, None),
+        ("", JobStatus.BLOCKED, "retention"),  # purged at start: the record stays
+        ("a red circle", JobStatus.SUCCEEDED, None),
     ]

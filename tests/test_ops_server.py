@@ -73,8 +73,19 @@ async def test_the_bot_serves_metrics_livez_and_readyz_on_a_free_port(
             200,
             {"ready": True, "checks": {"model": "ok", "database": "ok", "gateway": "ok"}},
         )
-
         status, text = await _get(server.url)
+        # The model process dies: the next job starts it again, so this process can still
+        # serve and stays ready (the balancer must not pull a worker out for that).
+        supervisor = service.queue.supervisor  # type: ignore[attr-defined]  # a LocalQueue
+        os.kill(supervisor.pid, signal.SIGKILL)
+        for _ in range(600):
+            if not supervisor.alive:
+                break
+            await asyncio.sleep(0.05)
+        assert not supervisor.alive
+        status, body = await _get(f"{base}/readyz")
+        assert (status, json.loads(body)["checks"]["model"]) == (200, "ok")
+
     assert status == 200
     families = _samples(text)
     assert _one(families["sdbot_build_info"], role="run") == 1

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError
+from common import logs
 
 if TYPE_CHECKING:
     from bot.discord.sync import CommandSync
@@ -43,6 +43,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     from bot.discord import endpoints as discord_endpoints
     from bot.discord.client import ImagineBot
     from bot.imagine.outcomes import ImagineOutcome
+    from bot.ops.retention import keeping_retention
     from bot.ops.server import bot_metrics
 
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
@@ -59,6 +60,7 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
         open_storage(settings) as storage,
         open_service(settings, storage) as service,
         bot_metrics(settings, storage, service.queue, lambda: client) as metrics,
+        keeping_retention(settings, storage),  # SDBOT_RETENTION_DAYS: at start, then hourly
     ):
         if metrics is not None:  # /livez answers while the model loads; /readyz says so
             _say(f"metrics on {metrics.url}")
@@ -149,4 +151,5 @@ def _jobs(count: int) -> str:
 
 
 def _say(text: str) -> None:
-    print(f"sdbot run: {text}", file=sys.stderr, flush=True)
+    """A line for the operator: ``sdbot run: text``, or a JSON line (SDBOT_LOG_FORMAT)."""
+    logs.say("sdbot run", text)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
-import sys
+import socket
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError
+from common import logs
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -48,14 +50,16 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.redis_url:
         raise CommandError("sdbot worker takes its jobs from Redis: set SDBOT_REDIS_URL")
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    logs.bind(worker=name)  # on every line of this process; its model process's too (the spec)
     supervisor = WorkerSupervisor(
-        worker_spec(settings), stall_timeout_s=settings.job_stall_timeout_s
+        worker_spec(settings, name), stall_timeout_s=settings.job_stall_timeout_s
     )
     worker = await RedisWorker.connect(
         settings.redis_url,
         supervisor,
         prefix=settings.redis_prefix,
-        name=args.name,
+        name=name,
         reclaim_after_s=settings.worker_reclaim_s,
         batch=BatchPolicy(settings.batch_max_jobs, settings.batch_max_images),
     )
@@ -67,7 +71,7 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         if stop.is_set():  # the second time: now
             task.cancel()
         else:
-            print("sdbot worker: finishing the jobs in hand, then stopping", file=sys.stderr)
+            _say(name, "finishing the jobs in hand, then stopping")
             stop.set()
 
     loop = asyncio.get_running_loop()
@@ -76,16 +80,13 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with worker_metrics(settings, supervisor, args.metrics_port) as metrics:
             if metrics is not None:  # /livez answers while the model loads; /readyz says so
-                _say(f"sdbot worker {worker.name}: metrics on {metrics.url}")
+                _say(name, f"metrics on {metrics.url}")
             await _work(worker, supervisor, settings, stop)
     finally:
         await supervisor.close()
         await worker.close()
     done = worker.jobs_done
-    print(
-        f"sdbot worker {worker.name}: stopped after {done} job{'s' if done != 1 else ''}",
-        file=sys.stderr,
-    )
+    _say(name, f"stopped after {done} job{'s' if done != 1 else ''}")
     return EXIT_OK
 
 
@@ -97,8 +98,9 @@ async def _work(
 
     ready = await supervisor.start()
     _say(
-        f"sdbot worker {worker.name}: {ready.model} on {ready.device} ({ready.dtype}), "
-        f"taking jobs from {mask_url(settings.redis_url or '')} (prefix {settings.redis_prefix})"
+        worker.name,
+        f"{ready.model} on {ready.device} ({ready.dtype}), "
+        f"taking jobs from {mask_url(settings.redis_url or '')} (prefix {settings.redis_prefix})",
     )
     await worker.run(stop)
 
@@ -113,5 +115,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def _say(name: str, text: str) -> None:
+    """A line for the operator: ``sdbot worker NAME: text``, or a JSON line (SDBOT_LOG_FORMAT)."""
+    logs.say(f"sdbot worker {name}", text, worker=name)

@@ -62,13 +62,23 @@ async def _run(check: Check, timeout_s: float) -> str:
 
 
 def model_check(supervisor: WorkerSupervisor) -> Check:
-    """The model process runs and has loaded its model."""
+    """The model process has loaded its model once, and is not loading it again now.
+
+    A model process that died after it had loaded is started again by the next job (the
+    supervisor's way): the process can still serve, so it stays ready. Were it not, every
+    worker whose model crashed would leave the balancer until a job came, and none would come.
+    Jobs that keep failing are the failure alert's to tell."""
+    loaded = False
 
     async def probe() -> None:
-        if not supervisor.alive:
-            raise NotReady("the model process is not running (it starts with the next job)")
-        if supervisor.ready_info is None:
+        nonlocal loaded
+        alive, ready = supervisor.alive, supervisor.ready_info is not None
+        if alive and ready:
+            loaded = True
+        elif alive:
             raise NotReady("the model process is loading the model")
+        elif not loaded:
+            raise NotReady("the model process is not running (it starts with the next job)")
 
     return Check("model", probe)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,3 +83,17 @@ async def retention_loop(settings: Settings, storage: Storage, stop: asyncio.Eve
             log.exception("retention (%g days) failed; trying again in %.0f s", days, EVERY_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), EVERY_S)
+
+
+@contextlib.asynccontextmanager
+async def keeping_retention(settings: Settings, storage: Storage) -> AsyncIterator[None]:
+    """``retention_loop`` beside the code inside (``sdbot run``), stopped on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(retention_loop(settings, storage, stop), name="sdbot-retention")
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()  # a purge in progress stops between batches; the next start finishes it
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
