@@ -140,8 +140,9 @@ class LocalQueue:
         return self._positions()
 
     async def depth(self) -> QueueDepth:
-        running = len(self._running)
-        return QueueDepth(queued=sum(1 for _ in self._fair.items_in_order()), running=running)
+        """Queued: the jobs in the fair order; running: the drawing batch's and the drawn ones'
+        being post-processed (each leaves ``_running`` as its job ends)."""
+        return QueueDepth(queued=len(self._fair), running=len(self._running))
 
     def _positions(self) -> dict[int, Queued]:
         running_left = 0.0
