@@ -202,8 +202,9 @@ class _Routes:
     refresh: tuple[Refresh, ...]
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if self.refresh:
-            await _refresh(self.refresh)
+        # The checks run on every scrape too, so that sdbot_ready moves (and its alert fires)
+        # where nothing asks /readyz; each is bounded (CHECK_TIMEOUT_S), as the hooks are.
+        await asyncio.gather(_refresh(self.refresh), run_checks(self.checks))
         body = await asyncio.to_thread(generate_latest, REGISTRY)  # NVML and /proc reads block
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
