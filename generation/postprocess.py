@@ -8,6 +8,7 @@ the device, so the main thread runs it before it hands the pictures over (:func:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import threading
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from common import logs
 from common.errors import SdbotError
 from generation.images import Marked, parameters_text, to_png, upscale_to_min_side
 from generation.posting import post_ready
@@ -129,7 +131,8 @@ class PostProcessor:
     def submit(self, jobs: Sequence[DrawnJob], outbox: Outbox) -> Future[None]:
         """Finishes the jobs of one pipeline call on the pool, sends each answer to ``outbox``
         and gives back the room its :meth:`take_room` took."""
-        return self._pool.submit(self._finish_all, list(jobs), outbox)
+        context = contextvars.copy_context()  # the worker's log fields, in the pool's thread
+        return self._pool.submit(context.run, self._finish_all, list(jobs), outbox)
 
     def close(self) -> None:
         """Waits for every submitted job's answer."""
@@ -141,13 +144,14 @@ class PostProcessor:
         try:
             for job in jobs:
                 job_id = job.request.job_id
-                try:
-                    outbox.send(self._answer(job, outbox))
-                except Exception as error:  # an answer that cannot be sent fails alone
-                    log.exception("job %d: its answer could not be sent", job_id)
-                    outbox.send(WorkFailed(job_id, failure(error)))
-                finally:
-                    outbox.answered([job_id])
+                with logs.bound(job=job_id):
+                    try:
+                        outbox.send(self._answer(job, outbox))
+                    except Exception as error:  # an answer that cannot be sent fails alone
+                        log.exception("job %d: its answer could not be sent", job_id)
+                        outbox.send(WorkFailed(job_id, failure(error)))
+                    finally:
+                        outbox.answered([job_id])
         finally:
             self._room.release()
 

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, through accelerate; no stubs
+import yaml
 
 from tests.conftest import IN_CI
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from prometheus_client import REGISTRY
 
 from bot.imagine.describe import Describer
 from bot.imagine.inputs import InputChecker
@@ -306,6 +307,10 @@ async def test_an_sdbot_picture_names_the_job_that_made_it(settings: Settings) -
         assert record.inputs[0].watermark_id == watermark_id(job_id, 1)
 
 
+def _refusals(reason: str) -> float:
+    return REGISTRY.get_sample_value("sdbot_refusals_total", {"reason": reason}) or 0.0
+
+
 async def test_refused_pictures_are_recorded_and_bad_files_are_not(settings: Settings) -> None:
     async with describer(settings) as (reader, storage):
         gif = io.BytesIO()
@@ -318,8 +323,10 @@ async def test_refused_pictures_are_recorded_and_bad_files_are_not(settings: Set
         # age-restricted channel, and its refusal keeps its hash and score.
         await storage.guild_settings.update(7, nsfw_threshold=1e-9)
         data = png_of(red_circle_on_blue())
+        inputs_refused = _refusals("input")
         refused = await reader.describe(Attachment(data, "circle.png"), USER)
         assert refused.refusal is Refusal.INPUT
+        assert _refusals("input") == inputs_refused + 1  # sdbot_refusals_total{reason}
         assert refused.prompts == ()
         assert refused.error is not None
         assert "scored NSFW" in refused.error

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml  # type: ignore[import-untyped]  # PyYAML, through accelerate; no stubs
+import yaml
 
 from bot.discord.render import CONTROLS
 from bot.settings import Settings

@@ -31,7 +31,7 @@ from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
 from bot.imagine.rules import rules_for
 from bot.imagine.types import Derived, PicturesIn, Requester
-from common import metrics
+from common import logs, metrics
 from generation.catalog import Catalog
 from generation.errors import InvalidOption, RateLimited
 from generation.inputs import Picture, nearest_size
@@ -250,7 +250,7 @@ class Admission:
             return await self._refuse(new, verdict, options, Refusal.MODEL, refused, inputs=unused)
         if not verdict.allowed:
             job_id = await self.storage.audit.create_job(new, inputs=unused)
-            log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary())
+            log.info("blocked ◆ job %d ◆ %s", job_id, verdict.summary(), extra={"job": job_id})
             for reason in verdict.reasons:
                 metrics.PROMPT_BLOCKS.labels(*reason_labels(reason)).inc()
             return ImagineOutcome(job_id, JobStatus.BLOCKED, verdict, options.prompt, options.seeds)
@@ -268,6 +268,7 @@ class Admission:
         kept = () if prepared is None else prepared.rows
         try:  # recorded before it is acknowledged: a crash from here on leaves it queued
             job_id = await self.storage.audit.create_job(new, lease=self.leases.lease, inputs=kept)
+            logs.bind(job=job_id)  # the lines of its queueing (service.submit bounds it)
             self.leases.keep()
         except BaseException:
             await self.queue.release(guild, user)
@@ -328,7 +329,7 @@ class Admission:
         """Records a request refused before it was queued (with its pictures' rows), and its
         outcome."""
         job_id = await self.storage.audit.create_job(new, refused=reason, inputs=inputs)
-        log.info("refused ◆ job %d ◆ %s", job_id, reason)
+        log.info("refused ◆ job %d ◆ %s", job_id, reason, extra={"job": job_id})
         metrics.REFUSALS.labels(refusal.value).inc()
         return ImagineOutcome(
             job_id,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from bot.imagine.inputs import Given, InputChecker
 from bot.imagine.outcomes import Refusal
 from bot.imagine.types import Attachment, Requester
+from common.metrics import REFUSALS
 from generation.catalog import Catalog
 from generation.describe import Captioner, NoShapeFound, describe_embedded, draws_scenes
 from generation.errors import InvalidOption
@@ -174,6 +175,7 @@ class Describer:
         job_id = await self.storage.audit.create_job(
             new, refused=reason, inputs=[given.record(b"")]
         )
+        REFUSALS.labels(refusal.value).inc()
         log.info("refused ◆ job %d ◆ describe ◆ %s", job_id, reason)
         return self._described(job_id, (), given, new.model, refusal=refusal, error=reason)
 
