@@ -383,6 +383,7 @@ async def test_settings_are_shown_changed_recorded_and_in_force(
     # max_side leaves out the model's larger sizes).
     help_text = (await _ask(fake_discord, ada, studio, "help")).content
     assert "steps 1–12" in help_text
+    assert "`/privacy delete` deletes your prompts" in help_text
     assert "`embedded` (default): 1:1 64×64" in help_text
 
     # Bad values name themselves, as the option is called; nothing changes.

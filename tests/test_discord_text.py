@@ -12,7 +12,7 @@ import pytest
 
 from bot import access
 from bot.access import Control, Use
-from bot.discord.mod.text import jobs_text, recent
+from bot.discord.mod.text import history_line, jobs_text, recent
 from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text
 from bot.discord.text import capped, plural, quoted
 from bot.imagine.errors import ShuttingDown
@@ -192,3 +192,20 @@ def test_who_may_use_a_control() -> None:
     )
     assert access.controls_for(JobKind.IMAGINE.value, has_picture=False) == (Control.DELETE,)
     assert len(access.controls_for(JobKind.REROLL.value, has_picture=True)) == 4
+
+
+def test_a_purged_job_reads_as_purged_in_the_moderators_record() -> None:
+    """/mod history and review show when and why a prompt went, never an empty quote, and a
+    forgotten member is not taken for the operator (whose jobs have no member either)."""
+    moment = datetime(2026, 2, 1, tzinfo=UTC)
+    kept = history_line(_job())
+    assert "<@30>" in kept
+    assert "“a cat”" in kept
+    forgotten = history_line(_job(prompt="", user_id=None, purged_at=moment, purge_reason="forget"))
+    assert "a member whose data was deleted" in forgotten
+    assert "prompt purged at the member's request" in forgotten
+    assert "“" not in forgotten
+    assert "the operator" not in forgotten
+    expired = history_line(_job(prompt="", purged_at=moment, purge_reason="retention"))
+    assert "<@30>" in expired
+    assert "prompt purged by retention" in expired

@@ -307,6 +307,8 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             "`(word:1.3)` in a prompt weighs a word more.",
             "`/job id` shows a job's settings and posts its grid again with the controls.",
             "`/cancel [id]` stops your queued or running job.",
+            "`/privacy delete` deletes your prompts and pictures everywhere; `/privacy info` "
+            "says what sdbot keeps and for how long.",
             "`/imagine image:` starts from your picture (`strength`: how much is redrawn); "
             "`control:` draws along its outlines. `/edit` redraws the white of a mask on your "
             "picture; `/describe` gives prompts for a picture.",
@@ -328,7 +330,7 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             *paused_line(settings),
             "",
             "Moderators (Manage Server) run sdbot here with `/mod`: bans, block and allow "
-            "lists, settings, history, review, export, purge, pause.",
+            "lists, settings, history, review, export, purge, forget, pause.",
         ]
     )
 

@@ -11,7 +11,16 @@ import discord
 from discord import app_commands
 
 from bot.discord.mod.group import ModGroup
-from bot.discord.mod.text import guild_of, history_line, mention, recent, say, size, when
+from bot.discord.mod.text import (
+    guild_of,
+    history_line,
+    job_member,
+    job_prompt,
+    recent,
+    say,
+    size,
+    when,
+)
 from bot.discord.text import channel_nsfw, fit, plural, quoted
 from storage.models import Disposition
 
@@ -53,8 +62,8 @@ def add_commands(mod: ModGroup) -> None:
         for job in found.blocked:
             reasons = "; ".join(job.verdict_reasons) or "blocked"
             lines.append(
-                f"- job {job.id} · {mention(job.user_id)} · {when(job.created_at)} · "
-                f"“{quoted(job.prompt, 120)}” — {quoted(reasons, 150)}"
+                f"- job {job.id} · {job_member(job)} · {when(job.created_at)} · "
+                f"{job_prompt(job, 120)} — {quoted(reasons, 150)}"
             )
         lines.append(recent("flagged images", len(found.flagged), limit))
         nsfw_here = channel_nsfw(interaction.channel)
@@ -68,9 +77,9 @@ def add_commands(mod: ModGroup) -> None:
             )
             model = " · the model's own checker flagged it" if image.model_flagged else ""
             lines.append(
-                f"- job {job.id} #{image.variant} · {mention(job.user_id)} · score "
+                f"- job {job.id} #{image.variant} · {job_member(job)} · score "
                 f"{image.safety_score:.2f}{threshold}{model} · {image.disposition} · "
-                f"“{quoted(job.prompt, 80)}”"
+                f"{job_prompt(job, 80)}"
             )
             if nsfw_here and image.path is not None and len(files) < ATTACHED_AT_MOST:
                 data = await asyncio.to_thread(_stored, image.path)

@@ -38,6 +38,21 @@ def mention(user_id: int | None) -> str:
     return "the operator" if not user_id else f"<@{user_id}>"
 
 
+def job_member(job: JobRecord) -> str:
+    """Who asked for a job: a mention, or that the member had their data deleted."""
+    if job.user_id is None and job.purged_at is not None:
+        return "a member whose data was deleted"
+    return mention(job.user_id)
+
+
+def job_prompt(job: JobRecord, limit: int) -> str:
+    """A job's prompt in quotes, or when and why it was purged (its record stays)."""
+    if job.purged_at is not None:
+        why = "at the member's request" if job.purge_reason == "forget" else "by retention"
+        return f"(prompt purged {why}, {when(job.purged_at, 'd')})"
+    return f"“{quoted(job.prompt, limit)}”"
+
+
 def when(moment: datetime, style: Any = "f") -> str:
     return discord.utils.format_dt(moment, style)
 
@@ -90,8 +105,8 @@ def history_line(item: HistoryEntry) -> str:
         if item.status is JobStatus.BLOCKED:
             why = f" ({quoted('; '.join(item.verdict_reasons), 100)})"
         return (
-            f"- {moment} · job {item.id} · {mention(item.user_id)} · {item.status.value}{why} · "
-            f"“{quoted(item.prompt, 100)}”"
+            f"- {moment} · job {item.id} · {job_member(item)} · {item.status.value}{why} · "
+            f"{job_prompt(item, 100)}"
         )
     return f"- {moment} · {action_text(item)}"
 
