@@ -239,7 +239,7 @@ def test_purge_and_forget_from_the_command_line_and_the_trace_of_a_purged_pictur
     _set(settings, f"UPDATE jobs SET user_id = {ADA}, guild_id = {GUILD} WHERE id = {job_id}")
     counted = sdbot(settings, "forget", str(ADA))
     assert counted.returncode == 0, counted.stderr
-    assert f"would delete for user {ADA} everywhere: 1 records" in counted.stdout
+    assert f"would delete for user {ADA} everywhere: 1 record " in counted.stdout
     assert "Nothing was changed: run again with --yes" in counted.stdout
     still = json.loads(sdbot(settings, "trace", str(kept), "--json").stdout)
     assert still["job"]["user_id"] == ADA

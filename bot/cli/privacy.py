@@ -73,11 +73,15 @@ def _where(report: ForgetReport) -> str:
     return "everywhere" if report.guild_id is None else f"in guild {report.guild_id}"
 
 
+def _n(count: int, noun: str, nouns: str = "") -> str:
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def _counted(report: ForgetReport) -> str:
     return (
-        f"{report.jobs} records (prompts purged, ids, verdicts and hashes kept), "
-        f"{report.images} image files, {report.inputs} pictures given in, "
-        f"{report.redis_entries} Redis entries"
+        f"{_n(report.jobs, 'record')} (prompts purged, ids, verdicts and hashes kept), "
+        f"{_n(report.images, 'image file')}, {_n(report.inputs, 'picture')} given in, "
+        f"{_n(report.redis_entries, 'Redis entry', 'Redis entries')}"
     )
 
 
@@ -97,7 +101,7 @@ async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
     elif not args.yes:
         print(
             f"would delete for user {report.user_id} {_where(report)}: {_counted(report)}; "
-            f"{report.cancelled} open jobs would be cancelled first.\n"
+            f"{_n(report.cancelled, 'open job')} would be cancelled first.\n"
             "Nothing was changed: run again with --yes to delete."
         )
     elif report.nothing:
@@ -105,7 +109,7 @@ async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(
             f"deleted for user {report.user_id} {_where(report)}: {_counted(report)}; "
-            f"{report.cancelled} open jobs cancelled first (recorded as a 'forget' action)"
+            f"{_n(report.cancelled, 'open job')} cancelled first (recorded as a 'forget' action)"
         )
     return EXIT_OK
 
@@ -126,8 +130,9 @@ async def run_purge(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(
-            f"purged {report.jobs} records that ended before "
+            f"purged {_n(report.jobs, 'record')} that ended before "
             f"{report.cutoff.isoformat(timespec='seconds')} ({report.days:g} days): "
-            f"{report.images} image files deleted, {report.inputs} pictures given in dropped"
+            f"{_n(report.images, 'image file')} deleted, {_n(report.inputs, 'picture')} given in "
+            "dropped"
         )
     return EXIT_OK
