@@ -340,7 +340,7 @@ async def test_sdbot_forget_on_redis_counts_then_deletes_the_entries(
 
         done = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--yes", **env)
         assert done.returncode == 0, done.stderr
-        assert "1 records" in done.stdout
+        assert "1 record (prompts purged" in done.stdout
         assert "2 Redis entries" in done.stdout
         assert [key async for key in client.scan_iter(f"{redis_prefix}:*:{job.uid}")] == []
     finally:
