@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli import EXIT_OK, CommandError
 from bot.cli.arguments import guild_id
-from bot.cli.bench_args import add_gpu_arguments, add_throughput_arguments
+from bot.cli.bench_args import add_gpu_arguments, add_ops_arguments, add_throughput_arguments
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -116,6 +116,12 @@ def register(commands: Any) -> None:
     )
     add_gpu_arguments(gpu_parser)
     gpu_parser.set_defaults(handler=run_gpu)
+
+    ops_parser = kinds.add_parser(
+        "ops", help="what a scrape, the metrics and logs, retention and forget cost"
+    )
+    add_ops_arguments(ops_parser)
+    ops_parser.set_defaults(handler=run_ops)
 
     moderation = kinds.add_parser(
         "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
@@ -326,5 +332,33 @@ async def run_mod(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as error:
         raise CommandError(f"--database-url {error}") from error
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK
+
+
+async def run_ops(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from bench.ops import Sizes, measure_ops
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    sizes = replace(
+        sizes,
+        jobs=sizes.jobs if args.jobs is None else args.jobs,
+        member_jobs=sizes.member_jobs if args.member_jobs is None else args.member_jobs,
+    )
+    if sizes.jobs < 1 or not 1 <= sizes.member_jobs <= sizes.jobs:
+        raise CommandError(
+            "--jobs must be at least 1 and --member-jobs from 1 to --jobs, got "
+            f"{sizes.jobs}, {sizes.member_jobs}"
+        )
+    if args.postgres and not args.postgres.startswith("postgresql"):
+        raise CommandError(f"--postgres must be a postgresql+asyncpg:// URL, got {args.postgres!r}")
+    try:
+        report = await measure_ops(
+            settings, sizes, postgres=args.postgres, redis_url=args.redis_url or settings.redis_url
+        )
+    except ValueError as error:
+        raise CommandError(f"--postgres {error}") from error
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return EXIT_OK

@@ -53,3 +53,22 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompt", default=GPU_PROMPT)
     parser.add_argument("--json", action="store_true")
+
+
+def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs", type=int, help="finished jobs for retention, as many for forget (default 20000)"
+    )
+    parser.add_argument(
+        "--member-jobs", type=int, help="the forgotten member's jobs among them (default 2000)"
+    )
+    parser.add_argument(
+        "--postgres", metavar="URL", help="an empty PostgreSQL database (default: scratch SQLite)"
+    )
+    parser.add_argument(
+        "--redis-url", help="the Redis /readyz pings (default: SDBOT_REDIS_URL; none: no check)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts everywhere (500 jobs, 20 scrapes)"
+    )
+    parser.add_argument("--json", action="store_true")
