@@ -44,13 +44,14 @@ RUN useradd --create-home --uid 10001 --user-group sdbot \
 USER 10001:10001
 WORKDIR /home/sdbot
 # /data: the SQLite database (when no PostgreSQL) and the images; /models: the Hugging Face cache
-# for real checkpoints (SDBOT_MODEL=a hub id). The metrics port listens on every address in here.
+# for real checkpoints (SDBOT_MODEL=a hub id). Mount volumes there (compose.yaml does); no VOLUME
+# line, which would leave an anonymous volume behind every one-off container (sdbot db upgrade).
+# The metrics port listens on every address in here.
 ENV SDBOT_DATA_DIR=/data \
     HF_HOME=/models \
     SDBOT_METRICS_HOST=0.0.0.0 \
     SDBOT_METRICS_PORT=9400 \
     PYTHONUNBUFFERED=1
-VOLUME ["/data", "/models"]
 EXPOSE 9400
 # /readyz: model loaded, database and Redis reachable, Discord connected (the bot); see docs/runbook.md.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

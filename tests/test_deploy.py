@@ -95,6 +95,23 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return compose_config(tmp_path_factory.mktemp("compose"), "compose.yaml")
 
 
+def test_the_stack_refuses_to_start_without_its_passwords(tmp_path: Path) -> None:
+    """No weak default password: a .env without POSTGRES_PASSWORD stops compose, naming it."""
+    for name in ("compose.yaml", "Dockerfile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    example = (DEPLOY / "env.example").read_text()
+    kept = [line for line in example.splitlines() if not line.startswith("POSTGRES_PASSWORD=")]
+    (tmp_path / ".env").write_text("\n".join(kept) + "\n")
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_PASSWORD")}
+    done = subprocess.run(
+        [*compose_command(), "config"], cwd=tmp_path, env=environment, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in done.stdout + done.stderr
+
+
 def healthcheck_command(service: dict[str, Any]) -> list[str]:
     test = service.get("healthcheck", {}).get("test")
     assert isinstance(test, list), service
