@@ -93,11 +93,13 @@ class OpsReport:
                 f"logs        a line {h.log_us_text:.1f} µs as text, {h.log_us_json:.1f} µs as "
                 f"JSON (job fields bound, two secrets masked, to /dev/null)",
                 f"retention   {p.jobs:,} jobs and {p.images:,} files purged in {p.seconds:.2f} s: "
-                f"{p.jobs_per_s:,.0f} jobs/s; {p.transactions} transactions, longest "
+                f"{p.jobs_per_s:,.0f} jobs/s ({p.files_s:.2f} s of it deleting files); "
+                f"{p.transactions} transactions, longest "
                 f"{p.longest_transaction_ms:.0f} ms (median {p.median_transaction_ms:.0f}); "
                 f"event loop late {p.longest_loop_stall_ms:.0f} ms at most",
                 f"forget      {f.jobs:,} jobs of one member among {self.sizes.jobs:,} and "
-                f"{f.images:,} files in {f.seconds:.2f} s; {f.transactions} transactions, "
+                f"{f.images:,} files in {f.seconds:.2f} s ({f.files_s:.2f} s deleting files); "
+                f"{f.transactions} transactions, "
                 f"longest {f.longest_transaction_ms:.0f} ms; loop late "
                 f"{f.longest_loop_stall_ms:.0f} ms at most",
             ]

@@ -38,6 +38,7 @@ class PurgeFigures:
     longest_transaction_ms: float
     median_transaction_ms: float
     longest_loop_stall_ms: float  # how late the event loop answered meanwhile
+    files_s: float  # of ``seconds``, deleting the files (inside each batch's transaction)
 
     @property
     def jobs_per_s(self) -> float:
@@ -166,6 +167,30 @@ def transactions(engine: AsyncEngine) -> Iterator[list[float]]:
         event.remove(sync, "rollback", end)
 
 
+@contextlib.contextmanager
+def file_deletions() -> Iterator[list[float]]:
+    """Times each ``delete_files`` call the purges make (seconds, summed into the list's one
+    value) while the block runs."""
+    import storage.retention
+
+    names = vars(storage.retention)  # its ``delete_files``, which each batch calls
+    real = names["delete_files"]
+    spent = [0.0]
+
+    def timed(paths: Any, output_dir: Path | None) -> int:
+        started = time.perf_counter()
+        try:
+            return int(real(paths, output_dir))
+        finally:
+            spent[0] += time.perf_counter() - started
+
+    names["delete_files"] = timed
+    try:
+        yield spent
+    finally:
+        names["delete_files"] = real
+
+
 @contextlib.asynccontextmanager
 async def loop_stalls(tick_s: float = 0.005) -> AsyncIterator[list[float]]:
     """The longest time the loop answered a ``tick_s`` sleep late, while the block runs (the
@@ -192,11 +217,11 @@ async def measure_purge(storage: Storage, output_dir: Path) -> PurgeFigures:
     from bot.ops.retention import purge_expired
 
     async with loop_stalls() as stall:
-        with transactions(engine_of(storage)) as lengths:
+        with transactions(engine_of(storage)) as lengths, file_deletions() as files:
             started = time.perf_counter()
             report = await purge_expired(storage, output_dir, RETENTION_DAYS)
             seconds = time.perf_counter() - started
-    return _figures(report.jobs, report.images, seconds, lengths, stall[0])
+    return _figures(report.jobs, report.images, seconds, lengths, stall[0], files[0])
 
 
 async def measure_forget(service: Any, output_dir: Path) -> PurgeFigures:
@@ -204,17 +229,17 @@ async def measure_forget(service: Any, output_dir: Path) -> PurgeFigures:
     from bot.ops.privacy import forget_member
 
     async with loop_stalls() as stall:
-        with transactions(engine_of(service.storage)) as lengths:
+        with transactions(engine_of(service.storage)) as lengths, file_deletions() as files:
             started = time.perf_counter()
             report = await forget_member(
                 service, user_id=MEMBER, guild_id=None, actor_id=None, via="cli"
             )
             seconds = time.perf_counter() - started
-    return _figures(report.jobs, report.images, seconds, lengths, stall[0])
+    return _figures(report.jobs, report.images, seconds, lengths, stall[0], files[0])
 
 
 def _figures(
-    jobs: int, images: int, seconds: float, lengths: list[float], stall_ms: float
+    jobs: int, images: int, seconds: float, lengths: list[float], stall_ms: float, files_s: float
 ) -> PurgeFigures:
     return PurgeFigures(
         jobs=jobs,
@@ -224,6 +249,7 @@ def _figures(
         longest_transaction_ms=max(lengths, default=0.0),
         median_transaction_ms=statistics.median(lengths) if lengths else 0.0,
         longest_loop_stall_ms=stall_ms,
+        files_s=files_s,
     )
 
 

@@ -65,6 +65,7 @@ def _check(report: dict[str, Any], database: str) -> None:
     assert purge["images"] == 4 * QUICK.jobs  # every file on disk
     assert purge["transactions"] >= QUICK.jobs // 500 + 1  # a batch of 500 a transaction
     assert purge["longest_transaction_ms"] >= purge["median_transaction_ms"] > 0
+    assert 0 < purge["files_s"] < purge["seconds"]
     assert purge["jobs_per_s"] == pytest.approx(purge["jobs"] / purge["seconds"])
     forget = report["forget"]
     assert report["member_jobs"] == QUICK.member_jobs
