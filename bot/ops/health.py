@@ -2,9 +2,12 @@
 
 Every check is node-local, as AI Horde's worker heartbeat is: this process's model, its own
 connections to the database and Redis, its own gateway session. None asks a shared service
-about the others, so a load balancer (or compose) never pulls every worker out at once because
-of one thing they share. Each check gets ``CHECK_TIMEOUT_S``: a database or Redis that hangs
-reads as not ready, never as a /readyz that hangs.
+about the other processes (no queue depth, no other worker's state), so one worker's trouble
+never makes the others unready. A shared service that is down makes every process that needs it
+unready at once, which is the truth (none of them can work); that is why the image's own
+HEALTHCHECK, which an orchestrator may restart on, asks /livez and not this. Each check gets
+``CHECK_TIMEOUT_S``: a database or Redis that hangs reads as not ready, never as a /readyz that
+hangs.
 """
 
 from __future__ import annotations
