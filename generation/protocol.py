@@ -209,6 +209,28 @@ class Drawn:
 
 
 @dataclass(frozen=True)
+class DeviceCall:
+    """Worker → supervisor, once per pipeline call as it returns, before any answer of its
+    jobs: ``model`` (the catalog's name) held the device from ``drawn_from`` to
+    ``drawn_until`` (``time.monotonic()``). Sent whether the call drew, was cancelled or
+    failed: the device's time is spent either way, and the cost per image counts all of it."""
+
+    model: str
+    drawn_from: float
+    drawn_until: float
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    """Worker → supervisor, once per load a batch waited for (a model switch, its LoRAs or
+    ControlNet): what the ``model_load`` stage counts. Each job's ``WorkResult.model_load_ms``
+    still says what it waited for; counting those would count one load once per job."""
+
+    model: str
+    load_ms: float
+
+
+@dataclass(frozen=True)
 class Progress:
     job_id: int
     step: int

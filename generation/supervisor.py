@@ -35,8 +35,10 @@ from generation.errors import (
 from generation.limits import options_units
 from generation.protocol import (
     CancelJob,
+    DeviceCall,
     Drawn,
     LoadingModel,
+    ModelLoaded,
     Progress,
     WorkBatch,
     WorkCancelled,
@@ -55,6 +57,7 @@ from generation.worker_link import (
     JobWork,
     Session,
     Wake,
+    count_device,
     describe_exit,
     jobs,
 )
@@ -345,6 +348,8 @@ class WorkerSupervisor:
             job = message.job_ids[0] if len(message.job_ids) == 1 else None
             with logs.bound(job=job):
                 log.info("loading model %r for %s", message.model, jobs(message.job_ids))
+        elif isinstance(message, DeviceCall | ModelLoaded):
+            count_device(message)
         elif isinstance(message, Drawn):
             for job_id in message.job_ids:
                 if (entry := session.by_job.get(job_id)) is not None:

@@ -23,8 +23,10 @@ from generation.errors import InvalidOption, ModelLoadError
 from generation.pictures_in import request_pictures
 from generation.postprocess import Drawing, DrawnJob, PostProcessor, drawn_job, failure
 from generation.protocol import (
+    DeviceCall,
     Drawn,
     LoadingModel,
+    ModelLoaded,
     Progress,
     WorkBatch,
     WorkCancelled,
@@ -151,6 +153,8 @@ class Worker:
         try:
             with keeping_alive(inbox.send, LoadingModel(jobs, first.model)):
                 model, load_ms = self.pool.prepare(first.model, first.loras, first.control)
+            if load_ms > 0:  # once per load, however many jobs and calls waited for it
+                inbox.send(ModelLoaded(model.name, load_ms))
             groups: dict[int, list[WorkRequest]] = {}
             for request in requests:
                 groups.setdefault(model.runner.window_count(request), []).append(request)
@@ -219,6 +223,7 @@ class Worker:
         except _Cancelled:
             drawn = None
         except Exception as error:  # report every job as failed; the worker stays up
+            inbox.send(DeviceCall(model.name, drawn_from, time.monotonic()))  # it cost too
             log.exception("batch %s failed", jobs)
             for job_id in jobs:
                 _answer(inbox, WorkFailed(job_id, failure(error)))
@@ -230,6 +235,7 @@ class Worker:
             drawn_from=drawn_from,
             drawn_until=time.monotonic(),
         )
+        inbox.send(DeviceCall(model.name, drawn_from, drawing.drawn_until))  # before answers
         # 2. What post-processing needs of the model, read here (the next batch may switch
         # it), and the model's own checker, on the device; the rest goes to the pool.
         out: list[DrawnJob] = []

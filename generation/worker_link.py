@@ -1,6 +1,7 @@
 """What the supervisor knows of one worker process: its pipe, what it said (in order), and
 the batches in it by job id, each with the futures its caller awaits; and what each job's
-result adds to the metrics of the process that runs the model (``common.metrics``)."""
+result, each pipeline call and each model load add to the metrics of the process that runs the
+model (``common.metrics``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from multiprocessing.process import BaseProcess
 
 from common import metrics
 from generation.errors import GenerationError
-from generation.protocol import WorkCancelled, WorkerReady, WorkFailed, WorkResult
+from generation.protocol import (
+    DeviceCall,
+    ModelLoaded,
+    WorkCancelled,
+    WorkerReady,
+    WorkFailed,
+    WorkResult,
+)
 from generation.queue.contract import ProgressCallback
 
 Answer = WorkResult | WorkFailed | WorkCancelled
@@ -58,7 +66,7 @@ class InFlight:
     """A batch in the worker: its answers so far, and what its caller awaits (``drawn``:
     the device is done with it; ``done``: every answer). ``abandoned``: its caller went
     away; its answers are read and dropped. ``work``: each job's model and units, for the
-    metrics; ``calls``: the pipeline calls counted already, by when they ran."""
+    metrics."""
 
     job_ids: tuple[int, ...]
     on_progress: ProgressCallback | None
@@ -67,29 +75,21 @@ class InFlight:
     answers: dict[int, Answer] = field(default_factory=dict)
     abandoned: bool = False
     work: dict[int, JobWork] = field(default_factory=dict)
-    calls: set[tuple[float, float]] = field(default_factory=set)
 
     def count(self, result: WorkResult) -> None:
         """Adds a job's result to the metrics as it arrives (a worker that dies later in the
-        batch does not take back what the device did): its stages, its images, the ones the
-        NSFW check flagged, and its pipeline call, once, by the interval it drew in (every job
-        of one call carries the same one)."""
+        batch does not take back what the device did): its stages, its images and the ones
+        the NSFW check flagged. Its pipeline call and the model load it waited for are counted
+        once each, from their own messages (:func:`count_device`)."""
         work = self.work.get(result.job_id, JobWork("unknown", 0.0))
         metrics.STAGE.labels("diffusion").observe(result.diffusion_ms / 1000)
         metrics.STAGE.labels("safety").observe(result.safety_ms / 1000)
         metrics.STAGE.labels("watermark").observe(result.watermark_ms / 1000)
-        if result.model_load_ms > 0:
-            metrics.STAGE.labels("model_load").observe(result.model_load_ms / 1000)
         images = result.post.images
         metrics.IMAGES.labels(work.model).inc(len(images))
         metrics.STANDARD_IMAGES.labels(work.model).inc(work.units)
         flagged = sum(1 for image in images if image.decision.flagged)
         metrics.IMAGES_FLAGGED.labels(work.model).inc(flagged)
-        call = (result.drawn_from, result.drawn_until)
-        if call not in self.calls:
-            self.calls.add(call)
-            metrics.BATCHES.labels(work.model).inc()
-            metrics.DEVICE_SECONDS.labels(work.model).inc(max(0.0, call[1] - call[0]))
 
     def set_drawn(self) -> None:
         if not self.drawn.done():
@@ -139,3 +139,14 @@ class Session:
                 del self.by_job[job_id]
         if not self.by_job:
             self.idle.set()
+
+
+def count_device(message: DeviceCall | ModelLoaded) -> None:
+    """A pipeline call's device-seconds (drawn, cancelled or failed alike) and one model
+    load, as the worker reports them: each once, whoever awaits its jobs (or none)."""
+    if isinstance(message, DeviceCall):
+        metrics.BATCHES.labels(message.model).inc()
+        seconds = max(0.0, message.drawn_until - message.drawn_from)
+        metrics.DEVICE_SECONDS.labels(message.model).inc(seconds)
+    else:
+        metrics.STAGE.labels("model_load").observe(message.load_ms / 1000)
