@@ -1,8 +1,9 @@
 """The metrics of the process that runs the model, moved by real jobs in the real worker process:
 the stages it measured per job, images and standard images, the NSFW check's flags, pipeline
-calls and their device-seconds by model, restarts after a death; the queue's depth in this
-process and on the real Redis, a take-over from a silent worker, and the Redis worker's log
-lines naming the worker, the job and its guild.
+calls (drawn or cancelled) and their device-seconds by model, one model load per switch,
+restarts after a death; the queue's depth in this process and on the real Redis, a take-over
+from a silent worker, and the Redis worker's log lines naming the worker, the job and its
+guild.
 
 Counters are read before and after (other tests in this process move them too); every wait has
 a generous ceiling, never a measure."""
@@ -21,11 +22,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from common import logs
+from generation.catalog import Catalog, ModelEntry, Size
 from generation.catalog_files import single_model
 from generation.errors import WorkerCrashed
+from generation.families import Family
 from generation.limits import options_units
+from generation.models import model_defaults, resolve_model
 from generation.options import GenerationOptions
-from generation.protocol import WorkBatch, WorkerSpec, WorkRequest, WorkResult
+from generation.protocol import WorkBatch, WorkCancelled, WorkerSpec, WorkRequest, WorkResult
 from generation.queue import (
     BatchPolicy,
     Done,
@@ -51,7 +55,12 @@ def value(name: str, **labels: str) -> float:
 
 
 def request(
-    job_id: int, *, steps: int = 3, seeds: tuple[int, ...] = (1,), threshold: float = 1.0
+    job_id: int,
+    *,
+    steps: int = 3,
+    seeds: tuple[int, ...] = (1,),
+    threshold: float = 1.0,
+    model: str = "",
 ) -> WorkRequest:
     options = GenerationOptions(
         prompt=f"a red circle number {job_id}",
@@ -62,6 +71,7 @@ def request(
         width=64,
         height=64,
         scheduler="dpmpp",
+        model=model,
     )
     policy = ImagePolicy(threshold=threshold, strict_threshold=threshold)
     return WorkRequest(job_id, options, policy)
@@ -160,6 +170,61 @@ async def test_a_batchs_answers_move_the_work_metrics_by_what_it_drew(
     moved = work.since()
     assert moved["restarts"] == 1
     assert (moved["images"], moved["batches"]) == (4, 2)
+
+
+def two_models(model_dir: Path) -> Catalog:
+    """The embedded model twice, as "embedded" (the default) and "copy": a batch on "copy"
+    makes the worker load it."""
+    source = resolve_model(str(model_dir))
+    entries = tuple(
+        ModelEntry(name, source, Family.SD1, model_defaults(source), (Size("1:1", 64, 64),))
+        for name in ("embedded", "copy")
+    )
+    return Catalog(entries, "embedded")
+
+
+async def test_a_model_switch_counts_one_load_and_every_call_its_device_time(
+    model_dir: Path,
+) -> None:
+    """Four jobs in one batch wait for one model switch: the model_load stage counts one load
+    (not one per job). Then a call whose jobs are all cancelled while it draws yields no
+    result, yet its device time is counted (what an image costs includes it)."""
+    supervisor = WorkerSupervisor(
+        WorkerSpec(
+            model=str(model_dir), device="cpu", torch_threads=1, catalog=two_models(model_dir)
+        )
+    )
+    copy = Work("copy")
+    try:
+        await supervisor.start()
+        batch = WorkBatch(tuple(request(n, model="copy") for n in (1, 2, 3, 4)))
+        answers = await asyncio.wait_for(supervisor.run_batch(batch), WITHIN_S)
+        results = [answers[n] for n in (1, 2, 3, 4)]
+        assert all(isinstance(result, WorkResult) for result in results), results
+        first = cast(WorkResult, results[0])
+        assert first.model_load_ms > 0  # each job still says what it waited for
+        moved = copy.since()
+        assert moved["model_load_count"] == 1
+        assert moved["model_load_sum"] == pytest.approx(first.model_load_ms / 1000)
+        assert (moved["images"], moved["batches"], moved["diffusion_count"]) == (4, 1, 4)
+        assert moved["device_seconds"] == pytest.approx(first.drawn_until - first.drawn_from)
+
+        copy = Work("copy")
+        doomed = (request(5, steps=40, model="copy"), request(6, steps=40, model="copy"))
+
+        def cancel_all(_: object) -> None:
+            for job in doomed:
+                supervisor.cancel(job.job_id)
+
+        answers = await asyncio.wait_for(
+            supervisor.run_batch(WorkBatch(doomed), cancel_all), WITHIN_S
+        )
+        assert all(isinstance(answer, WorkCancelled) for answer in answers.values()), answers
+        moved = copy.since()
+        assert (moved["images"], moved["model_load_count"], moved["batches"]) == (0, 0, 1)
+        assert moved["device_seconds"] > 0
+    finally:
+        await supervisor.close()
 
 
 async def events_of(handle: JobHandle) -> list[JobEvent]:
