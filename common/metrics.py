@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_m
 
 # No ``*_created`` series beside every counter and histogram: they double the series a scrape
 # carries and nothing here reads them (rate() and increase() handle restarts by themselves).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
 
 # From 5 ms (a safety check) to 10 minutes (a long queue wait or a slow SDXL upscale on CPU).
 SECONDS_BUCKETS = (
@@ -109,8 +109,14 @@ WORKER_TAKEOVERS = Counter(
 
 DISCORD_ACK = Histogram(
     "sdbot_discord_ack_seconds",
-    "From an interaction's arrival to Discord accepting its first answer (the 3 s rule)",
+    "From an interaction's arrival to the end of its first answer, accepted or refused as too "
+    "late (the 3 s rule)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0),
+)
+DISCORD_ACKS_EXPIRED = Counter(
+    "sdbot_discord_acks_expired",
+    "Interactions whose first answer Discord refused as too late (404, code 10062: the member "
+    "saw 'The application did not respond')",
 )
 DISCORD_API_ERRORS = Counter(
     "sdbot_discord_api_errors",

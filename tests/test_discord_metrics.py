@@ -1,6 +1,7 @@
 """Discord's metrics from the real discord.py client on the fake Discord, with the real worker
 process and the embedded model: the ack latency and the posting stage move with an /imagine,
-and a failed call is counted by its route template and status, never by its ids or a token."""
+a first answer Discord refuses as too late is timed and counted as expired, and a failed call is
+counted by its route template and status, never by its ids or a token."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fake_discord import Channel, FakeDiscord, Guild, User
 World = tuple[Guild, Channel, User]
 ADD_REACTION = "PUT /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
 EDIT_ORIGINAL = "PATCH /webhooks/{application_id}/{token}/messages/{message_id}"
+CALLBACK = "POST /interactions/{interaction_id}/{token}/callback"
 
 
 def _value(name: str, **labels: str) -> float:
@@ -64,6 +66,30 @@ async def test_imagine_moves_the_ack_and_posting_and_counts_failed_calls_by_temp
             if sample.name.startswith("sdbot_"):
                 for label in sample.labels.values():
                     assert not re.search(r"\d{6,}", label), (sample.name, sample.labels)
+
+
+async def test_a_first_answer_refused_as_too_late_is_timed_and_counted_as_expired(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World
+) -> None:
+    """The fake answers /help's callback late, past Discord's 3 s: 404, code 10062. That
+    interaction is what the ack histogram exists for, so it lands in it, above 2.5 s (the
+    fake refuses only after its 3 s), and in the expired counter, once."""
+    _, channel, ada = world
+    acks = _value("sdbot_discord_ack_seconds_count")
+    quick = _value("sdbot_discord_ack_seconds_bucket", le="2.5")
+    expired = _value("sdbot_discord_acks_expired_total")
+    refused = _errors("POST", "/interactions/{webhook_id}/{webhook_token}/callback", "404")
+    fake_discord.slow(CALLBACK, seconds=fake_discord.ack_deadline_s + 0.5)
+
+    interaction = await fake_discord.slash(ada, channel, "help")
+    await fake_discord.wait_for(lambda: _value("sdbot_discord_ack_seconds_count") > acks, within=60)
+    assert interaction.expired_ack
+    assert not interaction.responded
+    assert _value("sdbot_discord_ack_seconds_count") == acks + 1
+    assert _value("sdbot_discord_ack_seconds_bucket", le="2.5") == quick  # a slow one
+    assert _value("sdbot_discord_acks_expired_total") == expired + 1
+    # The bot's error handler tries to answer again, refused too: an API error, no second ack.
+    assert _errors("POST", "/interactions/{webhook_id}/{webhook_token}/callback", "404") > refused
 
 
 def test_an_id_formatted_into_a_route_reads_as_a_placeholder() -> None:

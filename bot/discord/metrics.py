@@ -12,8 +12,9 @@ every client counts, including one `sdbot run` starts after a failure.
   connection failed or was cut). A call cancelled by its caller (our own timeout, a shutdown)
   is not counted: nothing says Discord failed it.
 - ``sdbot_discord_ack_seconds``: from an interaction's arrival (the gateway event parsed in this
-  process, :func:`watch_interactions`) to Discord accepting its first answer (the callback: a
-  defer or a message).
+  process, :func:`watch_interactions`) to the end of its first answer (the callback: a defer or
+  a message), accepted or not: one Discord refused as too late (404, code 10062) is timed
+  until the refusal, and counted in ``sdbot_discord_acks_expired_total`` besides.
 - ``sdbot_stage_seconds{stage="posting"}``: an outcome's Discord calls (:func:`posting`): the
   result, its fallbacks and controls, with the wait for a client `sdbot run` restarts.
 """
@@ -34,8 +35,9 @@ import discord
 from discord.http import HTTPClient, Route
 from discord.webhook.async_ import AsyncWebhookAdapter
 
-from common.metrics import DISCORD_ACK, DISCORD_API_ERRORS, STAGE
+from common.metrics import DISCORD_ACK, DISCORD_ACKS_EXPIRED, DISCORD_API_ERRORS, STAGE
 
+UNKNOWN_INTERACTION = 10062  # Discord's code for a callback past the 3 s (or a second try's)
 CALLBACK_PATH = "/interactions/{webhook_id}/{webhook_token}/callback"
 ARRIVALS_KEPT_S = 60.0  # Discord wants the first answer within 3 s; later ones are refused
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
@@ -62,19 +64,31 @@ def _counted(request: F) -> F:
             answer = await request(self, route, *args, **kwargs)
         except discord.HTTPException as error:
             _failed(route, error.status)
+            _answered(route, expired=error.code == UNKNOWN_INTERACTION)
             raise
         except discord.RateLimited:  # a 429 longer than the client's max_ratelimit_timeout
             _failed(route, 429)
+            _answered(route)
             raise
         except NETWORK_ERRORS:
             _failed(route, 0)
+            _answered(route)
             raise
-        if route.path == CALLBACK_PATH and route.webhook_id is not None:
-            _acknowledged(int(route.webhook_id))
+        _answered(route)
         return answer
 
     setattr(wrapper, _WRAPPED, True)
     return wrapper  # type: ignore[return-value]
+
+
+def _answered(route: Route, *, expired: bool = False) -> None:
+    """An interaction callback ended, accepted or not: its first one is timed. A refused one
+    counts too (the time until Discord refused it): a callback after 3 s fails with 10062, and
+    a histogram of the accepted ones alone would never show the interactions it exists for."""
+    if route.path != CALLBACK_PATH or route.webhook_id is None:
+        return
+    if _acknowledged(int(route.webhook_id)) and expired:
+        DISCORD_ACKS_EXPIRED.inc()
 
 
 def _failed(route: Route, status: int) -> None:
@@ -87,10 +101,13 @@ def template(route: Route) -> str:
     return _ID.sub("{id}", route.path)
 
 
-def _acknowledged(interaction_id: int) -> None:
+def _acknowledged(interaction_id: int) -> bool:
+    """Times the first answer of an interaction (True); a later one finds nothing (False)."""
     arrived = _arrivals.pop(interaction_id, None)
-    if arrived is not None:  # the first answer only: a later one finds nothing
-        DISCORD_ACK.observe(time.monotonic() - arrived)
+    if arrived is None:
+        return False
+    DISCORD_ACK.observe(time.monotonic() - arrived)
+    return True
 
 
 def watch_interactions(client: discord.Client) -> None:
