@@ -17,6 +17,9 @@ Where each moves:
 - both: ``READY``, ``PRICE_PER_DEVICE_HOUR``, ``BUILD_INFO`` and the process and GPU gauges
   (``bot.ops.system``).
 
+The counters with fixed label sets (and every stage) exist at 0 from import on
+(:func:`_precreate`), so that a restart's first failure shows in rate() and increase().
+
 Cost per image is device-seconds per image: ``rate(sdbot_device_seconds_total[5m]) /
 rate(sdbot_images_total[5m])``, times ``sdbot_price_per_device_hour / 3600`` for money.
 """
@@ -51,6 +54,14 @@ SECONDS_BUCKETS = (
 
 OUTCOMES = ("succeeded", "blocked", "refused", "failed", "cancelled")
 KINDS = ("imagine", "reroll", "upscale", "vary", "zoom", "edit", "describe")
+# Why a request was refused (bot.imagine.outcomes.Refusal), which rule blocked a prompt and in
+# which layer (moderation.reasons), why records were purged (storage.models.PurgeReason): named
+# here too because common imports nothing of ours; tests/test_metrics_registry.py ties each list
+# to its source, so a new value there fails a test rather than go missing from a fresh /metrics.
+REFUSAL_REASONS = ("rate", "banned", "paused", "channel", "direct", "model", "input")
+BLOCK_RULES = ("minors", "term", "pattern", "negative_clothing", "other")
+BLOCK_LAYERS = ("default", "profanity", "guild", "always")
+PURGE_REASONS = ("retention", "forget")
 # queue_wait: recorded → first start; end_to_end: recorded → terminal status (queued jobs only);
 # posting: the answer's Discord calls; the rest per job, as the worker measured them.
 STAGES = (
@@ -136,3 +147,25 @@ PRICE_PER_DEVICE_HOUR = Gauge(
     "sdbot_price_per_device_hour", "What an hour of the device costs (SDBOT_PRICE_PER_DEVICE_HOUR)"
 )
 BUILD_INFO = Info("sdbot_build", "sdbot's version and this process's role")
+
+
+def _precreate() -> None:
+    """Every label set of the counters and stages above, at 0 from the process's start: a
+    series born with its first event has no earlier sample, so rate() and increase() miss that
+    first failure after a restart, and a ratio (failed jobs over all jobs) has no denominator.
+    The model-labelled ones are left to their first event: the models are the operator's."""
+    for kind in KINDS:
+        for outcome in OUTCOMES:
+            JOBS.labels(kind, outcome)
+    for reason in REFUSAL_REASONS:
+        REFUSALS.labels(reason)
+    for rule in BLOCK_RULES:
+        for layer in BLOCK_LAYERS:
+            PROMPT_BLOCKS.labels(rule, layer)
+    for stage in STAGES:
+        STAGE.labels(stage)
+    for reason in PURGE_REASONS:
+        PURGED_JOBS.labels(reason)
+
+
+_precreate()
