@@ -372,6 +372,9 @@ class _OneGpu:
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index
 
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
+        return "GPU-00000000-0000-0000-0000-000000000000"
+
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
         return SimpleNamespace(gpu=50)
 

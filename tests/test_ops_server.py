@@ -1,6 +1,7 @@
 """The metrics port for real: the bot's, on the real discord.py client logged in to the fake
 Discord with the real worker process, and a `sdbot worker` process's, read over HTTP and
-parsed the way Prometheus reads them."""
+parsed the way Prometheus reads them; and the GPU gauges on pretend GPUs (NVML's calls, as a
+host without a driver cannot show them): which process exports them, and which GPUs."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from bot.discord.client import ImagineBot
+from bot.ops import system
 from bot.ops.server import bot_metrics
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
@@ -179,3 +185,74 @@ async def test_sdbot_worker_serves_its_own_metrics_and_readiness(
     assert _one(families["sdbot_worker_process_resident_memory_bytes"]) > 0
     assert "sdbot_worker_restarts" in families
     assert "sdbot_queue_jobs" in families  # defined here too, moved by the bot
+
+
+class _ThreeGpus:
+    """NVML as the GPU gauges call it, on a host of three GPUs: each one's memory in use is
+    its NVML index + 1, so a sample says which GPU it read."""
+
+    NVMLError = RuntimeError
+    UUIDS = ("GPU-aaaa-0", "GPU-bbbb-1", "GPU-cccc-2")
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.UUIDS)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetUUID(self, handle: int) -> bytes:
+        return self.UUIDS[handle].encode()  # older pynvml: bytes
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
+        return SimpleNamespace(gpu=10 * handle)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+        return SimpleNamespace(used=handle + 1, total=100)
+
+
+def _gpus_used(families: Iterable[Any]) -> dict[tuple[str, str], float]:
+    """``sdbot_gpu_memory_used_bytes`` by (gpu, uuid)."""
+    return {
+        (sample.labels["gpu"], sample.labels["uuid"]): sample.value
+        for family in families
+        if family.name == "sdbot_gpu_memory_used_bytes"
+        for sample in family.samples
+    }
+
+
+def test_the_gpu_gauges_are_the_visible_devices_numbered_as_the_process_sees_them() -> None:
+    a, b, c = _ThreeGpus.UUIDS
+    every = {("0", a): 1, ("1", b): 2, ("2", c): 3}
+    assert _gpus_used(system.GpuCollector(_ThreeGpus()).collect()) == every  # unset: all
+    # By NVML index or by UUID prefix, in the order given; CUDA stops at a bad entry.
+    for visible, shown in (
+        ("2,GPU-aaaa", {("0", c): 3, ("1", a): 1}),
+        (" 1 , nowhere, 0", {("0", b): 2}),
+        ("7,0", {}),
+        ("-1", {}),
+        ("", {}),
+    ):
+        collected = system.GpuCollector(_ThreeGpus(), visible).collect()
+        assert _gpus_used(collected) == shown, visible
+
+
+def test_only_a_process_that_runs_a_model_exports_the_gpus_it_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bot whose model runs in `sdbot worker` processes (no model pid) shows no GPU; one
+    that runs a model shows the GPUs CUDA_VISIBLE_DEVICES gives it, and stops when it no
+    longer runs one."""
+    monkeypatch.setattr(system, "_start_nvml", _ThreeGpus)
+    monkeypatch.setattr(system, "_gpu", None)
+    monkeypatch.setattr(system, "_gpu_tried", False)
+    monkeypatch.setattr(system, "_gpu_shown", False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-cccc")
+    try:
+        system.follow_model(None)
+        assert _gpus_used(REGISTRY.collect()) == {}
+        system.follow_model(os.getpid)
+        assert _gpus_used(REGISTRY.collect()) == {("0", "GPU-cccc-2"): 3}
+        system.follow_model(None)
+        assert _gpus_used(REGISTRY.collect()) == {}
+    finally:
+        system.follow_model(None)  # the pretend GPUs leave the registry with the patches
