@@ -3,13 +3,17 @@ they are bound (text or JSON lines: ``configure``).
 
 ``bound(job=…, guild=…, worker=…)`` binds fields for the code inside it, in this task and the
 tasks it starts (contextvars); ``bind`` binds them for the rest of the current task. None
-values are left out. Fields are plain values (ints and short strings), never a prompt. A
-thread starts with none bound (run it in ``contextvars.copy_context()`` to carry them), and
-``extra={"job": …}`` on one call sets a field for that line alone.
+unbinds a field (``bound(job=None)``: a line about no job shows none, not an earlier one's).
+Fields are plain values (ints and short strings), never a prompt. A thread starts with none
+bound (run it in ``contextvars.copy_context()`` to carry them), and ``extra={"job": …}`` on
+one call sets a field for that line alone. A task that outlives the job whose code starts it
+(a queue's dispatcher, a lease renewer) starts in a context of its own,
+``asyncio.create_task(…, context=contextvars.Context())``, or it shows that job for life.
 
 ``configure`` installs the one handler every process logs through, whatever library logs:
 text lines as before with the bound fields appended, or one JSON object a line; both with the
-secrets it is given (the bot token, the database and Redis passwords) replaced by ****.
+secrets it is given (the bot token, the database and Redis passwords) replaced by ****, and
+so are Discord's interaction and webhook tokens wherever they show (a route, a payload).
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ def current() -> dict[str, Any]:
 
 
 def bind(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
-    """Binds fields for the rest of this task (and the tasks it starts from now on)."""
-    merged = {**_fields.get(), **{k: v for k, v in fields.items() if v is not None}}
-    return _fields.set(MappingProxyType(merged))
+    """Binds fields for the rest of this task (and the tasks it starts from now on); a None
+    value unbinds that field."""
+    merged = {**_fields.get(), **fields}
+    return _fields.set(MappingProxyType(_present(**merged)))
 
 
 def bind_job(job: int, guild: int | None = None) -> contextvars.Token[Mapping[str, Any]]:
@@ -56,7 +61,7 @@ def _present(**fields: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def bound(**fields: Any) -> Iterator[None]:
-    """Binds fields for the code inside."""
+    """Binds fields for the code inside (None: unbinds that one there)."""
     token = bind(**fields)
     try:
         yield
@@ -71,11 +76,20 @@ MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words and numbers
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _format = "text"  # what ``configure`` set: ``say`` writes its lines the same way
+# Discord's interaction and webhook tokens, which let anyone answer as the bot for 15 minutes:
+# in a route (``/interactions/{id}/{token}/callback``, ``/webhooks/{id}/{token}/…``) and in a
+# payload (``"token": "…"``, as JSON, escaped JSON or a dict's repr; the bot's IDENTIFY too).
+_DISCORD_TOKENS = (
+    (re.compile(r"/(interactions|webhooks)/(\d+)/[^/\s?#'\"\\]+"), rf"/\1/\2/{MASK}"),
+    (re.compile(r"""(['"]token\\?['"]\s*:\s*\\?['"])[^'"\\]*"""), rf"\1{MASK}"),
+)
 
 
 class Redactor(logging.Filter):
-    """Replaces each secret with ****, in a record (its message rendered with its arguments,
-    its traceback, its stack and its text extras) and in any text (:meth:`redact`).
+    """Replaces each secret, and Discord's interaction and webhook tokens, with ****: in a
+    record (its message rendered with its arguments, its traceback, its stack and its text
+    extras), in any text (:meth:`redact`) and in the strings of a JSON-able value
+    (:meth:`redact_value`).
 
     A secret is matched as given, URL-encoded (a password inside a logged URL) and JSON-escaped
     (inside a JSON line); values under 4 characters are not secrets worth the noise."""
@@ -90,11 +104,25 @@ class Redactor(logging.Filter):
         self._pattern = re.compile("|".join(map(re.escape, longest_first))) if forms else None
 
     def redact(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub(MASK, text)
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        for pattern, replacement in _DISCORD_TOKENS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def redact_value(self, value: Any) -> Any:
+        """``value`` with its strings redacted, however deep in lists and dicts: masking a JSON
+        line's values before it is written keeps it JSON (a secret "true" would turn
+        ``"flag": true`` into ``"flag": ****``)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {key: self.redact_value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_value(item) for item in value]
+        return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
-            return True
         try:
             record.msg, record.args = self.redact(record.getMessage()), None
         except Exception:  # arguments that do not fit: logging's report would show them bare
@@ -110,6 +138,9 @@ class Redactor(logging.Filter):
             if isinstance(value, str):
                 setattr(record, key, self.redact(value))
         return True
+
+
+_redactor = Redactor()  # what ``configure`` built: ``say``'s plain lines are masked too
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -166,7 +197,7 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return self.redactor.redact(json.dumps(line, ensure_ascii=False, default=str))
+        return json.dumps(self.redactor.redact_value(line), ensure_ascii=False, default=str)
 
 
 def _jsonable(value: Any) -> bool:
@@ -195,7 +226,7 @@ def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) 
     with ``secrets`` masked; it replaces the one an earlier call installed (a test runner's
     handlers stay). Python's warnings become log lines too: masked, and in JSON, lines that
     parse."""
-    global _format
+    global _format, _redactor
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, got {fmt!r}")
     redactor = Redactor(secrets)
@@ -212,16 +243,35 @@ def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) 
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
-    _format = fmt
+    adopt(*LIBRARIES)
+    _format, _redactor = fmt, redactor
+
+
+LIBRARIES = ("diffusers", "transformers")  # they log past the root logger once imported
+
+
+def adopt(*names: str) -> None:
+    """Sends the named libraries' loggers through the root logger's handler: diffusers and
+    transformers, once imported, log through a stderr handler of their own and stop there, so
+    their lines would come out plain (no JSON, no masking, no job). A logger not created yet is
+    left alone (naming it is no import); call this again once the library is imported."""
+    for name in names:
+        if name not in logging.root.manager.loggerDict:
+            continue
+        logger = logging.getLogger(name)
+        for handler in logger.handlers[:]:
+            if type(handler) is logging.StreamHandler:  # theirs: a plain one to stderr
+                logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def say(prefix: str, text: str, *, level: int = logging.INFO, **fields: Any) -> None:
     """A line the operator reads whatever the log level (``sdbot run: connected …``): plain
     ``prefix: text`` on stderr, or in JSON a line (at ``level``) from the logger the prefix
     names (``sdbot run`` → ``sdbot.run``), written even below the configured level
-    (``fields``: extras on it, such as ``worker=``)."""
+    (``fields``: extras on it, such as ``worker=``). Masked either way."""
     if _format != "json":
-        print(f"{prefix}: {text}", file=sys.stderr, flush=True)
+        print(_redactor.redact(f"{prefix}: {text}"), file=sys.stderr, flush=True)
         return
     logger = logging.getLogger(".".join(prefix.split()[:2]))
     record = logger.makeRecord(logger.name, level, "", 0, text, (), None, extra=_present(**fields))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import multiprocessing
@@ -147,7 +148,10 @@ class WorkerSupervisor:
             raise ModelLoadError(f"the worker {describe_exit(message.exitcode)} while loading")
         assert isinstance(message, WorkerReady), message
         session.ready = message
-        session.router = asyncio.create_task(self._route(session), name="sdbot-worker-router")
+        route = self._route(session)  # it outlives the batch that started it: not its job
+        session.router = asyncio.create_task(
+            route, name="sdbot-worker-router", context=contextvars.Context()
+        )
         log.info(
             "worker ready ◆ pid %s ◆ %s ◆ %d CPU threads ◆ fast path: %s ◆ %.0f ms",
             process.pid,
@@ -297,6 +301,7 @@ class WorkerSupervisor:
         """Hands each message of the worker to the batch that owns its job, until the worker
         exits; a stall (no message at all for ``stall_timeout_s`` while a batch is in it)
         stops the worker and fails every batch it held."""
+        logs.bind(worker=self.spec.name)  # a named worker's lines name it (an own context)
         loop = asyncio.get_running_loop()
         while True:
             timeout = None

@@ -287,6 +287,7 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
     # Before the libraries are imported (huggingface_hub reads it then): a progress bar on
     # stderr is no log line, and would break JSON lines (transformers' "Loading weights").
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _adopt_library_logs()
     inbox = WorkerInbox(conn)
     try:
         worker = Worker(spec)
@@ -313,3 +314,15 @@ def run_worker(conn: Connection, spec: WorkerSpec) -> None:
 def _job_field(job_ids: tuple[int, ...]) -> int | str:
     """The ``job`` log field of a batch: its one id, or its ids joined (``"12,13"``)."""
     return job_ids[0] if len(job_ids) == 1 else ",".join(map(str, job_ids))
+
+
+def _adopt_library_logs() -> None:
+    """diffusers and transformers log through stderr handlers of their own and stop there:
+    plain lines in a JSON log, unmasked, without the job. Imported here (the model needs them
+    anyway), before anything they log, theirs go through this process's handler instead."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    for library in (diffusers.utils.logging, transformers.utils.logging):
+        library.disable_default_handler()
+        library.enable_propagation()

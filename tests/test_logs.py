@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.cli import CommandFailed
 from bot.imagine.service import ImagineService
 from bot.imagine.types import Requester
 from bot.settings import Settings
@@ -26,6 +27,7 @@ from common import logs
 from fake_discord import FakeDiscord
 from generation.options import RequestedOptions
 from storage import migrations
+from storage.records import Lease
 from tests.conftest import REDIS_URL
 from tests.processes import read_log, wait_for_line
 from tests.test_cli import sdbot
@@ -146,8 +148,14 @@ async def test_no_token_or_password_in_any_output(
 async def test_sdbot_run_never_logs_its_token(
     fake_discord: FakeDiscord, settings: Settings, tmp_path: Path
 ) -> None:
-    """`sdbot -vv run` in JSON against the fake Discord, which takes its own token: discord.py's
-    debug lines (the gateway's payloads, the HTTP routes) never show it."""
+    """`sdbot -vv run` in JSON against the fake Discord, which takes its own token, serving one
+    /imagine: discord.py's debug lines (the gateway's payloads, INTERACTION_CREATE's included,
+    the HTTP routes, the interaction's callback and webhook routes) never show the bot's token
+    or the interaction's."""
+    guild = fake_discord.create_guild("art club")
+    channel = fake_discord.create_channel(guild, "images")
+    ada = fake_discord.create_user("ada")
+    fake_discord.add_member(guild, ada)
     await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
     log = tmp_path / "run.log"
     env = {
@@ -159,12 +167,20 @@ async def test_sdbot_run_never_logs_its_token(
     process = _start(settings, ["-vv", "run", "--ready-timeout", "0.05"], log, env)
     try:
         await wait_for_line(log, "connected to Discord as")
+        interaction = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle")
+        posted = await fake_discord.wait_for(
+            lambda: interaction.original and interaction.original.attachments, within=180
+        )
+        assert posted, read_log(log)
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 60)
     output = read_log(log)
     assert code == 0, output
     assert fake_discord.token not in output, output
+    assert interaction.token not in output, output
+    assert f"/interactions/{interaction.id}/****/callback" in output  # a route, masked
+    assert "'token': '****'" in output  # INTERACTION_CREATE's payload, masked
     json_from_discord = [
         json.loads(line) for line in output.splitlines() if line.startswith('{"ts"')
     ]
@@ -216,6 +232,55 @@ async def test_a_followed_job_binds_its_guild_and_worker_for_the_rest_of_its_tas
         ("posting its result", first.job_id, 34, "local"),
         ("succeeded", second.job_id, None, "local"),
     ]
+
+
+async def test_the_tasks_a_job_starts_for_good_never_show_it(
+    service: ImagineService,
+    configured: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first job starts the lease renewer and the queue's dispatcher, which outlive it; the
+    model process is killed before the second, which restarts it. No line after the first job
+    shows it: the renewer's lines show no job, the restart's shows the job that caused it."""
+    logs.configure(logging.INFO, "json")
+    keeper = service.leases
+    keeper.lease = Lease(keeper.lease.owner, 0.3)  # renewed every 0.1 s: lines to look at
+
+    async def locked(lease: Lease) -> None:
+        raise RuntimeError("database is locked (a test)")
+
+    monkeypatch.setattr(keeper.leases, "renew_leases", locked)
+    request = RequestedOptions(prompt="a red circle", steps=2, variants=1)
+    member = Requester(source="test", guild_id=34, channel_id=340, user_id=3400)
+    first = await asyncio.create_task(service.imagine(request, member))  # a task of its own
+    supervisor = service.queue.supervisor  # type: ignore[attr-defined]
+    os.kill(supervisor.pid, signal.SIGKILL)
+    for _ in range(600):
+        if not supervisor.alive:
+            break
+        await asyncio.sleep(0.1)
+    logging.getLogger("sdbot.test").warning("killed")
+    second = await asyncio.create_task(
+        service.imagine(request, Requester(source="test", user_id=3401))
+    )
+    err = capsys.readouterr().err
+    for _ in range(100):  # a renewal after the second job, at least
+        await asyncio.sleep(0.1)
+        err += (more := capsys.readouterr().err)
+        if "could not renew" in more:
+            break
+    lines = json_lines(err)
+    after = lines[next(i for i, line in enumerate(lines) if line["msg"] == "killed") :]
+    leases = [line for line in lines if line["logger"] == "bot.imagine.leases"]
+    assert leases, lines
+    assert all("job" not in line and "guild" not in line for line in leases), leases
+    assert not [line for line in after if line.get("job") == first.job_id], after
+    ready = [line for line in lines if line["msg"].startswith("worker ready")]
+    assert [(line.get("job"), line.get("guild")) for line in ready] == [
+        (first.job_id, 34),
+        (second.job_id, None),
+    ], ready
 
 
 # --- the formatter and the redaction, in this process -----------------------------------------
@@ -335,3 +400,168 @@ def test_a_bad_log_format_is_a_settings_error(settings: Settings) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("sdbot: error: invalid settings: SDBOT_LOG_FORMAT: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_none_unbinds_a_field_there(configured: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """A line about no job (a batch's model loading, said by a task that once saw a job) shows
+    no job at all, not the one bound around it."""
+    logs.configure(logging.INFO, "json")
+    log = logging.getLogger("sdbot.test")
+    with logs.bound(job=12, guild=34, worker="w1"):
+        with logs.bound(job=None):
+            assert logs.current() == {"guild": 34, "worker": "w1"}
+            log.info("about no job")
+        log.info("about 12")
+        logs.bind(guild=None)
+        assert logs.current() == {"job": 12, "worker": "w1"}
+    first, second = json_lines(capsys.readouterr().err)
+    assert ("job" in first, first["guild"], second["job"]) == (False, 34, 12)
+
+
+def test_say_masks_a_proxy_password_in_text_too(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sdbot run` says the API URL it connected to: a REST proxy's password in it is masked,
+    by ``run`` itself and by ``say`` whatever it is given (text is the default format)."""
+    from bot.cli import secrets_of
+    from bot.masking import mask_web_url
+
+    proxy = f"https://bot:{SECRET}@proxy.example/api/v10"
+    settings = Settings(_env_file=None, discord_api_url=proxy)
+    assert SECRET not in mask_web_url(proxy)
+    logs.configure(logging.WARNING, "text", secrets_of(settings))
+    logs.say("sdbot run", f"connected to Discord as bot (1) at {proxy}, 0 guilds")
+    err = capsys.readouterr().err
+    masked = "https://bot:****@proxy.example/api/v10"
+    assert err == f"sdbot run: connected to Discord as bot (1) at {masked}, 0 guilds\n"
+
+
+def test_masking_keeps_a_json_line_json(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A secret that is also a JSON word ("true", "null") is masked in the strings only, before
+    the line is written: the line still parses, its other values as they were."""
+    logs.configure(logging.INFO, "json", ["true", "null", SECRET])
+    logging.getLogger("sdbot.test").info(
+        "it is true", extra={"flag": True, "none": None, "said": ["null and void", SECRET]}
+    )
+    (line,) = json_lines(capsys.readouterr().err)
+    assert (line["msg"], line["flag"], line["none"], line["said"]) == (
+        "it is ****",
+        True,
+        None,
+        ["**** and void", "****"],
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_interaction_and_webhook_tokens_are_masked(
+    fmt: str, configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As discord.py logs them at DEBUG: an interaction's callback route, a webhook route (the
+    interaction's followups) and INTERACTION_CREATE's payload (a dict's repr), with no secret
+    given to ``configure``; the ids stay."""
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5-MDEyMzQ1Njc4OTp.abc_DEF"
+    logs.configure(logging.DEBUG, fmt)
+    api = "https://discord.com/api/v10"
+    http = logging.getLogger("discord.http")
+    http.debug("POST %s/interactions/123/%s/callback with None has returned 204", api, token)
+    hook = logging.getLogger("discord.webhook.async_")
+    hook.debug("Webhook ID %s with PATCH %s/webhooks/456/%s/messages/@original", 456, api, token)
+    payload = {"t": "INTERACTION_CREATE", "d": {"id": "123", "token": token, "type": 2}}
+    logging.getLogger("discord.gateway").debug("WebSocket Event: %s", payload)
+    logging.getLogger("sdbot.test").info("as JSON: %s", json.dumps(payload))
+    err = capsys.readouterr().err
+    assert token not in err, err
+    assert "/interactions/123/****/callback" in err
+    assert "/webhooks/456/****/messages/@original" in err
+    assert "'token': '****'" in err
+    assert '"token": "****"' in err or '\\"token\\": \\"****\\"' in err
+    if fmt == "json":
+        json_lines(err)
+
+
+def test_diffusers_and_transformers_log_through_the_handler(tmp_path: Path) -> None:
+    """Once imported they log past the root logger, plain: the model process hands them to it
+    (``generation.worker``), and ``configure`` does for libraries imported before it; in JSON
+    every line of theirs is a JSON line."""
+    script = """
+import logging
+import diffusers.utils.logging as diffusers_logging
+diffusers_logging.get_logger("diffusers.pipelines").warning("imported before configure")
+from common import logs
+logs.configure(logging.INFO, "json")
+diffusers_logging.get_logger("diffusers.pipelines").warning("from diffusers")
+from generation.worker import _adopt_library_logs
+_adopt_library_logs()
+import transformers.utils.logging as transformers_logging
+with logs.bound(job=5):
+    transformers_logging.get_logger("transformers.modeling_utils").warning("from transformers")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = json_lines(result.stderr.split("imported before configure\n", 1)[1])
+    assert [(line["logger"], line["msg"], line.get("job")) for line in lines] == [
+        ("diffusers.pipelines", "from diffusers", None),
+        ("transformers.modeling_utils", "from transformers", 5),
+    ]
+
+
+def _main_with(
+    handler_error: BaseException, fmt: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> int:
+    """``sdbot``'s ``main`` in this process, with a command whose handler raises ``error``."""
+    import argparse
+
+    import bot.cli
+
+    async def handler(args: argparse.Namespace, settings: Settings) -> int:
+        raise handler_error
+
+    parser = argparse.ArgumentParser(prog="sdbot")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.set_defaults(handler=handler)
+    monkeypatch.setattr(bot.cli, "build_parser", lambda: parser)
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in [name for name in os.environ if name.startswith("SDBOT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SDBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SDBOT_LOG_FORMAT", fmt)
+    monkeypatch.setenv("SDBOT_DISCORD_TOKEN", TOKEN)
+    return bot.cli.main([])
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "text", "level"),
+    [
+        (CommandFailed(f"refused {TOKEN}"), 1, "sdbot: error: refused ****\n", "ERROR"),
+        (asyncio.CancelledError(), 130, "sdbot: interrupted\n", "ERROR"),  # as by Ctrl-C
+        (RuntimeError(f"a bug {TOKEN}"), 1, None, "CRITICAL"),
+    ],
+)
+def test_the_cli_own_lines_are_json_lines_in_json(
+    error: BaseException,
+    code: int,
+    text: str | None,
+    level: str,
+    configured: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An error, an interrupt and a bug's traceback: one JSON line each (masked) when logs are
+    JSON; in text the lines as ever (scripts read ``sdbot: error: …``) and a bug's traceback
+    raised."""
+    assert _main_with(error, "json", monkeypatch, tmp_path) == code
+    (line,) = json_lines(capsys.readouterr().err)
+    assert (line["logger"], line["level"]) == ("sdbot", level)
+    assert_no_secret(json.dumps(line))
+    if text is None:
+        assert "RuntimeError: a bug ****" in line["exc"]
+        with pytest.raises(RuntimeError):
+            _main_with(error, "text", monkeypatch, tmp_path)
+    else:
+        assert _main_with(error, "text", monkeypatch, tmp_path) == code
+        assert capsys.readouterr().err == text

@@ -108,7 +108,9 @@ async def _cancel_on_sigterm(command: Coroutine[Any, Any, int]) -> int:
 
     def on_sigterm() -> None:
         if task.cancelling():
-            print("sdbot: already stopping: recording the job's end", file=sys.stderr)
+            from common import logs
+
+            logs.say("sdbot", "already stopping: recording the job's end", level=logging.WARNING)
             return
         task.cancel()
 
@@ -120,7 +122,10 @@ async def _cancel_on_sigterm(command: Coroutine[Any, Any, int]) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"sdbot: error: {message}", file=sys.stderr)
+    """``sdbot: error: …`` on stderr; in JSON logs, an ERROR line from the ``sdbot`` logger."""
+    from common import logs
+
+    logs.say("sdbot", f"error: {message}", level=logging.ERROR)
     return code
 
 
@@ -181,13 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except KeyboardInterrupt:
-        print("sdbot: interrupted", file=sys.stderr)
+        logs.say("sdbot", "interrupted", level=logging.ERROR)
         return 130
     except Exception as error:
         failure = outside_failure(error, settings)
-        if failure is None:  # a bug: its traceback is what helps
+        if failure is not None:
+            return _fail(failure.message, EXIT_CODES[failure.kind])
+        if settings.log_format != "json":  # a bug: its traceback is what helps
             raise
-        return _fail(failure.message, EXIT_CODES[failure.kind])
+        # The same traceback as one JSON line, masked (Python's own report would be plain).
+        logging.getLogger("sdbot").critical("uncaught error: %r", error, exc_info=error)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

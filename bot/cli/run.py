@@ -93,9 +93,12 @@ async def run_bot(args: argparse.Namespace, settings: Settings) -> int:
             await asyncio.wait({task, ready_wait, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if ready_wait.done() and not stop.is_set():
                 user = client.user
+                from bot.masking import mask_web_url  # a proxy URL's password stays unsaid
+
+                api_url = mask_web_url(settings.discord_api_url)
                 _say(
                     f"connected to Discord as {user} ({user and user.id}) at "
-                    f"{settings.discord_api_url}, {len(client.guilds)} guilds"
+                    f"{api_url}, {len(client.guilds)} guilds"
                 )
                 if not recovered:
                     recovered = True

@@ -5,6 +5,7 @@ start) takes a job only when the one following it is gone."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -55,7 +56,11 @@ class LeaseKeeper:
     def keep(self) -> None:
         """Starts renewing, unless it already does."""
         if self._renewing is None or self._renewing.done():
-            self._renewing = asyncio.create_task(self._renew(), name="sdbot-leases")
+            # Started by a job's admission, it outlives that job: no job's log fields on it.
+            renew = self._renew()
+            self._renewing = asyncio.create_task(
+                renew, name="sdbot-leases", context=contextvars.Context()
+            )
 
     async def release(self) -> None:
         """Stops renewing and gives up every lease: the next start takes the jobs left open at

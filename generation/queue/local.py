@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from common import logs
 from generation.limits import Limits, RateLimiter
 from generation.protocol import Progress, WorkerReady
 from generation.queue.batch import BatchOutcome, BatchPolicy, draw_batch, take_batch
@@ -68,7 +70,11 @@ class LocalQueue:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._dispatch(), name="sdbot-dispatch")
+            # Started by the first job queued, it outlives it: no job's log fields on it.
+            dispatch = self._dispatch()
+            self._task = asyncio.create_task(
+                dispatch, name="sdbot-dispatch", context=contextvars.Context()
+            )
 
     async def close(self) -> None:
         """Stops dispatching; queued jobs stay recorded as queued for the next start. A batch
@@ -168,7 +174,12 @@ class LocalQueue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._draw(batch)
+            only = batch[0] if len(batch) == 1 else None
+            with logs.bound(  # its lines (a restart it causes) name its job: a batch's, its ids
+                job=only.job_id if only else ",".join(str(job.job_id) for job in batch),
+                guild=only.guild_id if only else None,
+            ):
+                await self._draw(batch)
 
     async def _draw(self, batch: list[QueuedJob]) -> None:
         """Sends the batch and returns once it is drawn (or failed); its jobs end later."""

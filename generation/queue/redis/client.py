@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import Any
@@ -77,9 +78,14 @@ class RedisQueue:
     async def start(self) -> None:
         if not self._tasks:
             self._stop.clear()
+            # Started by the first job queued, they outlive it: no job's log fields on them.
             self._tasks = [
-                asyncio.create_task(self._read_events(), name="sdbot-events"),
-                asyncio.create_task(self._announce(), name="sdbot-positions"),
+                asyncio.create_task(
+                    self._read_events(), name="sdbot-events", context=contextvars.Context()
+                ),
+                asyncio.create_task(
+                    self._announce(), name="sdbot-positions", context=contextvars.Context()
+                ),
             ]
 
     async def start_workers(self) -> WorkerReady | None:
