@@ -217,6 +217,11 @@ class Job(Base):
         Index("ix_jobs_guild_id_created_at", "guild_id", "created_at"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_uid", "uid", unique=True),
+        # (0009) what a forget looks up (a member's jobs, the jobs made from them) and
+        # retention (what ended before its cutoff)
+        Index("ix_jobs_user_id", "user_id"),
+        Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_parent_job_id", "parent_job_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

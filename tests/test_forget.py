@@ -20,11 +20,11 @@ from bot.app import build_service, open_queue
 from bot.imagine.errors import ControlUnavailable
 from bot.imagine.service import ImagineService
 from bot.imagine.types import Requester
-from bot.ops.privacy import forget_member
+from bot.ops.privacy import FORGET_ROUNDS, forget_member
 from bot.settings import Settings
 from generation.queue.redis import RedisQueue
 from storage import migrations
-from storage.models import JobStatus, Verdict
+from storage.models import JobKind, JobStatus, Verdict
 from storage.records import NewImage, NewInput, NewJob
 from storage.repositories import Storage, open_storage
 from tests.conftest import REDIS_URL
@@ -33,6 +33,8 @@ GUILD, OTHER_GUILD = 1_100_000_000_000_000_001, 1_100_000_000_000_000_009
 ADA, BEA, MOD = 2_200_000_000_000_000_002, 2_200_000_000_000_000_003, 2_200_000_000_000_000_004
 ADA_PROMPT, ADA_NEGATIVE = "ada's secret lighthouse at dusk", "ada's unwanted fog"
 BEA_PROMPT = "bea's teapot in the rain"
+BEA_EDIT = "bea's kettle, redrawn"
+LATE_PROMPT = "ada's lighthouse, asked for again"
 
 
 def new_job(user_id: int, prompt: str, guild_id: int | None, **extra: object) -> NewJob:
@@ -62,11 +64,26 @@ def given(png: bytes) -> NewInput:
 
 
 async def finished_job(
-    storage: Storage, output_dir: Path, user_id: int, prompt: str, guild_id: int | None
+    storage: Storage,
+    output_dir: Path,
+    user_id: int,
+    prompt: str,
+    guild_id: int | None,
+    *,
+    parent: int | None = None,
+    picture_of: int | None = None,
 ) -> int:
-    """A succeeded job with one picture on disk and one picture given in."""
+    """A succeeded job with one picture on disk and one picture given in. ``parent``: a
+    control (upscale) on that job made it, copying ``prompt`` from it; ``picture_of``: the
+    picture given in is one that job made."""
+    extra: dict[str, object] = {}
+    if parent is not None:
+        extra = {"kind": JobKind.UPSCALE, "parent_job_id": parent, "parent_variant": 1}
+    picture = dataclasses.replace(
+        given(b"given-" + prompt.encode()), parent_job_id=picture_of or parent
+    )
     job_id = await storage.audit.create_job(
-        new_job(user_id, prompt, guild_id), inputs=[given(b"given-" + prompt.encode())]
+        new_job(user_id, prompt, guild_id, **extra), inputs=[picture]
     )
     folder = output_dir / f"job-{job_id}"
     folder.mkdir(parents=True)
@@ -86,6 +103,10 @@ class World:
     ada_jobs: list[int]  # finished: guild, other guild, DM
     ada_open: int  # queued, in Redis when the queue is
     bea_job: int
+    # bea upscaled ada's grid in GUILD (it copies ada's prompt), and a moderator rerolled that
+    # upscale; both stay theirs
+    made_from_ada: list[int]
+    bea_edit: int  # bea's own prompt, given a picture ada's job made
 
 
 @pytest.fixture
@@ -108,15 +129,27 @@ async def world(database_url: str, tmp_path: Path, model_dir: Path) -> AsyncIter
         ]
         bea_job = await finished_job(storage, output_dir, BEA, BEA_PROMPT, GUILD)
         ada_open = await storage.audit.create_job(new_job(ADA, ADA_PROMPT, GUILD))
-        # ada used a control on bea's grid; a moderator banned her, quoting her prompt
+        upscale = await finished_job(
+            storage, output_dir, BEA, ADA_PROMPT, GUILD, parent=ada_jobs[0]
+        )
+        reroll = await finished_job(storage, output_dir, MOD, ADA_PROMPT, GUILD, parent=upscale)
+        bea_edit = await finished_job(
+            storage, output_dir, BEA, BEA_EDIT, OTHER_GUILD, picture_of=ada_jobs[1]
+        )
+        # ada used a control on bea's grid; a moderator banned her, quoting her prompt, in
+        # both guilds
         await storage.claims.claim_action(bea_job, "upscale-1", ADA)
-        await storage.bans.ban(GUILD, ADA, banned_by=MOD, reason="spam")
-        await storage.moderation.record(
-            guild_id=GUILD, actor_id=MOD, action="ban", target_user_id=ADA,
-            reason=f"kept asking for {ADA_PROMPT}", details={"quoted": ADA_PROMPT},
-        )  # fmt: skip
+        await storage.bans.ban(GUILD, ADA, banned_by=MOD, reason=f"spam: {ADA_PROMPT}")
+        for guild in (GUILD, OTHER_GUILD):
+            await storage.moderation.record(
+                guild_id=guild, actor_id=MOD, action="ban", target_user_id=ADA,
+                reason=f"kept asking for {ADA_PROMPT}", details={"quoted": ADA_PROMPT},
+            )  # fmt: skip
         try:
-            yield World(settings, storage, service, output_dir, ada_jobs, ada_open, bea_job)
+            yield World(
+                settings, storage, service, output_dir, ada_jobs, ada_open, bea_job,
+                [upscale, reroll], bea_edit,
+            )  # fmt: skip
         finally:
             await queue.close()
 
@@ -148,7 +181,10 @@ async def test_forget_leaves_nothing_of_the_member_but_bans_and_the_record(world
     report = await forget_member(
         world.service, user_id=ADA, guild_id=None, actor_id=None, via="cli"
     )
-    assert (report.jobs, report.images, report.inputs, report.cancelled) == (4, 3, 3, 1)
+    # ada's three finished jobs and her open one, and the two made from hers by others
+    assert (report.jobs, report.prompts, report.images, report.inputs, report.cancelled) == (
+        6, 6, 5, 6, 1
+    )  # fmt: skip
 
     tables = await _dump(world.storage)
     for name, rows in tables.items():
@@ -162,11 +198,12 @@ async def test_forget_leaves_nothing_of_the_member_but_bans_and_the_record(world
     scrubbed = [row for row in tables["moderation_actions"] if row["action"] == "ban"]
     assert [(row["reason"], row["details"]) for row in scrubbed] == [
         ("kept asking for [purged]", {"quoted": "[purged]"})
-    ]
+    ] * 2
+    assert [row["reason"] for row in tables["bans"]] == ["spam: [purged]"]
     forgot = [row for row in tables["moderation_actions"] if row["action"] == "forget"]
     assert [(row["actor_id"], row["target_user_id"], row["details"]) for row in forgot] == [
-        (0, ADA, {"jobs": 4, "images": 3, "inputs": 3, "redis_entries": 0, "cancelled": 1,
-                  "via": "cli"})
+        (0, ADA, {"jobs": 6, "prompts": 6, "images": 5, "inputs": 6, "redis_entries": 0,
+                  "cancelled": 1, "via": "cli"})
     ]  # fmt: skip
 
     for job_id in [*world.ada_jobs, world.ada_open]:
@@ -181,6 +218,7 @@ async def test_forget_leaves_nothing_of_the_member_but_bans_and_the_record(world
     cancelled = await world.storage.audit.get_job(world.ada_open)
     assert cancelled is not None
     assert cancelled.status is JobStatus.CANCELLED
+    await _made_from_ada_are_purged_and_stay_theirs(world)
 
     bea = await world.storage.audit.get_job(world.bea_job)
     assert bea is not None
@@ -189,6 +227,30 @@ async def test_forget_leaves_nothing_of_the_member_but_bans_and_the_record(world
     pngs = await world.storage.audit.input_pngs(world.bea_job)
     assert pngs is not None
     assert pngs.image == b"given-" + BEA_PROMPT.encode()
+    # bea's edit keeps her prompt and her picture; the picture of ada's she gave it goes
+    edit = await world.storage.audit.get_job(world.bea_edit)
+    assert edit is not None
+    assert (edit.prompt, edit.user_id, edit.purged_at) == (BEA_EDIT, BEA, None)
+    assert [await asyncio.to_thread(_is_file, image.path) for image in edit.images] == [True]
+    edit_pngs = await world.storage.audit.input_pngs(world.bea_edit)
+    assert edit_pngs is not None
+    assert edit_pngs.image is None
+
+
+async def _made_from_ada_are_purged_and_stay_theirs(world: World) -> None:
+    """The upscale bea made of ada's grid and the moderator's reroll of it: purged (they
+    carried ada's prompt and pictures), their pictures gone, still bea's and the moderator's."""
+    for job_id, owner in zip(world.made_from_ada, (BEA, MOD), strict=True):
+        job = await world.storage.audit.get_job(job_id)
+        assert job is not None
+        assert (job.prompt, job.negative_prompt, job.user_id, job.purge_reason) == (
+            "", "", owner, "forget"
+        )  # fmt: skip
+        assert [image.path for image in job.images] == [None]
+        assert not (world.output_dir / f"job-{job_id}").exists()
+        pngs = await world.storage.audit.input_pngs(job_id)
+        assert pngs is not None
+        assert pngs.image is None
 
 
 async def test_forget_is_idempotent_and_says_nothing_was_left(world: World) -> None:
@@ -199,7 +261,7 @@ async def test_forget_is_idempotent_and_says_nothing_was_left(world: World) -> N
     assert again.counts() == dict.fromkeys(again.counts(), 0)
     forgot = [row for row in (await _dump(world.storage))["moderation_actions"]
               if row["action"] == "forget"]  # fmt: skip
-    assert [row["details"]["jobs"] for row in forgot] == [4, 0]  # each request is recorded
+    assert [row["details"]["jobs"] for row in forgot] == [6, 0]  # each request is recorded
     bea = await world.storage.audit.get_job(world.bea_job)
     assert bea is not None
     assert bea.prompt == BEA_PROMPT
@@ -209,7 +271,8 @@ async def test_forget_in_one_guild_keeps_the_member_elsewhere(world: World) -> N
     report = await forget_member(
         world.service, user_id=ADA, guild_id=GUILD, actor_id=MOD, via="mod"
     )
-    assert (report.jobs, report.images, report.cancelled) == (2, 1, 1)
+    # her job and her open one in GUILD, and the two made from hers there
+    assert (report.jobs, report.images, report.cancelled) == (4, 3, 1)
     here, elsewhere, dm = [await world.storage.audit.get_job(i) for i in world.ada_jobs]
     assert here is not None
     assert (here.prompt, here.user_id) == ("", None)
@@ -217,8 +280,27 @@ async def test_forget_in_one_guild_keeps_the_member_elsewhere(world: World) -> N
         assert kept is not None
         assert (kept.prompt, kept.user_id, kept.purged_at) == (ADA_PROMPT, ADA, None)
         assert [await asyncio.to_thread(_is_file, image.path) for image in kept.images] == [True]
+    await _made_from_ada_are_purged_and_stay_theirs(world)
+    edit_pngs = await world.storage.audit.input_pngs(world.bea_edit)  # of her job elsewhere
+    assert edit_pngs is not None
+    assert edit_pngs.image is not None
     newest = (await world.storage.moderation.list(GUILD, user_id=ADA))[0]
-    assert (newest.action, newest.details["jobs"], newest.details["via"]) == ("forget", 2, "mod")
+    assert (newest.action, newest.details["jobs"], newest.details["via"]) == (
+        "forget",
+        2 + 2,
+        "mod",
+    )
+    # the moderators' words in the other guild are that guild's: left as they were
+    there = await world.storage.moderation.list(OTHER_GUILD, user_id=ADA)
+    assert [(action.reason, action.details) for action in there] == [
+        (f"kept asking for {ADA_PROMPT}", {"quoted": ADA_PROMPT})
+    ]
+    here_actions = await world.storage.moderation.list(GUILD, user_id=ADA)
+    assert [action.reason for action in here_actions if action.action == "ban"] == [
+        "kept asking for [purged]"
+    ]
+    tables = await _dump(world.storage)
+    assert [row["reason"] for row in tables["bans"]] == ["spam: [purged]"]
 
 
 @pytest.fixture
@@ -228,7 +310,7 @@ async def redis_world(world: World, redis_prefix: str) -> AsyncIterator[World]:
     queue = await RedisQueue.connect(REDIS_URL, prefix=redis_prefix)
     service = build_service(world.settings, world.storage, queue)
     client = queue.client
-    for job_id in [*world.ada_jobs, world.bea_job]:
+    for job_id in [*world.ada_jobs, world.bea_job, world.made_from_ada[0]]:
         job = await world.storage.audit.get_job(job_id)
         assert job is not None
         await client.hset(
@@ -243,6 +325,14 @@ async def redis_world(world: World, redis_prefix: str) -> AsyncIterator[World]:
         args=[redis_prefix, opened.uid, str(GUILD), str(ADA),
               json.dumps({"prompt": ADA_PROMPT}), "1", "1", opened.id, "0", "", b"blob"]
     )  # fmt: skip
+    # the keys that name members: ada's count of open jobs (her queued one), who each guild's
+    # ring served last, and the rate-limit buckets
+    for name, value in (
+        (f"active:{GUILD}:{ADA}", "1"), (f"active:{GUILD}:{BEA}", "1"),
+        (f"q:lastuser:{GUILD}", str(ADA)), (f"q:lastuser:{OTHER_GUILD}", str(BEA)),
+        (f"rl:u:{GUILD}:{ADA}", "0"),
+    ):  # fmt: skip
+        await client.set(f"{redis_prefix}:{name}", value)
     try:
         yield dataclasses.replace(world, service=service)
     finally:
@@ -257,9 +347,9 @@ async def test_forget_deletes_the_members_entries_in_redis(
     report = await forget_member(
         redis_world.service, user_id=ADA, guild_id=None, actor_id=None, via="privacy"
     )
-    # three finished jobs' hash, events and result; the open job's hash and events (it was
-    # dequeued: its cancel left an event)
-    assert (report.redis_entries, report.cancelled) == (11, 1)
+    # jobs, not keys: her three finished ones (hash, events, result), her open one (hash and
+    # events: its cancel left one) and bea's upscale of her grid
+    assert (report.redis_entries, report.cancelled) == (5, 1)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         left = {key.decode() async for key in client.scan_iter(f"{redis_prefix}:*")}
@@ -270,10 +360,19 @@ async def test_forget_deletes_the_members_entries_in_redis(
     bea = await redis_world.storage.audit.get_job(redis_world.bea_job)
     assert bea is not None
     assert {f"{redis_prefix}:{kind}:{bea.uid}" for kind in ("job", "ev", "result")} <= left
-    for job_id in [*redis_world.ada_jobs, redis_world.ada_open]:
+    for job_id in [*redis_world.ada_jobs, redis_world.ada_open, *redis_world.made_from_ada]:
         job = await redis_world.storage.audit.get_job(job_id)
         assert job is not None
         assert not any(job.uid in key for key in left)
+    # her open-job count (0 once her job was cancelled) and the guild's mark of her go; bea's
+    # stay, and so does her rate-limit bucket (deleting it would reset her limits)
+    assert not any(key.endswith(f":{ADA}") and ":active:" in key for key in left)
+    assert f"{redis_prefix}:q:lastuser:{GUILD}" not in left
+    assert {
+        f"{redis_prefix}:active:{GUILD}:{BEA}",
+        f"{redis_prefix}:q:lastuser:{OTHER_GUILD}",
+        f"{redis_prefix}:rl:u:{GUILD}:{ADA}",
+    } <= left
     again = await forget_member(
         redis_world.service, user_id=ADA, guild_id=None, actor_id=None, via="privacy"
     )
@@ -333,15 +432,14 @@ async def test_sdbot_forget_on_redis_counts_then_deletes_the_entries(
 
         counted = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--json", **env)
         assert counted.returncode == 0, counted.stderr
-        assert json.loads(counted.stdout) | {"deleted": False, "redis_entries": 2, "jobs": 1} == (
-            json.loads(counted.stdout)
-        )
+        expected = {"deleted": False, "redis_entries": 1, "jobs": 1, "prompts": 1}
+        assert json.loads(counted.stdout) | expected == json.loads(counted.stdout)
         assert await client.exists(f"{redis_prefix}:job:{job.uid}") == 1
 
         done = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--yes", **env)
         assert done.returncode == 0, done.stderr
-        assert "1 record (prompts purged" in done.stdout
-        assert "2 Redis entries" in done.stdout
+        assert "1 record (1 prompt purged" in done.stdout
+        assert "1 job in Redis" in done.stdout
         assert [key async for key in client.scan_iter(f"{redis_prefix}:*:{job.uid}")] == []
     finally:
         await client.aclose()
@@ -356,3 +454,165 @@ async def test_the_controls_of_a_forgotten_job_say_it_was_purged(world: World) -
         variant = 1 if control is Control.UPSCALE else None
         with pytest.raises(ControlUnavailable, match="purged; its controls no longer work"):
             await world.service.use_control(world.ada_jobs[0], variant, moderator, control=control)
+
+
+async def test_jobs_asked_for_while_the_forget_runs_are_cancelled_and_purged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ada asks for a picture while her data is being deleted: the next round finds it open,
+    cancels it and purges it, so the report never says deleted while a job of hers waits."""
+    retention = world.storage.retention
+    purge = retention.forget_member
+    late: list[int] = []
+
+    async def asking_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not late:
+            late.append(await world.storage.audit.create_job(new_job(ADA, LATE_PROMPT, GUILD)))
+        return await purge(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "forget_member", asking_meanwhile)
+    report = await forget_member(world.service, user_id=ADA, guild_id=None, actor_id=MOD, via="mod")
+    assert (report.cancelled, report.jobs, report.still_open) == (2, 7, ())
+    job = await world.storage.audit.get_job(late[0])
+    assert job is not None
+    assert (job.status, job.prompt, job.user_id) == (JobStatus.CANCELLED, "", None)
+
+
+async def test_a_member_asking_in_every_round_is_told_what_is_still_open(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retention = world.storage.retention
+    purge = retention.forget_member
+    late: list[int] = []
+
+    async def asking_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        late.append(await world.storage.audit.create_job(new_job(ADA, LATE_PROMPT, GUILD)))
+        return await purge(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "forget_member", asking_meanwhile)
+    report = await forget_member(world.service, user_id=ADA, guild_id=None, actor_id=MOD, via="mod")
+    assert len(late) == FORGET_ROUNDS
+    assert (report.still_open, report.cancelled, report.nothing) == ((late[-1],), 3, False)
+
+
+async def test_forget_deletes_staged_pictures_and_the_sweep_removes_a_rename_that_landed_after(
+    world: World,
+) -> None:
+    """A job's files are staged under ``.partial-UID`` until its outcome committed; a forget
+    between the commit and the rename takes the staging and the job folders, and a rename that
+    still lands after it (a process writing later) is removed by the next recovery sweep."""
+    first, second = [await world.storage.audit.get_job(i) for i in world.ada_jobs[:2]]
+    assert first is not None
+    assert second is not None
+    output = world.output_dir
+    staging = output / f".partial-{first.uid}"
+    again = output / f"job-{first.id}-{first.uid[:8]}"  # a reset database's second job-ID
+    for folder in (staging, again):
+        folder.mkdir()
+        (folder / "variant-2.png").write_bytes(b"png of " + ADA_PROMPT.encode())
+
+    report = await forget_member(world.service, user_id=ADA, guild_id=None, actor_id=MOD, via="mod")
+    assert report.images == 5 + 2
+    assert not any(path.exists() for path in (staging, again, output / f"job-{first.id}"))
+
+    landed = output / f"job-{second.id}"
+    landed.mkdir()
+    (landed / "variant-1.png").write_bytes(b"late")
+    staged = output / f".partial-{second.uid}"
+    staged.mkdir()
+    (staged / "grid.png").write_bytes(b"late")
+    swept = await world.service.sweep_files()
+    assert set(swept.removed) == {landed / "variant-1.png", staged}
+    assert not landed.exists()
+    assert not staged.exists()
+    bea = await world.storage.audit.get_job(world.bea_job)
+    assert bea is not None
+    assert [await asyncio.to_thread(_is_file, image.path) for image in bea.images] == [True]
+
+
+async def test_the_keys_naming_a_member_go_only_where_the_queue_no_longer_needs_them(
+    redis_prefix: str,
+) -> None:
+    """``active:G:U`` counts the member's open jobs: it goes at 0, and stays while a job that
+    did not stop holds it (its end must release it, or the member would pass their limit).
+    ``q:lastuser:G`` goes when it names the member and they wait in no ring (then it changes
+    no newcomer's place). The rate-limit bucket always stays."""
+    import redis.asyncio as aioredis
+
+    from generation.queue.redis.forget import forget_member_keys
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    p = redis_prefix
+    try:
+        await client.mset(
+            {
+                f"{p}:active:{GUILD}:{ADA}": "1",  # a job that did not stop
+                f"{p}:q:lastuser:{GUILD}": str(ADA),
+                f"{p}:active:{OTHER_GUILD}:{ADA}": "0",
+                f"{p}:q:lastuser:{OTHER_GUILD}": str(ADA),
+                f"{p}:active:-:{ADA}": "0",  # her command-line jobs
+                f"{p}:active:{OTHER_GUILD}:{BEA}": "0",
+                f"{p}:rl:u:{OTHER_GUILD}:{ADA}": "0",
+            }
+        )
+        await client.rpush(f"{p}:q:users:{GUILD}", str(ADA))  # she waits in GUILD's ring
+
+        await forget_member_keys(client, p, ADA, OTHER_GUILD)
+        assert await client.exists(f"{p}:active:{OTHER_GUILD}:{ADA}") == 0
+        assert await client.exists(f"{p}:q:lastuser:{OTHER_GUILD}") == 0
+        assert await client.exists(f"{p}:active:-:{ADA}") == 1  # not in that guild
+
+        await forget_member_keys(client, p, ADA, None)
+        assert await client.exists(f"{p}:active:-:{ADA}") == 0
+        assert await client.get(f"{p}:active:{GUILD}:{ADA}") == b"1"
+        assert await client.get(f"{p}:q:lastuser:{GUILD}") == str(ADA).encode()
+        for kept in (f"active:{OTHER_GUILD}:{BEA}", f"rl:u:{OTHER_GUILD}:{ADA}"):
+            assert await client.exists(f"{p}:{kept}") == 1, kept
+    finally:
+        await client.aclose()
+
+
+async def test_sdbot_forget_names_a_running_job_that_did_not_stop_and_exits_1(
+    settings: Settings,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A job a worker runs (in Redis, its state ``running``) that no worker stops: after
+    ``STOP_WAIT_S`` it is recorded cancelled and purged, and the command says so on stderr
+    and exits 1."""
+    import argparse
+
+    import redis.asyncio as aioredis
+
+    import bot.ops.privacy as privacy
+    from bot.cli.privacy import STOP_WAIT_HELP, run_forget
+
+    assert f"{privacy.STOP_WAIT_S:g} s" == STOP_WAIT_HELP  # what `sdbot forget --help` says
+    monkeypatch.setattr(privacy, "STOP_WAIT_S", 0.5)
+    settings = settings.model_copy(update={"redis_url": REDIS_URL, "redis_prefix": redis_prefix})
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings.effective_database_url()) as storage:
+        job_id = await storage.audit.create_job(new_job(ADA, ADA_PROMPT, GUILD))
+        await storage.audit.mark_running(job_id)
+        job = await storage.audit.get_job(job_id)
+    assert job is not None
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.hset(
+            f"{redis_prefix}:job:{job.uid}",
+            mapping={"payload": ADA_PROMPT, "state": "running", "guild": GUILD, "user": ADA},
+        )
+        args = argparse.Namespace(user=ADA, guild=None, yes=True, json=False)
+        assert await run_forget(args, settings) == 1
+    finally:
+        await client.aclose()
+    out, err = capsys.readouterr()
+    assert f"running jobs {job_id} did not stop within 0.5 s: recorded cancelled and purged" in (
+        err
+    )
+    assert "deleted for user" in out
+    async with open_storage(settings.effective_database_url()) as storage:
+        ended = await storage.audit.get_job(job_id)
+    assert ended is not None
+    assert (ended.status, ended.prompt, ended.user_id) == (JobStatus.CANCELLED, "", None)

@@ -14,16 +14,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.ops.retention import purge_expired, retention_loop
 from bot.settings import Settings
 from storage import migrations
 from storage.engine import SessionFactory
 from storage.export import CSV_COLUMNS, write_csv
-from storage.models import Job, JobStatus, utcnow
+from storage.models import Job, JobStatus, ModerationAction, utcnow
 from storage.records import ImageRecord
 from storage.repositories import Storage, repositories
+from storage.retention import SCRUBBED, quoted
 from tests.test_cli import imagine_json, sdbot
 from tests.test_forget import BEA, GUILD, finished_job, new_job
 from tests.test_migrations import _execute
@@ -239,7 +240,10 @@ def test_purge_and_forget_from_the_command_line_and_the_trace_of_a_purged_pictur
     _set(settings, f"UPDATE jobs SET user_id = {ADA}, guild_id = {GUILD} WHERE id = {job_id}")
     counted = sdbot(settings, "forget", str(ADA))
     assert counted.returncode == 0, counted.stderr
-    assert f"would delete for user {ADA} everywhere: 1 record " in counted.stdout
+    # its prompts went with retention: the record is counted (its id goes), its prompts not
+    assert f"would delete for user {ADA} everywhere: 1 record (0 prompts purged" in counted.stdout
+    as_counted = json.loads(sdbot(settings, "forget", str(ADA), "--json").stdout)
+    assert (as_counted["jobs"], as_counted["prompts"]) == (1, 0)
     assert "Nothing was changed: run again with --yes" in counted.stdout
     still = json.loads(sdbot(settings, "trace", str(kept), "--json").stdout)
     assert still["job"]["user_id"] == ADA
@@ -258,3 +262,27 @@ def test_purge_and_forget_from_the_command_line_and_the_trace_of_a_purged_pictur
         bad = sdbot(settings, "forget", wrong)
         assert bad.returncode == 2, wrong
         assert f"got {wrong!r}" in bad.stderr
+
+
+def test_quoted_prompts_are_found_whole_and_short_ones_not_at_all() -> None:
+    pattern = quoted(["a", "cat", "lighthouse", "  ", "(dusk)"])
+    assert pattern is not None
+    text = "banned: a lighthouse, lighthouses and a cat at (dusk)"
+    assert pattern.sub(SCRUBBED, text) == ("banned: a [purged], lighthouses and a cat at [purged]")
+    assert quoted(["a", "cat", ""]) is None
+
+
+async def test_forget_takes_out_whole_prompts_only(storage: Storage, tmp_path: Path) -> None:
+    """A moderator's words about the member keep what only looks like their prompts: "a"
+    inside "banned", a short prompt as a plain word, a longer one inside a longer word."""
+    output = tmp_path / "images"
+    for prompt in ("a", "cat", "lighthouse"):
+        await finished_job(storage, output, ADA, prompt, GUILD)
+    words = "banned a cat fan of lighthouses for this lighthouse"
+    await storage.moderation.record(
+        guild_id=GUILD, actor_id=BEA, action="ban", target_user_id=ADA, reason=words
+    )
+    await storage.retention.forget_member(ADA, None, output)
+    async with storage.sessions() as session:
+        reasons = list(await session.scalars(select(ModerationAction.reason)))
+    assert reasons == ["banned a cat fan of lighthouses for this [purged]"]

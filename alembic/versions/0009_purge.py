@@ -1,4 +1,5 @@
-"""jobs: when and why an audit record's prompts and pictures were purged (retention, forget)
+"""jobs: when and why an audit record's prompts and pictures were purged (retention, forget),
+and the indexes those purges look jobs up by (member, end, parent)
 
 Revision ID: 0009
 Revises: 0008
@@ -23,9 +24,17 @@ def upgrade() -> None:
     # images); no record was purged before.
     op.add_column("jobs", sa.Column("purged_at", sa.DateTime(), nullable=True))
     op.add_column("jobs", sa.Column("purge_reason", sa.String(16), nullable=True))
+    # A forget finds a member's jobs and what controls made from them; retention, what ended
+    # before its cutoff: without these each is a scan of the whole table.
+    op.create_index("ix_jobs_user_id", "jobs", ["user_id"])
+    op.create_index("ix_jobs_finished_at", "jobs", ["finished_at"])
+    op.create_index("ix_jobs_parent_job_id", "jobs", ["parent_job_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_parent_job_id", table_name="jobs")
+    op.drop_index("ix_jobs_finished_at", table_name="jobs")
+    op.drop_index("ix_jobs_user_id", table_name="jobs")
     # The purged prompts stay empty: what was deleted does not come back.
     op.drop_column("jobs", "purge_reason")
     op.drop_column("jobs", "purged_at")

@@ -2,17 +2,20 @@
 
 `sdbot forget` without ``--yes`` only counts what it would delete and changes nothing (exit 0):
 a deletion cannot be undone, so the command that does it is the one that says so, and a script
-never hangs on a question. With ``--yes`` it deletes and records it.
+never hangs on a question. With ``--yes`` it deletes and records it; it exits 1 (and says so
+on stderr) when a running job did not stop in time or a job the member asked for meanwhile is
+still open.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from bot.cli import EXIT_OK, CommandError
+from bot.cli import EXIT_FAILED, EXIT_OK, CommandError
 from bot.cli.arguments import MAX_GUILD_ID, guild_id
 
 if TYPE_CHECKING:
@@ -20,6 +23,9 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 MAX_RETENTION_DAYS = 36500.0  # as SDBOT_RETENTION_DAYS allows
+# bot.ops.privacy.STOP_WAIT_S, as the help says it (that module is not imported for --help;
+# a test ties the two)
+STOP_WAIT_HELP = "60 s"
 
 
 def user_id(text: str) -> int:
@@ -52,10 +58,23 @@ def register(commands: Any) -> None:
     forget = commands.add_parser(
         "forget",
         help="delete a member's prompts, images and queue entries (counts only, without --yes)",
+        description=(
+            "Deletes a member's prompts, images and queue entries, and those of the jobs made "
+            "from theirs by a control (whoever clicked). Without --yes it only counts. Exit "
+            f"status 1 when a running job did not stop within {STOP_WAIT_HELP} (it is recorded "
+            "cancelled and purged; if its worker still finishes, its pictures are discarded, "
+            "and `sdbot recover` sweeps any file left) "
+            "or a job the member asked for meanwhile is still open (run it again); stderr "
+            "names the jobs."
+        ),
     )
     forget.add_argument("user", type=user_id, metavar="USER_ID", help="the member's Discord id")
     forget.add_argument("--guild", type=guild_id, help="only in this guild (default: everywhere)")
-    forget.add_argument("--yes", action="store_true", help="delete (without: count only)")
+    forget.add_argument(
+        "--yes",
+        action="store_true",
+        help="delete (without: count only); exit 1 if a job did not stop",
+    )
     forget.add_argument("--json", action="store_true")
     forget.set_defaults(handler=run_forget)
 
@@ -79,10 +98,34 @@ def _n(count: int, noun: str, nouns: str = "") -> str:
 
 def _counted(report: ForgetReport) -> str:
     return (
-        f"{_n(report.jobs, 'record')} (prompts purged, ids, verdicts and hashes kept), "
+        f"{_n(report.jobs, 'record')} ({_n(report.prompts, 'prompt')} purged, ids, verdicts "
+        "and hashes kept), "
         f"{_n(report.images, 'image file')}, {_n(report.inputs, 'picture')} given in, "
-        f"{_n(report.redis_entries, 'Redis entry', 'Redis entries')}"
+        f"{_n(report.redis_entries, 'job')} in Redis"
     )
+
+
+def _unfinished(report: ForgetReport) -> list[str]:
+    """What a deletion could not finish, one line each (for stderr)."""
+    from bot.ops.privacy import STOP_WAIT_S
+
+    lines = []
+    if report.unstopped:
+        lines.append(
+            f"running jobs {_ids(report.unstopped)} did not stop within {STOP_WAIT_S:g} s: "
+            "recorded cancelled and purged; if their worker still finishes, their pictures "
+            "are discarded, and `sdbot recover` removes any file left"
+        )
+    if report.still_open:
+        lines.append(
+            f"jobs {_ids(report.still_open)} were asked for while the deletion ran and are "
+            f"still open: not deleted; run `sdbot forget {report.user_id} --yes` again"
+        )
+    return lines
+
+
+def _ids(job_ids: tuple[int, ...]) -> str:
+    return ", ".join(str(job_id) for job_id in job_ids)
 
 
 async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,14 +147,17 @@ async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
             f"{_n(report.cancelled, 'open job')} would be cancelled first.\n"
             "Nothing was changed: run again with --yes to delete."
         )
-    elif report.nothing:
+    elif report.nothing and not report.unstopped:
         print(f"nothing of user {report.user_id} was left to delete {_where(report)} (recorded)")
     else:
         print(
             f"deleted for user {report.user_id} {_where(report)}: {_counted(report)}; "
             f"{_n(report.cancelled, 'open job')} cancelled first (recorded as a 'forget' action)"
         )
-    return EXIT_OK
+    unfinished = _unfinished(report) if args.yes else []
+    for line in unfinished:
+        print(line, file=sys.stderr)
+    return EXIT_FAILED if unfinished else EXIT_OK
 
 
 async def run_purge(args: argparse.Namespace, settings: Settings) -> int:

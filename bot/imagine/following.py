@@ -187,8 +187,13 @@ class Following:
                 await asyncio.shield(asyncio.to_thread(drawn.staged.discard))
             raise
         if drawn.staged is not None:
+            # A forget or purge may come between the commit and this rename: it deletes the
+            # staging folder first, then the job folder (storage.retention.delete_files), so
+            # the rename either fails here or lands before the job folder goes.
             try:
                 await asyncio.to_thread(drawn.staged.publish)
+            except FileNotFoundError:
+                log.info("job %d ◆ its files were purged before they moved into place", job_id)
             except OSError:  # recorded: `sdbot recover` moves the folder into place
                 log.exception("job %d ◆ could not move its files into place", job_id)
         if grid is None and not shown[0].withheld:
