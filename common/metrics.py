@@ -26,6 +26,8 @@ rate(sdbot_images_total[5m])``, times ``sdbot_price_per_device_hour / 3600`` for
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 # No ``*_created`` series beside every counter and histogram: they double the series a scrape
@@ -153,7 +155,7 @@ def _precreate() -> None:
     """Every label set of the counters and stages above, at 0 from the process's start: a
     series born with its first event has no earlier sample, so rate() and increase() miss that
     first failure after a restart, and a ratio (failed jobs over all jobs) has no denominator.
-    The model-labelled ones are left to their first event: the models are the operator's."""
+    The model-labelled ones are the operator's models: :func:`precreate_models`."""
     for kind in KINDS:
         for outcome in OUTCOMES:
             JOBS.labels(kind, outcome)
@@ -169,3 +171,12 @@ def _precreate() -> None:
 
 
 _precreate()
+
+
+def precreate_models(models: Iterable[str]) -> None:
+    """The model-labelled counters at 0 for each of the operator's models, from the start of a
+    process that runs them (``bot.ops.server``): a series born with a worker's first batch
+    has no earlier sample, and a rate over it reads 0 until its second batch."""
+    for model in models:
+        for counter in (IMAGES, STANDARD_IMAGES, DEVICE_SECONDS, IMAGES_FLAGGED, BATCHES):
+            counter.labels(model)

@@ -28,6 +28,7 @@ from bot.discord.client import ImagineBot
 from bot.ops import system
 from bot.ops.server import bot_metrics
 from bot.settings import Settings
+from generation.catalog_files import single_model
 from tests.conftest import REDIS_URL
 from tests.processes import read_log, wait_for_line
 
@@ -184,6 +185,9 @@ async def test_sdbot_worker_serves_its_own_metrics_and_readiness(
     assert _one(families["sdbot_ready"], check="model") == 1
     assert _one(families["sdbot_worker_process_resident_memory_bytes"]) > 0
     assert "sdbot_worker_restarts" in families
+    # Its catalog's model counts from the start: a rate sees its first batch.
+    model = single_model(settings.model).name
+    assert _one(families["sdbot_device_seconds"], model=model) == 0
     assert "sdbot_queue_jobs" in families  # defined here too, moved by the bot
 
 

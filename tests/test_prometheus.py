@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from bot.discord.render import CONTROLS
@@ -47,6 +48,7 @@ PANELS_WITH_DATA = (
     "Readiness checks failing",
     "Failure rate (failed / all finished)",
     "Cost per image",
+    "Cost per image, fully loaded",
     "Jobs in the queue",
     "Queue wait",
     "Finished jobs by outcome (per minute)",
@@ -234,6 +236,9 @@ async def test_prometheus_sees_jobs_counted_and_timed_on_the_bot_and_the_worker(
         "SDBOT_DISCORD_TOKEN": fake_discord.token,
         "SDBOT_DISCORD_API_URL": fake_discord.api_url,
         "SDBOT_DISCORD_GATEWAY_URL": fake_discord.gateway_url,
+        # Another price than the worker's: the cost panels take each instance's own price (the
+        # bot draws nothing here), never the highest price of any process.
+        "SDBOT_PRICE_PER_DEVICE_HOUR": "40",
     }
     worker_log, bot_log = tmp_path / "worker.log", tmp_path / "bot.log"
     sdbot = [sys.executable, "-m", "bot"]
@@ -284,12 +289,21 @@ async def test_prometheus_sees_jobs_counted_and_timed_on_the_bot_and_the_worker(
                 raise AssertionError(f"risen by {seen}, not by {RISING}") from None
             assert await api.value('sum(sdbot_jobs_total{job="sdbot-worker"})') == 0
             assert await api.value('sum(sdbot_device_seconds_total{job="sdbot-worker"})') > 0
-            assert await api.value("max(sdbot_price_per_device_hour)") == 1.8
+            price = 'sdbot_price_per_device_hour{job="sdbot-worker"}'
+            assert await api.value(price) == 1.8
+            queries = dashboard_queries()
+            images = "sum(rate(sdbot_images_total[1m]))"
+            drawing = 'sum(rate(sdbot_device_seconds_total{job="sdbot-worker"}[1m])) * 1.8'
+            # One query each, so that both sides are read at one instant.
+            [cost] = queries["Cost per image"]
+            assert await api.value(f"({cost}) / ({drawing} / 3600 / {images})") == pytest.approx(1)
+            [loaded] = queries["Cost per image, fully loaded"]
+            assert await api.value(f"({loaded}) / (1.8 / 3600 / {images})") == pytest.approx(1)
 
             # Every dashboard query and every alert is valid PromQL on the real server, and the
             # panels about what just happened show it.
             empty = []
-            for title, exprs in dashboard_queries().items():
+            for title, exprs in queries.items():
                 results = [await api.query(expr) for expr in exprs]
                 if not any(results):
                     empty.append(title)

@@ -32,7 +32,7 @@ from bot.ops.health import (
     model_check,
     run_checks,
 )
-from common.metrics import BUILD_INFO, PRICE_PER_DEVICE_HOUR, QUEUE_JOBS
+from common.metrics import BUILD_INFO, PRICE_PER_DEVICE_HOUR, QUEUE_JOBS, precreate_models
 
 if TYPE_CHECKING:
     import discord
@@ -133,6 +133,8 @@ async def bot_metrics(
         return
     supervisor = queue.supervisor if isinstance(queue, LocalQueue) else None
     checks = [model_check(supervisor)] if supervisor is not None else []
+    if supervisor is not None:
+        _count_models(settings)
     checks.append(database_check(storage))
     async with _redis_check(settings.redis_url) as redis:
         checks += [*redis, gateway_check(client)]
@@ -158,6 +160,7 @@ async def worker_metrics(
     if port is None:
         yield None
         return
+    _count_models(settings)
     async with (
         _redis_check(settings.redis_url) as redis,
         serving(
@@ -170,6 +173,11 @@ async def worker_metrics(
         ) as server,
     ):
         yield server
+
+
+def _count_models(settings: Settings) -> None:
+    """The work counters of every catalog model at 0, in a process that runs them."""
+    precreate_models(entry.name for entry in settings.catalog().models)
 
 
 @asynccontextmanager
