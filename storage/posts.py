@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import delete, select
 
 from storage.engine import SessionFactory
 from storage.models import Job, PostedMessage
 from storage.records import JobRecord, job_record
+
+
+class MemberPost(NamedTuple):
+    """One message posted for a member's job, and where: what taking it down needs."""
+
+    channel_id: int
+    message_id: int
+    job_id: int
+    guild_id: int | None  # the job's guild; None: a direct message
 
 
 class PostedMessages:
@@ -66,14 +77,29 @@ class PostedMessages:
     async def posts_for_user(self, guild_id: int, user_id: int) -> list[tuple[int, int, int]]:
         """(channel id, message id, job id) of every message posted for a member's jobs in a
         guild, oldest first."""
+        found = await self.member_posts(user_id, guild_id=guild_id)
+        return [(post.channel_id, post.message_id, post.job_id) for post in found]
+
+    async def member_posts(self, user_id: int, *, guild_id: int | None) -> list[MemberPost]:
+        """Every message posted for a member's jobs in a guild (``guild_id`` None: everywhere,
+        every guild and direct messages), oldest first. Found through the jobs' member, so
+        only while the jobs still name them: a deletion takes the posts down before it forgets
+        the member."""
         query = (
-            select(PostedMessage.channel_id, PostedMessage.message_id, PostedMessage.job_id)
+            select(
+                PostedMessage.channel_id,
+                PostedMessage.message_id,
+                PostedMessage.job_id,
+                Job.guild_id,
+            )
             .join(Job, Job.id == PostedMessage.job_id)
-            .where(Job.guild_id == guild_id, Job.user_id == user_id)
+            .where(Job.user_id == user_id)
             .order_by(PostedMessage.created_at, PostedMessage.message_id)
         )
+        if guild_id is not None:
+            query = query.where(Job.guild_id == guild_id)
         async with self._sessions() as session:
-            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
+            return [MemberPost(*row) for row in await session.execute(query)]
 
     async def unlink_message(self, message_id: int) -> None:
         """The message was deleted: reactions on it mean nothing any more."""

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from bot.discord.client import ImagineBot
-from bot.discord.text import plural
+from bot.discord.privacy import Deletion, own_deletion_text
+from bot.discord.text import MESSAGE_LIMIT, plural
+from bot.guild_admin import PurgeOutcome
+from bot.ops.privacy import ForgetReport
 from fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
 from fake_discord.client import with_controls
 from fake_discord.server import Interaction
@@ -19,6 +22,7 @@ from storage.records import JobRecord
 
 World = tuple[Guild, Channel, User]
 OWN = "yes"  # the confirming choice's value
+DELETE_ROUTE = "DELETE /channels/{channel_id}/messages/{message_id}"
 
 
 def _join(fake: FakeDiscord, guild: Guild, name: str, permissions: int = 0) -> User:
@@ -37,6 +41,17 @@ def _answer(interaction: Interaction) -> Message | None:
     return None
 
 
+def _posts(fake: FakeDiscord, channel: Channel) -> list[int]:
+    """The messages everyone sees in a channel (not the answers for one member)."""
+    return [m.id for m in fake.channel_messages(channel) if not m.ephemeral]
+
+
+def _refused(interaction: Interaction) -> Message | None:
+    """An ephemeral answer: /imagine refused the request."""
+    answer = _answer(interaction)
+    return answer if answer is not None and answer.ephemeral else None
+
+
 async def _ask(
     fake: FakeDiscord, member: User, channel: Channel, command: str, /, **options: Any
 ) -> str:
@@ -49,15 +64,19 @@ async def _ask(
 
 
 async def _drawn(bot: ImagineBot, fake: FakeDiscord, member: User, channel: Channel,
-                 prompt: str) -> tuple[JobRecord, list[Path]]:  # fmt: skip
-    """``member`` draws ``prompt`` with /imagine: its record and its image files."""
+                 prompt: str) -> tuple[JobRecord, list[Path], Message]:  # fmt: skip
+    """``member`` draws ``prompt`` with /imagine: its record, its image files and its post."""
     interaction = await fake.slash(member, channel, "imagine", prompt=prompt, seed=3, steps=2)
-    await fake.wait_for(lambda: with_controls(interaction.original), within=120)
+    shown = await fake.wait_for(
+        lambda: with_controls(interaction.original) or _refused(interaction), within=120
+    )
+    assert not shown.ephemeral, shown.content  # a refusal says why
+    post = shown
     [job] = [j for j in await bot.storage.audit.list_jobs() if j.prompt == prompt]
     paths = [Path(image.path) for image in job.images if image.path]
     assert paths
     assert all(path.is_file() for path in paths)
-    return job, paths
+    return job, paths, post
 
 
 async def _purged(bot: ImagineBot, job: JobRecord, prompt: str, paths: list[Path]) -> bool:
@@ -72,50 +91,84 @@ async def _purged(bot: ImagineBot, job: JobRecord, prompt: str, paths: list[Path
     return gone
 
 
-async def test_a_member_deletes_their_own_prompts_and_images_everywhere(
+async def test_a_member_deletes_their_own_prompts_images_and_posts_everywhere(
     fake_discord: FakeDiscord, bot: ImagineBot, world: World
 ) -> None:
     guild, channel, ada = world
+    mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
     other = fake_discord.create_guild("elsewhere")
     other_channel = fake_discord.create_channel(other, "images")
     fake_discord.add_member(other, ada)
+    dm = fake_discord.dm_channel(ada)
     bea = _join(fake_discord, guild, "bea")
-    here, here_files = await _drawn(bot, fake_discord, ada, channel, "a red circle")
-    there, there_files = await _drawn(bot, fake_discord, ada, other_channel, "a green dot")
-    hers, her_files = await _drawn(bot, fake_discord, bea, channel, "a blue square")
+    here, here_files, here_post = await _drawn(bot, fake_discord, ada, channel, "a red circle")
+    there, there_files, there_post = await _drawn(
+        bot, fake_discord, ada, other_channel, "a green dot"
+    )
+    _, gone_files, gone_post = await _drawn(bot, fake_discord, ada, channel, "a small square")
+    hers, her_files, her_post = await _drawn(bot, fake_discord, bea, channel, "a blue square")
 
-    # Without confirming: what would go, counted; nothing goes.
-    files = len(here_files) + len(there_files)
+    # Without confirming: what would go, counted (sdbot's posts too); nothing goes.
+    files = len(here_files) + len(there_files) + len(gone_files)
     said = await _ask(fake_discord, ada, channel, "privacy delete")
-    assert said.splitlines()[:4] == [
+    assert said.splitlines()[:5] == [
         "**`/privacy delete` would delete, in every server and in DMs:**",
-        "- 2 prompts",
+        "- 3 of sdbot's posts, in their channels",
+        "- 3 prompts",
         f"- {plural(files, 'image file')}",
         "To delete it, run `/privacy delete` again with `confirm`: “yes, delete my prompts and "
         "images everywhere”.",
     ]
     assert not await _purged(bot, here, "a red circle", here_files)
+    assert not [post for post in (here_post, there_post, gone_post) if post.deleted]
     # Discord's client offers one choice; a modified client's other value deletes nothing.
     with pytest.raises(ValueError, match="the choices are"):
         await fake_discord.slash(ada, channel, "privacy delete", confirm="no")
     said = await _ask(fake_discord, ada, channel, "privacy delete", confirm="no", checked=False)
     assert said.startswith("⚠️ nothing was deleted: `confirm` was 'no'; choose “yes, delete")
     assert not await _purged(bot, here, "a red circle", here_files)
+    assert not here_post.deleted
 
+    # Someone deleted one post by hand already: it is skipped, counted as gone. A rate limit
+    # on the way is waited out.
+    fake_discord.delete_message(gone_post)
+    fake_discord.rate_limit(DELETE_ROUTE, retry_after=0.1)
     said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
     lines = said.splitlines()
-    assert lines[0] == "🗑️ **your prompts and images are deleted, in every server and in DMs**"
-    assert "- 2 prompts deleted from sdbot's records" in lines
+    assert lines[:3] == [
+        "🗑️ **your prompts and images are deleted, in every server and in DMs**",
+        "- 2 of sdbot's posts deleted from their channels",
+        "- 1 of sdbot's posts was already gone",
+    ]
+    assert "- 3 prompts deleted from sdbot's records" in lines
     assert f"- {plural(files, 'image file')} deleted" in lines
-    assert any(line.startswith("**kept**: each job's record") for line in lines)
+    assert lines[-1].startswith("**kept**: each job's record")
+    assert "/mod purge" not in said  # nothing is left for it
+    # Gone in both servers (bea's stays, with her prompt).
+    assert _posts(fake_discord, channel) == [her_post.id]
+    assert not _posts(fake_discord, other_channel)
     assert await _purged(bot, here, "a red circle", here_files)
     assert await _purged(bot, there, "a green dot", there_files)
-    assert not await _purged(bot, hers, "a blue square", her_files)  # bea's stay
+    assert not await _purged(bot, hers, "a blue square", her_files)
+    for post in (here_post, there_post, gone_post):
+        assert await bot.storage.posts.job_for_message(post.id) is None
+
+    assert 429 in [call.status for call in fake_discord.calls_to(DELETE_ROUTE)]
+
+    # Each server's moderators see why the posts went, in their own log.
+    [purged] = [a for a in await bot.storage.moderation.list(guild.id) if a.action == "purge"]
+    assert (purged.actor_id, purged.target_user_id) == (ada.id, ada.id)
+    assert (purged.reason, purged.details) == (
+        "/privacy delete",
+        {"deleted": 1, "already_gone": 1, "failed": 0},
+    )
+    [purged] = await bot.storage.moderation.list(other.id)
+    assert purged.details == {"deleted": 1, "already_gone": 0, "failed": 0}
+    said = await _ask(fake_discord, mod, channel, "mod history", user=ada)
+    assert f"<@{ada.id}> deleted 1 posts made for <@{ada.id}> · /privacy delete" in said
 
     # Asked again, from a direct message: nothing is left to delete.
-    said = await _ask(
-        fake_discord, ada, fake_discord.dm_channel(ada), "privacy delete", confirm=OWN
-    )
+    said = await _ask(fake_discord, ada, dm, "privacy delete", confirm=OWN)
     assert said.startswith("✅ nothing to delete: sdbot holds no prompts or images of yours")
 
     info = await _ask(fake_discord, bea, channel, "privacy info")
@@ -130,11 +183,15 @@ async def test_only_moderators_forget_a_member_and_only_on_their_server(
     mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
     bea = _join(fake_discord, guild, "bea")
     mod_log = fake_discord.create_channel(guild, "mod-log")
+    side = fake_discord.create_channel(guild, "side")
     other = fake_discord.create_guild("elsewhere")
     other_channel = fake_discord.create_channel(other, "images")
     fake_discord.add_member(other, ada)
-    here, here_files = await _drawn(bot, fake_discord, ada, channel, "a red circle")
-    there, there_files = await _drawn(bot, fake_discord, ada, other_channel, "a green dot")
+    here, here_files, here_post = await _drawn(bot, fake_discord, ada, channel, "a red circle")
+    side_job, side_files, side_post = await _drawn(bot, fake_discord, ada, side, "a tree")
+    there, there_files, there_post = await _drawn(
+        bot, fake_discord, ada, other_channel, "a green dot"
+    )
 
     # A member without Manage Server: Discord hides the command; sent anyway, it is refused.
     with pytest.raises(PermissionError):
@@ -144,31 +201,54 @@ async def test_only_moderators_forget_a_member_and_only_on_their_server(
     )
     assert said == "⛔ `/mod forget` is for members with Manage Server"
     assert not await _purged(bot, here, "a red circle", here_files)
+    assert not here_post.deleted
     [denied] = await bot.storage.moderation.list(guild.id)
     assert (denied.action, denied.actor_id) == ("denied", bea.id)
 
+    files = len(here_files) + len(side_files)
     said = await _ask(fake_discord, mod, channel, "mod forget", user=ada)
-    assert said.splitlines()[:3] == [
+    assert said.splitlines()[:4] == [
         f"**`/mod forget` would delete on this server, for <@{ada.id}>:**",
-        "- 1 prompt",
-        f"- {plural(len(here_files), 'image file')}",
+        "- 2 of sdbot's posts, in their channels",
+        "- 2 prompts",
+        f"- {plural(files, 'image file')}",
     ]
     assert not await _purged(bot, here, "a red circle", here_files)
 
+    # One channel's delete fails on Discord's side: the post there stays, and where is said.
+    fake_discord.fail(DELETE_ROUTE, status=403)
     said = await _mod_forget(fake_discord, mod, channel, ada, mod_log)
     lines = said.splitlines()
-    assert lines[0] == f"🗑️ **<@{ada.id}>'s prompts and images on this server are deleted**"
-    assert "- 1 prompt deleted from sdbot's records" in lines
-    assert f"- {plural(len(here_files), 'image file')} deleted" in lines
-    assert lines[-1] == "their posts stay in the channels: `/mod purge` deletes them"
+    assert lines[:2] == [
+        f"🗑️ **<@{ada.id}>'s prompts and images on this server are deleted**",
+        "- 1 of sdbot's posts deleted from their channels",
+    ]
+    assert "- 2 prompts deleted from sdbot's records" in lines
+    assert f"- {plural(files, 'image file')} deleted" in lines
+    [failed] = [post for post in (here_post, side_post) if not post.deleted]
+    assert lines[-1] == (
+        f"⚠️ sdbot's posts in <#{failed.channel_id}> could not be deleted: "
+        "upstream error (fault injected)"
+    )
+    assert "/mod purge" not in said
     assert await _purged(bot, here, "a red circle", here_files)
-    assert not await _purged(bot, there, "a green dot", there_files)  # the other server's stays
+    assert await _purged(bot, side_job, "a tree", side_files)
+    # The other server's post and data stay.
+    assert not there_post.deleted
+    assert _posts(fake_discord, other_channel) == [there_post.id]
+    assert not await _purged(bot, there, "a green dot", there_files)
 
-    forgot = [a for a in await bot.storage.moderation.list(guild.id) if a.action == "forget"]
+    recorded = await bot.storage.moderation.list(guild.id)
+    forgot = [a for a in recorded if a.action == "forget"]
     assert [(a.actor_id, a.target_user_id) for a in forgot] == [(mod.id, ada.id)]
+    [purged] = [a for a in recorded if a.action == "purge"]
+    assert (purged.actor_id, purged.target_user_id, purged.reason) == (
+        mod.id, ada.id, "/mod forget",
+    )  # fmt: skip
+    assert purged.details == {"deleted": 1, "already_gone": 0, "failed": 1}
     assert not await bot.storage.moderation.list(other.id)
     posted = await fake_discord.wait_for(
-        lambda: [m for m in fake_discord.channel_messages(mod_log) if "deleted" in m.content]
+        lambda: [m for m in fake_discord.channel_messages(mod_log) if "prompts and" in m.content]
     )
     assert posted[0].content.startswith(f"🛡️ <@{mod.id}> deleted <@{ada.id}>'s prompts and images")
 
@@ -209,3 +289,26 @@ async def test_a_deletion_that_breaks_is_answered_and_the_bot_goes_on(
     monkeypatch.undo()
     said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
     assert said.startswith("✅ nothing to delete")
+
+
+def test_a_deletion_that_left_posts_in_many_channels_fits_one_message() -> None:
+    """Every channel where posts stayed is named while they fit; the rest are counted."""
+    report = ForgetReport(1, None, jobs=900, images=3600, inputs=9, redis_entries=9, cancelled=3)
+    why = "Missing Access, " * 20
+    failed = {channel_id: why for channel_id in range(10**18, 10**18 + 200)}
+    done = PurgeOutcome(deleted=500, already_gone=7, failed=failed, posts=707)
+    text = own_deletion_text(Deletion(done, report))
+    lines = text.splitlines()
+    assert len(text) <= MESSAGE_LIMIT
+    assert lines[1:3] == [
+        "- 500 of sdbot's posts deleted from their channels",
+        "- 7 of sdbot's posts were already gone",
+    ]
+    named = len(lines) - 10  # less the heading, 2 post lines, 5 counts, kept, "… and more"
+    assert named >= 5
+    assert lines[-2] == (
+        f"⚠️ sdbot's posts in <#{10**18 + named - 1}> could not be deleted: {why[:99]}…"
+    )
+    assert lines[-1] == (
+        f"… and {200 - named} more channels where sdbot's posts could not be deleted"
+    )

@@ -1,11 +1,14 @@
 """`/privacy delete` and `/privacy info`: a member deletes their own prompts and images, in every
 server and in direct messages, and reads what sdbot keeps.
 
-The deletion is :func:`bot.ops.privacy.forget_member`'s (it records it); here are the
+A deletion takes down sdbot's own posts of the member's jobs first, as /mod purge does
+(:meth:`bot.guild_admin.GuildAdmin.take_down_member`): they carry the prompts and pictures, and
+are found through the jobs' member, which the deletion then drops. The deletion itself is
+:func:`bot.ops.privacy.forget_member`'s (it records it). Here are the two steps, the
 confirmation and the words, which `/mod forget` (``bot.discord.mod.forget``) shares.
 
 Confirming is a ``confirm`` option with one choice that says what happens, not a Confirm
-button: the command run without it only counts what would go (``forget_preview``) and says how
+button: the command run without it only counts what would go (``preview_deletion``) and says how
 to confirm; with it, it deletes. Nothing is deleted by a slip, each step is one interaction with
 no view to time out or to outlive a restart, and it reads as the /mod commands do (everything in
 options). A modified client can send another value: the bot checks it and deletes nothing.
@@ -14,13 +17,15 @@ options). A modified client can send another value: the bot checks it and delete
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from bot.discord.interactions import private
-from bot.discord.text import plural
+from bot.discord.text import capped, fit, plural
+from bot.guild_admin import Deleted, DeletePost, GuildAdmin, PurgeOutcome
 from bot.ops.privacy import ForgetReport, forget_member, forget_preview
 from common.errors import ErrorKind, SdbotError
 
@@ -39,10 +44,8 @@ KEPT = (
     "watermarks), marked as deleted, so that a watermarked image still traces to a record that "
     "says its prompt was deleted; bans and the moderators' own log stay too"
 )
-POSTS_STAY = (
-    "the pictures sdbot posted stay in their channels; a server's moderators can remove them "
-    "(`/mod purge`)"
-)
+WHY_LIMIT = 100  # characters of Discord's reason a post could not be deleted ("Missing Access")
+MORE_CHANNELS = "… and {left} more channels where sdbot's posts could not be deleted"
 
 
 class NotConfirmed(SdbotError):
@@ -57,6 +60,48 @@ def check_confirmed(value: str, choice: str) -> None:
         raise NotConfirmed(
             f"nothing was deleted: `confirm` was {value!r}; choose “{choice}” to confirm"
         )
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A confirmed deletion's two steps: sdbot's posts taken down, then the data forgotten."""
+
+    posts: PurgeOutcome
+    report: ForgetReport
+
+    @property
+    def nothing(self) -> bool:
+        """Nothing was found to delete, neither posts nor data."""
+        return self.report.nothing and not self.posts.posts
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a deletion would do now: the posts it would take down and the data it would go."""
+
+    posts: int
+    report: ForgetReport
+
+    @property
+    def nothing(self) -> bool:
+        return self.report.nothing and not self.posts
+
+
+def deleter(client: discord.Client) -> DeletePost:
+    """How GuildAdmin deletes one of sdbot's posts (/mod purge, and a deletion's first step):
+    deleted, already gone, or why not. discord.py waits out rate limits itself."""
+
+    async def delete(channel_id: int, message_id: int) -> Deleted:
+        message = client.get_partial_messageable(channel_id).get_partial_message(message_id)
+        try:
+            await message.delete()
+        except discord.NotFound:
+            return Deleted(gone_before=True)
+        except discord.HTTPException as error:
+            return Deleted(failed=error.text or f"HTTP {error.status}")
+        return Deleted()
+
+    return delete
 
 
 def report_lines(report: ForgetReport, *, done: bool = True) -> list[str]:
@@ -76,39 +121,79 @@ def report_lines(report: ForgetReport, *, done: bool = True) -> list[str]:
     ]
 
 
-def preview_text(report: ForgetReport, heading: str, command: str, choice: str) -> str:
+def taken_down_lines(done: PurgeOutcome) -> tuple[list[str], list[str]]:
+    """sdbot's posts taken down: the counts, and a warning for each channel where some could
+    not be (where and why; a moderator there can delete them by hand)."""
+    counts = []
+    if done.deleted:
+        counts.append(f"- {done.deleted} of sdbot's posts deleted from their channels")
+    if done.already_gone:
+        were = "was" if done.already_gone == 1 else "were"
+        counts.append(f"- {done.already_gone} of sdbot's posts {were} already gone")
+    warnings = [
+        f"⚠️ sdbot's posts in <#{channel_id}> could not be deleted: {capped(why, WHY_LIMIT)}"
+        for channel_id, why in done.failed.items()
+    ]
+    return counts, warnings
+
+
+def preview_text(preview: Preview, heading: str, command: str, choice: str) -> str:
     """What ``command`` would delete now, and how to confirm it."""
-    lines = [heading, *report_lines(report, done=False)]
+    lines = [heading]
+    if preview.posts:
+        lines.append(f"- {preview.posts} of sdbot's posts, in their channels")
+    lines += report_lines(preview.report, done=False)
     lines.append(f"To delete it, run `/{command}` again with `confirm`: “{choice}”.")
     return "\n".join([*lines, KEPT])
 
 
+def deletion_text(deletion: Deletion, heading: str) -> str:
+    """A confirmed deletion's answer: what went, what is kept, and where posts stayed."""
+    counts, warnings = taken_down_lines(deletion.posts)
+    lines = [heading, *counts, *report_lines(deletion.report), KEPT, *warnings]
+    return fit(lines, MORE_CHANNELS)
+
+
+async def preview_deletion(
+    service: ImagineService, *, user_id: int, guild_id: int | None
+) -> Preview:
+    """What a deletion would do now, counted (nothing changes)."""
+    posts = await service.storage.posts.member_posts(user_id, guild_id=guild_id)
+    report = await forget_preview(service, user_id=user_id, guild_id=guild_id)
+    return Preview(len(posts), report)
+
+
 async def forget_safely(
     service: ImagineService,
+    admin: GuildAdmin,
     interaction: discord.Interaction,
     *,
     user_id: int,
     guild_id: int | None,
     via: str,
-) -> ForgetReport | None:
-    """forget_member, its failure answered rather than raised: a deletion cut short on
-    sdbot's side is worth saying so precisely, since running it again finishes it (it is
-    idempotent). Our own refusals still go to the tree's ``on_error``."""
+) -> Deletion | None:
+    """sdbot's posts of the member taken down (while their jobs still name them), then
+    forget_member; a failure answered rather than raised: a deletion cut short on sdbot's side
+    is worth saying so precisely, since running it again finishes it (it is idempotent). Our
+    own refusals still go to the tree's ``on_error``."""
+    command = interaction.command.qualified_name if interaction.command else "privacy delete"
+    actor_id = interaction.user.id
     try:
-        return await forget_member(
-            service, user_id=user_id, guild_id=guild_id, actor_id=interaction.user.id, via=via
+        posts = await admin.take_down_member(
+            user_id,
+            deleter(interaction.client),
+            guild_id=guild_id,
+            actor_id=actor_id,
+            reason=f"/{command}",
+        )
+        report = await forget_member(
+            service, user_id=user_id, guild_id=guild_id, actor_id=actor_id, via=via
         )
     except SdbotError:
         raise
     except Exception:
-        log.exception(
-            "forget (%s) failed ◆ user %d ◆ guild %s ◆ by %d",
-            via,
-            user_id,
-            guild_id,
-            interaction.user.id,
-        )
-        command = interaction.command.qualified_name if interaction.command else "privacy delete"
+        log.exception("forget (%s) failed ◆ user %d ◆ guild %s ◆ by %d",
+                      via, user_id, guild_id, actor_id)  # fmt: skip
         await private(
             interaction,
             "⚠️ the deletion broke off on sdbot's side; some data may already be gone. Run "
@@ -116,27 +201,26 @@ async def forget_safely(
             "tell the bot's operator.",
         )
         return None
+    return Deletion(posts, report)
 
 
 NOTHING_OF_YOURS = "✅ nothing to delete: sdbot holds no prompts or images of yours"
 
 
-def own_preview_text(report: ForgetReport) -> str:
+def own_preview_text(preview: Preview) -> str:
     """/privacy delete's answer without ``confirm``."""
-    if report.nothing:
+    if preview.nothing:
         return NOTHING_OF_YOURS
     heading = "**`/privacy delete` would delete, in every server and in DMs:**"
-    return preview_text(report, heading, "privacy delete", OWN_CHOICE)
+    return preview_text(preview, heading, "privacy delete", OWN_CHOICE)
 
 
-def own_deletion_text(report: ForgetReport) -> str:
+def own_deletion_text(deletion: Deletion) -> str:
     """/privacy delete's answer."""
-    if report.nothing:
+    if deletion.nothing:
         return f"{NOTHING_OF_YOURS}\n{KEPT}"
-    lines = ["🗑️ **your prompts and images are deleted, in every server and in DMs**"]
-    lines += report_lines(report)
-    lines += [KEPT, POSTS_STAY]
-    return "\n".join(lines)
+    heading = "🗑️ **your prompts and images are deleted, in every server and in DMs**"
+    return deletion_text(deletion, heading)
 
 
 def retention_line(config: object) -> str | None:
@@ -167,6 +251,7 @@ def info_text(retention: str | None) -> str:
 def privacy_commands(bot: ImagineBot) -> app_commands.Group:
     """/privacy (delete, info) over the bot's service: open to everyone, in DMs too."""
     group = app_commands.Group(name="privacy", description="Your data on sdbot: what it keeps")
+    admin = GuildAdmin.for_service(bot.service)  # takes down the member's posts, as /mod purge
 
     @group.command(name="delete", description="Delete your prompts and images everywhere")
     @app_commands.describe(confirm=CONFIRM_HELP)
@@ -177,14 +262,14 @@ def privacy_commands(bot: ImagineBot) -> app_commands.Group:
             check_confirmed(confirm, OWN_CHOICE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         if confirm is None:
-            preview = await forget_preview(bot.service, user_id=user_id, guild_id=None)
+            preview = await preview_deletion(bot.service, user_id=user_id, guild_id=None)
             await private(interaction, own_preview_text(preview))
             return
-        report = await forget_safely(
-            bot.service, interaction, user_id=user_id, guild_id=None, via="privacy"
+        deletion = await forget_safely(
+            bot.service, admin, interaction, user_id=user_id, guild_id=None, via="privacy"
         )
-        if report is not None:
-            await private(interaction, own_deletion_text(report))
+        if deletion is not None:
+            await private(interaction, own_deletion_text(deletion))
 
     @group.command(name="info", description="What sdbot keeps about you, and for how long")
     async def info(interaction: discord.Interaction) -> None:

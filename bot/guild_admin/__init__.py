@@ -8,14 +8,15 @@ place that words errors. ``admin`` holds :class:`GuildAdmin`, ``settings`` the s
 """
 
 from bot.guild_admin.admin import BanOutcome as BanOutcome
-from bot.guild_admin.admin import Deleted as Deleted
-from bot.guild_admin.admin import DeletePost as DeletePost
 from bot.guild_admin.admin import GuildAdmin as GuildAdmin
-from bot.guild_admin.admin import PurgeOutcome as PurgeOutcome
 from bot.guild_admin.ports import AdminService as AdminService
 from bot.guild_admin.ports import AdminStorage as AdminStorage
 from bot.guild_admin.ports import CanPost as CanPost
 from bot.guild_admin.ports import StopJob as StopJob
+from bot.guild_admin.posts import Deleted as Deleted
+from bot.guild_admin.posts import DeletePost as DeletePost
+from bot.guild_admin.posts import PurgeOutcome as PurgeOutcome
+from bot.guild_admin.posts import take_down as take_down
 from bot.guild_admin.record import Export as Export
 from bot.guild_admin.record import HistoryEntry as HistoryEntry
 from bot.guild_admin.record import Review as Review

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bot.guild_admin import record as records
 from bot.guild_admin.ports import AdminService, AdminStorage, CanPost, StopJob
+from bot.guild_admin.posts import DeletePost, PurgeOutcome, take_down
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
@@ -22,6 +23,7 @@ from moderation.lists import GuildRule, RuleAction, validate_rule
 from storage.bans import BanRecord
 from storage.guild_settings import GuildSettingsRecord
 from storage.models import TermKind, utcnow
+from storage.posts import MemberPost
 from storage.terms import TermRecord
 
 log = logging.getLogger(__name__)
@@ -35,25 +37,6 @@ class BanOutcome:
     ban: BanRecord
     replaced: BanRecord | None  # the ban in force before, now replaced
     stopped: tuple[int, ...]  # the member's queued and running jobs, cancelled
-
-
-@dataclass(frozen=True)
-class Deleted:
-    """What became of one post: deleted now, already gone, or left with why (``failed``)."""
-
-    gone_before: bool = False
-    failed: str = ""
-
-
-DeletePost = Callable[[int, int], Awaitable[Deleted]]  # channel id, message id
-
-
-@dataclass(frozen=True)
-class PurgeOutcome:
-    deleted: int
-    already_gone: int
-    failed: dict[int, str]  # channel id → why the posts there stayed
-    posts: int
 
 
 class GuildAdmin:
@@ -261,28 +244,49 @@ class GuildAdmin:
     ) -> PurgeOutcome:
         """Deletes every post sdbot made for a member in this guild, one by one through
         ``delete``; a deleted or vanished post is unlinked from its job, and the purge recorded."""
-        posts = await self.posts.posts_for_user(guild_id, user_id)
-        deleted = gone = 0
-        failed: dict[int, str] = {}
-        for channel_id, message_id, _ in posts:
-            result = await delete(channel_id, message_id)
-            if result.failed:
-                failed[channel_id] = result.failed
-                continue
-            gone += result.gone_before
-            deleted += not result.gone_before
-            await self.posts.unlink_message(message_id)
+        posts = await self.posts.member_posts(user_id, guild_id=guild_id)
+        done = await take_down(self.posts, posts, delete)
+        await self._record_purge(guild_id, actor_id, user_id, done, reason)
+        return done
+
+    async def take_down_member(
+        self,
+        user_id: int,
+        delete: DeletePost,
+        *,
+        guild_id: int | None,
+        actor_id: int,
+        reason: str,
+    ) -> PurgeOutcome:
+        """A deletion's first step: every post sdbot made for a member in this guild
+        (``guild_id`` None: in every guild and in DMs) deleted as /mod purge deletes them, while
+        the jobs still name the member; a purge is recorded in each guild that had some, so its
+        moderators see why the posts went."""
+        posts = await self.posts.member_posts(user_id, guild_id=guild_id)
+        by_guild: dict[int | None, list[MemberPost]] = {}
+        for post in posts:
+            by_guild.setdefault(post.guild_id, []).append(post)
+        outcomes = []
+        for where, found in by_guild.items():
+            done = await take_down(self.posts, found, delete)
+            if where is not None:  # a direct message has no moderators to tell
+                await self._record_purge(where, actor_id, user_id, done, reason)
+            outcomes.append(done)
+        return PurgeOutcome.total(outcomes)
+
+    async def _record_purge(
+        self, guild_id: int, actor_id: int, user_id: int, done: PurgeOutcome, reason: str
+    ) -> None:
         await self.record(
             guild_id,
             actor_id,
             "purge",
             target_user_id=user_id,
             reason=reason,
-            deleted=deleted,
-            already_gone=gone,
-            failed=len(posts) - deleted - gone,
+            deleted=done.deleted,
+            already_gone=done.already_gone,
+            failed=done.posts - done.deleted - done.already_gone,
         )
-        return PurgeOutcome(deleted, gone, failed, len(posts))
 
     def _sweep_again(self, guild_id: int, user_id: int | None = None) -> None:
         """A request that passed the gate a moment before the ban or pause was written may be

@@ -7,24 +7,8 @@ from discord import app_commands
 
 from bot.discord.mod.group import ModGroup
 from bot.discord.mod.text import guild_of, jobs_text, say
+from bot.discord.privacy import deleter  # shared with a deletion's first step
 from bot.discord.text import fit, plural
-from bot.guild_admin import Deleted, DeletePost
-
-
-def deleter(client: discord.Client) -> DeletePost:
-    """GuildAdmin's way to delete one of sdbot's posts: deleted, already gone, or why not."""
-
-    async def delete(channel_id: int, message_id: int) -> Deleted:
-        message = client.get_partial_messageable(channel_id).get_partial_message(message_id)
-        try:
-            await message.delete()
-        except discord.NotFound:
-            return Deleted(gone_before=True)
-        except discord.HTTPException as error:
-            return Deleted(failed=error.text or f"HTTP {error.status}")
-        return Deleted()
-
-    return delete
 
 
 def add_commands(mod: ModGroup) -> None:

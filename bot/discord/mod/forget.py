@@ -1,8 +1,10 @@
 """`/mod forget`: a member's prompts and images on this server deleted, at a moderator's word.
 
-The deletion and its record are :func:`bot.ops.privacy.forget_member`'s; the record reaches the
-log channel as every moderator's action does. Confirmed as `/privacy delete` is (see
-``bot.discord.privacy``): without ``confirm`` it counts what would go; with it, it deletes."""
+As `/privacy delete` (``bot.discord.privacy``), in this server only: sdbot's posts of the
+member's jobs here are taken down first, as /mod purge does (recorded as a purge), then the
+deletion and its record are :func:`bot.ops.privacy.forget_member`'s; both records reach the log
+channel as every moderator's action does. Without ``confirm`` it counts what would go; with
+it, it deletes."""
 
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from bot.discord.mod.text import guild_of, say
 from bot.discord.privacy import (
     CONFIRM_HELP,
     CONFIRMED,
-    KEPT,
+    Deletion,
+    Preview,
     check_confirmed,
+    deletion_text,
     forget_safely,
+    preview_deletion,
     preview_text,
-    report_lines,
 )
-from bot.ops.privacy import ForgetReport, forget_preview
 
 if TYPE_CHECKING:
     from bot.imagine.service import ImagineService
@@ -34,22 +37,20 @@ def nothing_text(mention: str) -> str:
     return f"✅ nothing to delete: sdbot holds no prompts or images of {mention} here"
 
 
-def forget_preview_text(report: ForgetReport, mention: str) -> str:
+def forget_preview_text(preview: Preview, mention: str) -> str:
     """/mod forget's answer without ``confirm``."""
-    if report.nothing:
+    if preview.nothing:
         return nothing_text(mention)
     heading = f"**`/mod forget` would delete on this server, for {mention}:**"
-    return preview_text(report, heading, "mod forget", MOD_CHOICE)
+    return preview_text(preview, heading, "mod forget", MOD_CHOICE)
 
 
-def forget_text(report: ForgetReport, mention: str) -> str:
+def forget_text(deletion: Deletion, mention: str) -> str:
     """/mod forget's answer for the member ``mention``."""
-    if report.nothing:
+    if deletion.nothing:
         return nothing_text(mention)
-    lines = [f"🗑️ **{mention}'s prompts and images on this server are deleted**"]
-    lines += report_lines(report)
-    lines += [KEPT, "their posts stay in the channels: `/mod purge` deletes them"]
-    return "\n".join(lines)
+    heading = f"🗑️ **{mention}'s prompts and images on this server are deleted**"
+    return deletion_text(deletion, heading)
 
 
 def add_commands(mod: ModGroup, service: ImagineService) -> None:
@@ -64,11 +65,11 @@ def add_commands(mod: ModGroup, service: ImagineService) -> None:
             check_confirmed(confirm, MOD_CHOICE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         if confirm is None:
-            preview = await forget_preview(service, user_id=user.id, guild_id=guild_id)
+            preview = await preview_deletion(service, user_id=user.id, guild_id=guild_id)
             await say(interaction, forget_preview_text(preview, user.mention))
             return
-        report = await forget_safely(
-            service, interaction, user_id=user.id, guild_id=guild_id, via="mod"
+        deletion = await forget_safely(
+            service, mod.admin, interaction, user_id=user.id, guild_id=guild_id, via="mod"
         )
-        if report is not None:
-            await say(interaction, forget_text(report, user.mention))
+        if deletion is not None:
+            await say(interaction, forget_text(deletion, user.mention))
