@@ -21,7 +21,10 @@ The counters with fixed label sets (and every stage) exist at 0 from import on
 (:func:`_precreate`), so that a restart's first failure shows in rate() and increase().
 
 Cost per image is device-seconds per image: ``rate(sdbot_device_seconds_total[5m]) /
-rate(sdbot_images_total[5m])``, times ``sdbot_price_per_device_hour / 3600`` for money.
+rate(sdbot_images_total[5m])``; in money, each instance's device-seconds times its own price,
+``sum(rate(sdbot_device_seconds_total[1h]) * on(job, instance) group_left
+sdbot_price_per_device_hour) / 3600 / sum(rate(sdbot_images_total[1h]))``. Device-seconds count
+every pipeline call, drawn, cancelled or failed.
 """
 
 from __future__ import annotations
