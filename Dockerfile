@@ -53,8 +53,11 @@ ENV SDBOT_DATA_DIR=/data \
     SDBOT_METRICS_PORT=9400 \
     PYTHONUNBUFFERED=1
 EXPOSE 9400
-# /readyz: model loaded, database and Redis reachable, Discord connected (the bot); see docs/runbook.md.
+# /livez: the process answers. Not /readyz, which a shared Redis or database going down turns
+# 503 in every container at once: an orchestrator that restarts unhealthy containers would
+# restart every worker and reload every model for it. compose.yaml's checks ask /readyz (start
+# order, `docker compose ps`); see docs/runbook.md.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('SDBOT_METRICS_PORT', '9400'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('SDBOT_METRICS_PORT', '9400'), timeout=4)"]
 ENTRYPOINT ["sdbot"]
 CMD ["run"]

@@ -216,9 +216,10 @@ def test_prometheus_scrapes_the_services_on_their_metrics_port(compose: dict[str
 
 class _Readyz(http.server.BaseHTTPRequestHandler):
     ready = True
+    alive = True
 
     def do_GET(self) -> None:
-        ok = self.path == "/readyz" and type(self).ready
+        ok = {"/readyz": type(self).ready, "/livez": type(self).alive}.get(self.path, False)
         self.send_response(200 if ok else 503)
         self.end_headers()
         self.wfile.write(b'{"ready": %s}' % (b"true" if ok else b"false"))
@@ -255,17 +256,21 @@ def health_exit(command: list[str], port: int) -> int:
 def test_the_health_checks_pass_on_ready_and_fail_on_503(
     compose: dict[str, Any], readyz: http.server.HTTPServer
 ) -> None:
+    """Compose's checks ask /readyz (start order, `docker compose ps`); the image's own asks
+    /livez: an orchestrator that restarts unhealthy containers must not restart every worker
+    (and reload every model) because Redis blinked."""
     port = readyz.server_address[1]
-    commands = [dockerfile_healthcheck()] + [
-        healthcheck_command(compose["services"][name]) for name in SDBOT_SERVICES
-    ]
-    _Readyz.ready = True
-    assert [health_exit(command, port) for command in commands] == [0, 0, 0]
+    image = dockerfile_healthcheck()
+    commands = [healthcheck_command(compose["services"][name]) for name in SDBOT_SERVICES]
+    assert [health_exit(command, port) for command in [image, *commands]] == [0, 0, 0]
     _Readyz.ready = False
     try:
         assert all(health_exit(command, port) != 0 for command in commands)
+        assert health_exit(image, port) == 0  # alive, not ready: no restart
+        _Readyz.alive = False
+        assert health_exit(image, port) != 0
     finally:
-        _Readyz.ready = True
+        _Readyz.ready = _Readyz.alive = True
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
