@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from storage.engine import SessionFactory
 from storage.models import Job, PostedMessage
@@ -85,7 +86,24 @@ class PostedMessages:
         every guild and direct messages), oldest first. Found through the jobs' member, so
         only while the jobs still name them: a deletion takes the posts down before it forgets
         the member."""
-        query = (
+        query = self._posts().where(Job.user_id == user_id)
+        if guild_id is not None:
+            query = query.where(Job.guild_id == guild_id)
+        async with self._sessions() as session:
+            return [MemberPost(*row) for row in await session.execute(query)]
+
+    async def posts_for_jobs(self, job_ids: Collection[int]) -> list[MemberPost]:
+        """Every message posted for these jobs, oldest first (whoever they name now)."""
+        if not job_ids:
+            return []
+        query = self._posts().where(Job.id.in_(job_ids))
+        async with self._sessions() as session:
+            return [MemberPost(*row) for row in await session.execute(query)]
+
+    @staticmethod
+    def _posts() -> Select[int, int, int, int | None]:
+        """Posted messages with their job's guild, oldest first: a MemberPost a row."""
+        return (
             select(
                 PostedMessage.channel_id,
                 PostedMessage.message_id,
@@ -93,13 +111,8 @@ class PostedMessages:
                 Job.guild_id,
             )
             .join(Job, Job.id == PostedMessage.job_id)
-            .where(Job.user_id == user_id)
             .order_by(PostedMessage.created_at, PostedMessage.message_id)
         )
-        if guild_id is not None:
-            query = query.where(Job.guild_id == guild_id)
-        async with self._sessions() as session:
-            return [MemberPost(*row) for row in await session.execute(query)]
 
     async def unlink_message(self, message_id: int) -> None:
         """The message was deleted: reactions on it mean nothing any more."""

@@ -312,3 +312,31 @@ def test_a_deletion_that_left_posts_in_many_channels_fits_one_message() -> None:
     assert lines[-1] == (
         f"… and {200 - named} more channels where sdbot's posts could not be deleted"
     )
+
+
+async def test_a_job_the_deletion_cancels_leaves_no_post_behind(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: World
+) -> None:
+    """Ada's job waits behind Bea's when Ada deletes her data: it is cancelled, and the post
+    that says so (its status message taken down already, a new one) is taken down too."""
+    guild, channel, ada = world
+    bea = _join(fake_discord, guild, "bea")
+    hers = await fake_discord.slash(bea, channel, "imagine", prompt="a blue square", steps=50)
+    await fake_discord.wait_for(
+        lambda: hers.original is not None and "drawing" in hers.original.content, within=120
+    )
+    mine = await fake_discord.slash(ada, channel, "imagine", prompt="a red circle", steps=2)
+    await fake_discord.wait_for(
+        lambda: mine.original is not None and "queued" in mine.original.content
+    )
+    [job] = await bot.storage.audit.open_jobs(user_id=ada.id)
+
+    said = await _ask(fake_discord, ada, channel, "privacy delete", confirm=OWN)
+    assert "- 1 queued or running job cancelled first" in said.splitlines()
+    record = await bot.storage.audit.get_job(job.id)
+    assert record is not None
+    assert record.status.value == "cancelled"
+    assert "a red circle" not in record.prompt
+    left = [m for m in fake_discord.channel_messages(channel) if not m.ephemeral]
+    assert hers.original in left
+    assert not [m for m in left if "a red circle" in m.content or f"<@{ada.id}>" in m.content]

@@ -16,6 +16,7 @@ options). A modified client can send another value: the bot checks it and delete
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from bot.discord.text import capped, fit, plural
 from bot.guild_admin import Deleted, DeletePost, GuildAdmin, PurgeOutcome
 from bot.ops.privacy import ForgetReport, forget_member, forget_preview
 from common.errors import ErrorKind, SdbotError
+from storage.posts import MemberPost
 
 if TYPE_CHECKING:
     from bot.discord.client import ImagineBot
@@ -44,6 +46,7 @@ KEPT = (
     "watermarks), marked as deleted, so that a watermarked image still traces to a record that "
     "says its prompt was deleted; bans and the moderators' own log stay too"
 )
+LATE_POST_WAIT_S = 60.0  # how long a job a deletion cancelled is given to post how it ended
 WHY_LIMIT = 100  # characters of Discord's reason a post could not be deleted ("Missing Access")
 MORE_CHANNELS = "… and {left} more channels where sdbot's posts could not be deleted"
 
@@ -164,7 +167,7 @@ async def preview_deletion(
 
 
 async def forget_safely(
-    service: ImagineService,
+    bot: ImagineBot,
     admin: GuildAdmin,
     interaction: discord.Interaction,
     *,
@@ -173,22 +176,27 @@ async def forget_safely(
     via: str,
 ) -> Deletion | None:
     """sdbot's posts of the member taken down (while their jobs still name them), then
-    forget_member; a failure answered rather than raised: a deletion cut short on sdbot's side
-    is worth saying so precisely, since running it again finishes it (it is idempotent). Our
-    own refusals still go to the tree's ``on_error``."""
+    forget_member, then the posts of the jobs it cancelled; a failure answered rather than
+    raised: a deletion cut short on sdbot's side is worth saying so precisely, since running
+    it again finishes it (it is idempotent). Our own refusals still go to the tree's
+    ``on_error``."""
     command = interaction.command.qualified_name if interaction.command else "privacy delete"
     actor_id = interaction.user.id
+    delete = deleter(interaction.client)
     try:
+        open_jobs = await bot.storage.audit.open_jobs(guild_id=guild_id, user_id=user_id)
         posts = await admin.take_down_member(
-            user_id,
-            deleter(interaction.client),
-            guild_id=guild_id,
-            actor_id=actor_id,
-            reason=f"/{command}",
+            user_id, delete, guild_id=guild_id, actor_id=actor_id, reason=f"/{command}"
         )
         report = await forget_member(
-            service, user_id=user_id, guild_id=guild_id, actor_id=actor_id, via=via
+            bot.service, user_id=user_id, guild_id=guild_id, actor_id=actor_id, via=via
         )
+        if open_jobs:
+            late = await _late_posts(bot, {job.id for job in open_jobs})
+            done = await admin.take_down_posts(
+                late, delete, actor_id=actor_id, user_id=user_id, reason=f"/{command}"
+            )
+            posts = PurgeOutcome.total([posts, done])
     except SdbotError:
         raise
     except Exception:
@@ -202,6 +210,21 @@ async def forget_safely(
         )
         return None
     return Deletion(posts, report)
+
+
+async def _late_posts(bot: ImagineBot, job_ids: set[int]) -> list[MemberPost]:
+    """The posts of jobs that were open when the deletion began: it cancelled them, and their
+    followers then post how they ended, in a new message when the status message was taken
+    down already. Those followers are given ``LATE_POST_WAIT_S`` to finish."""
+    following = bot.delivery.following
+    tasks = [task for job_id, task in following.items() if job_id in job_ids]
+    tasks += bot.service.recovered_deliveries(job_ids)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=LATE_POST_WAIT_S)
+        if pending:
+            log.warning("%d cancelled jobs not posted within %.0f s; their posts may stay",
+                        len(pending), LATE_POST_WAIT_S)  # fmt: skip
+    return await bot.storage.posts.posts_for_jobs(job_ids)
 
 
 NOTHING_OF_YOURS = "✅ nothing to delete: sdbot holds no prompts or images of yours"
@@ -266,7 +289,7 @@ def privacy_commands(bot: ImagineBot) -> app_commands.Group:
             await private(interaction, own_preview_text(preview))
             return
         deletion = await forget_safely(
-            bot.service, admin, interaction, user_id=user_id, guild_id=None, via="privacy"
+            bot, admin, interaction, user_id=user_id, guild_id=None, via="privacy"
         )
         if deletion is not None:
             await private(interaction, own_deletion_text(deletion))

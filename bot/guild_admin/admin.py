@@ -263,13 +263,28 @@ class GuildAdmin:
         the jobs still name the member; a purge is recorded in each guild that had some, so its
         moderators see why the posts went."""
         posts = await self.posts.member_posts(user_id, guild_id=guild_id)
+        return await self.take_down_posts(
+            posts, delete, actor_id=actor_id, user_id=user_id, reason=reason
+        )
+
+    async def take_down_posts(
+        self,
+        posts: list[MemberPost],
+        delete: DeletePost,
+        *,
+        actor_id: int,
+        user_id: int,
+        reason: str,
+    ) -> PurgeOutcome:
+        """``posts`` of the member's deleted, a purge recorded in each guild that had some (a
+        direct message has no moderators to tell)."""
         by_guild: dict[int | None, list[MemberPost]] = {}
         for post in posts:
             by_guild.setdefault(post.guild_id, []).append(post)
         outcomes = []
         for where, found in by_guild.items():
             done = await take_down(self.posts, found, delete)
-            if where is not None:  # a direct message has no moderators to tell
+            if where is not None:
                 await self._record_purge(where, actor_id, user_id, done, reason)
             outcomes.append(done)
         return PurgeOutcome.total(outcomes)

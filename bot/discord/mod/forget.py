@@ -8,7 +8,7 @@ it, it deletes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -28,6 +28,7 @@ from bot.discord.privacy import (
 )
 
 if TYPE_CHECKING:
+    from bot.discord.client import ImagineBot
     from bot.imagine.service import ImagineService
 
 MOD_CHOICE = "yes, delete their prompts and images on this server"
@@ -68,8 +69,9 @@ def add_commands(mod: ModGroup, service: ImagineService) -> None:
             preview = await preview_deletion(service, user_id=user.id, guild_id=guild_id)
             await say(interaction, forget_preview_text(preview, user.mention))
             return
+        bot = cast("ImagineBot", interaction.client)  # /mod is only added to sdbot's client
         deletion = await forget_safely(
-            service, mod.admin, interaction, user_id=user.id, guild_id=guild_id, via="mod"
+            bot, mod.admin, interaction, user_id=user.id, guild_id=guild_id, via="mod"
         )
         if deletion is not None:
             await say(interaction, forget_text(deletion, user.mention))
