@@ -2,9 +2,10 @@
 
 A watermark still traces to a purged record, which says when and why it was purged. Retention
 purges what ended long enough ago; a member's deletion (forget) purges everything of theirs
-and drops their id from the rows. Both work in batches of ``PURGE_BATCH`` jobs, each its own
-short transaction, so a big table is never locked for long and a run cut short loses nothing:
-a batch is purged whole or not at all, and the next run finds what is left.
+and what others' controls made from it, and drops their id from their rows. Both work in
+batches of ``PURGE_BATCH`` jobs, each its own short transaction, so a big table is never
+locked for long and a run cut short loses nothing: a batch is purged whole or not at all, and
+the next run finds what is left.
 """
 
 from __future__ import annotations
@@ -41,9 +42,7 @@ log = logging.getLogger(__name__)
 
 PURGE_BATCH = 500  # jobs a transaction
 SCRUBBED = "[purged]"  # what stands where a forgotten member's prompt was quoted
-# A prompt shorter than this is not taken out of moderators' words: "a cat" cannot be told
-# from the same two words written for another reason.
-MIN_SCRUBBED = 4
+MIN_SCRUBBED = 4  # shorter prompts stay in moderators' words: "a cat" could be anyone's words
 
 
 @dataclass(frozen=True)
@@ -87,19 +86,11 @@ class ForgetScope:
         return self.own | self.descendants
 
 
-def delete_files(
-    paths: Iterable[str], output_dir: Path | None, folders: Iterable[Path] = ()
-) -> int:
+def delete_files(paths: Iterable[str], output_dir: Path | None) -> int:
     """Deletes the recorded image files; returns how many there were. A stored path may be
     relative to where the process ran: the file is also looked for in ``output_dir`` by its
-    job folder and name (as ``pictures.sweep`` matches them). A job folder left empty goes.
-
-    ``folders`` (``job_folders``) go whole first: a job's files take their names only after
-    its outcome committed (``storage.pictures``), so a purge in between finds them still in
-    ``.partial-UID``. Staging goes before the job folder: a rename landing between the two is
-    caught by the second, and none can land after. What escapes anyway (a process writing
-    later) the next ``sdbot recover`` sweep removes: a purged record names no file."""
-    deleted = sum(_remove_folder(folder) for folder in folders)
+    job folder and name (as ``pictures.sweep`` matches them). A job folder left empty goes."""
+    deleted = 0
     for stored in paths:
         path = Path(stored)
         candidates = {path}
@@ -114,6 +105,18 @@ def delete_files(
             with contextlib.suppress(OSError):  # not empty (another variant), or not ours
                 candidate.parent.rmdir()
     return deleted
+
+
+def delete_pictures(paths: Iterable[str], output_dir: Path | None, folders: list[Path]) -> int:
+    """Deletes the recorded files and the jobs' ``folders`` (``job_folders``) whole; returns how
+    many files there were. Files take their names only after the outcome committed, so a purge
+    in between finds them in ``.partial-UID``: staging goes first, job folders last, so a
+    rename landing in between is caught, and none can land after. What escapes anyway (a late
+    writer) the next ``sdbot recover`` sweep removes: a purged record names no file."""
+    staging = [folder for folder in folders if folder.name.startswith(STAGING_PREFIX)]
+    deleted = sum(_remove_folder(folder) for folder in staging)
+    deleted += delete_files(paths, output_dir)
+    return deleted + sum(_remove_folder(folder) for folder in folders if folder not in staging)
 
 
 def job_folders(
@@ -382,7 +385,7 @@ class Retention:
                 for job_id, uid, *_ in jobs
                 for folder in job_folders(output_dir, job_id, uid, recorded)
             ]
-            deleted = await asyncio.to_thread(delete_files, paths, output_dir, folders)
+            deleted = await asyncio.to_thread(delete_pictures, paths, output_dir, folders)
         prompts = sum(purged_at is None for _, _, purged_at, *_ in jobs)
         return PurgeCounts(len(ids), deleted, int(inputs or 0), prompts)
 
