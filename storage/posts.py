@@ -96,7 +96,7 @@ class PostedMessages:
         """Every message posted for these jobs, oldest first (whoever they name now)."""
         if not job_ids:
             return []
-        query = self._posts().where(Job.id.in_(job_ids))
+        query = self._posts().where(Job.id.in_(sorted(job_ids)))
         async with self._sessions() as session:
             return [MemberPost(*row) for row in await session.execute(query)]
 

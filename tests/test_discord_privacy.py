@@ -18,7 +18,11 @@ from bot.ops.privacy import ForgetReport
 from fake_discord import Channel, FakeDiscord, Guild, Message, Permission, User
 from fake_discord.client import with_controls
 from fake_discord.server import Interaction
+from storage.audit import AuditLog
+from storage.engine import SessionFactory
+from storage.posts import MemberPost, PostedMessages
 from storage.records import JobRecord
+from tests.test_storage import GUILD, USER, new_job
 
 World = tuple[Guild, Channel, User]
 OWN = "yes"  # the confirming choice's value
@@ -340,3 +344,31 @@ async def test_a_job_the_deletion_cancels_leaves_no_post_behind(
     left = [m for m in fake_discord.channel_messages(channel) if not m.ephemeral]
     assert hers.original in left
     assert not [m for m in left if "a red circle" in m.content or f"<@{ada.id}>" in m.content]
+
+
+async def test_a_members_posts_are_found_in_one_guild_or_everywhere(
+    sessions: SessionFactory,
+) -> None:
+    """On SQLite and PostgreSQL: the posts a deletion takes down, by member (a guild, or every
+    guild and DMs) and by job (whoever the job names now)."""
+    audit, posts = AuditLog(sessions), PostedMessages(sessions)
+    here = await audit.create_job(new_job())
+    there = await audit.create_job(new_job(guild_id=GUILD + 1))
+    in_dm = await audit.create_job(new_job(guild_id=None))
+    theirs = await audit.create_job(new_job(user_id=USER + 1))
+    for message_id, job_id, guild_id in ((10, here, GUILD), (11, there, GUILD + 1),
+                                         (12, in_dm, None), (13, theirs, GUILD)):  # fmt: skip
+        await posts.link_message(message_id, job_id, channel_id=message_id, guild_id=guild_id)
+
+    everywhere = await posts.member_posts(USER, guild_id=None)
+    assert everywhere == [
+        MemberPost(10, 10, here, GUILD),
+        MemberPost(11, 11, there, GUILD + 1),
+        MemberPost(12, 12, in_dm, None),
+    ]
+    assert await posts.member_posts(USER, guild_id=GUILD) == everywhere[:1]
+    assert await posts.posts_for_jobs({in_dm, theirs}) == [
+        MemberPost(12, 12, in_dm, None),
+        MemberPost(13, 13, theirs, GUILD),
+    ]
+    assert await posts.posts_for_jobs(set()) == []
