@@ -140,9 +140,6 @@ class Redactor(logging.Filter):
         return True
 
 
-_redactor = Redactor()  # what ``configure`` built: ``say``'s plain lines are masked too
-
-
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     """What the call gave with ``extra=`` (the attributes a plain record does not have)."""
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
@@ -212,6 +209,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a line is logged (a test's capture, which is
     replaced from one test to the next, or the process's own)."""
 
+    redactor = Redactor()
+
     @property
     def stream(self) -> Any:
         return sys.stderr
@@ -226,11 +225,12 @@ def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) 
     with ``secrets`` masked; it replaces the one an earlier call installed (a test runner's
     handlers stay). Python's warnings become log lines too: masked, and in JSON, lines that
     parse."""
-    global _format, _redactor
+    global _format
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, got {fmt!r}")
     redactor = Redactor(secrets)
     handler = _StderrHandler()
+    handler.redactor = redactor  # ``say``'s plain lines are masked with it too
     handler.addFilter(redactor)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(redactor))
@@ -244,7 +244,7 @@ def configure(level: int | str, fmt: str = "text", secrets: Iterable[str] = ()) 
     root.setLevel(level)
     logging.captureWarnings(True)
     adopt(*LIBRARIES)
-    _format, _redactor = fmt, redactor
+    _format = fmt
 
 
 LIBRARIES = ("diffusers", "transformers")  # they log past the root logger once imported
@@ -271,8 +271,16 @@ def say(prefix: str, text: str, *, level: int = logging.INFO, **fields: Any) -> 
     names (``sdbot run`` → ``sdbot.run``), written even below the configured level
     (``fields``: extras on it, such as ``worker=``). Masked either way."""
     if _format != "json":
-        print(_redactor.redact(f"{prefix}: {text}"), file=sys.stderr, flush=True)
+        print(_installed_redactor().redact(f"{prefix}: {text}"), file=sys.stderr, flush=True)
         return
     logger = logging.getLogger(".".join(prefix.split()[:2]))
     record = logger.makeRecord(logger.name, level, "", 0, text, (), None, extra=_present(**fields))
     logger.handle(record)
+
+
+def _installed_redactor() -> Redactor:
+    """The redactor of the handler ``configure`` installed (whoever put it back last)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _StderrHandler):
+            return handler.redactor
+    return _StderrHandler.redactor
