@@ -171,26 +171,28 @@ def transactions(engine: AsyncEngine) -> Iterator[list[float]]:
 
 @contextlib.contextmanager
 def file_deletions() -> Iterator[list[float]]:
-    """Times each ``delete_files`` call the purges make (seconds, summed into the list's one
-    value) while the block runs."""
+    """Times the file work each purge batch does (seconds, summed into the list's one value)
+    while the block runs: ``delete_pictures`` (files and job folders) where the storage has
+    it, else ``delete_files``."""
     import storage.retention
 
-    names = vars(storage.retention)  # its ``delete_files``, which each batch calls
-    real = names["delete_files"]
+    names = vars(storage.retention)  # the function each batch calls, looked up when called
+    name = "delete_pictures" if "delete_pictures" in names else "delete_files"
+    real = names[name]
     spent = [0.0]
 
-    def timed(paths: Any, output_dir: Path | None) -> int:
+    def timed(*args: Any) -> int:
         started = time.perf_counter()
         try:
-            return int(real(paths, output_dir))
+            return int(real(*args))
         finally:
             spent[0] += time.perf_counter() - started
 
-    names["delete_files"] = timed
+    names[name] = timed
     try:
         yield spent
     finally:
-        names["delete_files"] = real
+        names[name] = real
 
 
 @contextlib.asynccontextmanager
