@@ -12,6 +12,7 @@ import pytest
 
 from bot.discord.client import ImagineBot
 from bot.discord.privacy import Deletion, own_deletion_text
+from bot.discord.render import REROLL
 from bot.discord.text import MESSAGE_LIMIT, plural
 from bot.guild_admin import PurgeOutcome
 from bot.ops.privacy import ForgetReport
@@ -111,14 +112,30 @@ async def test_a_member_deletes_their_own_prompts_images_and_posts_everywhere(
     )
     _, gone_files, gone_post = await _drawn(bot, fake_discord, ada, channel, "a small square")
     hers, her_files, her_post = await _drawn(bot, fake_discord, bea, channel, "a blue square")
+    # A moderator rerolls ada's grid: the reroll is the moderator's job, but it shows ada's
+    # prompt and is drawn from it, so her deletion takes it too (the moderator keeps it as theirs).
+    fake_discord.react(mod.id, here_post, REROLL)
+
+    def rerolled() -> Message | None:
+        for message in fake_discord.channel_messages(channel):
+            reference = message.message_reference or {}
+            if int(reference.get("message_id", 0)) == here_post.id and with_controls(message):
+                return message
+        return None
+
+    await fake_discord.wait_for(rerolled, within=120)
+    [reroll] = [j for j in await bot.storage.audit.list_jobs() if j.parent_job_id == here.id]
+    reroll_files = [Path(image.path) for image in reroll.images if image.path]
+    assert reroll.user_id == mod.id
+    assert reroll_files
 
     # Without confirming: what would go, counted (sdbot's posts too); nothing goes.
-    files = len(here_files) + len(there_files) + len(gone_files)
+    files = len(here_files) + len(there_files) + len(gone_files) + len(reroll_files)
     said = await _ask(fake_discord, ada, channel, "privacy delete")
     assert said.splitlines()[:5] == [
         "**`/privacy delete` would delete, in every server and in DMs:**",
-        "- 3 of sdbot's posts, in their channels",
-        "- 3 prompts",
+        "- 4 of sdbot's posts, in their channels",  # the moderator's reroll of hers too
+        "- 4 prompts",
         f"- {plural(files, 'image file')}",
         "To delete it, run `/privacy delete` again with `confirm`: “yes, delete my prompts and "
         "images everywhere”.",
@@ -141,10 +158,10 @@ async def test_a_member_deletes_their_own_prompts_images_and_posts_everywhere(
     lines = said.splitlines()
     assert lines[:3] == [
         "🗑️ **your prompts and images are deleted, in every server and in DMs**",
-        "- 2 of sdbot's posts deleted from their channels",
+        "- 3 of sdbot's posts deleted from their channels",
         "- 1 of sdbot's posts was already gone",
     ]
-    assert "- 3 prompts deleted from sdbot's records" in lines
+    assert "- 4 prompts deleted from sdbot's records" in lines
     assert f"- {plural(files, 'image file')} deleted" in lines
     assert lines[-1].startswith("**kept**: each job's record")
     assert "/mod purge" not in said  # nothing is left for it
@@ -154,6 +171,10 @@ async def test_a_member_deletes_their_own_prompts_images_and_posts_everywhere(
     assert await _purged(bot, here, "a red circle", here_files)
     assert await _purged(bot, there, "a green dot", there_files)
     assert not await _purged(bot, hers, "a blue square", her_files)
+    assert await _purged(bot, reroll, "a red circle", reroll_files)
+    rerolled_record = await bot.storage.audit.get_job(reroll.id)
+    assert rerolled_record is not None
+    assert rerolled_record.user_id == mod.id  # the moderator's job, emptied of ada's prompt
     for post in (here_post, there_post, gone_post):
         assert await bot.storage.posts.job_for_message(post.id) is None
 
@@ -164,12 +185,12 @@ async def test_a_member_deletes_their_own_prompts_images_and_posts_everywhere(
     assert (purged.actor_id, purged.target_user_id) == (ada.id, ada.id)
     assert (purged.reason, purged.details) == (
         "/privacy delete",
-        {"deleted": 1, "already_gone": 1, "failed": 0},
+        {"deleted": 2, "already_gone": 1, "failed": 0},
     )
     [purged] = await bot.storage.moderation.list(other.id)
     assert purged.details == {"deleted": 1, "already_gone": 0, "failed": 0}
     said = await _ask(fake_discord, mod, channel, "mod history", user=ada)
-    assert f"<@{ada.id}> deleted 1 posts made for <@{ada.id}> · /privacy delete" in said
+    assert f"<@{ada.id}> deleted 2 posts made for <@{ada.id}> · /privacy delete" in said
 
     # Asked again, from a direct message: nothing is left to delete.
     said = await _ask(fake_discord, ada, dm, "privacy delete", confirm=OWN)

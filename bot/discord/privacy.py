@@ -27,6 +27,7 @@ from discord import app_commands
 from bot.discord.interactions import private
 from bot.discord.text import capped, fit, plural
 from bot.guild_admin import Deleted, DeletePost, GuildAdmin, PurgeOutcome
+from bot.guild_admin.posts import deletion_posts
 from bot.ops.privacy import ForgetReport, forget_member, forget_preview
 from common.errors import ErrorKind, SdbotError
 from storage.posts import MemberPost
@@ -161,7 +162,8 @@ async def preview_deletion(
     service: ImagineService, *, user_id: int, guild_id: int | None
 ) -> Preview:
     """What a deletion would do now, counted (nothing changes)."""
-    posts = await service.storage.posts.member_posts(user_id, guild_id=guild_id)
+    storage = service.storage
+    posts = await deletion_posts(storage.posts, storage.retention, user_id, guild_id)
     report = await forget_preview(service, user_id=user_id, guild_id=guild_id)
     return Preview(len(posts), report)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.guild_admin import record as records
 from bot.guild_admin.ports import AdminService, AdminStorage, CanPost, StopJob
-from bot.guild_admin.posts import DeletePost, PurgeOutcome, take_down
+from bot.guild_admin.posts import DeletePost, PurgeOutcome, deletion_posts, take_down
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
@@ -53,6 +53,7 @@ class GuildAdmin:
         alone). ``stop``: how a ban or a pause stops open jobs (None: they are left running)."""
         self.audit = storage.audit
         self.posts = storage.posts
+        self.retention = storage.retention
         self.terms_list = storage.terms
         self.guild_settings = storage.guild_settings
         self.bans = storage.bans
@@ -262,7 +263,7 @@ class GuildAdmin:
         (``guild_id`` None: in every guild and in DMs) deleted as /mod purge deletes them, while
         the jobs still name the member; a purge is recorded in each guild that had some, so its
         moderators see why the posts went."""
-        posts = await self.posts.member_posts(user_id, guild_id=guild_id)
+        posts = await deletion_posts(self.posts, self.retention, user_id, guild_id)
         return await self.take_down_posts(
             posts, delete, actor_id=actor_id, user_id=user_id, reason=reason
         )

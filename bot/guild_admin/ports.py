@@ -13,6 +13,7 @@ from storage.bans import BanList
 from storage.guild_settings import GuildSettingsRepository
 from storage.moderation_log import ModerationLog
 from storage.posts import PostedMessages
+from storage.retention import Retention
 from storage.terms import TermList
 
 StopJob = Callable[[int, str], Awaitable[str]]  # job id, why (public) → the queue's CancelOutcome
@@ -34,6 +35,8 @@ class AdminStorage(Protocol):
     def bans(self) -> BanList: ...
     @property
     def moderation(self) -> ModerationLog: ...
+    @property
+    def retention(self) -> Retention: ...
 
 
 class AdminService(Protocol):

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from storage.posts import MemberPost, PostedMessages
+from storage.retention import Retention
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,16 @@ class Deleted:
 
 
 DeletePost = Callable[[int, int], Awaitable[Deleted]]  # channel id, message id
+
+
+async def deletion_posts(
+    posts: PostedMessages, retention: Retention, user_id: int, guild_id: int | None
+) -> list[MemberPost]:
+    """The posts a member's deletion takes down: those of every job it purges, theirs and the
+    ones others made from theirs with a control (an upscale or reroll shows the member's prompt
+    and picture, whoever clicked), in ``guild_id`` or everywhere (None)."""
+    scope = await retention.forget_scope(user_id, guild_id)
+    return await posts.posts_for_jobs(scope.ids)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def action_text(action: ModerationActionRecord) -> str:
         ends = " permanently" if not expires else f" until {when(datetime.fromisoformat(expires))}"
         text = f"{actor} banned{target}{ends}"
     elif action.action == "purge":
-        text = f"{actor} deleted {details.get('deleted', 0)} posts made for{target}"
+        text = f"{actor} deleted {plural(details.get('deleted', 0), 'post')} made for{target}"
     elif action.action == "forget":
         jobs, images = details.get("jobs", 0), details.get("images", 0)
         counts = f"{plural(jobs, 'prompt')}, {plural(images, 'image')}"
