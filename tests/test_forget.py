@@ -616,3 +616,34 @@ async def test_sdbot_forget_names_a_running_job_that_did_not_stop_and_exits_1(
         ended = await storage.audit.get_job(job_id)
     assert ended is not None
     assert (ended.status, ended.prompt, ended.user_id) == (JobStatus.CANCELLED, "", None)
+
+
+async def test_sdbot_forget_will_not_strand_the_members_posts_in_discord(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The command cannot reach Discord, and after it nothing finds the bot's posts of the
+    member's jobs: it counts them, refuses --yes while there are some (naming the Discord
+    commands that take them down), and deletes with --leave-posts."""
+    from tests.test_cli import sdbot
+
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    async with open_storage(settings.effective_database_url()) as storage:
+        job_id = await finished_job(storage, tmp_path / "images", ADA, ADA_PROMPT, GUILD)
+        await storage.posts.link_message(
+            777_000_000_000_000_001, job_id, channel_id=3, guild_id=GUILD
+        )
+
+    counted = await asyncio.to_thread(sdbot, settings, "forget", str(ADA))
+    assert counted.returncode == 0, counted.stderr
+    assert "1 post of sdbot's in Discord shows these jobs" in counted.stdout
+    refused = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--yes")
+    assert refused.returncode == 2
+    assert "1 post of sdbot's in Discord shows these jobs" in refused.stderr
+    assert "--leave-posts" in refused.stderr
+    async with open_storage(settings.effective_database_url()) as storage:
+        kept = await storage.audit.get_job(job_id)
+        assert kept is not None
+        assert kept.prompt == ADA_PROMPT  # nothing was deleted
+    done = await asyncio.to_thread(sdbot, settings, "forget", str(ADA), "--yes", "--leave-posts")
+    assert done.returncode == 0, done.stderr
+    assert "1 record (1 prompt purged" in done.stdout

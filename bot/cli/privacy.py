@@ -75,6 +75,13 @@ def register(commands: Any) -> None:
         action="store_true",
         help="delete (without: count only); exit 1 if a job did not stop",
     )
+    forget.add_argument(
+        "--leave-posts",
+        action="store_true",
+        help="delete even though sdbot's posts of these jobs stay in Discord (this command "
+        "cannot reach Discord, and afterwards nothing finds them: /privacy delete or /mod "
+        "forget take them down first)",
+    )
     forget.add_argument("--json", action="store_true")
     forget.set_defaults(handler=run_forget)
 
@@ -105,6 +112,12 @@ def _counted(report: ForgetReport) -> str:
     )
 
 
+def _shown(posts: int) -> str:
+    return (
+        f"{_n(posts, 'post')} of sdbot's in Discord {'shows' if posts == 1 else 'show'} these jobs"
+    )
+
+
 def _unfinished(report: ForgetReport) -> list[str]:
     """What a deletion could not finish, one line each (for stderr)."""
     from bot.ops.privacy import STOP_WAIT_S
@@ -130,9 +143,18 @@ def _ids(job_ids: tuple[int, ...]) -> str:
 
 async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import open_service, open_storage
+    from bot.guild_admin.posts import deletion_posts
     from bot.ops.privacy import forget_member, forget_preview
 
     async with open_storage(settings) as storage, open_service(settings, storage) as service:
+        posts = len(await deletion_posts(storage.posts, storage.retention, args.user, args.guild))
+        if args.yes and posts and not args.leave_posts:
+            raise CommandError(
+                f"{_shown(posts)}, and this command "
+                "cannot take them down (afterwards nothing could find them): have the member "
+                "run /privacy delete, or a moderator /mod forget, while the bot runs; or give "
+                "--leave-posts to delete the rest and leave them"
+            )
         if args.yes:
             report = await forget_member(
                 service, user_id=args.user, guild_id=args.guild, actor_id=None, via="cli"
@@ -140,12 +162,18 @@ async def run_forget(args: argparse.Namespace, settings: Settings) -> int:
         else:
             report = await forget_preview(service, user_id=args.user, guild_id=args.guild)
     if args.json:
-        print(json.dumps({"deleted": bool(args.yes), **asdict(report)}, indent=2))
+        print(json.dumps({"deleted": bool(args.yes), "posts": posts, **asdict(report)}, indent=2))
     elif not args.yes:
         print(
             f"would delete for user {report.user_id} {_where(report)}: {_counted(report)}; "
             f"{_n(report.cancelled, 'open job')} would be cancelled first.\n"
-            "Nothing was changed: run again with --yes to delete."
+            + (
+                f"{_shown(posts)}: /privacy delete "
+                "or /mod forget take them down too; this command cannot (--leave-posts).\n"
+                if posts
+                else ""
+            )
+            + "Nothing was changed: run again with --yes to delete."
         )
     elif report.nothing and not report.unstopped:
         print(f"nothing of user {report.user_id} was left to delete {_where(report)} (recorded)")
