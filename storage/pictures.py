@@ -9,10 +9,11 @@ fault left, and finishes the rename of a folder whose row did commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,74 @@ def sweep(
     for path in report.removed:
         log.warning("removed %s: no record names it", path)
     return report
+
+
+# Deleting a purged job's pictures (storage.retention): the files, then the folders whole.
+
+
+def delete_files(paths: Iterable[str], output_dir: Path | None) -> int:
+    """Deletes the recorded image files; returns how many there were. A stored path may be
+    relative to where the process ran: the file is also looked for in ``output_dir`` by its
+    job folder and name (as ``pictures.sweep`` matches them). A job folder left empty goes."""
+    deleted = 0
+    emptied: set[Path] = set()
+    for stored in paths:
+        path = Path(stored)
+        candidates = {path}
+        if output_dir is not None:
+            candidates.add(output_dir / path.parent.name / path.name)
+        for candidate in candidates:
+            try:
+                candidate.unlink()
+            except FileNotFoundError:
+                continue
+            deleted += 1
+            emptied.add(candidate.parent)
+    for folder in emptied:  # once each, after its files (trying after each file mostly fails)
+        with contextlib.suppress(OSError):  # not empty (a file not recorded), or not ours
+            folder.rmdir()
+    return deleted
+
+
+def delete_pictures(paths: Iterable[str], output_dir: Path | None, folders: list[Path]) -> int:
+    """Deletes the recorded files and the jobs' ``folders`` (``job_folders``) whole; returns how
+    many files there were. Files take their names only after the outcome committed, so a purge
+    in between finds them in ``.partial-UID``: staging goes first, job folders last, so a
+    rename landing in between is caught, and none can land after. What escapes anyway (a late
+    writer) the next ``sdbot recover`` sweep removes: a purged record names no file."""
+    staging = [folder for folder in folders if folder.name.startswith(STAGING_PREFIX)]
+    final = [folder for folder in folders if not folder.name.startswith(STAGING_PREFIX)]
+    deleted = sum(_remove_folder(folder) for folder in staging)
+    deleted += delete_files(paths, output_dir)
+    return deleted + sum(_remove_folder(folder) for folder in final)
+
+
+def job_folders(
+    output_dir: Path | None, job_id: int, uid: str, plain_named: Container[int]
+) -> list[Path]:
+    """Where a job's files are, in the order they go: its staging folder, then its final one:
+    ``job-ID-UID8`` (a reset database handed the id out again: the name is this job's alone),
+    and ``job-ID`` when its recorded paths name it (``plain_named``: ``plainly_named``'s ids;
+    else it may hold an older database's job of the same id, not this purge's to delete)."""
+    if output_dir is None:
+        return []
+    plain = f"job-{job_id}"
+    folders = [output_dir / f"{STAGING_PREFIX}{uid}", output_dir / f"{plain}-{uid[:8]}"]
+    if job_id in plain_named:
+        folders.append(output_dir / plain)
+    return folders
+
+
+def plainly_named(recorded: Iterable[tuple[int, str]]) -> set[int]:
+    """The jobs whose recorded paths sit in a plain ``job-ID`` folder (once for a batch: asked
+    job by job over every path, it grew with the batch's square)."""
+    return {job_id for job_id, path in recorded if Path(path).parent.name == f"job-{job_id}"}
+
+
+def _remove_folder(folder: Path) -> int:
+    """Removes a folder and what is in it; returns how many files it held."""
+    if not folder.is_dir():
+        return 0
+    files = sum(1 for entry in folder.iterdir() if entry.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return files

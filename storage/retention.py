@@ -11,10 +11,8 @@ the next run finds what is left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
@@ -36,7 +34,7 @@ from storage.models import (
     PurgeReason,
     utcnow,
 )
-from storage.pictures import STAGING_PREFIX
+from storage.pictures import delete_pictures, job_folders, plainly_named
 
 log = logging.getLogger(__name__)
 
@@ -84,64 +82,6 @@ class ForgetScope:
     @property
     def ids(self) -> frozenset[int]:
         return self.own | self.descendants
-
-
-def delete_files(paths: Iterable[str], output_dir: Path | None) -> int:
-    """Deletes the recorded image files; returns how many there were. A stored path may be
-    relative to where the process ran: the file is also looked for in ``output_dir`` by its
-    job folder and name (as ``pictures.sweep`` matches them). A job folder left empty goes."""
-    deleted = 0
-    for stored in paths:
-        path = Path(stored)
-        candidates = {path}
-        if output_dir is not None:
-            candidates.add(output_dir / path.parent.name / path.name)
-        for candidate in candidates:
-            try:
-                candidate.unlink()
-            except FileNotFoundError:
-                continue
-            deleted += 1
-            with contextlib.suppress(OSError):  # not empty (another variant), or not ours
-                candidate.parent.rmdir()
-    return deleted
-
-
-def delete_pictures(paths: Iterable[str], output_dir: Path | None, folders: list[Path]) -> int:
-    """Deletes the recorded files and the jobs' ``folders`` (``job_folders``) whole; returns how
-    many files there were. Files take their names only after the outcome committed, so a purge
-    in between finds them in ``.partial-UID``: staging goes first, job folders last, so a
-    rename landing in between is caught, and none can land after. What escapes anyway (a late
-    writer) the next ``sdbot recover`` sweep removes: a purged record names no file."""
-    staging = [folder for folder in folders if folder.name.startswith(STAGING_PREFIX)]
-    deleted = sum(_remove_folder(folder) for folder in staging)
-    deleted += delete_files(paths, output_dir)
-    return deleted + sum(_remove_folder(folder) for folder in folders if folder not in staging)
-
-
-def job_folders(
-    output_dir: Path | None, job_id: int, uid: str, recorded: Iterable[tuple[int, str]]
-) -> list[Path]:
-    """Where a job's files are, in the order they go: its staging folder, then its final one:
-    ``job-ID-UID8`` (a reset database handed the id out again: the name is this job's alone),
-    and ``job-ID`` when its recorded paths name it (else it may hold an older database's
-    job of the same id, which is not this purge's to delete). ``recorded``: (job id, path)."""
-    if output_dir is None:
-        return []
-    plain = f"job-{job_id}"
-    folders = [output_dir / f"{STAGING_PREFIX}{uid}", output_dir / f"{plain}-{uid[:8]}"]
-    if any(i == job_id and Path(path).parent.name == plain for i, path in recorded):
-        folders.append(output_dir / plain)
-    return folders
-
-
-def _remove_folder(folder: Path) -> int:
-    """Removes a folder and what is in it; returns how many files it held."""
-    if not folder.is_dir():
-        return 0
-    files = sum(1 for entry in folder.iterdir() if entry.is_file())
-    shutil.rmtree(folder, ignore_errors=True)
-    return files
 
 
 def _member(user_id: int, guild_id: int | None) -> ColumnElement[bool]:
@@ -380,10 +320,11 @@ class Retention:
             ):
                 await session.execute(change.execution_options(synchronize_session=False))
             paths = [path for _, path in recorded]
+            plain = plainly_named(recorded)
             folders = [
                 folder
                 for job_id, uid, *_ in jobs
-                for folder in job_folders(output_dir, job_id, uid, recorded)
+                for folder in job_folders(output_dir, job_id, uid, plain)
             ]
             deleted = await asyncio.to_thread(delete_pictures, paths, output_dir, folders)
         prompts = sum(purged_at is None for _, _, purged_at, *_ in jobs)

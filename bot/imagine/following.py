@@ -188,7 +188,7 @@ class Following:
             raise
         if drawn.staged is not None:
             # A forget or purge may come between the commit and this rename: it deletes the
-            # staging folder first, then the job folder (storage.retention.delete_files), so
+            # staging folder first, then the job folder (storage.pictures.delete_pictures), so
             # the rename either fails here or lands before the job folder goes.
             try:
                 await asyncio.to_thread(drawn.staged.publish)
