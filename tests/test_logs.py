@@ -498,8 +498,17 @@ import transformers.utils.logging as transformers_logging
 with logs.bound(job=5):
     transformers_logging.get_logger("transformers.modeling_utils").warning("from transformers")
 """
+    # Not the verbosity a model loaded in this test process set (generation.loading): the
+    # libraries' own default, warnings shown.
+    quiet = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY")
+    environment = {k: v for k, v in os.environ.items() if k not in quiet}
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=environment,
     )
     assert result.returncode == 0, result.stderr
     lines = json_lines(result.stderr.split("imported before configure\n", 1)[1])
