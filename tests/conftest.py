@@ -76,6 +76,10 @@ SLOW_FIRST = (
     "test_discord_faults.py",
     "test_discord_controls.py",
     "test_service_queue.py",
+    "test_logs.py",
+    "test_discord_privacy.py",
+    "test_metrics_work.py",
+    "test_prometheus.py",
 )
 
 

@@ -23,27 +23,12 @@ from storage.audit import AuditLog
 from storage.engine import SessionFactory
 from storage.posts import MemberPost, PostedMessages
 from storage.records import JobRecord
+from tests.test_discord_mod import _answer, _join
 from tests.test_storage import GUILD, USER, new_job
 
 World = tuple[Guild, Channel, User]
 OWN = "yes"  # the confirming choice's value
 DELETE_ROUTE = "DELETE /channels/{channel_id}/messages/{message_id}"
-
-
-def _join(fake: FakeDiscord, guild: Guild, name: str, permissions: int = 0) -> User:
-    user = fake.create_user(name)
-    roles = [fake.create_role(guild, f"{name}'s role", permissions)] if permissions else []
-    fake.add_member(guild, user, roles)
-    return user
-
-
-def _answer(interaction: Interaction) -> Message | None:
-    """The bot's answer once it is there: the response, or the followup after a deferral."""
-    if interaction.followups:
-        return interaction.followups[-1]
-    if interaction.response_type == 4 and interaction.original is not None:
-        return interaction.original
-    return None
 
 
 def _posts(fake: FakeDiscord, channel: Channel) -> list[int]:
