@@ -203,9 +203,10 @@ async def run_purge(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
+        unit = "day" if report.days == 1 else "days"
         print(
             f"purged {_n(report.jobs, 'record')} that ended before "
-            f"{report.cutoff.isoformat(timespec='seconds')} ({report.days:g} days): "
+            f"{report.cutoff.isoformat(timespec='seconds')} ({report.days:g} {unit}): "
             f"{_n(report.images, 'image file')} deleted, {_n(report.inputs, 'picture')} given in "
             "dropped"
         )
