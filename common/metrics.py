@@ -64,7 +64,10 @@ KINDS = ("imagine", "reroll", "upscale", "vary", "zoom", "edit", "describe")
 # here too because common imports nothing of ours; tests/test_metrics_registry.py ties each list
 # to its source, so a new value there fails a test rather than go missing from a fresh /metrics.
 REFUSAL_REASONS = ("rate", "banned", "paused", "channel", "direct", "model", "input")
-BLOCK_RULES = ("minors", "term", "pattern", "negative_clothing", "other")
+BLOCK_RULES = (
+    "minors", "term", "pattern", "negative_clothing", "clothing_removed", "classifier", "gore",
+    "other",
+)  # fmt: skip
 BLOCK_LAYERS = ("default", "profanity", "guild", "always")
 PURGE_REASONS = ("retention", "forget")
 # queue_wait: recorded → first start; end_to_end: recorded → terminal status (queued jobs only);
@@ -93,7 +96,7 @@ STAGE = Histogram(
 PROMPT_BLOCKS = Counter(
     "sdbot_prompt_blocks",
     "Prompts blocked, by the rule that decided (minors, term, pattern, negative_clothing, "
-    "other) and its layer (default, profanity, guild, always)",
+    "clothing_removed, classifier, gore, other) and its layer (default, profanity, guild, always)",
     ["rule", "layer"],
 )
 REFUSALS = Counter(

@@ -18,12 +18,18 @@ grey in it, and it is spoilered when any tile it shows is (``decide_grid``).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from moderation.errors import InvalidThreshold
+from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED
 from moderation.safety import SafetyResult  # free of numpy at import: storage imports our enums
+
+if TYPE_CHECKING:
+    from moderation.prompts import PromptVerdict
 
 
 class NsfwPolicy(enum.StrEnum):
@@ -31,6 +37,29 @@ class NsfwPolicy(enum.StrEnum):
 
     BLOCK = "block"
     SPOILER = "spoiler"
+
+
+class GorePolicy(enum.StrEnum):
+    """Where a guild lets gore prompts through: only in age-restricted channels (spoilered), or
+    nowhere."""
+
+    AGE_RESTRICTED = "age_restricted"
+    BLOCK = "block"
+
+
+def apply_gore_policy(
+    verdict: PromptVerdict, policy: GorePolicy, channel_nsfw: bool
+) -> PromptVerdict:
+    """The verdict once the guild's gore policy has read its gore reasons: refused outside
+    age-restricted channels (everywhere under ``block``), made and spoilered inside them."""
+    if not verdict.gore or not verdict.allowed:
+        return verdict
+    if policy is GorePolicy.BLOCK or not channel_nsfw:
+        why = GORE_EVERYWHERE if policy is GorePolicy.BLOCK else GORE_OUTSIDE_AGE_RESTRICTED
+        return dataclasses.replace(verdict, allowed=False, reasons=(*verdict.gore, why))
+    return dataclasses.replace(
+        verdict, force_safe=True, safe_reasons=(*verdict.safe_reasons, *verdict.gore)
+    )
 
 
 class Disposition(enum.StrEnum):

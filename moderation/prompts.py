@@ -49,6 +49,11 @@ class PromptVerdict:
     reasons: tuple[str, ...] = ()
     force_safe: bool = False
     safe_reasons: tuple[str, ...] = ()
+    # Why the prompt reads as gore. check_prompt does not refuse it: the guild's gore policy and
+    # the channel do (``moderation.policy.apply_gore_policy``).
+    gore: tuple[str, ...] = ()
+    # The learned classifier's scores by label ("sexual", "gore"), for the audit log.
+    classifier_scores: tuple[tuple[str, float], ...] = ()
 
     def summary(self) -> str:
         if not self.allowed:

@@ -13,11 +13,17 @@ import re
 
 from moderation.lists import Layer
 
-RULES = ("minors", "term", "pattern", "negative_clothing", "other")
+RULES = (
+    "minors", "term", "pattern", "negative_clothing", "clothing_removed", "classifier", "gore",
+    "other",
+)  # fmt: skip
 LAYERS = ("default", "profanity", "guild", "always")
 
 # The reasons as ``check_prompt`` writes them (the quoted text may hold any character).
 MINORS_REASON = "sexual content involving minors is never allowed"
+# The gore policy's last word, after the reasons the prompt reads as gore.
+GORE_OUTSIDE_AGE_RESTRICTED = "gore is refused outside age-restricted channels"
+GORE_EVERYWHERE = "this server refuses gore everywhere"
 _TERM = re.compile(r"'.*' is not allowed \((?P<layer>[^()]+)\)", re.DOTALL)
 _PATTERN = re.compile(r"matches the pattern '.*' \((?P<layer>[^()]+)\)", re.DOTALL)
 _NEGATIVE_CLOTHING = re.compile(
