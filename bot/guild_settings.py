@@ -20,7 +20,7 @@ from typing import Any
 from bot.guild_limits import BotLimits, Bound
 from common.errors import ErrorKind, SdbotError
 from generation.catalog import Catalog
-from moderation.policy import NsfwPolicy
+from moderation.policy import GorePolicy, NsfwPolicy
 from storage.guild_settings import MAX_CHANNELS, MAX_NAMES, VARY_CHOICES  # the columns' bounds
 from storage.models import Controls
 
@@ -87,6 +87,18 @@ SPECS: tuple[SettingSpec, ...] = (
         cli_help="flagged images in NSFW channels: block, or spoiler",
         choices=tuple(policy.value for policy in NsfwPolicy),
         reset_to=NsfwPolicy.BLOCK.value,
+    ),
+    SettingSpec(
+        "gore_policy",
+        Kind.CHOICE,
+        str,
+        option="gore_policy",
+        label="gore policy",
+        help="gore prompts: drawn spoilered in age-restricted channels only, or refused everywhere",
+        flag="--gore-policy",
+        cli_help="gore prompts: age_restricted (drawn spoilered there only), or block everywhere",
+        choices=tuple(policy.value for policy in GorePolicy),
+        reset_to=GorePolicy.AGE_RESTRICTED.value,
     ),
     SettingSpec(
         "nsfw_threshold",

@@ -1,4 +1,5 @@
-"""What a guild's admins set for it: NSFW policy, limits, controls, channels, vary, pause."""
+"""What a guild's admins set for it: NSFW and gore policies, limits, controls, channels, vary,
+pause."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from storage.engine import SessionFactory
 from storage.errors import InvalidValue, UnknownSettings
-from storage.models import Controls, GuildSettings, NsfwPolicy
+from storage.models import Controls, GorePolicy, GuildSettings, NsfwPolicy
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ SETTING_FIELDS = (
     "allowed_models",
     "allowed_loras",
     "vary",
+    "gore_policy",
     "paused_at",
     "pause_reason",
 )
@@ -52,6 +54,7 @@ class GuildSettingsRecord:
     allowed_models: tuple[str, ...] | None = None  # catalog names; None: every model
     allowed_loras: tuple[str, ...] | None = None  # LoRA names; None: every LoRA, (): none
     vary: str | None = None  # how strongly a vary redraws: subtle or strong; None: subtle
+    gore_policy: GorePolicy = GorePolicy.AGE_RESTRICTED  # where gore prompts may be drawn
     paused_at: datetime | None = None  # None: generating
     pause_reason: str | None = None
 
@@ -81,6 +84,11 @@ def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
     except ValueError:
         log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
         values["controls"] = Controls.REQUESTER
+    try:
+        values["gore_policy"] = GorePolicy(values["gore_policy"] or GorePolicy.AGE_RESTRICTED)
+    except ValueError:  # by hand: the stricter policy stands
+        log.warning("guild %d has gore_policy %r; using block", guild_id, row.gore_policy)
+        values["gore_policy"] = GorePolicy.BLOCK
     if values["vary"] is not None and values["vary"] not in VARY_CHOICES:
         log.warning("guild %d has vary %r; using subtle", guild_id, row.vary)
         values["vary"] = None
@@ -99,7 +107,8 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UnknownSettings(unknown, SETTING_FIELDS)
     stored = dict(changes)
-    for name, choices in (("nsfw_policy", NsfwPolicy), ("controls", Controls)):
+    choices_of = (("nsfw_policy", NsfwPolicy), ("controls", Controls), ("gore_policy", GorePolicy))
+    for name, choices in choices_of:
         if name in stored:
             allowed = [choice.value for choice in choices]
             if stored[name] not in allowed:

@@ -142,6 +142,14 @@ class NsfwPolicy(enum.StrEnum):
     SPOILER = "spoiler"
 
 
+class GorePolicy(enum.StrEnum):
+    """Where a guild lets gore prompts through; the values of ``moderation.policy.GorePolicy``
+    (a test ties them)."""
+
+    AGE_RESTRICTED = "age_restricted"  # only in age-restricted channels, spoilered there
+    BLOCK = "block"  # nowhere
+
+
 class Disposition(enum.StrEnum):
     """How an image was posted; the values of ``moderation.policy.Disposition``."""
 
@@ -175,6 +183,7 @@ class GuildSettings(Base):
     allowed_models: Mapped[list[Any] | None] = mapped_column(JSON)  # catalog names; None: all
     allowed_loras: Mapped[list[Any] | None] = mapped_column(JSON)  # LoRA names; None: all
     vary: Mapped[str | None] = mapped_column(String(8))  # subtle or strong; None: subtle
+    gore_policy: Mapped[str | None] = mapped_column(String(16))  # None: age_restricted
     paused_at: Mapped[datetime | None]  # None: generating
     pause_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -53,6 +53,7 @@ def test_every_setting_of_storage_is_in_the_table_once() -> None:
     assert len(set(flags)) == len(flags)
     assert all(flag.startswith("--") for flag in flags)
     assert BY_NAME["nsfw_policy"].choices == ("block", "spoiler")
+    assert BY_NAME["gore_policy"].choices == ("age_restricted", "block")
     assert BY_NAME["controls"].choices == tuple(c.value for c in Controls)
     types = {spec.name: spec.value_type for spec in SPECS}
     assert types["max_jobs_per_user"] is int
@@ -73,6 +74,10 @@ def test_every_setting_of_storage_is_in_the_table_once() -> None:
         ({"max_steps": 501}, "max_steps must be a whole number from 1 to 500, got 501"),
         ({"max_steps": True}, "max_steps must be a whole number from 1 to 500, got True"),
         ({"nsfw_policy": "allow"}, "nsfw_policy must be one of block, spoiler, got 'allow'"),
+        (
+            {"gore_policy": "allow"},
+            "gore_policy must be one of age_restricted, block, got 'allow'",
+        ),
         ({"channels": []}, "channels must name 1 to 50 channels (None: every channel), got 0"),
         ({"channels": list(range(1, 52))}, "got 51"),
         ({"colour": "red"}, "unknown settings ['colour']; known: nsfw_policy, "),
@@ -133,6 +138,7 @@ def test_names_and_rendering_follow_the_table() -> None:
     assert plain((1, 2)) == [1, 2]
     assert plain(NsfwPolicy.BLOCK) == "block"
     assert BY_NAME["nsfw_policy"].reset_to == "block"
+    assert BY_NAME["gore_policy"].reset_to == "age_restricted"  # a reset lets gore in NSFW again
     assert BY_NAME["max_steps"].reset_to is None
 
 

@@ -324,3 +324,26 @@ async def test_0008_starts_earlier_jobs_from_text_and_drops_pictures_on_the_way_
     assert await _execute(database_url, "SELECT guild_id FROM guild_settings") == [(1,)]
     tables, _ = await _inspect(database_url)
     assert "job_inputs" not in tables
+
+
+async def test_0010_gives_every_guild_the_default_gore_policy(database_url: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, database_url, "0009")
+    now = "'2026-11-01 00:00:00'"
+    await _execute(
+        database_url,
+        "INSERT INTO guild_settings (guild_id, nsfw_policy, controls, updated_at) "
+        f"VALUES (1, 'spoiler', 'everyone', {now})",
+    )
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    async with open_storage(database_url) as storage:
+        before = await storage.guild_settings.get(1)
+        assert (before.gore_policy.value, before.nsfw_policy.value) == ("age_restricted", "spoiler")
+        after = await storage.guild_settings.update(1, gore_policy="block")
+    assert (after.gore_policy.value, after.controls.value) == ("block", "everyone")
+
+    await asyncio.to_thread(migrations.downgrade, database_url, "0009")
+    assert await _execute(
+        database_url, "SELECT guild_id, nsfw_policy, controls FROM guild_settings"
+    ) == [(1, "spoiler", "everyone")]
+    with pytest.raises(Exception, match=r"(?i)gore_policy"):  # the column went with it
+        await _execute(database_url, "SELECT gore_policy FROM guild_settings")
