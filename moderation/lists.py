@@ -12,14 +12,24 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import regex
 
+from moderation import vocab
+from moderation.ages import age_pattern
 from moderation.errors import InvalidTerm
+from moderation.learned import shipped_classifier
+from moderation.negation import clothing_index, marker_pattern
+from moderation.normalise import leet_reading
 from moderation.terms import Term, TermIndex, TermShape, compile_pattern, parse_term
+
+if TYPE_CHECKING:
+    from moderation.learned import Classifier
 
 PROFANITY_FILE = "profanity_terms.txt"  # made by `python -m moderation.profanity`
 # Sexual words that ordinary short words join into: "a pen is", "friend's ex".
@@ -132,6 +142,17 @@ class PromptRules:
     fragment_terms: frozenset[str]  # sexual words also looked for in joined fragments ("nu de")
     guild_allow: TermIndex[None] = field(default_factory=TermIndex)
     patterns: tuple[GuildPattern, ...] = ()
+    # From the language files (``moderation.vocab``): words that read as gore, clothing and
+    # what negates or removes it inside the prompt, ages in other languages ("12 años"), emoji,
+    # how a negative prompt typed into the prompt starts.
+    gore: TermIndex[None] = field(default_factory=TermIndex)
+    clothing: TermIndex[None] = field(default_factory=TermIndex)
+    negation: TermIndex[str] = field(default_factory=TermIndex)  # negators, removal
+    ages: re.Pattern[str] | None = None
+    emoji: tuple[vocab.Emoji, ...] = ()
+    negative_markers: re.Pattern[str] | None = None
+    # The learned layer (``moderation.classifier``), when one is shipped.
+    classifier: Classifier | None = None
 
     @classmethod
     @functools.cache
@@ -148,19 +169,46 @@ class PromptRules:
             (term, Listed(Layer.DEFAULT, sexual=True))
             for term, _ in _read_terms("force_safe_terms.txt")
         )
+        words = vocab.shipped()
+        listed = {term.text for term, _ in block}
+        for section in ("sexual", "nudity", "euphemism"):
+            for term in words.section(section):
+                if leet_reading(term.text) in listed - {term.text}:
+                    continue  # "p0rn": the leet reading finds it as "porn" already
+                block.add(term, Listed(Layer.DEFAULT, sexual=True))
+                listed.add(term.text)
+        allow: TermIndex[bool] = TermIndex(
+            (form, section == "not_with_people")
+            for term, section in _read_terms("allow_terms.txt")
+            for form in _with_glued_form(term)
+        )
+        for term in words.allow_names:
+            allow.add(term, False)
+        negative: TermIndex[str] = TermIndex(
+            (term, section) for term, section in negative_terms if section != "negative_allow"
+        )
+        for term in words.section("people"):
+            negative.add(term, "people")
+        for term in words.section("clothing"):
+            negative.add(term, "clothing_weak")  # one of them alone is no request
+        minor_terms = [term for term, _ in _read_terms("minor_terms.txt")]
+        garments = [term for term, section in negative_terms if section.startswith("clothing")]
         return cls(
             block=block,
             force_safe=force_safe,
             shipped_force_safe=force_safe,
-            allow=TermIndex(
-                (form, section == "not_with_people")
-                for term, section in _read_terms("allow_terms.txt")
-                for form in _with_glued_form(term)
+            allow=allow,
+            minors=TermIndex((term, None) for term in (*minor_terms, *words.section("minors"))),
+            negative=negative,
+            gore=TermIndex((term, None) for term in words.section("gore")),
+            clothing=clothing_index([*garments, *words.section("clothing")]),
+            negation=TermIndex(
+                (term, section) for section, terms in words.negation.items() for term in terms
             ),
-            minors=TermIndex((term, None) for term, _ in _read_terms("minor_terms.txt")),
-            negative=TermIndex(
-                (term, section) for term, section in negative_terms if section != "negative_allow"
-            ),
+            ages=age_pattern(words.age_units),
+            emoji=words.emoji,
+            negative_markers=marker_pattern(words.negative_markers),
+            classifier=shipped_classifier(),
             negative_allow=TermIndex(
                 (term, None) for term, section in negative_terms if section == "negative_allow"
             ),

@@ -76,19 +76,60 @@ _LEET_I = str.maketrans(
 _LEET_L = str.maketrans({"1": "l", "|": "l", "!": "l"})
 _LEET_CHARS = frozenset("013457890@$!|+€¢£¡")
 
-_WORD = re.compile(r"[^\W_]+")
-_NOT_WORD = re.compile(r"[\W_]+")
+# Scripts whose combining marks are part of the spelling (kept by ``base``): Devanagari to
+# Sinhala, Thai, Lao, and the kana's voicing marks.
+_MARK_SCRIPTS = ((0x0900, 0x0DFF), (0x0E00, 0x0EFF), (0x3040, 0x30FF))
+_MARK_SCRIPT_LETTERS = frozenset(
+    chr(code)
+    for start, end in _MARK_SCRIPTS
+    for code in range(start, end + 1)
+    if unicodedata.category(chr(code)).startswith("L")
+)
+_MARK_SCRIPT_MARKS = frozenset(
+    chr(code)
+    for start, end in _MARK_SCRIPTS
+    for code in range(start, end + 1)
+    if unicodedata.category(chr(code)) in ("Mn", "Mc")
+)
+_MARK_CLASS = "".join(sorted(_MARK_SCRIPT_MARKS))
+_WORD = re.compile(rf"(?:[^\W_]|[{_MARK_CLASS}])+")
+_NOT_WORD = re.compile(rf"[^\w{_MARK_CLASS}]+|_+")
+# Scripts written without spaces between words: a term in them matches anywhere in the text.
+_SPACELESS = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Hangul: spaced, but a noun carries its particles ("소녀가"): a term matches a word's start.
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LONG_REPEAT = re.compile(r"([^\W\d_])\1{2,}")
 
 
+def _spelling_mark(char: str, before: str) -> bool:
+    """A combining mark that spells (a Devanagari or Thai vowel sign, a kana's dakuten) rather
+    than decorates: it follows a letter of a script in ``_MARK_SCRIPTS``."""
+    return before in _MARK_SCRIPT_LETTERS and char in _MARK_SCRIPT_MARKS
+
+
 def base(text: str) -> str:
-    """NFKC, casefold, invisible characters and accents removed, disguised look-alikes folded."""
+    """NFKC, casefold, invisible characters and accents removed, disguised look-alikes folded.
+
+    Marks that spell a word in Indic, Thai and kana scripts stay (dropping them made different
+    words one: Thai "นิ่ม" soft and "นม" milk); Hangul and kana are composed again.
+    """
+    if text.isascii():  # nothing to fold but case (most prompts, most terms)
+        return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKC", text).translate(_LETTER_SYMBOLS)
-    text = "".join(
-        char
-        for char in unicodedata.normalize("NFD", text)
-        if unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _EXTRA_INVISIBLE
-    )
+    kept: list[str] = []
+    letter = ""  # the last letter kept: whether a mark after it spells
+    marks = False
+    for char in unicodedata.normalize("NFD", text):
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES or char in _EXTRA_INVISIBLE:
+            if _spelling_mark(char, letter):
+                kept.append(char)
+                marks = True
+            continue
+        kept.append(char)
+        letter = char
+    text = "".join(kept)
+    if marks or not text.isascii():
+        text = unicodedata.normalize("NFC", text)
     latin_text = any(char.isascii() and char.isalpha() for char in text)
     return " ".join(_fold_lookalikes(chunk, latin_text).casefold() for chunk in text.split())
 
@@ -174,8 +215,18 @@ def views(text: str) -> Views:
 
 
 def normalise(text: str) -> str:
-    """The plain reading: what a term or phrase is compared with."""
-    return views(text).plain
+    """The plain reading: what a term or phrase is compared with (``views(text).plain``)."""
+    return _words(base(text).split())
+
+
+def spaceless(text: str) -> bool:
+    """Whether the text has letters of a script written without spaces (Chinese, Japanese,
+    Thai), where a word is found anywhere inside a run of letters."""
+    return _SPACELESS.search(text) is not None
+
+
+def hangul(text: str) -> bool:
+    return _HANGUL.search(text) is not None
 
 
 _FRAGMENT_LETTERS = 3  # fragments this short or shorter are joined

@@ -10,7 +10,18 @@
    the shipped ones apply everywhere, a guild's only to the guild's own rules and the defaults,
    never to rule 1.
 5. The negative prompt is not held to the block lists ("nsfw, nude" there keeps images clean), but
-   asking it to leave out clothing in a picture of a person is refused.
+   asking it to leave out clothing in a picture of a person is refused; so is leaving clothing
+   out inside the prompt ("woman, no clothes"), and a negative prompt typed into the prompt
+   ("--no clothing") is read as the negative prompt it is (``moderation.negation``).
+6. Emoji used as sexual slang (``moderation.emoji``), and, where one is shipped, the learned
+   classifier (``moderation.learned``): its sexual reading refuses, explained by its score and
+   cues; with a minor named, a lower score is enough for rule 1.
+7. Gore (terms of the language files' [gore] sections, the classifier's gore reading) is not
+   refused here: the verdict carries why the prompt reads as gore, and the guild's gore policy
+   decides (``moderation.policy.apply_gore_policy``).
+
+The languages' words come from ``moderation/data/lang`` (``moderation.vocab``); what the lists
+find in the readings is ``moderation.matching``.
 
 Decisions are pure and fast: no torch, no database, no I/O after the lists are loaded. The lists
 themselves (what is shipped, how a guild's entries are laid over it) are ``moderation.lists``.
@@ -18,27 +29,17 @@ themselves (what is shipped, how a guild's entries are laid over it) are ``moder
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from moderation.lists import LAYER_ORDER, GuildPattern, Layer, Listed, PromptRules, RuleAction
+from moderation import matching
+from moderation.emoji import emoji_reason, find_emoji
+from moderation.learned import explain
+from moderation.lists import Layer, PromptRules, RuleAction
+from moderation.negation import clothing_left_out, split_typed_negative
 from moderation.normalise import Views, fragment_joins, views
-from moderation.terms import TermIndex
+from moderation.reasons import MINORS_REASON
 
-# "12 year old", "13yo", "9 y/o", "aged 12", "twelve years old", "5th grade": an age under 18
-# counts as a word about minors.
-_AGES = (
-    r"(?:[1-9]|1[0-7]|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen"
-    r"|fourteen|fifteen|sixteen|seventeen)"
-)
-_MINOR_AGE = re.compile(
-    rf"(?<![\d.]){_AGES} ?(?:yo|y o|yrs?|years?|year olds?)\b"
-    rf"|\bage[ds]? {_AGES}\b"
-    r"|\b(?:[1-9]|1[0-2])(?:st|nd|rd|th) grade|\bgrade (?:[1-9]|1[0-2])\b"
-)
 # The guild patterns of one check share this much time; past it they count as matching.
 PATTERN_BUDGET_S = 0.05
 
@@ -63,121 +64,42 @@ class PromptVerdict:
         return "allowed"
 
 
-def _found(
-    index: TermIndex[Listed], readings: Iterable[str], *, unless: TermIndex[Listed] | None = None
-) -> dict[str, Listed]:
-    """Terms found in any reading, keyed by the term's words, the earliest layer first.
-
-    With ``unless``, a wildcard term does not count where the word it matched is itself an
-    entry of ``unless``: "sex*" blocks "sexgirl" but leaves "sexy" to the force-safe list.
-    """
-    hits: dict[str, Listed] = {}
-    seen: set[str] = set()  # one reason a word: "nude" and "*nude*" both match "nude"
-    found = [hit for reading in readings for hit in index.find(reading)]
-    found.sort(key=lambda hit: LAYER_ORDER.index(hit[1].layer))  # stable
-    for term, listed, matched in found:
-        if matched in seen or term.text in seen:
-            continue
-        if unless is not None and term.shape.is_wildcard and unless.find(matched):
-            continue
-        seen.update((matched, term.text))
-        hits.setdefault(term.text, listed)
-    return hits
+def clothing_reason(words: str) -> str:
+    return f"the prompt leaves out clothing ('{words}') on a person"
 
 
-def _any(index: TermIndex[Any], readings: Iterable[str]) -> str | None:
-    for reading in readings:
-        for term, _, _ in index.find(reading):
-            return term.text
-    return None
-
-
-def _clothing_left_out(rules: PromptRules, negative: Views) -> tuple[str | None, str | None]:
-    """(what counts on its own: one strong word or two weaker ones, any clothing word at all)."""
-    strong: str | None = None
-    weak: set[str] = set()
-    for reading in negative.all:
-        reading = rules.negative_allow.remove_from(reading)
-        for term, section, _ in rules.negative.find(reading):
-            if section == "clothing":
-                strong = strong or term.text
-            elif section == "clothing_weak":
-                weak.add(term.text)
-    counts = strong or (", ".join(sorted(weak)[:2]) if len(weak) >= 2 else None)
-    return counts, strong or min(weak, default=None)
-
-
-def _names_a_person(rules: PromptRules, readings: Iterable[str]) -> bool:
-    if _any(rules.minors, readings):
-        return True
-    return any(
-        section == "people"
-        for reading in readings
-        for _, section, _ in rules.negative.find(reading)
-    )
-
-
-def _minor(rules: PromptRules, positive: Views) -> bool:
-    if _any(rules.minors, positive.all) or _MINOR_AGE.search(positive.plain):
-        return True
-    return any(_any(rules.minors, [join]) for join in fragment_joins(positive.plain))
-
-
-def _sexual(rules: PromptRules, positive: Views) -> bool:
-    """Any sexual term at all, before any allow phrase is taken out (for the minors rule)."""
-    hits = _found(rules.block, positive.all, unless=rules.shipped_force_safe)
-    if any(listed.sexual and listed.layer is not Layer.GUILD for listed in hits.values()):
-        return True
-    if _found(rules.shipped_force_safe, positive.all):
-        return True
-    return any(
-        join in rules.fragment_terms
-        for reading in positive.all[:2]
-        for join in fragment_joins(reading)
-    )
-
-
-def _pattern_hits(
-    patterns: Iterable[GuildPattern], readings: tuple[str, ...], action: RuleAction, deadline: float
-) -> list[str]:
-    """Patterns that match the plain or the leet reading, all within one deadline.
-
-    A pattern that runs out of time counts as matching: a guild's rule fails closed.
-    """
-    hits = []
-    for pattern in patterns:
-        if pattern.action is not action:
-            continue
-        for reading in readings[:2]:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                matched = pattern.compiled.search(reading, timeout=remaining) is not None
-            except TimeoutError:
-                matched = True
-            if matched:
-                hits.append(pattern.written)
-                break
-    return hits
+def gore_reason(term: str) -> str:
+    return f"'{term}' reads as gore ({Layer.DEFAULT})"
 
 
 def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> PromptVerdict:
     """The verdict on a request's text; every reason says which layer decided."""
+    prompt, typed_negative = split_typed_negative(prompt, rules.negative_markers)
+    negative_prompt = ", ".join(part for part in (negative_prompt, typed_negative) if part.strip())
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
-    clothing, any_clothing = _clothing_left_out(rules, negative)
+    clothing, any_clothing = matching.clothing_in_negative(rules, negative)
+    left_out = clothing_left_out(rules, prompt)
+    emoji = find_emoji(prompt, rules.emoji)
+    learned = rules.classifier.read(prompt) if rules.classifier is not None else None
     deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
+    person = matching.names_a_person(rules, positive.all)
+    sexual = matching.sexual(rules, positive)
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
-    # list (a guild's or ours) can switch it off.
-    if _minor(rules, positive) and (any_clothing or _sexual(rules, positive)):
-        reasons.append("sexual content involving minors is never allowed")
+    # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
+    if matching.minor(rules, positive) and (
+        any_clothing
+        or left_out
+        or sexual
+        or emoji.sexual(person=False, other_cue=sexual)
+        or (learned is not None and learned.scores.get("sexual", 0.0) >= _minors_bar(rules))
+    ):
+        reasons.append(MINORS_REASON)
 
     # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
     # the guild's own.
-    person = _names_a_person(rules, positive.all)
     readings = tuple(
         rules.guild_allow.remove_from(
             rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
@@ -185,35 +107,62 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         for reading in positive.all
     )
 
-    # 2. Block terms and patterns.
-    for term, listed in _found(rules.block, readings, unless=rules.shipped_force_safe).items():
+    # 2. Block terms and patterns, emoji, clothing left out, the classifier.
+    for term, listed in matching.found(
+        rules.block, readings, unless=rules.shipped_force_safe
+    ).items():
         reasons.append(f"'{term}' is not allowed ({listed.layer})")
     joined = {join for reading in readings[:2] for join in fragment_joins(reading)}
     for term in sorted(joined & rules.fragment_terms):
         if not any(f"'{term}'" in reason for reason in reasons):
             reasons.append(f"'{term}' is not allowed ({Layer.DEFAULT})")
-    for written in _pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
+    for written in matching.pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
         reasons.append(f"matches the pattern '{written}' ({Layer.GUILD})")
+    reasons += [emoji_reason(found) for found in emoji.sexual(person=person, other_cue=sexual)]
+    if left_out and person:
+        reasons.append(clothing_reason(left_out))
+    if learned is not None and learned.over("sexual"):
+        reasons.append(explain("sexual", learned))
 
     # 6. The negative prompt leaving out clothing in a picture of a person.
     if clothing and person:
         reasons.append(
             f"the negative prompt leaves out clothing ({clothing}) in a picture of a person"
         )
+    gore = [gore_reason(term) for term in matching.terms_in(rules.gore, readings)]
+    if learned is not None and learned.over("gore"):
+        gore.append(explain("gore", learned))
+    scores = tuple(sorted(learned.scores.items())) if learned is not None else ()
     if reasons:
-        return PromptVerdict(allowed=False, reasons=tuple(reasons))
+        return PromptVerdict(
+            allowed=False, reasons=tuple(reasons), gore=tuple(gore), classifier_scores=scores
+        )
 
     # 5. Force safe: made, checked strictly, never shown unspoilered.
     safe_reasons = [
         f"'{term}' is on the force-safe list ({listed.layer})"
-        for term, listed in _found(rules.force_safe, readings).items()
+        for term, listed in matching.found(rules.force_safe, readings).items()
     ]
     safe_reasons += [
         f"matches the force-safe pattern '{written}' ({Layer.GUILD})"
-        for written in _pattern_hits(rules.patterns, readings, RuleAction.FORCE_SAFE, deadline)
+        for written in matching.pattern_hits(
+            rules.patterns, readings, RuleAction.FORCE_SAFE, deadline
+        )
     ]
     if clothing:
         safe_reasons.append(f"the negative prompt leaves out clothing ({clothing})")
+    if left_out:
+        safe_reasons.append(f"the prompt leaves out clothing ('{left_out}')")
     return PromptVerdict(
-        allowed=True, force_safe=bool(safe_reasons), safe_reasons=tuple(safe_reasons)
+        allowed=True,
+        force_safe=bool(safe_reasons),
+        safe_reasons=tuple(safe_reasons),
+        gore=tuple(gore),
+        classifier_scores=scores,
     )
+
+
+def _minors_bar(rules: PromptRules) -> float:
+    """The sexual score that refuses when a minor is named (lower than the plain bar)."""
+    assert rules.classifier is not None
+    return rules.classifier.thresholds.get("minors", rules.classifier.thresholds["sexual"])

@@ -5,6 +5,10 @@ its plural forms ("nude" also matches "nudes"). A ``*`` at either end widens a o
 ``porn*`` matches words that start with "porn", ``*porn`` words that end with it, ``*porn*``
 words that contain it. A pattern is a regular expression matched against the normalised views,
 time-bounded, so that no pattern can stall the bot.
+
+Terms in scripts written without spaces (Chinese, Japanese, Thai) match anywhere inside the text
+("裸" in "裸の女"); Korean ones at the start of a word, whatever particle follows ("소녀" in
+"소녀가").
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Generic, TypeVar
 import regex
 
 from moderation.errors import InvalidTerm as InvalidTerm  # raised here; defined with its family
-from moderation.normalise import normalise
+from moderation.normalise import hangul, normalise, spaceless
+from moderation.spans import SpanMatcher
 
 T = TypeVar("T")
 
@@ -221,52 +226,60 @@ class TermIndex(Generic[T]):
     def __init__(self, entries: Iterable[tuple[Term, T]] = ()) -> None:
         self._words: dict[str, tuple[Term, T]] = {}
         self._spans: dict[str, tuple[Term, T]] = {}  # phrase, prefix, suffix, anywhere
-        self._span_pattern: re.Pattern[str] | None = None
+        self._matcher = SpanMatcher()
+        self._inside: dict[str, tuple[Term, T]] = {}  # Chinese, Japanese, Thai, Korean terms
+        self._inside_pattern: re.Pattern[str] | None = None
         self._entries: list[tuple[Term, T]] = []
         for term, value in entries:
             self.add(term, value)
 
     def add(self, term: Term, value: T) -> None:
         self._entries.append((term, value))
-        if term.shape is TermShape.WORD:
+        if spaceless(term.text) or hangul(term.text):
+            self._inside.setdefault(term.text, (term, value))
+            self._inside_pattern = None
+        elif term.shape is TermShape.WORD:
             for form in _WORD_FORMS:
                 self._words.setdefault(term.text + form, (term, value))
         else:
-            self._spans.setdefault(f"{term.shape}:{term.text}", (term, value))
-            self._span_pattern = None
+            key = f"{term.shape}:{term.text}"
+            self._spans.setdefault(key, (term, value))
+            self._matcher.add(key, term.shape, term.text)
 
     def __iter__(self) -> Iterator[tuple[Term, T]]:
         return iter(self._entries)
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def prepare(self) -> None:
         """Compiles the index now (in the thread that builds it), not at its first use."""
-        self._pattern()
+        self._inside_found()
 
-    def _pattern(self) -> re.Pattern[str] | None:
-        if self._span_pattern is None and self._spans:
-            groups: list[str] = []
-            for key in self._spans:
-                shape, text = key.split(":", 1)
-                body = re.escape(text)
-                if shape in (TermShape.SUFFIX, TermShape.ANYWHERE):
-                    body = r"[^ ]*" + body
-                if shape in (TermShape.PREFIX, TermShape.ANYWHERE):
-                    body += r"[^ ]*"
-                elif shape == TermShape.PHRASE:
-                    body += "(?:e?s)?"
-                groups.append(f"(?P<g{len(groups)}>{body})")
-            self._span_pattern = re.compile(r"(?<= )(?:" + "|".join(groups) + r")(?= )")
-        return self._span_pattern
+    def _inside_found(self) -> re.Pattern[str] | None:
+        """One pattern for the terms matched inside words, the longest first."""
+        if self._inside_pattern is None and self._inside:
+            texts = sorted(self._inside, key=len, reverse=True)
+            self._inside_pattern = re.compile(
+                "|".join(
+                    ("" if spaceless(text) else "(?<![^ ])") + re.escape(text) for text in texts
+                )
+            )
+        return self._inside_pattern
 
     def find(self, view: str) -> list[tuple[Term, T, str]]:
         """(term, value, the words it matched) for the entries found in one view."""
-        found = [(*self._words[word], word) for word in view.split() if word in self._words]
-        pattern = self._pattern()
-        if pattern is not None:
-            keys = list(self._spans)
-            for match in pattern.finditer(f" {view} "):
-                term, value = self._spans[keys[int(str(match.lastgroup)[1:])]]
-                found.append((term, value, match.group()))
+        words = view.split()
+        found = [(*self._words[word], word) for word in words if word in self._words]
+        if self._matcher:
+            for start, end, key in self._matcher.matches(words):
+                term, value = self._spans[key]
+                found.append((term, value, " ".join(words[start:end])))
+        inside = self._inside_found()
+        if inside is not None and not view.isascii():
+            found += [
+                (*self._inside[match.group()], match.group()) for match in inside.finditer(view)
+            ]
         return found
 
     def remove_from(self, view: str, unless: Callable[[T], bool] | None = None) -> str:
@@ -280,14 +293,18 @@ class TermIndex(Generic[T]):
             "_" if word in self._words and not kept(self._words[word]) else word
             for word in view.split()
         ]
-        padded = f" {' '.join(words)} "
-        pattern = self._pattern()
-        if pattern is not None:
-            keys = list(self._spans)
-
-            def replace(match: re.Match[str]) -> str:
-                entry = self._spans[keys[int(str(match.lastgroup)[1:])]]
-                return match.group() if kept(entry) else "_"
-
-            padded = pattern.sub(replace, padded)
-        return padded.strip()
+        if self._matcher:
+            out: list[str] = []
+            done = 0
+            for start, end, key in self._matcher.matches(words):
+                out += words[done:start]
+                out += words[start:end] if kept(self._spans[key]) else ["_"]
+                done = end
+            words = out + words[done:]
+        text = " ".join(words)
+        inside = self._inside_found()
+        if inside is not None and not text.isascii():
+            text = inside.sub(
+                lambda match: match.group() if kept(self._inside[match.group()]) else "_", text
+            )
+        return text

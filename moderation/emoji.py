@@ -1,0 +1,66 @@
+"""Emoji used as sexual slang, read as the rules see them (``data/emoji.tsv``).
+
+Normalisation drops emoji (they are no letters), so they are read here from the prompt as typed.
+A strong emoji ("🍆💦") is sexual on its own; a weak one ("🍑") only beside a person or another
+sexual cue: "🍑 pie recipe" and "🍆 at the market" pass, "girl 🍑💦" does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderation.lists import Layer
+from moderation.vocab import Emoji
+
+# Presentation selectors and skin tones change how an emoji looks, not what it is.
+_DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
+
+
+@dataclass(frozen=True)
+class EmojiFound:
+    strong: tuple[Emoji, ...] = ()
+    weak: tuple[Emoji, ...] = ()
+    weak_together: bool = False  # two weak ones side by side ("🍑🍆"): a cue for each other
+
+    def __bool__(self) -> bool:
+        return bool(self.strong or self.weak)
+
+    def sexual(self, *, person: bool, other_cue: bool) -> tuple[Emoji, ...]:
+        """The emoji that count as sexual in this prompt."""
+        if self.strong or person or other_cue or self.weak_together:
+            return self.strong + self.weak
+        return ()
+
+
+def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
+    """The listed emoji in a prompt, each sequence read once (the longest listed first)."""
+    if prompt.isascii() or not table:
+        return EmojiFound()
+    text = prompt.translate(_DROPPED)
+    present = set(text)
+    candidates = [emoji for emoji in table if emoji.text[0] in present]
+    if not candidates:
+        return EmojiFound()
+    strong: list[Emoji] = []
+    weak: list[Emoji] = []
+    together = False
+    last_end = -2
+    i = 0
+    while i < len(text):
+        found = next((emoji for emoji in candidates if text.startswith(emoji.text, i)), None)
+        if found is None:
+            i += 1
+            continue
+        if found.strong:
+            strong.append(found)
+        else:
+            together = together or (last_end == i and bool(weak))
+            weak.append(found)
+            last_end = i + len(found.text)
+        i += len(found.text)
+    return EmojiFound(tuple(dict.fromkeys(strong)), tuple(dict.fromkeys(weak)), together)
+
+
+def emoji_reason(emoji: Emoji) -> str:
+    """Read back as a default-list term by ``moderation.reasons``."""
+    return f"'{emoji.text} ({emoji.reading})' is not allowed ({Layer.DEFAULT})"

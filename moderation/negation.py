@@ -1,0 +1,133 @@
+"""Clothing left out inside the prompt, and a negative prompt typed into the prompt.
+
+"woman, no clothes", "without any clothing", "taking off her bra", "sin ropa", "服を脱いだ" ask
+for nudity without a nudity word: a negator or removal word within a few words of a clothing
+word, in the same clause. Accessories are no clothing that exposes anyone ("without glasses",
+"taking off his hat" pass), and negation of anything else ("no people", "no text") is no
+request at all.
+
+"..., negative prompt: clothes" or "--no clothing" typed into the prompt is split off and read
+as the negative prompt it is, so the negative prompt's clothing rule applies to it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+from moderation.normalise import spaceless, views
+from moderation.terms import Term, TermIndex
+
+if TYPE_CHECKING:
+    from moderation.lists import PromptRules
+
+T = TypeVar("T")
+
+# Not clothing whose absence exposes a person, in English; the language files' [clothing]
+# sections should leave these out too.
+ACCESSORIES = frozenset(
+    {"glasses", "sunglasses", "eyeglasses", "spectacles", "hat", "hats", "cap", "caps", "helmet",
+     "helmets", "mask", "masks", "shoe", "shoes", "boot", "boots", "sock", "socks", "glove",
+     "gloves", "scarf", "scarves", "jewelry", "jewellery", "necklace", "earring", "earrings",
+     "ring", "rings", "watch", "makeup", "lipstick", "tie", "jacket", "jackets", "coat", "coats",
+     "hood", "hoodie", "cape", "backpack", "bag", "belt", "crown", "tiara", "wig", "headband",
+     "umbrella"}
+)  # fmt: skip
+# Negative-prompt words that are not garments ("censored", "sfw", "fabric").
+NOT_GARMENTS = frozenset(
+    {"censored", "censorship", "censor bar", "sfw", "safe for work", "fabric", "drapery",
+     "blanket", "covered", "top"}
+)  # fmt: skip
+_NEAR = 3  # at most this many words between the negator and the clothing word
+_CLAUSES = re.compile(r"[,;.!?|\n()\[\]{}:、。，；！？]+")
+
+
+def clothing_index(terms: Iterable[Term]) -> TermIndex[None]:
+    """Clothing words for the in-prompt rule: accessories and cover words left out."""
+    return TermIndex(
+        (term, None)
+        for term in terms
+        if term.text not in ACCESSORIES and term.text not in NOT_GARMENTS
+    )
+
+
+def marker_pattern(markers: Iterable[str]) -> re.Pattern[str] | None:
+    """How a typed negative prompt starts ("negative prompt:", "--no "), case-insensitive."""
+    shapes = []
+    for marker in sorted({m.strip() for m in markers if m.strip()}, key=len, reverse=True):
+        shape = re.escape(marker)
+        if marker[0].isalnum():
+            shape = r"(?<![\w-])" + shape
+        if marker[-1].isalnum():
+            shape += r"(?!\w)"
+        shapes.append(shape)
+    return re.compile("|".join(shapes), re.IGNORECASE) if shapes else None
+
+
+def split_typed_negative(prompt: str, markers: re.Pattern[str] | None) -> tuple[str, str]:
+    """(the prompt, a negative prompt typed into it): after a marker, up to the next "--"
+    parameter ("--no clothes --ar 16:9") or the end."""
+    if markers is None:
+        return prompt, ""
+    found = markers.search(prompt)
+    if found is None:
+        return prompt, ""
+    rest = prompt[found.end() :]
+    parameter = re.search(r"\s--[a-z]", rest)
+    negative = rest[: parameter.start()] if parameter else rest
+    after = rest[parameter.start() :] if parameter else ""
+    more_positive, more_negative = split_typed_negative(after, markers)
+    return (
+        prompt[: found.start()] + " " + more_positive,
+        " ".join(part for part in (negative, more_negative) if part.strip()),
+    )
+
+
+def _cyrillic(text: str) -> bool:
+    return any("\u0400" <= char <= "\u04ff" for char in text)
+
+
+def _units(text: str) -> int:
+    """Words up to here, a character of a spaceless script counting as a word."""
+    return text.count(" ") + sum(1 for char in text if spaceless(char))
+
+
+def _spans(index: TermIndex[T], reading: str) -> list[tuple[int, int, int, int, T, str]]:
+    """(first unit, last unit, start char, end char, value, words) of each term found."""
+    padded = f" {reading} "
+    spans = []
+    for _, value, matched in index.find(reading):
+        inside = spaceless(matched)
+        needle = matched if inside else f" {matched} "
+        start = padded.find(needle)
+        while start >= 0:
+            begin = start if inside else start + 1
+            end = begin + len(matched)
+            first = _units(padded[:begin])
+            last = first + max(_units(matched), 1) - 1
+            spans.append((first, last, begin - 1, end - 1, value, matched))
+            start = padded.find(needle, start + 1)
+    return spans
+
+
+def clothing_left_out(rules: PromptRules, prompt: str) -> str | None:
+    """The words that leave clothing out ("no clothes", "taking off her bra"), or None."""
+    if not rules.negation or not rules.clothing:
+        return None
+    for clause in _CLAUSES.split(prompt):
+        for reading in views(clause).all[:2]:
+            negated = _spans(rules.negation, reading)
+            if not negated:
+                continue
+            for c_first, c_last, c_start, c_end, _, _ in _spans(rules.clothing, reading):
+                for n_first, n_last, n_start, n_end, section, words in negated:
+                    overlap = c_first <= n_last and n_first <= c_last  # "服なし": one word
+                    before = 0 <= c_first - n_last - 1 < _NEAR
+                    # A removal word may follow ("her bra removed"); a negator only where the
+                    # language puts it after ("服なし", "옷 없이"), never "a dress with no sleeves".
+                    follows = section == "removal" or not (words.isascii() or _cyrillic(words))
+                    after = follows and 0 <= n_first - c_last - 1 < _NEAR
+                    if overlap or before or after:
+                        return reading[min(c_start, n_start) : max(c_end, n_end)]
+    return None

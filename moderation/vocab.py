@@ -1,0 +1,146 @@
+"""The vocabulary in other languages, emoji and clothing negation, as the rules read it.
+
+The data is written by hand in ``moderation/data`` (its formats: ``data/lang/README.md``):
+
+- ``lang/<code>.txt``: one file a language, terms under ``[section]`` lines (sexual, nudity,
+  minors, gore, clothing, age_units, people, euphemism), in the term syntax of
+  ``moderation.terms``;
+- ``emoji.tsv``: emoji, the words they read as, and whether they are sexual on their own;
+- ``negation.txt``: words that negate or remove what follows ([negators], [removal]) and the ways
+  people type a negative prompt into the prompt ([negative_markers]);
+- ``allow_names.tsv``: names and terms of art that collide with the lists, each with a source.
+
+This module only reads it (once a process); ``moderation.lists`` builds the indexes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+from moderation.errors import InvalidTerm
+from moderation.terms import Term, parse_term
+
+SECTIONS = (
+    "sexual", "nudity", "minors", "gore", "clothing", "age_units", "people", "euphemism",
+)  # fmt: skip
+NEGATION_SECTIONS = ("negators", "removal", "negative_markers")
+
+
+@dataclass(frozen=True)
+class Emoji:
+    """One emoji (or a sequence of them) and what it reads as."""
+
+    text: str
+    reading: str
+    strong: bool  # sexual on its own; a weak one needs a person or another sexual cue
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    terms: dict[str, tuple[tuple[Term, str], ...]]  # section -> (term, language code)
+    age_units: tuple[str, ...]  # as written (normalised by the age rule)
+    negation: dict[str, tuple[Term, ...]]  # negators, removal
+    negative_markers: tuple[str, ...]  # as written: "negative prompt:", "--no"
+    emoji: tuple[Emoji, ...]
+    allow_names: tuple[Term, ...]
+
+    def section(self, name: str) -> list[Term]:
+        return [term for term, _ in self.terms.get(name, ())]
+
+
+def _data() -> Traversable:
+    return resources.files("moderation").joinpath("data")
+
+
+def _lines(file: Traversable) -> list[str]:
+    if not file.is_file():
+        return []
+    text = file.read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and line.strip()[0] != "#"]
+
+
+def _sections(file: Traversable) -> dict[str, list[str]]:
+    """A sectioned file's lines by section (lines before any section are left out)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    section = ""
+    for line in _lines(file):
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip().lower()
+        elif section:
+            out[section].append(line)
+    return out
+
+
+def _term(line: str, where: str) -> Term:
+    try:
+        return parse_term(line)
+    except InvalidTerm as error:
+        raise InvalidTerm(f"{where}: {error}") from None
+
+
+def read_languages(folder: Traversable) -> dict[str, tuple[tuple[Term, str], ...]]:
+    """Every language file's terms by section, with the language they came from."""
+    found: dict[str, list[tuple[Term, str]]] = defaultdict(list)
+    if not folder.is_dir():
+        return {}
+    for file in sorted(folder.iterdir(), key=lambda file: file.name):
+        if not file.name.endswith(".txt"):
+            continue
+        language = file.name.removesuffix(".txt")
+        for section, lines in _sections(file).items():
+            if section == "age_units":
+                continue  # read as written: "歳" follows a number with no space
+            found[section] += [(_term(line, f"lang/{file.name}"), language) for line in lines]
+    return {section: tuple(terms) for section, terms in found.items()}
+
+
+def read_age_units(folder: Traversable) -> tuple[str, ...]:
+    if not folder.is_dir():
+        return ()
+    return tuple(
+        unit
+        for file in sorted(folder.iterdir(), key=lambda file: file.name)
+        if file.name.endswith(".txt")
+        for unit in _sections(file).get("age_units", ())
+    )
+
+
+def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
+    """emoji.tsv: emoji, reading, strength (``strong`` or ``weak``); the longest first, so that a
+    listed combination ("🍆💦") is read before its parts."""
+    out = []
+    for line in _lines(file):
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) < 3 or not fields[0]:
+            raise InvalidTerm(f"emoji.tsv: {line!r} is not emoji<TAB>reading<TAB>strength")
+        if fields[2] not in ("strong", "weak"):
+            raise InvalidTerm(f"emoji.tsv: strength {fields[2]!r} is neither strong nor weak")
+        out.append(Emoji(fields[0].replace("\ufe0f", ""), fields[1], fields[2] == "strong"))
+    return tuple(sorted(out, key=lambda emoji: len(emoji.text), reverse=True))
+
+
+def read_allow_names(file: Traversable) -> tuple[Term, ...]:
+    """allow_names.tsv: name, kind, source; the name is taken out before the block terms."""
+    return tuple(_term(line.split("\t")[0], "allow_names.tsv") for line in _lines(file))
+
+
+@functools.cache
+def shipped() -> Vocabulary:
+    """The shipped vocabulary (read once a process); missing files read as empty."""
+    data = _data()
+    negation = _sections(data.joinpath("negation.txt"))
+    return Vocabulary(
+        terms=read_languages(data.joinpath("lang")),
+        age_units=read_age_units(data.joinpath("lang")),
+        negation={
+            section: tuple(_term(line, "negation.txt") for line in negation.get(section, ()))
+            for section in ("negators", "removal")
+        },
+        negative_markers=tuple(negation.get("negative_markers", ())),
+        emoji=read_emoji(data.joinpath("emoji.tsv")),
+        allow_names=read_allow_names(data.joinpath("allow_names.tsv")),
+    )
