@@ -1,4 +1,4 @@
-"""`sdbot guild show` and `sdbot guild set`: a guild's NSFW policy, limits and controls.
+"""`sdbot guild show` and `sdbot guild set`: a guild's NSFW and gore policies, limits, controls.
 
 `/mod settings` and this command change a guild's settings through the same
 ``GuildAdmin.change_settings``, so they refuse the same values (a server may be stricter than
@@ -128,6 +128,11 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
     channels = "all" if record.channels is None else ", ".join(map(str, record.channels))
     models = "all" if record.allowed_models is None else ", ".join(record.allowed_models)
     loras = "all" if record.allowed_loras is None else ", ".join(record.allowed_loras) or "none"
+    gore = (
+        "gore prompts refused everywhere"
+        if record.gore_policy.value == "block"
+        else "gore prompts drawn spoilered in age-restricted channels only"
+    )
     if record.paused_at is None:
         generation = "running"
     else:
@@ -138,6 +143,7 @@ async def run_guild_show(args: argparse.Namespace, settings: Settings) -> int:
         f"  nsfw policy     {record.nsfw_policy.value} (flagged images in NSFW channels)\n"
         f"  nsfw threshold  {here.nsfw_threshold:g} "
         f"(own: {'none' if threshold is None else threshold})\n"
+        f"  gore policy     {record.gore_policy.value} ({gore})\n"
         f"  member limit    {rates.user_units_per_hour:g} standard images an hour, "
         f"{rates.user_burst:g} saved up ({own('user_images_per_hour')})\n"
         f"  guild limit     {rates.guild_units_per_hour:g} standard images an hour, "

@@ -72,7 +72,14 @@ def register(commands: Any) -> None:
     )
     moderate.add_argument("prompt")
     moderate.add_argument("--negative", default="", help="the negative prompt, checked too")
-    moderate.add_argument("--guild", type=guild_id, help="apply this guild's own lists too")
+    moderate.add_argument(
+        "--guild", type=guild_id, help="apply this guild's own lists and gore policy too"
+    )
+    moderate.add_argument(
+        "--nsfw-channel",
+        action="store_true",
+        help="judge as in an age-restricted channel (gore may pass there, spoilered)",
+    )
     moderate.add_argument("--json", action="store_true")
     moderate.set_defaults(handler=run_moderate)
 
@@ -278,14 +285,22 @@ async def run_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_moderate(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.imagine.rules import moderate
+    from bot.imagine.rules import gore_policy, moderate
     from generation.options import check_storable
     from storage.repositories import open_storage
 
     check_storable("prompt", args.prompt)
     check_storable("negative prompt", args.negative)
     async with open_storage(settings.effective_database_url()) as storage:
-        verdict = await moderate(storage.terms, args.prompt, args.guild, args.negative)
+        here = None if args.guild is None else await storage.guild_settings.get(args.guild)
+        verdict = await moderate(
+            storage.terms,
+            args.prompt,
+            args.guild,
+            args.negative,
+            gore_policy=gore_policy(here),
+            channel_nsfw=args.nsfw_channel,
+        )
     if args.json:
         print(json.dumps(verdict_json(verdict)))
     else:

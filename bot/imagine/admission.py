@@ -3,13 +3,14 @@
 1. the pictures given in, read safely (a bad file is refused before anything is recorded), then
 the options, validated by the catalog (the model, its sizes, the LoRAs) against the limits in
 force in the guild (never clamped); 2. the prompt rules, on the prompt as written and on its
-plain words (weights and brackets out); 3. the guild's moderators (a ban, a pause, the
-channels, the models and LoRAs they allow; a model for NSFW channels only), then the pictures'
-NSFW scores under the image policy here; 4. the rate limits; then the audit record (blocked
-and refused requests are recorded too, with their pictures' hashes and scores) and the queue.
-The guild's settings are read once per request: the limits, the gate and the image policy
-fixed for the job all come from that one read. Once recorded, a blocked prompt counts in
-``PROMPT_BLOCKS`` once per reason (by rule and layer), a refusal in ``REFUSALS`` by its kind.
+plain words (weights and brackets out), then the guild's gore policy in this channel; 3. the
+guild's moderators (a ban, a pause, the channels, the models and LoRAs they allow; a model for
+NSFW channels only), then the pictures' NSFW scores under the image policy here; 4. the rate
+limits; then the audit record (blocked and refused requests are recorded too, with their
+pictures' hashes and scores) and the queue. The guild's settings are read once per request:
+the limits, the gate, the gore policy and the image policy fixed for the job all come from that
+one read. Once recorded, a blocked prompt counts in ``PROMPT_BLOCKS`` once per reason (by rule
+and layer), a refusal in ``REFUSALS`` by its kind.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bot.imagine.inputs import InputChecker, Prepared, Read, prepare
 from bot.imagine.leases import LeaseKeeper
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
-from bot.imagine.rules import rules_for
+from bot.imagine.rules import gore_policy, rules_for
 from bot.imagine.types import Derived, PicturesIn, Requester
 from common import logs, metrics
 from generation.catalog import Catalog
@@ -50,7 +51,7 @@ from generation.starts import (
 )
 from moderation.guild_rules import GuildRulesCache
 from moderation.lists import PromptRules
-from moderation.policy import ImagePolicy, NsfwPolicy
+from moderation.policy import ImagePolicy, NsfwPolicy, apply_gore_policy
 from moderation.prompts import PromptVerdict, check_prompt
 from moderation.reasons import reason_labels
 from storage.guild_settings import GuildSettingsRecord
@@ -72,8 +73,33 @@ def check_request(options: GenerationOptions, rules: PromptRules) -> PromptVerdi
     plain = check_prompt(prompt, rules, negative)
     if not plain.allowed:
         return plain
-    safe_reasons = tuple(dict.fromkeys(written.safe_reasons + plain.safe_reasons))
-    return PromptVerdict(True, (), written.force_safe or plain.force_safe, safe_reasons)
+    return PromptVerdict(
+        True,
+        (),
+        written.force_safe or plain.force_safe,
+        tuple(dict.fromkeys(written.safe_reasons + plain.safe_reasons)),
+        gore=tuple(dict.fromkeys(written.gore + plain.gore)),
+        classifier_scores=_highest(written.classifier_scores + plain.classifier_scores),
+    )
+
+
+def _highest(scores: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    """Each label's higher score of the two readings, in the order the labels first come."""
+    best: dict[str, float] = {}
+    for label, score in scores:
+        best[label] = max(score, best.get(label, score))
+    return tuple(best.items())
+
+
+def judge_request(
+    options: GenerationOptions,
+    rules: PromptRules,
+    settings: GuildSettingsRecord | None,
+    channel_nsfw: bool,
+) -> PromptVerdict:
+    """:func:`check_request`, then the guild's gore policy in this channel (outside a guild:
+    the default policy): a gore prompt is blocked, or made force-safe where it may be drawn."""
+    return apply_gore_policy(check_request(options, rules), gore_policy(settings), channel_nsfw)
 
 
 def _in_range(option: str, value: float | None, default: float, low: float, high: float) -> float:
@@ -235,7 +261,7 @@ class Admission:
         # hears of the ban and cannot probe the lists), then the pictures given in, then
         # 4. admission and the audit record.
         rules = await self.rules_for(requester.guild_id)
-        verdict = check_request(options, rules)
+        verdict = judge_request(options, rules, here.settings, requester.channel_nsfw)
         embeddings = self.catalog.embeddings_in(options.prompt, options.negative_prompt)
         new = new_job(requester, options, verdict, derived=derived, embeddings=embeddings)
         if derived is None and read is not None and read.mask is not None:

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from moderation.guild_rules import GuildRulesCache
 from moderation.lists import GuildRule, PromptRules, RuleAction
+from moderation.policy import GorePolicy, apply_gore_policy
 from moderation.prompts import PromptVerdict, check_prompt
+from storage.guild_settings import GuildSettingsRecord
 from storage.terms import TermList, TermRecord
+
+
+def gore_policy(settings: GuildSettingsRecord | None) -> GorePolicy:
+    """The guild's gore policy (outside a guild, the default one)."""
+    return GorePolicy.AGE_RESTRICTED if settings is None else GorePolicy(settings.gore_policy)
 
 
 def guild_rule(record: TermRecord) -> GuildRule:
@@ -33,8 +40,16 @@ async def rules_for(
 
 
 async def moderate(
-    terms: TermList, prompt: str, guild_id: int | None = None, negative_prompt: str = ""
+    terms: TermList,
+    prompt: str,
+    guild_id: int | None = None,
+    negative_prompt: str = "",
+    *,
+    gore_policy: GorePolicy = GorePolicy.AGE_RESTRICTED,
+    channel_nsfw: bool = False,
 ) -> PromptVerdict:
-    """The verdict on a prompt, without a model or a worker."""
+    """The verdict on a prompt, without a model or a worker, under a gore policy in a channel
+    (by default one that is not age-restricted, where gore is refused)."""
     rules = await rules_for(terms, PromptRules.default(), guild_id)
-    return check_prompt(prompt, rules, negative_prompt)
+    verdict = check_prompt(prompt, rules, negative_prompt)
+    return apply_gore_policy(verdict, gore_policy, channel_nsfw)

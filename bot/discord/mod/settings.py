@@ -15,7 +15,7 @@ from bot.discord.mod.text import guild_of, say, when
 from bot.discord.text import fit, quoted
 from bot.guild_admin import ChannelEdit, GuildAdmin, requested_changes
 from bot.guild_settings import BY_NAME, BY_OPTION, SPECS, Kind, Naming, render
-from moderation.policy import NsfwPolicy
+from moderation.policy import GorePolicy, NsfwPolicy
 from storage.guild_settings import GuildSettingsRecord
 
 # The options that edit the one ``channels`` setting.
@@ -43,6 +43,7 @@ def add_commands(mod: ModGroup) -> None:
     )
     @app_commands.choices(
         nsfw_policy=_choices("nsfw_policy"),
+        gore_policy=_choices("gore_policy"),
         controls=_choices("controls"),
         vary=_choices("vary"),
         reset=[app_commands.Choice(name=spec.label, value=spec.name) for spec in SPECS],
@@ -51,6 +52,7 @@ def add_commands(mod: ModGroup) -> None:
         interaction: discord.Interaction,
         nsfw_policy: str | None = None,
         nsfw_threshold: app_commands.Range[float, 0.01, 1.0] | None = None,
+        gore_policy: str | None = None,
         member_images_per_hour: app_commands.Range[float, 0.1, 100000.0] | None = None,
         server_images_per_hour: app_commands.Range[float, 0.1, 1000000.0] | None = None,
         jobs_per_member: app_commands.Range[int, 1, 100] | None = None,
@@ -71,6 +73,7 @@ def add_commands(mod: ModGroup) -> None:
         given: dict[str, Any] = {
             "nsfw_policy": nsfw_policy,
             "nsfw_threshold": nsfw_threshold,
+            "gore_policy": gore_policy,
             "member_images_per_hour": member_images_per_hour,
             "server_images_per_hour": server_images_per_hour,
             "jobs_per_member": jobs_per_member,
@@ -150,6 +153,11 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
         if NsfwPolicy(settings.nsfw_policy) is NsfwPolicy.SPOILER
         else "withheld everywhere"
     )
+    gore = (
+        "refused everywhere"
+        if GorePolicy(settings.gore_policy) is GorePolicy.BLOCK
+        else "drawn spoilered in age-restricted channels, refused elsewhere"
+    )
     if settings.paused_at is not None:
         why = f": {quoted(settings.pause_reason)}" if settings.pause_reason else ""
         state = f"⏸️ paused since {when(settings.paused_at)}{why}"
@@ -161,6 +169,7 @@ def settings_text(admin: GuildAdmin, settings: GuildSettingsRecord) -> str:
             f"- generation: {state}",
             f"- {called('nsfw_policy')}: {settings.nsfw_policy.value} (flagged images are {nsfw})",
             f"- {called('nsfw_threshold')}: {here.nsfw_threshold:g}{own('nsfw_threshold')}",
+            f"- {called('gore_policy')}: {settings.gore_policy.value} (gore prompts are {gore})",
             f"- {called('user_images_per_hour')}: {rates.user_units_per_hour:g} standard images"
             f"{own('user_images_per_hour')}",
             f"- {called('guild_images_per_hour')}: {rates.guild_units_per_hour:g} standard "

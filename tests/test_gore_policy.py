@@ -1,0 +1,174 @@
+"""The guild's gore policy: the table (unit), the merge of a prompt's two readings, and the real
+flow on the fake Discord (refused in a plain channel, drawn spoilered in an age-restricted one,
+refused everywhere once a moderator says so), each request in the audit log; `sdbot moderate`
+judges the same way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.discord.client import ImagineBot
+from bot.imagine import admission
+from bot.imagine.admission import check_request, judge_request
+from bot.settings import Settings
+from fake_discord import Channel, FakeDiscord, Guild, Permission, User
+from fake_discord.client import with_controls
+from generation.options import GenerationOptions
+from moderation import policy
+from moderation.lists import PromptRules
+from moderation.policy import GorePolicy, apply_gore_policy
+from moderation.prompts import PromptVerdict
+from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED
+from storage import models
+from storage.guild_settings import GuildSettingsRecord
+from storage.models import JobStatus, Verdict
+from tests.test_cli import migrated, sdbot  # noqa: F401  # migrated: a fixture used here
+from tests.test_discord_mod import _ask, _join, _mod
+
+GORE = "a decapitated soldier, entrails everywhere, hyperrealistic"
+WHY = ("'entrails' reads as gore (default list)",)
+GORY = PromptVerdict(True, gore=WHY)
+ADA, MODS = GorePolicy.AGE_RESTRICTED, GorePolicy.BLOCK
+
+
+def _options(prompt: str) -> GenerationOptions:
+    return GenerationOptions(prompt, "", (1,), 2, 7.0, 64, 64, "default")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "gore_policy", "channel_nsfw", "expected"),
+    [
+        # Gore: refused outside age-restricted channels, and everywhere under "block".
+        (GORY, ADA, False, PromptVerdict(False, (*WHY, GORE_OUTSIDE_AGE_RESTRICTED), gore=WHY)),
+        (GORY, MODS, False, PromptVerdict(False, (*WHY, GORE_EVERYWHERE), gore=WHY)),
+        (GORY, MODS, True, PromptVerdict(False, (*WHY, GORE_EVERYWHERE), gore=WHY)),
+        # Inside one, under the default policy: drawn, force-safe (spoilered), reasons kept.
+        (GORY, ADA, True, PromptVerdict(True, (), True, WHY, gore=WHY)),
+        (
+            PromptVerdict(True, (), True, ("'swimsuit' is force-safe",), gore=WHY),
+            ADA,
+            True,
+            PromptVerdict(True, (), True, ("'swimsuit' is force-safe", *WHY), gore=WHY),
+        ),
+        # No gore: the policy changes nothing; a prompt blocked already keeps its own reasons.
+        (PromptVerdict(True), MODS, False, PromptVerdict(True)),
+        (PromptVerdict(False, ("'nude' is not allowed",), gore=WHY), ADA, True, None),
+    ],
+)
+def test_the_gore_policy_table(
+    verdict: PromptVerdict,
+    gore_policy: GorePolicy,
+    channel_nsfw: bool,
+    expected: PromptVerdict | None,
+) -> None:
+    judged = apply_gore_policy(verdict, gore_policy, channel_nsfw)
+    assert judged == (verdict if expected is None else expected)
+
+
+def test_storage_keeps_the_gore_policys_values() -> None:
+    assert [p.value for p in models.GorePolicy] == [p.value for p in policy.GorePolicy]
+    assert GuildSettingsRecord(guild_id=1).gore_policy.value == "age_restricted"
+
+
+def test_both_readings_of_a_prompt_carry_their_gore_and_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Weights split a word ("(entr:1.1)ails"): the plain reading's gore counts as the written
+    one's does, and each label keeps its higher score."""
+    readings = {
+        "(entr:1.1)ails, a (blade:1.2)": PromptVerdict(
+            True, classifier_scores=(("gore", 0.4), ("sexual", 0.1))
+        ),
+        "entrails, a blade": PromptVerdict(
+            True, gore=WHY, classifier_scores=(("gore", 0.9), ("sexual", 0.05))
+        ),
+    }
+    monkeypatch.setattr(admission, "check_prompt", lambda prompt, *_: readings[prompt])
+    options = _options("(entr:1.1)ails, a (blade:1.2)")
+    merged = check_request(options, PromptRules.default())
+    assert (merged.allowed, merged.gore) == (True, WHY)
+    assert merged.classifier_scores == (("gore", 0.9), ("sexual", 0.1))
+    plain = judge_request(options, PromptRules.default(), None, channel_nsfw=False)
+    assert plain.reasons == (*WHY, GORE_OUTSIDE_AGE_RESTRICTED)
+    settings = GuildSettingsRecord(guild_id=1, gore_policy=models.GorePolicy.BLOCK)
+    assert judge_request(options, PromptRules.default(), settings, True).reasons[-1] == (
+        GORE_EVERYWHERE
+    )
+
+
+def test_the_shipped_rules_read_the_test_prompt_as_gore() -> None:
+    """The flows below stand on this: if it fails, the gore words changed, not the policy."""
+    verdict = check_request(_options(GORE), PromptRules.default())
+    assert verdict.allowed
+    assert verdict.gore
+
+
+async def test_gore_on_discord_follows_the_channel_and_the_guilds_policy(
+    fake_discord: FakeDiscord, bot: ImagineBot, world: tuple[Guild, Channel, User]
+) -> None:
+    guild, channel, ada = world
+    lounge = fake_discord.create_channel(guild, "lounge", nsfw=True)
+    mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
+
+    # 1. A channel that is not age-restricted: refused, for the member alone, naming gore.
+    refused = await _ask(fake_discord, ada, channel, "imagine", prompt=GORE, steps=2)
+    assert refused.ephemeral
+    assert refused.content.startswith("🚫 This prompt was not accepted: ")
+    assert refused.content.endswith(GORE_OUTSIDE_AGE_RESTRICTED)
+    assert "reads as gore" in refused.content
+
+    # 2. An age-restricted channel under the default policy: drawn, and spoilered.
+    interaction = await fake_discord.slash(ada, lounge, "imagine", prompt=GORE, steps=2)
+    grid = await fake_discord.wait_for(lambda: with_controls(interaction.original), within=120)
+    [attachment] = grid.attachments
+    assert attachment.filename.startswith("SPOILER_"), attachment.filename
+
+    # 3. The guild refuses gore everywhere: the same prompt in the same channel is refused.
+    said = await _mod(fake_discord, mod, channel, "settings", gore_policy="block")
+    assert said.splitlines()[0] == "✅ gore_policy: age_restricted → block"
+    assert "- gore_policy: block (gore prompts are refused everywhere)" in said
+    again = await _ask(fake_discord, ada, lounge, "imagine", prompt=GORE, steps=2)
+    assert again.ephemeral
+    assert again.content.endswith(GORE_EVERYWHERE)
+
+    # Each request is in the audit log with its verdict and reasons; the change in the mod log.
+    jobs = sorted(await bot.service.storage.audit.list_jobs(), key=lambda job: job.id)
+    seen: list[tuple[Any, ...]] = [
+        (job.status, job.verdict, job.channel_nsfw, job.verdict_reasons[-1]) for job in jobs
+    ]
+    assert [row[:3] for row in seen] == [
+        (JobStatus.BLOCKED, Verdict.BLOCKED.value, False),
+        (JobStatus.SUCCEEDED, Verdict.FORCE_SAFE.value, True),
+        (JobStatus.BLOCKED, Verdict.BLOCKED.value, True),
+    ]
+    assert seen[0][3] == GORE_OUTSIDE_AGE_RESTRICTED
+    assert "reads as gore" in seen[1][3]
+    assert seen[2][3] == GORE_EVERYWHERE
+    [change] = await bot.service.storage.moderation.list(guild.id)
+    assert change.details["gore_policy"] == {"from": "age_restricted", "to": "block"}
+
+
+def test_sdbot_moderate_and_guild_set_apply_the_gore_policy(
+    migrated: Settings,  # noqa: F811
+) -> None:
+    plain = sdbot(migrated, "moderate", GORE, "--json")
+    assert plain.returncode == 3
+    assert json.loads(plain.stdout)["reasons"][-1] == GORE_OUTSIDE_AGE_RESTRICTED
+    nsfw = sdbot(migrated, "moderate", GORE, "--nsfw-channel", "--json")
+    assert nsfw.returncode == 0, nsfw.stdout
+    assert (json.loads(nsfw.stdout)["allowed"], json.loads(nsfw.stdout)["force_safe"]) == (
+        True,
+        True,
+    )
+    shown = sdbot(migrated, "guild", "set", "5", "--gore-policy", "block")
+    assert shown.returncode == 0, shown.stderr
+    assert "  gore policy     block (gore prompts refused everywhere)\n" in shown.stdout
+    blocked = sdbot(migrated, "moderate", GORE, "--nsfw-channel", "--guild", "5")
+    assert blocked.returncode == 3
+    assert blocked.stdout.rstrip().endswith(GORE_EVERYWHERE)
+    assert sdbot(migrated, "moderate", GORE, "--nsfw-channel", "--guild", "6").returncode == 0
+    refused = sdbot(migrated, "guild", "set", "5", "--gore-policy", "allow")
+    assert refused.returncode == 2
