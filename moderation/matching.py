@@ -80,9 +80,9 @@ def clothing_in_negative(rules: PromptRules, negative: Views) -> tuple[str | Non
     return counts, strong or min(weak, default=None)
 
 
-def names_a_person(rules: PromptRules, readings: Iterable[str]) -> bool:
+def names_a_person(rules: PromptRules, readings: Iterable[str], *, minors: bool = True) -> bool:
     readings = tuple(readings)
-    if first(rules.minors, readings):
+    if minors and first(rules.minors, readings):
         return True
     return any(
         section == "people"

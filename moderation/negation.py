@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-from moderation.normalise import spaceless, views
+from moderation.normalise import hangul, spaceless, views
 from moderation.terms import Term, TermIndex
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ NOT_GARMENTS = frozenset(
     {"censored", "censorship", "censor bar", "sfw", "safe for work", "fabric", "drapery",
      "blanket", "covered", "top"}
 )  # fmt: skip
-_NEAR = 3  # at most this many words between the negator and the clothing word
+_NEAR = 3  # at most this many words between the negator and the clothing word after it
+_NEAR_AFTER = 2  # and between the clothing word and a removal word after it
 _CLAUSES = re.compile(r"[,;.!?|\n()\[\]{}:、。，；！？]+")
 
 
@@ -84,8 +85,9 @@ def split_typed_negative(prompt: str, markers: re.Pattern[str] | None) -> tuple[
     )
 
 
-def _cyrillic(text: str) -> bool:
-    return any("\u0400" <= char <= "\u04ff" for char in text)
+def _spaced_script(text: str) -> bool:
+    """Latin, Cyrillic, Greek, Arabic, Devanagari: a negator comes before the word there."""
+    return not (spaceless(text) or hangul(text))
 
 
 def _units(text: str) -> int:
@@ -111,10 +113,13 @@ def _spans(index: TermIndex[T], reading: str) -> list[tuple[int, int, int, int, 
     return spans
 
 
-def clothing_left_out(rules: PromptRules, prompt: str) -> str | None:
-    """The words that leave clothing out ("no clothes", "taking off her bra"), or None."""
+def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]) -> str | None:
+    """The words that leave clothing out ("no clothes", "taking off her bra"), or None;
+    ``readings`` are the prompt's views, which show whether a clause needs reading at all."""
     if not rules.negation or not rules.clothing:
         return None
+    if not any(rules.negation.find(reading) for reading in readings[:2]):
+        return None  # most prompts: no clause to read
     for clause in _CLAUSES.split(prompt):
         for reading in views(clause).all[:2]:
             negated = _spans(rules.negation, reading)
@@ -124,10 +129,11 @@ def clothing_left_out(rules: PromptRules, prompt: str) -> str | None:
                 for n_first, n_last, n_start, n_end, section, words in negated:
                     overlap = c_first <= n_last and n_first <= c_last  # "服なし": one word
                     before = 0 <= c_first - n_last - 1 < _NEAR
-                    # A removal word may follow ("her bra removed"); a negator only where the
-                    # language puts it after ("服なし", "옷 없이"), never "a dress with no sleeves".
-                    follows = section == "removal" or not (words.isascii() or _cyrillic(words))
-                    after = follows and 0 <= n_first - c_last - 1 < _NEAR
+                    # A removal word may follow, close ("her bra removed"); a negator only
+                    # where its language puts it after ("服なし", "옷 없이", "kıyafet yok"), never
+                    # "a dress with no sleeves".
+                    follows = section in ("removal", "negators_after") or not _spaced_script(words)
+                    after = follows and 0 <= n_first - c_last - 1 < _NEAR_AFTER
                     if overlap or before or after:
                         return reading[min(c_start, n_start) : max(c_end, n_end)]
     return None

@@ -107,9 +107,11 @@ def _spelling_mark(char: str, before: str) -> bool:
     return before in _MARK_SCRIPT_LETTERS and char in _MARK_SCRIPT_MARKS
 
 
-def base(text: str) -> str:
+def base(text: str, *, fold: bool = True) -> str:
     """NFKC, casefold, invisible characters and accents removed, disguised look-alikes folded.
 
+    ``fold=False`` leaves look-alikes as written: the native reading of a Russian or Greek word
+    in an English prompt ("a photo, секс"), which folding would turn into Latin ("cekc").
     Marks that spell a word in Indic, Thai and kana scripts stay (dropping them made different
     words one: Thai "นิ่ม" soft and "นม" milk); Hangul and kana are composed again.
     """
@@ -130,6 +132,8 @@ def base(text: str) -> str:
     text = "".join(kept)
     if marks or not text.isascii():
         text = unicodedata.normalize("NFC", text)
+    if not fold:
+        return " ".join(text.casefold().split())
     latin_text = any(char.isascii() and char.isalpha() for char in text)
     return " ".join(_fold_lookalikes(chunk, latin_text).casefold() for chunk in text.split())
 
@@ -205,6 +209,8 @@ def views(text: str) -> Views:
         leet_l = [_fold_leet(chunk, _LEET_L) for chunk in chunks]
         readings.append(_words([_fold_leet(chunk, _LEET_I) for chunk in leet_l]))
     readings.append(" ".join(filter(None, (_NOT_WORD.sub("", chunk) for chunk in leet_i))))
+    if not text.isascii() and (native := _words(base(text, fold=False).split())) != readings[0]:
+        readings.append(native)
     if any(_LONG_REPEAT.search(reading) for reading in readings):
         readings = [
             *readings,

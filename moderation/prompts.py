@@ -79,7 +79,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
     clothing, any_clothing = matching.clothing_in_negative(rules, negative)
-    left_out = clothing_left_out(rules, prompt)
+    left_out = clothing_left_out(rules, prompt, positive.all)
     emoji = find_emoji(prompt, rules.emoji)
     learned = rules.classifier.read(prompt) if rules.classifier is not None else None
     deadline = time.monotonic() + PATTERN_BUDGET_S
@@ -118,7 +118,9 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
             reasons.append(f"'{term}' is not allowed ({Layer.DEFAULT})")
     for written in matching.pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
         reasons.append(f"matches the pattern '{written}' ({Layer.GUILD})")
-    reasons += [emoji_reason(found) for found in emoji.sexual(person=person, other_cue=sexual)]
+    if emoji:  # a weak emoji with a word for a person: a child alone is no sexual cue
+        grown = matching.names_a_person(rules, positive.all, minors=False)
+        reasons += [emoji_reason(one) for one in emoji.sexual(person=grown, other_cue=sexual)]
     if left_out and person:
         reasons.append(clothing_reason(left_out))
     if learned is not None and learned.over("sexual"):

@@ -29,6 +29,9 @@ _PATTERN = re.compile(r"matches the pattern '.*' \((?P<layer>[^()]+)\)", re.DOTA
 _NEGATIVE_CLOTHING = re.compile(
     r"the negative prompt leaves out clothing \(.*\) in a picture of a person", re.DOTALL
 )
+_CLOTHING_REMOVED = re.compile(r"the prompt leaves out clothing \('.*'\) on a person", re.DOTALL)
+_GORE_TERM = re.compile(r"'.*' reads as gore \((?P<layer>[^()]+)\)", re.DOTALL)
+_CLASSIFIER = re.compile(r"the classifier reads it as (?P<label>\w+) \(.*\)", re.DOTALL)
 _LAYERS = {
     Layer.DEFAULT.value: "default",
     Layer.PROFANITY.value: "profanity",
@@ -39,7 +42,9 @@ _LAYERS = {
 def reason_labels(reason: str) -> tuple[str, str]:
     """(rule, layer) for one reason of a blocked prompt; a reason in words this does not know
     is ("other", "default"), counted rather than dropped. The minors rule is no list's: its
-    layer is "always"; the negative prompt's clothing rule is the shipped lists' ("default")."""
+    layer is "always"; the clothing rules are the shipped lists' ("default"); gore (a term, the
+    classifier's reading, the policy's last word) is its own rule, "guild" where the guild's
+    policy refuses it everywhere."""
     if reason == MINORS_REASON:
         return "minors", "always"
     for rule, shape in (("term", _TERM), ("pattern", _PATTERN)):
@@ -48,4 +53,14 @@ def reason_labels(reason: str) -> tuple[str, str]:
             return rule, _LAYERS.get(found["layer"], "default")
     if _NEGATIVE_CLOTHING.fullmatch(reason):
         return "negative_clothing", "default"
+    if _CLOTHING_REMOVED.fullmatch(reason):
+        return "clothing_removed", "default"
+    if reason == GORE_EVERYWHERE:
+        return "gore", "guild"
+    if reason == GORE_OUTSIDE_AGE_RESTRICTED:
+        return "gore", "default"
+    if (found := _GORE_TERM.fullmatch(reason)) is not None:
+        return "gore", _LAYERS.get(found["layer"], "default")
+    if (found := _CLASSIFIER.fullmatch(reason)) is not None:
+        return ("gore" if found["label"] == "gore" else "classifier"), "default"
     return "other", "default"

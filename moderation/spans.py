@@ -4,12 +4,13 @@ One regular expression of every phrase and wildcard term (the first way) tried e
 every word: with the language files' 1000 more entries a prompt took 10-25 ms. Here each word
 is looked up in a few dictionaries: phrases by their first word, prefix terms by their first
 three letters, suffix terms by their last three, terms found anywhere by every three letters of
-the word. A match is what that expression found: at each word the entry listed first wins, and
-the next match starts after it.
+the word. At each word the longest match wins ("sexy video" over "sex*"), the entry listed
+first among equals, and the next match starts after it.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 _KEY = 3  # wildcard terms have at least this many letters (``moderation.terms.parse_term``)
@@ -25,6 +26,7 @@ class SpanMatcher:
         self._prefixes: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self._suffixes: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self._anywhere: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._anywhere_found: re.Pattern[str] | None = None  # whether a view has any at all
 
     def __bool__(self) -> bool:
         return bool(self._order)
@@ -42,6 +44,7 @@ class SpanMatcher:
             self._suffixes[text[-_KEY:]].append((text, key))
         else:
             self._anywhere[text[:_KEY]].append((text, key))
+            self._anywhere_found = None
 
     def _phrase_end(self, words: list[str], i: int, phrase: tuple[str, ...]) -> int | None:
         """Where the phrase ends when it starts at word i (its last word may take s or es)."""
@@ -57,14 +60,20 @@ class SpanMatcher:
         """(first word, the word after the match, key) of each match, in order."""
         out: list[tuple[int, int, str]] = []
         order = self._order
+        anywhere = False
+        if self._anywhere:
+            if self._anywhere_found is None:
+                texts = sorted({text for entries in self._anywhere.values() for text, _ in entries})
+                self._anywhere_found = re.compile("|".join(map(re.escape, texts)))
+            anywhere = self._anywhere_found.search(" ".join(words)) is not None
         i = 0
         while i < len(words):
             word = words[i]
-            best: tuple[int, int, str] | None = None  # (order, end, key)
+            best: tuple[int, int, str] | None = None  # (-end, order, key): longest, then first
             for phrase, key in self._phrases.get(word, ()):
                 end = self._phrase_end(words, i, phrase)
-                if end is not None and (best is None or order[key] < best[0]):
-                    best = (order[key], end, key)
+                if end is not None and (best is None or (-end, order[key]) < best[:2]):
+                    best = (-end, order[key], key)
             if len(word) >= _KEY:
                 candidates = [
                     (text, key)
@@ -76,17 +85,17 @@ class SpanMatcher:
                     for text, key in self._suffixes.get(word[-_KEY:], ())
                     if word.endswith(text)
                 ]
-                if self._anywhere:
+                if anywhere:
                     for start in range(len(word) - _KEY + 1):
                         for text, key in self._anywhere.get(word[start : start + _KEY], ()):
                             if word.startswith(text, start):
                                 candidates.append((text, key))
                 for _, key in candidates:
-                    if best is None or order[key] < best[0]:
-                        best = (order[key], i + 1, key)
+                    if best is None or (-(i + 1), order[key]) < best[:2]:
+                        best = (-(i + 1), order[key], key)
             if best is None:
                 i += 1
             else:
-                out.append((i, best[1], best[2]))
-                i = best[1]
+                out.append((i, -best[0], best[2]))
+                i = -best[0]
         return out

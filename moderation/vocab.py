@@ -6,7 +6,8 @@ The data is written by hand in ``moderation/data`` (its formats: ``data/lang/REA
   minors, gore, clothing, age_units, people, euphemism), in the term syntax of
   ``moderation.terms``;
 - ``emoji.tsv``: emoji, the words they read as, and whether they are sexual on their own;
-- ``negation.txt``: words that negate or remove what follows ([negators], [removal]) and the ways
+- ``negation.txt``: words that negate or remove clothing ([negators], [negators_after],
+  [removal]) and the ways
   people type a negative prompt into the prompt ([negative_markers]);
 - ``allow_names.tsv``: names and terms of art that collide with the lists, each with a source.
 
@@ -27,7 +28,9 @@ from moderation.terms import Term, parse_term
 SECTIONS = (
     "sexual", "nudity", "minors", "gore", "clothing", "age_units", "people", "euphemism",
 )  # fmt: skip
-NEGATION_SECTIONS = ("negators", "removal", "negative_markers")
+# [negators_after]: negators that follow the clothing word ("kıyafet yok"); the ones in Japanese,
+# Korean, Chinese and Thai may follow it wherever they are listed.
+NEGATION_SECTIONS = ("negators", "negators_after", "removal", "negative_markers")
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def shipped() -> Vocabulary:
         age_units=read_age_units(data.joinpath("lang")),
         negation={
             section: tuple(_term(line, "negation.txt") for line in negation.get(section, ()))
-            for section in ("negators", "removal")
+            for section in ("negators", "negators_after", "removal")
         },
         negative_markers=tuple(negation.get("negative_markers", ())),
         emoji=read_emoji(data.joinpath("emoji.tsv")),

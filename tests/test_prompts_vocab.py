@@ -1,0 +1,259 @@
+"""The rules fed by the vocabulary files: emoji, clothing left out inside the prompt, a negative
+prompt typed into it, gore, the allow names, terms in scripts without spaces, the classifier."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+
+from moderation.lists import PromptRules
+from moderation.policy import GorePolicy, apply_gore_policy
+from moderation.prompts import check_prompt
+from moderation.reasons import LAYERS, MINORS_REASON, RULES, reason_labels
+from moderation.terms import Term, TermIndex, TermShape, parse_term
+
+DEFAULT = PromptRules.default()
+
+
+def refused(prompt: str, negative: str = "") -> tuple[str, ...]:
+    verdict = check_prompt(prompt, DEFAULT, negative)
+    assert not verdict.allowed, prompt
+    return verdict.reasons
+
+
+def passes(prompt: str, negative: str = "") -> None:
+    verdict = check_prompt(prompt, DEFAULT, negative)
+    assert verdict.allowed, (prompt, verdict.reasons)
+    assert not verdict.gore, (prompt, verdict.gore)
+
+
+class TestEmoji:
+    @pytest.mark.parametrize(
+        "prompt", ["🍑 pie recipe", "🍆 at the market", "a vegetable stand with 🍆 and 🍅"]
+    )
+    def test_innocent_use_passes(self, prompt: str) -> None:
+        passes(prompt)
+
+    def test_a_strong_one_refuses_on_its_own(self) -> None:
+        assert refused("🍆💦") == ("'🍆💦 (penis ejaculation)' is not allowed (default list)",)
+        assert refused("a photo, 🔞")
+
+    def test_a_weak_one_needs_a_person_or_another_cue(self) -> None:
+        assert "'🍑 (butt)' is not allowed (default list)" in refused("a woman showing her 🍑")
+        assert refused("girl 🍑💦")  # the combination is listed as strong
+        assert refused("🍑 nsfw")  # another sexual cue
+
+    def test_skin_tones_and_selectors_do_not_hide_one(self) -> None:
+        assert refused("👉\U0001f3fb👌\ufe0f")
+
+    def test_with_a_minor_it_is_the_minors_rule(self) -> None:
+        assert MINORS_REASON in refused("a 12 year old 🍆💦")
+        passes("kids eating 🍑 at a picnic")  # a weak one next to a child is no sexual cue
+
+
+class TestClothingLeftOut:
+    @pytest.mark.parametrize(
+        ("prompt", "words"),
+        [
+            ("woman, no clothes", "no clothes"),
+            ("a woman without any clothing on a bed", "without any clothing"),
+            ("woman taking off her bra", "taking off her bra"),
+            ("a girl with her panties pulled down", "panties pulled down"),
+            ("mujer sin ropa en la playa", "sin ropa"),
+            ("frau ohne kleidung", "ohne kleidung"),
+        ],
+    )
+    def test_on_a_person_it_is_refused(self, prompt: str, words: str) -> None:
+        assert f"the prompt leaves out clothing ('{words}') on a person" in refused(prompt)
+
+    @pytest.mark.parametrize(
+        "prompt",
+        [
+            "a city street, no people",
+            "a poster, no text, no watermark",
+            "a woman without glasses reading",
+            "a man taking off his hat",
+            "a woman takes off her coat in the hall",
+            "a model in a dress with no sleeves",
+            "no people, a dress on a mannequin",  # another clause
+            "a woman in a red dress on a street with no cars",
+        ],
+    )
+    def test_other_negation_passes(self, prompt: str) -> None:
+        passes(prompt)
+
+    def test_without_a_person_it_is_made_force_safe(self) -> None:
+        verdict = check_prompt("an empty shop window without a dress on the hanger", DEFAULT)
+        assert verdict.allowed
+        assert verdict.safe_reasons == ("the prompt leaves out clothing ('without a dress')",)
+
+    def test_with_a_minor_it_is_the_minors_rule(self) -> None:
+        assert MINORS_REASON in refused("a little girl without her dress")
+
+
+class TestTypedNegativePrompt:
+    @pytest.mark.parametrize(
+        "prompt",
+        [
+            "portrait of a woman, negative prompt: clothes, lowres",
+            "a woman on a bed --no clothing --ar 2:3",
+            "portrait of a woman. Negative: clothes",
+        ],
+    )
+    def test_it_is_read_as_the_negative_prompt(self, prompt: str) -> None:
+        assert refused(prompt) == (
+            "the negative prompt leaves out clothing (clothing) in a picture of a person",
+        ) or refused(prompt) == (
+            "the negative prompt leaves out clothing (clothes) in a picture of a person",
+        )
+
+    def test_safety_words_there_stay_harmless(self) -> None:
+        passes("portrait of a woman, negative prompt: nsfw, nude, lowres")
+        passes("a mountain lake --no people --ar 16:9")
+
+
+class TestGore:
+    def test_gore_terms_are_read_not_refused(self) -> None:
+        verdict = check_prompt("a decapitated body, entrails on the floor", DEFAULT)
+        assert verdict.allowed
+        assert "'entrails' reads as gore (default list)" in verdict.gore
+        assert all(reason_labels(reason) == ("gore", "default") for reason in verdict.gore)
+        outside = apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=False)
+        assert not outside.allowed
+        assert apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=True).allowed
+
+    @pytest.mark.parametrize(
+        "prompt",
+        ["a knight fighting a dragon", "a war memorial at dawn", "a zombie costume party"],
+    )
+    def test_mild_violence_is_no_gore(self, prompt: str) -> None:
+        passes(prompt)
+
+
+class TestAllowNames:
+    @pytest.mark.parametrize(
+        "prompt", ["Penistone market square", "a pub in Cockermouth", "Middlesex fields"]
+    )
+    def test_names_pass(self, prompt: str) -> None:
+        passes(prompt)
+
+    def test_never_before_the_minors_rule(self) -> None:
+        assert MINORS_REASON in refused("a nude child in Penistone")
+
+
+def test_a_word_in_another_script_beside_english_keeps_its_reading() -> None:
+    """Russian or Greek in an English prompt stays itself in one reading ("секс" would fold to
+    the look-alike "cekc"), while a disguised English word still folds ("a рогп video")."""
+    assert refused("a photo, секс")
+    assert refused("portrait, γυμνη")
+    assert "'porn' is not allowed (default list)" in refused("a рогп video")
+
+
+def test_terms_in_scripts_without_spaces_match_inside_words() -> None:
+    index: TermIndex[None] = TermIndex(
+        (parse_term(word), None) for word in ("裸", "เปลือย", "소녀", "नंगी", "عارية", "ペニス")
+    )
+
+    def found(view: str) -> list[str]:
+        from moderation.normalise import normalise
+
+        return [term.text for term, _, _ in index.find(normalise(view))]
+
+    assert found("裸の女性") == ["裸"]  # Japanese, inside a run of letters
+    assert found("ผู้หญิงเปลือยกาย") == ["เปลือย"]  # Thai
+    assert found("소녀가 공원에") == ["소녀"]  # Korean: at a word's start, with its particle
+    assert found("공원의 어린소녀") == []  # not in the middle of a word
+    assert found("नंगी लड़की") == ["नंगी"]  # Devanagari keeps its vowel signs...
+    assert found("नगी लड़की") == []  # ...so a word without them is another word
+    assert found("امرأة عارية") == ["عارية"]
+    assert found("عار") == []
+    assert found("ペニスの絵") == ["ペニス"]  # a kana's voicing mark stays part of it...
+    assert found("ヘニスの絵") == []  # ...so the word without it is another
+
+
+def test_phrases_and_wildcards_keep_their_old_matches() -> None:
+    """The word-by-word matcher: at each word the longest entry, the plural of a phrase, a
+    wildcard inside a word, the next match after the last."""
+    index: TermIndex[int] = TermIndex(
+        [
+            (Term("strip club", TermShape.PHRASE), 1),
+            (Term("strip", TermShape.PREFIX), 2),
+            (Term("porn", TermShape.ANYWHERE), 3),
+            (Term("shota", TermShape.SUFFIX), 4),
+        ]
+    )
+    view = "a strip clubs near xpornx lolishota stripper"
+    found = [(value, words) for _, value, words in index.find(view)]
+    assert found == [(1, "strip clubs"), (3, "xpornx"), (4, "lolishota"), (2, "stripper")]
+    assert index.remove_from("a strip club stripper") == "a _ _"
+
+
+@dataclass
+class StandIn:
+    """A classifier that reads the words it was given."""
+
+    sexual: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: {"sexual": 0.8, "gore": 0.8, "minors": 0.4}
+    )
+
+    def read(self, prompt: str) -> Reading:
+        score = max((v for word, v in self.sexual.items() if word in prompt), default=0.0)
+        gore = 0.9 if "mangled" in prompt else 0.0
+        return Reading({"sexual": score, "gore": gore}, self.thresholds)
+
+
+@dataclass(frozen=True)
+class Reading:
+    scores: dict[str, float]
+    thresholds: dict[str, float]
+    cues: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"sexual": ("spicy",), "gore": ("mangled",)}
+    )
+
+    def over(self, label: str) -> bool:
+        return self.scores[label] >= self.thresholds[label]
+
+
+class TestClassifierHook:
+    rules = dataclasses.replace(DEFAULT, classifier=StandIn({"spicy": 0.9, "cheeky": 0.5}))
+
+    def test_over_the_bar_it_refuses_with_its_score_and_cues(self) -> None:
+        verdict = check_prompt("a spicy photo of her", self.rules)
+        assert verdict.reasons == ("the classifier reads it as sexual (0.90: spicy)",)
+        assert reason_labels(verdict.reasons[0]) == ("classifier", "default")
+        assert verdict.classifier_scores == (("gore", 0.0), ("sexual", 0.9))
+
+    def test_with_a_minor_the_lower_bar_is_enough(self) -> None:
+        assert check_prompt("a cheeky photo of her", self.rules).allowed
+        assert MINORS_REASON in check_prompt("a cheeky photo of a teen", self.rules).reasons
+        assert check_prompt("a photo of a teen", self.rules).allowed
+
+    def test_gore_goes_to_the_verdicts_gore(self) -> None:
+        verdict = check_prompt("a mangled car", self.rules)
+        assert verdict.allowed
+        assert verdict.gore == ("the classifier reads it as gore (0.90: mangled)",)
+        assert reason_labels(verdict.gore[0]) == ("gore", "default")
+
+    def test_without_one_the_scores_are_empty(self) -> None:
+        assert (
+            check_prompt("a photo", dataclasses.replace(DEFAULT, classifier=None)).classifier_scores
+            == ()
+        )
+
+
+def test_every_new_reason_has_its_labels() -> None:
+    reasons = [
+        *refused("woman, no clothes"),
+        *refused("🍆💦"),
+        *check_prompt("entrails on the floor", DEFAULT).gore,
+        "this server refuses gore everywhere",
+        "gore is refused outside age-restricted channels",
+    ]
+    labels = {reason_labels(reason) for reason in reasons}
+    assert ("clothing_removed", "default") in labels
+    assert ("gore", "guild") in labels
+    assert ("other", "default") not in labels
+    assert all(rule in RULES and layer in LAYERS for rule, layer in labels)
