@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bot.discord.client import ImagineBot
 from bot.imagine import admission
@@ -24,7 +25,7 @@ from moderation.prompts import PromptVerdict
 from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED
 from storage import models
 from storage.guild_settings import GuildSettingsRecord
-from storage.models import JobStatus, Verdict
+from storage.models import JobKind, JobStatus, Verdict
 from tests.test_cli import migrated, sdbot  # noqa: F401  # migrated: a fixture used here
 from tests.test_discord_mod import _ask, _join, _mod
 
@@ -32,6 +33,11 @@ GORE = "a decapitated soldier, entrails everywhere, hyperrealistic"
 WHY = ("'entrails' reads as gore (default list)",)
 GORY = PromptVerdict(True, gore=WHY)
 ADA, MODS = GorePolicy.AGE_RESTRICTED, GorePolicy.BLOCK
+
+
+def _gore_blocks(layer: str) -> float:
+    found = REGISTRY.get_sample_value("sdbot_prompt_blocks_total", {"rule": "gore", "layer": layer})
+    return found or 0.0
 
 
 def _options(prompt: str) -> GenerationOptions:
@@ -111,6 +117,7 @@ async def test_gore_on_discord_follows_the_channel_and_the_guilds_policy(
 ) -> None:
     guild, channel, ada = world
     lounge = fake_discord.create_channel(guild, "lounge", nsfw=True)
+    before = {layer: _gore_blocks(layer) for layer in ("default", "guild")}
     mod = _join(fake_discord, guild, "mod", Permission.MANAGE_GUILD)
 
     # 1. A channel that is not age-restricted: refused, for the member alone, naming gore.
@@ -133,6 +140,19 @@ async def test_gore_on_discord_follows_the_channel_and_the_guilds_policy(
     again = await _ask(fake_discord, ada, lounge, "imagine", prompt=GORE, steps=2)
     assert again.ephemeral
     assert again.content.endswith(GORE_EVERYWHERE)
+    # A control re-checks the prompt under the policy of now: the reroll is refused too.
+    await fake_discord.add_reaction(ada, grid, "🔄")
+    notice = await fake_discord.wait_for(
+        lambda: next(
+            (
+                m
+                for m in fake_discord.channel_messages(lounge, deleted=True)
+                if m.message_reference and GORE_EVERYWHERE in m.content
+            ),
+            None,
+        )
+    )
+    assert notice.content.startswith(f"<@{ada.id}> 🚫 This prompt was not accepted: ")
 
     # Each request is in the audit log with its verdict and reasons; the change in the mod log.
     jobs = sorted(await bot.service.storage.audit.list_jobs(), key=lambda job: job.id)
@@ -143,10 +163,16 @@ async def test_gore_on_discord_follows_the_channel_and_the_guilds_policy(
         (JobStatus.BLOCKED, Verdict.BLOCKED.value, False),
         (JobStatus.SUCCEEDED, Verdict.FORCE_SAFE.value, True),
         (JobStatus.BLOCKED, Verdict.BLOCKED.value, True),
+        (JobStatus.BLOCKED, Verdict.BLOCKED.value, True),
     ]
     assert seen[0][3] == GORE_OUTSIDE_AGE_RESTRICTED
     assert "reads as gore" in seen[1][3]
-    assert seen[2][3] == GORE_EVERYWHERE
+    assert seen[2][3] == seen[3][3] == GORE_EVERYWHERE
+    assert (jobs[3].kind, jobs[3].parent_job_id) == (JobKind.REROLL.value, jobs[1].id)
+    # Every reason of the three blocks is counted as the gore rule (the guild's word as its).
+    blocked = [reason for job in jobs if job.verdict == "blocked" for reason in job.verdict_reasons]
+    assert _gore_blocks("guild") - before["guild"] == 2
+    assert _gore_blocks("default") - before["default"] == len(blocked) - 2
     [change] = await bot.service.storage.moderation.list(guild.id)
     assert change.details["gore_policy"] == {"from": "age_restricted", "to": "block"}
 
