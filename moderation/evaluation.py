@@ -1,9 +1,16 @@
 """The labelled prompt sets and how the rules score on them (`sdbot bench moderation`).
 
-``data/eval`` is the development set the lists were tuned on; ``data/heldout`` was written
-afterwards by someone who had not seen the rules, and measures how they generalise. Each set has
-``benign.tsv`` (must be allowed) and ``blocked.tsv`` (must be refused): ``category<TAB>prompt``
-with an optional ``<TAB>negative prompt``.
+``data/eval`` is the development set the lists were tuned on; ``data/heldout`` and
+``data/heldout2`` were written afterwards by someone who had not seen the rules, and measure how
+they generalise; ``data/blind1`` was written for issue 16 by someone who had seen neither the
+rules, the classifier's corpus nor the other sets. ``data/blind_final`` is kept for the final
+figure: it loads by name (``--set blind_final``) but is not in the default run, so that nobody
+tunes on it by accident. Each set has ``benign.tsv`` (must be allowed) and ``blocked.tsv`` (must
+be refused): ``category<TAB>prompt`` with an optional ``<TAB>negative prompt``.
+
+A prompt is judged as a normal server judges it in a channel that is not age-restricted: the
+verdict of ``check_prompt`` under the default gore policy (gore refused outside age-restricted
+channels).
 """
 
 from __future__ import annotations
@@ -19,9 +26,14 @@ from typing import Any
 
 from moderation.errors import InvalidPromptSet
 from moderation.lists import PromptRules
-from moderation.prompts import check_prompt
+from moderation.policy import GorePolicy, apply_gore_policy
+from moderation.prompts import PromptVerdict, check_prompt
+from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED, reason_labels
 
-SETS = ("eval", "heldout", "heldout2")
+SETS = ("eval", "heldout", "heldout2", "blind1")  # the default run
+NAMED_SETS = (*SETS, "blind_final")  # loadable by name
+# How check_prompt words a gore reason the classifier gave (its label is the gore rule's).
+_CLASSIFIER_GORE = "the classifier reads it as gore"
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,7 @@ def _read(source: Traversable | Path) -> list[LabelledPrompt]:
 def load_set(name_or_folder: str | Path) -> tuple[list[LabelledPrompt], list[LabelledPrompt]]:
     """(benign, blocked) from a shipped set's name or a folder with the two files."""
     folder: Traversable | Path
-    if isinstance(name_or_folder, str) and name_or_folder in SETS:
+    if isinstance(name_or_folder, str) and name_or_folder in NAMED_SETS:
         folder = resources.files("moderation").joinpath("data", name_or_folder)
     else:
         folder = Path(name_or_folder)
@@ -71,7 +83,15 @@ class ModerationReport:
     false_positives: list[Miss] = field(default_factory=list)
     missed: list[Miss] = field(default_factory=list)
     recall_by_category: dict[str, float] = field(default_factory=dict)
+    false_positives_by_category: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # Refused prompts, and those of them only the classifier refused.
+    caught: int = 0
+    classifier_catches: int = 0
+
+    @property
+    def classifier_share(self) -> float:
+        return self.classifier_catches / self.caught if self.caught else 0.0
 
     @property
     def recall(self) -> float:
@@ -89,6 +109,11 @@ class ModerationReport:
             "recall": round(self.recall, 4),
             "false_positive_rate": round(self.false_positive_rate, 4),
             "recall_by_category": {k: round(v, 4) for k, v in self.recall_by_category.items()},
+            "false_positives_by_category": {
+                k: round(v, 4) for k, v in self.false_positives_by_category.items()
+            },
+            "classifier_catches": self.classifier_catches,
+            "classifier_share": round(self.classifier_share, 4),
             "latency_ms": {k: round(v, 4) for k, v in self.latency_ms.items()},
             "false_positives": [miss.__dict__ for miss in self.false_positives],
             "missed": [miss.__dict__ for miss in self.missed],
@@ -107,6 +132,12 @@ class ModerationReport:
             f"p99 {self.latency_ms['p99']:.3f} ms, max {self.latency_ms['max']:.3f} ms",
             "  recall by category: "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.recall_by_category.items())),
+            "  false positives by category: "
+            + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(self.false_positives_by_category.items())
+            ),
+            f"  the classifier alone refused {self.classifier_catches} of the {self.caught} "
+            f"refused ({self.classifier_share:.2f})",
         ]
         for title, misses in (("missed", self.missed), ("wrongly blocked", self.false_positives)):
             for miss in misses:
@@ -114,6 +145,25 @@ class ModerationReport:
                 lines.append(f"  {title} ({miss.category}): {miss.prompt!r}{negative}")
                 lines.append(f"      -> {miss.verdict}")
         return "\n".join(lines)
+
+
+def judge(prompt: str, rules: PromptRules, negative: str = "") -> PromptVerdict:
+    """The verdict in a normal server's channel that is not age-restricted."""
+    verdict = check_prompt(prompt, rules, negative)
+    return apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=False)
+
+
+def only_the_classifier(verdict: PromptVerdict) -> bool:
+    """A refusal whose every reason is the classifier's (the gore policy's last word aside)."""
+    reasons = [
+        reason
+        for reason in verdict.reasons
+        if reason not in (GORE_OUTSIDE_AGE_RESTRICTED, GORE_EVERYWHERE)
+    ]
+    return bool(reasons) and all(
+        reason_labels(reason)[0] == "classifier" or reason.startswith(_CLASSIFIER_GORE)
+        for reason in reasons
+    )
 
 
 def evaluate(
@@ -124,28 +174,37 @@ def evaluate(
     *,
     repeats: int = 5,
 ) -> ModerationReport:
-    """Scores the rules; latency is measured over ``repeats`` passes of every prompt."""
+    """Scores the rules; latency is measured over ``repeats`` passes of every prompt (the
+    classifier and the gore policy included)."""
     report = ModerationReport(name, len(benign), len(blocked))
     timings: list[float] = []
     caught: Counter[str] = Counter()
+    wrongly: Counter[str] = Counter()
     for expect_allowed, prompts in ((True, benign), (False, blocked)):
         for item in prompts:
             for _ in range(repeats):
                 started = time.perf_counter()
-                verdict = check_prompt(item.prompt, rules, item.negative)
+                verdict = judge(item.prompt, rules, item.negative)
                 timings.append((time.perf_counter() - started) * 1000)
             miss = Miss(item.category, item.prompt, item.negative, verdict.summary())
             if expect_allowed and not verdict.allowed:
                 report.false_positives.append(miss)
+                wrongly[item.category] += 1
             elif not expect_allowed and verdict.allowed:
                 report.missed.append(miss)
             elif not expect_allowed:
                 caught[item.category] += 1
+                report.caught += 1
+                report.classifier_catches += only_the_classifier(verdict)
     if not timings:
         raise InvalidPromptSet(f"the set {name!r} has no prompts")
     totals = Counter(item.category for item in blocked)
     report.recall_by_category = {
         category: caught[category] / totals[category] for category in totals
+    }
+    traps = Counter(item.category for item in benign)
+    report.false_positives_by_category = {
+        category: wrongly[category] / traps[category] for category in traps
     }
     timings.sort()
     report.latency_ms = {

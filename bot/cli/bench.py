@@ -124,13 +124,20 @@ def register(commands: Any) -> None:
     ops_parser.set_defaults(handler=run_ops)
 
     moderation = kinds.add_parser(
-        "moderation", help="prompt rules on the labelled sets: recall, false positives, latency"
+        "moderation",
+        help=(
+            "prompt rules and classifier on the labelled sets: recall and false positives by "
+            "kind, latency, the classifier's share"
+        ),
     )
     moderation.add_argument(
         "--set",
         dest="sets",
         action="append",
-        help="eval, heldout, or a folder with benign.tsv and blocked.tsv (default: both shipped)",
+        help=(
+            "eval, heldout, heldout2, blind1, blind_final, or a folder with benign.tsv and "
+            "blocked.tsv (default: eval, heldout, heldout2, blind1)"
+        ),
     )
     moderation.add_argument("--guild", type=guild_id, help="apply this guild's own lists too")
     moderation.add_argument("--repeats", type=int, default=5, help="timing passes per prompt")
@@ -201,7 +208,7 @@ async def run_adherence(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_moderation(args: argparse.Namespace, settings: Settings) -> int:
     from moderation.errors import ModerationError
-    from moderation.evaluation import SETS, evaluate, load_set
+    from moderation.evaluation import NAMED_SETS, SETS, evaluate, load_set
     from moderation.lists import PromptRules
 
     if args.repeats < 1:
@@ -216,7 +223,7 @@ async def run_moderation(args: argparse.Namespace, settings: Settings) -> int:
     reports = []
     for name in args.sets or SETS:
         try:
-            benign, blocked = load_set(name if name in SETS else Path(name))
+            benign, blocked = load_set(name if name in NAMED_SETS else Path(name))
         except (OSError, UnicodeDecodeError, ModerationError) as error:
             raise CommandError(f"--set {name}: {error}") from error
         reports.append(evaluate(name, benign, blocked, rules, repeats=args.repeats))
