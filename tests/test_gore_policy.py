@@ -185,10 +185,11 @@ def test_sdbot_moderate_and_guild_set_apply_the_gore_policy(
     assert json.loads(plain.stdout)["reasons"][-1] == GORE_OUTSIDE_AGE_RESTRICTED
     nsfw = sdbot(migrated, "moderate", GORE, "--nsfw-channel", "--json")
     assert nsfw.returncode == 0, nsfw.stdout
-    assert (json.loads(nsfw.stdout)["allowed"], json.loads(nsfw.stdout)["force_safe"]) == (
-        True,
-        True,
-    )
+    judged = json.loads(nsfw.stdout)
+    assert (judged["allowed"], judged["force_safe"]) == (True, True)
+    assert judged["gore"]
+    assert judged["force_safe_reasons"] == judged["gore"]
+    assert set(judged["classifier_scores"]) <= {"sexual", "gore"}
     shown = sdbot(migrated, "guild", "set", "5", "--gore-policy", "block")
     assert shown.returncode == 0, shown.stderr
     assert "  gore policy     block (gore prompts refused everywhere)\n" in shown.stdout

@@ -39,6 +39,8 @@ def verdict_json(verdict: PromptVerdict) -> dict[str, Any]:
         "reasons": list(verdict.reasons),
         "force_safe": verdict.force_safe,
         "force_safe_reasons": list(verdict.safe_reasons),
+        "gore": list(verdict.gore),  # why it reads as gore (the gore policy decides)
+        "classifier_scores": dict(verdict.classifier_scores),
     }
 
 
