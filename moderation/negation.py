@@ -37,7 +37,7 @@ ACCESSORIES = frozenset(
 # Negative-prompt words that are not garments ("censored", "sfw", "fabric").
 NOT_GARMENTS = frozenset(
     {"censored", "censorship", "censor bar", "sfw", "safe for work", "fabric", "drapery",
-     "blanket", "covered", "top"}
+     "blanket", "covered"}
 )  # fmt: skip
 _NEAR = 3  # at most this many words between the negator and the clothing word after it
 _NEAR_AFTER = 2  # and between the clothing word and a removal word after it

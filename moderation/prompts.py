@@ -14,8 +14,9 @@
    out inside the prompt ("woman, no clothes"), and a negative prompt typed into the prompt
    ("--no clothing") is read as the negative prompt it is (``moderation.negation``).
 6. Emoji used as sexual slang (``moderation.emoji``), and, where one is shipped, the learned
-   classifier (``moderation.learned``): its sexual reading refuses, explained by its score and
-   cues; with a minor named, a lower score is enough for rule 1.
+   classifier (``moderation.learned``): when no list refused the prompt and no guild allow
+   entry took words out of it, its sexual reading refuses, explained by its score and cues;
+   with a minor named, a lower score is enough for rule 1.
 7. Gore (terms of the language files' [gore] sections, the classifier's gore reading) is not
    refused here: the verdict carries why the prompt reads as gore, and the guild's gore policy
    decides (``moderation.policy.apply_gore_policy``).
@@ -100,12 +101,11 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
 
     # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
     # the guild's own.
-    readings = tuple(
-        rules.guild_allow.remove_from(
-            rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
-        )
+    shipped_allowed = tuple(
+        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
         for reading in positive.all
     )
+    readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
     for term, listed in matching.found(
@@ -123,7 +123,14 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         reasons += [emoji_reason(one) for one in emoji.sexual(person=grown, other_cue=sexual)]
     if left_out and person:
         reasons.append(clothing_reason(left_out))
-    if learned is not None and learned.over("sexual"):
+    # The classifier is the backstop for what the lists miss; where the guild's own allow list
+    # took words out ("nude" on an art server), the guild has decided and it stays out.
+    if (
+        not reasons
+        and learned is not None
+        and learned.over("sexual")
+        and readings == shipped_allowed
+    ):
         reasons.append(explain("sexual", learned))
 
     # 6. The negative prompt leaving out clothing in a picture of a person.

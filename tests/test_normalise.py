@@ -42,3 +42,24 @@ def test_ordinary_text_is_left_alone() -> None:
 def test_views_are_bounded() -> None:
     # The worst case (leet, 1, repeats) yields a handful of readings, never one per word.
     assert len(views("p0rn 1ady nuuude " * 50).all) <= 18
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ("नंगी लड़की", "नंगी लड़की"),  # Devanagari vowel signs and nasal marks stay...
+        ("ผู้หญิง", "ผู้หญิง"),  # ...and Thai ones: they spell the word
+        ("ジャズ", "ジャズ"),  # a kana's voicing mark too (ザ is not サ)
+        ("\u30b7\u3099\u30e3\u30b9\u3099", "ジャズ"),  # decomposed, composed again
+        ("소녀가", "소녀가"),  # Hangul syllables composed, never jamo
+        ("عَارِيَة", "عارية"),  # Arabic short vowels are optional: dropped
+        ("Ｃｒèｍｅ", "creme"),  # Latin accents still go
+    ],
+)
+def test_scripts_keep_what_spells_them(text: str, reading: str) -> None:
+    assert normalise(text) == reading
+
+
+def test_a_word_in_another_script_keeps_a_native_reading() -> None:
+    assert "a photo cekc" in views("a photo, секс").all  # folded: it may be a disguise
+    assert "a photo секс" in views("a photo, секс").all  # and as written: it may be Russian

@@ -8,6 +8,8 @@ term that stops matching (a normalisation change, a typo) fails here.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from moderation import vocab
@@ -15,7 +17,8 @@ from moderation.lists import PromptRules
 from moderation.prompts import check_prompt
 from moderation.reasons import MINORS_REASON
 
-RULES = PromptRules.default()
+# The rules alone: the minors rule holds in each language without the classifier.
+RULES = dataclasses.replace(PromptRules.default(), classifier=None)
 
 # language: (a child with a sexual word, the same child in an ordinary scene)
 CASES = {

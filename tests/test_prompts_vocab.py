@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
 
 import pytest
 
-from moderation.lists import PromptRules
+from moderation.lists import GuildRule, PromptRules, RuleAction
 from moderation.policy import GorePolicy, apply_gore_policy
 from moderation.prompts import check_prompt
 from moderation.reasons import LAYERS, MINORS_REASON, RULES, reason_labels
 from moderation.terms import Term, TermIndex, TermShape, parse_term
 
-DEFAULT = PromptRules.default()
+# The rules alone (the exact layer); the classifier's part is TestClassifierHook's.
+DEFAULT = dataclasses.replace(PromptRules.default(), classifier=None)
 
 
 def refused(prompt: str, negative: str = "") -> tuple[str, ...]:
@@ -225,6 +227,18 @@ class TestClassifierHook:
         assert verdict.reasons == ("the classifier reads it as sexual (0.90: spicy)",)
         assert reason_labels(verdict.reasons[0]) == ("classifier", "default")
         assert verdict.classifier_scores == (("gore", 0.0), ("sexual", 0.9))
+
+    def test_it_is_the_backstop_and_a_guilds_allow_list_stands(self) -> None:
+        assert check_prompt("a nude spicy woman", self.rules).reasons == (
+            "'nude' is not allowed (default list)",
+        )
+        art = self.rules.with_guild([GuildRule(RuleAction.ALLOW, "spicy")])
+        assert check_prompt("a spicy photo of her", art).allowed
+        assert MINORS_REASON in check_prompt("a spicy photo of a teen", art).reasons
+
+    def test_default_uses_the_shipped_one_when_there_is_one(self) -> None:
+        shipped = resources.files("moderation").joinpath("data", "classifier").is_dir()
+        assert (PromptRules.default().classifier is not None) == shipped
 
     def test_with_a_minor_the_lower_bar_is_enough(self) -> None:
         assert check_prompt("a cheeky photo of her", self.rules).allowed
