@@ -2,7 +2,8 @@
 
 Normalisation drops emoji (they are no letters), so they are read here from the prompt as typed.
 A strong emoji ("🍆💦") is sexual on its own; a weak one ("🍑") only beside a person or another
-sexual cue: "🍑 pie recipe" and "🍆 at the market" pass, "girl 🍑💦" does not.
+sexual cue: "🍑 pie recipe" and "🍆 at the market" pass, "girl 🍑💦" does not. Emoji that read as
+a child (👧, 🧒) are words about minors, for the minors rule only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class EmojiFound:
     strong: tuple[Emoji, ...] = ()
     weak: tuple[Emoji, ...] = ()
     weak_together: bool = False  # two weak ones side by side ("🍑🍆"): a cue for each other
+    minors: tuple[Emoji, ...] = ()  # 👧, 🧒: words about minors, for the minors rule
 
     def __bool__(self) -> bool:
         return bool(self.strong or self.weak)
@@ -43,6 +45,7 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         return EmojiFound()
     strong: list[Emoji] = []
     weak: list[Emoji] = []
+    minors: list[Emoji] = []
     together = False
     last_end = -2
     i = 0
@@ -51,14 +54,21 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         if found is None:
             i += 1
             continue
-        if found.strong:
+        if found.minor:
+            minors.append(found)
+        elif found.strong:
             strong.append(found)
         else:
             together = together or (last_end == i and bool(weak))
             weak.append(found)
             last_end = i + len(found.text)
         i += len(found.text)
-    return EmojiFound(tuple(dict.fromkeys(strong)), tuple(dict.fromkeys(weak)), together)
+    return EmojiFound(
+        tuple(dict.fromkeys(strong)),
+        tuple(dict.fromkeys(weak)),
+        together,
+        tuple(dict.fromkeys(minors)),
+    )
 
 
 def emoji_reason(emoji: Emoji) -> str:

@@ -25,7 +25,7 @@ from moderation.ages import age_pattern
 from moderation.errors import InvalidTerm
 from moderation.learned import shipped_classifier
 from moderation.negation import clothing_index, marker_pattern
-from moderation.normalise import leet_reading
+from moderation.normalise import leet_reading, normalise
 from moderation.terms import Term, TermIndex, TermShape, compile_pattern, parse_term
 
 if TYPE_CHECKING:
@@ -173,7 +173,9 @@ class PromptRules:
         listed = {term.text for term, _ in block}
         for section in ("sexual", "nudity", "euphemism"):
             for term in words.section(section):
-                if leet_reading(term.text) in listed - {term.text}:
+                letters = term.text.replace(" ", "").isalpha()
+                folded = term.text if letters else leet_reading(term.text)
+                if folded != term.text and folded in listed:
                     continue  # "p0rn": the leet reading finds it as "porn" already
                 block.add(term, Listed(Layer.DEFAULT, sexual=True))
                 listed.add(term.text)
@@ -192,13 +194,16 @@ class PromptRules:
         for term in words.section("clothing"):
             negative.add(term, "clothing_weak")  # one of them alone is no request
         minor_terms = [term for term, _ in _read_terms("minor_terms.txt")]
+        minors: TermIndex[None] = TermIndex(
+            (term, None) for term in (*minor_terms, *words.section("minors"))
+        )
         garments = [term for term, section in negative_terms if section.startswith("clothing")]
         return cls(
             block=block,
             force_safe=force_safe,
             shipped_force_safe=force_safe,
             allow=allow,
-            minors=TermIndex((term, None) for term in (*minor_terms, *words.section("minors"))),
+            minors=minors,
             negative=negative,
             gore=TermIndex((term, None) for term in words.section("gore")),
             clothing=clothing_index([*garments, *words.section("clothing")]),
@@ -206,7 +211,10 @@ class PromptRules:
                 (term, section) for section, terms in words.negation.items() for term in terms
             ),
             ages=age_pattern(words.age_units),
-            emoji=words.emoji,
+            emoji=tuple(
+                dataclasses.replace(emoji, minor=bool(minors.find(normalise(emoji.reading))))
+                for emoji in words.emoji
+            ),
             negative_markers=marker_pattern(words.negative_markers),
             classifier=shipped_classifier(),
             negative_allow=TermIndex(

@@ -90,7 +90,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
     # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
-    if matching.minor(rules, positive) and (
+    if (matching.minor(rules, positive) or emoji.minors) and (
         any_clothing
         or left_out
         or sexual

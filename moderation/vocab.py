@@ -40,6 +40,7 @@ class Emoji:
     text: str
     reading: str
     strong: bool  # sexual on its own; a weak one needs a person or another sexual cue
+    minor: bool = False  # reads as a word about minors (👧 "girl child"): no sexual cue itself
 
 
 @dataclass(frozen=True)

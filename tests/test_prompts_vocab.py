@@ -54,6 +54,11 @@ class TestEmoji:
         assert MINORS_REASON in refused("a 12 year old 🍆💦")
         passes("kids eating 🍑 at a picnic")  # a weak one next to a child is no sexual cue
 
+    def test_a_child_emoji_is_a_word_about_minors(self) -> None:
+        passes("a mother and her 👧 in the park")
+        assert refused("👧 nude") == (MINORS_REASON, "'nude' is not allowed (default list)")
+        assert MINORS_REASON in refused("👧🍆💦")
+
 
 class TestClothingLeftOut:
     @pytest.mark.parametrize(
