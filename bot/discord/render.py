@@ -23,7 +23,7 @@ from common.errors import SdbotError
 from generation.errors import InvalidOption
 from generation.options import offered_sizes, renamed
 from generation.starts import ZOOM_FACTOR
-from storage.models import Controls, Disposition, JobKind, JobStatus, NsfwPolicy
+from storage.models import Controls, Disposition, GorePolicy, JobKind, JobStatus, NsfwPolicy
 
 if TYPE_CHECKING:
     from bot.imagine.outcomes import ImagineOutcome
@@ -299,6 +299,11 @@ def help_text(model_label: str, here: GuildLimits) -> str:
         if settings and settings.nsfw_policy is NsfwPolicy.SPOILER
         else "withheld"
     )
+    gore = (
+        "refused"
+        if settings and settings.gore_policy is GorePolicy.BLOCK
+        else "drawn only in age-restricted channels, spoilered"
+    )
     return "\n".join(
         [
             f"**sdbot** draws pictures from text with Stable Diffusion ({model_label}).",
@@ -326,6 +331,7 @@ def help_text(model_label: str, here: GuildLimits) -> str:
             "at a time each (a standard image is 512×512 px at 20 steps; smaller and "
             "shorter ones cost less)",
             f"- images the safety checker flags are {nsfw}",
+            f"- gore prompts are {gore}",
             "- every prompt, blocked ones too, is recorded for this server's moderators",
             *paused_line(settings),
             "",
