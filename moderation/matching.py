@@ -58,13 +58,6 @@ def first(index: TermIndex[Any], readings: Iterable[str]) -> str | None:
     return None
 
 
-def terms_in(index: TermIndex[Any], readings: Iterable[str]) -> list[str]:
-    """Every term of the index found, once each, in the order found."""
-    return list(
-        dict.fromkeys(term.text for reading in readings for term, _, _ in index.find(reading))
-    )
-
-
 def clothing_in_negative(rules: PromptRules, negative: Views) -> tuple[str | None, str | None]:
     """(what counts on its own: one strong word or two weaker ones, any clothing word at all)."""
     strong: str | None = None

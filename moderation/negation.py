@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from moderation.normalise import hangul, spaceless, views
 from moderation.terms import Term, TermIndex
@@ -95,20 +95,30 @@ def _units(text: str) -> int:
     return text.count(" ") + sum(1 for char in text if spaceless(char))
 
 
-def _spans(index: TermIndex[T], reading: str) -> list[tuple[int, int, int, int, T, str]]:
-    """(first unit, last unit, start char, end char, value, words) of each term found."""
+class _Span(NamedTuple, Generic[T]):
+    first: int  # the unit it starts at (a word, or a character of a spaceless script)
+    last: int
+    start: int  # its characters in the reading
+    end: int
+    value: T  # the index's value: a section of negation.txt
+    words: str  # the words it matched
+    term: str
+
+
+def _spans(index: TermIndex[T], reading: str) -> list[_Span[T]]:
+    """Where each term of the index stands in one reading."""
     padded = f" {reading} "
     spans = []
-    for _, value, matched in index.find(reading):
+    for term, value, matched in index.find(reading):
         inside = spaceless(matched)
         needle = matched if inside else f" {matched} "
         start = padded.find(needle)
         while start >= 0:
             begin = start if inside else start + 1
-            end = begin + len(matched)
             first = _units(padded[:begin])
             last = first + max(_units(matched), 1) - 1
-            spans.append((first, last, begin - 1, end - 1, value, matched))
+            end = begin - 1 + len(matched)
+            spans.append(_Span(first, last, begin - 1, end, value, matched, term.text))
             start = padded.find(needle, start + 1)
     return spans
 
@@ -125,15 +135,33 @@ def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]
             negated = _spans(rules.negation, reading)
             if not negated:
                 continue
-            for c_first, c_last, c_start, c_end, _, _ in _spans(rules.clothing, reading):
-                for n_first, n_last, n_start, n_end, section, words in negated:
-                    overlap = c_first <= n_last and n_first <= c_last  # "服なし": one word
-                    before = 0 <= c_first - n_last - 1 < _NEAR
+            for c in _spans(rules.clothing, reading):
+                for n in negated:
+                    overlap = c.first <= n.last and n.first <= c.last  # "服なし": one word
+                    before = 0 <= c.first - n.last - 1 < _NEAR
                     # A removal word may follow, close ("her bra removed"); a negator only
                     # where its language puts it after ("服なし", "옷 없이", "kıyafet yok"), never
                     # "a dress with no sleeves".
-                    follows = section in ("removal", "negators_after") or not _spaced_script(words)
-                    after = follows and 0 <= n_first - c_last - 1 < _NEAR_AFTER
+                    follows = n.value in ("removal", "negators_after") or not _spaced_script(
+                        n.words
+                    )
+                    after = follows and 0 <= n.first - c.last - 1 < _NEAR_AFTER
                     if overlap or before or after:
-                        return reading[min(c_start, n_start) : max(c_end, n_end)]
+                        return reading[min(c.start, n.start) : max(c.end, n.end)]
     return None
+
+
+def asserted(rules: PromptRules, index: TermIndex[T], readings: tuple[str, ...]) -> list[str]:
+    """The index's terms found in the readings, less those negated where they stand: "no gore",
+    "without blood", "gore-free" ask for the opposite."""
+    kept: dict[str, bool] = {}
+    for reading in readings:
+        spans = _spans(index, reading)
+        if not spans:
+            continue
+        negators = [n for n in _spans(rules.negation, reading) if n.value != "removal"]
+        for span in spans:
+            negated = any(span.first - n.last == 1 for n in negators)
+            negated = negated or reading.startswith(" free", span.end)
+            kept[span.term] = kept.get(span.term, False) or not negated
+    return [term for term, keep in kept.items() if keep]

@@ -37,7 +37,7 @@ from moderation import matching
 from moderation.emoji import emoji_reason, find_emoji
 from moderation.learned import explain
 from moderation.lists import Layer, PromptRules, RuleAction
-from moderation.negation import clothing_left_out, split_typed_negative
+from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, fragment_joins, views
 from moderation.reasons import MINORS_REASON
 
@@ -138,7 +138,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         reasons.append(
             f"the negative prompt leaves out clothing ({clothing}) in a picture of a person"
         )
-    gore = [gore_reason(term) for term in matching.terms_in(rules.gore, readings)]
+    gore = [gore_reason(term) for term in asserted(rules, rules.gore, readings)]
     if learned is not None and learned.over("gore"):
         gore.append(explain("gore", learned))
     scores = tuple(sorted(learned.scores.items())) if learned is not None else ()

@@ -130,10 +130,18 @@ class TestGore:
         outside = apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=False)
         assert not outside.allowed
         assert apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=True).allowed
+        # A negator elsewhere does not take it back.
+        assert check_prompt("no people, entrails on the floor", DEFAULT).gore
 
     @pytest.mark.parametrize(
         "prompt",
-        ["a knight fighting a dragon", "a war memorial at dawn", "a zombie costume party"],
+        [
+            "a knight fighting a dragon",
+            "a war memorial at dawn",
+            "a zombie costume party",
+            "a battle scene at dusk, no gore",  # negated where it stands
+            "a samurai duel, gore-free, ink painting",
+        ],
     )
     def test_mild_violence_is_no_gore(self, prompt: str) -> None:
         passes(prompt)
