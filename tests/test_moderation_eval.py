@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from moderation.errors import InvalidPromptSet
-from moderation.evaluation import evaluate, load_set
+from moderation.evaluation import SETS, evaluate, judge, load_set, only_the_classifier
 from moderation.lists import PromptRules
+from moderation.prompts import PromptVerdict
+from moderation.reasons import GORE_OUTSIDE_AGE_RESTRICTED
 
 REQUIRED_TRAPS = (
     "chicken breast", "naked mole rat", "nude lipstick", "scunthorpe", "children playing soccer",
@@ -48,3 +50,48 @@ def test_a_set_that_cannot_be_read_says_which_line(tmp_path: Path) -> None:
 def test_an_empty_set_is_refused() -> None:
     with pytest.raises(InvalidPromptSet, match="the set 'empty' has no prompts"):
         evaluate("empty", [], [], PromptRules.default(), repeats=1)
+
+
+def test_the_blind_sets_load_by_name_and_only_blind1_runs_by_default() -> None:
+    assert "blind1" in SETS
+    assert "blind_final" not in SETS
+    for name in ("blind1", "blind_final"):
+        benign, blocked = load_set(name)
+        # Sizes only: these sets are never printed.
+        assert len(benign) >= 100, name
+        assert len(blocked) >= 100, name
+
+
+def test_gore_is_judged_under_the_default_policy_in_a_channel_not_age_restricted() -> None:
+    verdict = judge("a decapitated corpse with its entrails spilling out", PromptRules.default())
+    assert not verdict.allowed
+    assert verdict.reasons[-1] == GORE_OUTSIDE_AGE_RESTRICTED
+    assert verdict.gore
+
+
+def test_a_catch_is_the_classifiers_when_every_reason_is() -> None:
+    sexual = "the classifier reads it as sexual (0.93: nood, gal)"
+    gore = "the classifier reads it as gore (0.88: guts, mangled)"
+    term = "'nude' is not allowed (default list)"
+    assert only_the_classifier(PromptVerdict(False, (sexual,)))
+    assert only_the_classifier(PromptVerdict(False, (gore, GORE_OUTSIDE_AGE_RESTRICTED)))
+    assert not only_the_classifier(PromptVerdict(False, (term, sexual)))
+    assert not only_the_classifier(PromptVerdict(False, (GORE_OUTSIDE_AGE_RESTRICTED,)))
+
+
+def test_the_report_gives_false_positives_by_kind_of_trap_and_the_classifiers_share(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "benign.tsv").write_text(
+        "food\tchicken breast with rice\nfood\ta bowl of ramen\nspecies\ta naked mole rat\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "blocked.tsv").write_text("plain_explicit\ta nude woman\n", encoding="utf-8")
+    benign, blocked = load_set(tmp_path)
+    report = evaluate("small", benign, blocked, PromptRules.default(), repeats=1)
+    assert set(report.false_positives_by_category) == {"food", "species"}
+    assert report.caught == 1
+    assert report.recall == 1.0
+    figures = report.to_dict()
+    assert {"false_positives_by_category", "classifier_catches", "classifier_share"} <= set(figures)
+    assert "the classifier alone refused" in report.to_text()
