@@ -59,43 +59,46 @@ class SpanMatcher:
     def matches(self, words: list[str]) -> list[tuple[int, int, str]]:
         """(first word, the word after the match, key) of each match, in order."""
         out: list[tuple[int, int, str]] = []
-        order = self._order
-        anywhere = False
-        if self._anywhere:
-            if self._anywhere_found is None:
-                texts = sorted({text for entries in self._anywhere.values() for text, _ in entries})
-                self._anywhere_found = re.compile("|".join(map(re.escape, texts)))
-            anywhere = self._anywhere_found.search(" ".join(words)) is not None
+        order, phrases, prefixes, suffixes = (
+            self._order,
+            self._phrases,
+            self._prefixes,
+            self._suffixes,
+        )
+        anywhere = self._anywhere if self._anywhere and self._has_anywhere(words) else None
+        count = len(words)
         i = 0
-        while i < len(words):
+        while i < count:
             word = words[i]
             best: tuple[int, int, str] | None = None  # (-end, order, key): longest, then first
-            for phrase, key in self._phrases.get(word, ()):
-                end = self._phrase_end(words, i, phrase)
-                if end is not None and (best is None or (-end, order[key]) < best[:2]):
-                    best = (-end, order[key], key)
+            entries = phrases.get(word)
+            if entries is not None:
+                for phrase, key in entries:
+                    end = self._phrase_end(words, i, phrase)
+                    if end is not None and (best is None or (-end, order[key]) < best[:2]):
+                        best = (-end, order[key], key)
             if len(word) >= _KEY:
-                candidates = [
-                    (text, key)
-                    for text, key in self._prefixes.get(word[:_KEY], ())
-                    if word.startswith(text)
-                ]
-                candidates += [
-                    (text, key)
-                    for text, key in self._suffixes.get(word[-_KEY:], ())
-                    if word.endswith(text)
-                ]
-                if anywhere:
-                    for start in range(len(word) - _KEY + 1):
-                        for text, key in self._anywhere.get(word[start : start + _KEY], ()):
-                            if word.startswith(text, start):
-                                candidates.append((text, key))
-                for _, key in candidates:
-                    if best is None or (-(i + 1), order[key]) < best[:2]:
-                        best = (-(i + 1), order[key], key)
+                for table, found in ((prefixes, word.startswith), (suffixes, word.endswith)):
+                    shaped = table.get(word[:_KEY] if table is prefixes else word[-_KEY:])
+                    for text, key in shaped or ():
+                        if found(text) and (best is None or (-(i + 1), order[key]) < best[:2]):
+                            best = (-(i + 1), order[key], key)
+                for start in range(len(word) - _KEY + 1) if anywhere is not None else ():
+                    for text, key in anywhere.get(word[start : start + _KEY], ()):  # type: ignore[union-attr]
+                        if word.startswith(text, start) and (
+                            best is None or (-(i + 1), order[key]) < best[:2]
+                        ):
+                            best = (-(i + 1), order[key], key)
             if best is None:
                 i += 1
             else:
                 out.append((i, -best[0], best[2]))
                 i = -best[0]
         return out
+
+    def _has_anywhere(self, words: list[str]) -> bool:
+        """Whether any term found anywhere is in the words at all (one search, most say no)."""
+        if self._anywhere_found is None:
+            texts = sorted({text for entries in self._anywhere.values() for text, _ in entries})
+            self._anywhere_found = re.compile("|".join(map(re.escape, texts)))
+        return self._anywhere_found.search(" ".join(words)) is not None
