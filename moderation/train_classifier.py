@@ -30,6 +30,8 @@ import numpy.typing as npt
 
 from moderation.classifier import PromptClassifier, feature_scale, featurise
 from moderation.classifier_augment import augment
+from moderation.classifier_card import write_card
+from moderation.classifier_overlap import clashes, evaluation_folders, evaluation_prompts
 from moderation.normalise import normalise
 
 ROOT = Path(__file__).resolve().parent / "data"
@@ -67,6 +69,8 @@ class Settings:
     learning_rate: float = 0.02
     l2: float = 1e-5
     max_false_positives: float = 0.01
+    floor: float = 0.5  # no sexual or gore bar under even odds
+    minors_floor: float = 0.3
     scale: str = "sqrt"  # each feature of a prompt counts 1/sqrt(its feature count), or 1
 
 
@@ -107,6 +111,18 @@ def in_validation(example: Example, percent: int) -> bool:
     return zlib.crc32(normalise(example.prompt).encode()) % 100 < percent
 
 
+def balance(examples: list[Example]) -> list[float]:
+    """A weight per example: within each language, benign prompts and those to refuse weigh
+    the same in all, so that a language is no reason of its own (the writers wrote more lines
+    to refuse than benign ones in some); every language keeps the weight of its size."""
+    groups = Counter((e.lang, e.target == 0) for e in examples)
+    out = []
+    for e in examples:
+        size = groups[(e.lang, True)] + groups[(e.lang, False)]
+        out.append(size / 2 / groups[(e.lang, e.target == 0)])
+    return out
+
+
 @dataclass
 class Matrix:
     """Rows of hashed features, stored flat: row i is ``index[start[i]:start[i + 1]]``."""
@@ -114,6 +130,7 @@ class Matrix:
     index: npt.NDArray[np.int64]
     start: npt.NDArray[np.int64]
     target: npt.NDArray[np.int64]
+    weight: npt.NDArray[np.float64]  # what a row's loss counts for (see ``balance``)
     original: npt.NDArray[np.bool_]  # the prompt as written, not an augmented copy
     kinds: list[str]
     labels: list[str]
@@ -123,13 +140,15 @@ class Matrix:
     def build(cls, examples: list[Example], settings: Settings, rng: random.Random) -> Matrix:
         index: list[int] = []
         start = [0]
-        target, original, kinds, labels = [], [], [], []
-        for example in examples:
+        target, weight, original, kinds, labels = [], [], [], [], []
+        balanced = balance(examples)
+        for example, share in zip(examples, balanced, strict=True):
             variants = [example.prompt, *augment(example.prompt, settings.copies, rng)]
             for number, text in enumerate(variants):
                 index.extend(featurise(text, settings.buckets).buckets)
                 start.append(len(index))
                 target.append(example.target)
+                weight.append(share)
                 original.append(number == 0)
                 kinds.append(example.kind)
                 labels.append(example.label)
@@ -137,6 +156,7 @@ class Matrix:
             np.asarray(index, dtype=np.int64),
             np.asarray(start, dtype=np.int64),
             np.asarray(target, dtype=np.int64),
+            np.asarray(weight, dtype=np.float64),
             np.asarray(original, dtype=bool),
             kinds,
             labels,
@@ -186,8 +206,6 @@ def train(data: Matrix, settings: Settings) -> tuple[npt.NDArray[Any], npt.NDArr
     rng = np.random.default_rng(settings.seed)
     weights = np.zeros((settings.buckets, 3))
     bias = np.zeros(3)
-    counts = np.bincount(data.target, minlength=3).astype(float)
-    class_weight = len(data) / (3 * np.maximum(counts, 1))
     moment, square = np.zeros_like(weights), np.zeros_like(weights)
     bias_moment, bias_square = np.zeros(3), np.zeros(3)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -201,7 +219,7 @@ def train(data: Matrix, settings: Settings) -> tuple[npt.NDArray[Any], npt.NDArr
             error = _softmax(logits)
             target = data.target[chosen]
             error[np.arange(len(chosen)), target] -= 1
-            error *= class_weight[target][:, None] / len(chosen)
+            error *= data.weight[chosen][:, None] / len(chosen)
             spread = error[segment] * value[:, None]
             rows, where = np.unique(index, return_inverse=True)
             grad = np.stack(
@@ -242,20 +260,25 @@ def threshold_for(benign_scores: npt.NDArray[Any], share: float) -> float:
     return float(np.nextafter(ranked[allowed], 1.0))
 
 
-def pick_thresholds(scores: npt.NDArray[Any], data: Matrix, share: float) -> dict[str, float]:
-    """Sexual and gore: at most ``share`` of benign validation prompts over. Minors (the bar a
-    sexual score must reach when the prompt names a minor): at most ``share`` of the benign
-    prompts about children over, and at most five times ``share`` of all benign ones."""
+def pick_thresholds(scores: npt.NDArray[Any], data: Matrix, settings: Settings) -> dict[str, float]:
+    """Sexual and gore: the lowest score at which at most ``max_false_positives`` of the benign
+    validation prompts are over, but never under ``floor``: validation prompts are written in
+    the corpus' own style, and a bar under even odds that holds there need not hold on prompts
+    unlike them. Minors (the bar a sexual score must reach when the prompt names a minor): at
+    most that share of the benign prompts about children over and five times it of all benign
+    ones, never under ``minors_floor`` nor over the sexual bar."""
+    share = settings.max_false_positives
     benign = data.target == 0
     children = benign & np.asarray([kind == "children" for kind in data.kinds])
-    sexual = threshold_for(scores[benign, 1], share)
+    sexual = max(threshold_for(scores[benign, 1], share), settings.floor)
     minors = max(
         threshold_for(scores[children, 1], share) if children.any() else sexual,
         threshold_for(scores[benign, 1], 5 * share),
+        settings.minors_floor,
     )
     return {
         "sexual": sexual,
-        "gore": threshold_for(scores[benign, 2], share),
+        "gore": max(threshold_for(scores[benign, 2], share), settings.floor),
         "minors": min(minors, sexual),
     }
 
@@ -291,15 +314,33 @@ def figures(scores: npt.NDArray[Any], data: Matrix, thresholds: dict[str, float]
     return out
 
 
-def _share(hit: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_]) -> float:
+def _share(hit: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_]) -> float | None:
     total = int(mask.sum())
-    return round(float(hit[mask].sum()) / total, 4) if total else float("nan")
+    return round(float(hit[mask].sum()) / total, 4) if total else None
 
 
-def run(corpus: Path, output: Path, settings: Settings) -> dict[str, Any]:
-    """Reads, splits, augments, trains, picks thresholds and writes; returns the model's meta."""
+def apart_from(examples: list[Example], folders: list[Path]) -> tuple[list[Example], list[str]]:
+    """The examples no evaluation set holds, and the corpus lines left out (named by file and
+    line only)."""
+    prompts = [example.prompt for example in examples]
+    found: set[int] = set()
+    for folder in folders:
+        found.update(number for number, _ in clashes(prompts, evaluation_prompts(folder)))
+    kept = [example for number, example in enumerate(examples) if number not in found]
+    return kept, sorted(examples[number].source for number in found)
+
+
+def run(
+    corpus: Path, output: Path, settings: Settings, evaluation: list[Path] | None = None
+) -> dict[str, Any]:
+    """Reads, splits, augments, trains, picks thresholds and writes; returns the model's meta.
+    Corpus lines an evaluation set holds (``evaluation``: the shipped sets by default) are left
+    out."""
+    if evaluation is None:
+        evaluation = evaluation_folders()
     started = time.perf_counter()
     examples, conflicts = distinct(read_corpus(corpus))
+    examples, left_out = apart_from(examples, evaluation)
     if not examples:
         raise CorpusError(f"no corpus lines in {corpus}")
     rng = random.Random(settings.seed)
@@ -311,7 +352,7 @@ def run(corpus: Path, output: Path, settings: Settings) -> dict[str, Any]:
     # Thresholds are picked on the weights as shipped (float16).
     weights = weights.astype(np.float16).astype(np.float64)
     scores = predict(weights, bias, validation)
-    thresholds = pick_thresholds(scores, validation, settings.max_false_positives)
+    thresholds = pick_thresholds(scores, validation, settings)
     meta = {
         "corpus": {
             "files": {
@@ -321,16 +362,20 @@ def run(corpus: Path, output: Path, settings: Settings) -> dict[str, Any]:
             "prompts": len(examples),
             "by_label": dict(sorted(Counter(e.label for e in examples).items())),
             "conflicting_labels_dropped": conflicts,
+            "in_an_evaluation_set_left_out": left_out,
             "train_prompts": len(kept),
             "validation_prompts": len(held),
             "train_rows_with_copies": len(train_rows),
         },
         "settings": settings.__dict__,
         "validation": figures(scores, validation, thresholds),
-        "training_seconds": round(time.perf_counter() - started, 1),
     }
     PromptClassifier(weights, bias, thresholds, {"scale": settings.scale}).save(output, meta)
-    return meta
+    meta["thresholds"] = thresholds
+    # Not in the weights nor model.json: those are the same bytes for the same corpus.
+    seconds = time.perf_counter() - started
+    write_card(output, meta, seconds)
+    return {**meta, "training_seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
