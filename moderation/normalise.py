@@ -69,6 +69,13 @@ _LETTER_SYMBOLS = str.maketrans(
     }
 )  # fmt: skip
 
+# The other way: Latin letters (and a few leet characters) hiding in a Cyrillic word ("гoлая"
+# with a Latin o) read as the Cyrillic letters they look like.
+_TO_CYRILLIC = str.maketrans(
+    {"a": "а", "b": "в", "c": "с", "e": "е", "h": "н", "k": "к", "m": "м", "o": "о", "p": "р",
+     "t": "т", "x": "х", "y": "у", "0": "о", "@": "а", "3": "з", "6": "б"}
+)  # fmt: skip
+
 _LEET_I = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
      "@": "a", "$": "s", "!": "i", "|": "i", "+": "t", "€": "e", "¢": "c", "£": "e", "¡": "i"}
@@ -209,8 +216,16 @@ def views(text: str) -> Views:
         leet_l = [_fold_leet(chunk, _LEET_L) for chunk in chunks]
         readings.append(_words([_fold_leet(chunk, _LEET_I) for chunk in leet_l]))
     readings.append(" ".join(filter(None, (_NOT_WORD.sub("", chunk) for chunk in leet_i))))
-    if not text.isascii() and (native := _words(base(text, fold=False).split())) != readings[0]:
-        readings.append(native)
+    if not text.isascii():
+        unfolded = base(text, fold=False).split()
+        if (native := _words(unfolded)) != readings[0]:
+            readings.append(native)
+        if any(_latin_in_cyrillic(chunk) for chunk in unfolded):
+            cyrillic = [
+                chunk.translate(_TO_CYRILLIC) if _latin_in_cyrillic(chunk) else chunk
+                for chunk in unfolded
+            ]
+            readings.append(_words(cyrillic))
     if any(_LONG_REPEAT.search(reading) for reading in readings):
         readings = [
             *readings,
@@ -218,6 +233,14 @@ def views(text: str) -> Views:
             *(_LONG_REPEAT.sub(r"\1\1", reading) for reading in readings),
         ]
     return Views(plain=readings[0], all=tuple(dict.fromkeys(readings)))
+
+
+def _latin_in_cyrillic(chunk: str) -> bool:
+    """A word mostly in Cyrillic with Latin letters or leet characters in it ("гoлая")."""
+    cyrillic = sum(1 for char in chunk if "\u0400" <= char <= "\u04ff")
+    return cyrillic >= 2 and any(
+        (char.isascii() and char.isalnum()) or char == "@" for char in chunk
+    )
 
 
 def normalise(text: str) -> str:

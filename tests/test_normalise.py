@@ -63,3 +63,9 @@ def test_scripts_keep_what_spells_them(text: str, reading: str) -> None:
 def test_a_word_in_another_script_keeps_a_native_reading() -> None:
     assert "a photo cekc" in views("a photo, секс").all  # folded: it may be a disguise
     assert "a photo секс" in views("a photo, секс").all  # and as written: it may be Russian
+
+
+def test_latin_letters_hiding_in_a_cyrillic_word_read_as_cyrillic() -> None:
+    assert "голая девочка" in views("гoлая дeвочка").all  # Latin o and e
+    assert "голая" in views("г0лая").all  # a zero
+    assert views("закат над морем").all == ("закат над морем",)  # nothing to read otherwise

@@ -164,6 +164,7 @@ def test_a_word_in_another_script_beside_english_keeps_its_reading() -> None:
     assert refused("a photo, секс")
     assert refused("portrait, γυμνη")
     assert "'porn' is not allowed (default list)" in refused("a рогп video")
+    assert MINORS_REASON in refused("гoлая дeвочка")  # Latin o and e inside Russian words
 
 
 def test_terms_in_scripts_without_spaces_match_inside_words() -> None:
