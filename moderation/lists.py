@@ -198,7 +198,7 @@ class PromptRules:
             (term, None) for term in (*minor_terms, *words.section("minors"))
         )
         garments = [term for term, section in negative_terms if section.startswith("clothing")]
-        return cls(
+        rules = cls(
             block=block,
             force_safe=force_safe,
             shipped_force_safe=force_safe,
@@ -228,6 +228,10 @@ class PromptRules:
                 and term.text not in _FRAGMENT_EXCEPTIONS
             ),
         )
+        for index in (rules.block, rules.force_safe, rules.allow, rules.minors, rules.negative,
+                      rules.gore, rules.clothing, rules.negation):  # fmt: skip
+            index.prepare()
+        return rules
 
     def with_guild(
         self,

@@ -96,9 +96,14 @@ class SpanMatcher:
                 i = -best[0]
         return out
 
-    def _has_anywhere(self, words: list[str]) -> bool:
-        """Whether any term found anywhere is in the words at all (one search, most say no)."""
-        if self._anywhere_found is None:
+    def prepare(self) -> re.Pattern[str] | None:
+        """Compiles the search for terms found anywhere (now, not at the first prompt)."""
+        if self._anywhere_found is None and self._anywhere:
             texts = sorted({text for entries in self._anywhere.values() for text, _ in entries})
             self._anywhere_found = re.compile("|".join(map(re.escape, texts)))
-        return self._anywhere_found.search(" ".join(words)) is not None
+        return self._anywhere_found
+
+    def _has_anywhere(self, words: list[str]) -> bool:
+        """Whether any term found anywhere is in the words at all (one search, most say no)."""
+        found = self.prepare()
+        return found is not None and found.search(" ".join(words)) is not None

@@ -255,6 +255,7 @@ class TermIndex(Generic[T]):
     def prepare(self) -> None:
         """Compiles the index now (in the thread that builds it), not at its first use."""
         self._inside_found()
+        self._matcher.prepare()
 
     def _inside_found(self) -> re.Pattern[str] | None:
         """One pattern for the terms matched inside words, the longest first."""
