@@ -19,7 +19,7 @@ CSV_COLUMNS = (
     "steps", "guidance_scale", "width", "height", "variants", "scheduler", "model", "loras",
     "embeddings", "seeds", "error", "total_ms", "images", "image_sha256", "start", "strength",
     "source_seed", "source_upscale", "control", "control_scale", "inputs", "purged_at",
-    "purge_reason",
+    "purge_reason", "classifier_scores",
 )  # fmt: skip
 ACTION_COLUMNS = (
     "id", "created_at", "guild_id", "actor_id", "action", "target_user_id", "target_job_id",
@@ -53,6 +53,8 @@ def _row(job: JobRecord) -> list[str]:
     values["images"] = len(job.images)
     values["image_sha256"] = " ".join(image.sha256 for image in job.images)
     values["inputs"] = "; ".join(_input(given) for given in job.inputs)
+    scores = job.classifier_scores or {}
+    values["classifier_scores"] = " ".join(f"{label}={scores[label]:.2f}" for label in scores)
     return [_cell(values[column]) for column in CSV_COLUMNS]
 
 

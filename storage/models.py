@@ -258,6 +258,8 @@ class Job(Base):
     seeds: Mapped[list[Any]] = mapped_column(JSON)
     verdict: Mapped[str] = mapped_column(String(16))
     verdict_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The prompt classifier's scores by label ({"sexual": 0.02, "gore": 0.97}); None: not read.
+    classifier_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(default=0)  # times a worker started it
     channel_nsfw: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -6,7 +6,7 @@ the values a column keeps in another shape (an enum as text, a tuple as a JSON l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,7 @@ class NewJob:
     source_upscale: int | None = None  # … enlarged this many times (a zoom: its upscale's 2)
     control: str | None = None  # a ControlNet kind (canny)
     control_scale: float | None = None
+    classifier_scores: Mapping[str, float] | None = None  # by label; None: no classifier read
 
     def columns(self) -> dict[str, Any]:
         """The values of a new ``Job`` row."""
@@ -58,6 +59,9 @@ class NewJob:
             verdict_reasons=list(self.verdict_reasons),
             loras=[str(lora) for lora in self.loras],
             embeddings=[str(token) for token in self.embeddings],
+            classifier_scores=None
+            if self.classifier_scores is None
+            else {str(label): float(score) for label, score in self.classifier_scores.items()},
         )
         return values
 
@@ -209,6 +213,7 @@ class JobRecord:
     source_upscale: int | None = None
     control: str | None = None
     control_scale: float | None = None
+    classifier_scores: dict[str, float] | None = None  # the prompt classifier's, by label
     inputs: tuple[InputRecord, ...] = field(default=())  # the pictures given in
     purged_at: datetime | None = None  # prompts and pictures purged (the rest is kept)
     purge_reason: str | None = None  # storage.models.PurgeReason: retention, forget

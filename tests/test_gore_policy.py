@@ -173,6 +173,8 @@ async def test_gore_on_discord_follows_the_channel_and_the_guilds_policy(
     assert seen[0][3] == GORE_OUTSIDE_AGE_RESTRICTED
     assert "as gore" in seen[1][3]  # a gore term, or the classifier
     assert seen[2][3] == seen[3][3] == GORE_EVERYWHERE
+    # The classifier's scores are kept with each record, whatever its verdict.
+    assert all(set(job.classifier_scores or {}) >= {"gore", "sexual"} for job in jobs)
     assert (jobs[3].kind, jobs[3].parent_job_id) == (JobKind.REROLL.value, jobs[1].id)
     # Every reason of the three blocks is counted as the gore rule (the guild's word as its).
     blocked = [reason for job in jobs if job.verdict == "blocked" for reason in job.verdict_reasons]

@@ -326,20 +326,34 @@ async def test_0008_starts_earlier_jobs_from_text_and_drops_pictures_on_the_way_
     assert "job_inputs" not in tables
 
 
-async def test_0010_gives_every_guild_the_default_gore_policy(database_url: str) -> None:
+async def test_0010_gives_guilds_the_default_gore_policy_and_keeps_earlier_jobs(
+    database_url: str,
+) -> None:
     await asyncio.to_thread(migrations.upgrade, database_url, "0009")
     now = "'2026-11-01 00:00:00'"
     await _execute(
         database_url,
         "INSERT INTO guild_settings (guild_id, nsfw_policy, controls, updated_at) "
         f"VALUES (1, 'spoiler', 'everyone', {now})",
+        "INSERT INTO jobs (id, uid, kind, source, prompt, negative_prompt, steps, "
+        "guidance_scale, width, height, variants, scheduler, model, seeds, verdict, "
+        "verdict_reasons, status, created_at, loras, embeddings) VALUES (1, 'u1', 'imagine', "
+        "'cli', 'p', '', 1, 1.0, 64, 64, 1, 'default', 'm', '[1]', 'allowed', '[]', "
+        f"'succeeded', {now}, '[]', '[]')",
+        "INSERT INTO images (job_id, variant, seed, sha256, watermark_id, watermark_verified, "
+        "safety_score, safety_verdict, width, height, disposition, created_at) VALUES "
+        f"(1, 1, 1, 'x', 17, true, 0.1, 'safe', 256, 256, 'shown', {now})",
     )
     await asyncio.to_thread(migrations.upgrade, database_url)
     async with open_storage(database_url) as storage:
         before = await storage.guild_settings.get(1)
         assert (before.gore_policy.value, before.nsfw_policy.value) == ("age_restricted", "spoiler")
         after = await storage.guild_settings.update(1, gore_policy="block")
+        job = await storage.audit.get_job(1)
     assert (after.gore_policy.value, after.controls.value) == ("block", "everyone")
+    assert job is not None
+    assert (job.classifier_scores, len(job.images)) == (None, 1)  # read before the classifier
+    await _execute(database_url, """UPDATE jobs SET classifier_scores = '{"gore": 0.9}'""")
 
     await asyncio.to_thread(migrations.downgrade, database_url, "0009")
     assert await _execute(
@@ -347,3 +361,4 @@ async def test_0010_gives_every_guild_the_default_gore_policy(database_url: str)
     ) == [(1, "spoiler", "everyone")]
     with pytest.raises(Exception, match=r"(?i)gore_policy"):  # the column went with it
         await _execute(database_url, "SELECT gore_policy FROM guild_settings")
+    assert await _execute(database_url, "SELECT job_id, variant FROM images") == [(1, 1)]

@@ -96,6 +96,7 @@ def _describe(job: JobRecord, variant: int) -> str:
         + (f" · embeddings {', '.join(job.embeddings)}" if job.embeddings else ""),
         f"  verdict   {job.verdict}"
         + (f": {'; '.join(job.verdict_reasons)}" if job.verdict_reasons else ""),
+        *([f"  classifier {_scores(job.classifier_scores)}"] if job.classifier_scores else []),
         *(f"  {line}" for line in lineage_lines(job)),
     ]
     for image in job.images:
@@ -197,3 +198,8 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
             count = write(jobs, out)
         print(f"wrote {count} records to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _scores(scores: dict[str, float]) -> str:
+    """The prompt classifier's scores as recorded: ``gore 0.97, sexual 0.02``."""
+    return ", ".join(f"{label} {score:.2f}" for label, score in scores.items())

@@ -81,6 +81,7 @@ def new_job(
         embeddings=tuple(embeddings),
         verdict=audit_verdict(verdict),
         verdict_reasons=verdict.reasons or verdict.safe_reasons,
+        classifier_scores=dict(verdict.classifier_scores) or None,
     )
 
 

@@ -1,5 +1,5 @@
 """guild_settings: gore_policy, where a guild lets gore prompts through (NULL: only in
-age-restricted channels, spoilered there, the default)
+age-restricted channels, spoilered there, the default); jobs: the prompt classifier's scores
 
 Revision ID: 0010
 Revises: 0009
@@ -24,9 +24,13 @@ def upgrade() -> None:
     # gets the default gore policy without a rewrite of its row.
     with op.batch_alter_table("guild_settings") as batch:
         batch.add_column(sa.Column("gore_policy", sa.String(16), nullable=True))
+    # Plain ALTER TABLE on `jobs` (see 0006: a batch copy on SQLite would cascade to its
+    # images). NULL: recorded before the classifier.
+    op.add_column("jobs", sa.Column("classifier_scores", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("jobs", "classifier_scores")
     # Older code has no gore rule: a guild's "block" goes with the column.
     with op.batch_alter_table("guild_settings") as batch:
         batch.drop_column("gore_policy")
