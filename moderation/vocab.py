@@ -3,7 +3,7 @@
 The data is written by hand in ``moderation/data`` (its formats: ``data/lang/README.md``):
 
 - ``lang/<code>.txt``: one file a language, terms under ``[section]`` lines (sexual, nudity,
-  minors, gore, clothing, age_units, people, euphemism), in the term syntax of
+  minors, gore, clothing, age_units, age_numbers, people, euphemism), in the term syntax of
   ``moderation.terms``;
 - ``emoji.tsv``: emoji, the words they read as, and whether they are sexual on their own;
 - ``negation.txt``: words that negate or remove clothing ([negators], [negators_after],
@@ -26,7 +26,8 @@ from moderation.errors import InvalidTerm
 from moderation.terms import Term, parse_term
 
 SECTIONS = (
-    "sexual", "nudity", "minors", "gore", "clothing", "age_units", "people", "euphemism",
+    "sexual", "nudity", "minors", "gore", "clothing", "age_units", "age_numbers", "people",
+    "euphemism",
 )  # fmt: skip
 # [negators_after]: negators that follow the clothing word ("kıyafet yok"); the ones in Japanese,
 # Korean, Chinese and Thai may follow it wherever they are listed.
@@ -47,6 +48,7 @@ class Emoji:
 class Vocabulary:
     terms: dict[str, tuple[tuple[Term, str], ...]]  # section -> (term, language code)
     age_units: tuple[str, ...]  # as written (normalised by the age rule)
+    age_numbers: tuple[str, ...]  # words for the numbers 1 to 17, as written
     negation: dict[str, tuple[Term, ...]]  # negators, removal
     negative_markers: tuple[str, ...]  # as written: "negative prompt:", "--no"
     emoji: tuple[Emoji, ...]
@@ -96,20 +98,22 @@ def read_languages(folder: Traversable) -> dict[str, tuple[tuple[Term, str], ...
             continue
         language = file.name.removesuffix(".txt")
         for section, lines in _sections(file).items():
-            if section == "age_units":
+            if section in ("age_units", "age_numbers"):
                 continue  # read as written: "歳" follows a number with no space
             found[section] += [(_term(line, f"lang/{file.name}"), language) for line in lines]
     return {section: tuple(terms) for section, terms in found.items()}
 
 
-def read_age_units(folder: Traversable) -> tuple[str, ...]:
+def read_age_section(folder: Traversable, section: str) -> tuple[str, ...]:
+    """[age_units] ("años", "лет") or [age_numbers] (the words for 1 to 17: "doce",
+    "двенадцать") of every language file, as written."""
     if not folder.is_dir():
         return ()
     return tuple(
-        unit
+        line
         for file in sorted(folder.iterdir(), key=lambda file: file.name)
         if file.name.endswith(".txt")
-        for unit in _sections(file).get("age_units", ())
+        for line in _sections(file).get(section, ())
     )
 
 
@@ -139,7 +143,8 @@ def shipped() -> Vocabulary:
     negation = _sections(data.joinpath("negation.txt"))
     return Vocabulary(
         terms=read_languages(data.joinpath("lang")),
-        age_units=read_age_units(data.joinpath("lang")),
+        age_units=read_age_section(data.joinpath("lang"), "age_units"),
+        age_numbers=read_age_section(data.joinpath("lang"), "age_numbers"),
         negation={
             section: tuple(_term(line, "negation.txt") for line in negation.get(section, ()))
             for section in ("negators", "negators_after", "removal")

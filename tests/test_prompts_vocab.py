@@ -285,3 +285,19 @@ def test_every_new_reason_has_its_labels() -> None:
     assert ("gore", "guild") in labels
     assert ("other", "default") not in labels
     assert all(rule in RULES and layer in LAYERS for rule, layer in labels)
+
+
+def test_ages_in_other_languages() -> None:
+    for prompt in ("12 años", "12 лет", "12歳の", "十二歳", "12살이", "15 ans"):
+        assert MINORS_REASON in refused(f"{prompt}, desnuda, голая, 裸, 누드, nue"), prompt
+    for prompt in ("20 años", "112 лет", "二十歳"):
+        assert MINORS_REASON not in refused(f"{prompt}, desnuda, голая, 裸, 누드, nue"), prompt
+
+
+def test_ages_with_the_number_in_words() -> None:
+    from moderation.ages import age_pattern
+
+    ages = age_pattern(["años"], ["doce", "trece"])
+    assert ages is not None
+    assert ages.search("una nina de doce anos")
+    assert not ages.search("docena de anos")  # a word that only starts like one
