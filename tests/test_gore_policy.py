@@ -206,3 +206,16 @@ def test_sdbot_moderate_and_guild_set_apply_the_gore_policy(
     assert sdbot(migrated, "moderate", GORE, "--nsfw-channel", "--guild", "6").returncode == 0
     refused = sdbot(migrated, "guild", "set", "5", "--gore-policy", "allow")
     assert refused.returncode == 2
+
+    # `sdbot imagine` has no channel: judged as one that is not age-restricted, and recorded
+    # with the classifier's scores.
+    drawn = sdbot(migrated, "imagine", GORE, "--json")
+    assert drawn.returncode == 3
+    assert json.loads(drawn.stdout)["verdict"]["reasons"][-1] == GORE_OUTSIDE_AGE_RESTRICTED
+    [line] = sdbot(migrated, "audit", "export").stdout.splitlines()
+    recorded = json.loads(line)
+    assert (recorded["status"], recorded["verdict_reasons"][-1]) == (
+        "blocked",
+        GORE_OUTSIDE_AGE_RESTRICTED,
+    )
+    assert set(recorded["classifier_scores"]) >= {"gore", "sexual"}
