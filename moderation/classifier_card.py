@@ -27,9 +27,11 @@ sexual score at or above `thresholds["sexual"]` where no list did, reads a gore 
 minor to the lower bar `thresholds["minors"]`.
 
 Corpus: `moderation/data/corpus/*.tsv` (its README says who wrote which file and how), one line
-per distinct normalised prompt; lines given two labels are dropped. Within each language the
-benign prompts and those to refuse weigh the same in all (the writers wrote more of the latter
-in some languages, and a language must be no reason of its own).
+per distinct normalised prompt; lines given two labels are dropped, and so are lines an
+evaluation set also holds (the same prompt once normalised, or 80 % of its word 4-grams: see
+`moderation/classifier_overlap.py`). Within each language the benign prompts and those to refuse
+weigh the same in all (the writers wrote more of the latter in some languages, and a language
+must be no reason of its own); then each label weighs the same in all (gore is the rarest).
 
 Training: `python -m moderation.train_classifier` (numpy minibatch Adam, L2, {epochs} epochs,
 seed {seed}; the same corpus gives the same bytes). {validation_percent} % of the prompts, chosen

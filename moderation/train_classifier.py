@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import random
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,31 +30,21 @@ import numpy.typing as npt
 from moderation.classifier import PromptClassifier, feature_scale, featurise
 from moderation.classifier_augment import augment
 from moderation.classifier_card import write_card
-from moderation.classifier_overlap import clashes, evaluation_folders, evaluation_prompts
-from moderation.normalise import normalise
+from moderation.classifier_corpus import (
+    CORPUS,
+    CorpusError,
+    Example,
+    apart_from,
+    balance,
+    distinct,
+    in_validation,
+    read_corpus,
+)
+from moderation.classifier_overlap import evaluation_folders
 
 ROOT = Path(__file__).resolve().parent / "data"
-CORPUS = ROOT / "corpus"
 OUTPUT = ROOT / "classifier"
-CORPUS_LABELS = {"benign": 0, "sexual": 1, "minors": 1, "gore": 2}
 BUCKETS = 1 << 18  # 262,144 rows x 3 labels in float16: 1.5 MB
-
-
-class CorpusError(ValueError):
-    """A corpus line that cannot be read; names the file and line."""
-
-
-@dataclass(frozen=True)
-class Example:
-    label: str  # as written: benign, sexual, minors, gore
-    kind: str
-    lang: str
-    prompt: str
-    source: str  # file:line
-
-    @property
-    def target(self) -> int:
-        return CORPUS_LABELS[self.label]
 
 
 @dataclass(frozen=True)
@@ -66,61 +55,12 @@ class Settings:
     validation_percent: int = 15
     epochs: int = 12
     batch: int = 128
-    learning_rate: float = 0.02
+    learning_rate: float = 0.005
     l2: float = 1e-5
     max_false_positives: float = 0.01
     floor: float = 0.5  # no sexual or gore bar under even odds
     minors_floor: float = 0.3
     scale: str = "sqrt"  # each feature of a prompt counts 1/sqrt(its feature count), or 1
-
-
-def read_corpus(folder: Path = CORPUS) -> list[Example]:
-    """Every line of every ``*.tsv`` in the folder, in file order; ``#`` lines are comments."""
-    examples: list[Example] = []
-    for path in sorted(folder.glob("*.tsv")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) != 4 or fields[0] not in CORPUS_LABELS or not fields[3].strip():
-                raise CorpusError(
-                    f"{path.name}:{number}: expected label<TAB>kind<TAB>lang<TAB>prompt with "
-                    f"label one of {sorted(CORPUS_LABELS)}, got {line[:60]!r}"
-                )
-            label, kind, lang, prompt = fields
-            examples.append(Example(label, kind, lang, prompt, f"{path.name}:{number}"))
-    return examples
-
-
-def distinct(examples: list[Example]) -> tuple[list[Example], list[str]]:
-    """One example per normalised prompt; a prompt given two labels is dropped and named."""
-    by_text: dict[str, list[Example]] = {}
-    for example in examples:
-        by_text.setdefault(normalise(example.prompt), []).append(example)
-    kept, conflicts = [], []
-    for group in by_text.values():
-        if len({example.target for example in group}) > 1:
-            conflicts.append(", ".join(example.source for example in group))
-            continue
-        kept.append(group[0])
-    return kept, conflicts
-
-
-def in_validation(example: Example, percent: int) -> bool:
-    return zlib.crc32(normalise(example.prompt).encode()) % 100 < percent
-
-
-def balance(examples: list[Example]) -> list[float]:
-    """A weight per example: within each language, benign prompts and those to refuse weigh
-    the same in all, so that a language is no reason of its own (the writers wrote more lines
-    to refuse than benign ones in some); every language keeps the weight of its size."""
-    groups = Counter((e.lang, e.target == 0) for e in examples)
-    out = []
-    for e in examples:
-        size = groups[(e.lang, True)] + groups[(e.lang, False)]
-        out.append(size / 2 / groups[(e.lang, e.target == 0)])
-    return out
 
 
 @dataclass
@@ -317,17 +257,6 @@ def figures(scores: npt.NDArray[Any], data: Matrix, thresholds: dict[str, float]
 def _share(hit: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_]) -> float | None:
     total = int(mask.sum())
     return round(float(hit[mask].sum()) / total, 4) if total else None
-
-
-def apart_from(examples: list[Example], folders: list[Path]) -> tuple[list[Example], list[str]]:
-    """The examples no evaluation set holds, and the corpus lines left out (named by file and
-    line only)."""
-    prompts = [example.prompt for example in examples]
-    found: set[int] = set()
-    for folder in folders:
-        found.update(number for number, _ in clashes(prompts, evaluation_prompts(folder)))
-    kept = [example for number, example in enumerate(examples) if number not in found]
-    return kept, sorted(examples[number].source for number in found)
 
 
 def run(
