@@ -83,7 +83,9 @@ def write_card(output: Path, meta: dict[str, Any], training_seconds: float) -> N
         about,
         "## Figures",
         "",
-        f"Corpus: {corpus['prompts']} distinct prompts ({corpus['by_label']}) in "
+        f"Corpus: {corpus['prompts']} distinct prompts ("
+        + ", ".join(f"{label} {count}" for label, count in corpus["by_label"].items())
+        + f") in "
         f"{len(corpus['files'])} files; {corpus['train_prompts']} trained on "
         f"({corpus['train_rows_with_copies']} rows with their copies), "
         f"{corpus['validation_prompts']} held out. Training took {training_seconds:.0f} s on "

@@ -54,9 +54,9 @@ class Settings:
     copies: int = 6  # augmented variants of each prompt
     validation_percent: int = 15
     epochs: int = 12
-    batch: int = 128
+    batch: int = 32
     learning_rate: float = 0.005
-    l2: float = 1e-5
+    l2: float = 1e-6
     max_false_positives: float = 0.01
     floor: float = 0.5  # no sexual or gore bar under even odds
     minors_floor: float = 0.3
