@@ -42,6 +42,7 @@ WEIGHTS_FILE = "weights.npy"
 MODEL_FILE = "model.json"
 NGRAMS = (1, 2, 3, 4, 5)
 MAX_WORD = 40  # longer runs (a sentence in a script without spaces) are read in pieces this long
+MAX_CUE = 12  # a longer word is named in a cue by its n-grams, not whole
 
 _WORD = re.compile(r"[^\W_]+")
 _CUES = 3  # words named in a reason
@@ -112,18 +113,36 @@ def tokens(prompt: str) -> tuple[list[str], list[str], list[str]]:
     return [*words, *(w for w in glued if w not in words)], leet, symbols
 
 
+def _unspaced(char: str) -> bool:
+    """A letter of a script written without spaces: kana, CJK ideographs, Thai, Lao, Khmer,
+    Myanmar."""
+    code = ord(char)
+    return (
+        0x3040 <= code <= 0x30FF
+        or 0x3400 <= code <= 0x9FFF
+        or 0x0E00 <= code <= 0x0EFF
+        or 0x1000 <= code <= 0x109F
+        or 0x1780 <= code <= 0x17FF
+    )
+
+
 @functools.lru_cache(maxsize=65536)
-def _word_grams(word: str, buckets: int) -> tuple[int, ...]:
-    """The buckets of one word's character n-grams and of the word itself (cached: words
-    repeat)."""
+def _word_grams(word: str, buckets: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The buckets of one word's character n-grams and of the word itself, and what each is
+    named in a cue: the word, or in a long run of a script written without spaces (a whole
+    Japanese sentence is one word) the n-gram itself. Cached: words repeat."""
     mask = buckets - 1
     out = [zlib.crc32(("w " + word).encode()) & mask]
+    names = [word]
+    long = len(word) > MAX_CUE or (len(word) > 3 and any(map(_unspaced, word)))
     for piece in _pieces(word):
         padded = f"<{piece}>"
         for n in NGRAMS:
             for i in range(len(padded) - n + 1):
-                out.append(zlib.crc32(("c " + padded[i : i + n]).encode()) & mask)
-    return tuple(out)
+                gram = padded[i : i + n]
+                out.append(zlib.crc32(("c " + gram).encode()) & mask)
+                names.append(gram.strip("<>") or word if long else word)
+    return tuple(out), tuple(names)
 
 
 def featurise(prompt: str, buckets: int) -> Features:
@@ -134,9 +153,9 @@ def featurise(prompt: str, buckets: int) -> Features:
     owners: list[str] = []
     seen = set(words)
     for word in [*words, *(w for w in leet if w not in seen)]:
-        grams = _word_grams(word, buckets)
+        grams, names = _word_grams(word, buckets)
         out.extend(grams)
-        owners.extend([word] * len(grams))
+        owners.extend(names)
     for first, second in itertools.pairwise(leet):
         out.append(zlib.crc32(f"b {first} {second}".encode()) & mask)
         owners.append(f"{first} {second}")
