@@ -470,4 +470,6 @@ def test_the_rules_read_the_plain_words_for_force_safe_too() -> None:
     assert (hidden.allowed, hidden.force_safe) == (True, True)
     assert hidden.safe_reasons == ("'bikini' is on the force-safe list (default list)",)
     assert check_request(options("a red circle", "(nu:1.3)de"), rules).allowed  # negative: fine
-    assert check_request(options("a [red] circle"), rules) == PromptVerdict(True)
+    plain = check_request(options("a [red] circle"), rules)
+    # Both readings' classifier scores are kept (the higher of each label); nothing else is said.
+    assert plain == PromptVerdict(True, classifier_scores=plain.classifier_scores)
