@@ -18,11 +18,11 @@ from bot.guild_settings import (
     SPECS,
     InvalidSetting,
     Naming,
-    check_change,
     option_name,
     plain,
     render,
 )
+from bot.guild_settings_check import check_change
 from common.errors import SdbotError
 from generation.catalog import Catalog, LoraFile, ModelEntry, Size
 from generation.families import Family

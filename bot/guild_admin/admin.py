@@ -18,7 +18,8 @@ from bot.guild_admin.posts import DeletePost, PurgeOutcome, deletion_posts, take
 from bot.guild_admin.refusals import LogChannelRefused, Member, check_ban
 from bot.guild_admin.settings import SettingsChange, store_changes
 from bot.guild_limits import BotLimits, EffectiveLimits, effective_limits
-from bot.guild_settings import Naming, check_change
+from bot.guild_settings import Naming
+from bot.guild_settings_check import check_change
 from moderation.lists import GuildRule, RuleAction, validate_rule
 from storage.bans import BanRecord
 from storage.guild_settings import GuildSettingsRecord
