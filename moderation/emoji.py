@@ -8,12 +8,15 @@ a child (👧, 🧒) are words about minors, for the minors rule only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from moderation.lists import Layer
 from moderation.vocab import Emoji
 
 # Presentation selectors and skin tones change how an emoji looks, not what it is.
+# What may stand between two weak emoji that read together: nothing, a sign, one short word.
+_NEAR = re.compile(r"\s*(?:[+&x/>-]|\w{1,4}|➡)?\s*")
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
 
 
@@ -21,7 +24,9 @@ _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB,
 class EmojiFound:
     strong: tuple[Emoji, ...] = ()
     weak: tuple[Emoji, ...] = ()
-    weak_together: bool = False  # two weak ones side by side ("🍑🍆"): a cue for each other
+    # Two different weak ones side by side or one short word apart ("🍑🍆", "🍆 in 🍑"): a cue
+    # for each other; one repeated ("🍑🍑 peach orchard") is not.
+    weak_together: bool = False
     minors: tuple[Emoji, ...] = ()  # 👧, 🧒: words about minors, for the minors rule
 
     def __bool__(self) -> bool:
@@ -48,6 +53,7 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
     minors: list[Emoji] = []
     together = False
     last_end = -2
+    last: Emoji | None = None
     i = 0
     while i < len(text):
         found = next((emoji for emoji in candidates if text.startswith(emoji.text, i)), None)
@@ -59,9 +65,11 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         elif found.strong:
             strong.append(found)
         else:
-            together = together or (last_end == i and bool(weak))
+            together = together or (
+                last is not None and found != last and _NEAR.fullmatch(text[last_end:i]) is not None
+            )
             weak.append(found)
-            last_end = i + len(found.text)
+            last, last_end = found, i + len(found.text)
         i += len(found.text)
     return EmojiFound(
         tuple(dict.fromkeys(strong)),

@@ -122,10 +122,20 @@ def _profanity_terms() -> list[Term]:
 
 
 def _with_glued_form(term: Term) -> list[Term]:
-    """A phrase and the one word it makes when its words are glued ("naked-eye" -> "nakedeye")."""
+    """A phrase and the forms it takes when some of its words are glued: "naked mole-rat" reads
+    as "naked molerat" where the hyphen is dropped, "nakedmolerat" where all are."""
     if term.shape is not TermShape.PHRASE:
         return [term]
-    return [term, Term(term.text.replace(" ", ""), TermShape.WORD)]
+    words = term.text.split()
+    if len(words) > 4:  # one glued form only; the others would multiply
+        return [term, Term("".join(words), TermShape.WORD)]
+    forms = []
+    for mask in range(1 << (len(words) - 1)):
+        text = words[0]
+        for i, word in enumerate(words[1:]):
+            text += ("" if mask >> i & 1 else " ") + word
+        forms.append(Term(text, TermShape.PHRASE if " " in text else TermShape.WORD))
+    return forms
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ class PromptRules:
     # what negates or removes it inside the prompt, ages in other languages ("12 años"), emoji,
     # how a negative prompt typed into the prompt starts.
     gore: TermIndex[None] = field(default_factory=TermIndex)
+    gore_english: frozenset[str] = frozenset()  # one-word English gore terms ("gory")
     clothing: TermIndex[None] = field(default_factory=TermIndex)
     negation: TermIndex[str] = field(default_factory=TermIndex)  # negators, removal
     ages: re.Pattern[str] | None = None
@@ -185,7 +196,8 @@ class PromptRules:
             for form in _with_glued_form(term)
         )
         for term in words.allow_names:
-            allow.add(term, False)
+            for form in _with_glued_form(term):
+                allow.add(form, False)
         negative: TermIndex[str] = TermIndex(
             (term, section) for term, section in negative_terms if section != "negative_allow"
         )
@@ -206,6 +218,11 @@ class PromptRules:
             minors=minors,
             negative=negative,
             gore=TermIndex((term, None) for term in words.section("gore")),
+            gore_english=frozenset(
+                term.text
+                for term, lang in words.terms.get("gore", ())
+                if lang == "en" and " " not in term.text
+            ),
             clothing=clothing_index([*garments, *words.section("clothing")]),
             negation=TermIndex(
                 (term, section) for section, terms in words.negation.items() for term in terms

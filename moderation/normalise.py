@@ -11,6 +11,7 @@ there the views differ in how they read what is left:
   words that mix letters with such characters; ``leet_l`` reads 1 and | as l instead of i;
 - ``glued``: each whitespace-separated chunk with everything but letters and digits taken out,
   so "nu-de" and "p*rn" (with * dropped) read as one word;
+- ``camel``: words written in camelCase split where a capital follows a small letter;
 - each of those again with long letter repeats ("nuuuude") collapsed to one letter and to two.
 
 A rule matches when it matches any view. Views are plain strings of words separated by single
@@ -106,6 +107,8 @@ _SPACELESS = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\
 # Hangul: spaced, but a noun carries its particles ("소녀가"): a term matches a word's start.
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LONG_REPEAT = re.compile(r"([^\W\d_])\1{2,}")
+# camelCase: a small letter then a capital starts a new word ("sexyNakedElf").
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 
 
 def _spelling_mark(char: str, before: str) -> bool:
@@ -216,6 +219,8 @@ def views(text: str) -> Views:
         leet_l = [_fold_leet(chunk, _LEET_L) for chunk in chunks]
         readings.append(_words([_fold_leet(chunk, _LEET_I) for chunk in leet_l]))
     readings.append(" ".join(filter(None, (_NOT_WORD.sub("", chunk) for chunk in leet_i))))
+    if _CAMEL.search(text):
+        readings.append(_words(base(_CAMEL.sub(" ", text)).split()))
     if not text.isascii():
         unfolded = base(text, fold=False).split()
         if (native := _words(unfolded)) != readings[0]:
@@ -282,6 +287,16 @@ def fragment_joins(reading: str) -> set[str]:
                 joins.add("".join(run[i:j]))
         start = end + 1
     return joins
+
+
+def folded_only(word: str, text: str) -> bool:
+    """Whether ``word`` (plain letters) is in the text only as a word whose accents folding took
+    away ("góry" read as "gory"), not as typed."""
+    typed = [chunk for chunk in re.split(r"[\W_]+", unicodedata.normalize("NFC", text.casefold()))]
+    forms = {word, word + "s", word + "es"}
+    if any(chunk in forms for chunk in typed):
+        return False
+    return any(not chunk.isascii() and normalise(chunk) in forms for chunk in typed)
 
 
 def leet_reading(text: str) -> str:

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 
 from moderation import matching
 from moderation.emoji import emoji_reason, find_emoji
+from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
 from moderation.learned import explain
 from moderation.lists import Layer, PromptRules, RuleAction
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
-from moderation.normalise import Views, fragment_joins, views
+from moderation.normalise import Views, folded_only, fragment_joins, views
 from moderation.reasons import MINORS_REASON
 
 # The guild patterns of one check share this much time; past it they count as matching.
@@ -87,13 +88,16 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     reasons: list[str] = []
     person = matching.names_a_person(rules, positive.all)
     sexual = matching.sexual(rules, positive)
+    # Sexual words glued into a long token, nudity the scene implies (``moderation.implied``).
+    unlisted = glued(positive.all) or implied_nudity(positive.plain)
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
     # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
-    if (matching.minor(rules, positive) or emoji.minors) and (
+    if (matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all)) and (
         any_clothing
         or left_out
         or sexual
+        or unlisted
         or emoji.sexual(person=False, other_cue=sexual)
         or (learned is not None and learned.scores.get("sexual", 0.0) >= _minors_bar(rules))
     ):
@@ -116,6 +120,11 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     for term in sorted(joined & rules.fragment_terms):
         if not any(f"'{term}'" in reason for reason in reasons):
             reasons.append(f"'{term}' is not allowed ({Layer.DEFAULT})")
+    # Words the lists cannot hold one by one: glued into a long token, or a scene that leaves
+    # the person naked ("wearing only his hat and boots").
+    for words in (glued(readings), implied_nudity(readings[0])) if unlisted else ():
+        if words is not None and not any(f"'{words}'" in reason for reason in reasons):
+            reasons.append(f"'{words}' is not allowed ({Layer.DEFAULT})")
     for written in matching.pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
         reasons.append(f"matches the pattern '{written}' ({Layer.GUILD})")
     if emoji:  # a weak emoji with a word for a person: a child alone is no sexual cue
@@ -138,9 +147,18 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         reasons.append(
             f"the negative prompt leaves out clothing ({clothing}) in a picture of a person"
         )
-    gore = [gore_reason(term) for term in asserted(rules, rules.gore, readings)]
+    # Gore: an English word matched only through another language's accented word ("góry",
+    # Polish mountains) is that word; killing a dragon without graphic detail is fantasy.
+    gore_terms = [
+        term
+        for term in asserted(rules, rules.gore, readings)
+        if not (term in rules.gore_english and folded_only(term, prompt))
+    ]
+    gore = [gore_reason(term) for term in gore_terms]
     if learned is not None and learned.over("gore"):
         gore.append(explain("gore", learned))
+    if gore and fantasy_only(readings[0], gore_terms):
+        gore = []
     scores = tuple(sorted(learned.scores.items())) if learned is not None else ()
     if reasons:
         return PromptVerdict(

@@ -1,0 +1,122 @@
+"""What the word lists cannot list one by one: sexual words glued into a long token, nudity the
+scene implies ("wearing only his hat and boots"), and fantasy monsters killed without gore.
+
+- Glued: "hotnakedgirl", "realisticboobsout". A few sexual words of five letters or more that no
+  ordinary English word hides are looked for inside long tokens of Latin letters; a token that
+  holds one of the listed benign compounds ("breaststroke", "bukkakeudon") is left alone.
+- Implied nudity: "wearing only/just/nothing but" followed by nothing but accessories (a hat,
+  boots, earrings, a smile), or "covering himself with just a guitar": the person is naked.
+- Fantasy: beheading a dragon or decapitating a hydra is mild fantasy violence; the same words
+  about a person, or with graphic detail (another gore word), still read as gore.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Sexual words found inside glued tokens: long enough and rare enough inside English words.
+GLUED_TERMS = (
+    "naked", "nudes", "nudity", "topless", "boobs", "boobies", "breasts", "titties",
+    "nipples", "pussy", "penis", "vagina", "dildo", "porno", "hentai", "nsfw", "orgasm",
+    "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
+    "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
+    "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie",
+)  # fmt: skip
+# Ordinary compounds and names that hold one of those words.
+BENIGN_COMPOUNDS = (
+    "nakedeye", "nakedmole", "nakedneck", "snaked", "breaststroke", "breastplate", "redbreast",
+    "pussycat", "pussywillow", "pussyfoot", "penistone", "bukkakeudon", "wirestripper",
+    "paintstripper", "wallpaperstripper", "nuder", "denude", "nudel", "lingeriestore",
+    "peniscola", "pussytoes", "nudeshoe", "nudeshade",
+)  # fmt: skip
+_GLUED = re.compile("|".join(sorted(set(GLUED_TERMS), key=len, reverse=True)))
+_LONG_TOKEN = re.compile(r"\b[a-z]{8,}\b")
+
+
+# Words about minors looked for in a token that holds a glued sexual word ("nakedschoolgirl").
+_GLUED_MINORS = re.compile(r"school(?:girl|boy)|child|teen|loli|shota|underage|toddler|preteen")
+
+
+def glued_minor(readings: tuple[str, ...]) -> bool:
+    """Whether a long token holds both a glued sexual word and a word about minors."""
+    return any(
+        _GLUED.search(token) and _GLUED_MINORS.search(token)
+        for reading in readings[:2]
+        for token in _LONG_TOKEN.findall(reading)
+    )
+
+
+def glued(readings: tuple[str, ...]) -> str | None:
+    """A listed sexual word inside a long glued token ("hotnakedgirl" -> "naked"), in the plain
+    and leet readings (the glued reading joins hyphenated words: "nude-colored")."""
+    for reading in readings[:2]:
+        for token in _LONG_TOKEN.findall(reading):
+            found = _GLUED.search(token)
+            if found is None or len(found.group()) == len(token):
+                continue
+            if any(benign in token for benign in BENIGN_COMPOUNDS):
+                continue
+            return found.group()
+    return None
+
+
+# Things worn that cover nothing: "wearing only X" with nothing else leaves the person naked.
+_ACCESSORIES = (
+    "hat|hats|cap|crown|tiara|helmet|boots|boot|shoes|heels|high heels|sneakers|sandals|socks|"
+    "stockings|earrings|earring|necklace|necklaces|jewelry|jewellery|jewels|pearls|ring|rings|"
+    "bracelet|bracelets|watch|wristwatch|glasses|sunglasses|spectacles|tie|bow tie|necktie|"
+    "gloves|scarf|choker|collar|garter|garters|belt|mask|headphones|veil|smile|grin|perfume|"
+    "tattoos|tattoo|body paint|paint|makeup|lipstick|apron|guitar|flowers|a flower|leaves|"
+    "a leaf|fig leaf|shadows|sunlight|moonlight|bubbles|foam|soap suds|a sheet|a pillow"
+)
+_ONLY = r"(?:only|just|nothing but|nothing except|nothing other than|naught but)"
+# Up to three words before each item ("a pair of black", "his cowboy"); never a conjunction, so
+# a garment before "and" cannot pass as a filler ("only a dress and a hat").
+_FILLER = r"(?:(?!(?:and|or|with|plus|but)\s)[a-z]+\s){0,3}?"
+_ITEM = rf"{_FILLER}(?:{_ACCESSORIES})"
+_IMPLIED = re.compile(
+    rf"\b(?:wearing|wears|wear|wore|dressed in|clad in|in|has on|had on) {_ONLY}\s"
+    rf"{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})*(?=$|\s(?!(?:and|or|with|plus)\s))"
+    rf"|\bcover(?:ing|s|ed)? (?:himself|herself|themselves|his body|her body|their bodies|"
+    rf"his privates|her privates|his modesty|her modesty) (?:with|behind) {_ONLY}\s"
+    rf"|\b(?:her|his) towel (?:lying |lies |left |dropped |fallen )?(?:on|at) the "
+    rf"(?:bathroom |bedroom )?floor"
+)
+# In a bath, the foam that covered the bather gone: "after the foam has melted away".
+_BATH = re.compile(r"\b(?:bath|bathtub|bathtubs|tub|bubble bath|jacuzzi)\b")
+_FOAM_GONE = re.compile(
+    r"\b(?:foam|bubbles|suds) (?:has |have |had )?(?:all )?(?:melted|dissolved|popped|cleared|"
+    r"vanished|disappeared|gone)"
+)
+
+
+def implied_nudity(plain: str) -> str | None:
+    """The words that make a person naked without a nudity word, in the plain reading; the
+    reading has no commas, so an item list ends at a word that starts the rest of the scene."""
+    found = _IMPLIED.search(plain)
+    if found is None and _BATH.search(plain):
+        found = _FOAM_GONE.search(plain)
+    return found.group().strip() if found else None
+
+
+# Killing a fantasy creature is mild fantasy violence (the policy's "a knight fighting a dragon").
+_KILLING = ("behead", "beheads", "beheaded", "beheading", "decapitat", "slay", "slain", "slaying")
+_CREATURES = (
+    r"dragons?|wyverns?|hydras?|goblins?|orcs?|trolls?|ogres?|zombies?|skeletons?|undead|"
+    r"monsters?|demons?|kraken|basilisks?|gorgons?|medusa|minotaurs?|giants?|beasts?|liches?|"
+    r"wraiths?|ghouls?|vampires?|werewolf|werewolves|serpents?|chimeras?|cyclops|golems?|"
+    r"dinosaurs?|aliens?|robots?|mechs?|slimes?|imps?|manticores?|griffins?|behemoths?"
+)
+_FANTASY_KILL = re.compile(
+    r"\b(?:behead|decapitat|slay|slain|kill)[a-z]* (?:(?:a|an|the|its|his|her|their|[a-z]+) ){0,3}?"
+    rf"(?:{_CREATURES})\b"
+    rf"|\b(?:{_CREATURES}) (?:is |was |being |gets |got )?(?:behead|decapitat|slain)[a-z]*"
+    rf"|\b(?:{_CREATURES})s? (?:war|wars|battle|battles|horde|hordes|army|armies)\b"
+)
+
+
+def fantasy_only(plain: str, gore_terms: list[str]) -> bool:
+    """Whether every gore word is about killing a fantasy creature, with no graphic detail."""
+    if _FANTASY_KILL.search(plain) is None:
+        return False
+    return all(term.startswith(_KILLING) for term in gore_terms)
