@@ -8,6 +8,7 @@ Counters are read before and after (other tests in this process move them too)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.options import RequestedOptions
 from moderation.lists import GuildRule, PromptRules, RuleAction
-from moderation.prompts import check_prompt
+from moderation.policy import GorePolicy, apply_gore_policy
+from moderation.prompts import PromptVerdict, check_prompt
 from moderation.reasons import LAYERS, RULES, reason_labels
 from storage import migrations
 from storage.audit import AuditLog
@@ -119,8 +121,37 @@ async def test_every_terminal_path_counts_its_job_once(sessions: SessionFactory)
     assert all_jobs() - before_all == 5
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    scores: dict[str, float]
+    cues: dict[str, tuple[str, ...]]
+
+    def over(self, label: str) -> bool:
+        return self.scores[label] >= 0.8
+
+
+class _SpicyClassifier:
+    """A stand-in for the shipped classifier: "spicy" reads as sexual, nothing as gore."""
+
+    def __init__(self) -> None:
+        self.thresholds = {"sexual": 0.8, "gore": 0.8, "minors": 0.5}
+
+    def read(self, prompt: str) -> _Reading:
+        score = 0.9 if "spicy" in prompt else 0.0
+        return _Reading({"sexual": score, "gore": 0.0}, {"sexual": ("spicy",), "gore": ()})
+
+
 def test_reason_labels_read_the_reasons_check_prompt_really_gives() -> None:
     """Each rule and layer from a real verdict: this breaks when prompts.py rewords one."""
+    rules_alone = dataclasses.replace(DEFAULT_RULES, classifier=None)
+    with_classifier = dataclasses.replace(DEFAULT_RULES, classifier=_SpicyClassifier())
+
+    def gore(prompt: str, policy: GorePolicy) -> PromptVerdict:
+        verdict = check_prompt(prompt, rules_alone)
+        assert verdict.allowed  # the rules say why it is gore; the policy refuses it
+        assert verdict.gore
+        return apply_gore_policy(verdict, policy, channel_nsfw=False)
+
     server = DEFAULT_RULES.with_guild(
         [
             GuildRule(RuleAction.BLOCK, "clown*"),
@@ -137,6 +168,16 @@ def test_reason_labels_read_the_reasons_check_prompt_really_gives() -> None:
             check_prompt("portrait of a woman on a bed", DEFAULT_RULES, "c1othes, dress"),
             ("negative_clothing", "default"),
         ),
+        (
+            check_prompt("a woman on a bed, no clothes", rules_alone),
+            ("clothing_removed", "default"),
+        ),
+        (
+            gore("a mangled corpse, entrails everywhere", GorePolicy.AGE_RESTRICTED),
+            ("gore", "default"),
+        ),
+        (gore("a mangled corpse, entrails everywhere", GorePolicy.BLOCK), ("gore", "guild")),
+        (check_prompt("a spicy picture", with_classifier), ("classifier", "default")),
     ]
     for verdict, expected in cases:
         assert not verdict.allowed
