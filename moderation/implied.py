@@ -16,7 +16,7 @@ import re
 
 # Sexual words found inside glued tokens: long enough and rare enough inside English words.
 GLUED_TERMS = (
-    "naked", "nudes", "nudity", "topless", "boobs", "boobies", "breasts", "titties",
+    "naked", "nudes", "nudity", "topless", "boobs", "boobies", "breasts", "titties", "titty",
     "nipples", "pussy", "penis", "vagina", "dildo", "porno", "hentai", "nsfw", "orgasm",
     "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
     "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
@@ -27,7 +27,7 @@ BENIGN_COMPOUNDS = (
     "nakedeye", "nakedmole", "nakedneck", "snaked", "breaststroke", "breastplate", "redbreast",
     "pussycat", "pussywillow", "pussyfoot", "penistone", "bukkakeudon", "wirestripper",
     "paintstripper", "wallpaperstripper", "nuder", "denude", "nudel", "lingeriestore",
-    "peniscola", "pussytoes", "nudeshoe", "nudeshade",
+    "peniscola", "pussytoes", "tittybong", "nudeshoe", "nudeshade",
 )  # fmt: skip
 _GLUED = re.compile("|".join(sorted(set(GLUED_TERMS), key=len, reverse=True)))
 _LONG_TOKEN = re.compile(r"\b[a-z]{8,}\b")
@@ -72,15 +72,25 @@ _ACCESSORIES = (
 _ONLY = r"(?:only|just|nothing but|nothing except|nothing other than|naught but)"
 # Up to three words before each item ("a pair of black", "his cowboy"); never a conjunction, so
 # a garment before "and" cannot pass as a filler ("only a dress and a hat").
-_FILLER = r"(?:(?!(?:and|or|with|plus|but)\s)[a-z]+\s){0,3}?"
+_FILLER = r"(?:(?!(?:and|or|with|plus|but)\s)[a-z]+\s){0,4}?"
 _ITEM = rf"{_FILLER}(?:{_ACCESSORIES})"
 _IMPLIED = re.compile(
-    rf"\b(?:wearing|wears|wear|wore|dressed in|clad in|in|has on|had on) {_ONLY}\s"
+    rf"\b(?:(?:wearing|wears|wear|wore|dressed in|clad in|in|has on|had on) {_ONLY}"
+    rf"|{_ONLY} (?:wearing|wears|wore|in)|dressed only in|clad only in)\s"
     rf"{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})*(?=$|\s(?!(?:and|or|with|plus)\s))"
+    rf"|\bwith {_ONLY}\s{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})* on\b"
     rf"|\bcover(?:ing|s|ed)? (?:himself|herself|themselves|his body|her body|their bodies|"
     rf"his privates|her privates|his modesty|her modesty) (?:with|behind) {_ONLY}\s"
-    rf"|\b(?:her|his) towel (?:lying |lies |left |dropped |fallen )?(?:on|at) the "
-    rf"(?:bathroom |bedroom )?floor"
+    # The towel the person would wear lies or hangs elsewhere: "his towel hanging on the hook".
+    rf"|\b(?:her|his|their) towel (?:is |was )?(?:lying |lies |left |dropped |fallen |hanging |"
+    rf"hung |hangs |tossed |thrown |discarded )?(?:on|at|from|over) (?:the|a) "
+    rf"(?:bathroom |bedroom |sauna |shower |wooden )?(?:floor|hook|peg|bench|chair|door|rail)"
+)
+# About a person, these leave nothing on ("woman covered only by a bedsheet", "wrapped in a sheet,
+# nothing underneath"); about a thing they are ordinary ("a car covered only by a tarp").
+_ON_A_PERSON = re.compile(
+    r"\b(?:covered|clothed|hidden) only (?:by|with|in)\b|\bonly covered (?:by|with|in)\b"
+    r"|\b(?:wearing )?nothing (?:underneath|under it|beneath)\b"
 )
 # In a bath, the foam that covered the bather gone: "after the foam has melted away".
 _BATH = re.compile(r"\b(?:bath|bathtub|bathtubs|tub|bubble bath|jacuzzi)\b")
@@ -90,10 +100,13 @@ _FOAM_GONE = re.compile(
 )
 
 
-def implied_nudity(plain: str) -> str | None:
+def implied_nudity(plain: str, *, person: bool) -> str | None:
     """The words that make a person naked without a nudity word, in the plain reading; the
-    reading has no commas, so an item list ends at a word that starts the rest of the scene."""
+    reading has no commas, so an item list ends at a word that starts the rest of the scene.
+    ``person``: whether the prompt names a person (some of these are ordinary about things)."""
     found = _IMPLIED.search(plain)
+    if found is None and person:
+        found = _ON_A_PERSON.search(plain)
     if found is None and _BATH.search(plain):
         found = _FOAM_GONE.search(plain)
     return found.group().strip() if found else None

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from moderation import matching
 from moderation.emoji import emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
-from moderation.learned import explain
+from moderation.learned import Reading, explain
 from moderation.lists import Layer, PromptRules, RuleAction
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, folded_only, fragment_joins, views
@@ -89,7 +89,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     person = matching.names_a_person(rules, positive.all)
     sexual = matching.sexual(rules, positive)
     # Sexual words glued into a long token, nudity the scene implies (``moderation.implied``).
-    unlisted = glued(positive.all) or implied_nudity(positive.plain)
+    unlisted = glued(positive.all) or implied_nudity(positive.plain, person=person)
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
     # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
@@ -122,7 +122,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
             reasons.append(f"'{term}' is not allowed ({Layer.DEFAULT})")
     # Words the lists cannot hold one by one: glued into a long token, or a scene that leaves
     # the person naked ("wearing only his hat and boots").
-    for words in (glued(readings), implied_nudity(readings[0])) if unlisted else ():
+    for words in (glued(readings), implied_nudity(readings[0], person=person)) if unlisted else ():
         if words is not None and not any(f"'{words}'" in reason for reason in reasons):
             reasons.append(f"'{words}' is not allowed ({Layer.DEFAULT})")
     for written in matching.pattern_hits(rules.patterns, readings, RuleAction.BLOCK, deadline):
@@ -138,6 +138,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         not reasons
         and learned is not None
         and learned.over("sexual")
+        and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
     ):
         reasons.append(explain("sexual", learned))
@@ -155,7 +156,11 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         if not (term in rules.gore_english and folded_only(term, prompt))
     ]
     gore = [gore_reason(term) for term in gore_terms]
-    if learned is not None and learned.over("gore"):
+    if (
+        learned is not None
+        and learned.over("gore")
+        and _cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
+    ):
         gore.append(explain("gore", learned))
     if gore and fantasy_only(readings[0], gore_terms):
         gore = []
@@ -187,6 +192,15 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         gore=tuple(gore),
         classifier_scores=scores,
     )
+
+
+def _cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
+    """Whether the word the classifier weighed most for ``label`` is still there once the shipped
+    allow names are out: "Al Gore giving a speech" reads as gore only through "gore"."""
+    cues = learned.cues.get(label, ())
+    if plain == allowed or not cues:
+        return True
+    return f" {cues[0]} " in f" {allowed} " or f" {cues[0]} " not in f" {plain} "
 
 
 def _minors_bar(rules: PromptRules) -> float:

@@ -41,6 +41,17 @@ def refused(prompt: str) -> bool:
         "nipslip at a concert",
         "booba out, gamer girl stream",
         "top less waitress serving drinks",
+        "man in a sauna, his towel hanging on the hook, full body",
+        "she wears only a wide-brimmed straw hat, beach",
+        "guy with just a bow tie on",
+        "woman only wearing high heels",
+        "woman covered only by a bedsheet",
+        "woman wrapped in a sheet, nothing underneath",
+        "bigtittygothgf",
+        "n00dz of my gf",
+        "dude freeballing in a park",
+        "벌거벗은 여자",
+        "śèx̂ on the beach at night",
         "🍆 in 🍑, realistic",
         "🍑 + 🍆",
     ],
@@ -74,6 +85,15 @@ def test_refused_without_a_listed_word_standing_alone(prompt: str) -> None:
         "Peniscola old town at sunset",
         "greyhound bitch nursing her puppies",
         "stargazing with the nakedeye",
+        "a car covered only by a tarp",
+        "a table with nothing underneath",
+        "woman at the pool with her towel draped over her shoulders",
+        "man with just a backpack on a hike",
+        "the naked truth, newspaper headline",
+        "naked branches against a grey sky",
+        "brass door knockers on a green door",
+        "sex on the beach cocktail with an orange slice",
+        "Tittybong, Victoria, outback road",
     ],
 )
 def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
@@ -106,6 +126,7 @@ def test_gore_words_folded_from_another_language_and_fantasy_monsters() -> None:
         "a gory horror scene",
         "orc warlord beheading a goblin, blood splatter",  # graphic detail
         "a beheaded man in the town square",  # a person
+        "a dragon decapitated by a knight, blood gushing from the neck",
         "décapité, corps mutilé",  # French words keep their own reading
     ):
         assert check_prompt(prompt, RULES).gore, prompt
