@@ -219,3 +219,45 @@ def test_sdbot_moderate_and_guild_set_apply_the_gore_policy(
         GORE_OUTSIDE_AGE_RESTRICTED,
     )
     assert set(recorded["classifier_scores"]) >= {"gore", "sexual"}
+
+
+@pytest.mark.parametrize(
+    ("guild_policy", "channel_nsfw", "verdict", "last_reason"),
+    [
+        (None, False, Verdict.BLOCKED, GORE_OUTSIDE_AGE_RESTRICTED),
+        (None, True, Verdict.FORCE_SAFE, None),
+        ("block", True, Verdict.BLOCKED, GORE_EVERYWHERE),
+    ],
+)
+async def test_a_refusal_at_the_edge_is_recorded_with_the_verdict_admission_would_give(
+    migrated: Settings,  # noqa: F811
+    guild_policy: str | None,
+    channel_nsfw: bool,
+    verdict: Verdict,
+    last_reason: str | None,
+) -> None:
+    """A gore prompt the database cannot hold (a NUL) is judged under the guild's gore policy in
+    the channel it names, as admission would judge it: force-safe in an age-restricted one."""
+    from bot.app import open_storage
+    from bot.cli.refusals import record_refusal
+    from generation.options import RequestedOptions
+
+    guild = 5
+    if guild_policy is not None:
+        async with open_storage(migrated) as storage:
+            await storage.guild_settings.update(guild, gore_policy=guild_policy)
+    requested = RequestedOptions(prompt=GORE + "\x00", steps=2, variants=1)
+    job_id = await record_refusal(
+        migrated, requested, "has a NUL", guild_id=guild, channel_nsfw=channel_nsfw
+    )
+    async with open_storage(migrated) as storage:
+        record = await storage.audit.get_job(job_id)
+    assert record is not None
+    assert (record.status, record.verdict, record.channel_nsfw) == (
+        JobStatus.REFUSED,
+        verdict.value,
+        channel_nsfw,
+    )
+    assert "as gore" in record.verdict_reasons[0]
+    if last_reason is not None:
+        assert record.verdict_reasons[-1] == last_reason

@@ -2,7 +2,9 @@
 
 A prompt with invalid UTF-8 or a NUL character, or a guild id beyond 64 bits, never reaches the
 service; it is still a request someone made, so it gets an audit record (status ``refused``),
-with the text escaped so that every database can store it and the guild left out.
+with the text escaped so that every database can store it and the guild left out. Its verdict
+is the one admission would give: both readings of the prompt, then the guild's gore policy in the
+channel it names.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 
 from bot.app import open_storage
+from bot.imagine.admission import judge_request
 from bot.imagine.records import new_job
-from bot.imagine.rules import moderate
+from bot.imagine.rules import rules_for
 from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.options import RequestedOptions, storable
+from moderation.lists import PromptRules
 
 
 async def record_refusal(
@@ -35,7 +39,9 @@ async def record_refusal(
     catalog = settings.catalog()
     options = catalog.validate(escaped, settings.catalog_limits())
     async with open_storage(settings) as storage:
-        verdict = await moderate(storage.terms, options.prompt, guild_id, options.negative_prompt)
+        here = None if guild_id is None else await storage.guild_settings.get(guild_id)
+        rules = await rules_for(storage.terms, PromptRules.default(), guild_id)
+        verdict = judge_request(options, rules, here, channel_nsfw)
         requester = Requester(source="cli", guild_id=guild_id, channel_nsfw=channel_nsfw)
         model = options.model or catalog.default_model
         return await storage.audit.create_job(
