@@ -84,11 +84,14 @@ def _record(guild_id: int, row: GuildSettings) -> GuildSettingsRecord:
     except ValueError:
         log.warning("guild %d has controls %r; using requester", guild_id, row.controls)
         values["controls"] = Controls.REQUESTER
-    try:
-        values["gore_policy"] = GorePolicy(values["gore_policy"] or GorePolicy.AGE_RESTRICTED)
-    except ValueError:  # by hand: the stricter policy stands
-        log.warning("guild %d has gore_policy %r; using block", guild_id, row.gore_policy)
-        values["gore_policy"] = GorePolicy.BLOCK
+    if values["gore_policy"] is None:  # never set: the default
+        values["gore_policy"] = GorePolicy.AGE_RESTRICTED
+    else:
+        try:
+            values["gore_policy"] = GorePolicy(values["gore_policy"])
+        except ValueError:  # by hand, even an empty string: the stricter policy stands
+            log.warning("guild %d has gore_policy %r; using block", guild_id, row.gore_policy)
+            values["gore_policy"] = GorePolicy.BLOCK
     if values["vary"] is not None and values["vary"] not in VARY_CHOICES:
         log.warning("guild %d has vary %r; using subtle", guild_id, row.vary)
         values["vary"] = None

@@ -6,6 +6,7 @@ judges the same way."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from moderation.policy import GorePolicy, apply_gore_policy
 from moderation.prompts import PromptVerdict
 from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED
 from storage import models
-from storage.guild_settings import GuildSettingsRecord
+from storage.engine import SessionFactory
+from storage.guild_settings import GuildSettingsRecord, GuildSettingsRepository
 from storage.models import JobKind, JobStatus, Verdict
 from tests.test_cli import migrated, sdbot  # noqa: F401  # migrated: a fixture used here
 from tests.test_discord_mod import _ask, _join, _mod
@@ -261,3 +263,28 @@ async def test_a_refusal_at_the_edge_is_recorded_with_the_verdict_admission_woul
     assert "as gore" in record.verdict_reasons[0]
     if last_reason is not None:
         assert record.verdict_reasons[-1] == last_reason
+
+
+@pytest.mark.parametrize(
+    ("stored", "read", "warned"),
+    [
+        (None, "age_restricted", False),  # never set: the default
+        ("block", "block", False),
+        ("", "block", True),  # written by hand: the stricter policy, with a warning
+        ("allow", "block", True),
+    ],
+)
+async def test_a_stored_gore_policy_reads_as_the_default_or_the_stricter_one(
+    sessions: SessionFactory,
+    caplog: pytest.LogCaptureFixture,
+    stored: str | None,
+    read: str,
+    warned: bool,
+) -> None:
+    async with sessions.begin() as session:
+        session.add(models.GuildSettings(guild_id=7, gore_policy=stored))
+    with caplog.at_level(logging.WARNING, logger="storage.guild_settings"):
+        record = await GuildSettingsRepository(sessions).get(7)
+    assert record.gore_policy.value == read
+    assert bool(caplog.records) == warned
+    assert all(f"gore_policy {stored!r}; using block" in r.getMessage() for r in caplog.records)
