@@ -123,6 +123,17 @@ def _spans(index: TermIndex[T], reading: str) -> list[_Span[T]]:
     return spans
 
 
+# "top" is a garment, but not in "his top hat", "the top of the jar", "the top layer".
+_TOP_NOT_GARMENT = frozenset(
+    {"hat", "hats", "of", "layer", "shelf", "lid", "floor", "half", "part", "sail", "soil", "coat"}
+)
+
+
+def _not_a_garment_here(term: str, rest: str) -> bool:
+    following = rest.split(maxsplit=1)
+    return term == "top" and bool(following) and following[0] in _TOP_NOT_GARMENT
+
+
 def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]) -> str | None:
     """The words that leave clothing out ("no clothes", "taking off her bra"), or None;
     ``readings`` are the prompt's views, which show whether a clause needs reading at all."""
@@ -136,6 +147,8 @@ def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]
             if not negated:
                 continue
             for c in _spans(rules.clothing, reading):
+                if _not_a_garment_here(c.term, reading[c.end :]):
+                    continue
                 for n in negated:
                     overlap = c.first <= n.last and n.first <= c.last  # "服なし": one word
                     before = 0 <= c.first - n.last - 1 < _NEAR

@@ -50,7 +50,9 @@ def refused(prompt: str) -> bool:
         "bigtittygothgf",
         "n00dz of my gf",
         "dude freeballing in a park",
-        "벌거벗은 여자",
+        "woman taking her top off at the beach",
+        "he pulls his shirt off",
+        "culo nudo davanti allo specchio",
         "śèx̂ on the beach at night",
         "🍆 in 🍑, realistic",
         "🍑 + 🍆",
@@ -94,6 +96,9 @@ def test_refused_without_a_listed_word_standing_alone(prompt: str) -> None:
         "brass door knockers on a green door",
         "sex on the beach cocktail with an orange slice",
         "Tittybong, Victoria, outback road",
+        "a magician removing his top hat to pull out a rabbit",
+        "knight holding a bastard sword",
+        "벌거벗은 나무들, 겨울 공원",  # "naked trees": the Korean word is not listed alone
     ],
 )
 def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
