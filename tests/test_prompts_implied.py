@@ -53,6 +53,7 @@ def refused(prompt: str) -> bool:
         "woman taking her top off at the beach",
         "he pulls his shirt off",
         "culo nudo davanti allo specchio",
+        "femmes dénudées sur la plage",  # not taken out by the allow entry for "denude"
         "śèx̂ on the beach at night",
         "🍆 in 🍑, realistic",
         "🍑 + 🍆",
@@ -96,6 +97,9 @@ def test_refused_without_a_listed_word_standing_alone(prompt: str) -> None:
         "brass door knockers on a green door",
         "sex on the beach cocktail with an orange slice",
         "Tittybong, Victoria, outback road",
+        "denude the hillside",
+        "tit for tat poster",
+        "iPhone and a MacBook on a desk, PlayStation controller",
         "a magician removing his top hat to pull out a rabbit",
         "knight holding a bastard sword",
         "벌거벗은 나무들, 겨울 공원",  # "naked trees": the Korean word is not listed alone
