@@ -30,6 +30,7 @@ themselves (what is shipped, how a guild's entries are laid over it) are ``moder
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,9 @@ from moderation.negation import asserted, clothing_left_out, split_typed_negativ
 from moderation.normalise import Views, folded_only, fragment_joins, views
 from moderation.reasons import MINORS_REASON
 
+# Generator parameters typed after the prompt ("--ar 16:9", "--seed 42", "--v 6") say nothing
+# about the picture's content; the classifier does not read them.
+_PARAMETERS = re.compile(r"(?<!\S)--[a-z]+(?:\s+[\d:.x]+)?(?!\S)", re.IGNORECASE)
 # The guild patterns of one check share this much time; past it they count as matching.
 PATTERN_BUDGET_S = 0.05
 
@@ -83,7 +87,9 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     clothing, any_clothing = matching.clothing_in_negative(rules, negative)
     left_out = clothing_left_out(rules, prompt, positive.all)
     emoji = find_emoji(prompt, rules.emoji)
-    learned = rules.classifier.read(prompt) if rules.classifier is not None else None
+    learned = None
+    if rules.classifier is not None:
+        learned = rules.classifier.read(_PARAMETERS.sub(" ", prompt))
     deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
     person = matching.names_a_person(rules, positive.all)

@@ -139,3 +139,27 @@ def test_gore_words_folded_from_another_language_and_fantasy_monsters() -> None:
         "décapité, corps mutilé",  # French words keep their own reading
     ):
         assert check_prompt(prompt, RULES).gore, prompt
+
+
+def test_the_classifier_does_not_read_generator_parameters() -> None:
+    seen: list[str] = []
+
+    class Recorder:
+        thresholds = {"sexual": 0.8, "gore": 0.8, "minors": 0.5}  # noqa: RUF012
+
+        def read(self, prompt: str) -> _Nothing:
+            seen.append(prompt)
+            return _Nothing()
+
+    check_prompt(
+        "mountain lake --ar 16:9 --seed 42 --v 6", dataclasses.replace(RULES, classifier=Recorder())
+    )
+    assert seen[0].split() == ["mountain", "lake"]
+
+
+class _Nothing:
+    scores = {"sexual": 0.0, "gore": 0.0}  # noqa: RUF012
+    cues: dict[str, tuple[str, ...]] = {}  # noqa: RUF012
+
+    def over(self, label: str) -> bool:
+        return False
