@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from moderation.classifier import PromptClassifier, feature_scale, featurise
+from moderation.classifier import PromptClassifier, featurise, round_up, scale_for
 from moderation.classifier_augment import augment
 from moderation.classifier_card import write_card
 from moderation.classifier_corpus import (
@@ -115,6 +115,15 @@ class Matrix:
         offsets = np.repeat(self.start[chosen] - np.cumsum(lengths) + lengths, lengths)
         value = np.repeat(feature_scale(lengths, self.scale), lengths)
         return self.index[np.arange(lengths.sum()) + offsets], segment, value
+
+
+def feature_scale(counts: npt.NDArray[Any], scale: str) -> npt.NDArray[np.float64]:
+    """``moderation.classifier.scale_for`` for many prompts at once."""
+    scale_for(1, scale)  # refuses an unknown scale
+    if scale == "sqrt":
+        scaled: npt.NDArray[np.float64] = 1 / np.sqrt(np.maximum(counts, 1))
+        return scaled
+    return np.ones(len(counts))
 
 
 def _logits(
@@ -216,11 +225,13 @@ def pick_thresholds(scores: npt.NDArray[Any], data: Matrix, settings: Settings) 
         threshold_for(scores[benign, 1], 5 * share),
         settings.minors_floor,
     )
-    return {
+    picked = {
         "sexual": sexual,
         "gore": max(threshold_for(scores[benign, 2], share), settings.floor),
         "minors": min(minors, sexual),
     }
+    # As shipped (4 decimals, rounded up): the figures are those of the bars the bot uses.
+    return {label: round_up(value) for label, value in picked.items()}
 
 
 def figures(scores: npt.NDArray[Any], data: Matrix, thresholds: dict[str, float]) -> dict[str, Any]:
@@ -299,7 +310,8 @@ def run(
         "settings": settings.__dict__,
         "validation": figures(scores, validation, thresholds),
     }
-    PromptClassifier(weights, bias, thresholds, {"scale": settings.scale}).save(output, meta)
+    table = weights.astype("<f2").tobytes()
+    PromptClassifier(table, bias.tolist(), thresholds, {"scale": settings.scale}).save(output, meta)
     meta["thresholds"] = thresholds
     # Not in the weights nor model.json: those are the same bytes for the same corpus.
     seconds = time.perf_counter() - started
