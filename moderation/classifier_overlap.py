@@ -1,5 +1,7 @@
-"""Which corpus prompts an evaluation set also holds: the same prompt once normalised, or one
-that shares most of its word 4-grams (the same template with a word changed).
+"""Which corpus prompts an evaluation set also holds: the same prompt once normalised, one that
+shares most of its word 4-grams (the same template with a word changed), or one that holds all
+the other's words give or take two ("nude child" and "nude child, 8k"; a short prompt has too
+few 4-grams for the first measure).
 
 The classifier must never be trained on a prompt it is measured on. The corpus writers never
 read the evaluation sets, yet short prompts ("nude child") are written alike by anyone; the
@@ -17,6 +19,7 @@ from moderation.normalise import normalise
 
 SHINGLE = 4  # words
 NEAR = 0.8  # Jaccard of the shingle sets at which two prompts count as one
+EXTRA = 2  # words one prompt may add to all of the other's and still count as its copy
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -36,22 +39,39 @@ def evaluation_folders(data: Path = DATA) -> list[Path]:
     )
 
 
+def contains(small: frozenset[str], large: frozenset[str]) -> bool:
+    """One prompt's words are all the other's, and the other adds at most ``EXTRA``."""
+    return small <= large and len(large) - len(small) <= EXTRA
+
+
 def clashes(corpus: list[str], others: Iterable[str]) -> list[tuple[int, float]]:
-    """(index into ``corpus``, overlap) for each corpus prompt one of ``others`` matches."""
+    """(index into ``corpus``, overlap) for each corpus prompt one of ``others`` matches; the
+    overlap is the shingle Jaccard, or 1.0 for a copy by words."""
     texts = [normalise(prompt) for prompt in corpus]
     sets = [shingles(text) for text in texts]
+    words = [frozenset(text.split()) for text in texts]
     by_shingle: dict[tuple[str, ...], set[int]] = defaultdict(set)
+    by_word: dict[str, set[int]] = defaultdict(set)
     for number, found in enumerate(sets):
         for shingle in found:
             by_shingle[shingle].add(number)
+        for word in words[number]:
+            by_word[word].add(number)
     out: list[tuple[int, float]] = []
     for prompt in others:
         text = normalise(prompt)
         mine = shingles(text)
+        my_words = frozenset(text.split())
         candidates = set().union(*(by_shingle.get(shingle, set()) for shingle in mine))
-        for number in sorted(candidates):
+        # A copy by words holds at least one of any EXTRA + 1 of my words: take the rarest.
+        rarest = sorted(my_words, key=lambda word: len(by_word.get(word, ())))[: EXTRA + 1]
+        by_words = set().union(*(by_word.get(word, set()) for word in rarest))
+        for number in sorted(candidates | by_words):
             overlap = len(mine & sets[number]) / len(mine | sets[number])
-            if texts[number] == text or overlap >= NEAR:
+            theirs = words[number]
+            if contains(my_words, theirs) or contains(theirs, my_words):
+                out.append((number, 1.0))
+            elif texts[number] == text or overlap >= NEAR:
                 out.append((number, overlap))
     return out
 
