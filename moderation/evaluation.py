@@ -15,6 +15,7 @@ channels).
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import Counter
@@ -28,12 +29,9 @@ from moderation.errors import InvalidPromptSet
 from moderation.lists import PromptRules
 from moderation.policy import GorePolicy, apply_gore_policy
 from moderation.prompts import PromptVerdict, check_prompt
-from moderation.reasons import GORE_EVERYWHERE, GORE_OUTSIDE_AGE_RESTRICTED, reason_labels
 
 SETS = ("eval", "heldout", "heldout2", "blind1")  # the default run
 NAMED_SETS = (*SETS, "blind_final")  # loadable by name
-# How check_prompt words a gore reason the classifier gave (its label is the gore rule's).
-_CLASSIFIER_GORE = "the classifier reads it as gore"
 
 
 @dataclass(frozen=True)
@@ -153,17 +151,14 @@ def judge(prompt: str, rules: PromptRules, negative: str = "") -> PromptVerdict:
     return apply_gore_policy(verdict, GorePolicy.AGE_RESTRICTED, channel_nsfw=False)
 
 
-def only_the_classifier(verdict: PromptVerdict) -> bool:
-    """A refusal whose every reason is the classifier's (the gore policy's last word aside)."""
-    reasons = [
-        reason
-        for reason in verdict.reasons
-        if reason not in (GORE_OUTSIDE_AGE_RESTRICTED, GORE_EVERYWHERE)
-    ]
-    return bool(reasons) and all(
-        reason_labels(reason)[0] == "classifier" or reason.startswith(_CLASSIFIER_GORE)
-        for reason in reasons
-    )
+def the_classifiers_catch(item: LabelledPrompt, rules: PromptRules) -> bool:
+    """Refused only because of the classifier: the rules without it, under the same gore
+    policy, would allow the prompt (whatever rule the classifier's score tripped, minors
+    included)."""
+    if rules.classifier is None:
+        return False
+    alone = dataclasses.replace(rules, classifier=None)
+    return judge(item.prompt, alone, item.negative).allowed
 
 
 def evaluate(
@@ -195,7 +190,7 @@ def evaluate(
             elif not expect_allowed:
                 caught[item.category] += 1
                 report.caught += 1
-                report.classifier_catches += only_the_classifier(verdict)
+                report.classifier_catches += the_classifiers_catch(item, rules)
     if not timings:
         raise InvalidPromptSet(f"the set {name!r} has no prompts")
     totals = Counter(item.category for item in blocked)

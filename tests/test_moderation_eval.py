@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from moderation.errors import InvalidPromptSet
-from moderation.evaluation import SETS, evaluate, judge, load_set, only_the_classifier
+from moderation.evaluation import SETS, evaluate, judge, load_set
 from moderation.lists import PromptRules
-from moderation.prompts import PromptVerdict
 from moderation.reasons import GORE_OUTSIDE_AGE_RESTRICTED
 
 REQUIRED_TRAPS = (
@@ -69,14 +69,48 @@ def test_gore_is_judged_under_the_default_policy_in_a_channel_not_age_restricted
     assert verdict.gore
 
 
-def test_a_catch_is_the_classifiers_when_every_reason_is() -> None:
-    sexual = "the classifier reads it as sexual (0.93: nood, gal)"
-    gore = "the classifier reads it as gore (0.88: guts, mangled)"
-    term = "'nude' is not allowed (default list)"
-    assert only_the_classifier(PromptVerdict(False, (sexual,)))
-    assert only_the_classifier(PromptVerdict(False, (gore, GORE_OUTSIDE_AGE_RESTRICTED)))
-    assert not only_the_classifier(PromptVerdict(False, (term, sexual)))
-    assert not only_the_classifier(PromptVerdict(False, (GORE_OUTSIDE_AGE_RESTRICTED,)))
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    scores: dict[str, float]
+    cues: dict[str, tuple[str, ...]]
+
+    def over(self, label: str) -> bool:
+        return self.scores["sexual" if label == "minors" else label] >= 0.8
+
+
+class _SpicyClassifier:
+    """A stand-in for the shipped classifier: "spicy" reads as sexual, nothing as gore."""
+
+    def __init__(self) -> None:
+        self.thresholds = {"sexual": 0.8, "gore": 0.8, "minors": 0.8}
+
+    def read(self, prompt: str) -> _Reading:
+        score = 0.9 if "spicy" in prompt else 0.0
+        return _Reading({"sexual": score, "gore": 0.0}, {"sexual": ("spicy",), "gore": ()})
+
+
+def test_a_catch_is_the_classifiers_when_the_rules_alone_would_allow_it(tmp_path: Path) -> None:
+    """Counted by judging again without the classifier, not by the reasons' wording: a minor
+    word with the classifier's score trips the minors rule, and that catch is the
+    classifier's."""
+    rules = dataclasses.replace(PromptRules.default(), classifier=_SpicyClassifier())
+    (tmp_path / "benign.tsv").write_text("food\ta bowl of ramen\n", encoding="utf-8")
+    (tmp_path / "blocked.tsv").write_text(
+        "slang\ta spicy picture\nminors_english\ta spicy picture of a child\n",
+        encoding="utf-8",
+    )
+    benign, blocked = load_set(tmp_path)
+    report = evaluate("spicy", benign, blocked, rules, repeats=1)
+    assert (report.caught, report.classifier_catches) == (2, 2), report.to_text()
+    assert report.classifier_share == 1.0
+    (tmp_path / "blocked.tsv").write_text("slang\ta spicy picture\n", encoding="utf-8")
+    report = evaluate("spicy", *load_set(tmp_path), rules, repeats=1)
+    assert report.classifier_catches == 1
+    assert report.classifier_share == 1.0
+    # A prompt the rules refuse on their own is not the classifier's, spicy or not.
+    (tmp_path / "blocked.tsv").write_text("plain_explicit\ta spicy nude woman\n", encoding="utf-8")
+    report = evaluate("spicy", *load_set(tmp_path), rules, repeats=1)
+    assert (report.caught, report.classifier_catches) == (1, 0), report.to_text()
 
 
 def test_the_report_gives_false_positives_by_kind_of_trap_and_the_classifiers_share(
