@@ -4,18 +4,28 @@ read plain prompts right in several languages, and training is repeatable."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from moderation.classifier import PromptClassifier, featurise
 from moderation.classifier_augment import TRICKS, augment
-from moderation.classifier_corpus import CORPUS, CorpusError, Example, apart_from, read_corpus
+from moderation.classifier_corpus import (
+    CORPUS,
+    CorpusError,
+    Example,
+    apart_from,
+    distinct,
+    read_corpus,
+)
 from moderation.classifier_overlap import clashes, evaluation_folders, evaluation_prompts
+from moderation.evaluation import NAMED_SETS
 from moderation.train_classifier import Settings, run
 
 DATA = Path(__file__).resolve().parent.parent / "moderation" / "data"
@@ -25,23 +35,38 @@ BLIND = ("blind1", "blind_final")
 
 
 def test_the_evaluation_sets_are_all_found() -> None:
+    """Every set the bench can load by name is one the overlap check reads, the blind ones
+    included."""
     names = {folder.name for folder in evaluation_folders()}
-    assert {"eval", "heldout", "heldout2"} <= names, names
+    assert set(NAMED_SETS) <= names, set(NAMED_SETS) - names
+    assert set(BLIND) <= set(NAMED_SETS)
 
 
-def test_the_corpus_shares_no_prompt_with_any_evaluation_set() -> None:
-    """No prompt of an evaluation set is in the corpus, once normalised, nor one that shares
-    80 % of its word 4-grams with a corpus prompt (the same template, a word changed)."""
-    corpus = read_corpus()
-    assert len(corpus) > 1000
-    found: list[str] = []
-    for folder in evaluation_folders():
-        prompts = [example.prompt for example in corpus]
-        for number, overlap in clashes(prompts, evaluation_prompts(folder)):
-            # A blind set's prompt is never shown, not even the corpus' copy of it.
-            shown = "" if folder.name in BLIND else f": {corpus[number].prompt!r}"
-            found.append(f"{corpus[number].source} is in {folder.name} ({overlap:.2f}){shown}")
-    assert found == [], "\n".join(found)
+def test_training_leaves_out_every_corpus_line_an_evaluation_set_holds() -> None:
+    """No prompt of an evaluation set is trained on: the same once normalised, 80 % of its
+    word 4-grams, or all its words give or take two. The corpus files may hold such lines (their
+    writers never saw the sets); the shipped model names the ones it left out, and they are
+    exactly those."""
+    examples, _ = distinct(read_corpus())
+    assert len(examples) > 1000
+    _, left_out = apart_from(examples, evaluation_folders())
+    meta = json.loads((DATA / "classifier" / "model.json").read_text(encoding="utf-8"))
+    shipped = meta["corpus"]["in_an_evaluation_set_left_out"]
+    # File and line only: a blind set's prompt is never shown, not even the corpus' copy of it.
+    assert shipped == left_out, (
+        f"left out now {sorted(set(left_out) - set(shipped))}, no longer "
+        f"{sorted(set(shipped) - set(left_out))}; retrain: python -m moderation.train_classifier"
+    )
+
+
+def test_the_shipped_weights_were_trained_on_todays_corpus() -> None:
+    examples, _ = distinct(read_corpus())
+    kept, _ = apart_from(examples, evaluation_folders())
+    meta = json.loads((DATA / "classifier" / "model.json").read_text(encoding="utf-8"))
+    files = dict(sorted(Counter(e.source.split(":")[0] for e in kept).items()))
+    now = {"files": files, "prompts": len(kept)}
+    then = {key: meta["corpus"][key] for key in now}
+    assert then == now, "retrain: python -m moderation.train_classifier"
 
 
 def test_an_evaluation_prompt_in_the_corpus_is_found_and_left_out_of_training(
@@ -56,13 +81,30 @@ def test_an_evaluation_prompt_in_the_corpus_is_found_and_left_out_of_training(
         "A RED FOX sleeping in the snow at dawn",  # the same once normalised
         "a red fox sleeping in the snow at dawn, 8k",  # the same template
         "a red fox running through the forest",
-        "nude child",
+        "nude child, 8k",  # a short prompt with a word added
     ]
     assert [n for n, _ in clashes(corpus, evaluation_prompts(tmp_path / "set"))] == [0, 1, 3]
     examples = [Example("benign", "ordinary", "en", p, f"c.tsv:{n}") for n, p in enumerate(corpus)]
     kept, left_out = apart_from(examples, [tmp_path / "set"])
     assert [e.prompt for e in kept] == [corpus[2]]
     assert left_out == ["c.tsv:0", "c.tsv:1", "c.tsv:3"]
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "corpus", "copy"),
+    [
+        ("nude child", "nude child, 8k", True),
+        ("nude child, 8k", "nude child", True),
+        ("a nude child on a bed", "a nude child on a bed, photo", True),
+        ("a nude child on a bed, photo", "a nude child on a bed", True),
+        ("nude child", "nude child on a bed, photo", False),  # three words more
+        ("a nude child on a bed", "a nude child on a sofa", False),  # a word changed
+    ],
+)
+def test_a_short_prompt_with_a_word_or_two_more_is_a_copy(
+    evaluation: str, corpus: str, copy: bool
+) -> None:
+    assert bool(clashes([corpus], [evaluation])) is copy
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +172,12 @@ def test_the_weights_are_small_and_a_read_is_fast(shipped: PromptClassifier) -> 
         shipped.read(prompt)
         timings.append(time.perf_counter() - started)
     timings.sort()
-    # The goal is under 1 ms; the bound leaves room for a busy test machine.
-    assert timings[len(timings) // 2] < 0.005, timings[len(timings) // 2]
+    # A smoke check, not a benchmark (the bench measures): loose enough for a busy CI machine.
+    assert timings[len(timings) // 2] < 0.020, timings[len(timings) // 2]
+    long_run = "夕日に照らされた崖の上の灯台" * 70  # 1,000 characters without a space
+    started = time.perf_counter()
+    shipped.read(long_run)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_spelling_tricks_fold_to_the_same_features() -> None:
@@ -173,6 +219,8 @@ def _train_small(corpus: Path, output: Path) -> None:
 
 
 def test_training_is_repeatable(tmp_path: Path) -> None:
+    """The same corpus gives the same bytes, in this process and in another with another hash
+    seed (nothing may depend on the order of a set)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "small.tsv").write_text(
@@ -180,12 +228,43 @@ def test_training_is_repeatable(tmp_path: Path) -> None:
     )
     _train_small(corpus, tmp_path / "one")
     _train_small(corpus, tmp_path / "two")
+    code = (
+        "import sys; from pathlib import Path; from moderation.train_classifier import Settings, "
+        "run; run(Path(sys.argv[1]), Path(sys.argv[2]), Settings(buckets=1 << 12, copies=2, "
+        "epochs=3), evaluation=[])"
+    )
+    for seed in ("1", "2"):
+        subprocess.run(
+            [sys.executable, "-c", code, str(corpus), str(tmp_path / f"seed{seed}")],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+        )
     for name in ("weights.npy", "model.json"):
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+        first = (tmp_path / "one" / name).read_bytes()
+        for other in ("two", "seed1", "seed2"):
+            assert (tmp_path / other / name).read_bytes() == first, (name, other)
     meta = json.loads((tmp_path / "one" / "model.json").read_text(encoding="utf-8"))
     assert meta["corpus"]["prompts"] == len(SMALL_CORPUS)
     loaded = PromptClassifier.load(tmp_path / "one")
     assert set(loaded.thresholds) == {"sexual", "gore", "minors"}
+    # Thresholds are rounded up, and the file numpy reads is the table the classifier reads.
+    import numpy as np
+
+    table = np.load(tmp_path / "one" / "weights.npy")
+    assert table.shape == (1 << 12, 3)
+    assert table.astype("<f2").tobytes() == loaded.weights
+    for value in loaded.thresholds.values():
+        assert value == round(value, 4)
+
+
+def test_reading_needs_no_numpy() -> None:
+    code = (
+        "import sys; from moderation.classifier import PromptClassifier; "
+        "r = PromptClassifier.shipped().read('a naked woman'); "
+        "print('numpy' in sys.modules, r.over('sexual'))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["False", "True"]
 
 
 def test_a_corpus_line_that_cannot_be_read_is_named(tmp_path: Path) -> None:
