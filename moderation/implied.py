@@ -21,6 +21,9 @@ GLUED_TERMS = (
     "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
     "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
     "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie",
+    # Naked in other languages written with Latin letters; not German or Dutch, whose compounds
+    # name slugs and mole-rats ("Nacktschnecke", "naaktslak").
+    "desnud", "telanjang", "ciplak", "hubad",
 )  # fmt: skip
 # Ordinary compounds and names that hold one of those words.
 BENIGN_COMPOUNDS = (
