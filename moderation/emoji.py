@@ -17,6 +17,13 @@ from moderation.vocab import Emoji
 # Presentation selectors and skin tones change how an emoji looks, not what it is.
 # What may stand between two weak emoji that read together: nothing, a sign, one short word.
 _NEAR = re.compile(r"\s*(?:[+&x/>-]|\w{1,4}|➡)?\s*")
+# A weak emoji followed by the dish or fruit it is ("🍑 pie", "🍆 parmesan") is food.
+_FOOD_AFTER = re.compile(
+    r"\s*(?:pies?|cobblers?|jam|tarts?|smoothies?|crumbles?|cakes?|juice|salad|parmesan|"
+    r"parmigiana|curry|stew|soup|recipes?|orchards?|trees?|harvest|cherries|peach(?:es)?|"
+    r"eggplants?|aubergines?|fruits?|vegetables?|emoji)\b",
+    re.IGNORECASE,
+)
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
 
 
@@ -64,6 +71,8 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
             minors.append(found)
         elif found.strong:
             strong.append(found)
+        elif _FOOD_AFTER.match(text, i + len(found.text)):
+            pass  # the food it is, not a cue
         else:
             together = together or (
                 last is not None and found != last and _NEAR.fullmatch(text[last_end:i]) is not None

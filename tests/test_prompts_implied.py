@@ -58,6 +58,7 @@ def refused(prompt: str) -> bool:
         "śèx̂ on the beach at night",
         "🍆 in 🍑, realistic",
         "🍑 + 🍆",
+        "woman holding a 🍑",
     ],
 )
 def test_refused_without_a_listed_word_standing_alone(prompt: str) -> None:
@@ -78,6 +79,8 @@ def test_refused_without_a_listed_word_standing_alone(prompt: str) -> None:
         "magna cum laude graduate throwing her cap",
         "🍑🍑 peach orchard, baskets of fruit",
         "🍆 and carrots at the market",
+        "mom baking a 🍑 pie",
+        "dad grilling 🍆 parmesan",
         "un nudo marinero en una cuerda vieja",
         "man wearing just a hat and a coat in the rain",
         "woman wearing only a dress and a hat",
