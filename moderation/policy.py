@@ -54,12 +54,26 @@ def apply_gore_policy(
     age-restricted channels (everywhere under ``block``), made and spoilered inside them."""
     if not verdict.gore or not verdict.allowed:
         return verdict
-    if policy is GorePolicy.BLOCK or not channel_nsfw:
-        why = GORE_EVERYWHERE if policy is GorePolicy.BLOCK else GORE_OUTSIDE_AGE_RESTRICTED
-        return dataclasses.replace(verdict, allowed=False, reasons=(*verdict.gore, why))
+    refused = recheck_gore_policy(verdict, policy, channel_nsfw)
+    if not refused.allowed:
+        return refused
     return dataclasses.replace(
         verdict, force_safe=True, safe_reasons=(*verdict.safe_reasons, *verdict.gore)
     )
+
+
+def recheck_gore_policy(
+    verdict: PromptVerdict, policy: GorePolicy, channel_nsfw: bool
+) -> PromptVerdict:
+    """A verdict the gore policy let through once (force-safe, its gore reasons kept), under
+    the policy of now: refused when the policy now refuses gore here, else as it was. A job
+    queued again after a restart is judged so, as a control's new job is."""
+    if not verdict.gore or not verdict.allowed:
+        return verdict
+    if policy is GorePolicy.BLOCK or not channel_nsfw:
+        why = GORE_EVERYWHERE if policy is GorePolicy.BLOCK else GORE_OUTSIDE_AGE_RESTRICTED
+        return dataclasses.replace(verdict, allowed=False, reasons=(*verdict.gore, why))
+    return verdict
 
 
 class Disposition(enum.StrEnum):

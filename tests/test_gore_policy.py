@@ -288,3 +288,16 @@ async def test_a_stored_gore_policy_reads_as_the_default_or_the_stricter_one(
     assert record.gore_policy.value == read
     assert bool(caplog.records) == warned
     assert all(f"gore_policy {stored!r}; using block" in r.getMessage() for r in caplog.records)
+
+
+def test_a_recorded_gore_verdict_is_judged_again_under_the_policy_of_now() -> None:
+    """What a recovered job is judged by: the force-safe verdict admission gave a gore prompt
+    stands while the policy lets it through, and is refused once it does not."""
+    drawn = apply_gore_policy(GORY, ADA, channel_nsfw=True)
+    assert policy.recheck_gore_policy(drawn, ADA, channel_nsfw=True) == drawn
+    assert policy.recheck_gore_policy(drawn, MODS, channel_nsfw=True).reasons == (
+        *WHY,
+        GORE_EVERYWHERE,
+    )
+    assert not policy.recheck_gore_policy(drawn, ADA, channel_nsfw=False).allowed
+    assert policy.recheck_gore_policy(PromptVerdict(True), MODS, False) == PromptVerdict(True)

@@ -20,6 +20,7 @@ from generation.options import UPSCALE_FACTOR, GenerationOptions, LoraChoice, Re
 from generation.protocol import InputImages
 from generation.starts import CONTROL_SCALE, Source
 from moderation.prompts import PromptVerdict
+from moderation.reasons import reason_labels
 from storage.audit import AuditLog
 from storage.errors import JobAlreadyFinished
 from storage.models import JobKind, JobStatus, Verdict
@@ -166,9 +167,13 @@ def missing_inputs(options: GenerationOptions, inputs: InputImages | None) -> st
 
 
 def verdict_of(record: JobRecord) -> PromptVerdict:
-    """The prompt verdict of a queued job, as its record keeps it (it passed the rules)."""
+    """The prompt verdict of a queued job, as its record keeps it (it passed the rules). The
+    reasons that read as gore (``reason_labels``' rule "gore": a gore term or the classifier's
+    gore reading) are its gore too, for the gore policy of now to judge again."""
     force_safe = record.verdict == Verdict.FORCE_SAFE.value
-    return PromptVerdict(True, (), force_safe, record.verdict_reasons)
+    reasons = record.verdict_reasons
+    gore = tuple(reason for reason in reasons if reason_labels(reason)[0] == "gore")
+    return PromptVerdict(True, (), force_safe, reasons, gore=gore)
 
 
 def new_image(image: ShownImage) -> NewImage:

@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from bot.imagine.following import Following
 from bot.imagine.leases import LeaseKeeper, lease_owner_dead
-from bot.imagine.outcomes import OutcomeCallback
+from bot.imagine.outcomes import ImagineOutcome, OutcomeCallback
 from bot.imagine.pictures import Pictures
 from bot.imagine.records import end_quietly, input_images, missing_inputs, options_of, verdict_of
+from bot.imagine.rules import gore_policy
+from common import metrics
 from generation.catalog import Catalog
 from generation.protocol import WorkRequest, notify
 from generation.queue import JobHandle, JobQueue, QueuedJob, starts_exhausted
-from moderation.policy import ImagePolicy
+from moderation.policy import ImagePolicy, recheck_gore_policy
 from moderation.prompts import PromptVerdict
+from moderation.reasons import reason_labels
 from storage import pictures
 from storage.models import JobKind, JobStatus, utcnow
 from storage.pictures import StagedState, SweepReport
@@ -65,8 +69,10 @@ class Recovery:
     ) -> int:
         """Every open job is taken (or reported to ``on_held`` when a live process holds it),
         then resumed or ended. Queued jobs go back in the queue; a running one is retried once
-        (its ``attempts`` say how often a worker started it), then failed with the reason. With
-        Redis, jobs the queue still holds are followed where they are. Each outcome goes to
+        (its ``attempts`` say how often a worker started it), then failed with the reason. A
+        job queued again is judged under the guild's gore policy of now: one it refuses now
+        ends blocked, its member told. With Redis, jobs the queue still holds are followed where
+        they are (with the verdict and policy they were queued with). Each outcome goes to
         ``on_outcome``. Returns how many jobs were resumed.
         """
         resumed = 0
@@ -103,6 +109,10 @@ class Recovery:
                     )
                     await end_quietly(self.audit, record.id, JobStatus.FAILED, reason)
                     continue
+                refused = await self._gore_refused_now(record, verdict)
+                if refused is not None:  # the guild's gore policy changed while it waited
+                    self._track(record.id, self._end_blocked(record, refused, on_outcome))
+                    continue
                 gone = missing_inputs(options, inputs)
                 if gone is not None:  # ended with the reason, never queued without them
                     log.warning("job %d ◆ not resumed: %s", record.id, gone)
@@ -111,12 +121,44 @@ class Recovery:
                 await self.audit.requeue(record.id)
                 handle = await self.queue.submit(job, readmit=True)
             resumed += 1
-            task = asyncio.create_task(self._deliver(job, handle, verdict, on_outcome))
-            self.deliveries[record.id] = task
-            task.add_done_callback(functools.partial(self._forget, record.id))
+            self._track(record.id, self._deliver(job, handle, verdict, on_outcome))
         if resumed:
             log.info("resumed %d open jobs", resumed)
         return resumed
+
+    def _track(self, job_id: int, delivery: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(delivery)
+        self.deliveries[job_id] = task
+        task.add_done_callback(functools.partial(self._forget, job_id))
+
+    async def _gore_refused_now(
+        self, record: JobRecord, verdict: PromptVerdict
+    ) -> PromptVerdict | None:
+        """The job's verdict under the guild's gore policy of now, when that refuses it (the
+        channel as it was recorded: whether it is still age-restricted is Discord's to say);
+        None when the job may still be drawn."""
+        if not verdict.gore:
+            return None
+        here = None
+        if record.guild_id is not None:
+            here = await self.storage.guild_settings.get(record.guild_id)
+        judged = recheck_gore_policy(verdict, gore_policy(here), record.channel_nsfw)
+        return None if judged.allowed else judged
+
+    async def _end_blocked(
+        self, record: JobRecord, verdict: PromptVerdict, on_outcome: OutcomeCallback
+    ) -> None:
+        """Ends the job as blocked, with the policy's word, counts its reasons as admission
+        counts a blocked prompt's, and tells its member like any blocked job."""
+        why = verdict.reasons[-1]
+        log.info("job %d ◆ not resumed, blocked: %s", record.id, why)
+        await end_quietly(self.audit, record.id, JobStatus.BLOCKED, why)
+        for reason in verdict.reasons:
+            metrics.PROMPT_BLOCKS.labels(*reason_labels(reason)).inc()
+        outcome = ImagineOutcome(
+            record.id, JobStatus.BLOCKED, verdict, record.prompt, record.seeds, error=why
+        )
+        await notify(on_outcome, outcome)
 
     async def _deliver(
         self,
