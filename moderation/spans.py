@@ -14,6 +14,14 @@ import re
 from collections import defaultdict
 
 _KEY = 3  # wildcard terms have at least this many letters (``moderation.terms.parse_term``)
+# A word matches its plural: "-es" only after s, x, z, ch, sh ("bitches"), "-s" otherwise; "-es"
+# after any word made "spices" the plural of a slur.
+_SIBILANT_ENDS = ("s", "x", "z", "ch", "sh")
+
+
+def word_forms(text: str) -> tuple[str, str]:
+    """A one-word term (or a phrase's last word) and its plural."""
+    return (text, text + ("es" if text.endswith(_SIBILANT_ENDS) else "s"))
 
 
 class SpanMatcher:
@@ -52,7 +60,7 @@ class SpanMatcher:
         if end > len(words) or tuple(words[i : end - 1]) != phrase[:-1]:
             return None
         last, written = words[end - 1], phrase[-1]
-        if last == written or last in (written + "s", written + "es"):
+        if last in word_forms(written):
             return end
         return None
 

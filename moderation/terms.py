@@ -23,7 +23,7 @@ import regex
 
 from moderation.errors import InvalidTerm as InvalidTerm  # raised here; defined with its family
 from moderation.normalise import hangul, normalise, spaceless
-from moderation.spans import SpanMatcher
+from moderation.spans import SpanMatcher, word_forms
 
 T = TypeVar("T")
 
@@ -35,7 +35,6 @@ MAX_PATTERN_CHARS = 200
 MAX_REPEAT = 1000
 MAX_EXPANDED = 10_000
 PROBE_TIMEOUT_S = 0.1
-_WORD_FORMS = ("", "s", "es")
 # Texts that make backtracking patterns run away: long runs of one letter or word, then a miss.
 _PROBES = tuple(
     probe + end
@@ -239,8 +238,8 @@ class TermIndex(Generic[T]):
             self._inside.setdefault(term.text, (term, value))
             self._inside_pattern = None
         elif term.shape is TermShape.WORD:
-            for form in _WORD_FORMS:
-                self._words.setdefault(term.text + form, (term, value))
+            for form in word_forms(term.text):
+                self._words.setdefault(form, (term, value))
         else:
             key = f"{term.shape}:{term.text}"
             self._spans.setdefault(key, (term, value))
