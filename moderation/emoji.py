@@ -24,6 +24,11 @@ _FOOD_AFTER = re.compile(
     r"eggplants?|aubergines?|fruits?|vegetables?|emoji)\b",
     re.IGNORECASE,
 )
+# A sexual act named beside a weak emoji makes it a cue ("🍑 spanking", "🌮 spread").
+SEXUAL_ACTS = re.compile(
+    r"\b(?:spread|spreads|spreading|spank|spanks|spanked|spanking|lick|licks|licked|licking|"
+    r"squirt|squirts|squirting|thrust|thrusting|pounding|moaning|fingering|grinding|twerking)\b"
+)
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
 
 
@@ -67,7 +72,9 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         if found is None:
             i += 1
             continue
-        if found.minor:
+        if found.innocent:
+            pass  # "😅💦": sweat, not a cue
+        elif found.minor:
             minors.append(found)
         elif found.strong:
             strong.append(found)

@@ -103,6 +103,49 @@ _FOAM_GONE = re.compile(
 )
 
 
+# Garments that leave the person bare when they lie or hang elsewhere.
+_GARMENTS = (
+    r"clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
+    r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|"
+    r"bathrobe|kimono|shirt|blouse|jeans|pants|trousers|skirt|shorts|towel|towels|nightgown|"
+    r"nightie|pajamas|pyjamas|outfit|outfits|garments|leotard|uniform|sarong|thong"
+)
+# A garment slid off that lies at the person's feet: "the robe slides off and pools at her feet".
+_AT_FEET = re.compile(
+    r"\b(?:slid|slides|slide|sliding|slipped|slips|slipping|dropped|drops|dropping|fell|falls|"
+    r"falling|fallen|pulled|peeled|shed|discarded)\b.{0,40}?\b(?:pools?|pooled|pooling|lies|lying|"
+    r"lay|crumpled|heaped|in a heap|gathers|gathered) (?:at|around|by) (?:her|his|their) "
+    r"(?:feet|ankles)\b"
+)
+# The person's garment somewhere else ("their swimsuits hanging on a branch", "her bikini drying
+# on the railing"): with the whole body in view the person is bare. Clothes on a line with no
+# person, or a robe on a hook in an empty room, are no one's.
+_WORN_ELSEWHERE = re.compile(
+    rf"\b(?:her|his|their) (?:[a-z]+ )?(?:{_GARMENTS}) (?:is |are |was |were |now |left )?"
+    r"(?:hanging|hangs|hung|drying|dries|draped|lying|lies|lay|left|folded|piled|tossed|thrown|"
+    r"discarded|strewn|abandoned|scattered|floating|caught|snagged) "
+    r"(?:on|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among)\b"
+)
+_FULL_BODY = re.compile(
+    r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
+    r"head to toe|full view|full shot|wide shot)\b"
+)
+# Nothing at all covering the body: "no fabric anywhere on her body", "nothing on his skin".
+_BARE_BODY = re.compile(
+    r"\b(?:no|not a|not one|not a single|without a|without any|without) (?:fabric|cloth|clothing|"
+    r"thread|stitch|garment|scrap of (?:fabric|cloth|clothing))s? (?:anywhere )?(?:on|covering) "
+    r"(?:her|his|their) (?:body|bodies|skin|figure)\b"
+    r"|\bnothing (?:at all )?(?:on|covering) (?:her|his|their) (?:body|bodies|skin)\b"
+    r"|\bwith nothing on\b(?! (?:it|them|its|the|top|tv|a|an|display|screen|show|offer))"
+)
+# A bather whose bath has nothing in the water to cover them: "a bathtub with no bubbles,
+# crystal clear water".
+_CLEAR_BATH = re.compile(
+    r"\b(?:no|without|zero) (?:bubbles|foam|suds|bubble bath)\b|\bbubble free\b"
+    r"|\b(?:crystal clear|clear|transparent|see through|glass clear) water\b"
+)
+
+
 def implied_nudity(plain: str, *, person: bool) -> str | None:
     """The words that make a person naked without a nudity word, in the plain reading; the
     reading has no commas, so an item list ends at a word that starts the rest of the scene.
@@ -112,6 +155,12 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         found = _ON_A_PERSON.search(plain)
     if found is None and _BATH.search(plain):
         found = _FOAM_GONE.search(plain)
+        if found is None and person and _FULL_BODY.search(plain):
+            found = _CLEAR_BATH.search(plain)
+    if found is None and person:
+        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
+    if found is None and person and _FULL_BODY.search(plain):
+        found = _WORN_ELSEWHERE.search(plain)
     return found.group().strip() if found else None
 
 

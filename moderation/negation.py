@@ -68,16 +68,20 @@ def marker_pattern(markers: Iterable[str]) -> re.Pattern[str] | None:
 
 def split_typed_negative(prompt: str, markers: re.Pattern[str] | None) -> tuple[str, str]:
     """(the prompt, a negative prompt typed into it): after a marker, up to the next "--"
-    parameter ("--no clothes --ar 16:9") or the end."""
+    parameter ("--no clothes --ar 16:9"), a "|" or a new line, or the end."""
     if markers is None:
         return prompt, ""
     found = markers.search(prompt)
     if found is None:
         return prompt, ""
     rest = prompt[found.end() :]
-    parameter = re.search(r"\s--[a-z]", rest)
+    # It ends at the next "--" parameter, or at a "|" or a new line, after which the prompt
+    # goes on ("negative prompt: clothing | woman standing").
+    parameter = re.search(r"\s--[a-z]|\s*[|\n]\s*", rest)
     negative = rest[: parameter.start()] if parameter else rest
     after = rest[parameter.start() :] if parameter else ""
+    if parameter and parameter.group().strip() in ("|", ""):
+        after = " " + rest[parameter.end() :]
     more_positive, more_negative = split_typed_negative(after, markers)
     return (
         prompt[: found.start()] + " " + more_positive,

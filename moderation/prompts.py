@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 
 from moderation import matching
-from moderation.emoji import emoji_reason, find_emoji
+from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
 from moderation.learned import Reading, explain
 from moderation.lists import Layer, PromptRules, RuleAction
@@ -135,7 +135,10 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         reasons.append(f"matches the pattern '{written}' ({Layer.GUILD})")
     if emoji:  # a weak emoji with a word for a person: a child alone is no sexual cue
         grown = matching.names_a_person(rules, positive.all, minors=False)
-        reasons += [emoji_reason(one) for one in emoji.sexual(person=grown, other_cue=sexual)]
+        acted = SEXUAL_ACTS.search(positive.plain) is not None
+        reasons += [
+            emoji_reason(one) for one in emoji.sexual(person=grown, other_cue=sexual or acted)
+        ]
     if left_out and person:
         reasons.append(clothing_reason(left_out))
     # The classifier is the backstop for what the lists miss; where the guild's own allow list

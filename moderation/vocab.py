@@ -42,6 +42,7 @@ class Emoji:
     reading: str
     strong: bool  # sexual on its own; a weak one needs a person or another sexual cue
     minor: bool = False  # reads as a word about minors (👧 "girl child"): no sexual cue itself
+    innocent: bool = False  # a sequence that means something else (😅💦 sweat): no cue at all
 
 
 @dataclass(frozen=True)
@@ -118,16 +119,17 @@ def read_age_section(folder: Traversable, section: str) -> tuple[str, ...]:
 
 
 def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
-    """emoji.tsv: emoji, reading, strength (``strong`` or ``weak``); the longest first, so that a
-    listed combination ("🍆💦") is read before its parts."""
+    """emoji.tsv: emoji, reading, strength (``strong``, ``weak`` or ``innocent``); the longest
+    first, so that a listed combination ("🍆💦") is read before its parts."""
     out = []
     for line in _lines(file):
         fields = [field.strip() for field in line.split("\t")]
         if len(fields) < 3 or not fields[0]:
             raise InvalidTerm(f"emoji.tsv: {line!r} is not emoji<TAB>reading<TAB>strength")
-        if fields[2] not in ("strong", "weak"):
-            raise InvalidTerm(f"emoji.tsv: strength {fields[2]!r} is neither strong nor weak")
-        out.append(Emoji(fields[0].replace("\ufe0f", ""), fields[1], fields[2] == "strong"))
+        if fields[2] not in ("strong", "weak", "innocent"):
+            raise InvalidTerm(f"emoji.tsv: strength {fields[2]!r} is not strong, weak or innocent")
+        text = fields[0].replace("\ufe0f", "")
+        out.append(Emoji(text, fields[1], fields[2] == "strong", innocent=fields[2] == "innocent"))
     return tuple(sorted(out, key=lambda emoji: len(emoji.text), reverse=True))
 
 
