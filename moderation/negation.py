@@ -109,22 +109,41 @@ class _Span(NamedTuple, Generic[T]):
     term: str
 
 
+# Spans of one index in one reading, at most: a prompt of one word repeated ("no no no ...")
+# must not make the pairing below grow without bound.
+_MAX_SPANS = 400
+
+
 def _spans(index: TermIndex[T], reading: str) -> list[_Span[T]]:
-    """Where each term of the index stands in one reading."""
+    """Where each term of the index stands in one reading, in order, each text looked for once
+    and the words counted as the reading is walked (linear in its length)."""
     padded = f" {reading} "
-    spans = []
-    for term, value, matched in index.find(reading):
+    starts: list[tuple[int, bool, T, str, str]] = []
+    for term, value, matched in dict.fromkeys(index.find(reading)):
         inside = spaceless(matched)
         needle = matched if inside else f" {matched} "
         start = padded.find(needle)
-        while start >= 0:
-            begin = start if inside else start + 1
-            first = _units(padded[:begin])
-            last = first + max(_units(matched), 1) - 1
-            end = begin - 1 + len(matched)
-            spans.append(_Span(first, last, begin - 1, end, value, matched, term.text))
+        while start >= 0 and len(starts) < 4 * _MAX_SPANS:
+            starts.append((start if inside else start + 1, inside, value, matched, term.text))
             start = padded.find(needle, start + 1)
+    spans = []
+    units, walked = 0, 0
+    for begin, _inside, value, matched, text in sorted(starts, key=lambda one: one[0])[:_MAX_SPANS]:
+        units += _units(padded[walked:begin])
+        walked = begin
+        last = units + max(_units(matched), 1) - 1
+        end = begin - 1 + len(matched)
+        spans.append(_Span(units, last, begin - 1, end, value, matched, text))
     return spans
+
+
+def _by_unit(spans: list[_Span[T]]) -> dict[int, list[_Span[T]]]:
+    """The spans under each unit they cover, so that a word's neighbours are looked up."""
+    units: dict[int, list[_Span[T]]] = {}
+    for span in spans:
+        for unit in range(span.first, span.last + 1):
+            units.setdefault(unit, []).append(span)
+    return units
 
 
 # "top" is a garment, but not in "his top hat", "the top of the jar", "the top layer".
@@ -147,13 +166,14 @@ def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]
         return None  # most prompts: no clause to read
     for clause in _CLAUSES.split(prompt):
         for reading in views(clause).all[:2]:
-            negated = _spans(rules.negation, reading)
+            negated = _by_unit(_spans(rules.negation, reading))
             if not negated:
                 continue
             for c in _spans(rules.clothing, reading):
                 if _not_a_garment_here(c.term, reading[c.end :]):
                     continue
-                for n in negated:
+                near = range(c.first - _NEAR, c.last + _NEAR_AFTER + 1)
+                for n in dict.fromkeys(n for unit in near for n in negated.get(unit, ())):
                     overlap = c.first <= n.last and n.first <= c.last  # "服なし": one word
                     before = 0 <= c.first - n.last - 1 < _NEAR
                     # A removal word may follow, close ("her bra removed"); a negator only
@@ -176,9 +196,9 @@ def asserted(rules: PromptRules, index: TermIndex[T], readings: tuple[str, ...])
         spans = _spans(index, reading)
         if not spans:
             continue
-        negators = [n for n in _spans(rules.negation, reading) if n.value != "removal"]
+        negators = {n.last for n in _spans(rules.negation, reading) if n.value != "removal"}
         for span in spans:
-            negated = any(span.first - n.last == 1 for n in negators)
+            negated = span.first - 1 in negators
             negated = negated or reading.startswith(" free", span.end)
             kept[span.term] = kept.get(span.term, False) or not negated
     return [term for term, keep in kept.items() if keep]
