@@ -172,16 +172,35 @@ _CREATURES = (
     r"wraiths?|ghouls?|vampires?|werewolf|werewolves|serpents?|chimeras?|cyclops|golems?|"
     r"dinosaurs?|aliens?|robots?|mechs?|slimes?|imps?|manticores?|griffins?|behemoths?"
 )
+# Between a killing word and a creature, no people: "beheading prisoners orc army".
+_HUMANS = (
+    r"(?:m[ae]n|wom[ae]n|child|children|kids?|babies|baby|prisoners?|people|persons?|boys?|"
+    r"girls?|soldiers?|civilians?|villagers?|hostages?|captives?|victims?|humans?)"
+)
 _FANTASY_KILL = re.compile(
-    r"\b(?:behead|decapitat|slay|slain|kill)[a-z]* (?:(?:a|an|the|its|his|her|their|[a-z]+) ){0,3}?"
+    rf"\b(?:behead|decapitat|slay|slain|kill)[a-z]* (?:(?!{_HUMANS}\b)[a-z]+ ){{0,3}}?"
     rf"(?:{_CREATURES})\b"
     rf"|\b(?:{_CREATURES}) (?:is |was |being |gets |got )?(?:behead|decapitat|slain)[a-z]*"
-    rf"|\b(?:{_CREATURES})s? (?:war|wars|battle|battles|horde|hordes|army|armies)\b"
 )
+_KILLING_WORD = re.compile(r"\b(?:behead|decapitat|slay|slain|kill)[a-z]*")
 
 
-def fantasy_only(plain: str, gore_terms: list[str]) -> bool:
-    """Whether every gore word is about killing a fantasy creature, with no graphic detail."""
-    if _FANTASY_KILL.search(plain) is None:
+def fantasy_only(plain: str, gore_terms: list[str], cue: str | None = None) -> bool:
+    """Whether every gore word is about killing a fantasy creature, with no graphic detail:
+    each killing word, where it stands, inside a match of a creature killed ("soldiers beheading
+    prisoners, orc army" is not). With ``cue`` (the classifier's top gore cue), that too."""
+    matches = [found.span() for found in _FANTASY_KILL.finditer(plain)]
+    if not matches or not all(term.startswith(_KILLING) for term in gore_terms):
         return False
-    return all(term.startswith(_KILLING) for term in gore_terms)
+
+    def inside(start: int, end: int) -> bool:
+        return any(first <= start and end <= last for first, last in matches)
+
+    if not all(inside(*word.span()) for word in _KILLING_WORD.finditer(plain)):
+        return False
+    if cue is None:
+        return True
+    return any(
+        inside(at.start(1), at.end(1))
+        for at in re.finditer(rf"(?<!\S)({re.escape(cue)})(?!\S)", plain)
+    )
