@@ -24,7 +24,8 @@ MINORS_REASON = "sexual content involving minors is never allowed"
 # The gore policy's last word, after the reasons the prompt reads as gore.
 GORE_OUTSIDE_AGE_RESTRICTED = "gore is refused outside age-restricted channels"
 GORE_EVERYWHERE = "this server refuses gore everywhere"
-_TERM = re.compile(r"'.*' is not allowed \((?P<layer>[^()]+)\)", re.DOTALL)
+# A term typed as a negative prompt says so after the layer ("default list; typed as ...").
+_TERM = re.compile(r"'.*' is not allowed \((?P<layer>[^();]+)(?:; [^()]*)?\)", re.DOTALL)
 _PATTERN = re.compile(r"matches the pattern '.*' \((?P<layer>[^()]+)\)", re.DOTALL)
 _NEGATIVE_CLOTHING = re.compile(
     r"the negative prompt leaves out clothing \(.*\) in a picture of a person", re.DOTALL
@@ -45,7 +46,7 @@ def reason_labels(reason: str) -> tuple[str, str]:
     layer is "always"; the clothing rules are the shipped lists' ("default"); gore (a term, the
     classifier's reading, the policy's last word) is its own rule, "guild" where the guild's
     policy refuses it everywhere."""
-    if reason == MINORS_REASON:
+    if reason == MINORS_REASON or reason.startswith(f"{MINORS_REASON} (the classifier: "):
         return "minors", "always"
     for rule, shape in (("term", _TERM), ("pattern", _PATTERN)):
         found = shape.fullmatch(reason)
