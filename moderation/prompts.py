@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from moderation import matching
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
-from moderation.learned import Reading, explain
+from moderation.learned import Reading, carried, explain
 from moderation.lists import Layer, PromptRules, RuleAction
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, folded_only, fragment_joins, views
@@ -80,12 +80,14 @@ def gore_reason(term: str) -> str:
 
 def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> PromptVerdict:
     """The verdict on a request's text; every reason says which layer decided."""
-    prompt, typed_negative = split_typed_negative(prompt, rules.negative_markers)
+    # The generator receives the prompt whole, a negative prompt typed into it included: the
+    # lists and the minors rule read it as typed; only the clothing rules read the split.
+    split, typed_negative = split_typed_negative(prompt, rules.negative_markers)
     negative_prompt = ", ".join(part for part in (negative_prompt, typed_negative) if part.strip())
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
     clothing, any_clothing = matching.clothing_in_negative(rules, negative)
-    left_out = clothing_left_out(rules, prompt, positive.all)
+    left_out = clothing_left_out(rules, split, views(split).all if typed_negative else positive.all)
     emoji = find_emoji(prompt, rules.emoji)
     learned = None
     if rules.classifier is not None:
@@ -99,15 +101,18 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
     # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
-    if (matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all)) and (
-        any_clothing
-        or left_out
-        or sexual
-        or unlisted
-        or emoji.sexual(person=False, other_cue=sexual)
-        or (learned is not None and learned.scores.get("sexual", 0.0) >= _minors_bar(rules))
-    ):
-        reasons.append(MINORS_REASON)
+    if matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all):
+        if (
+            any_clothing
+            or left_out
+            or sexual
+            or unlisted
+            or emoji.sexual(person=False, other_cue=sexual)
+        ):
+            reasons.append(MINORS_REASON)
+        elif (cues := _counts(rules, learned, _minors_bar(rules))) is not None:
+            score = learned.scores["sexual"] if learned is not None else 0.0
+            reasons.append(f"{MINORS_REASON} (the classifier: {score:.2f}: {', '.join(cues)})")
 
     # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
     # the guild's own.
@@ -118,10 +123,11 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
+    typed = _typed_terms(rules, split, typed_negative)
     for term, listed in matching.found(
         rules.block, readings, unless=rules.shipped_force_safe
     ).items():
-        reasons.append(f"'{term}' is not allowed ({listed.layer})")
+        reasons.append(f"'{term}' is not allowed ({listed.layer}{typed.get(term, '')})")
     joined = {join for reading in readings[:2] for join in fragment_joins(reading)}
     for term in sorted(joined & rules.fragment_terms):
         if not any(f"'{term}'" in reason for reason in reasons):
@@ -147,10 +153,11 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         not reasons
         and learned is not None
         and learned.over("sexual")
+        and (shown := _counts(rules, learned, 0.0)) is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
     ):
-        reasons.append(explain("sexual", learned))
+        reasons.append(explain("sexual", learned, shown))
 
     # 6. The negative prompt leaving out clothing in a picture of a person.
     if clothing and person:
@@ -159,20 +166,21 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         )
     # Gore: an English word matched only through another language's accented word ("góry",
     # Polish mountains) is that word; killing a dragon without graphic detail is fantasy.
+    # A guild's allow entry takes nothing out of gore: only the shipped allow names do.
     gore_terms = [
         term
-        for term in asserted(rules, rules.gore, readings)
+        for term in asserted(rules, rules.gore, shipped_allowed)
         if not (term in rules.gore_english and folded_only(term, prompt))
     ]
-    gore = [gore_reason(term) for term in gore_terms]
+    clauses = prompt.casefold()
+    gore = [] if fantasy_only(clauses, gore_terms) else [gore_reason(t) for t in gore_terms]
     if (
         learned is not None
         and learned.over("gore")
         and _cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
+        and not fantasy_only(clauses, gore_terms, cue=next(iter(learned.cues.get("gore", ())), ""))
     ):
         gore.append(explain("gore", learned))
-    if gore and fantasy_only(readings[0], gore_terms):
-        gore = []
     scores = tuple(sorted(learned.scores.items())) if learned is not None else ()
     if reasons:
         return PromptVerdict(
@@ -213,6 +221,40 @@ def _cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
 
 
 def _minors_bar(rules: PromptRules) -> float:
-    """The sexual score that refuses when a minor is named (lower than the plain bar)."""
-    assert rules.classifier is not None
+    """The sexual score that refuses when a minor is named (lower than the plain bar); with no
+    classifier, a bar no score reaches."""
+    if rules.classifier is None:
+        return float("inf")
     return rules.classifier.thresholds.get("minors", rules.classifier.thresholds["sexual"])
+
+
+def _counts(rules: PromptRules, learned: Reading | None, bar: float) -> tuple[str, ...] | None:
+    """The cues shown when the classifier's sexual reading counts, or None: its score reaches
+    ``bar`` and its top cue carries something beyond words for people or minors, ages, numbers,
+    stopwords and style tags ("a woman" 0.98 on 'woman' alone counts for nothing)."""
+    if learned is None or learned.scores.get("sexual", 0.0) < bar:
+        return None
+    cues = learned.cues.get("sexual", ())
+    shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
+    # The top cue carries, or two of the top three do: "woman, show, her" is not enough.
+    if not shown or (cues[0] not in shown and len(shown) < 2):
+        return None
+    return shown[:3]
+
+
+def _person_word(rules: PromptRules, word: str) -> bool:
+    """The word is, whole, a word for a minor or a person."""
+    return any(matched == word for _, _, matched in rules.minors.find(word)) or any(
+        section == "people" and matched == word for _, section, matched in rules.negative.find(word)
+    )
+
+
+def _typed_terms(rules: PromptRules, split: str, typed_negative: str) -> dict[str, str]:
+    """Block terms of a negative prompt typed into the prompt, with what their reason adds: the
+    generator does not split the prompt, so those words are drawn, not avoided."""
+    if not typed_negative.strip():
+        return {}
+    note = "; typed as a negative prompt, the generator still draws it"
+    typed = matching.found(rules.block, views(typed_negative).all)
+    before = matching.found(rules.block, views(split).all)
+    return {term: note for term in typed if term not in before}

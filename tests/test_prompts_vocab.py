@@ -110,14 +110,14 @@ class TestTypedNegativePrompt:
         ],
     )
     def test_it_is_read_as_the_negative_prompt(self, prompt: str) -> None:
-        assert refused(prompt) == (
-            "the negative prompt leaves out clothing (clothing) in a picture of a person",
-        ) or refused(prompt) == (
-            "the negative prompt leaves out clothing (clothes) in a picture of a person",
-        )
+        reasons = refused(prompt)
+        assert any(r.startswith("the negative prompt leaves out clothing (cloth") for r in reasons)
 
-    def test_safety_words_there_stay_harmless(self) -> None:
-        passes("portrait of a woman, negative prompt: nsfw, nude, lowres")
+    def test_safety_words_there_are_drawn_not_avoided(self) -> None:
+        # The generator receives the prompt whole: "nude" typed there is in the prompt.
+        assert "typed as a negative prompt" in " ".join(
+            refused("portrait of a woman, negative prompt: nsfw, nude, lowres")
+        )
         passes("a mountain lake --no people --ar 16:9")
 
 
@@ -248,7 +248,7 @@ class TestClassifierHook:
         )
         art = self.rules.with_guild([GuildRule(RuleAction.ALLOW, "spicy")])
         assert check_prompt("a spicy photo of her", art).allowed
-        assert MINORS_REASON in check_prompt("a spicy photo of a teen", art).reasons
+        assert check_prompt("a spicy photo of a teen", art).reasons[0].startswith(MINORS_REASON)
 
     def test_default_uses_the_shipped_one_when_there_is_one(self) -> None:
         shipped = resources.files("moderation").joinpath("data", "classifier").is_dir()
@@ -256,7 +256,8 @@ class TestClassifierHook:
 
     def test_with_a_minor_the_lower_bar_is_enough(self) -> None:
         assert check_prompt("a cheeky photo of her", self.rules).allowed
-        assert MINORS_REASON in check_prompt("a cheeky photo of a teen", self.rules).reasons
+        reasons = check_prompt("a cheeky photo of a teen", self.rules).reasons
+        assert reasons == (f"{MINORS_REASON} (the classifier: 0.50: spicy)",)
         assert check_prompt("a photo of a teen", self.rules).allowed
 
     def test_gore_goes_to_the_verdicts_gore(self) -> None:

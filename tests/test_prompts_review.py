@@ -1,0 +1,149 @@
+"""The review of issue 16's rules: the shipped classifier on plain people, a negative prompt typed
+into the prompt, gore and the guild's allow list, fantasy violence, and prompts built to be slow."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from moderation.lists import GuildRule, PromptRules, RuleAction
+from moderation.prompts import check_prompt
+from moderation.reasons import MINORS_REASON, reason_labels
+
+SHIPPED = PromptRules.default()
+LISTS = dataclasses.replace(SHIPPED, classifier=None)  # the lists alone
+
+# Short prompts about people and children that nothing in them makes sexual.
+HARMLESS = [
+    "a woman", "a man", "photo of a man", "photo of a woman", "1girl, solo", "1boy, solo",
+    "2girls", "two women talking", "two men shaking hands", "a girl", "a boy",
+    "portrait of a girl", "a woman smiling", "an old man reading", "a young woman",
+    "selfie of a woman", "woman, portrait", "a man and a woman", "a couple walking", "her",
+    "him and her", "a lady in a hat", "a 30 year old woman", "a 40 year old man at work",
+    "a girl with red hair", "the man", "a 12 year old girl playing football",
+    "a little girl at the park", "a 10 year old boy in a kitchen", "kids selfie", "a child",
+    "children playing", "a boy and his dog", "a baby", "toddler", "a teenage girl", "two kids",
+    "a schoolgirl", "school kids in a classroom", "a 7 year old girl", "an 8 year old boy",
+    "kid, solo", "1girl, child", "a little boy", "little girl, portrait", "a girl, 9 years old",
+    "a teen boy skateboarding", "children at the beach", "a boy smiling", "photo of a kid",
+    "a young girl reading a book", "a mother and her daughter", "a father and son",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("prompt", HARMLESS)
+def test_the_shipped_classifier_lets_plain_people_pass(prompt: str) -> None:
+    verdict = check_prompt(prompt, SHIPPED)
+    assert verdict.allowed, verdict.reasons
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a woman, nude", "a naked man", "busty woman topless", "hot milf", "woman masturbating"],
+)
+def test_clear_sexual_prompts_stay_refused(prompt: str) -> None:
+    assert not check_prompt(prompt, SHIPPED).allowed
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a woman on the beach, negative prompt: nude, porn, sex",
+        "a portrait, negative prompt: nsfw, nude, lowres",
+    ],
+)
+def test_a_typed_negative_prompt_is_drawn_not_avoided(prompt: str) -> None:
+    reasons = check_prompt(prompt, LISTS).reasons
+    assert reasons
+    assert all("typed as a negative prompt" in reason for reason in reasons)
+    assert all(reason_labels(reason)[0] == "term" for reason in reasons)
+
+
+@pytest.mark.parametrize(
+    "prompt", ["10 year old girl --no nsfw naked sex", "child, uc: pussy, cum"]
+)
+def test_a_typed_negative_prompt_does_not_hide_a_child(prompt: str) -> None:
+    assert MINORS_REASON in check_prompt(prompt, LISTS).reasons
+
+
+def test_the_clothing_rule_still_reads_the_split() -> None:
+    reasons = check_prompt("portrait of a woman, negative prompt: clothes, lowres", LISTS).reasons
+    assert reasons == (
+        "the negative prompt leaves out clothing (clothes) in a picture of a person",
+    )
+
+
+def test_a_guilds_allow_entry_takes_no_gore_out() -> None:
+    allowing = LISTS.with_guild([GuildRule(RuleAction.ALLOW, "entrails")])
+    assert check_prompt("a body, entrails on the floor", allowing).gore
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "soldiers beheading prisoners, orc army in the background",
+        "executioner beheading a man, blood, zombie horde",
+        "a knight slaying a dragon, beheading children",
+    ],
+)
+def test_a_creature_elsewhere_does_not_clear_gore(prompt: str) -> None:
+    assert check_prompt(prompt, SHIPPED).gore
+    assert check_prompt(prompt, LISTS).gore
+
+
+@pytest.mark.parametrize("prompt", ["a knight beheading a dragon", "slaying the red dragon"])
+def test_killing_a_creature_is_still_fantasy(prompt: str) -> None:
+    assert not check_prompt(prompt, SHIPPED).gore
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    scores: dict[str, float]
+    cues: dict[str, tuple[str, ...]]
+
+    def over(self, label: str) -> bool:
+        return self.scores[label] >= 0.8
+
+
+@dataclasses.dataclass
+class StandIn:
+    """A classifier that reads every prompt as sexual at 0.7, its cues given."""
+
+    cues: tuple[str, ...]
+    thresholds: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"sexual": 0.8, "gore": 0.8, "minors": 0.5}
+    )
+
+    def read(self, prompt: str) -> Reading:
+        return Reading({"sexual": 0.7, "gore": 0.0}, {"sexual": self.cues})
+
+
+def test_the_classifiers_minors_reason_says_why() -> None:
+    rules = dataclasses.replace(LISTS, classifier=StandIn(("the", "spicy", "girl", "teasing")))
+    reasons = check_prompt("a teen girl, spicy", rules).reasons
+    assert reasons == (f"{MINORS_REASON} (the classifier: 0.70: spicy, teasing)",)
+    assert reason_labels(reasons[0]) == ("minors", "always")
+
+
+@pytest.mark.parametrize("cues", [("girl", "12", "the"), ("12", "year", "kitchen"), ("selfie",)])
+def test_cues_of_people_ages_and_style_count_for_nothing(cues: tuple[str, ...]) -> None:
+    rules = dataclasses.replace(LISTS, classifier=StandIn(cues))
+    assert check_prompt("a 12 year old girl in a kitchen, selfie", rules).allowed
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "no " * 333,
+        "ไม่มีเสื้อผ้า" * 80,
+        "no clothes " * 90,
+        "beheading a " * 90 + "dragon",
+        "a woman, " + "no " * 300 + "clothes",
+    ],
+)
+def test_repeated_words_stay_fast(prompt: str) -> None:
+    check_prompt("warm up", SHIPPED)
+    started = time.perf_counter()
+    check_prompt(prompt[:1000], SHIPPED)
+    assert time.perf_counter() - started < 0.5
