@@ -245,8 +245,13 @@ class PromptRules:
                 and term.text not in _FRAGMENT_EXCEPTIONS
             ),
         )
+        # Longer words that hold a term of a script without spaces in an innocent sense
+        # ("路口交通", a crossroads' traffic, holds "口交"): the term does not match inside them.
+        innocent = [term.text for term in words.section("innocent")]
         for index in (rules.block, rules.force_safe, rules.allow, rules.minors, rules.negative,
                       rules.gore, rules.clothing, rules.negation):  # fmt: skip
+            if index is not rules.allow:
+                index.add_innocent(innocent)
             index.prepare()
         return rules
 
@@ -263,8 +268,8 @@ class PromptRules:
         ``probe`` runs new patterns on texts that make backtracking patterns run away; entries
         read back from the database were probed when they were stored.
         """
-        block = TermIndex(self.block)
-        force_safe = TermIndex(self.force_safe)
+        block = TermIndex(self.block, innocent=self.block.innocent)
+        force_safe = TermIndex(self.force_safe, innocent=self.force_safe.innocent)
         guild_allow = TermIndex(self.guild_allow)
         patterns = list(self.patterns)
         for rule in rules:

@@ -107,6 +107,7 @@ _SPACELESS = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\
 # Hangul: spaced, but a noun carries its particles ("소녀가"): a term matches a word's start.
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LONG_REPEAT = re.compile(r"([^\W\d_])\1{2,}")
+_REPEAT_READINGS = 3
 # camelCase: a small letter then a capital starts a new word ("sexyNakedElf").
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 
@@ -231,12 +232,18 @@ def views(text: str) -> Views:
                 for chunk in unfolded
             ]
             readings.append(_words(cyrillic))
-    if any(_LONG_REPEAT.search(reading) for reading in readings):
-        readings = [
-            *readings,
-            *(_LONG_REPEAT.sub(r"\1", reading) for reading in readings),
-            *(_LONG_REPEAT.sub(r"\1\1", reading) for reading in readings),
-        ]
+    # Letters typed over and over ("nuuuude"), collapsed to one and to two: only the readings
+    # that hold such a run, and at most _REPEAT_READINGS of them (each reading costs every index
+    # a search).
+    # The readings that keep articles are left out: they differ from the others only there.
+    articled = set(readings[2:4]) - set(readings[:2])
+    repeated = [
+        reading
+        for reading in dict.fromkeys(readings)
+        if reading not in articled and _LONG_REPEAT.search(reading)
+    ]
+    for reading in repeated[:_REPEAT_READINGS]:
+        readings += [_LONG_REPEAT.sub(r"\1", reading), _LONG_REPEAT.sub(r"\1\1", reading)]
     return Views(plain=readings[0], all=tuple(dict.fromkeys(readings)))
 
 

@@ -8,7 +8,8 @@ time-bounded, so that no pattern can stall the bot.
 
 Terms in scripts written without spaces (Chinese, Japanese, Thai) match anywhere inside the text
 ("裸" in "裸の女"); Korean ones at the start of a word, whatever particle follows ("소녀" in
-"소녀가").
+"소녀가"). Such a term does not match inside a longer innocent word that holds it (an index's
+``innocent`` words: "中出" in "中出现", to appear; "성기" in "성기사", paladin).
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ MAX_PATTERN_CHARS = 200
 MAX_REPEAT = 1000
 MAX_EXPANDED = 10_000
 PROBE_TIMEOUT_S = 0.1
+# One check reads the same few readings with each index several times; the last ones found are
+# kept (a bounded number, so a stream of prompts cannot grow it).
+FIND_CACHE_SIZE = 64
+# Stretches of the scripts whose terms match inside words (``moderation.normalise``): their
+# letters with the spaces between them, and the word they start and end in ("18禁", "a片").
+_INSIDE_LETTER = (
+    "[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]"
+)
+_INSIDE_RUN = re.compile(rf"{_INSIDE_LETTER}+(?:\s+{_INSIDE_LETTER}+)*")
 # Texts that make backtracking patterns run away: long runs of one letter or word, then a miss.
 _PROBES = tuple(
     probe + end
@@ -219,21 +230,49 @@ def compile_pattern(written: str, *, probe: bool = True) -> regex.Pattern[str]:
     return pattern
 
 
+def _inside_windows(view: str) -> list[tuple[int, int]]:
+    """Where terms matched inside words can be: each stretch of those scripts' letters (with the
+    spaces between them), widened to the words it starts and ends in."""
+    windows: list[tuple[int, int]] = []
+    for run in _INSIDE_RUN.finditer(view):
+        start = view.rfind(" ", 0, run.start()) + 1
+        end = view.find(" ", run.end())
+        end = len(view) if end < 0 else end
+        if windows and start <= windows[-1][1]:
+            start = windows.pop()[0]
+        windows.append((start, end))
+    return windows
+
+
 class TermIndex(Generic[T]):
     """Terms, each with a value (who listed it and why), found in normalised views."""
 
-    def __init__(self, entries: Iterable[tuple[Term, T]] = ()) -> None:
+    def __init__(
+        self, entries: Iterable[tuple[Term, T]] = (), innocent: Iterable[str] = ()
+    ) -> None:
         self._words: dict[str, tuple[Term, T]] = {}
         self._spans: dict[str, tuple[Term, T]] = {}  # phrase, prefix, suffix, anywhere
         self._matcher = SpanMatcher()
         self._inside: dict[str, tuple[Term, T]] = {}  # Chinese, Japanese, Thai, Korean terms
         self._inside_pattern: re.Pattern[str] | None = None
         self._entries: list[tuple[Term, T]] = []
+        self.innocent: frozenset[str] = frozenset()
+        self._innocent_pattern: re.Pattern[str] | None = None
+        self._cache: dict[str, list[tuple[Term, T, str]]] = {}
         for term, value in entries:
             self.add(term, value)
+        self.add_innocent(innocent)
+
+    def add_innocent(self, words: Iterable[str]) -> None:
+        """Longer words (normalised) inside which a term of a script without spaces does not
+        match: "中出现" (to appear) holds "中出"."""
+        self.innocent |= frozenset(word for word in words if word)
+        self._innocent_pattern = None
+        self._cache.clear()
 
     def add(self, term: Term, value: T) -> None:
         self._entries.append((term, value))
+        self._cache.clear()
         if spaceless(term.text) or hangul(term.text):
             self._inside.setdefault(term.text, (term, value))
             self._inside_pattern = None
@@ -265,21 +304,52 @@ class TermIndex(Generic[T]):
                     ("" if spaceless(text) else "(?<![^ ])") + re.escape(text) for text in texts
                 )
             )
+        if self._innocent_pattern is None and self.innocent:
+            texts = sorted(self.innocent, key=len, reverse=True)
+            self._innocent_pattern = re.compile("|".join(map(re.escape, texts)))
         return self._inside_pattern
+
+    def _inside_matches(self, view: str) -> list[re.Match[str]]:
+        """The matches of the terms found inside words, less those inside an innocent word."""
+        inside = self._inside_found()
+        if inside is None or view.isascii():
+            return []
+        # Only the runs of those scripts are searched: the one pattern of several hundred terms
+        # costs time at every character it is tried at.
+        matches = [
+            match
+            for start, end in _inside_windows(view)
+            for match in inside.finditer(view, start, end)
+        ]
+        if matches and self._innocent_pattern is not None:
+            covered = [match.span() for match in self._innocent_pattern.finditer(view)]
+            matches = [
+                match
+                for match in matches
+                if not any(start <= match.start() and match.end() <= end for start, end in covered)
+            ]
+        return matches
 
     def find(self, view: str) -> list[tuple[Term, T, str]]:
         """(term, value, the words it matched) for the entries found in one view."""
+        cached = self._cache.get(view)
+        if cached is None:
+            cached = self._find(view)
+            if len(self._cache) >= FIND_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[view] = cached
+        return list(cached)
+
+    def _find(self, view: str) -> list[tuple[Term, T, str]]:
         words = view.split()
         found = [(*self._words[word], word) for word in words if word in self._words]
         if self._matcher:
             for start, end, key in self._matcher.matches(words):
                 term, value = self._spans[key]
                 found.append((term, value, " ".join(words[start:end])))
-        inside = self._inside_found()
-        if inside is not None and not view.isascii():
-            found += [
-                (*self._inside[match.group()], match.group()) for match in inside.finditer(view)
-            ]
+        found += [
+            (*self._inside[match.group()], match.group()) for match in self._inside_matches(view)
+        ]
         return found
 
     def remove_from(self, view: str, unless: Callable[[T], bool] | None = None) -> str:
@@ -302,9 +372,7 @@ class TermIndex(Generic[T]):
                 done = end
             words = out + words[done:]
         text = " ".join(words)
-        inside = self._inside_found()
-        if inside is not None and not text.isascii():
-            text = inside.sub(
-                lambda match: match.group() if kept(self._inside[match.group()]) else "_", text
-            )
+        for match in reversed(self._inside_matches(text)):
+            if not kept(self._inside[match.group()]):
+                text = text[: match.start()] + "_" + text[match.end() :]
         return text

@@ -27,8 +27,10 @@ from moderation.terms import Term, parse_term
 
 SECTIONS = (
     "sexual", "nudity", "minors", "gore", "clothing", "age_units", "age_numbers", "people",
-    "euphemism",
+    "euphemism", "innocent",
 )  # fmt: skip
+# [innocent]: longer words of a script without spaces (Chinese, Japanese, Thai, Korean) that
+# hold a listed term in an innocent sense ("露点温度", dew point); the term does not match there.
 # [negators_after]: negators that follow the clothing word ("kıyafet yok"); the ones in Japanese,
 # Korean, Chinese and Thai may follow it wherever they are listed.
 NEGATION_SECTIONS = ("negators", "negators_after", "removal", "negative_markers")
