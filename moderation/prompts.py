@@ -178,7 +178,10 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         learned is not None
         and learned.over("gore")
         and _cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
-        and not fantasy_only(clauses, gore_terms, cue=next(iter(learned.cues.get("gore", ())), ""))
+        and not (
+            (cues := learned.cues.get("gore", ()))
+            and fantasy_only(clauses, gore_terms, cue=cues[0])
+        )
     ):
         gore.append(explain("gore", learned))
     scores = tuple(sorted(learned.scores.items())) if learned is not None else ()
