@@ -65,7 +65,10 @@ _STYLE = frozenset(
      "realistic", "photorealistic", "masterpiece", "best", "quality", "high", "detailed", "hd",
      "4k", "8k", "uhd", "cinematic", "closeup", "close", "shot", "full", "body", "art", "style",
      "lighting", "year", "years", "old", "aged", "yo", "young", "younger", "little", "small",
-     "older", "elderly"}
+     "older", "elderly", "foto", "fotos", "fotografia", "fotografie", "photographie", "retrato",
+     "ritratto", "portrat", "portret", "realista", "realistico", "realistisch", "realiste",
+     "realistyczne", "φωτογραφια", "ρεαλιστικη", "πορτρετο", "фото", "фотография", "портрет",
+     "реалистичное", "реалистичный"}
 )  # fmt: skip
 # Words of the [people] sections that say more than who: a role or a state the corpus's sexual
 # prompts lean on ("stripper", "sunbathing"); a cue among them carries.

@@ -126,7 +126,10 @@ def test_the_classifiers_minors_reason_says_why() -> None:
     assert reason_labels(reasons[0]) == ("minors", "always")
 
 
-@pytest.mark.parametrize("cues", [("girl", "12", "the"), ("12", "year", "kitchen"), ("selfie",)])
+@pytest.mark.parametrize(
+    "cues",
+    [("girl", "12", "the"), ("12", "year", "kitchen"), ("selfie",), ("φωτογραφια", "ρεαλιστικη")],
+)
 def test_cues_of_people_ages_and_style_count_for_nothing(cues: tuple[str, ...]) -> None:
     rules = dataclasses.replace(LISTS, classifier=StandIn(cues))
     assert check_prompt("a 12 year old girl in a kitchen, selfie", rules).allowed
