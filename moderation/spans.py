@@ -16,6 +16,7 @@ _KEY = 3  # wildcard terms have at least this many letters (``moderation.terms.p
 # A word matches its plural: "-es" only after s, x, z, ch, sh ("bitches"), "-s" otherwise; "-es"
 # after any word made "spices" the plural of a slur.
 _SIBILANT_ENDS = ("s", "x", "z", "ch", "sh")
+_UNSEEN = (-1, "")  # a word not yet looked up
 _SEEN_WORDS = 20_000  # words whose wildcard matches are kept (about 2 MB)
 
 
@@ -71,7 +72,7 @@ class SpanMatcher:
     def matches(self, words: list[str]) -> list[tuple[int, int, str]]:
         """(first word, the word after the match, key) of each match, in order."""
         out: list[tuple[int, int, str]] = []
-        order, phrases = self._order, self._phrases
+        order, phrases, seen = self._order, self._phrases, self._seen
         count = len(words)
         i = 0
         while i < count:
@@ -83,7 +84,10 @@ class SpanMatcher:
                     end = self._phrase_end(words, i, phrase)
                     if end is not None and (best is None or (-end, order[key]) < best[:2]):
                         best = (-end, order[key], key)
-            if best is None and (one := self._one_word(word)) is not None:
+            one = seen.get(word, _UNSEEN)
+            if one is _UNSEEN:
+                one = self._one_word(word)
+            if best is None and one is not None:
                 best = (-(i + 1), *one)
             if best is None:
                 i += 1
@@ -95,8 +99,6 @@ class SpanMatcher:
     def _one_word(self, word: str) -> tuple[int, str] | None:
         """(order, key) of the first-listed wildcard term the word matches; the last words
         asked are kept (a prompt's readings and clauses share most words)."""
-        if word in self._seen:
-            return self._seen[word]
         best: tuple[int, str] | None = None
         order = self._order
         if len(word) >= _KEY:
