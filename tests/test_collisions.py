@@ -52,6 +52,7 @@ INNOCENT = [
     "testes de laboratório",
     "guro na nagtuturo sa klase",
     "同性愛のカップルの絵",
+    "ヌードルを食べる女性",
     "迷雾中出现一座城堡",
     "路口交通繁忙的城市",
     "彩色图画的花园",
@@ -113,9 +114,20 @@ def test_snuff_films_still_read_as_gore() -> None:
 
 def test_a_korean_child_word_is_no_prefix_of_ice_cream() -> None:
     assert not LISTS.minors.find(views("아이스크림을 먹는 여자").plain)
-    for prompt in ("아이스크림을 먹는 누드 여자", "딸기를 먹는 누드 여자", "아이돌 누드"):
+    for prompt in (
+        "아이스크림을 먹는 누드 여자",
+        "딸기를 먹는 누드 여자",
+        "아이돌 누드",
+        "아이슬란드 누드",
+    ):
         assert MINORS_REASON not in check_prompt(prompt, LISTS).reasons
     assert LISTS.minors.find(views("아이가 논다").plain)
+
+
+def test_loli_inside_calorie_florida_or_terrorist_is_no_minor_word() -> None:
+    for prompt in ("カロリーの高いケーキ", "フロリダのビーチ", "テロリストの映画"):
+        assert not LISTS.minors.find(views(prompt).plain), prompt
+    assert LISTS.minors.find(views("ロリ").plain)
 
 
 def test_innocent_words_take_a_spaceless_term_out_only_where_they_hold_it() -> None:
