@@ -53,6 +53,8 @@ INNOCENT = [
     "guro na nagtuturo sa klase",
     "同性愛のカップルの絵",
     "ヌードルを食べる女性",
+    "một cụm hoa anh đào trong vườn",
+    "cái thớt gỗ trong bếp",
     "迷雾中出现一座城堡",
     "路口交通繁忙的城市",
     "彩色图画的花园",
