@@ -50,8 +50,10 @@ characters, spaces or dots inside words, glued words, accents dropped, random or
 typos, style tags), so a prompt and its copies stay on one side. The shipped weights are those
 trained on the training side; the thresholds are picked on the validation side: sexual and gore
 at the lowest score that refuses at most {fp_percent} % of the benign validation prompts (copies
-included), but never under {floor} (validation prompts are in the corpus' own style: a bar under
-even odds that holds there need not hold on prompts unlike them); minors at the lowest that
+included), but never under {floor} for sexual and {gore_floor} for gore (validation prompts are in
+the corpus' own style: a bar under even odds that holds there need not hold on prompts unlike
+them; gore's is higher because innocent prompts such as "red" or a battle scene reached 0.5-0.7
+on the development sets while its own catches there scored 0.85 or more); minors at the lowest that
 refuses at most {fp_percent} % of the benign prompts about children and {fp5_percent} % of all
 benign ones, never under {minors_floor} nor above the sexual one.
 """
@@ -93,6 +95,7 @@ def write_card(output: Path, meta: dict[str, Any], training_seconds: float) -> N
         fp_percent=round(settings["max_false_positives"] * 100, 1),
         fp5_percent=round(settings["max_false_positives"] * 500, 1),
         floor=settings["floor"],
+        gore_floor=settings.get("gore_floor", settings["floor"]),
         minors_floor=settings["minors_floor"],
         latency=LATENCY,
     )

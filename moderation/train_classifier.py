@@ -58,7 +58,10 @@ class Settings:
     learning_rate: float = 0.005
     l2: float = 1e-6
     max_false_positives: float = 0.01
-    floor: float = 0.5  # no sexual or gore bar under even odds
+    floor: float = 0.5  # no sexual bar under even odds
+    # Gore's bar is higher: on the development sets every gore catch the classifier alone made
+    # scored 0.85 or more, while innocent prompts reached 0.5-0.7 ("red" alone, a battle scene).
+    gore_floor: float = 0.75
     minors_floor: float = 0.3
     scale: str = "sqrt"  # each feature of a prompt counts 1/sqrt(its feature count), or 1
 
@@ -227,7 +230,7 @@ def pick_thresholds(scores: npt.NDArray[Any], data: Matrix, settings: Settings) 
     )
     picked = {
         "sexual": sexual,
-        "gore": max(threshold_for(scores[benign, 2], share), settings.floor),
+        "gore": max(threshold_for(scores[benign, 2], share), settings.gore_floor),
         "minors": min(minors, sexual),
     }
     # As shipped (4 decimals, rounded up): the figures are those of the bars the bot uses.
