@@ -428,7 +428,8 @@ async def test_an_nsfw_only_model_draws_only_in_age_restricted_channels(
 async def test_words_split_by_weight_syntax_are_read_whole(styled: ImagineService) -> None:
     """`(nu:1.2)de` is drawn as "nude": the rules read the plain words beside the prompt."""
     hidden = "a (nu:1.2)de figure"
-    assert check_prompt(hidden, PromptRules.default()).allowed  # the written text alone passes
+    lists = dataclasses.replace(PromptRules.default(), classifier=None)
+    assert check_prompt(hidden, lists).allowed  # the written text alone passes the lists
     outcome = await styled.imagine(RequestedOptions(prompt=hidden, variants=1), MEMBER)
     assert outcome.status is JobStatus.BLOCKED
     record = await styled.storage.audit.get_job(outcome.job_id)

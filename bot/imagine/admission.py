@@ -65,14 +65,21 @@ log = logging.getLogger(__name__)
 def check_request(options: GenerationOptions, rules: PromptRules) -> PromptVerdict:
     """The prompt rules on the prompts as written and on their plain words, which weights and
     brackets may have split (``(nu:1.2)de`` is drawn as "nude"): blocked if either reading is,
-    force-safe if either is."""
+    with the reasons of both (the plain reading names the exact term where the written one
+    only had the classifier's guess), force-safe if either is."""
     written = check_prompt(options.prompt, rules, options.negative_prompt)
     prompt, negative = plain_text(options.prompt), plain_text(options.negative_prompt)
-    if not written.allowed or (prompt, negative) == (options.prompt, options.negative_prompt):
+    if (prompt, negative) == (options.prompt, options.negative_prompt):
         return written
     plain = check_prompt(prompt, rules, negative)
-    if not plain.allowed:
-        return plain
+    if not written.allowed or not plain.allowed:
+        refused = [verdict for verdict in (written, plain) if not verdict.allowed]
+        return PromptVerdict(
+            False,
+            tuple(dict.fromkeys(reason for verdict in refused for reason in verdict.reasons)),
+            gore=tuple(dict.fromkeys(written.gore + plain.gore)),
+            classifier_scores=_highest(written.classifier_scores + plain.classifier_scores),
+        )
     return PromptVerdict(
         True,
         (),
