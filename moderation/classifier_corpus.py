@@ -4,7 +4,7 @@ distinct prompt, split by prompt, weighed by language, apart from the evaluation
 from __future__ import annotations
 
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def balance(examples: list[Example]) -> list[float]:
     for e in examples:
         size = groups[(e.lang, True)] + groups[(e.lang, False)]
         out.append(size / 2 / groups[(e.lang, e.target == 0)])
-    by_label: Counter[int] = Counter()
+    by_label: defaultdict[int, float] = defaultdict(float)
     for e, weight in zip(examples, out, strict=True):
         by_label[e.target] += weight
     total = sum(by_label.values())
