@@ -77,16 +77,27 @@ _ONLY = r"(?:only|just|nothing but|nothing except|nothing other than|naught but)
 # a garment before "and" cannot pass as a filler ("only a dress and a hat").
 _FILLER = r"(?:(?!(?:and|or|with|plus|but)\s)[a-z]+\s){0,4}?"
 _ITEM = rf"{_FILLER}(?:{_ACCESSORIES})"
+# Items only worn, for the form without a verb ("with just his guitar" is a busker).
+_WORN = (
+    r"(?:[a-z]+ )?(?:hat|hats|cap|crown|tiara|helmet|boots|shoes|heels|high heels|sneakers|"
+    r"sandals|socks|stockings|earrings|necklace|pearls|jewelry|jewellery|gloves|choker|collar|"
+    r"garters|veil|tattoos|body paint|apron)"
+)
+# After "only X on", words that make "on" a place, not worn: "only a hat on the table".
+_NOT_WORN = r"(?:the|a|an|his|her|their|its|it|them|top|sale|display|show|offer)\b"
 _IMPLIED = re.compile(
     rf"\b(?:(?:wearing|wears|wear|wore|dressed in|clad in|in|has on|had on) {_ONLY}"
     rf"|{_ONLY} (?:wearing|wears|wore|in)|dressed only in|clad only in)\s"
     rf"{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})*(?=$|\s(?!(?:and|or|with|plus)\s))"
-    rf"|\bwith {_ONLY}\s{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})* on\b"
+    rf"|\b(?:with )?{_ONLY}\s{_ITEM}(?:\s(?:and|or|with|plus)\s{_ITEM})* on\b(?!\s{_NOT_WORN})"
+    # "with just her hat and boots": the possessive makes the items the person's only clothes.
+    rf"|\bwith {_ONLY} (?:her|his|their) {_WORN}(?:\s(?:and|or)\s(?:her |his |their )?{_WORN})*"
+    rf"(?=$|\s(?!(?:and|or|with|plus)\s))"
     rf"|\bcover(?:ing|s|ed)? (?:himself|herself|themselves|his body|her body|their bodies|"
     rf"his privates|her privates|his modesty|her modesty) (?:with|behind) {_ONLY}\s"
     # The towel the person would wear lies or hangs elsewhere: "his towel hanging on the hook".
-    rf"|\b(?:her|his|their) towel (?:is |was )?(?:lying |lies |left |dropped |fallen |hanging |"
-    rf"hung |hangs |tossed |thrown |discarded )?(?:on|at|from|over) (?:the|a) "
+    rf"|\b(?:her|his|their) towel (?:is |was )?(?:still )?(?:lying |lies |left |dropped |"
+    rf"fallen |hanging |hung |hangs |tossed |thrown |discarded )?(?:on|at|from|over) (?:the|a) "
     rf"(?:bathroom |bedroom |sauna |shower |wooden )?(?:floor|hook|peg|bench|chair|door|rail)"
 )
 # About a person, these leave nothing on ("woman covered only by a bedsheet", "wrapped in a sheet,
@@ -126,6 +137,12 @@ _WORN_ELSEWHERE = re.compile(
     r"discarded|strewn|abandoned|scattered|floating|caught|snagged) "
     r"(?:on|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among)\b"
 )
+# The garment lying beside its owner: "her bikini lying on the sand next to her".
+_BESIDE_OWNER = re.compile(
+    rf"\b(?:her|his|their) (?:[a-z]+ )?(?:{_GARMENTS}) (?:is |are |was |were |now )?"
+    r"(?:lying|lies|lay|folded|piled|tossed|thrown|discarded|draped|heaped) "
+    r"(?:[a-z]+ ){0,5}?(?:beside|next to) (?:her|him|them)\b"
+)
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
     r"head to toe|full view|full shot|wide shot)\b"
@@ -161,6 +178,8 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
     if found is None and person and _FULL_BODY.search(plain):
         found = _WORN_ELSEWHERE.search(plain)
+    if found is None:
+        found = _BESIDE_OWNER.search(plain)
     return found.group().strip() if found else None
 
 

@@ -161,3 +161,28 @@ def test_a_body_part_left_bare_or_out_refuses(prompt: str) -> None:
 )
 def test_plumbing_construction_and_shirtless_men_pass(prompt: str) -> None:
     assert not refused(prompt)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "rancher by the barn with just his hat and boots, film still",
+        "dancer posing in a loft, only a pearl choker on",
+        "man leaving the sauna, his towel still hanging on the peg",
+        "swimmer resting on the jetty, her swimsuit folded on the planks beside her",
+    ],
+)
+def test_implied_nudity_without_the_verb_refuses(prompt: str) -> None:
+    assert refused(prompt)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "street musician with just his guitar and a hat for coins",
+        "a shelf with only a hat on the top row",
+        "hiker with just his boots and a backpack on a ridge",
+    ],
+)
+def test_belongings_that_are_not_the_only_clothes_pass(prompt: str) -> None:
+    assert not refused(prompt)
