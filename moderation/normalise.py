@@ -83,6 +83,9 @@ _LEET_I = str.maketrans(
 )  # fmt: skip
 _LEET_L = str.maketrans({"1": "l", "|": "l", "!": "l"})
 _LEET_CHARS = frozenset("013457890@$!|+€¢£¡")
+# "v" for "u" between two consonants, where no English word has a v ("nvde", "fvck1ng",
+# "m4stvrb4t1ng"): read on the leet-folded words, so "nvd3" becomes "nude".
+_V_FOR_U = re.compile(r"(?<=[bcdfghjklmnpqrstwxz])v(?=[bcdfghjklmnpqrstwxz])")
 
 # Scripts whose combining marks are part of the spelling (kept by ``base``): Devanagari to
 # Sinhala, Thai, Lao, and the kana's voicing marks.
@@ -220,6 +223,8 @@ def views(text: str) -> Views:
         leet_l = [_fold_leet(chunk, _LEET_L) for chunk in chunks]
         readings.append(_words([_fold_leet(chunk, _LEET_I) for chunk in leet_l]))
     readings.append(" ".join(filter(None, (_NOT_WORD.sub("", chunk) for chunk in leet_i))))
+    if "v" in readings[1] and _V_FOR_U.search(readings[1]):
+        readings.append(_V_FOR_U.sub("u", readings[1]))
     if _CAMEL.search(text):
         readings.append(_words(base(_CAMEL.sub(" ", text)).split()))
     if not text.isascii():

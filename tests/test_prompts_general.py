@@ -186,3 +186,10 @@ def test_implied_nudity_without_the_verb_refuses(prompt: str) -> None:
 )
 def test_belongings_that_are_not_the_only_clothes_pass(prompt: str) -> None:
     assert not refused(prompt)
+
+
+def test_v_for_u_between_consonants_reads_as_u() -> None:
+    assert refused("nvd3 yoga on a rooftop")
+    assert refused("two strangers fvcking in a lift")
+    assert not refused("pvc pipes beside a dvd player, mkv files on a laptop")
+    assert not refused("nvidia graphics card on a desk, product photo")
