@@ -29,6 +29,10 @@ SEXUAL_ACTS = re.compile(
     r"\b(?:spread|spreads|spreading|spank|spanks|spanked|spanking|lick|licks|licked|licking|"
     r"squirt|squirts|squirting|thrust|thrusting|pounding|moaning|fingering|grinding|twerking)\b"
 )
+# Slang emoji for a body part, then "out" ("🍒🍒 out", "🐓 out"): the part is bared. Not "out
+# of" ("the 🐓 out of the coop"). Weak: a person must be named too.
+_BARED_PARTS = {"🍒🍒": "breasts", "🍈🍈": "breasts", "🐓": "penis", "🍆": "penis"}
+_BARED = re.compile(rf"({'|'.join(_BARED_PARTS)})\s*out\b(?!\s+of\b)", re.IGNORECASE)
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
 
 
@@ -58,7 +62,7 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
     text = prompt.translate(_DROPPED)
     present = set(text)
     candidates = [emoji for emoji in table if emoji.text[0] in present]
-    if not candidates:
+    if not candidates and _BARED.search(text) is None:
         return EmojiFound()
     strong: list[Emoji] = []
     weak: list[Emoji] = []
@@ -87,6 +91,10 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
             weak.append(found)
             last, last_end = found, i + len(found.text)
         i += len(found.text)
+    weak += [
+        Emoji(bared.group(), f"{_BARED_PARTS[bared.group(1)]} out", strong=False)
+        for bared in _BARED.finditer(text)
+    ]
     return EmojiFound(
         tuple(dict.fromkeys(strong)),
         tuple(dict.fromkeys(weak)),

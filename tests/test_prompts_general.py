@@ -193,3 +193,11 @@ def test_v_for_u_between_consonants_reads_as_u() -> None:
     assert refused("two strangers fvcking in a lift")
     assert not refused("pvc pipes beside a dvd player, mkv files on a laptop")
     assert not refused("nvidia graphics card on a desk, product photo")
+
+
+def test_slang_emoji_out_and_clothing_crossed_out() -> None:
+    assert refused("man on a hammock, 🍆 out")
+    assert refused("woman by the lake 👗❌")
+    assert refused("lady on a rug 🍌🤤")
+    assert not refused("a rancher chasing the 🐓 out of the barn")
+    assert not refused("🍒🍒 in a bowl on a kitchen table")
