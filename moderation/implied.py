@@ -20,7 +20,7 @@ GLUED_TERMS = (
     "nipples", "pussy", "penis", "vagina", "dildo", "porno", "hentai", "nsfw", "orgasm",
     "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
     "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
-    "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie",
+    "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie", "sexscene", "sextape",
     # Naked in other languages written with Latin letters; not German or Dutch, whose compounds
     # name slugs and mole-rats ("Nacktschnecke", "naaktslak").
     "desnud", "telanjang", "ciplak", "hubad",
