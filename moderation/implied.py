@@ -128,6 +128,12 @@ _AT_FEET = re.compile(
     r"lay|crumpled|heaped|in a heap|gathers|gathered) (?:at|around|by) (?:her|his|their) "
     r"(?:feet|ankles)\b"
 )
+# The cover of a woman's chest slid down below it: "the bedsheet slid down to her waist".
+_BELOW_CHEST = re.compile(
+    r"\b(?:sheet|bedsheet|blanket|duvet|towel|robe|dress|top|gown) (?:has |had )?(?:slid|slides|"
+    r"slipped|slips|fallen|fell|falls|pulled|peeled|rolled) down (?:to|around|past) her "
+    r"(?:waist|hips|belly|navel|stomach)\b"
+)
 # The person's garment somewhere else ("their swimsuits hanging on a branch", "her bikini drying
 # on the railing"): with the whole body in view the person is bare. Clothes on a line with no
 # person, or a robe on a hook in an empty room, are no one's.
@@ -179,7 +185,7 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
     if found is None and person and _FULL_BODY.search(plain):
         found = _WORN_ELSEWHERE.search(plain)
     if found is None:
-        found = _BESIDE_OWNER.search(plain)
+        found = _BESIDE_OWNER.search(plain) or _BELOW_CHEST.search(plain)
     return found.group().strip() if found else None
 
 
