@@ -37,7 +37,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from moderation.normalise import base, leet_reading
+from moderation.normalise import base, join_letter_runs, leet_reading
 
 LABELS = ("benign", "sexual", "gore")
 WEIGHTS_FILE = "weights.npy"
@@ -79,21 +79,6 @@ class Features:
     owners: list[str]
 
 
-def _join_letter_runs(words: list[str]) -> list[str]:
-    """Three or more single letters in a row ("n u d e") read as one word."""
-    out: list[str] = []
-    run: list[str] = []
-    for word in [*words, ""]:
-        if len(word) == 1 and word.isalpha():
-            run.append(word)
-            continue
-        out.extend(["".join(run)] if len(run) >= 3 else run)
-        run = []
-        if word:
-            out.append(word)
-    return out
-
-
 def _is_symbol(char: str) -> bool:
     return unicodedata.category(char)[0] == "S"
 
@@ -102,7 +87,7 @@ def tokens(prompt: str) -> tuple[list[str], list[str], list[str]]:
     """(words in order, the leetspeak reading's words in order, symbols in order)."""
     text = base(prompt)
     chunks = text.split()
-    words = _join_letter_runs([word for chunk in chunks for word in _WORD.findall(chunk)])
+    words = join_letter_runs([word for chunk in chunks for word in _WORD.findall(chunk)])
     leet = leet_reading(prompt).split()
     glued = []
     for chunk in chunks:

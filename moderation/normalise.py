@@ -181,7 +181,7 @@ def _fold_leet(chunk: str, table: dict[int, str]) -> str:
     return chunk
 
 
-def _join_letter_runs(words: list[str], *, keep_article: bool) -> list[str]:
+def join_letter_runs(words: list[str], *, keep_article: bool = False) -> list[str]:
     """Three or more single letters in a row ("n u d e") become one word.
 
     With ``keep_article``, a leading "a" or "i" stays a word of its own: "a f u c k" -> "a fuck".
@@ -203,7 +203,7 @@ def _join_letter_runs(words: list[str], *, keep_article: bool) -> list[str]:
 
 def _words(chunks: list[str], *, keep_article: bool = False) -> str:
     words = [word for chunk in chunks for word in _WORD.findall(chunk)]
-    return " ".join(_join_letter_runs(words, keep_article=keep_article))
+    return " ".join(join_letter_runs(words, keep_article=keep_article))
 
 
 @dataclass(frozen=True)
