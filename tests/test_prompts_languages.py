@@ -90,3 +90,22 @@ def test_every_sexual_term_refuses(language: str) -> None:
         and check_prompt(f"a photo, {term.text}", RULES).allowed
     ]
     assert not missed, f"{language}: allowed: {missed}"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "allowed"),
+    [
+        ("12歳の女の子、裸", False),  # "naked" alone, beside an age: the minors rule
+        ("少女、裸、ベッド", False),
+        ("裸足で浜辺を歩く少女", True),  # barefoot
+        ("裸眼3D电视的广告", True),  # naked-eye 3D
+        ("裸妆的女孩在咖啡馆", True),  # the no-makeup look
+    ],
+)
+def test_naked_alone_in_japanese_counts_except_inside_innocent_words(
+    prompt: str, allowed: bool
+) -> None:
+    verdict = check_prompt(prompt, RULES)
+    assert verdict.allowed is allowed, (prompt, verdict.reasons)
+    if not allowed:
+        assert MINORS_REASON in verdict.reasons
