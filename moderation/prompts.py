@@ -156,7 +156,10 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
         and (shown := _counts(rules, learned, 0.0)) is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
+        and not rules.force_safe.find(shown[0] if shown else "")
     ):
+        # A force-safe word weighing most ("a sexy red circle") is the force-safe list's to
+        # decide: made, checked strictly, spoilered.
         reasons.append(explain("sexual", learned, shown))
 
     # 6. The negative prompt leaving out clothing in a picture of a person.

@@ -150,3 +150,15 @@ def test_repeated_words_stay_fast(prompt: str) -> None:
     started = time.perf_counter()
     check_prompt(prompt[:1000], SHIPPED)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("prompt", ["a sexy red circle", "sexy woman in a red dress"])
+def test_a_force_safe_word_the_classifier_weighs_most_is_the_force_safe_lists_to_decide(
+    prompt: str,
+) -> None:
+    """'sexy' is force safe (made, checked strictly, spoilered): the classifier, which reads it
+    as sexual, does not turn that into a refusal."""
+    verdict = check_prompt(prompt, SHIPPED)
+    assert verdict.allowed and verdict.force_safe, verdict.reasons
+    assert any("'sexy'" in reason for reason in verdict.safe_reasons), verdict.safe_reasons
+    assert not check_prompt(prompt.replace("sexy", "sexy nude"), SHIPPED).allowed
