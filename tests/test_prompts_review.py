@@ -159,6 +159,7 @@ def test_a_force_safe_word_the_classifier_weighs_most_is_the_force_safe_lists_to
     """'sexy' is force safe (made, checked strictly, spoilered): the classifier, which reads it
     as sexual, does not turn that into a refusal."""
     verdict = check_prompt(prompt, SHIPPED)
-    assert verdict.allowed and verdict.force_safe, verdict.reasons
+    assert verdict.allowed, verdict.reasons
+    assert verdict.force_safe, verdict.safe_reasons
     assert any("'sexy'" in reason for reason in verdict.safe_reasons), verdict.safe_reasons
     assert not check_prompt(prompt.replace("sexy", "sexy nude"), SHIPPED).allowed
