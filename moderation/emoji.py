@@ -76,15 +76,13 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         if found is None:
             i += 1
             continue
-        if found.innocent:
-            pass  # "😅💦": sweat, not a cue
-        elif found.minor:
+        # An innocent sequence ("😅💦": sweat) and a weak emoji before a food word ("🍑 pie":
+        # the food it is) are no cue at all.
+        if found.minor:
             minors.append(found)
         elif found.strong:
             strong.append(found)
-        elif _FOOD_AFTER.match(text, i + len(found.text)):
-            pass  # the food it is, not a cue
-        else:
+        elif not found.innocent and not _FOOD_AFTER.match(text, i + len(found.text)):
             together = together or (
                 last is not None and found != last and _NEAR.fullmatch(text[last_end:i]) is not None
             )
