@@ -15,8 +15,9 @@ from moderation.lists import Layer
 from moderation.vocab import Emoji
 
 # Presentation selectors and skin tones change how an emoji looks, not what it is.
-# What may stand between two weak emoji that read together: nothing, a sign, one short word.
-_NEAR = re.compile(r"\s*(?:[+&x/>-]|\w{1,4}|➡)?\s*")
+# What may stand between two weak emoji that read together: nothing, a sign, one short word, one
+# other emoji ("🍆 👄 💦").
+_NEAR = re.compile(r"\s*(?:[+&x/>-]|\w{1,4}|[^\w\s]{1,3})?\s*")
 # A weak emoji followed by the dish or fruit it is ("🍑 pie", "🍆 parmesan") is food.
 _FOOD_AFTER = re.compile(
     r"\s*(?:pies?|cobblers?|jam|tarts?|smoothies?|crumbles?|cakes?|juice|salad|parmesan|"
@@ -29,28 +30,58 @@ SEXUAL_ACTS = re.compile(
     r"\b(?:spread|spreads|spreading|spank|spanks|spanked|spanking|lick|licks|licked|licking|"
     r"squirt|squirts|squirting|thrust|thrusting|pounding|moaning|fingering|grinding|twerking)\b"
 )
-# Slang emoji for a body part, then "out" ("🍒🍒 out", "🐓 out"): the part is bared. Not "out
-# of" ("the 🐓 out of the coop"). Weak: a person must be named too.
-_BARED_PARTS = {"🍒🍒": "breasts", "🍈🍈": "breasts", "🐓": "penis", "🍆": "penis"}
-_BARED = re.compile(rf"({'|'.join(_BARED_PARTS)})\s*out\b(?!\s+of\b)", re.IGNORECASE)
+# Slang emoji for a body part, then a word that bares it ("🍒🍒 out", "🍒 flash", "🐱 slip"): the
+# part is bared. Not "out of" ("the 🐓 out of the coop"). Weak: a person must be named too.
+_BARED_PARTS = {
+    "🍒🍒": "breasts", "🍈🍈": "breasts", "🍒": "breasts", "🍈": "breasts", "🐓": "penis",
+    "🍆": "penis", "🍑": "butt", "🌮": "vagina", "🐱": "vagina",
+}  # fmt: skip
+_BARING = (
+    r"out\b(?!\s+of\b)|flash(?:es|ing)?|uncovered|exposed|showing|on show|on display|bared?|"
+    r"slips?|falling out|popping out|spilling out|hanging out"
+)
+# "Out" is the cat's own ("🐱 out in the garden"), and so is "🐱 pic": not for 🐱.
+_BARED = re.compile(
+    rf"(🐱)\s*(?!out\b|hanging out)(?:{_BARING})\b"
+    rf"|({'|'.join(part for part in _BARED_PARTS if part != '🐱')})\s*(?:{_BARING})",
+    re.IGNORECASE,
+)
+# A body-part emoji that is someone's ("her 🍑", "his big 🍆", "soaping her 🍒"): a body part,
+# sexual with no other cue; "her 🐱" is her cat, "his 🍌" his banana.
+_OWNED_PARTS = {"🍑": "butt", "🍆": "penis", "🍒": "breasts", "🍈": "breasts", "🌮": "vagina"}
+_OWNED = re.compile(
+    r"\b(?:her|his|my|your|ur|their|hers|gf'?s|bf'?s|wife'?s|husband'?s|girlfriend'?s|"
+    r"boyfriend'?s)\s+(?:[a-z]+\s+)?((?:" + "|".join(_OWNED_PARTS) + r")+)",
+    re.IGNORECASE,
+)
+# A garment emoji crossed out or pointed down ("👙❌", "🚫👗", "👗⬇️", "👙➡️❌"): the garment off.
+_GARMENT_NAMES = {
+    "👙": "bikini", "🩲": "underwear", "🩱": "swimsuit", "👗": "dress", "👚": "top",
+    "👖": "trousers", "👕": "shirt", "🩳": "shorts", "👘": "kimono", "🥻": "sari", "👔": "shirt",
+}  # fmt: skip
+_GARMENTS = "".join(_GARMENT_NAMES)
+_UNDRESSED = re.compile(rf"([{_GARMENTS}])\s?(?:➡\s?)?[❌🚫⬇✂]|[❌🚫]\s?([{_GARMENTS}])")
+# Emoji of grown people: with one, a weak emoji is beside a person ("👩 🍒 flash").
+_GROWN = frozenset("👩👨🧑👱🧔👸🤴💃🕺👫👬👭💑💏👰🤵👵👴🧖🧍")
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
 
 
 @dataclass(frozen=True)
 class EmojiFound:
-    strong: tuple[Emoji, ...] = ()
+    strong: tuple[Emoji, ...] = ()  # and body parts made someone's ("her 🍑")
     weak: tuple[Emoji, ...] = ()
     # Two different weak ones side by side or one short word apart ("🍑🍆", "🍆 in 🍑"): a cue
     # for each other; one repeated ("🍑🍑 peach orchard") is not.
     weak_together: bool = False
     minors: tuple[Emoji, ...] = ()  # 👧, 🧒: words about minors, for the minors rule
+    person: bool = False  # an emoji of a grown person (👩, 🧔, 💃): a person for the weak ones
 
     def __bool__(self) -> bool:
         return bool(self.strong or self.weak)
 
     def sexual(self, *, person: bool, other_cue: bool) -> tuple[Emoji, ...]:
         """The emoji that count as sexual in this prompt."""
-        if self.strong or person or other_cue or self.weak_together:
+        if self.strong or person or self.person or other_cue or self.weak_together:
             return self.strong + self.weak
         return ()
 
@@ -62,8 +93,10 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
     text = prompt.translate(_DROPPED)
     present = set(text)
     candidates = [emoji for emoji in table if emoji.text[0] in present]
-    if not candidates and _BARED.search(text) is None:
+    framed = _framed(text)
+    if not candidates and not framed:
         return EmojiFound()
+    words = text.lower()
     strong: list[Emoji] = []
     weak: list[Emoji] = []
     minors: list[Emoji] = []
@@ -76,10 +109,14 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         if found is None:
             i += 1
             continue
-        # An innocent sequence ("😅💦": sweat) and a weak emoji before a food word ("🍑 pie":
-        # the food it is) are no cue at all.
+        # An innocent sequence ("😅💦": sweat), a weak emoji before a food word ("🍑 pie": the
+        # food it is) and one in its ordinary context ("🔞 sign at the liquor store", "girl
+        # eating a 🍑") are no cue at all, unless the prompt makes it a body part.
+        ordinary = found.context and not framed and _in_context(found.context, words)
         if found.minor:
             minors.append(found)
+        elif ordinary:
+            pass
         elif found.strong:
             strong.append(found)
         elif not found.innocent and not _FOOD_AFTER.match(text, i + len(found.text)):
@@ -89,15 +126,38 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
             weak.append(found)
             last, last_end = found, i + len(found.text)
         i += len(found.text)
-    weak += [
-        Emoji(bared.group(), f"{_BARED_PARTS[bared.group(1)]} out", strong=False)
-        for bared in _BARED.finditer(text)
-    ]
+    for kind, found_text, reading in framed:
+        (strong if kind == "owned" else weak).append(Emoji(found_text, reading, strong=False))
+    owned = "".join(emoji.text for emoji in strong)
+    weak = [emoji for emoji in weak if emoji.text not in owned]  # "her 🍑" once, not twice
     return EmojiFound(
         tuple(dict.fromkeys(strong)),
         tuple(dict.fromkeys(weak)),
         together,
         tuple(dict.fromkeys(minors)),
+        person=not present.isdisjoint(_GROWN),
+    )
+
+
+def _framed(text: str) -> list[tuple[str, str, str]]:
+    """Emoji the prompt makes a body part or a garment taken off: (kind, as written, reading);
+    kind "owned" ("her 🍑") counts on its own, the others ("🍒 out", "👙❌") beside a person."""
+    out = [
+        ("owned", owned.group(), " ".join(dict.fromkeys(_OWNED_PARTS[c] for c in owned.group(1))))
+        for owned in _OWNED.finditer(text)
+    ]
+    for bared in _BARED.finditer(text):
+        part = bared.group(1) or bared.group(2)
+        out.append(("bared", bared.group(), f"{_BARED_PARTS[part]} out"))
+    for off in _UNDRESSED.finditer(text):
+        out.append(("undressed", off.group(), f"no {_GARMENT_NAMES[off.group(1) or off.group(2)]}"))
+    return out
+
+
+def _in_context(context: tuple[str, ...], text: str) -> bool:
+    """Whether one of the words (or an inflection: s, es, ing, ed, er, y) is in the text."""
+    return any(
+        re.search(rf"\b{re.escape(word)}(?:s|es|ing|ed|er|ers|y|ies)?\b", text) for word in context
     )
 
 

@@ -45,6 +45,8 @@ class Emoji:
     strong: bool  # sexual on its own; a weak one needs a person or another sexual cue
     minor: bool = False  # reads as a word about minors (👧 "girl child"): no sexual cue itself
     innocent: bool = False  # a sequence that means something else (😅💦 sweat): no cue at all
+    # Words that give it its ordinary sense ("peach", "market"): beside one, no cue.
+    context: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,17 +123,26 @@ def read_age_section(folder: Traversable, section: str) -> tuple[str, ...]:
 
 
 def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
-    """emoji.tsv: emoji, reading, strength (``strong``, ``weak`` or ``innocent``); the longest
-    first, so that a listed combination ("🍆💦") is read before its parts."""
+    """emoji.tsv: emoji, reading, strength (``strong``, ``weak`` or ``innocent``) and, optional,
+    the words of its innocent context; the longest first, so that a listed combination ("🍆💦")
+    is read before its parts."""
     out = []
     for line in _lines(file):
         fields = [field.strip() for field in line.split("\t")]
-        if len(fields) < 3 or not fields[0]:
-            raise InvalidTerm(f"emoji.tsv: {line!r} is not emoji<TAB>reading<TAB>strength")
+        if not 3 <= len(fields) <= 4 or not fields[0]:
+            raise InvalidTerm(
+                f"emoji.tsv: {line!r} is not emoji<TAB>reading<TAB>strength[<TAB>context]"
+            )
         if fields[2] not in ("strong", "weak", "innocent"):
             raise InvalidTerm(f"emoji.tsv: strength {fields[2]!r} is not strong, weak or innocent")
         text = fields[0].replace("\ufe0f", "")
-        out.append(Emoji(text, fields[1], fields[2] == "strong", innocent=fields[2] == "innocent"))
+        context = tuple(word.strip().lower() for word in fields[3].split(",")) if fields[3:] else ()
+        if any(not word or not word.replace(" ", "").isalpha() for word in context):
+            raise InvalidTerm(f"emoji.tsv: {text}'s context {fields[3]!r} is not words and commas")
+        strength = fields[2]
+        out.append(
+            Emoji(text, fields[1], strength == "strong", False, strength == "innocent", context)
+        )
     return tuple(sorted(out, key=lambda emoji: len(emoji.text), reverse=True))
 
 

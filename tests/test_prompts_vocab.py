@@ -43,9 +43,55 @@ class TestEmoji:
         assert refused("a photo, 🔞")
 
     def test_a_weak_one_needs_a_person_or_another_cue(self) -> None:
-        assert "'🍑 (butt)' is not allowed (default list)" in refused("a woman showing her 🍑")
+        assert "'🍑 (butt)' is not allowed (default list)" in refused("a woman holding a 🍑")
+        assert refused("a woman showing her 🍑") == (
+            "'her 🍑 (butt)' is not allowed (default list)",
+        )
         assert refused("girl 🍑💦")  # the combination is listed as strong
         assert refused("🍑 nsfw")  # another sexual cue
+
+    @pytest.mark.parametrize(
+        "prompt",
+        [
+            "a little girl eating a 🍑 at a picnic, checkered blanket",
+            "🍑🧺 woman carrying a basket of peaches through a market",
+            "🍆 old man selling eggplants from a cart, Cairo street",
+            "👅 puppy licking a child's face, backyard",
+            "👅🍦 toddler licking an ice cream cone",
+            "🥵 runner after a marathon, red face, medal around her neck",
+            "🥵 spicy ramen challenge, woman fanning her mouth",
+            "💦 man jumping off a pier into a lake, summer vacation",
+            "💦 tears of joy, graduate hugging her mom",
+            "🔞 age verification sign at a liquor store counter",
+            "🌮🌮 taco tuesday, family dinner",
+            "cat 🐱 out in the garden with a girl",
+            "a man and his 🐱 on the sofa",
+        ],
+    )
+    def test_in_its_ordinary_context_a_weak_one_is_no_cue(self, prompt: str) -> None:
+        """Beside a person too: the context word gives the emoji its ordinary sense."""
+        passes(prompt)
+
+    @pytest.mark.parametrize(
+        ("prompt", "reading"),
+        [
+            ("soaping her 🍒 in the shower", "'her 🍒 (breasts)'"),
+            ("peach orchard, her 🍑 in the sun", "'her 🍑 (butt)'"),  # context does not undo it
+            ("woman, 🍒 flash in the car", "'🍒 flash (breasts out)'"),
+            ("🐱 slip, woman getting out of a car", "'🐱 slip (vagina out)'"),
+            ("👩 🍒 uncovered on stage", "'🍒 uncovered (breasts out)'"),  # 👩 is a person
+            ("🍆 👄 💦 swallow", "'🍆 (penis)'"),  # one emoji between two weak ones
+            ("you know what 🍆➡️🌮", "'🌮 (vagina)'"),
+            ("🚫👙 🚫👗 woman on a horse", "'🚫👙 (no bikini)'"),
+            ("girlfriend 👗⬇️ in the bedroom", "'👗⬇ (no dress)'"),
+            ("woman on a yacht 👙➡️❌", "'👙➡❌ (no bikini)'"),
+        ],
+    )
+    def test_made_a_body_part_or_a_garment_taken_off(self, prompt: str, reading: str) -> None:
+        assert any(reason.startswith(reading) for reason in refused(prompt)), refused(prompt)
+
+    def test_a_garment_crossed_out_needs_a_person(self) -> None:
+        passes("👙❌ sign at the hotel pool")
 
     def test_skin_tones_and_selectors_do_not_hide_one(self) -> None:
         assert refused("👉\U0001f3fb👌\ufe0f")

@@ -91,9 +91,11 @@ def test_emoji_rows_are_emoji_reading_strength() -> None:
     seen = set()
     for line in data_lines(DATA / "emoji.tsv"):
         fields = line.split("\t")
-        assert len(fields) == 3, f"not emoji<TAB>reading<TAB>strength: {line!r}"
-        emoji, reading, strength = fields
+        assert len(fields) in (3, 4), f"not emoji<TAB>reading<TAB>strength[<TAB>context]: {line!r}"
+        emoji, reading, strength = fields[:3]
         assert strength in ("strong", "weak", "innocent"), line
+        for word in fields[3].split(",") if len(fields) == 4 else ():
+            assert word and word.replace(" ", "").isalpha() and word == word.lower(), line
         assert reading.strip(), line
         assert not any(char.isalpha() for char in emoji), line
         assert emoji not in seen, f"{emoji} listed twice"
