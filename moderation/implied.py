@@ -73,9 +73,13 @@ _ACCESSORIES = (
     "a leaf|fig leaf|shadows|sunlight|moonlight|bubbles|foam|soap suds|a sheet|a pillow"
 )
 _ONLY = r"(?:only|just|nothing but|nothing except|nothing other than|naught but)"
-# Up to three words before each item ("a pair of black", "his cowboy"); never a conjunction, so
-# a garment before "and" cannot pass as a filler ("only a dress and a hat").
-_FILLER = r"(?:(?!(?:and|or|with|plus|but)\s)[a-z]+\s){0,4}?"
+# Up to five words before each item ("a pair of black cowboy", "his"); never a conjunction, so
+# a garment before "and" cannot pass as a filler ("only a dress and a hat"), nor a garment
+# ("wearing only black, black coat, black boots").
+_FILLER = (
+    r"(?:(?!(?:and|or|with|plus|but|coat|coats|jacket|jackets|dress|shirt|pants|trousers|jeans|"
+    r"skirt|sweater|suit|gown|top|blouse|jumper|hoodie|cardigan|overcoat|parka)\s)[a-z]+\s){0,5}?"
+)
 _ITEM = rf"{_FILLER}(?:{_ACCESSORIES})"
 # Items only worn, for the form without a verb ("with just his guitar" is a busker).
 _WORN = (
@@ -119,7 +123,9 @@ _GARMENTS = (
     r"clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
     r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|"
     r"bathrobe|kimono|shirt|blouse|jeans|pants|trousers|skirt|shorts|towel|towels|nightgown|"
-    r"nightie|pajamas|pyjamas|outfit|outfits|garments|leotard|uniform|sarong|thong"
+    r"nightie|pajamas|pyjamas|outfit|outfits|garments|leotard|uniform|sarong|thong|sundress|"
+    r"yukata|sweater|jumper|hoodie|costume|underthings|top|bottoms|tank top|wetsuit|overalls|"
+    r"tee|t shirt|bodysuit|slip|camisole|undies|knickers|speedo|speedos"
 )
 # A garment slid off that lies at the person's feet: "the robe slides off and pools at her feet".
 _AT_FEET = re.compile(
@@ -134,20 +140,75 @@ _BELOW_CHEST = re.compile(
     r"slipped|slips|fallen|fell|falls|pulled|peeled|rolled) down (?:to|around|past) her "
     r"(?:waist|hips|belly|navel|stomach)\b"
 )
+# A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
+_OWNED_GARMENTS = (
+    rf"\b(?:her|his|their|(?:the |a )?[a-z]+ s) (?:[a-z]+ )?(?:{_GARMENTS})"
+    rf"(?: (?:and |or )?(?:her |his |their )?(?:[a-z]+ )?(?:{_GARMENTS}))*"
+)
 # The person's garment somewhere else ("their swimsuits hanging on a branch", "her bikini drying
 # on the railing"): with the whole body in view the person is bare. Clothes on a line with no
 # person, or a robe on a hook in an empty room, are no one's.
 _WORN_ELSEWHERE = re.compile(
-    rf"\b(?:her|his|their) (?:[a-z]+ )?(?:{_GARMENTS}) (?:is |are |was |were |now |left )?"
+    rf"{_OWNED_GARMENTS} (?:is |are |was |were |now |left )?"
     r"(?:hanging|hangs|hung|drying|dries|draped|lying|lies|lay|left|folded|piled|tossed|thrown|"
-    r"discarded|strewn|abandoned|scattered|floating|caught|snagged) "
+    r"discarded|strewn|abandoned|scattered|floating|floats|float|caught|snagged|in a heap) "
     r"(?:on|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among)\b"
 )
 # The garment lying beside its owner: "her bikini lying on the sand next to her".
 _BESIDE_OWNER = re.compile(
-    rf"\b(?:her|his|their) (?:[a-z]+ )?(?:{_GARMENTS}) (?:is |are |was |were |now )?"
+    rf"{_OWNED_GARMENTS} (?:is |are |was |were |now )?"
     r"(?:lying|lies|lay|folded|piled|tossed|thrown|discarded|draped|heaped) "
     r"(?:[a-z]+ ){0,5}?(?:beside|next to) (?:her|him|them)\b"
+)
+# The garment simply somewhere that is no place to wear it ("her nightgown on the carpet", "his
+# yukata on the peg"); not "in her dress on the dock" or "lying on her towel on the sand".
+_PLACED = re.compile(
+    r"(?<!\bin )(?<!\bon )(?<!\binto )(?<!\bunder )(?<!\bwearing )(?<!\bwears )(?<!\bwore )"
+    rf"{_OWNED_GARMENTS} (?:still )?(?:on|over|across|at|in) (?:the|a) (?:[a-z]+ )?(?:floor|"
+    r"carpet|rug|chair|hook|peg|rail|railing|clothesline|dock|pier|sand|deck|banister|bench|"
+    r"ground|grass|rocks|shore|mat|heap|pile|screen|stool|easel|rack|coat rack|door|branch|"
+    r"surface|umbrella|lamp|chest)\b"
+)
+# The person left or shed the garment ("leaves her sundress on the dock", "having hung his clothes
+# on the coat rack").
+_LEFT_OFF = re.compile(
+    rf"\b(?:left|leaves|leaving|shed|sheds|shedding|tossed|tosses|tossing|having hung|has hung)"
+    rf" {_OWNED_GARMENTS.removeprefix(chr(92) + 'b')}"
+)
+# The garment at the person's feet, fallen: "the woman's towel lies at her feet", "her dress at
+# her feet" (not "her skirt swirling around her ankles").
+_AT_OWN_FEET = re.compile(
+    rf"(?:{_OWNED_GARMENTS}|\bthe [a-z]+s (?:{_GARMENTS})) (?:is |now )?"
+    r"(?:(?:lies|lying|lay|pooled|pools|pooling|crumpled|bunched|in a heap|heaped) (?:at|around)"
+    r"|at) (?:her|his|their) (?:feet|ankles)\b"
+)
+# A garment still on its hook or door while the person is out of the bath ("bathrobe still on
+# the door", "towel still hanging on the rail").
+_STILL_HUNG = re.compile(
+    rf"\b(?:{_GARMENTS}) (?:is |are )?still (?:hanging |hung |folded |lying |draped )?"
+    r"(?:on|at|over|by) (?:the|a) (?:[a-z]+ )?(?:hook|door|peg|rail|rack|chair|bench|line)\b"
+)
+_WET_PLACES = re.compile(
+    r"\b(?:bath|bathtub|tub|shower|pool|sauna|onsen|hot spring|hot tub|lake|river|sea|bathhouse|"
+    r"plunge pool|spa)\b"
+)
+# Facing whoever looks: with a garment elsewhere, the person is seen bare.
+_FACING = re.compile(
+    r"\b(?:facing|faces|face|turns? to|turning to|turned to|toward|towards|walks toward|"
+    r"turning toward) (?:the )?(?:camera|viewer|viewers|us|mirror|crowd|audience|lens)\b"
+    r"|\bfront (?:view|facing|on)\b|\bfull frontal\b"
+)
+# Something held or lying on the person is "the only thing on her"; "the only thing she is
+# wearing is her necklace".
+_ONLY_THING = re.compile(
+    r"\b(?:is|are|was) the only thing (?:on|covering) (?:her|him|them)\b"
+    rf"|\bthe only thing (?:she|he|they) (?:is |s |are )?(?:wearing|wears|has on) (?:is|are) "
+    rf"{_ITEM}\b"
+)
+# Skin as the clothes: "her outfit today is her skin".
+_SKIN_AS_CLOTHES = re.compile(
+    r"\b(?:outfit|outfits|clothes|clothing|costume|attire)(?: today| tonight)? (?:is|are|was) "
+    r"(?:her|his|their) (?:own |bare )?skin\b"
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
@@ -157,7 +218,8 @@ _FULL_BODY = re.compile(
 _BARE_BODY = re.compile(
     r"\b(?:no|not a|not one|not a single|without a|without any|without) (?:fabric|cloth|clothing|"
     r"thread|stitch|garment|scrap of (?:fabric|cloth|clothing))s? (?:anywhere )?(?:on|covering) "
-    r"(?:her|his|their) (?:body|bodies|skin|figure)\b"
+    r"(?:(?:her|his|their) (?:body|bodies|skin|figure)\b|(?:her|him|them)\b(?! (?:[a-z]+ )?"
+    r"(?:shoulders?|arms?|head|hair|face|feet|legs?|hands?|back|neck|wrists?|waist)\b))"
     r"|\bnothing (?:at all )?(?:on|covering) (?:her|his|their) (?:body|bodies|skin)\b"
     r"|\bwith nothing on\b(?! (?:it|them|its|the|top|tv|a|an|display|screen|show|offer))"
 )
@@ -173,17 +235,19 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
     """The words that make a person naked without a nudity word, in the plain reading; the
     reading has no commas, so an item list ends at a word that starts the rest of the scene.
     ``person``: whether the prompt names a person (some of these are ordinary about things)."""
-    found = _IMPLIED.search(plain)
+    found = _IMPLIED.search(plain) or _ONLY_THING.search(plain) or _SKIN_AS_CLOTHES.search(plain)
     if found is None and person:
-        found = _ON_A_PERSON.search(plain)
+        found = _ON_A_PERSON.search(plain) or _AT_OWN_FEET.search(plain)
     if found is None and _BATH.search(plain):
         found = _FOAM_GONE.search(plain)
         if found is None and person and _FULL_BODY.search(plain):
             found = _CLEAR_BATH.search(plain)
     if found is None and person:
         found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
-    if found is None and person and _FULL_BODY.search(plain):
-        found = _WORN_ELSEWHERE.search(plain)
+    if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
+        found = _WORN_ELSEWHERE.search(plain) or _PLACED.search(plain) or _LEFT_OFF.search(plain)
+    if found is None and person and (_WET_PLACES.search(plain) or _FACING.search(plain)):
+        found = _STILL_HUNG.search(plain)
     if found is None:
         found = _BESIDE_OWNER.search(plain) or _BELOW_CHEST.search(plain)
     return found.group().strip() if found else None
