@@ -46,6 +46,12 @@ from moderation.reasons import MINORS_REASON
 # Generator parameters typed after the prompt ("--ar 16:9", "--seed 42", "--v 6") say nothing
 # about the picture's content; the classifier does not read them.
 _PARAMETERS = re.compile(r"(?<!\S)--[a-z]+(?:\s+[\d:.x]+)?(?!\S)", re.IGNORECASE)
+# Gore said to be absent ("gore-free", "no gore", "without blood") is no cue for the classifier,
+# whose features would read the word "gore" alone.
+_NO_GORE = re.compile(
+    r"\b(?:gore|blood)[ -]?(?:free|less)\b|\b(?:no|without|zero|non)[ -](?:gore|blood)\b",
+    re.IGNORECASE,
+)
 # The guild patterns of one check share this much time; past it they count as matching.
 PATTERN_BUDGET_S = 0.05
 
@@ -91,7 +97,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     emoji = find_emoji(prompt, rules.emoji)
     learned = None
     if rules.classifier is not None:
-        learned = rules.classifier.read(_PARAMETERS.sub(" ", prompt))
+        learned = rules.classifier.read(_NO_GORE.sub(" ", _PARAMETERS.sub(" ", prompt)))
     deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
     person = matching.names_a_person(rules, positive.all)

@@ -163,3 +163,32 @@ def test_a_force_safe_word_the_classifier_weighs_most_is_the_force_safe_lists_to
     assert verdict.force_safe, verdict.safe_reasons
     assert any("'sexy'" in reason for reason in verdict.safe_reasons), verdict.safe_reasons
     assert not check_prompt(prompt.replace("sexy", "sexy nude"), SHIPPED).allowed
+
+
+@dataclasses.dataclass
+class Recorder(StandIn):
+    """A stand-in that keeps the text it was handed."""
+
+    seen: list[str] = dataclasses.field(default_factory=list)
+
+    def read(self, prompt: str) -> Reading:
+        self.seen.append(prompt)
+        return Reading({"sexual": 0.0, "gore": 0.0}, {})
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a wyvern beheaded by a knight, storybook painting, gore-free",
+        "zombie horde in a ruined mall, no gore, cartoon",
+        "orc war, bloodless, without blood",
+    ],
+)
+def test_gore_said_to_be_absent_is_not_read_by_the_classifier(prompt: str) -> None:
+    """The classifier's features would read "gore" in "gore-free" as gore (it did: 0.98)."""
+    recorder = Recorder(cues=())
+    check_prompt(prompt, dataclasses.replace(SHIPPED, classifier=recorder))
+    assert recorder.seen
+    assert "gore" not in recorder.seen[0].lower()
+    assert "blood" not in recorder.seen[0].lower()
+    assert not check_prompt(prompt, SHIPPED).gore
