@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import REGISTRY
 
 from bot.app import open_service, open_storage
+from bot.imagine.outcomes import ImagineOutcome
 from bot.imagine.records import verdict_of
 from bot.imagine.service import ImagineService
+from bot.imagine.types import Requester
 from bot.settings import Settings
 from fake_discord import Channel, FakeDiscord, Guild, Interaction, Message, User
 from fake_discord.client import running, with_controls
+from generation.options import RequestedOptions
 from moderation.reasons import GORE_EVERYWHERE
+from storage import migrations
 from storage.models import JobStatus, Verdict
+from tests.conftest import REDIS_URL
 from tests.test_discord_recovery import _client
 from tests.test_gore_policy import GORE
 
@@ -96,3 +102,39 @@ async def test_a_gore_job_recovered_after_the_guild_blocks_gore_ends_blocked(
     assert resumed is not None
     assert resumed.status is JobStatus.SUCCEEDED
     assert _gore_blocks() - blocks == 1  # the guild's word, counted as the gore rule
+
+
+@pytest.mark.redis
+async def test_a_gore_job_redis_still_holds_is_taken_out_when_the_guild_blocks_gore(
+    settings: Settings, redis_prefix: str
+) -> None:
+    """With Redis the queued job outlives the bot: the next start reads it under the policy of
+    now too, ends it blocked and takes it out of Redis, so no worker ever draws it."""
+    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url())
+    settings = settings.model_copy(update={"redis_url": REDIS_URL, "redis_prefix": redis_prefix})
+    guild_id = 4242
+    async with open_storage(settings) as storage:
+        # No worker runs: the job waits in Redis. The channel is age-restricted, so the gore
+        # prompt is queued (force-safe) under the default policy.
+        async with open_service(settings, storage) as first:
+            submitted = await first.submit(
+                RequestedOptions(prompt=GORE, steps=2, seed=1),
+                Requester("test", guild_id=guild_id, user_id=7, channel_nsfw=True),
+            )
+            assert not isinstance(submitted, ImagineOutcome), submitted
+            assert len(await first.queue.positions()) == 1
+            first.leave_jobs_open()
+        [left] = await storage.audit.open_jobs()
+        assert (left.status, left.verdict) == (JobStatus.QUEUED, Verdict.FORCE_SAFE.value)
+
+        await storage.guild_settings.update(guild_id, gore_policy="block")
+        outcomes: list[ImagineOutcome] = []
+        async with open_service(settings, storage) as restarted:
+            assert await restarted.recover(outcomes.append) == 0
+            await asyncio.wait_for(restarted.wait_recovered(), 60)
+            assert await restarted.queue.positions() == {}  # no worker can take it any more
+        [outcome] = outcomes
+        assert (outcome.job_id, outcome.status) == (left.id, JobStatus.BLOCKED)
+        ended = await storage.audit.get_job(left.id)
+        assert ended is not None
+        assert (ended.status, ended.error) == (JobStatus.BLOCKED, GORE_EVERYWHERE)

@@ -70,10 +70,11 @@ class Recovery:
         """Every open job is taken (or reported to ``on_held`` when a live process holds it),
         then resumed or ended. Queued jobs go back in the queue; a running one is retried once
         (its ``attempts`` say how often a worker started it), then failed with the reason. A
-        job queued again is judged under the guild's gore policy of now: one it refuses now
-        ends blocked, its member told. With Redis, jobs the queue still holds are followed where
-        they are (with the verdict and policy they were queued with). Each outcome goes to
-        ``on_outcome``. Returns how many jobs were resumed.
+        job is judged under the guild's gore policy of now: one it refuses now ends blocked, its
+        member told, and taken out of Redis (or stopped there) when Redis still holds it. With
+        Redis, the other jobs the queue still holds are followed where they are (with the
+        verdict and policy they were queued with). Each outcome goes to ``on_outcome``. Returns
+        how many jobs were resumed.
         """
         resumed = 0
         for candidate in await self.audit.open_jobs():
@@ -100,6 +101,12 @@ class Recovery:
                 record.user_id,
                 record.uid,
             )
+            refused = await self._gore_refused_now(record, verdict)
+            if refused is not None:  # the guild's gore policy changed while it waited
+                # Redis may still hold it (queued, or drawn by a worker): taken out, or stopped.
+                await self.queue.cancel(record.id, record.uid)
+                self._track(record.id, self._end_blocked(record, refused, on_outcome))
+                continue
             handle = await self.queue.attach(record.id, record.uid)
             if handle is None:
                 if record.status is JobStatus.RUNNING and starts_exhausted(record.attempts):
@@ -108,10 +115,6 @@ class Recovery:
                         "went away); not retried again"
                     )
                     await end_quietly(self.audit, record.id, JobStatus.FAILED, reason)
-                    continue
-                refused = await self._gore_refused_now(record, verdict)
-                if refused is not None:  # the guild's gore policy changed while it waited
-                    self._track(record.id, self._end_blocked(record, refused, on_outcome))
                     continue
                 gone = missing_inputs(options, inputs)
                 if gone is not None:  # ended with the reason, never queued without them
