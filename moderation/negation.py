@@ -128,10 +128,12 @@ def _spans(index: TermIndex[T], reading: str) -> list[_Span[T]]:
             start = padded.find(needle, start + 1)
     spans = []
     units, walked = 0, 0
-    for begin, _inside, value, matched, text in sorted(starts, key=lambda one: one[0])[:_MAX_SPANS]:
+    for begin, inside, value, matched, text in sorted(starts, key=lambda one: one[0])[:_MAX_SPANS]:
         units += _units(padded[walked:begin])
         walked = begin
-        last = units + max(_units(matched), 1) - 1
+        # A phrase of n words covers n units ("out of" two); a spaceless term, its characters.
+        words = _units(matched) if inside else matched.count(" ") + 1
+        last = units + max(words, 1) - 1
         end = begin - 1 + len(matched)
         spans.append(_Span(units, last, begin - 1, end, value, matched, text))
     return spans
