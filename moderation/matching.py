@@ -73,8 +73,15 @@ def clothing_in_negative(rules: PromptRules, negative: Views) -> tuple[str | Non
     return counts, strong or min(weak, default=None)
 
 
+# People said to be absent are no person: "a bathroom, no towels, no people".
+_NO_PEOPLE = re.compile(
+    r"\b(?:no|without|zero|sans|minus|empty of) (?:people|persons?|humans?|figures?|crowds?|"
+    r"tourists|visitors|guests|one)\b|\b(?:nobody|no one|noone|unpopulated|deserted)\b"
+)
+
+
 def names_a_person(rules: PromptRules, readings: Iterable[str], *, minors: bool = True) -> bool:
-    readings = tuple(readings)
+    readings = tuple(_NO_PEOPLE.sub(" ", reading) for reading in readings)
     if minors and first(rules.minors, readings):
         return True
     return any(

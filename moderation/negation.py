@@ -154,6 +154,10 @@ _TOP_NOT_GARMENT = frozenset(
 )
 
 
+# A garment opened only at one end stays on: "shirt unbuttoned at the collar".
+_PARTLY = re.compile(r"\s*(?:at|by) the (?:collar|neck|throat|cuffs?|wrists?|top|sleeves?)\b")
+
+
 def _not_a_garment_here(term: str, rest: str) -> bool:
     following = rest.split(maxsplit=1)
     return term == "top" and bool(following) and following[0] in _TOP_NOT_GARMENT
@@ -185,7 +189,9 @@ def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]
                         n.words
                     )
                     after = follows and 0 <= n.first - c.last - 1 < _NEAR_AFTER
-                    if overlap or before or after:
+                    if (overlap or before or after) and not _PARTLY.match(
+                        reading, max(c.end, n.end)
+                    ):
                         return reading[min(c.start, n.start) : max(c.end, n.end)]
     return None
 

@@ -1,0 +1,53 @@
+"""Fixes from the dev5 set's first look (issue 16): nude as a colour, finance's "naked short",
+a Bavarian dumpling, a shirt open at the collar, people said to be absent; and clothing left
+out in the ways settings are written ("clothes=false", a JSON "negative_prompt"). The rules
+alone: the classifier is not what these test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from moderation.lists import PromptRules
+from moderation.prompts import check_prompt
+
+RULES = dataclasses.replace(PromptRules.default(), classifier=None)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "model in a nude-colored trench coat and nude pumps, Paris street, editorial",
+        "nude nails and a nude clutch, product flat lay",
+        "men's fashion, linen shirt unbuttoned at the collar, chinos, loafers",
+        "bathroom interior design, marble, no towels, no people",
+        "hotel pool at dawn, no one around, no swimsuits on the loungers",
+        "Dampfnudeln with vanilla sauce, Bavarian dessert",
+        "naked short selling explained, stock market infographic",
+        "a naked call and a naked put on an options payoff chart",
+    ],
+)
+def test_innocent(prompt: str) -> None:
+    verdict = check_prompt(prompt, RULES)
+    assert verdict.allowed, verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        ("character sheet: adult woman, clothes=false, full body", "'clothes false'"),
+        (
+            '{"prompt": "adult woman on a bed", "negative_prompt": "clothes, dress, bra"}',
+            "the negative prompt leaves out clothing",
+        ),
+        ("1woman, solo, standing, negative prompt: clothes, bra", "the negative prompt leaves"),
+        ("woman unbuttoning her blouse, bedroom", "'unbuttoning her blouse'"),
+        ("woman, no clothes, no people around", "'no clothes'"),
+        ("nude woman in a nude-colored coat", "'nude'"),
+    ],
+)
+def test_still_refused(prompt: str, reason: str) -> None:
+    verdict = check_prompt(prompt, RULES)
+    assert not verdict.allowed
+    assert reason in "; ".join(verdict.reasons)
