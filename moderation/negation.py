@@ -75,12 +75,17 @@ def split_typed_negative(prompt: str, markers: re.Pattern[str] | None) -> tuple[
     if found is None:
         return prompt, ""
     rest = prompt[found.end() :]
-    # It ends at the next "--" parameter, or at a "|" or a new line, after which the prompt
-    # goes on ("negative prompt: clothing | woman standing").
-    parameter = re.search(r"\s--[a-z]|\s*[|\n]\s*", rest)
+    # It ends at the next "--" parameter, or at a "|", a new line or "Prompt:", after which the
+    # prompt goes on ("negative prompt: clothing | woman standing", "Negative prompt: text.
+    # Prompt: a farmer").
+    parameter = re.search(
+        r"\s--[a-z]|\s*[|\n]\s*|[.,;]?\s*\b(?:positive prompt|positive|prompt)\s*:\s*",
+        rest,
+        re.IGNORECASE,
+    )
     negative = rest[: parameter.start()] if parameter else rest
     after = rest[parameter.start() :] if parameter else ""
-    if parameter and parameter.group().strip() in ("|", ""):
+    if parameter and not parameter.group().strip().startswith("--"):
         after = " " + rest[parameter.end() :]
     more_positive, more_negative = split_typed_negative(after, markers)
     return (

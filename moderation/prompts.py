@@ -80,20 +80,23 @@ def clothing_reason(words: str) -> str:
     return f"the prompt leaves out clothing ('{words}') on a person"
 
 
+NEGATIVE_BESIDE_MINOR = "a minor is named and the negative prompt avoids sexual words"
+
+
 def gore_reason(term: str) -> str:
     return f"'{term}' reads as gore ({Layer.DEFAULT})"
 
 
 def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> PromptVerdict:
     """The verdict on a request's text; every reason says which layer decided."""
-    # The generator receives the prompt whole, a negative prompt typed into it included: the
-    # lists and the minors rule read it as typed; only the clothing rules read the split.
-    split, typed_negative = split_typed_negative(prompt, rules.negative_markers)
-    negative_prompt = ", ".join(part for part in (negative_prompt, typed_negative) if part.strip())
+    # A negative prompt typed into the prompt ("…, negative prompt: nsfw, lowres", "--no text")
+    # is the negative prompt: admission hands it to the generator as one
+    # (``typed_negative_apart``), so the rules read the prompt without it, as it is drawn.
+    prompt, negative_prompt = typed_negative_apart(prompt, negative_prompt, rules)
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
     clothing, any_clothing = matching.clothing_in_negative(rules, negative)
-    left_out = clothing_left_out(rules, split, views(split).all if typed_negative else positive.all)
+    left_out = clothing_left_out(rules, prompt, positive.all)
     emoji = find_emoji(prompt, rules.emoji)
     learned = None
     if rules.classifier is not None:
@@ -107,7 +110,8 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
 
     # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
     # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
-    if matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all):
+    minor_named = bool(matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all))
+    if minor_named:
         if (
             any_clothing
             or left_out
@@ -129,11 +133,10 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
-    typed = _typed_terms(rules, split, typed_negative)
     for term, listed in matching.found(
         rules.block, readings, unless=rules.shipped_force_safe
     ).items():
-        reasons.append(f"'{term}' is not allowed ({listed.layer}{typed.get(term, '')})")
+        reasons.append(f"'{term}' is not allowed ({listed.layer})")
     joined = {join for reading in readings[:2] for join in fragment_joins(reading)}
     for term in sorted(joined & rules.fragment_terms):
         if not any(f"'{term}'" in reason for reason in reasons):
@@ -212,6 +215,10 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     ]
     if clothing:
         safe_reasons.append(f"the negative prompt leaves out clothing ({clothing})")
+    # Sexual words avoided beside a minor ("a child, negative prompt: nsfw") are no sexual cue,
+    # but the pictures are checked strictly.
+    if minor_named and negative.all and matching.sexual(rules, negative):
+        safe_reasons.append(NEGATIVE_BESIDE_MINOR)
     if left_out:
         safe_reasons.append(f"the prompt leaves out clothing ('{left_out}')")
     return PromptVerdict(
@@ -261,12 +268,12 @@ def _person_word(rules: PromptRules, word: str) -> bool:
     )
 
 
-def _typed_terms(rules: PromptRules, split: str, typed_negative: str) -> dict[str, str]:
-    """Block terms of a negative prompt typed into the prompt, with what their reason adds: the
-    generator does not split the prompt, so those words are drawn, not avoided."""
-    if not typed_negative.strip():
-        return {}
-    note = "; typed as a negative prompt, the generator still draws it"
-    typed = matching.found(rules.block, views(typed_negative).all)
-    before = matching.found(rules.block, views(split).all)
-    return {term: note for term in typed if term not in before}
+def typed_negative_apart(prompt: str, negative_prompt: str, rules: PromptRules) -> tuple[str, str]:
+    """(the prompt, the negative prompt) with a negative prompt typed into the prompt moved to
+    the negative prompt, as the member meant it: "a portrait, negative prompt: nsfw, lowres" is
+    drawn as "a portrait" avoiding "nsfw, lowres"; unchanged when none is typed."""
+    split, typed = split_typed_negative(prompt, rules.negative_markers)
+    if not typed.strip():
+        return prompt, negative_prompt
+    kept = " ".join(split.split()).strip(" ,;|")
+    return kept, ", ".join(part.strip() for part in (negative_prompt, typed) if part.strip())

@@ -24,7 +24,8 @@ MINORS_REASON = "sexual content involving minors is never allowed"
 # The gore policy's last word, after the reasons the prompt reads as gore.
 GORE_OUTSIDE_AGE_RESTRICTED = "gore is refused outside age-restricted channels"
 GORE_EVERYWHERE = "this server refuses gore everywhere"
-# A term typed as a negative prompt says so after the layer ("default list; typed as ...").
+# (A reason recorded before the typed negative prompt became the negative prompt may say so
+# after the layer: "default list; typed as a negative prompt, ...".)
 _TERM = re.compile(r"'.*' is not allowed \((?P<layer>[^();]+)(?:; [^()]*)?\)", re.DOTALL)
 _PATTERN = re.compile(r"matches the pattern '.*' \((?P<layer>[^()]+)\)", re.DOTALL)
 _NEGATIVE_CLOTHING = re.compile(

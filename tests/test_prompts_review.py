@@ -46,27 +46,6 @@ def test_clear_sexual_prompts_stay_refused(prompt: str) -> None:
     assert not check_prompt(prompt, SHIPPED).allowed
 
 
-@pytest.mark.parametrize(
-    "prompt",
-    [
-        "a woman on the beach, negative prompt: nude, porn, sex",
-        "a portrait, negative prompt: nsfw, nude, lowres",
-    ],
-)
-def test_a_typed_negative_prompt_is_drawn_not_avoided(prompt: str) -> None:
-    reasons = check_prompt(prompt, LISTS).reasons
-    assert reasons
-    assert all("typed as a negative prompt" in reason for reason in reasons)
-    assert all(reason_labels(reason)[0] == "term" for reason in reasons)
-
-
-@pytest.mark.parametrize(
-    "prompt", ["10 year old girl --no nsfw naked sex", "child, uc: pussy, cum"]
-)
-def test_a_typed_negative_prompt_does_not_hide_a_child(prompt: str) -> None:
-    assert MINORS_REASON in check_prompt(prompt, LISTS).reasons
-
-
 def test_the_clothing_rule_still_reads_the_split() -> None:
     reasons = check_prompt("portrait of a woman, negative prompt: clothes, lowres", LISTS).reasons
     assert reasons == (

@@ -159,11 +159,9 @@ class TestTypedNegativePrompt:
         reasons = refused(prompt)
         assert any(r.startswith("the negative prompt leaves out clothing (cloth") for r in reasons)
 
-    def test_safety_words_there_are_drawn_not_avoided(self) -> None:
-        # The generator receives the prompt whole: "nude" typed there is in the prompt.
-        assert "typed as a negative prompt" in " ".join(
-            refused("portrait of a woman, negative prompt: nsfw, nude, lowres")
-        )
+    def test_safety_words_there_are_avoided(self) -> None:
+        # Admission makes it the negative prompt (tests/test_typed_negative.py).
+        passes("portrait of a woman, negative prompt: nsfw, nude, lowres")
         passes("a mountain lake --no people --ar 16:9")
 
 

@@ -30,7 +30,7 @@ from bot.imagine.inputs import InputChecker, Prepared, Read, prepare
 from bot.imagine.leases import LeaseKeeper
 from bot.imagine.outcomes import ImagineOutcome, Refusal, Submitted
 from bot.imagine.records import end_quietly, new_job
-from bot.imagine.rules import gore_policy, rules_for
+from bot.imagine.rules import gore_policy, negative_moved, rules_for
 from bot.imagine.types import Derived, PicturesIn, Requester
 from common import logs, metrics
 from generation.catalog import Catalog
@@ -268,6 +268,7 @@ class Admission:
         # hears of the ban and cannot probe the lists), then the pictures given in, then
         # 4. admission and the audit record.
         rules = await self.rules_for(requester.guild_id)
+        options = negative_moved(options, rules, here.options)
         verdict = judge_request(options, rules, here.settings, requester.channel_nsfw)
         embeddings = self.catalog.embeddings_in(options.prompt, options.negative_prompt)
         new = new_job(requester, options, verdict, derived=derived, embeddings=embeddings)

@@ -3,10 +3,14 @@ entries, and a verdict on a prompt without a model or a worker."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from generation.errors import InvalidOption
+from generation.options import GenerationOptions, OptionLimits
 from moderation.guild_rules import GuildRulesCache
 from moderation.lists import GuildRule, PromptRules, RuleAction
 from moderation.policy import GorePolicy, apply_gore_policy
-from moderation.prompts import PromptVerdict, check_prompt
+from moderation.prompts import PromptVerdict, check_prompt, typed_negative_apart
 from storage.guild_settings import GuildSettingsRecord
 from storage.terms import TermList, TermRecord
 
@@ -14,6 +18,28 @@ from storage.terms import TermList, TermRecord
 def gore_policy(settings: GuildSettingsRecord | None) -> GorePolicy:
     """The guild's gore policy (outside a guild, the default one)."""
     return GorePolicy.AGE_RESTRICTED if settings is None else GorePolicy(settings.gore_policy)
+
+
+def negative_moved(
+    options: GenerationOptions, rules: PromptRules, limits: OptionLimits
+) -> GenerationOptions:
+    """The options with a negative prompt typed into the prompt ("a portrait, negative prompt:
+    nsfw, lowres", "--no text") made the negative prompt, so the generator avoids what the
+    member meant it to avoid; InvalidOption when nothing is left to draw or the negative prompt
+    grows past the limit."""
+    prompt, negative = typed_negative_apart(options.prompt, options.negative_prompt, rules)
+    if (prompt, negative) == (options.prompt, options.negative_prompt):
+        return options
+    if not prompt:
+        raise InvalidOption(
+            "prompt", options.prompt, "words to draw beside the negative prompt typed into it"
+        )
+    if len(negative) > limits.max_prompt_chars:
+        raise InvalidOption(
+            "negative prompt", f"{negative[:40]}… ({len(negative)} characters, with the one "
+            "typed into the prompt)", f"at most {limits.max_prompt_chars} characters",
+        )  # fmt: skip
+    return dataclasses.replace(options, prompt=prompt, negative_prompt=negative)
 
 
 def guild_rule(record: TermRecord) -> GuildRule:
