@@ -20,7 +20,7 @@ from moderation.vocab import Emoji
 _NEAR = re.compile(r"\s*(?:[+&x/>-]|\w{1,4}|[^\w\s]{1,3})?\s*")
 # A weak emoji followed by the dish or fruit it is ("🍑 pie", "🍆 parmesan") is food.
 _FOOD_AFTER = re.compile(
-    r"\s*(?:pies?|cobblers?|jam|tarts?|smoothies?|crumbles?|cakes?|juice|salad|parmesan|"
+    r"\s*(?:pies?|cobblers?|jam|tarts?|smoothies?|crumbles?|cakes?|juice|salad|parmesan|parm|"
     r"parmigiana|curry|stew|soup|recipes?|orchards?|trees?|harvest|cherries|peach(?:es)?|"
     r"eggplants?|aubergines?|fruits?|vegetables?|emoji)\b",
     re.IGNORECASE,
@@ -48,10 +48,15 @@ _BARED = re.compile(
 )
 # A body-part emoji that is someone's ("her 🍑", "his big 🍆", "soaping her 🍒"): a body part,
 # sexual with no other cue; "her 🐱" is her cat, "his 🍌" his banana.
-_OWNED_PARTS = {"🍑": "butt", "🍆": "penis", "🍒": "breasts", "🍈": "breasts", "🌮": "vagina"}
+_OWNED_PARTS = {
+    "🍑": "butt", "🍆": "penis", "🍒": "breasts", "🍈": "breasts", "🌮": "vagina", "🐱": "vagina",
+}  # fmt: skip
 _OWNED = re.compile(
     r"\b(?:her|his|my|your|ur|their|hers|gf'?s|bf'?s|wife'?s|husband'?s|girlfriend'?s|"
-    r"boyfriend'?s)\s+(?:[a-z]+\s+)?((?:" + "|".join(_OWNED_PARTS) + r")+)",
+    r"boyfriend'?s)\s+(?:[a-z]+\s+)?((?:" + "|".join(set(_OWNED_PARTS) - {"🐱"}) + r")+)"
+    # "her 🐱" is her cat, but not inside or under a sexual act: "🥒 inside her 🐱".
+    r"|\b(?:inside|into|in|lick(?:s|ing|ed)?|eat(?:s|ing)?|finger(?:s|ing|ed)?|spread(?:s|ing)?)"
+    r"\s+(?:her|his|my|your|their)\s+(🐱)",
     re.IGNORECASE,
 )
 # A garment emoji crossed out or pointed down ("👙❌", "🚫👗", "👗⬇️", "👙➡️❌"): the garment off.
@@ -143,8 +148,10 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
     """Emoji the prompt makes a body part or a garment taken off: (kind, as written, reading);
     kind "owned" ("her 🍑") counts on its own, the others ("🍒 out", "👙❌") beside a person."""
     out = [
-        ("owned", owned.group(), " ".join(dict.fromkeys(_OWNED_PARTS[c] for c in owned.group(1))))
+        ("owned", owned.group(), " ".join(dict.fromkeys(_OWNED_PARTS[c] for c in parts)))
         for owned in _OWNED.finditer(text)
+        for parts in [owned.group(1) or owned.group(2)]
+        if not _FOOD_AFTER.match(text, owned.end())  # "his 🍆 parmigiana" is his dinner
     ]
     for bared in _BARED.finditer(text):
         part = bared.group(1) or bared.group(2)

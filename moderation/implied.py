@@ -169,11 +169,12 @@ _PLACED = re.compile(
     r"ground|grass|rocks|shore|mat|heap|pile|screen|stool|easel|rack|coat rack|door|branch|"
     r"surface|umbrella|lamp|chest)\b"
 )
-# The person left or shed the garment ("leaves her sundress on the dock", "having hung his clothes
-# on the coat rack").
+# The person left or shed the garment, or lost it ("leaves her sundress on the dock", "having
+# hung his clothes on the coat rack", "the wind blew away her skirt").
 _LEFT_OFF = re.compile(
-    rf"\b(?:left|leaves|leaving|shed|sheds|shedding|tossed|tosses|tossing|having hung|has hung)"
-    rf" {_OWNED_GARMENTS.removeprefix(chr(92) + 'b')}"
+    rf"\b(?:left|leaves|leaving|shed|sheds|shedding|tossed|tosses|tossing|having hung|has hung|"
+    rf"(?:blew|blows|blown|blowing|swept|sweeps|carried|carries|washed|washes|took|takes) away|"
+    rf"stole|steals|stolen) {_OWNED_GARMENTS.removeprefix(chr(92) + 'b')}"
 )
 # The garment at the person's feet, fallen: "the woman's towel lies at her feet", "her dress at
 # her feet" (not "her skirt swirling around her ankles").

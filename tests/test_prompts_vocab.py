@@ -66,6 +66,9 @@ class TestEmoji:
             "🌮🌮 taco tuesday, family dinner",
             "cat 🐱 out in the garden with a girl",
             "a man and his 🐱 on the sofa",
+            "her 🐱 in the garden",
+            "grandma and her 🍑 pie",
+            "man eating his 🍆 parm",
         ],
     )
     def test_in_its_ordinary_context_a_weak_one_is_no_cue(self, prompt: str) -> None:
@@ -85,6 +88,7 @@ class TestEmoji:
             ("🚫👙 🚫👗 woman on a horse", "'🚫👙 (no bikini)'"),
             ("girlfriend 👗⬇️ in the bedroom", "'👗⬇ (no dress)'"),
             ("woman on a yacht 👙➡️❌", "'👙➡❌ (no bikini)'"),
+            ("🥒 inside her 🐱", "'inside her 🐱 (vagina)'"),
         ],
     )
     def test_made_a_body_part_or_a_garment_taken_off(self, prompt: str, reading: str) -> None:
