@@ -68,7 +68,10 @@ _STYLE = frozenset(
      "older", "elderly", "foto", "fotos", "fotografia", "fotografie", "photographie", "retrato",
      "ritratto", "portrat", "portret", "realista", "realistico", "realistisch", "realiste",
      "realistyczne", "φωτογραφια", "ρεαλιστικη", "πορτρετο", "фото", "фотография", "портрет",
-     "реалистичное", "реалистичный"}
+     "реалистичное", "реалистичный",
+     # framing: where the camera stands and how the person stands, not what is shown
+     "front", "view", "side", "pose", "poses", "posing", "standing", "sitting", "angle", "wide",
+     "length", "waist", "heroic", "dynamic", "viewer", "camera", "facing", "looking"}
 )  # fmt: skip
 # Words of the [people] sections that say more than who: a role or a state the corpus's sexual
 # prompts lean on ("stripper", "sunbathing"); a cue among them carries.

@@ -107,7 +107,13 @@ def test_the_classifiers_minors_reason_says_why() -> None:
 
 @pytest.mark.parametrize(
     "cues",
-    [("girl", "12", "the"), ("12", "year", "kitchen"), ("selfie",), ("φωτογραφια", "ρεαλιστικη")],
+    [
+        ("girl", "12", "the"),
+        ("12", "year", "kitchen"),
+        ("selfie",),
+        ("φωτογραφια", "ρεαλιστικη"),
+        ("front", "heroic", "pose"),  # framing: "a firefighter … heroic pose" read 0.92
+    ],
 )
 def test_cues_of_people_ages_and_style_count_for_nothing(cues: tuple[str, ...]) -> None:
     rules = dataclasses.replace(LISTS, classifier=StandIn(cues))

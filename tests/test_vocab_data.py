@@ -97,7 +97,8 @@ def test_emoji_rows_are_emoji_reading_strength() -> None:
         emoji, reading, strength = fields[:3]
         assert strength in ("strong", "weak", "innocent"), line
         for word in fields[3].split(",") if len(fields) == 4 else ():
-            assert word and word.replace(" ", "").isalpha() and word == word.lower(), line
+            assert word.replace(" ", "").isalpha(), line
+            assert word == word.lower(), line
         assert reading.strip(), line
         assert not any(char.isalpha() for char in emoji), line
         assert emoji not in seen, f"{emoji} listed twice"
