@@ -24,6 +24,8 @@ GLUED_TERMS = (
     # Naked in other languages written with Latin letters; not German or Dutch, whose compounds
     # name slugs and mole-rats ("Nacktschnecke", "naaktslak").
     "desnud", "telanjang", "ciplak", "hubad",
+    # Clothing said to be absent, glued ("girlwithnoclothes").
+    "noclothes", "noclothing", "withoutclothes", "nopanties", "nounderwear",
 )  # fmt: skip
 # Ordinary compounds and names that hold one of those words.
 BENIGN_COMPOUNDS = (
@@ -154,11 +156,22 @@ _WORN_ELSEWHERE = re.compile(
     r"discarded|strewn|abandoned|scattered|floating|floats|float|caught|snagged|in a heap) "
     r"(?:on|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among)\b"
 )
-# The garment lying beside its owner: "her bikini lying on the sand next to her".
+# The garment lying beside its owner: "her bikini lying on the sand next to her"; unowned, only
+# what no one leaves beside them dressed ("bikini lying beside her", not a towel), and only
+# beside the person, not their things ("beside her, full body", not "beside her suitcase").
+_BARING_GARMENTS = (
+    r"bikini|bikinis|swimsuit|swimsuits|bathing suit|underwear|lingerie|panties|bra|thong|"
+    r"swim trunks|trunks|boxers|briefs|knickers|undies|clothes|clothing|dress"
+)
+_LYING_BESIDE = (
+    r" (?:is |are |was |were |now )?(?:lying|lies|lay|folded|piled|tossed|thrown|discarded|draped|"
+    r"heaped) (?:[a-z]+ ){0,5}?(?:beside|next to) (?:her|him|them)"
+)
 _BESIDE_OWNER = re.compile(
-    rf"{_OWNED_GARMENTS} (?:is |are |was |were |now )?"
-    r"(?:lying|lies|lay|folded|piled|tossed|thrown|discarded|draped|heaped) "
-    r"(?:[a-z]+ ){0,5}?(?:beside|next to) (?:her|him|them)\b"
+    rf"{_OWNED_GARMENTS}{_LYING_BESIDE}\b"
+    rf"|\b(?:the |a )?(?:{_BARING_GARMENTS}){_LYING_BESIDE}"
+    r"(?=$|\s(?:on|in|at|as|while|and|or|full|front|facing|face|she|he|they|the|a|an|with|under|"
+    r"by|near|sleeps|sleeping|lies|lying|sits|sitting|stands|standing|is|was|photo|realistic)\b)"
 )
 # The garment simply somewhere that is no place to wear it ("her nightgown on the carpet", "his
 # yukata on the peg"); not "in her dress on the dock" or "lying on her towel on the sand".

@@ -69,9 +69,9 @@ _STYLE = frozenset(
      "ritratto", "portrat", "portret", "realista", "realistico", "realistisch", "realiste",
      "realistyczne", "φωτογραφια", "ρεαλιστικη", "πορτρετο", "фото", "фотография", "портрет",
      "реалистичное", "реалистичный",
-     # framing: where the camera stands and how the person stands, not what is shown
-     "front", "view", "side", "pose", "poses", "posing", "standing", "sitting", "angle", "wide",
-     "length", "waist", "heroic", "dynamic", "viewer", "camera", "facing", "looking"}
+     # how the person stands, not what is shown (where the camera stands, "front view", "facing
+     # the camera", does weigh: it is how implied nudity is asked for)
+     "pose", "poses", "posing", "heroic", "dynamic"}
 )  # fmt: skip
 # Words of the [people] sections that say more than who: a role or a state the corpus's sexual
 # prompts lean on ("stripper", "sunbathing"); a cue among them carries.

@@ -131,6 +131,8 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "not a scrap of fabric on her, woman lying on the dunes",
         "woman wearing only a pair of black cowboy boots",
         "the wind blew away her skirt and underwear, adult woman, front view, street",
+        "man dozing on the sand, swim trunks lying beside him, full body",
+        "guywithnoclothes at the lake",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -154,6 +156,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "robe still on the hook in an empty bathroom, morning light",
         "the wind blew away her hat, woman on a cliff, front view",
         "a thief stole her purse, woman facing the camera",
+        "a red dress lying beside her suitcase",
+        "woman reading on the beach, a towel lying beside her",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
