@@ -92,6 +92,7 @@ def plain_word(word: str, person: Callable[[str], bool]) -> bool:
         or word in _STYLE
         or any(char.isdigit() for char in word)
         or len(word) < 2  # a digit's look-alike reading ("8" as "b")
+        or len(set(word)) == 1  # one letter over and over ("aaaa…") says nothing
         or _COUNTED.fullmatch(word) is not None
         or (word not in _LOADED and person(word))
     )

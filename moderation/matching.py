@@ -101,7 +101,8 @@ def minor(rules: PromptRules, positive: Views) -> bool:
 
 
 def sexual(rules: PromptRules, positive: Views) -> bool:
-    """Any sexual term at all, before any allow phrase is taken out (for the minors rule)."""
+    """Any sexual term at all in these readings (the minors rule hands them with only the
+    shipped allow phrases out, never a guild's)."""
     hits = found(rules.block, positive.all, unless=rules.shipped_force_safe)
     if any(listed.sexual and listed.layer is not Layer.GUILD for listed in hits.values()):
         return True

@@ -104,12 +104,18 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
     person = matching.names_a_person(rules, positive.all)
-    sexual = matching.sexual(rules, positive)
+    # Our own allow phrases out (some not when the prompt names a person): curated innocent
+    # phrases ("naked mole rat", Swahili "mtoto wa kike", a girl child), read so by every rule.
+    shipped_allowed = tuple(
+        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
+        for reading in positive.all
+    )
+    sexual = matching.sexual(rules, Views(shipped_allowed[0], shipped_allowed))
     # Sexual words glued into a long token, nudity the scene implies (``moderation.implied``).
     unlisted = glued(positive.all) or implied_nudity(positive.plain, person=person)
 
-    # 1. Minors: on the prompt as written, before any allow phrase is taken out, so that no
-    # list (a guild's or ours) can switch it off. A weak emoji needs more than the minor itself.
+    # 1. Minors: before a guild's allow entries are taken out, so that no guild can switch it
+    # off (only our curated phrases are out). A weak emoji needs more than the minor itself.
     minor_named = bool(matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all))
     if minor_named:
         if (
@@ -124,12 +130,7 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
             score = learned.scores["sexual"] if learned is not None else 0.0
             reasons.append(f"{MINORS_REASON} (the classifier: {score:.2f}: {', '.join(cues)})")
 
-    # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
-    # the guild's own.
-    shipped_allowed = tuple(
-        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
-        for reading in positive.all
-    )
+    # 4. Allowed phrases out: the shipped ones (above), then the guild's own.
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.

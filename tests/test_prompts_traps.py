@@ -9,8 +9,9 @@ import dataclasses
 
 import pytest
 
-from moderation.lists import PromptRules
+from moderation.lists import GuildRule, PromptRules, RuleAction
 from moderation.prompts import check_prompt
+from moderation.reasons import MINORS_REASON
 
 RULES = dataclasses.replace(PromptRules.default(), classifier=None)
 
@@ -26,6 +27,9 @@ RULES = dataclasses.replace(PromptRules.default(), classifier=None)
         "Dampfnudeln with vanilla sauce, Bavarian dessert",
         "naked short selling explained, stock market infographic",
         "a naked call and a naked put on an options payoff chart",
+        # Our curated allow phrases hold beside a minor too (a guild's never do).
+        "a kid feeding a naked mole rat at the zoo",
+        "mtoto wa kike anacheza mpira",  # Swahili: a girl child plays football
     ],
 )
 def test_innocent(prompt: str) -> None:
@@ -45,9 +49,17 @@ def test_innocent(prompt: str) -> None:
         ("woman unbuttoning her blouse, bedroom", "'unbuttoning her blouse'"),
         ("woman, no clothes, no people around", "'no clothes'"),
         ("nude woman in a nude-colored coat", "'nude'"),
+        ("child with a nude mole rat", "sexual content involving minors"),
     ],
 )
 def test_still_refused(prompt: str, reason: str) -> None:
     verdict = check_prompt(prompt, RULES)
     assert not verdict.allowed
     assert reason in "; ".join(verdict.reasons)
+
+
+def test_a_guilds_allow_entry_never_switches_the_minors_rule_off() -> None:
+    """An art server may allow "nude"; beside a child it still refuses."""
+    art_server = RULES.with_guild([GuildRule(RuleAction.ALLOW, "nude")])
+    assert check_prompt("a nude figure study", art_server).allowed
+    assert MINORS_REASON in check_prompt("a nude child, figure study", art_server).reasons
