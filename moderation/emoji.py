@@ -80,6 +80,9 @@ class EmojiFound:
     weak_together: bool = False
     minors: tuple[Emoji, ...] = ()  # 👧, 🧒: words about minors, for the minors rule
     person: bool = False  # an emoji of a grown person (👩, 🧔, 💃): a person for the weak ones
+    # Read in their ordinary sense by a word beside them ("🔞 sign"): no cue, except that beside
+    # a minor a strong one still counts (context is no excuse there).
+    in_context: tuple[Emoji, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.strong or self.weak)
@@ -105,6 +108,7 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
     strong: list[Emoji] = []
     weak: list[Emoji] = []
     minors: list[Emoji] = []
+    in_context: list[Emoji] = []
     together = False
     last_end = -2
     last: Emoji | None = None
@@ -117,11 +121,12 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         # An innocent sequence ("😅💦": sweat), a weak emoji before a food word ("🍑 pie": the
         # food it is) and one in its ordinary context ("🔞 sign at the liquor store", "girl
         # eating a 🍑") are no cue at all, unless the prompt makes it a body part.
-        ordinary = found.context and not framed and _in_context(found.context, words)
+        end = i + len(found.text)
+        ordinary = found.context and not framed and _in_context(found.context, words, i, end)
         if found.minor:
             minors.append(found)
         elif ordinary:
-            pass
+            in_context.append(found)
         elif found.strong:
             strong.append(found)
         elif not found.innocent and not _FOOD_AFTER.match(text, i + len(found.text)):
@@ -141,6 +146,7 @@ def find_emoji(prompt: str, table: tuple[Emoji, ...]) -> EmojiFound:
         together,
         tuple(dict.fromkeys(minors)),
         person=not present.isdisjoint(_GROWN),
+        in_context=tuple(dict.fromkeys(in_context)),
     )
 
 
@@ -161,10 +167,15 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _in_context(context: tuple[str, ...], text: str) -> bool:
-    """Whether one of the words (or an inflection: s, es, ing, ed, er, y) is in the text."""
+_NEAR_WORDS = 6  # how many words (or emoji) either side of the emoji its context may stand
+
+
+def _in_context(context: tuple[str, ...], text: str, start: int, end: int) -> bool:
+    """Whether one of the words (or an inflection: s, es, ing, ed, er, y) stands within a few
+    words of the emoji at text[start:end]."""
+    near = " ".join(text[:start].split()[-_NEAR_WORDS:] + text[end:].split()[:_NEAR_WORDS])
     return any(
-        re.search(rf"\b{re.escape(word)}(?:s|es|ing|ed|er|ers|y|ies)?\b", text) for word in context
+        re.search(rf"\b{re.escape(word)}(?:s|es|ing|ed|er|ers|y|ies)?\b", near) for word in context
     )
 
 

@@ -143,9 +143,37 @@ _BELOW_CHEST = re.compile(
     r"(?:waist|hips|belly|navel|stomach)\b"
 )
 # A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
+# What leaves a person bare when it alone is elsewhere (not "his tee", "her hoodie", "her top").
+_BARE_WHEN_GONE = (
+    r"clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
+    r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|bathrobe|"
+    r"kimono|yukata|towel|towels|nightgown|nightie|pajamas|pyjamas|garments|leotard|sarong|"
+    r"thong|sundress|underthings|bodysuit|undies|knickers|speedo|speedos"
+)
+# One garment: an adjective at most, read atomically, so a run of garment words cannot make the
+# engine try every way to split it ("her shirt shirt shirt …" took minutes).
+_ONE = rf"(?>(?:[a-z]+ )?(?:{_GARMENTS})\b)"
+_OWNER = r"\b(?:her|his|their|(?:the |a )?[a-z]+ s) "
+# A person's garments: two or more of any kind ("her jeans and blouse", "the man s shirt jeans
+# and boxers"), or one that leaves them bare ("her nightgown", "his yukata").
 _OWNED_GARMENTS = (
-    rf"\b(?:her|his|their|(?:the |a )?[a-z]+ s) (?:[a-z]+ )?(?:{_GARMENTS})"
-    rf"(?: (?:and |or )?(?:her |his |their )?(?:[a-z]+ )?(?:{_GARMENTS}))*"
+    rf"{_OWNER}(?:{_ONE}(?: (?:and |or )?(?:her |his |their )?{_ONE})++"
+    rf"|(?>(?:[a-z]+ )?(?:{_BARE_WHEN_GONE})\b))"
+)
+# A garment that slid down to the feet: "her dress slides down to her ankles".
+_DOWN_TO_FEET = re.compile(
+    rf"\b(?:{_BARE_WHEN_GONE}|skirt|jeans|pants|trousers|shorts)\b (?:[a-z]+ ){{0,2}}?"
+    # not "a long skirt that falls to her ankles": its length
+    # (moved: a long gown that "pools at her feet" has a train)
+    r"(?:slid|slides|sliding|slipped|slips|fell|dropped|drops|falls down|falling down) "
+    r"(?:down )?(?:to|around|at) (?:her|his|their) (?:feet|ankles)\b"
+)
+# A garment on the floor by the person seen in full or facing us: "towel on the floor behind her"
+# (not a beach towel on the sand).
+_ON_FLOOR_BY = re.compile(
+    rf"\b(?:{_BARE_WHEN_GONE})\b (?:is |lying |lies |left |dropped |tossed )?(?:on|at) the "
+    r"(?:floor|carpet|rug|tiles|bed) (?:behind|beside|next to|near) "
+    r"(?:her|him|them)\b"
 )
 # The person's garment somewhere else ("their swimsuits hanging on a branch", "her bikini drying
 # on the railing"): with the whole body in view the person is bare. Clothes on a line with no
@@ -187,7 +215,7 @@ _PLACED = re.compile(
 _LEFT_OFF = re.compile(
     rf"\b(?:left|leaves|leaving|shed|sheds|shedding|tossed|tosses|tossing|having hung|has hung|"
     rf"(?:blew|blows|blown|blowing|swept|sweeps|carried|carries|washed|washes|took|takes) away|"
-    rf"stole|steals|stolen) {_OWNED_GARMENTS.removeprefix(chr(92) + 'b')}"
+    rf"stole|steals|stolen) {_OWNED_GARMENTS}"
 )
 # The garment at the person's feet, fallen: "the woman's towel lies at her feet", "her dress at
 # her feet" (not "her skirt swirling around her ankles").
@@ -257,9 +285,14 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         if found is None and person and _FULL_BODY.search(plain):
             found = _CLEAR_BATH.search(plain)
     if found is None and person:
-        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
+        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain) or _DOWN_TO_FEET.search(plain)
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
-        found = _WORN_ELSEWHERE.search(plain) or _PLACED.search(plain) or _LEFT_OFF.search(plain)
+        found = (
+            _WORN_ELSEWHERE.search(plain)
+            or _PLACED.search(plain)
+            or _LEFT_OFF.search(plain)
+            or _ON_FLOOR_BY.search(plain)
+        )
     if found is None and person and (_WET_PLACES.search(plain) or _FACING.search(plain)):
         found = _STILL_HUNG.search(plain)
     if found is None:

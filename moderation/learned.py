@@ -69,9 +69,11 @@ _STYLE = frozenset(
      "ritratto", "portrat", "portret", "realista", "realistico", "realistisch", "realiste",
      "realistyczne", "φωτογραφια", "ρεαλιστικη", "πορτρετο", "фото", "фотография", "портрет",
      "реалистичное", "реалистичный",
-     # how the person stands, not what is shown (where the camera stands, "front view", "facing
-     # the camera", does weigh: it is how implied nudity is asked for)
-     "pose", "poses", "posing", "heroic", "dynamic"}
+     # framing: how the person stands and where the camera does, not what is shown ("a woman
+     # facing the camera, portrait" read 0.98 on "facing"); the rules read framing where it
+     # makes a scene bare (``moderation.implied``)
+     "front", "view", "side", "pose", "poses", "posing", "standing", "heroic", "dynamic",
+     "viewer", "camera", "facing", "faces", "turning", "looking", "angle", "waist", "length"}
 )  # fmt: skip
 # Words of the [people] sections that say more than who: a role or a state the corpus's sexual
 # prompts lean on ("stripper", "sunbathing"); a cue among them carries.

@@ -146,6 +146,8 @@ class PromptRules:
     force_safe: TermIndex[Listed]
     shipped_force_safe: TermIndex[Listed]  # a wildcard block term gives way to these only
     allow: TermIndex[bool]  # shipped phrases; True: not taken out when the prompt names a person
+    # The shipped phrases the minors rule takes out too: [beside_minors].
+    minors_allow: TermIndex[None]
     minors: TermIndex[None]
     negative: TermIndex[str]  # section of negative_terms.txt: clothing, clothing_weak, people
     negative_allow: TermIndex[None]
@@ -198,6 +200,15 @@ class PromptRules:
         for term in words.allow_names:
             for form in _with_glued_form(term):
                 allow.add(form, False)
+        # What the minors rule takes out: only the [beside_minors] phrases, innocent whoever is
+        # named ("naked mole rat"); not the gazetteer ("great tits", "horny toad" beside a teen)
+        # nor "nude heels" or "steel erection" beside a child.
+        minors_allow: TermIndex[None] = TermIndex(
+            (form, None)
+            for term, section in _read_terms("allow_terms.txt")
+            if section == "beside_minors"
+            for form in _with_glued_form(term)
+        )
         negative: TermIndex[str] = TermIndex(
             (term, section) for term, section in negative_terms if section != "negative_allow"
         )
@@ -215,6 +226,7 @@ class PromptRules:
             force_safe=force_safe,
             shipped_force_safe=force_safe,
             allow=allow,
+            minors_allow=minors_allow,
             minors=minors,
             negative=negative,
             gore=TermIndex((term, None) for term in words.section("gore")),
@@ -248,9 +260,9 @@ class PromptRules:
         # Longer words that hold a term of a script without spaces in an innocent sense
         # ("路口交通", a crossroads' traffic, holds "口交"): the term does not match inside them.
         innocent = [term.text for term in words.section("innocent")]
-        for index in (rules.block, rules.force_safe, rules.allow, rules.minors, rules.negative,
-                      rules.gore, rules.clothing, rules.negation):  # fmt: skip
-            if index is not rules.allow:
+        for index in (rules.block, rules.force_safe, rules.allow, rules.minors_allow, rules.minors,
+                      rules.negative, rules.gore, rules.clothing, rules.negation):  # fmt: skip
+            if index is not rules.allow and index is not rules.minors_allow:
                 index.add_innocent(innocent)
             index.prepare()
         return rules

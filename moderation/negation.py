@@ -159,8 +159,10 @@ _TOP_NOT_GARMENT = frozenset(
 )
 
 
-# A garment opened only at one end stays on: "shirt unbuttoned at the collar".
-_PARTLY = re.compile(r"\s*(?:at|by) the (?:collar|neck|throat|cuffs?|wrists?|top|sleeves?)\b")
+# A garment opened only at one end stays on: "shirt unbuttoned at the collar" (opened, not
+# taken off: "a boy without pants at the top of the hill" is no such thing).
+_PARTLY = re.compile(r"\s*(?:at|by) the (?:collar|neck|throat|cuffs?|wrists?|sleeves?)\b")
+_OPENING = ("unbutton", "undone", "undo", "undid", "unzip", "loosen", "unfasten", "unlac")
 
 
 def _not_a_garment_here(term: str, rest: str) -> bool:
@@ -194,9 +196,10 @@ def clothing_left_out(rules: PromptRules, prompt: str, readings: tuple[str, ...]
                         n.words
                     )
                     after = follows and 0 <= n.first - c.last - 1 < _NEAR_AFTER
-                    if (overlap or before or after) and not _PARTLY.match(
+                    partly = n.words.startswith(_OPENING) and _PARTLY.match(
                         reading, max(c.end, n.end)
-                    ):
+                    )
+                    if (overlap or before or after) and not partly:
                         return reading[min(c.start, n.start) : max(c.end, n.end)]
     return None
 

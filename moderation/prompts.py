@@ -87,12 +87,18 @@ def gore_reason(term: str) -> str:
     return f"'{term}' reads as gore ({Layer.DEFAULT})"
 
 
-def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> PromptVerdict:
-    """The verdict on a request's text; every reason says which layer decided."""
-    # A negative prompt typed into the prompt ("…, negative prompt: nsfw, lowres", "--no text")
-    # is the negative prompt: admission hands it to the generator as one
-    # (``typed_negative_apart``), so the rules read the prompt without it, as it is drawn.
-    prompt, negative_prompt = typed_negative_apart(prompt, negative_prompt, rules)
+def check_prompt(
+    prompt: str, rules: PromptRules, negative_prompt: str = "", *, split: bool = True
+) -> PromptVerdict:
+    """The verdict on a request's text; every reason says which layer decided.
+
+    A negative prompt typed into the prompt ("…, negative prompt: nsfw, lowres", "--no text")
+    is the negative prompt: admission hands it to the generator as one
+    (``typed_negative_apart``), and so the rules read the prompt without it, as it is drawn.
+    ``split=False``: the prompt is already as the generator gets it (admission split it),
+    read whole, so that the rules never read less than is drawn."""
+    if split:
+        prompt, negative_prompt = typed_negative_apart(prompt, negative_prompt, rules)
     positive = views(prompt)
     negative = views(negative_prompt) if negative_prompt.strip() else Views("", ())
     clothing, any_clothing = matching.clothing_in_negative(rules, negative)
@@ -104,18 +110,16 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
     deadline = time.monotonic() + PATTERN_BUDGET_S
     reasons: list[str] = []
     person = matching.names_a_person(rules, positive.all)
-    # Our own allow phrases out (some not when the prompt names a person): curated innocent
-    # phrases ("naked mole rat", Swahili "mtoto wa kike", a girl child), read so by every rule.
-    shipped_allowed = tuple(
-        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
-        for reading in positive.all
-    )
-    sexual = matching.sexual(rules, Views(shipped_allowed[0], shipped_allowed))
+    # For the minors rule only the [beside_minors] phrases are out ("a kid feeding a naked mole
+    # rat", Swahili "mtoto wa kike", a girl child); not a guild's allow entries, nor phrases
+    # like "nude heels" or names like "great tit".
+    beside_minors = tuple(rules.minors_allow.remove_from(reading) for reading in positive.all)
+    sexual = matching.sexual(rules, Views(beside_minors[0], beside_minors))
     # Sexual words glued into a long token, nudity the scene implies (``moderation.implied``).
     unlisted = glued(positive.all) or implied_nudity(positive.plain, person=person)
 
-    # 1. Minors: before a guild's allow entries are taken out, so that no guild can switch it
-    # off (only our curated phrases are out). A weak emoji needs more than the minor itself.
+    # 1. Minors: before any guild's allow entry is taken out, so that no guild can switch it
+    # off (only the names above are out).
     minor_named = bool(matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all))
     if minor_named:
         if (
@@ -123,14 +127,21 @@ def check_prompt(prompt: str, rules: PromptRules, negative_prompt: str = "") -> 
             or left_out
             or sexual
             or unlisted
-            or emoji.sexual(person=False, other_cue=sexual)
+            or emoji.strong
+            or emoji.weak  # beside a child, any not read in its ordinary sense ("kids eating 🍑")
+            or any(one.strong for one in emoji.in_context)
         ):
             reasons.append(MINORS_REASON)
         elif (cues := _counts(rules, learned, _minors_bar(rules))) is not None:
             score = learned.scores["sexual"] if learned is not None else 0.0
             reasons.append(f"{MINORS_REASON} (the classifier: {score:.2f}: {', '.join(cues)})")
 
-    # 4. Allowed phrases out: the shipped ones (above), then the guild's own.
+    # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
+    # the guild's own.
+    shipped_allowed = tuple(
+        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
+        for reading in positive.all
+    )
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
@@ -272,9 +283,17 @@ def _person_word(rules: PromptRules, word: str) -> bool:
 def typed_negative_apart(prompt: str, negative_prompt: str, rules: PromptRules) -> tuple[str, str]:
     """(the prompt, the negative prompt) with a negative prompt typed into the prompt moved to
     the negative prompt, as the member meant it: "a portrait, negative prompt: nsfw, lowres" is
-    drawn as "a portrait" avoiding "nsfw, lowres"; unchanged when none is typed."""
-    split, typed = split_typed_negative(prompt, rules.negative_markers)
-    if not typed.strip():
-        return prompt, negative_prompt
-    kept = " ".join(split.split()).strip(" ,;|")
-    return kept, ", ".join(part.strip() for part in (negative_prompt, typed) if part.strip())
+    drawn as "a portrait" avoiding "nsfw, lowres"; unchanged when none is typed.
+
+    Split again until no typed negative is left: joining what surrounds one may make another
+    ("negative prompt --no x | : topless" leaves "negative prompt : topless"), and the
+    generator must get nothing the rules would read as a negative prompt. Each round takes a
+    marker out, so it ends."""
+    while True:
+        split, typed = split_typed_negative(prompt, rules.negative_markers)
+        if not typed.strip():
+            return prompt, negative_prompt
+        prompt = " ".join(split.split()).strip(" ,;|")
+        negative_prompt = ", ".join(
+            part.strip() for part in (negative_prompt, typed) if part.strip()
+        )

@@ -4,6 +4,7 @@ the collisions those and the language files made: each case both ways, refused a
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -218,3 +219,37 @@ class _Nothing:
 
     def over(self, label: str) -> bool:
         return False
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a woman, her " + "top " * 300,
+        "her " + "shirt " * 200,
+        "her " + "shirt and " * 120,
+        "wearing only " + "hat and " * 130,
+        "her dress " + "lying " * 160 + "beside her",
+    ],
+)
+def test_long_runs_of_garment_words_are_read_at_once(prompt: str) -> None:
+    """A run of garment words made the engine try every way to split it (minutes for 250
+    characters); a generous ceiling, far above the milliseconds it takes now."""
+    started = time.monotonic()
+    check_prompt(prompt[:1000], RULES)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "tossing her braids, woman, full body",
+        "a golfer full body shot, his tee on the grass",
+        "a man in a suit facing the camera, his sweater on the chair",
+        "a woman smiling toward the camera, her hoodie on the hook",
+        "a bride whose long gown pools at her feet, full body",
+        "woman in a long skirt that falls to her ankles",
+        "a towel on the sand beside her, woman reading, full body",
+    ],
+)
+def test_one_garment_that_leaves_no_one_bare(prompt: str) -> None:
+    assert not refused(prompt)

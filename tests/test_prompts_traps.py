@@ -50,6 +50,12 @@ def test_innocent(prompt: str) -> None:
         ("woman, no clothes, no people around", "'no clothes'"),
         ("nude woman in a nude-colored coat", "'nude'"),
         ("child with a nude mole rat", "sexual content involving minors"),
+        # Opened at the collar stays on; left out at the top of a hill does not.
+        ("a 10 year old boy without pants at the top of the mountain", "sexual content"),
+        ("a man without pants at the top of the mountain", "'without pants'"),
+        # Our innocent phrases, other than [beside_minors], still count beside a child.
+        ("a schoolgirl, nude heels, nude pink", "sexual content involving minors"),
+        ("a kid, steel erection", "sexual content involving minors"),
     ],
 )
 def test_still_refused(prompt: str, reason: str) -> None:

@@ -102,7 +102,9 @@ class TestEmoji:
 
     def test_with_a_minor_it_is_the_minors_rule(self) -> None:
         assert MINORS_REASON in refused("a 12 year old 🍆💦")
-        passes("kids eating 🍑 at a picnic")  # a weak one next to a child is no sexual cue
+        passes("kids eating 🍑 at a picnic")  # read in its ordinary sense: no cue
+        assert MINORS_REASON in refused("a 10 year old girl 🥵 on the bed")  # a weak one is
+        assert MINORS_REASON in refused("a little girl 🔞 sign")  # context never excuses 🔞
 
     def test_a_child_emoji_is_a_word_about_minors(self) -> None:
         passes("a mother and her 👧 in the park")

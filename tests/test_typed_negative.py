@@ -9,11 +9,14 @@ import dataclasses
 
 import pytest
 
+from bot.imagine.admission import check_request
+from bot.imagine.rules import negative_moved
 from bot.imagine.service import ImagineService
 from bot.imagine.types import Requester
 from generation.errors import InvalidOption
-from generation.options import RequestedOptions
+from generation.options import GenerationOptions, OptionLimits, RequestedOptions
 from moderation.lists import PromptRules
+from moderation.negation import split_typed_negative
 from moderation.prompts import NEGATIVE_BESIDE_MINOR, check_prompt, typed_negative_apart
 from moderation.reasons import MINORS_REASON
 from storage.models import JobStatus
@@ -107,3 +110,36 @@ async def test_nothing_left_to_draw_is_refused_before_any_record(
     with pytest.raises(InvalidOption, match="words to draw beside the negative prompt"):
         await service.imagine(RequestedOptions(prompt="negative prompt: nsfw, text"), MEMBER)
     assert await service.storage.audit.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        # Joining what surrounds one typed negative makes another: split until none is left.
+        "a woman on a beach, negative prompt --no blurry | : topless, spread legs",
+        "a 10 year old girl, negative prompt --no blurry | : naked",
+        "a man neg --no x Prompt: prompt: nude",
+    ],
+)
+def test_what_the_generator_gets_holds_no_typed_negative(prompt: str) -> None:
+    options = negative_moved(
+        GenerationOptions(prompt, "", (1,), 4, 7.0, 64, 64, "default"), RULES, OptionLimits()
+    )
+    assert split_typed_negative(options.prompt, RULES.negative_markers)[1] == ""
+    # The rules read exactly what is drawn, and it holds none of the words moved out.
+    assert check_request(options, LISTS) == check_prompt(
+        options.prompt, LISTS, options.negative_prompt, split=False
+    )
+    for word in ("topless", "naked", "nude"):
+        assert word not in options.prompt
+
+
+def test_a_marker_made_by_weights_is_read_whole() -> None:
+    """``ne(g): (top:1.1)(less:1.1)`` is drawn as "neg: topless": the plain reading holds what
+    looks like a typed negative, and the rules read it whole, as drawn."""
+    options = GenerationOptions(
+        "a woman on a beach, ne(g): (top:1.1)(less:1.1)", "", (1,), 4, 7.0, 64, 64, "default"
+    )
+    verdict = check_request(negative_moved(options, RULES, OptionLimits()), LISTS)
+    assert not verdict.allowed
+    assert "'topless' is not allowed (default list)" in verdict.reasons

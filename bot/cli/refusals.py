@@ -14,7 +14,7 @@ import dataclasses
 from bot.app import open_storage
 from bot.imagine.admission import judge_request
 from bot.imagine.records import new_job
-from bot.imagine.rules import rules_for
+from bot.imagine.rules import negative_moved, rules_for
 from bot.imagine.types import Requester
 from bot.settings import Settings
 from generation.options import RequestedOptions, storable
@@ -41,6 +41,7 @@ async def record_refusal(
     async with open_storage(settings) as storage:
         here = None if guild_id is None else await storage.guild_settings.get(guild_id)
         rules = await rules_for(storage.terms, PromptRules.default(), guild_id)
+        options = negative_moved(options, rules, settings.catalog_limits())
         verdict = judge_request(options, rules, here, channel_nsfw)
         requester = Requester(source="cli", guild_id=guild_id, channel_nsfw=channel_nsfw)
         model = options.model or catalog.default_model

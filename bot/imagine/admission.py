@@ -67,11 +67,13 @@ def check_request(options: GenerationOptions, rules: PromptRules) -> PromptVerdi
     brackets may have split (``(nu:1.2)de`` is drawn as "nude"): blocked if either reading is,
     with the reasons of both (the plain reading names the exact term where the written one
     only had the classifier's guess), force-safe if either is."""
-    written = check_prompt(options.prompt, rules, options.negative_prompt)
+    # Read as drawn: admission has moved a typed negative prompt already (``negative_moved``);
+    # the plain reading may seem to hold one ("ne(g): (top:1.1)(less:1.1)") and is read whole.
+    written = check_prompt(options.prompt, rules, options.negative_prompt, split=False)
     prompt, negative = plain_text(options.prompt), plain_text(options.negative_prompt)
     if (prompt, negative) == (options.prompt, options.negative_prompt):
         return written
-    plain = check_prompt(prompt, rules, negative)
+    plain = check_prompt(prompt, rules, negative, split=False)
     if not written.allowed or not plain.allowed:
         refused = [verdict for verdict in (written, plain) if not verdict.allowed]
         return PromptVerdict(

@@ -104,7 +104,8 @@ class Recovery:
             refused = await self._gore_refused_now(record, verdict)
             if refused is not None:  # the guild's gore policy changed while it waited
                 # Redis may still hold it (queued, or drawn by a worker): taken out, or stopped.
-                await self.queue.cancel(record.id, record.uid)
+                taken = await self.queue.cancel(record.id, record.uid)
+                log.info("job %d ◆ gore refused now; in the queue: %s", record.id, taken)
                 self._track(record.id, self._end_blocked(record, refused, on_outcome))
                 continue
             handle = await self.queue.attach(record.id, record.uid)
