@@ -8,6 +8,7 @@ a child (👧, 🧒) are words about minors, for the minors rule only.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -170,13 +171,21 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
 _NEAR_WORDS = 6  # how many words (or emoji) either side of the emoji its context may stand
 
 
+_NEAR_CHARS = 80  # and within this many characters (a run of emoji has no spaces)
+
+
+@functools.cache
+def _context_pattern(context: tuple[str, ...]) -> re.Pattern[str]:
+    words = "|".join(re.escape(word) for word in context)
+    return re.compile(rf"\b(?:{words})(?:s|es|ing|ed|er|ers|y|ies)?\b")
+
+
 def _in_context(context: tuple[str, ...], text: str, start: int, end: int) -> bool:
     """Whether one of the words (or an inflection: s, es, ing, ed, er, y) stands within a few
     words of the emoji at text[start:end]."""
-    near = " ".join(text[:start].split()[-_NEAR_WORDS:] + text[end:].split()[:_NEAR_WORDS])
-    return any(
-        re.search(rf"\b{re.escape(word)}(?:s|es|ing|ed|er|ers|y|ies)?\b", near) for word in context
-    )
+    before = text[max(0, start - _NEAR_CHARS) : start].split()[-_NEAR_WORDS:]
+    after = text[end : end + _NEAR_CHARS].split()[:_NEAR_WORDS]
+    return _context_pattern(context).search(" ".join(before + after)) is not None
 
 
 def emoji_reason(emoji: Emoji) -> str:

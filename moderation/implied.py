@@ -164,17 +164,20 @@ _OWNED_GARMENTS = (
 _DOWN_TO_FEET = re.compile(
     rf"\b(?:{_BARE_WHEN_GONE}|skirt|jeans|pants|trousers|shorts)\b (?:[a-z]+ ){{0,2}}?"
     # not "a long skirt that falls to her ankles": its length
-    # (moved: a long gown that "pools at her feet" has a train)
-    r"(?:slid|slides|sliding|slipped|slips|fell|dropped|drops|falls down|falling down) "
+    # moved, not its length: not a gown that "pools at her feet" or "falls down to her ankles"
+    r"(?:slid|slides|sliding|slipped|slips|fell|dropped|drops) "
     r"(?:down )?(?:to|around|at) (?:her|his|their) (?:feet|ankles)\b"
 )
 # A garment on the floor by the person seen in full or facing us: "towel on the floor behind her"
 # (not a beach towel on the sand).
+# Underwear anywhere; a towel or robe only after a bath or shower (not beside a gymnast), never
+# clothes or pajamas laid out on a bed.
 _ON_FLOOR_BY = re.compile(
-    rf"\b(?:{_BARE_WHEN_GONE})\b (?:is |lying |lies |left |dropped |tossed )?(?:on|at) the "
-    r"(?:floor|carpet|rug|tiles|bed) (?:behind|beside|next to|near) "
-    r"(?:her|him|them)\b"
+    r"\b(?:underwear|lingerie|panties|bra|bikini|swimsuit|boxers|briefs|thong|knickers|undies|"
+    r"(?P<wet>towel|robe|bathrobe)) (?:is |lying |lies |left |dropped |tossed )?(?:on|at) the "
+    r"(?:floor|carpet|rug|tiles|bed) (?:behind|beside|next to|near) (?:her|him|them)\b"
 )
+_SHOWER = re.compile(r"\b(?:shower|showered|bath|bathtub|bathroom|sauna|onsen|tub)\b")
 # The person's garment somewhere else ("their swimsuits hanging on a branch", "her bikini drying
 # on the railing"): with the whole body in view the person is bare. Clothes on a line with no
 # person, or a robe on a hook in an empty room, are no one's.
@@ -273,6 +276,13 @@ _CLEAR_BATH = re.compile(
 )
 
 
+def _on_floor_by(plain: str) -> re.Match[str] | None:
+    found = _ON_FLOOR_BY.search(plain)
+    if found is not None and found["wet"] and not _SHOWER.search(plain):
+        return None
+    return found
+
+
 def implied_nudity(plain: str, *, person: bool) -> str | None:
     """The words that make a person naked without a nudity word, in the plain reading; the
     reading has no commas, so an item list ends at a word that starts the rest of the scene.
@@ -285,13 +295,15 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         if found is None and person and _FULL_BODY.search(plain):
             found = _CLEAR_BATH.search(plain)
     if found is None and person:
-        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain) or _DOWN_TO_FEET.search(plain)
+        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
+    if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
+        found = _DOWN_TO_FEET.search(plain)
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
         found = (
             _WORN_ELSEWHERE.search(plain)
             or _PLACED.search(plain)
             or _LEFT_OFF.search(plain)
-            or _ON_FLOOR_BY.search(plain)
+            or _on_floor_by(plain)
         )
     if found is None and person and (_WET_PLACES.search(plain) or _FACING.search(plain)):
         found = _STILL_HUNG.search(plain)

@@ -200,15 +200,18 @@ class PromptRules:
         for term in words.allow_names:
             for form in _with_glued_form(term):
                 allow.add(form, False)
-        # What the minors rule takes out: only the [beside_minors] phrases, innocent whoever is
-        # named ("naked mole rat"); not the gazetteer ("great tits", "horny toad" beside a teen)
-        # nor "nude heels" or "steel erection" beside a child.
+        # What the minors rule takes out: the [beside_minors] phrases, innocent whoever is named
+        # ("naked mole rat"), and the gazetteer's places (a school trip to Essex); not its
+        # species ("great tits", "horny toad" beside a teen), nor "nude heels" beside a child.
         minors_allow: TermIndex[None] = TermIndex(
             (form, None)
             for term, section in _read_terms("allow_terms.txt")
             if section == "beside_minors"
             for form in _with_glued_form(term)
         )
+        for term in words.place_names:
+            for form in _with_glued_form(term):
+                minors_allow.add(form, None)
         negative: TermIndex[str] = TermIndex(
             (term, section) for term, section in negative_terms if section != "negative_allow"
         )

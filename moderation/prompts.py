@@ -174,7 +174,7 @@ def check_prompt(
         not reasons
         and learned is not None
         and learned.over("sexual")
-        and (shown := _counts(rules, learned, 0.0)) is not None
+        and (shown := _counts(rules, learned, _one_word_bar(positive.plain))) is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
         and not rules.force_safe.find(shown[0] if shown else "")
@@ -249,6 +249,15 @@ def _cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
     if plain == allowed or not cues:
         return True
     return f" {cues[0]} " in f" {allowed} " or f" {cues[0]} " not in f" {plain} "
+
+
+# One word is little to go on: the classifier read "another" as sexual (0.88). Alone, a word
+# the lists do not hold is refused only at this score.
+ONE_WORD_BAR = 0.97
+
+
+def _one_word_bar(plain: str) -> float:
+    return ONE_WORD_BAR if len(plain.split()) <= 1 else 0.0
 
 
 def _minors_bar(rules: PromptRules) -> float:

@@ -58,6 +58,7 @@ class Vocabulary:
     negative_markers: tuple[str, ...]  # as written: "negative prompt:", "--no"
     emoji: tuple[Emoji, ...]
     allow_names: tuple[Term, ...]
+    place_names: tuple[Term, ...] = ()  # the allow names of kind "place" (Essex, Penistone)
 
     def section(self, name: str) -> list[Term]:
         return [term for term, _ in self.terms.get(name, ())]
@@ -146,9 +147,14 @@ def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
     return tuple(sorted(out, key=lambda emoji: len(emoji.text), reverse=True))
 
 
-def read_allow_names(file: Traversable) -> tuple[Term, ...]:
-    """allow_names.tsv: name, kind, source; the name is taken out before the block terms."""
-    return tuple(_term(line.split("\t")[0], "allow_names.tsv") for line in _lines(file))
+def read_allow_names(file: Traversable, kind: str | None = None) -> tuple[Term, ...]:
+    """allow_names.tsv: name, kind, source; the name is taken out before the block terms.
+    With ``kind``, only the names of that kind ("place")."""
+    return tuple(
+        _term(fields[0], "allow_names.tsv")
+        for fields in (line.split("\t") for line in _lines(file))
+        if kind is None or (len(fields) > 1 and fields[1].strip() == kind)
+    )
 
 
 @functools.cache
@@ -167,4 +173,5 @@ def shipped() -> Vocabulary:
         negative_markers=tuple(negation.get("negative_markers", ())),
         emoji=read_emoji(data.joinpath("emoji.tsv")),
         allow_names=read_allow_names(data.joinpath("allow_names.tsv")),
+        place_names=read_allow_names(data.joinpath("allow_names.tsv"), "place"),
     )

@@ -94,7 +94,7 @@ def test_both_readings_of_a_prompt_carry_their_gore_and_scores(
             True, gore=WHY, classifier_scores=(("gore", 0.9), ("sexual", 0.05))
         ),
     }
-    monkeypatch.setattr(admission, "check_prompt", lambda prompt, *_: readings[prompt])
+    monkeypatch.setattr(admission, "check_prompt", lambda prompt, *_, **__: readings[prompt])
     options = _options("(entr:1.1)ails, a (blade:1.2)")
     merged = check_request(options, PromptRules.default())
     assert (merged.allowed, merged.gore) == (True, WHY)

@@ -177,3 +177,18 @@ def test_gore_said_to_be_absent_is_not_read_by_the_classifier(prompt: str) -> No
     assert "gore" not in recorder.seen[0].lower()
     assert "blood" not in recorder.seen[0].lower()
     assert not check_prompt(prompt, SHIPPED).gore
+
+
+@dataclasses.dataclass
+class Sure(StandIn):
+    """A stand-in that reads every prompt as sexual at 0.9, its cues given."""
+
+    def read(self, prompt: str) -> Reading:
+        return Reading({"sexual": 0.9, "gore": 0.0}, {"sexual": self.cues})
+
+
+def test_one_word_the_lists_do_not_hold_needs_a_higher_score() -> None:
+    """The classifier read "another" alone as sexual (0.88): one word is little to go on."""
+    rules = dataclasses.replace(LISTS, classifier=Sure(("another",)))
+    assert check_prompt("another", rules).allowed
+    assert not check_prompt("another one, tonight", rules).allowed

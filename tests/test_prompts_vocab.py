@@ -4,6 +4,7 @@ prompt typed into it, gore, the allow names, terms in scripts without spaces, th
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -96,6 +97,14 @@ class TestEmoji:
 
     def test_a_garment_crossed_out_needs_a_person(self) -> None:
         passes("👙❌ sign at the hotel pool")
+
+    @pytest.mark.parametrize("run", ["🍑" * 1000, "💦" * 1000, "(a)" + "💦" * 995])
+    def test_a_long_run_of_emoji_is_read_at_once(self, run: str) -> None:
+        """Each emoji's context is looked for near it, not in the whole prompt (0.6-1.4 s a
+        1000-emoji prompt before); a generous ceiling, far above the milliseconds it takes."""
+        started = time.monotonic()
+        check_prompt(run, DEFAULT)
+        assert time.monotonic() - started < 5
 
     def test_skin_tones_and_selectors_do_not_hide_one(self) -> None:
         assert refused("👉\U0001f3fb👌\ufe0f")

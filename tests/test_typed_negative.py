@@ -143,3 +143,13 @@ def test_a_marker_made_by_weights_is_read_whole() -> None:
     verdict = check_request(negative_moved(options, RULES, OptionLimits()), LISTS)
     assert not verdict.allowed
     assert "'topless' is not allowed (default list)" in verdict.reasons
+
+
+@pytest.mark.parametrize(
+    "prompt", ["a cat (fur:40 --no x | )", "portrait of a woman (dressed:-2 neg: x | )"]
+)
+def test_a_weight_the_split_makes_is_checked_too(prompt: str) -> None:
+    """Taking the marker out turns "(fur:40 --no x | )" into the weight "(fur:40 )"."""
+    options = GenerationOptions(prompt, "", (1,), 4, 7.0, 64, 64, "default")
+    with pytest.raises(InvalidOption, match="prompt weight"):
+        negative_moved(options, RULES, OptionLimits())

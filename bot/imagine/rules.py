@@ -7,6 +7,7 @@ import dataclasses
 
 from generation.errors import InvalidOption
 from generation.options import GenerationOptions, OptionLimits
+from generation.prompt_syntax import check_weights
 from moderation.guild_rules import GuildRulesCache
 from moderation.lists import GuildRule, PromptRules, RuleAction
 from moderation.policy import GorePolicy, apply_gore_policy
@@ -39,6 +40,8 @@ def negative_moved(
             "negative prompt", f"{negative[:40]}… ({len(negative)} characters, with the one "
             "typed into the prompt)", f"at most {limits.max_prompt_chars} characters",
         )  # fmt: skip
+    check_weights(prompt)  # taking a marker out may make a weight ("(fur:40 --no x | )")
+    check_weights(negative)
     return dataclasses.replace(options, prompt=prompt, negative_prompt=negative)
 
 
