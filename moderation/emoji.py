@@ -66,7 +66,13 @@ _GARMENT_NAMES = {
     "👖": "trousers", "👕": "shirt", "🩳": "shorts", "👘": "kimono", "🥻": "sari", "👔": "shirt",
 }  # fmt: skip
 _GARMENTS = "".join(_GARMENT_NAMES)
-_UNDRESSED = re.compile(rf"([{_GARMENTS}])\s?(?:➡\s?)?[❌🚫⬇✂]|[❌🚫]\s?([{_GARMENTS}])")
+_UNDRESSED = re.compile(rf"([{_GARMENTS}])\s?(?:➡\s?)?[❌🚫⬇✂🗑]|[❌🚫]\s?([{_GARMENTS}])")
+# A phallic emoji put where a sexual act puts it ("🥒 in her mouth", "doing 🍌 on him"): the act.
+_PHALLIC_ACT = re.compile(
+    r"([🥒🍌🌭🍆🥖])\s*(?:(?:in|inside|into|up) (?:her|his|my|your|their) "
+    r"(?:mouth|throat|ass|butt|🍑|🐱|🌮)|on (?:him|her|me|them)\b)",
+    re.IGNORECASE,
+)
 # Emoji of grown people: with one, a weak emoji is beside a person ("👩 🍒 flash").
 _GROWN = frozenset("👩👨🧑👱🧔👸🤴💃🕺👫👬👭💑💏👰🤵👵👴🧖🧍")
 _DROPPED = {0xFE0E: None, 0xFE0F: None, **{code: None for code in range(0x1F3FB, 0x1F400)}}
@@ -160,6 +166,7 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
         for parts in [owned.group(1) or owned.group(2)]
         if not _FOOD_AFTER.match(text, owned.end())  # "his 🍆 parmigiana" is his dinner
     ]
+    out += [("owned", act.group(), "sexual act") for act in _PHALLIC_ACT.finditer(text)]
     for bared in _BARED.finditer(text):
         part = bared.group(1) or bared.group(2)
         out.append(("bared", bared.group(), f"{_BARED_PARTS[part]} out"))

@@ -127,7 +127,7 @@ _GARMENTS = (
     r"bathrobe|kimono|shirt|blouse|jeans|pants|trousers|skirt|shorts|towel|towels|nightgown|"
     r"nightie|pajamas|pyjamas|outfit|outfits|garments|leotard|uniform|sarong|thong|sundress|"
     r"yukata|sweater|jumper|hoodie|costume|underthings|top|bottoms|tank top|wetsuit|overalls|"
-    r"tee|t shirt|bodysuit|slip|camisole|undies|knickers|speedo|speedos"
+    r"tee|t shirt|bodysuit|slip|camisole|undies|knickers|speedo|speedos|socks"
 )
 # A garment slid off that lies at the person's feet: "the robe slides off and pools at her feet".
 _AT_FEET = re.compile(
@@ -145,7 +145,7 @@ _BELOW_CHEST = re.compile(
 # A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
 # What leaves a person bare when it alone is elsewhere (not "his tee", "her hoodie", "her top").
 _BARE_WHEN_GONE = (
-    r"clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
+    r"bikini top|bikini bottoms?|swim shorts|clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
     r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|bathrobe|"
     r"kimono|yukata|towel|towels|nightgown|nightie|pajamas|pyjamas|garments|leotard|sarong|"
     r"thong|sundress|underthings|bodysuit|undies|knickers|speedo|speedos"
@@ -184,8 +184,10 @@ _SHOWER = re.compile(r"\b(?:shower|showered|bath|bathtub|bathroom|sauna|onsen|tu
 _WORN_ELSEWHERE = re.compile(
     rf"{_OWNED_GARMENTS} (?:is |are |was |were |now |left )?"
     r"(?:hanging|hangs|hung|drying|dries|draped|lying|lies|lay|left|folded|piled|tossed|thrown|"
-    r"discarded|strewn|abandoned|scattered|floating|floats|float|caught|snagged|in a heap) "
-    r"(?:on|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among)\b"
+    r"discarded|strewn|abandoned|scattered|floating|floats|float|caught|snagged|in a heap|"
+    r"fell|falls|dropped|drops|slid|slipped|drift|drifts|drifting|drifted|washed|swept) "
+    r"(?:on|onto|to|over|from|across|beside|by|in|at|nearby|on the|far|up|under|among|away|"
+    r"behind)\b"
 )
 # The garment lying beside its owner: "her bikini lying on the sand next to her"; unowned, only
 # what no one leaves beside them dressed ("bikini lying beside her", not a towel), and only
@@ -240,7 +242,8 @@ _WET_PLACES = re.compile(
 # Facing whoever looks: with a garment elsewhere, the person is seen bare.
 _FACING = re.compile(
     r"\b(?:facing|faces|face|turns? to|turning to|turned to|toward|towards|walks toward|"
-    r"turning toward) (?:the )?(?:camera|viewer|viewers|us|mirror|crowd|audience|lens)\b"
+    r"turning toward|waving at|waves at|smiling at|smiles at|looking at|looks at|posing in front "
+    r"of|poses in front of) (?:the )?(?:camera|viewer|viewers|us|mirror|crowd|audience|lens)\b"
     r"|\bfront (?:view|facing|on)\b|\bfull frontal\b"
 )
 # Something held or lying on the person is "the only thing on her"; "the only thing she is
@@ -250,6 +253,11 @@ _ONLY_THING = re.compile(
     rf"|\bthe only thing (?:she|he|they) (?:is |s |are )?(?:wearing|wears|has on) (?:is|are) "
     rf"{_ITEM}\b"
 )
+# Seeing through the person's clothes: "x-ray vision seeing right through her dress".
+_SEE_THROUGH = re.compile(
+    rf"\b(?:see|sees|seeing|saw|seen|looking|looks) (?:right )?through (?:her|his|their) "
+    rf"(?:[a-z]+ )?(?:{_GARMENTS})\b|\bx ray (?:vision|glasses|specs|goggles)\b"
+)
 # Skin as the clothes: "her outfit today is her skin".
 _SKIN_AS_CLOTHES = re.compile(
     r"\b(?:outfit|outfits|clothes|clothing|costume|attire)(?: today| tonight)? (?:is|are|was) "
@@ -257,7 +265,7 @@ _SKIN_AS_CLOTHES = re.compile(
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
-    r"head to toe|full view|full shot|wide shot)\b"
+    r"head to toe|full view|full shot|wide shot|seen from above|from above|overhead|top down)\b"
 )
 # Nothing at all covering the body: "no fabric anywhere on her body", "nothing on his skin".
 _BARE_BODY = re.compile(
@@ -289,7 +297,9 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
     ``person``: whether the prompt names a person (some of these are ordinary about things)."""
     found = _IMPLIED.search(plain) or _ONLY_THING.search(plain) or _SKIN_AS_CLOTHES.search(plain)
     if found is None and person:
-        found = _ON_A_PERSON.search(plain) or _AT_OWN_FEET.search(plain)
+        found = (
+            _ON_A_PERSON.search(plain) or _AT_OWN_FEET.search(plain) or _SEE_THROUGH.search(plain)
+        )
     if found is None and _BATH.search(plain):
         found = _FOAM_GONE.search(plain)
         if found is None and person and _FULL_BODY.search(plain):

@@ -129,6 +129,8 @@ def base(text: str, *, fold: bool = True) -> str:
     Marks that spell a word in Indic, Thai and kana scripts stay (dropping them made different
     words one: Thai "นิ่ม" soft and "นม" milk); Hangul and kana are composed again.
     """
+    if "|_|" in text:  # leetspeak's "u" drawn with strokes ("n|_|d3")
+        text = text.replace("|_|", "u")
     if text.isascii():  # nothing to fold but case (most prompts, most terms)
         return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKC", text).translate(_LETTER_SYMBOLS)
