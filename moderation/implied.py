@@ -145,7 +145,8 @@ _BELOW_CHEST = re.compile(
 # A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
 # What leaves a person bare when it alone is elsewhere (not "his tee", "her hoodie", "her top").
 _BARE_WHEN_GONE = (
-    r"bikini top|bikini bottoms?|swim shorts|clothes|clothing|dress|dresses|gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
+    r"bikini top|bikini bottoms?|swim shorts|clothes|clothing|dress|dresses|gown|swimsuits?|"
+    r"bikinis?|swimwear|bathing suits?|"
     r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|bathrobe|"
     r"kimono|yukata|towel|towels|nightgown|nightie|pajamas|pyjamas|garments|leotard|sarong|"
     r"thong|sundress|underthings|bodysuit|undies|knickers|speedo|speedos"
