@@ -42,9 +42,10 @@ _BARING = (
     r"slips?|falling out|popping out|spilling out|hanging out"
 )
 # "Out" is the cat's own ("🐱 out in the garden"), and so is "🐱 pic": not for 🐱.
+_FULLY = r"(?:(?:fully|all the way|completely|totally|all) )?"  # "🍈🍈 fully out"
 _BARED = re.compile(
     rf"(🐱)\s*(?!out\b|hanging out)(?:{_BARING})\b"
-    rf"|({'|'.join(part for part in _BARED_PARTS if part != '🐱')})\s*(?:{_BARING})",
+    rf"|({'|'.join(part for part in _BARED_PARTS if part != '🐱')})\s*{_FULLY}(?:{_BARING})",
     re.IGNORECASE,
 )
 # A body-part emoji that is someone's ("her 🍑", "his big 🍆", "soaping her 🍒"): a body part,

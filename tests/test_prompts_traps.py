@@ -98,6 +98,8 @@ def test_a_guilds_allow_entry_never_switches_the_minors_rule_off() -> None:
         ("his swim shorts drift away in the river, man waving at the camera", "swim shorts"),
         ("x-ray glasses looking through her clothes", "x ray glasses"),
         ("man on a deck chair, tan lines everywhere", "'tan lines everywhere'"),
+        ("🍒🍒 all the way out, woman at the beach", "'🍒🍒 all the way out (breasts out)'"),
+        ("man who lost at strip poker, standing", "'lost at strip poker'"),
     ],
 )
 def test_refused_after_blind4(prompt: str, reason: str) -> None:
@@ -121,8 +123,17 @@ def test_refused_after_blind4(prompt: str, reason: str) -> None:
         "a chick sexer at work in a hatchery",
         "capezzoli di Venere in a pastry shop window",
         "tan lines on her shoulders from a tank top",
+        "a zombie eating brains, cartoon",
+        "friends playing strip poker in pajamas",
     ],
 )
 def test_innocent_after_blind4(prompt: str) -> None:
     verdict = check_prompt(prompt, RULES)
     assert verdict.allowed, verdict.reasons
+
+
+def test_brains_spilled_read_as_gore() -> None:
+    assert (
+        "'brains everywhere' reads as gore (default list)"
+        in check_prompt("head under a tank tread, brains everywhere, war photo", RULES).gore
+    )
