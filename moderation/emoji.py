@@ -176,10 +176,10 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
-_NEAR_WORDS = 6  # how many words (or emoji) either side of the emoji its context may stand
+_NEAR_WORDS = 8  # how many words (or emoji) either side of the emoji its context may stand
 
 
-_NEAR_CHARS = 80  # and within this many characters (a run of emoji has no spaces)
+_NEAR_CHARS = 100  # and within this many characters (a run of emoji has no spaces)
 
 
 @functools.cache

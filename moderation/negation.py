@@ -75,11 +75,11 @@ def split_typed_negative(prompt: str, markers: re.Pattern[str] | None) -> tuple[
     if found is None:
         return prompt, ""
     rest = prompt[found.end() :]
-    # It ends at the next "--" parameter, or at a "|", a new line or "Prompt:", after which the
+    # It ends at the next "--" parameter, or at a "|", ";", a new line or "Prompt:", after which the
     # prompt goes on ("negative prompt: clothing | woman standing", "Negative prompt: text.
     # Prompt: a farmer").
     parameter = re.search(
-        r"\s--[a-z]|\s*[|\n]\s*|[.,;]?\s*\b(?:positive prompt|positive|prompt)\s*:\s*",
+        r"\s--[a-z]|\s*[|\n;]\s*|[.,;]?\s*\b(?:positive prompt|positive|prompt)\s*:\s*",
         rest,
         re.IGNORECASE,
     )
