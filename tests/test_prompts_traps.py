@@ -102,7 +102,7 @@ def test_a_guilds_allow_entry_never_switches_the_minors_rule_off() -> None:
         ("man who lost at strip poker, standing", "'lost at strip poker'"),
         # Slang and euphemisms the corpus lines C14 and C15 showed missing.
         ("a bj in a parked car", "'bj'"),
-        ("bloke with his kit off in the office lift", "'his kit off'"),
+        ("bloke with his kit off in the office lift", "his kit off'"),
         ("Eve by the tree, no fig leaf, full body", "'no fig leaf'"),
         ("negative prompt: swimsuit, towel; woman at the onsen", "the negative prompt leaves"),
     ],
