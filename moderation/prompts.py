@@ -201,6 +201,7 @@ def check_prompt(
     if (
         learned is not None
         and learned.over("gore")
+        and learned.scores["gore"] >= _one_word_bar(positive.plain, words=2)
         and _cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
         and not (
             (cues := learned.cues.get("gore", ()))
@@ -251,13 +252,14 @@ def _cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
     return f" {cues[0]} " in f" {allowed} " or f" {cues[0]} " not in f" {plain} "
 
 
-# One word is little to go on: the classifier read "another" as sexual (0.88). Alone, a word
-# the lists do not hold is refused only at this score.
-ONE_WORD_BAR = 0.97
+# A word or two is little to go on: the classifier read "another" as sexual (0.88) and "glow
+# red" as gore (0.79). With so few distinct words the lists do not hold, it counts only at this
+# score (one word for its sexual reading, two for gore).
+FEW_WORDS_BAR = 0.97
 
 
-def _one_word_bar(plain: str) -> float:
-    return ONE_WORD_BAR if len(plain.split()) <= 1 else 0.0
+def _one_word_bar(plain: str, words: int = 1) -> float:
+    return FEW_WORDS_BAR if len(set(plain.split())) <= words else 0.0
 
 
 def _minors_bar(rules: PromptRules) -> float:

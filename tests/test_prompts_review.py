@@ -192,3 +192,18 @@ def test_one_word_the_lists_do_not_hold_needs_a_higher_score() -> None:
     rules = dataclasses.replace(LISTS, classifier=Sure(("another",)))
     assert check_prompt("another", rules).allowed
     assert not check_prompt("another one, tonight", rules).allowed
+
+
+@dataclasses.dataclass
+class Gory(StandIn):
+    """A stand-in that reads every prompt as gore at 0.9, its cues given."""
+
+    def read(self, prompt: str) -> Reading:
+        return Reading({"sexual": 0.0, "gore": 0.9}, {"gore": self.cues})
+
+
+def test_two_words_the_lists_do_not_hold_need_a_higher_gore_score() -> None:
+    """The classifier read "glow red" (and 248 reds after "glow") as gore at 0.79."""
+    rules = dataclasses.replace(LISTS, classifier=Gory(("glow", "red")))
+    assert not check_prompt("glow " + " ".join(["red"] * 248), rules).gore
+    assert check_prompt("a red glow on the wet street, a body", rules).gore
