@@ -39,7 +39,7 @@ _BARED_PARTS = {
 }  # fmt: skip
 _BARING = (
     r"out\b(?!\s+of\b)|flash(?:es|ing)?|uncovered|exposed|showing|on show|on display|bared?|"
-    r"slips?|falling out|popping out|spilling out|hanging out"
+    r"slips?|falling out|popping out|spilling out|hanging out|spread|spreading"
 )
 # "Out" is the cat's own ("🐱 out in the garden"), and so is "🐱 pic": not for 🐱.
 _FULLY = r"(?:(?:fully|all the way|completely|totally|all) )?"  # "🍈🍈 fully out"

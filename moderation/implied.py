@@ -29,7 +29,7 @@ GLUED_TERMS = (
 )  # fmt: skip
 # Ordinary compounds and names that hold one of those words.
 BENIGN_COMPOUNDS = (
-    "nakedeye", "nakedmole", "nakedneck", "snaked", "breaststroke", "breastplate", "redbreast",
+    "nakedeye", "nakedmole", "nakedneck", "breaststroke", "breastplate", "redbreast",
     "pussycat", "pussywillow", "pussyfoot", "penistone", "bukkakeudon", "wirestripper",
     "paintstripper", "wallpaperstripper", "nuder", "denude", "nudel", "lingeriestore",
     "peniscola", "pussytoes", "tittybong", "nudeshoe", "nudeshade",
@@ -211,7 +211,8 @@ _BESIDE_OWNER = re.compile(
 # yukata on the peg"); not "in her dress on the dock" or "lying on her towel on the sand".
 _PLACED = re.compile(
     r"(?<!\bin )(?<!\bon )(?<!\binto )(?<!\bunder )(?<!\bwearing )(?<!\bwears )(?<!\bwore )"
-    rf"{_OWNED_GARMENTS} (?:still )?(?:on|over|across|at|in) (?:the|a) (?:[a-z]+ )?(?:floor|"
+    rf"{_OWNED_GARMENTS} (?:is |are |was |were )?(?:still )?(?:on|over|across|at|in) (?:the|a) "
+    r"(?:[a-z]+ )?(?:floor|"
     r"carpet|rug|chair|hook|peg|rail|railing|clothesline|dock|pier|sand|deck|banister|bench|"
     r"ground|grass|rocks|shore|mat|heap|pile|screen|stool|easel|rack|coat rack|door|branch|"
     r"surface|umbrella|lamp|chest)\b"
