@@ -57,7 +57,7 @@ async def test_a_gore_job_recovered_after_the_guild_blocks_gore_ends_blocked(
             ]
             statuses = [await _original(fake_discord, one) for one in asked]
             gory, plain = sorted(await first.storage.audit.list_jobs(), key=lambda job: job.id)
-            assert await before.drain(grace_s=5) == 0
+            assert await asyncio.wait_for(before.drain(grace_s=5), 120) == 0
             first.leave_jobs_open()
         for job in (gory, plain):
             following = before.delivery.following[job.id]
@@ -72,7 +72,10 @@ async def test_a_gore_job_recovered_after_the_guild_blocks_gore_ends_blocked(
 
     after = _client(service)
     async with running(fake_discord, after):
-        assert await service.recover(after.post_recovered) == 1  # the plain job alone
+        # Ceilings on every wait, so that a hang names where it stopped (one CI run under load
+        # timed out at pytest's 300 s with no clue where).
+        resumed = await asyncio.wait_for(service.recover(after.post_recovered), 120)
+        assert resumed == 1  # the plain job alone
 
         def posted(job_id: int) -> Message | None:
             for message in fake_discord.channel_messages(lounge):
@@ -89,7 +92,7 @@ async def test_a_gore_job_recovered_after_the_guild_blocks_gore_ends_blocked(
         )
         link = f"https://discord.com/channels/{guild.id}/{lounge.id}/{told.id}"
         await fake_discord.wait_for(lambda: link in statuses[0].content, within=60)
-        await service.recovery.wait()
+        await asyncio.wait_for(service.recovery.wait(), 120)
 
     assert told.content.startswith(f"<@{ada.id}> ")
     assert told.content.endswith(f"❌ blocked: {GORE_EVERYWHERE}")
