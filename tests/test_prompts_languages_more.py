@@ -137,30 +137,8 @@ def test_ordinary_prompts_pass(language: str) -> None:
         assert verdict.allowed, (prompt, verdict.reasons)
 
 
-@pytest.mark.parametrize("language", sorted(LANGUAGES))
-def test_every_minor_term_counts(language: str) -> None:
-    terms = vocab.shipped().terms
-    sexual = next(term for term, lang in terms["sexual"] if lang == language)
-    listed = [term.text for term, lang in terms["minors"] if lang == language]
-    assert listed, f"{language}: no [minors] terms"
-    missed = [
-        text
-        for text in listed
-        if MINORS_REASON not in check_prompt(f"{text}, {sexual.text}", RULES).reasons
-    ]
-    assert not missed, f"{language}: with '{sexual.text}', not read as minors: {missed}"
-
-
-@pytest.mark.parametrize("language", sorted(LANGUAGES))
-def test_every_sexual_term_refuses(language: str) -> None:
-    terms = vocab.shipped().terms
-    missed = [
-        term.text
-        for section in ("sexual", "nudity", "euphemism")
-        for term, lang in terms.get(section, ())
-        if lang == language and check_prompt(f"a photo, {term.text}", RULES).allowed
-    ]
-    assert not missed, f"{language}: allowed: {missed}"
+# Every listed minor term beside a sexual word, and every sexual term alone, are checked for
+# every language file in tests/test_prompts_languages.py.
 
 
 @pytest.mark.parametrize("language", sorted(LANGUAGES))
