@@ -139,13 +139,31 @@ def _with_glued_form(term: Term) -> list[Term]:
 
 
 @dataclass(frozen=True)
+class Allowed:
+    """When a shipped allow phrase or name is taken out of a prompt's reading."""
+
+    # [not_with_people]: kept when the prompt names a person ("a woman with great tits").
+    not_with_people: bool = False
+    # allow_names.tsv's context words: taken out only with one of them in the prompt ("Pussy"
+    # beside "Savoie"); empty: always.
+    context: tuple[str, ...] = ()
+
+    def kept(self, reading: str, *, person: bool) -> bool:
+        """The phrase stays in ``reading`` (a normalised view) for the lists to see."""
+        if self.not_with_people and person:
+            return True
+        padded = f" {reading} "
+        return bool(self.context) and not any(f" {word} " in padded for word in self.context)
+
+
+@dataclass(frozen=True)
 class PromptRules:
     """The lists in force for one request: the shipped layers plus one guild's own."""
 
     block: TermIndex[Listed]
     force_safe: TermIndex[Listed]
     shipped_force_safe: TermIndex[Listed]  # a wildcard block term gives way to these only
-    allow: TermIndex[bool]  # shipped phrases; True: not taken out when the prompt names a person
+    allow: TermIndex[Allowed]  # shipped phrases and names, and when they are not taken out
     # The shipped phrases the minors rule takes out too: [beside_minors].
     minors_allow: TermIndex[None]
     minors: TermIndex[None]
@@ -192,14 +210,14 @@ class PromptRules:
                     continue  # "p0rn": the leet reading finds it as "porn" already
                 block.add(term, Listed(Layer.DEFAULT, sexual=True))
                 listed.add(term.text)
-        allow: TermIndex[bool] = TermIndex(
-            (form, section == "not_with_people")
+        allow: TermIndex[Allowed] = TermIndex(
+            (form, Allowed(not_with_people=section == "not_with_people"))
             for term, section in _read_terms("allow_terms.txt")
             for form in _with_glued_form(term)
         )
         for term in words.allow_names:
             for form in _with_glued_form(term):
-                allow.add(form, False)
+                allow.add(form, Allowed(context=words.name_context.get(term.text, ())))
         # What the minors rule takes out: the [beside_minors] phrases, innocent whoever is named
         # ("naked mole rat"), and the gazetteer's places (a school trip to Essex); not its
         # species ("great tits", "horny toad" beside a teen), nor "nude heels" beside a child.

@@ -30,6 +30,7 @@ themselves (what is shipped, how a guild's entries are laid over it) are ``moder
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from moderation import matching
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
 from moderation.learned import Reading, carried, explain
-from moderation.lists import Layer, PromptRules, RuleAction
+from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, folded_only, fragment_joins, views
 from moderation.reasons import MINORS_REASON
@@ -139,7 +140,7 @@ def check_prompt(
     # 4. Allowed phrases out: the shipped ones (some not when the prompt names a person), then
     # the guild's own.
     shipped_allowed = tuple(
-        rules.allow.remove_from(reading, unless=lambda with_people: person and with_people)
+        rules.allow.remove_from(reading, unless=functools.partial(_kept, reading, person))
         for reading in positive.all
     )
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
@@ -260,6 +261,11 @@ FEW_WORDS_BAR = 0.97
 
 def _one_word_bar(plain: str, words: int = 1) -> float:
     return FEW_WORDS_BAR if len(set(plain.split())) <= words else 0.0
+
+
+def _kept(reading: str, person: bool, why: Allowed) -> bool:
+    """A shipped allow phrase stays in ``reading`` for the lists (``Allowed.kept``)."""
+    return why.kept(reading, person=person)
 
 
 def _minors_bar(rules: PromptRules) -> float:

@@ -9,7 +9,9 @@ The data is written by hand in ``moderation/data`` (its formats: ``data/lang/REA
 - ``negation.txt``: words that negate or remove clothing ([negators], [negators_after],
   [removal]) and the ways
   people type a negative prompt into the prompt ([negative_markers]);
-- ``allow_names.tsv``: names and terms of art that collide with the lists, each with a source.
+- ``allow_names.tsv``: names and terms of art that collide with the lists, each with a source
+  and, for a name that is also a plain rude word ("Pussy", a village in Savoie), the words
+  that must stand near it for it to be read as the name.
 
 This module only reads it (once a process); ``moderation.lists`` builds the indexes.
 """
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 
 from moderation.errors import InvalidTerm
+from moderation.normalise import normalise
 from moderation.terms import Term, parse_term
 
 SECTIONS = (
@@ -59,6 +62,9 @@ class Vocabulary:
     emoji: tuple[Emoji, ...]
     allow_names: tuple[Term, ...]
     place_names: tuple[Term, ...] = ()  # the allow names of kind "place" (Essex, Penistone)
+    # A name's context words (normalised), where it has them: the name is taken out only with
+    # one of them in the prompt ("Pussy" beside "Savoie"), and never for the minors rule.
+    name_context: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def section(self, name: str) -> list[Term]:
         return [term for term, _ in self.terms.get(name, ())]
@@ -148,13 +154,29 @@ def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
 
 
 def read_allow_names(file: Traversable, kind: str | None = None) -> tuple[Term, ...]:
-    """allow_names.tsv: name, kind, source; the name is taken out before the block terms.
-    With ``kind``, only the names of that kind ("place")."""
+    """allow_names.tsv: name, kind, source[, context words]; the name is taken out before the
+    block terms. With ``kind``, only the names of that kind ("place") that need no context."""
     return tuple(
         _term(fields[0], "allow_names.tsv")
         for fields in (line.split("\t") for line in _lines(file))
-        if kind is None or (len(fields) > 1 and fields[1].strip() == kind)
+        if kind is None or (len(fields) == 3 and fields[1].strip() == kind)
     )
+
+
+def read_name_context(file: Traversable) -> dict[str, tuple[str, ...]]:
+    """allow_names.tsv's fourth column: a name's context words, normalised, by the name's
+    normalised text ("pussy": ("savoie", "la lechere", …))."""
+    out: dict[str, tuple[str, ...]] = {}
+    for line in _lines(file):
+        fields = line.split("\t")
+        if len(fields) < 4:
+            continue
+        name = _term(fields[0], "allow_names.tsv")
+        context = tuple(normalise(word) for word in fields[3].split(","))
+        if not all(context):
+            raise InvalidTerm(f"allow_names.tsv: {fields[0]}'s context {fields[3]!r} has no words")
+        out[name.text] = out.get(name.text, ()) + context
+    return out
 
 
 @functools.cache
@@ -174,4 +196,5 @@ def shipped() -> Vocabulary:
         emoji=read_emoji(data.joinpath("emoji.tsv")),
         allow_names=read_allow_names(data.joinpath("allow_names.tsv")),
         place_names=read_allow_names(data.joinpath("allow_names.tsv"), "place"),
+        name_context=read_name_context(data.joinpath("allow_names.tsv")),
     )

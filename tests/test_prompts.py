@@ -51,6 +51,22 @@ def test_benign_prompts_pass(prompt: str) -> None:
     assert not verdict.force_safe, verdict.safe_reasons
 
 
+def test_a_name_that_is_a_rude_word_needs_its_context() -> None:
+    # allow_names.tsv: "Pussy" (a village in Savoie) is the name only beside Savoie or its valley.
+    assert check_prompt("Pussy, a village in Savoie, alpine houses", RULES).allowed
+    assert check_prompt("old church of pussy, la léchère, tarentaise", RULES).allowed
+    for prompt in ("pussy in the alps", "a photo of her pussy, village girl next door"):
+        verdict = check_prompt(prompt, RULES)
+        assert "'pussy' is not allowed (profanity list)" in verdict.reasons, prompt
+
+
+def test_lolita_fashion_is_a_style_and_lolita_alone_is_not() -> None:
+    assert check_prompt("a woman in a gothic lolita dress at a tea party", RULES).allowed
+    assert check_prompt("sweet lolita fashion walk in Harajuku, pastel", RULES).allowed
+    assert MINORS in check_prompt("lolita in a bikini", RULES).reasons
+    assert MINORS in check_prompt("gothic lolita dress, schoolgirl, sexy", RULES).reasons
+
+
 @pytest.mark.parametrize(
     "prompt",
     [

@@ -78,8 +78,10 @@ def test_allow_names_rows_have_a_kind_and_a_source() -> None:
     names = set()
     for line in data_lines(DATA / "allow_names.tsv"):
         fields = line.split("\t")
-        assert len(fields) == 3, f"not name<TAB>kind<TAB>source: {line!r}"
-        name, kind, source = (field.strip() for field in fields)
+        assert len(fields) in (3, 4), f"not name<TAB>kind<TAB>source[<TAB>context]: {line!r}"
+        name, kind, source = (field.strip() for field in fields[:3])
+        for word in fields[3].split(",") if len(fields) == 4 else ():
+            assert word.strip(), f"an empty context word in {line!r}"
         assert name, f"empty name: {line!r}"
         assert source, f"empty source: {line!r}"
         assert kind in KINDS, f"unknown kind {kind!r} in {line!r}"
