@@ -175,7 +175,8 @@ def check_prompt(
         not reasons
         and learned is not None
         and learned.over("sexual")
-        and (shown := _counts(rules, learned, _one_word_bar(positive.plain))) is not None
+        and (shown := _counts(rules, learned, _one_word_bar(positive.plain), person=person))
+        is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
         and not rules.force_safe.find(shown[0] if shown else "")
@@ -263,6 +264,11 @@ def _one_word_bar(plain: str, words: int = 1) -> float:
     return FEW_WORDS_BAR if len(set(plain.split())) <= words else 0.0
 
 
+# "Nothing but", "only", "just": said of a person the idiom of being bare ("wearing nothing but
+# a smile"); of a place, nothing of the kind.
+_EXCLUSIVE = frozenset({"nothing", "but", "only", "just", "except", "else", "naught"})
+
+
 def _kept(reading: str, person: bool, why: Allowed) -> bool:
     """A shipped allow phrase stays in ``reading`` for the lists (``Allowed.kept``)."""
     return why.kept(reading, person=person)
@@ -276,14 +282,19 @@ def _minors_bar(rules: PromptRules) -> float:
     return rules.classifier.thresholds.get("minors", rules.classifier.thresholds["sexual"])
 
 
-def _counts(rules: PromptRules, learned: Reading | None, bar: float) -> tuple[str, ...] | None:
+def _counts(
+    rules: PromptRules, learned: Reading | None, bar: float, *, person: bool = True
+) -> tuple[str, ...] | None:
     """The cues shown when the classifier's sexual reading counts, or None: its score reaches
     ``bar`` and its top cue carries something beyond words for people or minors, ages, numbers,
-    stopwords and style tags ("a woman" 0.98 on 'woman' alone counts for nothing)."""
+    stopwords and style tags ("a woman" 0.98 on 'woman' alone counts for nothing); where no
+    person is named, beyond the words of "nothing but", "only" too ("nothing but sand dunes")."""
     if learned is None or learned.scores.get("sexual", 0.0) < bar:
         return None
     cues = learned.cues.get("sexual", ())
     shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
+    if not person and all(word in _EXCLUSIVE for cue in shown for word in cue.split()):
+        return None
     # The top cue carries, or two of the top three do: "woman, show, her" is not enough.
     if not shown or (cues[0] not in shown and len(shown) < 2):
         return None

@@ -325,6 +325,19 @@ class TestClassifierHook:
         assert verdict.gore == ("the classifier reads it as gore (0.90: mangled)",)
         assert reason_labels(verdict.gore[0]) == ("gore", "default")
 
+    def test_nothing_but_counts_only_said_of_a_person(self) -> None:
+        @dataclass
+        class Idiom(StandIn):
+            def read(self, prompt: str) -> Reading:
+                cues = {"sexual": ("nothing", "but"), "gore": ()}
+                return Reading({"sexual": 0.95, "gore": 0.0}, self.thresholds, cues)
+
+        rules = dataclasses.replace(DEFAULT, classifier=Idiom())
+        assert check_prompt("nothing but sand dunes to the horizon", rules).allowed
+        assert check_prompt("her in nothing but sand, dunes", rules).reasons == (
+            "the classifier reads it as sexual (0.95: nothing, but)",
+        )
+
     def test_without_one_the_scores_are_empty(self) -> None:
         assert (
             check_prompt("a photo", dataclasses.replace(DEFAULT, classifier=None)).classifier_scores
