@@ -17,7 +17,7 @@ import re
 # Sexual words found inside glued tokens: long enough and rare enough inside English words.
 GLUED_TERMS = (
     "naked", "nudes", "nudity", "topless", "boobs", "boobies", "breasts", "titties", "titty",
-    "nipples", "pussy", "penis", "vagina", "dildo", "porno", "hentai", "nsfw", "orgasm",
+    "nipples", "pussy", "penis", "vagina", "dildo", "porn", "hentai", "nsfw", "orgasm",
     "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
     "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
     "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie", "sexscene", "sextape",
@@ -32,7 +32,7 @@ BENIGN_COMPOUNDS = (
     "nakedeye", "nakedmole", "nakedneck", "breaststroke", "breastplate", "redbreast",
     "pussycat", "pussywillow", "pussyfoot", "penistone", "bukkakeudon", "wirestripper",
     "paintstripper", "wallpaperstripper", "nuder", "denude", "nudel", "lingeriestore",
-    "peniscola", "pussytoes", "tittybong", "nudeshoe", "nudeshade",
+    "peniscola", "pussytoes", "tittybong", "nudeshoe", "nudeshade", "sporn",
 )  # fmt: skip
 _GLUED = re.compile("|".join(sorted(set(GLUED_TERMS), key=len, reverse=True)))
 _LONG_TOKEN = re.compile(r"\b[a-z]{8,}\b")
@@ -198,8 +198,9 @@ _BARING_GARMENTS = (
     r"swim trunks|trunks|boxers|briefs|knickers|undies|clothes|clothing|dress"
 )
 _LYING_BESIDE = (
-    r" (?:is |are |was |were |now )?(?:lying|lies|lay|folded|piled|tossed|thrown|discarded|draped|"
-    r"heaped) (?:[a-z]+ ){0,5}?(?:beside|next to) (?:her|him|them)"
+    r" (?:is |are |was |were |now )?(?:all |both )?(?:(?:lying|lies|lay|folded|piled|tossed|"
+    r"thrown|discarded|draped|heaped) (?:[a-z]+ ){0,5}?|on the (?:floor|ground|carpet|rug|sand|"
+    r"tiles) )(?:beside|next to) (?:her|him|them)"
 )
 _BESIDE_OWNER = re.compile(
     rf"{_OWNED_GARMENTS}{_LYING_BESIDE}\b"
@@ -211,8 +212,8 @@ _BESIDE_OWNER = re.compile(
 # yukata on the peg"); not "in her dress on the dock" or "lying on her towel on the sand".
 _PLACED = re.compile(
     r"(?<!\bin )(?<!\bon )(?<!\binto )(?<!\bunder )(?<!\bwearing )(?<!\bwears )(?<!\bwore )"
-    rf"{_OWNED_GARMENTS} (?:is |are |was |were )?(?:still )?(?:on|over|across|at|in) (?:the|a) "
-    r"(?:[a-z]+ )?(?:floor|"
+    rf"{_OWNED_GARMENTS} (?:is |are |was |were )?(?:all |both )?(?:still )?"
+    r"(?:on|over|across|at|in) (?:the|a) (?:[a-z]+ )?(?:floor|"
     r"carpet|rug|chair|hook|peg|rail|railing|clothesline|dock|pier|sand|deck|banister|bench|"
     r"ground|grass|rocks|shore|mat|heap|pile|screen|stool|easel|rack|coat rack|door|branch|"
     r"surface|umbrella|lamp|chest)\b"
@@ -269,6 +270,13 @@ _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
     r"head to toe|full view|full shot|wide shot|seen from above|from above|overhead|top down)\b"
 )
+# A censor over the private parts: "mosaic censor on his groin", "star stickers over her nipples".
+_CENSOR_ON = re.compile(
+    r"\b(?:mosaic|censor|censored|censorship|pixelated|pixelation|pixels|blur|blurred|bar|bars|"
+    r"sticker|stickers|emoji|emojis) (?:[a-z]+ )?(?:on|over|covering|hiding) (?:her|his|their) "
+    r"(?:groin|crotch|privates|private parts|genitals|genital area|nipples|breasts|bits|"
+    r"intimate parts|lower half|chest and groin)\b"
+)
 # Nothing at all covering the body: "no fabric anywhere on her body", "nothing on his skin".
 _BARE_BODY = re.compile(
     r"\b(?:no|not a|not one|not a single|without a|without any|without) (?:fabric|cloth|clothing|"
@@ -307,7 +315,7 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         if found is None and person and _FULL_BODY.search(plain):
             found = _CLEAR_BATH.search(plain)
     if found is None and person:
-        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain)
+        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain) or _CENSOR_ON.search(plain)
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
         found = _DOWN_TO_FEET.search(plain)
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):

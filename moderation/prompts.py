@@ -40,6 +40,7 @@ from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
 from moderation.learned import Reading, carried, explain
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
+from moderation.masked import unmasked
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, folded_only, fragment_joins, views
 from moderation.reasons import MINORS_REASON
@@ -98,6 +99,7 @@ def check_prompt(
     (``typed_negative_apart``), and so the rules read the prompt without it, as it is drawn.
     ``split=False``: the prompt is already as the generator gets it (admission split it),
     read whole, so that the rules never read less than is drawn."""
+    prompt = unmasked(prompt)  # "c*m", "f**king": starred-out sexual words read whole
     if split:
         prompt, negative_prompt = typed_negative_apart(prompt, negative_prompt, rules)
     positive = views(prompt)

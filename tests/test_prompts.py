@@ -51,6 +51,29 @@ def test_benign_prompts_pass(prompt: str) -> None:
     assert not verdict.force_safe, verdict.safe_reasons
 
 
+@pytest.mark.parametrize(
+    ("prompt", "word"),
+    [
+        ("c*m on her face, realistic", "cum"),
+        ("f*cking couple", "fuck"),
+        ("f**king couple", "fuck"),
+        ("p***y close up", "pussy"),
+        ("b##bs out at the festival", "boobs out"),
+        ("n*k*d woman on a hammock", "naked"),
+    ],
+)
+def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
+    reasons = check_prompt(prompt, RULES).reasons
+    assert any(reason.startswith(f"'{word}' is not allowed") for reason in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    "prompt", ["the c*t in the hat", "**bold** sunset over the sea", "5*5 grid of tiles", "a*b test"]
+)
+def test_stars_that_hide_no_listed_word_change_nothing(prompt: str) -> None:
+    assert check_prompt(prompt, RULES).allowed
+
+
 def test_a_name_that_is_a_rude_word_needs_its_context() -> None:
     # allow_names.tsv: "Pussy" (a village in Savoie) is the name only beside Savoie or its valley.
     assert check_prompt("Pussy, a village in Savoie, alpine houses", RULES).allowed

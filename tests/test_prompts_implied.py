@@ -134,6 +134,9 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "the wind blew away her skirt and underwear, adult woman, front view, street",
         "man dozing on the sand, swim trunks lying beside him, full body",
         "guywithnoclothes at the lake",
+        "woman posing on a bed, her dress, bra and panties all on the floor beside her",
+        "mosaic censor on his groin, man posing by a pool",
+        "star stickers over her nipples, woman on a chaise",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -159,6 +162,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "a thief stole her purse, woman facing the camera",
         "a red dress lying beside her suitcase",
         "woman reading on the beach, a towel lying beside her",
+        "her jeans and sweater on the bed next to her, woman packing a suitcase",
+        "blurred background on her portrait, bokeh",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
@@ -168,6 +173,8 @@ def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
 def test_glued_words_are_found_only_in_long_tokens_and_not_in_benign_compounds() -> None:
     assert glued(views("hotnakedgirl").all) == "naked"
     assert glued(views("naked").all) is None  # the lists' own business
+    assert glued(views("sexyporn").all) == "porn"
+    assert glued(views("sporngrass").all) is None
     for compound in BENIGN_COMPOUNDS:
         assert glued(views(compound + "photo").all) is None, compound
 

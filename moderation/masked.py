@@ -1,0 +1,54 @@
+"""Sexual words written with letters starred out: "c*m", "f**king", "p***y", "b##bs".
+
+The leetspeak reading cannot read a star (it stands for any letter), so a word with stars in it
+is matched against the few sexual words people censor this way, a star for a letter; a match is
+read as that word. Markdown's "*bold*" has no letter before its star
+and is left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# The words people star out, with their common forms; each is on the block or profanity list.
+WORDS = (
+    "fuck", "fucks", "fucked", "fucking", "fucker", "cum", "cumming", "cumshot", "cock", "cocks",
+    "dick", "dicks", "dickpic", "pussy", "pussies", "porn", "porno", "sex", "sexy", "nude",
+    "nudes", "naked", "tits", "titties", "titty", "boobs", "boobies", "nipple", "nipples",
+    "penis", "vagina", "whore", "slut", "sluts", "horny", "orgasm", "blowjob", "handjob",
+    "hentai", "anal", "cunt", "clit", "dildo", "milf", "boob", "bitch", "twat", "jizz",
+)  # fmt: skip
+_MASKED = re.compile(r"(?<![\w*#])[^\W\d_]+(?:[*#]+[^\W\d_]*)+(?![\w*#])")
+
+
+@functools.cache
+def _pattern(masked: str) -> re.Pattern[str]:
+    """A star for a letter; one star may hide two where four letters or more are shown
+    ("f*king"), not in a short word ("c*t" is no "clit")."""
+    parts = re.split(r"([*#]+)", masked.casefold())
+    stretch = sum(char.isalpha() for char in masked) >= 4
+    return re.compile(
+        "".join(
+            (f"[a-z]{{{len(part)}}}" if len(part) > 1 or not stretch else "[a-z]{1,2}")
+            if part and part[0] in "*#"
+            else re.escape(part)
+            for part in parts
+        )
+    )
+
+
+def unmasked(prompt: str) -> str:
+    """The prompt with each starred word that can only be a listed sexual word read as it
+    ("c*m on her face" -> "cum on her face"); unchanged where there is none."""
+    if "*" not in prompt and "#" not in prompt:
+        return prompt
+
+    def word(found: re.Match[str]) -> str:
+        masked = found.group()
+        if sum(char.isalpha() for char in masked) < 2:
+            return masked
+        pattern = _pattern(masked)
+        return next((one for one in WORDS if pattern.fullmatch(one)), masked)
+
+    return _MASKED.sub(word, prompt)
