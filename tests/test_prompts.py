@@ -68,7 +68,8 @@ def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "prompt", ["the c*t in the hat", "**bold** sunset over the sea", "5*5 grid of tiles", "a*b test"]
+    "prompt",
+    ["the c*t in the hat", "**bold** sunset over the sea", "5*5 grid of tiles", "a*b test"],
 )
 def test_stars_that_hide_no_listed_word_change_nothing(prompt: str) -> None:
     assert check_prompt(prompt, RULES).allowed
