@@ -196,11 +196,14 @@ class PromptRules:
             block.add(term, Listed(Layer.DEFAULT, sexual=section == "sexual"))
         for term in _profanity_terms():  # most of what is left of it is sexual
             block.add(term, Listed(Layer.PROFANITY, sexual=True))
+        words = vocab.shipped()
         force_safe = TermIndex(
             (term, Listed(Layer.DEFAULT, sexual=True))
-            for term, _ in _read_terms("force_safe_terms.txt")
+            for term in (
+                *(term for term, _ in _read_terms("force_safe_terms.txt")),
+                *words.section("suggestive"),
+            )
         )
-        words = vocab.shipped()
         listed = {term.text for term, _ in block}
         for section in ("sexual", "nudity", "euphemism"):
             for term in words.section(section):

@@ -146,6 +146,12 @@ def check_prompt(
         for reading in positive.all
     )
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
+    # What the shipped allow phrases and names took out, the classifier does not read either
+    # ("grain elevators in Sexsmith, Alberta" read 0.85 through the town's name).
+    if rules.classifier is not None and shipped_allowed[0] != positive.plain:
+        learned = rules.classifier.read(
+            " ".join(word for word in shipped_allowed[0].split() if word != "_")
+        )
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
     for term, listed in matching.found(

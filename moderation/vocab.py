@@ -30,8 +30,10 @@ from moderation.terms import Term, parse_term
 
 SECTIONS = (
     "sexual", "nudity", "minors", "gore", "clothing", "age_units", "age_numbers", "people",
-    "euphemism", "innocent",
+    "euphemism", "innocent", "suggestive",
 )  # fmt: skip
+# [suggestive]: no refusal for an adult, but the images are checked strictly (the force-safe list:
+# "sexy", "lingerie" in each language), and beside a minor a sexual cue.
 # [innocent]: longer words of a script without spaces (Chinese, Japanese, Thai, Korean) that
 # hold a listed term in an innocent sense ("露点温度", dew point); the term does not match there.
 # [negators_after]: negators that follow the clothing word ("kıyafet yok"); the ones in Japanese,

@@ -99,6 +99,24 @@ def test_every_sexual_term_refuses(language: str) -> None:
     assert not missed, f"{language}: allowed: {missed}"
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_suggestive_term_is_force_safe_and_a_cue_beside_a_minor(language: str) -> None:
+    """[suggestive]: "sexy", "lingerie" in each language; an adult's pictures are checked
+    strictly, a child's refused (the minors rule holds however mild the sexual cue)."""
+    terms = vocab.shipped().terms
+    minor = next(term for term, lang in terms["minors"] if lang == language)
+    wrong = []
+    for term, lang in terms.get("suggestive", ()):
+        if lang != language:
+            continue
+        adult = check_prompt(f"a photo, {term.text}", RULES)
+        if not (adult.allowed and adult.force_safe):
+            wrong.append(f"{term.text!r} alone: {adult.summary()}")
+        if MINORS_REASON not in check_prompt(f"{minor.text}, {term.text}", RULES).reasons:
+            wrong.append(f"{term.text!r} beside {minor.text!r}: not the minors rule")
+    assert not wrong, f"{language}: {wrong}"
+
+
 @pytest.mark.parametrize(
     ("prompt", "allowed"),
     [

@@ -338,6 +338,13 @@ class TestClassifierHook:
             "the classifier reads it as sexual (0.95: nothing, but)",
         )
 
+    def test_it_does_not_read_what_a_shipped_allow_name_took_out(self) -> None:
+        rules = dataclasses.replace(DEFAULT, classifier=StandIn({"sexsmith": 0.9}))
+        verdict = check_prompt("grain elevators in sexsmith, alberta", rules)  # allow_names.tsv
+        assert verdict.allowed, verdict.reasons
+        assert verdict.classifier_scores == (("gore", 0.0), ("sexual", 0.0))
+        assert not check_prompt("grain elevators in sexsmithville", rules).allowed
+
     def test_without_one_the_scores_are_empty(self) -> None:
         assert (
             check_prompt("a photo", dataclasses.replace(DEFAULT, classifier=None)).classifier_scores
