@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from moderation import matching
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
-from moderation.learned import Reading, carried, explain
+from moderation.learned import Reading, carried, explain, residue
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.masked import unmasked
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
@@ -183,7 +183,11 @@ def check_prompt(
         not reasons
         and learned is not None
         and learned.over("sexual")
-        and (shown := _counts(rules, learned, _one_word_bar(positive.plain), person=person))
+        and (
+            shown := _counts(
+                rules, learned, _one_word_bar(positive.plain), person=person, prompt=positive.plain
+            )
+        )
         is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
@@ -291,7 +295,12 @@ def _minors_bar(rules: PromptRules) -> float:
 
 
 def _counts(
-    rules: PromptRules, learned: Reading | None, bar: float, *, person: bool = True
+    rules: PromptRules,
+    learned: Reading | None,
+    bar: float,
+    *,
+    person: bool = True,
+    prompt: str = "",
 ) -> tuple[str, ...] | None:
     """The cues shown when the classifier's sexual reading counts, or None: its score reaches
     ``bar`` and its top cue carries something beyond words for people or minors, ages, numbers,
@@ -303,10 +312,23 @@ def _counts(
     shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
     if not person and all(word in _EXCLUSIVE for cue in shown for word in cue.split()):
         return None
-    # The top cue carries, or two of the top three do: "woman, show, her" is not enough.
-    if not shown or (cues[0] not in shown and len(shown) < 2):
+    # The top cue carries, or two of the top three do: "woman, show, her" is not enough; or,
+    # where one of them carries, the prompt still reads so without its plain words ("undress
+    # the woman in this photo" weighs 'woman' most, "undress photo" reads 0.99 all the same).
+    if not shown:
         return None
+    if cues[0] not in shown and len(shown) < 2:
+        if rules.classifier is None or not prompt:
+            return None
+        rest = residue(prompt, lambda word: _person_word(rules, word))
+        again = max(bar, _plain_bar(rules), _one_word_bar(rest))
+        if rules.classifier.read(rest).scores.get("sexual", 0.0) < again:
+            return None
     return shown[:3]
+
+
+def _plain_bar(rules: PromptRules) -> float:
+    return rules.classifier.thresholds["sexual"] if rules.classifier is not None else 1.0
 
 
 def _person_word(rules: PromptRules, word: str) -> bool:

@@ -47,7 +47,7 @@ def data_lines(path: Path) -> list[str]:
 def test_language_file_has_every_section_and_parses(code: str) -> None:
     sections = read_sections(LANG / f"{code}.txt")
     # [innocent] only where a script is written without spaces; [age_numbers] is optional.
-    known = {*SECTIONS, "innocent", "age_numbers"}
+    known = {*SECTIONS, "innocent", "age_numbers", "suggestive"}
     assert set(sections) <= known, f"unknown sections: {set(sections) - known}"
     for name in SECTIONS:
         assert name in sections, f"{code}.txt lacks [{name}]"
