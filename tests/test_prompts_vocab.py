@@ -345,6 +345,23 @@ class TestClassifierHook:
         assert verdict.classifier_scores == (("gore", 0.0), ("sexual", 0.0))
         assert not check_prompt("grain elevators in sexsmithville", rules).allowed
 
+    def test_a_person_weighed_most_counts_only_if_the_rest_still_reads_sexual(self) -> None:
+        @dataclass
+        class PersonFirst(StandIn):
+            def read(self, prompt: str) -> Reading:
+                rest = tuple(word for word in ("undress", "lamp") if word in prompt)
+                cues = {"sexual": ("woman", *rest), "gore": ()}
+                score = max((v for word, v in self.sexual.items() if word in prompt), default=0.0)
+                return Reading({"sexual": score, "gore": 0.0}, self.thresholds, cues)
+
+        rules = dataclasses.replace(DEFAULT, classifier=PersonFirst({"undress": 0.9, "woman": 0.9}))
+        # Without "woman" the rest ("undress this photo") still reads 0.9: it counts.
+        assert check_prompt("undress the woman in this photo", rules).reasons == (
+            "the classifier reads it as sexual (0.90: undress)",
+        )
+        # The rest ("bed, lamp") reads nothing: the person word alone carried it.
+        assert check_prompt("a woman, bed, lamp", rules).allowed
+
     def test_without_one_the_scores_are_empty(self) -> None:
         assert (
             check_prompt("a photo", dataclasses.replace(DEFAULT, classifier=None)).classifier_scores
