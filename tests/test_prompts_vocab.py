@@ -354,10 +354,12 @@ class TestClassifierHook:
                 score = max((v for word, v in self.sexual.items() if word in prompt), default=0.0)
                 return Reading({"sexual": score, "gore": 0.0}, self.thresholds, cues)
 
-        rules = dataclasses.replace(DEFAULT, classifier=PersonFirst({"undress": 0.9, "woman": 0.9}))
-        # Without "woman" the rest ("undress this photo") still reads 0.9: it counts.
+        rules = dataclasses.replace(
+            DEFAULT, classifier=PersonFirst({"undress": 0.98, "woman": 0.9})
+        )
+        # Without "woman" the rest ("undress") still reads 0.98 (one word: at least 0.97).
         assert check_prompt("undress the woman in this photo", rules).reasons == (
-            "the classifier reads it as sexual (0.90: undress)",
+            "the classifier reads it as sexual (0.98: undress)",
         )
         # The rest ("bed, lamp") reads nothing: the person word alone carried it.
         assert check_prompt("a woman, bed, lamp", rules).allowed
