@@ -58,7 +58,7 @@ def test_benign_prompts_pass(prompt: str) -> None:
         ("f*cking couple", "fuck"),
         ("f**king couple", "fuck"),
         ("p***y close up", "pussy"),
-        ("b##bs out at the festival", "boobs out"),
+        ("b**bs out at the festival", "boobs out"),
         ("n*k*d woman on a hammock", "naked"),
     ],
 )
@@ -73,6 +73,14 @@ def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
 )
 def test_stars_that_hide_no_listed_word_change_nothing(prompt: str) -> None:
     assert check_prompt(prompt, RULES).allowed
+
+
+def test_a_run_of_stars_is_read_at_once() -> None:
+    # Each run of stars split every way between the repeats: 2**40 tries before the fix.
+    started = time.perf_counter()
+    for prompt in ("a" + "*" * 40 + "1", "a**" * 400 + "1", "*" * 10_000):
+        assert check_prompt(prompt, RULES).allowed
+    assert time.perf_counter() - started < 5  # milliseconds in fact; hours before
 
 
 def test_a_name_that_is_a_rude_word_needs_its_context() -> None:
