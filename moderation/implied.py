@@ -294,6 +294,21 @@ _CLEAR_BATH = re.compile(
 )
 
 
+_WORN_THING = re.compile(rf"\b(?:{_ACCESSORIES}|{_GARMENTS}|lace|silk|satin|leather|latex)\b")
+
+
+_NOTHING_ON = re.compile(
+    r"\bnothing (?:else )?on\b(?! (?:it|them|its|the|a|an|top|tv|display|screen|show|offer)\b)"
+)
+
+
+def worn(plain: str) -> bool:
+    """Whether the prompt names a thing worn (a garment, an accessory, a fabric) or says
+    nothing is: "stockings and nothing else", "with nothing else on" are about a person, even
+    with no word for one."""
+    return _WORN_THING.search(plain) is not None or _NOTHING_ON.search(plain) is not None
+
+
 def _on_floor_by(plain: str) -> re.Match[str] | None:
     found = _ON_FLOOR_BY.search(plain)
     if found is not None and found["wet"] and not _SHOWER.search(plain):

@@ -108,10 +108,3 @@ def carried(reading: Reading, label: str, person: Callable[[str], bool]) -> tupl
         for cue in reading.cues.get(label, ())
         if not all(plain_word(word, person) for word in cue.split())
     )
-
-
-def residue(prompt: str, person: Callable[[str], bool]) -> str:
-    """The prompt's words less the plain ones, for a second reading."""
-    return " ".join(
-        word for word in re.findall(r"\w+", prompt.casefold()) if not plain_word(word, person)
-    )

@@ -138,6 +138,16 @@ def _with_glued_form(term: Term) -> list[Term]:
     return forms
 
 
+def _holds_a_listed_word(block: TermIndex[Listed], name: Term) -> bool:
+    """Whether one of the name's words is, whole, a listed word ("intercourse" in "Intercourse,
+    Pennsylvania"), not a word that holds one ("Sussex", "Scunthorpe")."""
+    return any(
+        term.shape is TermShape.WORD and matched == word
+        for word in name.text.split()
+        for term, _, matched in block.find(word)
+    )
+
+
 @dataclass(frozen=True)
 class Allowed:
     """When a shipped allow phrase or name is taken out of a prompt's reading."""
@@ -218,9 +228,17 @@ class PromptRules:
             for term, section in _read_terms("allow_terms.txt")
             for form in _with_glued_form(term)
         )
+        # A place whose name holds a listed word whole ("Intercourse, Pennsylvania") is no
+        # place beside a person: "a teen having intercourse, Pennsylvania"; nor for the minors
+        # rule, nor one whose name needs its context ("Pussy" beside "Savoie").
+        rude_names = {term.text for term in words.place_names if _holds_a_listed_word(block, term)}
         for term in words.allow_names:
+            why = Allowed(
+                not_with_people=term.text in rude_names,
+                context=words.name_context.get(term.text, ()),
+            )
             for form in _with_glued_form(term):
-                allow.add(form, Allowed(context=words.name_context.get(term.text, ())))
+                allow.add(form, why)
         # What the minors rule takes out: the [beside_minors] phrases, innocent whoever is named
         # ("naked mole rat"), and the gazetteer's places (a school trip to Essex); not its
         # species ("great tits", "horny toad" beside a teen), nor "nude heels" beside a child.
@@ -231,6 +249,8 @@ class PromptRules:
             for form in _with_glued_form(term)
         )
         for term in words.place_names:
+            if term.text in rude_names or term.text in words.name_context:
+                continue
             for form in _with_glued_form(term):
                 minors_allow.add(form, None)
         negative: TermIndex[str] = TermIndex(

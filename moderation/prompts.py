@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 from moderation import matching
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
-from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity
-from moderation.learned import Reading, carried, explain, residue
+from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity, worn
+from moderation.learned import Reading, carried, explain, plain_word
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.masked import unmasked
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
@@ -135,7 +135,9 @@ def check_prompt(
             or any(one.strong for one in emoji.in_context)
         ):
             reasons.append(MINORS_REASON)
-        elif (cues := _counts(rules, learned, _minors_bar(rules))) is not None:
+        elif (
+            cues := _counts(rules, learned, _minors_bar(rules), prompt=positive.plain)
+        ) is not None:
             score = learned.scores["sexual"] if learned is not None else 0.0
             reasons.append(f"{MINORS_REASON} (the classifier: {score:.2f}: {', '.join(cues)})")
 
@@ -149,9 +151,8 @@ def check_prompt(
     # What the shipped allow phrases and names took out, the classifier does not read either
     # ("grain elevators in Sexsmith, Alberta" read 0.85 through the town's name).
     if rules.classifier is not None and shipped_allowed[0] != positive.plain:
-        learned = rules.classifier.read(
-            " ".join(word for word in shipped_allowed[0].split() if word != "_")
-        )
+        rest = " ".join(word for word in shipped_allowed[0].split() if word != "_")
+        learned = rules.classifier.read(_NO_GORE.sub(" ", rest))
 
     # 2. Block terms and patterns, emoji, clothing left out, the classifier.
     for term, listed in matching.found(
@@ -185,13 +186,17 @@ def check_prompt(
         and learned.over("sexual")
         and (
             shown := _counts(
-                rules, learned, _one_word_bar(positive.plain), person=person, prompt=positive.plain
+                rules,
+                learned,
+                _one_word_bar(positive.plain),
+                person=person,
+                prompt=shipped_allowed[0],
             )
         )
         is not None
         and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
-        and not rules.force_safe.find(shown[0] if shown else "")
+        and _beyond_force_safe(rules, learned, shown, readings[0])
     ):
         # A force-safe word weighing most ("a sexy red circle") is the force-safe list's to
         # decide: made, checked strictly, spoilered.
@@ -310,21 +315,49 @@ def _counts(
         return None
     cues = learned.cues.get("sexual", ())
     shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
-    if not person and all(word in _EXCLUSIVE for cue in shown for word in cue.split()):
-        return None
+    if (
+        not person
+        and all(word in _EXCLUSIVE for cue in shown for word in cue.split())
+        and not worn(prompt)
+        and not (prompt and rules.clothing.find(prompt))
+    ):
+        return None  # "nothing but sand dunes"; not "stockings and nothing else"
     # The top cue carries, or two of the top three do: "woman, show, her" is not enough; or,
-    # where one of them carries, the prompt still reads so without its plain words ("undress
-    # the woman in this photo" weighs 'woman' most, "undress photo" reads 0.99 all the same).
+    # where one of them carries, it reads so on its own or the prompt does without its plain
+    # words ("undress the woman in this photo" weighs 'woman' most; "undress" alone reads 0.99
+    # all the same).
     if not shown:
         return None
     if cues[0] not in shown and len(shown) < 2:
         if rules.classifier is None or not prompt:
             return None
-        rest = residue(prompt, lambda word: _person_word(rules, word))
-        again = max(bar, _plain_bar(rules), _one_word_bar(rest))
-        if rules.classifier.read(rest).scores.get("sexual", 0.0) < again:
+        person_word = functools.partial(_person_word, rules)
+        alone = " ".join(dict.fromkeys(word for cue in shown for word in cue.split()))
+        rest = " ".join(
+            word for word in prompt.split() if word != "_" and not plain_word(word, person_word)
+        )
+        if not any(
+            rules.classifier.read(text).scores.get("sexual", 0.0)
+            >= max(bar, _plain_bar(rules), _one_word_bar(text))
+            for text in (alone, rest)
+        ):
             return None
     return shown[:3]
+
+
+def _beyond_force_safe(
+    rules: PromptRules, learned: Reading, shown: tuple[str, ...], plain: str
+) -> bool:
+    """Whether the classifier's sexual reading stands once the force-safe words are out: where
+    one weighs most ("a sexy red circle") the force-safe list decides (made, checked strictly,
+    spoilered) unless the rest still reads sexual ("bent over, moaning, seksi")."""
+    if not shown or not rules.force_safe.find(shown[0]) or rules.classifier is None:
+        return True
+    rest = rules.force_safe.remove_from(plain)
+    rest = " ".join(word for word in rest.split() if word != "_")
+    return rules.classifier.read(rest).scores.get("sexual", 0.0) >= max(
+        _plain_bar(rules), _one_word_bar(rest)
+    )
 
 
 def _plain_bar(rules: PromptRules) -> float:

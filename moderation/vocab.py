@@ -157,11 +157,11 @@ def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
 
 def read_allow_names(file: Traversable, kind: str | None = None) -> tuple[Term, ...]:
     """allow_names.tsv: name, kind, source[, context words]; the name is taken out before the
-    block terms. With ``kind``, only the names of that kind ("place") that need no context."""
+    block terms. With ``kind``, only the names of that kind ("place")."""
     return tuple(
         _term(fields[0], "allow_names.tsv")
         for fields in (line.split("\t") for line in _lines(file))
-        if kind is None or (len(fields) == 3 and fields[1].strip() == kind)
+        if kind is None or (len(fields) > 1 and fields[1].strip() == kind)
     )
 
 

@@ -92,6 +92,18 @@ def test_a_name_that_is_a_rude_word_needs_its_context() -> None:
         assert "'pussy' is not allowed (profanity list)" in verdict.reasons, prompt
 
 
+def test_a_place_named_with_a_listed_word_is_no_place_beside_a_person() -> None:
+    # "Intercourse, Pennsylvania", "Titty Ho": written after a sexual clause, no place.
+    assert check_prompt("the Amish buggy in Intercourse, Pennsylvania", RULES).allowed
+    assert check_prompt("church in Titty Ho, Northamptonshire", RULES).allowed
+    assert not check_prompt("a woman having intercourse, Pennsylvania", RULES).allowed
+    assert not check_prompt("Savoie: a woman spreading her wet pussy", RULES).allowed
+    for prompt in ("a teen girl having intercourse, Pennsylvania", "a 14 year old, titty ho"):
+        assert MINORS in check_prompt(prompt, RULES).reasons, prompt
+    # A name that only holds a listed word inside one of its words stays a place for all.
+    assert check_prompt("a school trip to Middlesex, children", RULES).allowed
+
+
 def test_lolita_fashion_is_a_style_and_lolita_alone_is_not() -> None:
     assert check_prompt("a woman in a gothic lolita dress at a tea party", RULES).allowed
     assert check_prompt("sweet lolita fashion walk in Harajuku, pastel", RULES).allowed

@@ -334,9 +334,16 @@ class TestClassifierHook:
 
         rules = dataclasses.replace(DEFAULT, classifier=Idiom())
         assert check_prompt("nothing but sand dunes to the horizon", rules).allowed
-        assert check_prompt("her in nothing but sand, dunes", rules).reasons == (
-            "the classifier reads it as sexual (0.95: nothing, but)",
-        )
+        # Said of a person, of something worn, or "nothing else on": the idiom of being bare.
+        for prompt in (
+            "her in nothing but sand, dunes",
+            "stockings and nothing but the sea",
+            "nothing but lace",
+            "with nothing else on",
+        ):
+            assert check_prompt(prompt, rules).reasons == (
+                "the classifier reads it as sexual (0.95: nothing, but)",
+            ), prompt
 
     def test_it_does_not_read_what_a_shipped_allow_name_took_out(self) -> None:
         rules = dataclasses.replace(DEFAULT, classifier=StandIn({"sexsmith": 0.9}))
@@ -363,6 +370,24 @@ class TestClassifierHook:
         )
         # The rest ("bed, lamp") reads nothing: the person word alone carried it.
         assert check_prompt("a woman, bed, lamp", rules).allowed
+
+    def test_a_force_safe_word_weighed_most_decides_unless_the_rest_reads_sexual(self) -> None:
+        @dataclass
+        class SexyFirst(StandIn):
+            def read(self, prompt: str) -> Reading:
+                score = max((v for word, v in self.sexual.items() if word in prompt), default=0.0)
+                cues = {"sexual": ("sexy", "moaning"), "gore": ()}
+                return Reading({"sexual": score, "gore": 0.0}, self.thresholds, cues)
+
+        rules = dataclasses.replace(
+            DEFAULT, classifier=SexyFirst({"sexy": 0.9, "bent over moaning": 0.98})
+        )
+        circle = check_prompt("a sexy red circle", rules)
+        assert circle.allowed
+        assert circle.force_safe
+        assert check_prompt("a woman bent over moaning, sexy", rules).reasons == (
+            "the classifier reads it as sexual (0.98: sexy, moaning)",
+        )
 
     def test_without_one_the_scores_are_empty(self) -> None:
         assert (
