@@ -204,7 +204,8 @@ _LYING_BESIDE = (
 )
 _BESIDE_OWNER = re.compile(
     rf"{_OWNED_GARMENTS}{_LYING_BESIDE}\b"
-    rf"|\b(?:the |a )?(?:{_BARING_GARMENTS}){_LYING_BESIDE}"
+    rf"|\b(?:the |a )?(?:{_BARING_GARMENTS})(?: top and bottoms?| top and bottom| bottoms?| tops?)?"
+    rf"{_LYING_BESIDE}"
     r"(?=$|\s(?:on|in|at|as|while|and|or|full|front|facing|face|she|he|they|the|a|an|with|under|"
     r"by|near|sleeps|sleeping|lies|lying|sits|sitting|stands|standing|is|was|photo|realistic)\b)"
 )
@@ -265,6 +266,21 @@ _SEE_THROUGH = re.compile(
 _SKIN_AS_CLOTHES = re.compile(
     r"\b(?:outfit|outfits|clothes|clothing|costume|attire)(?: today| tonight)? (?:is|are|was) "
     r"(?:her|his|their) (?:own |bare )?skin\b"
+    # "her only outfit is a thin layer of chocolate syrup", "his only clothing is body paint"
+    r"|\b(?:her|his|their) only (?:outfit|outfits|clothes|clothing|covering|attire|garment) "
+    r"(?:is|are|was|were) (?:a |an |some )?(?:thin |light |fine |thick )?"
+    r"(?:(?:layer|layers|coat|coating|film|sheen|smear|drizzle|dusting|splash) of\b|body paint\b|"
+    r"paint\b|glitter\b|mud\b|foam\b|bubbles\b|oil\b|whipped cream\b|chocolate\b|syrup\b|"
+    r"honey\b|leaves\b|flowers\b|petals\b|(?:her|his|their) (?:hair|tattoos|skin)\b|a smile\b)"
+)
+# The person covers the body with the hands: "hiding her chest with her hands", or the rest of
+# them is bare: "holding a pillow in front of her body, the rest of her bare".
+_HANDS_OVER = re.compile(
+    r"\b(?:hiding|hides|hid|covering|covers|covered|shielding|shields|cupping|cups) "
+    r"(?:her|his|their) (?:chest|breasts|bare chest|crotch|groin|privates|private parts|nudity|"
+    r"naked body|bare body|modesty) with (?:her|his|their|both|one) (?:hands?|arms?|palms?)\b"
+    r"|\bthe rest of (?:her|him|them|her body|his body) (?:is |was |left )?"
+    r"(?:bare|exposed|uncovered|naked|on show|on display)\b"
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
@@ -330,7 +346,12 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
         if found is None and person and _FULL_BODY.search(plain):
             found = _CLEAR_BATH.search(plain)
     if found is None and person:
-        found = _AT_FEET.search(plain) or _BARE_BODY.search(plain) or _CENSOR_ON.search(plain)
+        found = (
+            _AT_FEET.search(plain)
+            or _BARE_BODY.search(plain)
+            or _CENSOR_ON.search(plain)
+            or _HANDS_OVER.search(plain)
+        )
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
         found = _DOWN_TO_FEET.search(plain)
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):

@@ -137,6 +137,11 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "woman posing on a bed, her dress, bra and panties all on the floor beside her",
         "mosaic censor on his groin, man posing by a pool",
         "star stickers over her nipples, woman on a chaise",
+        "lady hiding her chest with her hands, her dress on the floor",
+        "woman holding a pillow in front of her body, the rest of her bare",
+        "woman lying on her stomach on the beach, bikini top and bottom lying next to her",
+        "her only outfit is a thin layer of chocolate syrup",
+        "his only clothing is body paint, festival",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -164,6 +169,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "woman reading on the beach, a towel lying beside her",
         "her jeans and sweater on the bed next to her, woman packing a suitcase",
         "blurred background on her portrait, bokeh",
+        "a girl covering her face with her hands, laughing",
+        "woman on the beach, bikini top lying next to her sunglasses",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
