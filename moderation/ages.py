@@ -18,6 +18,48 @@ _HAN_DIGITS = "一二三四五六七八九"
 _HAN_NUMBER = rf"(?<![{_HAN_DIGITS}十百千])(?:十[一二三四五六七]?|[{_HAN_DIGITS}])(?![十百千])"
 
 
+# Words for the tens: a number word after one is part of an adult's age ("vingt-deux ans" is 22,
+# "treinta y tres años", "yirmi iki yaşında", "dua puluh dua tahun", "двадцать два года").
+_TEN_WORDS = (
+    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "vingt",
+    "trente", "quarante", "cinquante", "soixante", "septante", "octante", "huitante", "nonante",
+    "veinte", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa",
+    "vinte", "trinta", "quarenta", "cinquenta", "sessenta", "oitenta", "yirmi", "otuz", "kırk",
+    "elli", "altmış", "yetmiş", "seksen", "doksan", "puluh", "dwadzieścia", "trzydzieści",
+    "czterdzieści", "pięćdziesiąt", "sześćdziesiąt", "siedemdziesiąt", "osiemdziesiąt",
+    "dziewięćdziesiąt", "mươi", "двадцать", "тридцать", "сорок", "пятьдесят", "шестьдесят",
+    "семьдесят", "восемьдесят", "девяносто", "двадцати", "тридцати", "сорока", "пятидесяти",
+    "двадцять", "тридцять", "п'ятдесят", "шістдесят", "сімдесят", "вісімдесят", "дев'яносто",
+    "είκοσι", "τριάντα", "σαράντα", "πενήντα", "εξήντα", "εβδομήντα", "ογδόντα", "ενενήντα",
+    "dvadeset", "trideset", "četrdeset", "pedeset", "šezdeset", "dvacet", "třicet", "čtyřicet",
+    "padesát", "dvadsať", "tridsať", "štyridsať", "päťdesiat", "douăzeci", "treizeci",
+    "patruzeci", "cincizeci", "tjugo", "trettio", "fyrtio", "femtio", "tyve", "tredive", "fyrre",
+    "tjue", "tretti", "førti", "kaksikymmentä", "kolmekymmentä", "neljäkymmentä", "viisikymmentä",
+    "ishirini", "thelathini", "arobaini", "hamsini", "dalawampu", "tatlumpu", "apatnapu",
+    "limampu",
+)  # fmt: skip
+_TENS = tuple(normalise(word) for word in _TEN_WORDS)
+_ADULT_BEFORE = re.compile(
+    rf"(?:^|[\s-])(?:{'|'.join(sorted(map(re.escape, _TENS), key=len, reverse=True))})"
+    r"(?:[\s-]+(?:y|e|et|i|и|і|ve|na|and|och|og|a|ng|at|și|si))?[\s-]*$"
+)
+# Vietnamese tens come after their digit: "hai mươi hai tuổi" (22) holds "mươi hai tuổi".
+_DIGIT_BEFORE_TENS = re.compile(r"(?:^|\s)(?:hai|ba|bon|nam|sau|bay|tam|chin)\s$")
+
+
+def under_18(pattern: re.Pattern[str], plain: str) -> bool:
+    """Whether ``pattern`` (``age_pattern``'s) finds an age under 18 in the plain reading that is
+    not the end of an adult's age written in words ("vingt-deux ans", 22)."""
+    for found in pattern.finditer(plain):
+        before = plain[max(0, found.start() - 40) : found.start()]
+        if _ADULT_BEFORE.search(before):
+            continue
+        if found.group().startswith("muoi") and _DIGIT_BEFORE_TENS.search(before):
+            continue
+        return True
+    return False
+
+
 def age_pattern(units: Iterable[str], numbers: Iterable[str] = ()) -> re.Pattern[str] | None:
     """One pattern over the plain reading, or None without units. ``numbers`` are words for
     1 to 17 in the languages ("doce", "двенадцать"): one of them before a unit counts too."""

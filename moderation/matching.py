@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from moderation.ages import under_18
 from moderation.lists import LAYER_ORDER, GuildPattern, Layer, Listed, PromptRules, RuleAction
 from moderation.normalise import Views, fragment_joins
 from moderation.terms import TermIndex
@@ -95,7 +96,7 @@ def minor(rules: PromptRules, positive: Views) -> bool:
     """A word about minors or an age under 18, in any covered language."""
     if first(rules.minors, positive.all) or _MINOR_AGE.search(positive.plain):
         return True
-    if rules.ages is not None and rules.ages.search(positive.plain):
+    if rules.ages is not None and under_18(rules.ages, positive.plain):
         return True
     return any(first(rules.minors, [join]) for join in fragment_joins(positive.plain))
 

@@ -118,6 +118,24 @@ def test_every_suggestive_term_is_force_safe_and_a_cue_beside_a_minor(language: 
 
 
 @pytest.mark.parametrize(
+    ("prompt", "minor"),
+    [
+        ("une fille de douze ans en lingerie", True),
+        ("une femme de vingt-deux ans en lingerie", False),  # 22: "deux ans" ends it
+        ("on iki yaşında kız, seksi", True),
+        ("yirmi iki yaşında kadın, seksi", False),
+        ("dois anos, menina de lingerie", True),
+        ("vinte e dois anos, mulher de lingerie", False),
+        ("mười hai tuổi, đồ lót ren", True),
+        ("hai mươi hai tuổi, đồ lót ren", False),  # 22: the digit comes before its tens
+        ("dua puluh dua tahun, wanita seksi", False),
+    ],
+)
+def test_an_age_in_words_is_a_minor_only_under_18(prompt: str, minor: bool) -> None:
+    assert (MINORS_REASON in check_prompt(prompt, RULES).reasons) is minor, prompt
+
+
+@pytest.mark.parametrize(
     ("prompt", "allowed"),
     [
         ("12歳の女の子、裸", False),  # "naked" alone, beside an age: the minors rule
