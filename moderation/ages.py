@@ -43,8 +43,11 @@ _ADULT_BEFORE = re.compile(
     rf"(?:^|[\s-])(?:{'|'.join(sorted(map(re.escape, _TENS), key=len, reverse=True))})"
     r"(?:[\s-]+(?:y|e|et|i|и|і|ve|na|and|och|og|a|ng|at|și|si))?[\s-]*$"
 )
-# Vietnamese tens come after their digit: "hai mươi hai tuổi" (22) holds "mươi hai tuổi".
-_DIGIT_BEFORE_TENS = re.compile(r"(?:^|\s)(?:hai|ba|bon|nam|sau|bay|tam|chin)\s$")
+# Vietnamese and romanised Japanese tens come after their digit: "hai mươi hai tuổi" (22) holds
+# "mươi hai tuổi", "ni juu sai" (20) "juu sai".
+_DIGIT_BEFORE_TENS = re.compile(
+    r"(?:^|\s)(?:hai|ba|bon|nam|sau|bay|tam|chin|ni|san|yon|go|roku|nana|hachi|kyuu|kyu)\s$"
+)
 
 
 def under_18(pattern: re.Pattern[str], plain: str) -> bool:
@@ -54,7 +57,7 @@ def under_18(pattern: re.Pattern[str], plain: str) -> bool:
         before = plain[max(0, found.start() - 40) : found.start()]
         if _ADULT_BEFORE.search(before):
             continue
-        if found.group().startswith("muoi") and _DIGIT_BEFORE_TENS.search(before):
+        if found.group().startswith(("muoi", "juu", "ju ")) and _DIGIT_BEFORE_TENS.search(before):
             continue
         return True
     return False

@@ -129,6 +129,9 @@ def test_every_suggestive_term_is_force_safe_and_a_cue_beside_a_minor(language: 
         ("mười hai tuổi, đồ lót ren", True),
         ("hai mươi hai tuổi, đồ lót ren", False),  # 22: the digit comes before its tens
         ("dua puluh dua tahun, wanita seksi", False),
+        ("juu ni sai no shoujo, hadaka", True),
+        ("ni juu sai no onna, hadaka", False),  # 20
+        ("12 वर्षीय लड़की, सेक्सी", True),
     ],
 )
 def test_an_age_in_words_is_a_minor_only_under_18(prompt: str, minor: bool) -> None:
