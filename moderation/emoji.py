@@ -68,10 +68,12 @@ _GARMENT_NAMES = {
 }  # fmt: skip
 _GARMENTS = "".join(_GARMENT_NAMES)
 _UNDRESSED = re.compile(rf"([{_GARMENTS}])\s?(?:➡\s?)?[❌🚫⬇✂🗑]|[❌🚫]\s?([{_GARMENTS}])")
-# A phallic emoji put where a sexual act puts it ("🥒 in her mouth", "doing 🍌 on him"): the act.
+# A phallic emoji put where a sexual act puts it ("🥒 in her mouth", "doing 🍌 on him", "🍌 in the
+# 🍩"): the act.
 _PHALLIC_ACT = re.compile(
     r"([🥒🍌🌭🍆🥖])\s*(?:(?:in|inside|into|up) (?:her|his|my|your|their) "
-    r"(?:mouth|throat|ass|butt|🍑|🐱|🌮)|on (?:him|her|me|them)\b)",
+    r"(?:mouth|throat|ass|butt|🍑|🐱|🌮)|on (?:him|her|me|them)\b"
+    r"|(?:in|inside|into|up) (?:the |a |her |his |my |your |their )?[🍩🍑🐱🌮👄🫦])",
     re.IGNORECASE,
 )
 # Emoji of grown people: with one, a weak emoji is beside a person ("👩 🍒 flash").

@@ -141,6 +141,10 @@ _BELOW_CHEST = re.compile(
     r"\b(?:sheet|bedsheet|blanket|duvet|towel|robe|dress|top|gown) (?:has |had )?(?:slid|slides|"
     r"slipped|slips|fallen|fell|falls|pulled|peeled|rolled) down (?:to|around|past) her "
     r"(?:waist|hips|belly|navel|stomach)\b"
+    # "wrapped in a bedsheet that is slipping off her body"
+    r"|\b(?:sheet|bedsheet|blanket|duvet|towel|robe|bathrobe) (?:that |which )?(?:is |was )?"
+    r"(?:slipping|sliding|falling|slips|slides|falls|slid|slipped|fell) (?:right )?off "
+    r"(?:her|his|their) (?:body|bodies|chest|breasts|hips)\b"
 )
 # A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
 # What leaves a person bare when it alone is elsewhere (not "his tee", "her hoodie", "her top").
@@ -276,11 +280,14 @@ _SKIN_AS_CLOTHES = re.compile(
 # The person covers the body with the hands: "hiding her chest with her hands", or the rest of
 # them is bare: "holding a pillow in front of her body, the rest of her bare".
 _HANDS_OVER = re.compile(
-    r"\b(?:hiding|hides|hid|covering|covers|covered|shielding|shields|cupping|cups) "
+    r"\b(?:using|uses|with) (?:her|his|their) (?:two |both |bare )?(?:hands|arms) to (?:cover|hide|"
+    r"shield|cup) (?:her|his|their) (?:chest|breasts|crotch|groin|privates|private parts)\b"
+    r"|\b(?:hiding|hides|hid|covering|covers|covered|shielding|shields|cupping|cups) "
     r"(?:her|his|their) (?:chest|breasts|bare chest|crotch|groin|privates|private parts|nudity|"
     r"naked body|bare body|modesty) with (?:her|his|their|both|one) (?:hands?|arms?|palms?)\b"
     r"|\bthe rest of (?:her|him|them|her body|his body) (?:is |was |left )?"
-    r"(?:bare|exposed|uncovered|naked|on show|on display)\b"
+    r"(?:bare|exposed|uncovered|naked|on show|on display)\b(?! (?:arms?|legs?|feet|foot|back|"
+    r"shoulders?|skin|hands?|face|head|neck|wrists?|ankles?|knees?|toes?|midriff)\b)"
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
