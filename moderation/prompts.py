@@ -54,6 +54,13 @@ _NO_GORE = re.compile(
     r"\b(?:gore|blood)[ -]?(?:free|less)\b|\b(?:no|without|zero|non)[ -](?:gore|blood)\b",
     re.IGNORECASE,
 )
+# Clothing weighed to nothing in Stable Diffusion's syntax ("(clothes:0)", "[dress:-1.5]",
+# "(clothing:0.0)"): the garment left out, as a negative prompt would.
+_CLOTHES_WEIGHED_OUT = re.compile(
+    r"[(\[]\s*(?:clothes|clothing|clothed|dressed|dress|shirt|top|bra|panties|underwear|bikini|"
+    r"swimsuit|pants|skirt|garments?|outfit|lingerie)\s*:\s*(?:-\s*\d+(?:\.\d+)?|0(?:\.0+)?)\s*[)\]]",
+    re.IGNORECASE,
+)
 # The guild patterns of one check share this much time; past it they count as matching.
 PATTERN_BUDGET_S = 0.05
 
@@ -178,6 +185,8 @@ def check_prompt(
         ]
     if left_out and person:
         reasons.append(clothing_reason(left_out))
+    if person and (weighed := _CLOTHES_WEIGHED_OUT.search(prompt)) is not None:
+        reasons.append(clothing_reason(weighed.group()))
     # The classifier is the backstop for what the lists miss; where the guild's own allow list
     # took words out ("nude" on an art server), the guild has decided and it stays out.
     if (

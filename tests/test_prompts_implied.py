@@ -145,6 +145,8 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "woman using her two hands to cover her breasts, photoshoot",
         "wrapped in a bedsheet that is slipping off her body",
         "🍌 in the 🍩, realistic",
+        "beautiful woman standing in a field, (clothes:0), 8k",
+        "woman on the beach, [dress:-1.5], (skin:1.3)",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -179,6 +181,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "penetration tester hacking at a desk, three monitors",
         "sommarens slut vid en röd stuga vid sjön",
         "tattoos cover the rest of her bare arm",
+        "a field of flowers, (dress:0)",
+        "woman, (dress:1.2), red",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
