@@ -298,7 +298,18 @@ _CENSOR_ON = re.compile(
     r"\b(?:mosaic|censor|censored|censorship|pixelated|pixelation|pixels|blur|blurred|bar|bars|"
     r"sticker|stickers|emoji|emojis) (?:[a-z]+ )?(?:on|over|covering|hiding) (?:her|his|their) "
     r"(?:groin|crotch|privates|private parts|genitals|genital area|nipples|breasts|bits|"
-    r"intimate parts|lower half|chest and groin)\b"
+    r"intimate parts|lower half|chest|chest and groin|chest and crotch|chest and hips)\b"
+    # "pixelated private parts", "censored nipples"
+    r"|\b(?:pixelated|pixellated|blurred|censored|mosaiced|mosaic) (?:out )?(?:private parts|"
+    r"privates|genitals|nipples|crotch|groin|intimate parts)\b"
+    # "where a bikini would be", "two flowers held where her bra should be"
+    r"|\bwhere (?:a|her|his|their) (?:bikini|bikini top|bra|underwear|panties|swimsuit|"
+    r"clothes|briefs|boxers|top) (?:would|should) (?:be|have been)\b"
+)
+# A censored picture of a bather: "mosaic-pixelated photo of a woman in a shower".
+_CENSORED_BATH = re.compile(
+    r"\b(?:mosaic|pixelated|pixellated|censored|censor bars?|blurred out)\b(?:\s[a-z]+){0,6}?"
+    r"\s(?:in|under|taking) (?:a |the |her |his )?(?:shower|bath|bathtub|sauna|onsen|hot spring)\b"
 )
 # Nothing at all covering the body: "no fabric anywhere on her body", "nothing on his skin".
 _BARE_BODY = re.compile(
@@ -322,6 +333,7 @@ _WORN_THING = re.compile(rf"\b(?:{_ACCESSORIES}|{_GARMENTS}|lace|silk|satin|leat
 
 _NOTHING_ON = re.compile(
     r"\bnothing (?:else )?on\b(?! (?:it|them|its|the|a|an|top|tv|display|screen|show|offer)\b)"
+    r"|\bnothing (?:underneath|under it|beneath|under)\b"
 )
 
 
@@ -358,6 +370,7 @@ def implied_nudity(plain: str, *, person: bool) -> str | None:
             or _BARE_BODY.search(plain)
             or _CENSOR_ON.search(plain)
             or _HANDS_OVER.search(plain)
+            or _CENSORED_BATH.search(plain)
         )
     if found is None and person and (_FULL_BODY.search(plain) or _FACING.search(plain)):
         found = _DOWN_TO_FEET.search(plain)

@@ -234,7 +234,7 @@ class PromptRules:
         rude_names = {term.text for term in words.place_names if _holds_a_listed_word(block, term)}
         for term in words.allow_names:
             why = Allowed(
-                not_with_people=term.text in rude_names,
+                not_with_people=term.text in rude_names or term.text in words.name_context,
                 context=words.name_context.get(term.text, ()),
             )
             for form in _with_glued_form(term):

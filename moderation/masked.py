@@ -18,6 +18,7 @@ WORDS = (
     "nudes", "naked", "tits", "titties", "titty", "boobs", "boobies", "nipple", "nipples",
     "penis", "vagina", "whore", "slut", "sluts", "horny", "orgasm", "blowjob", "handjob",
     "hentai", "anal", "cunt", "clit", "dildo", "milf", "boob", "bitch", "twat", "jizz",
+    "breast", "breasts", "topless", "nudity", "genitals", "erotic", "xxx",
 )  # fmt: skip
 # Possessive throughout: a run of stars can be split between repeats in 2**n ways, and a
 # failing match would try them all ("a" + 30 stars + "1" took minutes).

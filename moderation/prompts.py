@@ -324,13 +324,21 @@ def _counts(
         return None
     cues = learned.cues.get("sexual", ())
     shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
+    # "nothing but sand dunes": with no person and nothing worn named, the words of the idiom
+    # weighing most count only if the prompt still reads sexual without them (not "stockings
+    # and nothing else", not "booty pic, nothing on").
     if (
         not person
-        and all(word in _EXCLUSIVE for cue in shown for word in cue.split())
+        and cues
+        and all(word in _EXCLUSIVE for word in cues[0].split())
         and not worn(prompt)
         and not (prompt and rules.clothing.find(prompt))
     ):
-        return None  # "nothing but sand dunes"; not "stockings and nothing else"
+        rest = " ".join(word for word in prompt.split() if word not in _EXCLUSIVE | {"_"})
+        if rules.classifier is None or rules.classifier.read(rest).scores.get("sexual", 0.0) < max(
+            bar, _plain_bar(rules), _one_word_bar(rest)
+        ):
+            return None
     # The top cue carries, or two of the top three do: "woman, show, her" is not enough; or,
     # where one of them carries, it reads so on its own or the prompt does without its plain
     # words ("undress the woman in this photo" weighs 'woman' most; "undress" alone reads 0.99

@@ -60,6 +60,7 @@ def test_benign_prompts_pass(prompt: str) -> None:
         ("p***y close up", "pussy"),
         ("b**bs out at the festival", "boobs out"),
         ("n*k*d woman on a hammock", "naked"),
+        ("bre*sts exposed, portrait photo", "breasts exposed"),
     ],
 )
 def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
@@ -102,6 +103,21 @@ def test_a_place_named_with_a_listed_word_is_no_place_beside_a_person() -> None:
         assert MINORS in check_prompt(prompt, RULES).reasons, prompt
     # A name that only holds a listed word inside one of its words stays a place for all.
     assert check_prompt("a school trip to Middlesex, children", RULES).allowed
+
+
+@pytest.mark.parametrize(
+    ("prompt", "allowed"),
+    [
+        ("rugby scrum, the hooker striking for the ball", True),
+        ("une chatte noire qui dort au soleil, ses chatons", True),
+        ("en kock som lagar köttbullar i ett litet kök", True),
+        ("a hooker on a street corner at night, nude", False),
+        ("une femme montre sa chatte", False),
+        ("une femme et sa chatte, chatons", False),  # a person named: the word stays
+    ],
+)
+def test_a_word_that_is_also_an_innocent_name_needs_its_context(prompt: str, allowed: bool) -> None:
+    assert check_prompt(prompt, RULES).allowed is allowed, check_prompt(prompt, RULES).reasons
 
 
 def test_lolita_fashion_is_a_style_and_lolita_alone_is_not() -> None:

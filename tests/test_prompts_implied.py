@@ -147,6 +147,10 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "🍌 in the 🍩, realistic",
         "beautiful woman standing in a field, (clothes:0), 8k",
         "woman on the beach, [dress:-1.5], (skin:1.3)",
+        "mosaic-pixelated photo of a woman in a shower",
+        "woman in a field of sunflowers, two flowers held where a bikini would be",
+        "pin-up girl with emoji stickers over her chest and crotch",
+        "pixelated private parts, man running down the street",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -183,6 +187,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "tattoos cover the rest of her bare arm",
         "a field of flowers, (dress:0)",
         "woman, (dress:1.2), red",
+        "a woman taking a shower, steam, tiles",
+        "light streaking across the night sky",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:

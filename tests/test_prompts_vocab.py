@@ -330,7 +330,8 @@ class TestClassifierHook:
         class Idiom(StandIn):
             def read(self, prompt: str) -> Reading:
                 cues = {"sexual": ("nothing", "but"), "gore": ()}
-                return Reading({"sexual": 0.95, "gore": 0.0}, self.thresholds, cues)
+                score = 0.95 if "nothing" in prompt else 0.0  # the rest alone reads nothing
+                return Reading({"sexual": score, "gore": 0.0}, self.thresholds, cues)
 
         rules = dataclasses.replace(DEFAULT, classifier=Idiom())
         assert check_prompt("nothing but sand dunes to the horizon", rules).allowed
