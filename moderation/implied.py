@@ -1,9 +1,6 @@
-"""What the word lists cannot list one by one: sexual words glued into a long token, nudity the
-scene implies ("wearing only his hat and boots"), and fantasy monsters killed without gore.
+"""What the word lists cannot list one by one: nudity the scene implies ("wearing only his hat
+and boots"), and fantasy monsters killed without gore (glued words are ``moderation.glued``'s).
 
-- Glued: "hotnakedgirl", "realisticboobsout". A few sexual words of five letters or more that no
-  ordinary English word hides are looked for inside long tokens of Latin letters; a token that
-  holds one of the listed benign compounds ("breaststroke", "bukkakeudon") is left alone.
 - Implied nudity: "wearing only/just/nothing but" followed by nothing but accessories (a hat,
   boots, earrings, a smile), or "covering himself with just a guitar": the person is naked.
 - Fantasy: beheading a dragon or decapitating a hydra is mild fantasy violence; the same words
@@ -13,57 +10,6 @@ scene implies ("wearing only his hat and boots"), and fantasy monsters killed wi
 from __future__ import annotations
 
 import re
-
-# Sexual words found inside glued tokens: long enough and rare enough inside English words.
-GLUED_TERMS = (
-    "naked", "nudes", "nudity", "topless", "boobs", "boobies", "breasts", "titties", "titty",
-    "nipples", "pussy", "penis", "vagina", "dildo", "porn", "hentai", "nsfw", "orgasm",
-    "blowjob", "handjob", "cumshot", "creampie", "bukkake", "gangbang", "threesome",
-    "striptease", "stripper", "upskirt", "masturbat", "fellatio", "deepthroat", "onlyfans",
-    "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie", "sexscene", "sextape",
-    # Naked in other languages written with Latin letters; not German or Dutch, whose compounds
-    # name slugs and mole-rats ("Nacktschnecke", "naaktslak").
-    "desnud", "telanjang", "ciplak", "hubad",
-    # Clothing said to be absent, glued ("girlwithnoclothes").
-    "noclothes", "noclothing", "withoutclothes", "nopanties", "nounderwear",
-)  # fmt: skip
-# Ordinary compounds and names that hold one of those words.
-BENIGN_COMPOUNDS = (
-    "nakedeye", "nakedmole", "nakedneck", "breaststroke", "breastplate", "redbreast",
-    "pussycat", "pussywillow", "pussyfoot", "penistone", "bukkakeudon", "wirestripper",
-    "paintstripper", "wallpaperstripper", "nuder", "denude", "nudel", "lingeriestore",
-    "peniscola", "pussytoes", "tittybong", "nudeshoe", "nudeshade", "sporn",
-)  # fmt: skip
-_GLUED = re.compile("|".join(sorted(set(GLUED_TERMS), key=len, reverse=True)))
-_LONG_TOKEN = re.compile(r"\b[a-z]{8,}\b")
-
-
-# Words about minors looked for in a token that holds a glued sexual word ("nakedschoolgirl").
-_GLUED_MINORS = re.compile(r"school(?:girl|boy)|child|teen|loli|shota|underage|toddler|preteen")
-
-
-def glued_minor(readings: tuple[str, ...]) -> bool:
-    """Whether a long token holds both a glued sexual word and a word about minors."""
-    return any(
-        _GLUED.search(token) and _GLUED_MINORS.search(token)
-        for reading in readings[:2]
-        for token in _LONG_TOKEN.findall(reading)
-    )
-
-
-def glued(readings: tuple[str, ...]) -> str | None:
-    """A listed sexual word inside a long glued token ("hotnakedgirl" -> "naked"), in the plain
-    and leet readings (the glued reading joins hyphenated words: "nude-colored")."""
-    for reading in readings[:2]:
-        for token in _LONG_TOKEN.findall(reading):
-            found = _GLUED.search(token)
-            if found is None or len(found.group()) == len(token):
-                continue
-            if any(benign in token for benign in BENIGN_COMPOUNDS):
-                continue
-            return found.group()
-    return None
-
 
 # Things worn that cover nothing: "wearing only X" with nothing else leaves the person naked.
 _ACCESSORIES = (
@@ -142,7 +88,8 @@ _BELOW_CHEST = re.compile(
     r"slipped|slips|fallen|fell|falls|pulled|peeled|rolled) down (?:to|around|past) her "
     r"(?:waist|hips|belly|navel|stomach)\b"
     # "wrapped in a bedsheet that is slipping off her body"
-    r"|\b(?:sheet|bedsheet|blanket|duvet|towel|robe|bathrobe) (?:that |which )?(?:is |was )?"
+    r"|\b(?:sheet|bedsheet|blanket|duvet|towel|robe|bathrobe|foam|bubbles|suds|soap suds|lather) "
+    r"(?:that |which )?(?:is |was |are |were )?"
     r"(?:slipping|sliding|falling|slips|slides|falls|slid|slipped|fell) (?:right )?off "
     r"(?:her|his|their) (?:body|bodies|chest|breasts|hips)\b"
 )

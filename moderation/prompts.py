@@ -36,9 +36,11 @@ import time
 from dataclasses import dataclass
 
 from moderation import matching
+from moderation.backstop import beyond_force_safe, counts, cue_kept, minors_bar, one_word_bar
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
-from moderation.implied import fantasy_only, glued, glued_minor, implied_nudity, worn
-from moderation.learned import Reading, carried, explain, plain_word
+from moderation.glued import glued, glued_minor
+from moderation.implied import fantasy_only, implied_nudity
+from moderation.learned import explain
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.masked import unmasked
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
@@ -142,9 +144,7 @@ def check_prompt(
             or any(one.strong for one in emoji.in_context)
         ):
             reasons.append(MINORS_REASON)
-        elif (
-            cues := _counts(rules, learned, _minors_bar(rules), prompt=positive.plain)
-        ) is not None:
+        elif (cues := counts(rules, learned, minors_bar(rules), prompt=positive.plain)) is not None:
             score = learned.scores["sexual"] if learned is not None else 0.0
             reasons.append(f"{MINORS_REASON} (the classifier: {score:.2f}: {', '.join(cues)})")
 
@@ -194,18 +194,18 @@ def check_prompt(
         and learned is not None
         and learned.over("sexual")
         and (
-            shown := _counts(
+            shown := counts(
                 rules,
                 learned,
-                _one_word_bar(positive.plain),
+                one_word_bar(positive.plain),
                 person=person,
                 prompt=shipped_allowed[0],
             )
         )
         is not None
-        and _cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
+        and cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
-        and _beyond_force_safe(rules, learned, shown, readings[0])
+        and beyond_force_safe(rules, learned, shown, readings[0])
     ):
         # A force-safe word weighing most ("a sexy red circle") is the force-safe list's to
         # decide: made, checked strictly, spoilered.
@@ -229,8 +229,8 @@ def check_prompt(
     if (
         learned is not None
         and learned.over("gore")
-        and learned.scores["gore"] >= _one_word_bar(positive.plain, words=2)
-        and _cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
+        and learned.scores["gore"] >= one_word_bar(positive.plain, words=2)
+        and cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
         and not (
             (cues := learned.cues.get("gore", ()))
             and fantasy_only(clauses, gore_terms, cue=cues[0])
@@ -271,121 +271,9 @@ def check_prompt(
     )
 
 
-def _cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
-    """Whether the word the classifier weighed most for ``label`` is still there once the shipped
-    allow names are out: "Al Gore giving a speech" reads as gore only through "gore"."""
-    cues = learned.cues.get(label, ())
-    if plain == allowed or not cues:
-        return True
-    return f" {cues[0]} " in f" {allowed} " or f" {cues[0]} " not in f" {plain} "
-
-
-# A word or two is little to go on: the classifier read "another" as sexual (0.88) and "glow
-# red" as gore (0.79). With so few distinct words the lists do not hold, it counts only at this
-# score (one word for its sexual reading, two for gore).
-FEW_WORDS_BAR = 0.97
-
-
-def _one_word_bar(plain: str, words: int = 1) -> float:
-    return FEW_WORDS_BAR if len(set(plain.split())) <= words else 0.0
-
-
-# "Nothing but", "only", "just": said of a person the idiom of being bare ("wearing nothing but
-# a smile"); of a place, nothing of the kind.
-_EXCLUSIVE = frozenset({"nothing", "but", "only", "just", "except", "else", "naught"})
-
-
 def _kept(reading: str, person: bool, why: Allowed) -> bool:
     """A shipped allow phrase stays in ``reading`` for the lists (``Allowed.kept``)."""
     return why.kept(reading, person=person)
-
-
-def _minors_bar(rules: PromptRules) -> float:
-    """The sexual score that refuses when a minor is named (lower than the plain bar); with no
-    classifier, a bar no score reaches."""
-    if rules.classifier is None:
-        return float("inf")
-    return rules.classifier.thresholds.get("minors", rules.classifier.thresholds["sexual"])
-
-
-def _counts(
-    rules: PromptRules,
-    learned: Reading | None,
-    bar: float,
-    *,
-    person: bool = True,
-    prompt: str = "",
-) -> tuple[str, ...] | None:
-    """The cues shown when the classifier's sexual reading counts, or None: its score reaches
-    ``bar`` and its top cue carries something beyond words for people or minors, ages, numbers,
-    stopwords and style tags ("a woman" 0.98 on 'woman' alone counts for nothing); where no
-    person is named, beyond the words of "nothing but", "only" too ("nothing but sand dunes")."""
-    if learned is None or learned.scores.get("sexual", 0.0) < bar:
-        return None
-    cues = learned.cues.get("sexual", ())
-    shown = carried(learned, "sexual", lambda word: _person_word(rules, word))
-    # "nothing but sand dunes": with no person and nothing worn named, the words of the idiom
-    # weighing most count only if the prompt still reads sexual without them (not "stockings
-    # and nothing else", not "booty pic, nothing on").
-    if (
-        not person
-        and cues
-        and all(word in _EXCLUSIVE for word in cues[0].split())
-        and not worn(prompt)
-        and not (prompt and rules.clothing.find(prompt))
-    ):
-        rest = " ".join(word for word in prompt.split() if word not in _EXCLUSIVE | {"_"})
-        if rules.classifier is None or rules.classifier.read(rest).scores.get("sexual", 0.0) < max(
-            bar, _plain_bar(rules), _one_word_bar(rest)
-        ):
-            return None
-    # The top cue carries, or two of the top three do: "woman, show, her" is not enough; or,
-    # where one of them carries, it reads so on its own or the prompt does without its plain
-    # words ("undress the woman in this photo" weighs 'woman' most; "undress" alone reads 0.99
-    # all the same).
-    if not shown:
-        return None
-    if cues[0] not in shown and len(shown) < 2:
-        if rules.classifier is None or not prompt:
-            return None
-        person_word = functools.partial(_person_word, rules)
-        alone = " ".join(dict.fromkeys(word for cue in shown for word in cue.split()))
-        rest = " ".join(
-            word for word in prompt.split() if word != "_" and not plain_word(word, person_word)
-        )
-        if not any(
-            rules.classifier.read(text).scores.get("sexual", 0.0)
-            >= max(bar, _plain_bar(rules), _one_word_bar(text))
-            for text in (alone, rest)
-        ):
-            return None
-    return shown[:3]
-
-
-def _beyond_force_safe(
-    rules: PromptRules, learned: Reading, shown: tuple[str, ...], plain: str
-) -> bool:
-    """Whether the classifier's sexual reading stands once the force-safe words are out: where
-    one weighs most ("a sexy red circle") the force-safe list decides (made, checked strictly,
-    spoilered) unless the rest still reads sexual ("bent over, moaning, seksi")."""
-    if not shown or not rules.force_safe.find(shown[0]) or rules.classifier is None:
-        return True
-    rest = rules.force_safe.remove_from(plain)
-    rest = " ".join(word for word in rest.split() if word != "_")
-    return rules.classifier.read(rest).scores.get("sexual", 0.0) >= max(
-        _plain_bar(rules), _one_word_bar(rest)
-    )
-
-
-def _plain_bar(rules: PromptRules) -> float:
-    return rules.classifier.thresholds["sexual"] if rules.classifier is not None else 1.0
-
-
-def _person_word(rules: PromptRules, word: str) -> bool:
-    """The word is, whole, a word for a minor or a person."""
-    return any(matched == word for _, _, matched in rules.minors.find(word)) or any(
-        section == "people" and matched == word for _, section, matched in rules.negative.find(word)
-    )
 
 
 def typed_negative_apart(prompt: str, negative_prompt: str, rules: PromptRules) -> tuple[str, str]:

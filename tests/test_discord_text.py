@@ -13,10 +13,10 @@ import pytest
 from bot import access
 from bot.access import Control, Use
 from bot.discord.mod.text import history_line, jobs_text, recent
-from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text
+from bot.discord.render import OPTION_NAMES, chosen, explain, progress_text, refusal
 from bot.discord.text import capped, plural, quoted
 from bot.imagine.errors import ShuttingDown
-from bot.imagine.outcomes import Refusal
+from bot.imagine.outcomes import ImagineOutcome, Refusal
 from generation.errors import InvalidOption
 from generation.options import (
     GenerationOptions,
@@ -27,6 +27,7 @@ from generation.options import (
     validate,
 )
 from generation.protocol import Progress
+from moderation.prompts import PromptVerdict
 from storage.models import JobKind, JobStatus
 from storage.records import JobRecord
 
@@ -209,3 +210,15 @@ def test_a_purged_job_reads_as_purged_in_the_moderators_record() -> None:
     expired = history_line(_job(prompt="", purged_at=moment, purge_reason="retention"))
     assert "<@30>" in expired
     assert "prompt purged by retention" in expired
+
+
+def test_a_refusal_with_more_reasons_than_fit_says_how_many_more() -> None:
+    reasons = tuple(f"'word{n}' is not allowed (default list)" for n in range(120))
+    outcome = ImagineOutcome(1, JobStatus.BLOCKED, PromptVerdict(False, reasons), "x")
+    text = refusal(outcome)
+    assert len(text) <= 2000
+    shown = text.count("is not allowed")
+    assert 0 < shown < 120
+    assert text.endswith(f"; and {120 - shown} more")
+    few = ImagineOutcome(1, JobStatus.BLOCKED, PromptVerdict(False, reasons[:2]), "x")
+    assert refusal(few).endswith("'word1' is not allowed (default list)")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from moderation.implied import BENIGN_COMPOUNDS, glued
+from moderation.glued import BENIGN_COMPOUNDS, glued
 from moderation.lists import PromptRules
 from moderation.normalise import folded_only, views
 from moderation.prompts import check_prompt

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.access import Control, Gated
-from bot.discord.text import code, quoted
+from bot.discord.text import MESSAGE_LIMIT, code, quoted
 from bot.imagine.errors import ShuttingDown
 from bot.imagine.outcomes import Refusal
 from common.errors import SdbotError
@@ -278,11 +278,22 @@ def stored_post(record: JobRecord, channel_nsfw: bool) -> tuple[tuple[Path, str]
 def refusal(outcome: ImagineOutcome) -> str:
     """A blocked or refused request, as its member reads it."""
     if outcome.status is JobStatus.BLOCKED:
-        # The reasons quote list entries and patterns: shown as written, never as markdown.
-        return "🚫 This prompt was not accepted: " + "; ".join(
-            quoted(reason, 200) for reason in outcome.verdict.reasons
-        )
+        # The reasons quote list entries and patterns: shown as written, never as markdown; as
+        # many as fit in one message, then how many more (every one is in the audit log).
+        head = "🚫 This prompt was not accepted: "
+        reasons = [quoted(reason, 200) for reason in outcome.verdict.reasons]
+        shown = len(reasons)
+        while shown and len(head + "; ".join(reasons[:shown]) + _more(reasons, shown)) > (
+            MESSAGE_LIMIT
+        ):
+            shown -= 1
+        return head + "; ".join(reasons[:shown]) + _more(reasons, shown)
     return refused(outcome.refusal or Refusal.RATE, outcome.error or "refused")
+
+
+def _more(reasons: list[str], shown: int) -> str:
+    left = len(reasons) - shown
+    return f"; and {left} more" if left else ""
 
 
 def refused(why: Refusal, reason: str) -> str:
