@@ -68,12 +68,21 @@ _GARMENT_NAMES = {
 }  # fmt: skip
 _GARMENTS = "".join(_GARMENT_NAMES)
 _UNDRESSED = re.compile(rf"([{_GARMENTS}])\s?(?:➡\s?)?[❌🚫⬇✂🗑]|[❌🚫]\s?([{_GARMENTS}])")
-# A phallic emoji put where a sexual act puts it ("🥒 in her mouth", "doing 🍌 on him", "🍌 in the
-# 🍩"): the act.
+# A phallic emoji put where a sexual act puts it ("🥒 in her mouth", "doing 🍌 on him"): the act;
+# into another emoji with no owner ("🍌 in the 🍩") only away from food and where the second is
+# not a word's first half ("a 🍌 in the 🍑 tree", "🌭 in a 🌮, street food").
 _PHALLIC_ACT = re.compile(
     r"([🥒🍌🌭🍆🥖])\s*(?:(?:in|inside|into|up) (?:her|his|my|your|their) "
-    r"(?:mouth|throat|ass|butt|🍑|🐱|🌮)|on (?:him|her|me|them)\b"
-    r"|(?:in|inside|into|up) (?:the |a |her |his |my |your |their )?[🍩🍑🐱🌮👄🫦])",
+    r"(?:mouth|throat|ass|butt|🍑|🐱|🌮|👄|🫦|🍩)|on (?:him|her|me|them)\b)",
+    re.IGNORECASE,
+)
+_PHALLIC_INTO = re.compile(
+    r"[🥒🍌🌭🍆🥖]\s*(?:in|inside|into|up) (?:the |a )?[🍩🍑🐱🌮👄🫦](?!\s*[a-z])", re.IGNORECASE
+)
+_FOOD_WORDS = re.compile(
+    r"\b(?:food|foods|recipe|dish|cooking|cook|kitchen|restaurant|bakery|baker|shop|lunch|"
+    r"lunchbox|dinner|breakfast|menu|smoothie|snack|meal|market|grocery|tree|orchard|cuisine|"
+    r"chef|taco|tacos|burrito|sandwich|photography|mexican|street)\b",
     re.IGNORECASE,
 )
 # Emoji of grown people: with one, a weak emoji is beside a person ("👩 🍒 flash").
@@ -170,6 +179,8 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
         if not _FOOD_AFTER.match(text, owned.end())  # "his 🍆 parmigiana" is his dinner
     ]
     out += [("owned", act.group(), "sexual act") for act in _PHALLIC_ACT.finditer(text)]
+    if not _FOOD_WORDS.search(text):
+        out += [("owned", act.group(), "sexual act") for act in _PHALLIC_INTO.finditer(text)]
     for bared in _BARED.finditer(text):
         part = bared.group(1) or bared.group(2)
         out.append(("bared", bared.group(), f"{_BARED_PARTS[part]} out"))

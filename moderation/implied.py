@@ -226,14 +226,21 @@ _SKIN_AS_CLOTHES = re.compile(
 )
 # The person covers the body with the hands: "hiding her chest with her hands", or the rest of
 # them is bare: "holding a pillow in front of her body, the rest of her bare".
+# Hands over a woman's chest or anyone's crotch ("hiding her chest with her hands"); arms only
+# over what is said to be bare ("covering her breasts with her arms"), not a chest hugged in
+# the cold or a hand on the heart.
 _HANDS_OVER = re.compile(
     r"\b(?:using|uses|with) (?:her|his|their) (?:two |both |bare )?(?:hands|arms) to (?:cover|hide|"
-    r"shield|cup) (?:her|his|their) (?:chest|breasts|crotch|groin|privates|private parts)\b"
+    r"shield|cup) (?:her (?:chest|breasts)|(?:her|his|their) (?:crotch|groin|privates|"
+    r"private parts))\b"
     r"|\b(?:hiding|hides|hid|covering|covers|covered|shielding|shields|cupping|cups) "
-    r"(?:her|his|their) (?:chest|breasts|bare chest|crotch|groin|privates|private parts|nudity|"
-    r"naked body|bare body|modesty) with (?:her|his|their|both|one) (?:hands?|arms?|palms?)\b"
-    r"|\bthe rest of (?:her|him|them|her body|his body) (?:is |was |left )?"
-    r"(?:bare|exposed|uncovered|naked|on show|on display)\b(?! (?:arms?|legs?|feet|foot|back|"
+    r"(?:her (?:chest|bare chest)|(?:her|his|their) (?:crotch|groin|privates|private parts|nudity|"
+    r"naked body|bare body|modesty|bare chest)) with (?:her|his|their|both|one) (?:hands?|palms?)\b"
+    r"|\b(?:hiding|hides|hid|covering|covers|covered|shielding|shields|cupping|cups) "
+    r"(?:her breasts|(?:her|his|their) (?:nudity|naked body|bare body|bare chest|privates|"
+    r"private parts|crotch|groin)) with (?:her|his|their|both|one) (?:arms?|hands?|palms?)\b"
+    r"|\bthe rest of (?:her|her body|his body) (?:is |was |left )?"
+    r"(?:bare|exposed|uncovered|naked|on show|on display)\b(?! (?:to|arms?|legs?|feet|foot|back|"
     r"shoulders?|skin|hands?|face|head|neck|wrists?|ankles?|knees?|toes?|midriff)\b)"
 )
 _FULL_BODY = re.compile(
@@ -375,3 +382,44 @@ def fantasy_only(plain: str, gore_terms: list[str], cue: str | None = None) -> b
         inside(at.start(1), at.end(1))
         for at in re.finditer(rf"(?<!\S)({re.escape(cue)})(?!\S)", plain)
     )
+
+
+# A weight in Stable Diffusion's syntax: "(clothes:0)", "[dress:-1.5]", "{fully clothed::0,0}".
+_WEIGHT = re.compile(
+    r"[(\[{]\s*((?:[a-z]+[ _-]){0,2}?[a-z]+)\s*::?\s*(-?\s*(?:\d+(?:[.,]\d*)?|[.,]\d+))\s*[)\]}]",
+    re.IGNORECASE,
+)
+# All of one's clothes, and single garments (one of these weighed out while another garment is
+# named is a change of clothes: "jeans and a sweater, (dress:0)").
+_ALL_CLOTHES = frozenset(
+    ("clothes", "clothing", "clothed", "dressed", "garment", "garments", "outfit", "attire")
+)
+_ONE_GARMENT = frozenset(
+    ("dress", "shirt", "top", "bra", "panties", "underwear", "bikini", "swimsuit", "pants",
+     "trousers", "jeans", "skirt", "shorts", "blouse", "lingerie", "swimwear")
+)  # fmt: skip
+_OUTER = re.compile(
+    r"\b(?:suit|coat|jacket|sweater|jumper|jeans|trousers|pants|dress|shirt|hoodie|uniform|gown|"
+    r"blouse|skirt|cardigan|overalls|parka|robe|kimono)\b",
+    re.IGNORECASE,
+)
+
+
+def weighed_out(prompt: str) -> str | None:
+    """Clothing weighed to (almost) nothing in Stable Diffusion's syntax, as written ("(clothes:0)",
+    "[dress:-1.5]", "(fully clothed:0.1)"): left out, as a negative prompt would. One garment
+    weighed out while another is named is a change of clothes or modesty ("a business suit,
+    (lingerie:-1)")."""
+    out = []
+    for found in _WEIGHT.finditer(prompt):
+        garment = re.split(r"[ _-]", found.group(1).lower())[-1]
+        weight = float(re.sub(r"\s", "", found.group(2)).replace(",", "."))
+        if garment in _ALL_CLOTHES | _ONE_GARMENT and weight <= 0.2:
+            out.append((found, garment))
+    # What is still worn: the prompt without every garment weighed out.
+    rest = _WEIGHT.sub(lambda found: "" if any(found.start() == one.start() for one, _ in out)
+                       else found.group(), prompt)  # fmt: skip
+    for found, garment in out:
+        if garment in _ALL_CLOTHES or not _OUTER.search(rest):
+            return found.group()
+    return None

@@ -283,7 +283,7 @@ class PromptRules:
             negation=TermIndex(
                 (term, section) for section, terms in words.negation.items() for term in terms
             ),
-            ages=age_pattern(words.age_units, words.age_numbers),
+            ages=age_pattern(words.ages_by_language),
             emoji=tuple(
                 dataclasses.replace(emoji, minor=bool(minors.find(normalise(emoji.reading))))
                 for emoji in words.emoji

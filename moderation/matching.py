@@ -92,11 +92,12 @@ def names_a_person(rules: PromptRules, readings: Iterable[str], *, minors: bool 
     )
 
 
-def minor(rules: PromptRules, positive: Views) -> bool:
-    """A word about minors or an age under 18, in any covered language."""
+def minor(rules: PromptRules, positive: Views, raw: str = "") -> bool:
+    """A word about minors or an age under 18, in any covered language (``raw``: the prompt as
+    written, for the ages folding makes ambiguous)."""
     if first(rules.minors, positive.all) or _MINOR_AGE.search(positive.plain):
         return True
-    if rules.ages is not None and under_18(rules.ages, positive.plain):
+    if rules.ages is not None and under_18(rules.ages, positive.plain, raw):
         return True
     return any(first(rules.minors, [join]) for join in fragment_joins(positive.plain))
 

@@ -39,7 +39,7 @@ from moderation import matching
 from moderation.backstop import beyond_force_safe, counts, cue_kept, minors_bar, one_word_bar
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.glued import glued, glued_minor
-from moderation.implied import fantasy_only, implied_nudity
+from moderation.implied import fantasy_only, implied_nudity, weighed_out
 from moderation.learned import explain
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.masked import unmasked
@@ -54,13 +54,6 @@ _PARAMETERS = re.compile(r"(?<!\S)--[a-z]+(?:\s+[\d:.x]+)?(?!\S)", re.IGNORECASE
 # whose features would read the word "gore" alone.
 _NO_GORE = re.compile(
     r"\b(?:gore|blood)[ -]?(?:free|less)\b|\b(?:no|without|zero|non)[ -](?:gore|blood)\b",
-    re.IGNORECASE,
-)
-# Clothing weighed to nothing in Stable Diffusion's syntax ("(clothes:0)", "[dress:-1.5]",
-# "(clothing:0.0)"): the garment left out, as a negative prompt would.
-_CLOTHES_WEIGHED_OUT = re.compile(
-    r"[(\[]\s*(?:clothes|clothing|clothed|dressed|dress|shirt|top|bra|panties|underwear|bikini|"
-    r"swimsuit|pants|skirt|garments?|outfit|lingerie)\s*:\s*(?:-\s*\d+(?:\.\d+)?|0(?:\.0+)?)\s*[)\]]",
     re.IGNORECASE,
 )
 # The guild patterns of one check share this much time; past it they count as matching.
@@ -130,13 +123,18 @@ def check_prompt(
     # Sexual words glued into a long token, nudity the scene implies (``moderation.implied``).
     unlisted = glued(positive.all) or implied_nudity(positive.plain, person=person)
 
+    weighed = weighed_out(prompt)  # "(clothes:0)": clothing weighed to nothing
+
     # 1. Minors: before any guild's allow entry is taken out, so that no guild can switch it
     # off (only the names above are out).
-    minor_named = bool(matching.minor(rules, positive) or emoji.minors or glued_minor(positive.all))
+    minor_named = bool(
+        matching.minor(rules, positive, prompt) or emoji.minors or glued_minor(positive.all)
+    )
     if minor_named:
         if (
             any_clothing
             or left_out
+            or weighed
             or sexual
             or unlisted
             or emoji.strong
@@ -185,8 +183,8 @@ def check_prompt(
         ]
     if left_out and person:
         reasons.append(clothing_reason(left_out))
-    if person and (weighed := _CLOTHES_WEIGHED_OUT.search(prompt)) is not None:
-        reasons.append(clothing_reason(weighed.group()))
+    if weighed and (person or minor_named):
+        reasons.append(clothing_reason(weighed))
     # The classifier is the backstop for what the lists miss; where the guild's own allow list
     # took words out ("nude" on an art server), the guild has decided and it stays out.
     if (

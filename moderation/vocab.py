@@ -67,6 +67,11 @@ class Vocabulary:
     # A name's context words (normalised), where it has them: the name is taken out only with
     # one of them in the prompt ("Pussy" beside "Savoie"), and never for the minors rule.
     name_context: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # language -> (its age units, its number words), as written: a number word pairs only with
+    # its own language's units.
+    ages_by_language: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
 
     def section(self, name: str) -> list[Term]:
         return [term for term, _ in self.terms.get(name, ())]
@@ -131,6 +136,21 @@ def read_age_section(folder: Traversable, section: str) -> tuple[str, ...]:
     )
 
 
+def read_ages(folder: Traversable) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each language file's ([age_units], [age_numbers]), as written."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for file in sorted(folder.iterdir(), key=lambda file: file.name):
+        if file.name.endswith(".txt"):
+            sections = _sections(file)
+            units = tuple(sections.get("age_units", ()))
+            numbers = tuple(sections.get("age_numbers", ()))
+            if units or numbers:
+                out[file.name.removesuffix(".txt")] = (units, numbers)
+    return out
+
+
 def read_emoji(file: Traversable) -> tuple[Emoji, ...]:
     """emoji.tsv: emoji, reading, strength (``strong``, ``weak`` or ``innocent``) and, optional,
     the words of its innocent context; the longest first, so that a listed combination ("🍆💦")
@@ -190,6 +210,7 @@ def shipped() -> Vocabulary:
         terms=read_languages(data.joinpath("lang")),
         age_units=read_age_section(data.joinpath("lang"), "age_units"),
         age_numbers=read_age_section(data.joinpath("lang"), "age_numbers"),
+        ages_by_language=read_ages(data.joinpath("lang")),
         negation={
             section: tuple(_term(line, "negation.txt") for line in negation.get(section, ()))
             for section in ("negators", "negators_after", "removal")

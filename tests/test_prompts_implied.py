@@ -151,6 +151,10 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "woman in a field of sunflowers, two flowers held where a bikini would be",
         "pin-up girl with emoji stickers over her chest and crotch",
         "pixelated private parts, man running down the street",
+        "woman covering her breasts with her arms",
+        "woman, (fully clothed:0)",
+        "woman, {clothes:0,0}",
+        "woman, (t-shirt:0), (jeans:0)",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -189,6 +193,14 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "woman, (dress:1.2), red",
         "a woman taking a shower, steam, tiles",
         "light streaking across the night sky",
+        "a woman hugging herself, covering her chest with both arms, winter",
+        "man covering his chest with his hands, pledge of allegiance",
+        "a chef covering two pots, the rest of them uncovered",
+        "soldier, the rest of him exposed to enemy fire",
+        "🥒 in a 🌮, mexican food photography",
+        "a monkey with a 🍌 in the 🍑 tree",
+        "woman in a business suit, (lingerie:-1), office",
+        "woman in jeans and a sweater, (dress:0)",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
@@ -202,6 +214,10 @@ def test_glued_words_are_found_only_in_long_tokens_and_not_in_benign_compounds()
     assert glued(views("sporngrass").all) is None
     for compound in BENIGN_COMPOUNDS:
         assert glued(views(compound + "photo").all) is None, compound
+
+
+def test_a_child_with_clothing_weighed_out_is_the_minors_rule() -> None:
+    assert MINORS_REASON in check_prompt("12 yo, (clothes:0), beach", RULES).reasons
 
 
 def test_a_minor_with_unlisted_nudity_is_the_minors_rule() -> None:

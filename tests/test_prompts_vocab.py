@@ -422,7 +422,9 @@ def test_ages_in_other_languages() -> None:
 def test_ages_with_the_number_in_words() -> None:
     from moderation.ages import age_pattern
 
-    ages = age_pattern(["años"], ["doce", "trece"])
+    ages = age_pattern({"es": (["años"], ["doce", "trece"]), "fr": (["an", "ans"], ["deux"])})
     assert ages is not None
     assert ages.search("una nina de doce anos")
     assert not ages.search("docena de anos")  # a word that only starts like one
+    assert not ages.search("doce ans")  # a number word pairs with its own language's units
+    assert ages.search("12 ans")  # a digit with any
