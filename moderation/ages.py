@@ -5,10 +5,9 @@ The units come from the language files' ``[age_units]`` sections, the number wor
 ``[age_numbers]``. A digit under 18 before any language's unit counts, and after one in the
 languages that write the unit first (Hebrew "בת 12", Swahili "miaka 12"); a number word only
 before its own language's unit ("drei Jahre", not "zwei an der Bar" through French "an"), and
-never before a unit that is also a word for other things (Polish "letnie", of summer).
-Not an age: the end of an adult's age in words ("vingt-deux ans", 22) and a time span ("tres
-años después", "hace tres años"). The English forms ("12 year old", "13yo", "aged 12") are
-``moderation.prompts``' own.
+never before a unit that is also a word for other things (Polish "letnie", of summer). A number
+word after its own language's word for the tens ends an adult's age ("vingt-deux ans", 22). The
+English forms ("12 year old", "13yo", "aged 12") are ``moderation.prompts``' own.
 """
 
 from __future__ import annotations
@@ -20,8 +19,11 @@ from moderation.normalise import hangul, normalise, spaceless
 
 _NUMBER = r"(?<![\d.])(?:1[0-7]|[1-9])(?!\d)"
 _HAN_DIGITS = "一二三四五六七八九两兩"
+# One Han number under 18, or a pair in a row ("十二三岁", 12 or 13; "七八岁"), not "十七八"
+# (17 or 18) nor the end of a larger one ("二十二岁").
 _HAN_NUMBER = (
-    rf"(?<![{_HAN_DIGITS}十百千])(?:十[一二三四五六七几多来來]?|[{_HAN_DIGITS}])(?![十百千])"
+    rf"(?<![{_HAN_DIGITS}十百千])(?:十[一二三四五六]?[一二三四五六七]?|十[七几多来來]"
+    rf"|[{_HAN_DIGITS}]{{1,2}})(?![十百千])"
 )
 # The languages whose unit comes before the number (Hebrew "בת 12", Swahili "umri wa miaka
 # 12"), and the units that do so elsewhere (Malay and Indonesian "usia 12", "umur 12").
@@ -29,7 +31,8 @@ UNIT_FIRST = frozenset({"he", "sw"})
 _FIRST_UNITS = frozenset({"usia", "umur", "berusia", "berumur"})
 # Units that are also words for other things after a number word: Polish "letnie" (of summer:
 # "dwie letnie sukienki"), Czech "lety" (flights), Croatian "godišnja doba" (the seasons),
-# Slovak "ročné" (yearly), Scandinavian "års" ("fem års garanti"). After a digit, ages.
+# Slovak "ročné" (yearly), Scandinavian "års" ("fem års garanti"). After a digit, ages; after a
+# number word only glued ("dwunastoletnia").
 _ADJECTIVE_UNIT_WORDS = (
     "letnia", "letni", "letnie", "letniej", "leta", "lety", "lete", "letou", "leteho", "letemu",
     "letych", "godisnja", "godisnji", "godisnje", "godisnju", "godisnjoj", "godisnjeg",
@@ -37,73 +40,71 @@ _ADJECTIVE_UNIT_WORDS = (
     "rocnemu", "rocni", "rocnych", "års", "ars",
 )  # fmt: skip
 _ADJECTIVE_UNITS = frozenset(normalise(unit) for unit in _ADJECTIVE_UNIT_WORDS)
-# Korean native numbers before 살, and what may follow it ("열두 살의", of twelve years).
+# Each language's words for the tens, before its number words: "vingt-deux ans" is 22, "yirmi
+# iki yaşında", "dua puluh dua tahun", "двадцать два года", "ni juu yon sai" (24), "hai mươi
+# hai tuổi". Only the language's own: "Elli, doce años" is a girl of twelve named Elli, not
+# Turkish fifty. Languages that glue or put the tens after (German "zweiundzwanzig") need none.
+_TENS_WORDS = {
+    "fr": "vingt trente quarante cinquante soixante septante octante huitante nonante",
+    "es": "veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa",
+    "pt": "vinte trinta quarenta cinquenta sessenta setenta oitenta noventa",
+    "tr": "yirmi otuz kırk elli altmış yetmiş seksen doksan",
+    "pl": "dwadzieścia trzydzieści czterdzieści pięćdziesiąt sześćdziesiąt siedemdziesiąt "
+    "osiemdziesiąt dziewięćdziesiąt",
+    "ru": "двадцать тридцать сорок пятьдесят шестьдесят семьдесят восемьдесят девяносто "
+    "двадцати тридцати сорока пятидесяти шестидесяти",
+    "uk": "двадцять тридцять сорок п'ятдесят шістдесят сімдесят вісімдесят дев'яносто",
+    "el": "είκοσι τριάντα σαράντα πενήντα εξήντα εβδομήντα ογδόντα ενενήντα",
+    "hr": "dvadeset trideset četrdeset pedeset šezdeset",
+    "cs": "dvacet třicet čtyřicet padesát šedesát",
+    "sk": "dvadsať tridsať štyridsať päťdesiat šesťdesiat",
+    "ro": "douăzeci treizeci patruzeci cincizeci",
+    "sv": "tjugo trettio fyrtio femtio sextio",
+    "da": "tyve tredive fyrre halvtreds tres",
+    "no": "tjue tretti førti femti seksti",
+    "fi": "kaksikymmentä kolmekymmentä neljäkymmentä viisikymmentä",
+    "sw": "ishirini thelathini arobaini hamsini",
+    "tl": "dalawampu tatlumpu apatnapu limampu",
+    "ar": "عشرين عشرون ثلاثين ثلاثون أربعين أربعون خمسين خمسون",
+}
+# Tens written as a digit and a word: Indonesian and Malay "dua puluh", Vietnamese "hai mươi",
+# romanised Japanese "ni juu" (before "juu…" only the digit: "ni juu sai" is 20).
+_TENS_PATTERNS = {
+    "id": r"[a-z]+ puluh",
+    "ms": r"[a-z]+ puluh",
+    "vi": r"(?:mot|hai|ba|bon|nam|sau|bay|tam|chin) muoi",
+    "ja": r"(?:ni|san|yon|go|roku|nana|hachi|kyuu?)(?: ?juu)?(?=[\s-]+j)|(?:ni|san|yon|go|roku|"
+    r"nana|hachi|kyuu?) ?juu",
+    "ko": r"스물|서른|마흔|쉰|예순|일흔|여든|아흔",
+}
+_JOINERS = r"y|e|et|i|и|і|ve|na|and|och|og|a|ng|at|si|t|و"
+# Korean number words before 살, and what may follow it ("열두 살의", of twelve years).
 _KOREAN_AFTER = r"(?:의|이|인|에|짜리|배기|밖에)?(?![가-힣])"
-# Words for the tens: a number word after one is part of an adult's age ("vingt-deux ans" is 22,
-# "treinta y tres años", "yirmi iki yaşında", "dua puluh dua tahun", "двадцать два года").
-_TEN_WORDS = (
-    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "vingt",
-    "trente", "quarante", "cinquante", "soixante", "septante", "octante", "huitante", "nonante",
-    "veinte", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa",
-    "vinte", "trinta", "quarenta", "cinquenta", "sessenta", "oitenta", "yirmi", "otuz", "kırk",
-    "elli", "altmış", "yetmiş", "seksen", "doksan", "puluh", "dwadzieścia", "trzydzieści",
-    "czterdzieści", "pięćdziesiąt", "sześćdziesiąt", "siedemdziesiąt", "osiemdziesiąt",
-    "dziewięćdziesiąt", "mươi", "двадцать", "тридцать", "сорок", "пятьдесят", "шестьдесят",
-    "семьдесят", "восемьдесят", "девяносто", "двадцати", "тридцати", "сорока", "пятидесяти",
-    "двадцять", "тридцять", "п'ятдесят", "шістдесят", "сімдесят", "вісімдесят", "дев'яносто",
-    "είκοσι", "τριάντα", "σαράντα", "πενήντα", "εξήντα", "εβδομήντα", "ογδόντα", "ενενήντα",
-    "dvadeset", "trideset", "četrdeset", "pedeset", "šezdeset", "dvacet", "třicet", "čtyřicet",
-    "padesát", "dvadsať", "tridsať", "štyridsať", "päťdesiat", "douăzeci", "treizeci",
-    "patruzeci", "cincizeci", "tjugo", "trettio", "fyrtio", "femtio", "tyve", "tredive", "fyrre",
-    "tjue", "tretti", "førti", "kaksikymmentä", "kolmekymmentä", "neljäkymmentä", "viisikymmentä",
-    "ishirini", "thelathini", "arobaini", "hamsini", "dalawampu", "tatlumpu", "apatnapu",
-    "limampu",
-)  # fmt: skip
-_TENS = tuple(normalise(word) for word in _TEN_WORDS)
-_ADULT_BEFORE = re.compile(
-    rf"(?:^|[\s-])(?:{'|'.join(sorted(map(re.escape, _TENS), key=len, reverse=True))})"
-    r"(?:[\s-]+(?:y|e|et|i|и|і|ve|na|and|och|og|a|ng|at|și|si))?[\s-]*$"
-)
-# Romanised Japanese tens come after their digit: "ni juu yon sai" (24) holds "yon sai", and
-# "ni juu sai" (20) "juu sai".
-_ROMAJI_TENS = re.compile(r"(?:^|\s)(?:ni|san|yon|go|roku|nana|hachi|kyuu?) ?juu\s$")
-_ROMAJI_DIGIT = re.compile(r"(?:^|\s)(?:ni|san|yon|go|roku|nana|hachi|kyuu?)\s$")
-# Vietnamese: "hai mươi hai tuổi" (22) holds "mươi hai tuổi". Folded, "mươi" (the tens) and
-# "mười" (ten) are one word, so the prompt as written says which ("nam mười lăm tuổi" is a
-# boy of 15: "nam" is male there, not five).
-_VIET_DIGIT = re.compile(r"(?:^|\s)(?:mot|hai|ba|bon|nam|sau|bay|tam|chin)\s$")
-# A time span, not an age: "tres años después", "trois ans plus tard", "hace tres años".
-_SPAN_AFTER = re.compile(
-    r"^\s(?:ago|later|despues|atras|fa|dopo|plus tard|apres|spater|danach|zuvor|temu|pozniej|"
-    r"geleden|daarna|depois|назад|спустя|позже|тому назад|kemudian|lalu|yang lalu|sebelumnya|"
-    r"önce|once|sonra|evvel|पहले|बाद|sitten|myohemmin|siden|senere|sedan|senare|nato|truoc|"
-    r"sau do|ago)(?!\w)"
-)
-_SPAN_BEFORE = re.compile(
-    r"(?:^|\s)(?:hace|ha|il y a|vor|seit|desde|depuis|durante|pendant|sejak|cach day|через|"
-    r"за|tijdens|sinds|od|przez)\s$"
-)
 
 
-def _is_age(found: re.Match[str], plain: str, raw: str) -> bool:
-    """Whether a match of the pattern is an age: not a time span, not the end of an adult's age
-    in words."""
-    text, before = found.group(), plain[max(0, found.start() - 40) : found.start()]
-    if _SPAN_AFTER.search(plain[found.end() : found.end() + 20]) or _SPAN_BEFORE.search(before):
-        return False
-    if text[0].isdigit():
+def _tens(language: str) -> str | None:
+    if language in _TENS_PATTERNS:
+        return _TENS_PATTERNS[language]
+    words = _TENS_WORDS.get(language)
+    if words is None:
+        return None
+    return "|".join(sorted(map(re.escape, map(normalise, words.split())), key=len, reverse=True))
+
+
+def _is_age(found: re.Match[str], raw: str) -> bool:
+    """Whether a match of the pattern is an age, not the end of an adult's age in words."""
+    tens = [name for name, value in found.groupdict().items() if value is not None]
+    if not tens:
         return True
-    if _ADULT_BEFORE.search(before) or _ROMAJI_TENS.search(before):
-        return False
-    if text.startswith(("juu ", "ju ")) and _ROMAJI_DIGIT.search(before):
-        return False
-    return not (text.startswith("muoi") and _VIET_DIGIT.search(before) and "mươi" in raw)
+    # Folded, Vietnamese "mươi" (the tens) and "mười" (ten) are one word; the prompt as written
+    # says which ("nam mười lăm tuổi" is a boy of 15: "nam" is male there, not five).
+    return tens == ["t_vi"] and "mươi" not in raw
 
 
 def under_18(pattern: re.Pattern[str], plain: str, raw: str = "") -> bool:
     """Whether ``pattern`` (``age_pattern``'s) finds an age under 18 in the plain reading
     (``raw``: the prompt as written, for what folding loses)."""
-    return any(_is_age(found, plain, raw) for found in pattern.finditer(plain))
+    return any(_is_age(found, raw) for found in pattern.finditer(plain))
 
 
 def age_pattern(
@@ -117,7 +118,7 @@ def age_pattern(
     words_shapes: list[str] = []
     for language, (units, numbers) in sorted(by_language.items()):
         own: set[str] = set()
-        adjectives: set[str] = set()  # after a number word only glued: "dvanaestogodišnja"
+        adjectives: set[str] = set()
         for unit in filter(None, map(normalise, units)):
             if spaceless(unit) or hangul(unit):
                 glued.add(unit)
@@ -130,14 +131,22 @@ def age_pattern(
         if not words:
             continue
         either = "|".join(map(re.escape, words))
+        tens = _tens(language)
+        name = "t_" + re.sub(r"\W", "_", language)
+        before = rf"(?P<{name}>(?:{tens})[\s-]+(?:(?:{_JOINERS})[\s-]+)?)?" if tens else ""
         if own:
             units_of = "|".join(map(re.escape, sorted(own, key=len, reverse=True)))
-            words_shapes.append(rf"(?<!\w)(?:{either}) ?(?:{units_of})(?!\w)")
+            words_shapes.append(rf"(?<!\w){before}(?:{either}) ?(?:{units_of})(?!\w)")
         if adjectives:
             units_of = "|".join(map(re.escape, sorted(adjectives, key=len, reverse=True)))
             words_shapes.append(rf"(?<!\w)(?:{either})(?:{units_of})(?!\w)")
-        if language == "ko":
-            words_shapes.append(rf"(?<![가-힣])(?:{either}) ?살{_KOREAN_AFTER}")
+        if language == "ko":  # native numbers before 살, Sino-Korean (십이) before 세
+            korean = before.replace(f"?P<{name}>", "?P<t_ko2>")
+            native = "|".join(map(re.escape, (word for word in words if word[0] != "십")))
+            sino = "|".join(map(re.escape, (word for word in words if word[0] == "십")))
+            words_shapes.append(rf"(?<![가-힣]){korean}(?:{native}) ?살{_KOREAN_AFTER}")
+            if sino:
+                words_shapes.append(rf"(?<![가-힣])(?:{sino}) ?세{_KOREAN_AFTER}")
     shapes = []
     if spaced:
         either = "|".join(map(re.escape, sorted(spaced, key=len, reverse=True)))

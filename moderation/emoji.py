@@ -77,12 +77,14 @@ _PHALLIC_ACT = re.compile(
     re.IGNORECASE,
 )
 _PHALLIC_INTO = re.compile(
-    r"[🥒🍌🌭🍆🥖]\s*(?:in|inside|into|up) (?:the |a )?[🍩🍑🐱🌮👄🫦](?!\s*[a-z])", re.IGNORECASE
+    r"[🥒🍌🌭🍆🥖]\s*(?:in|inside|into|up) (?:the |a )?[🍩🍑🐱🌮👄🫦](?!\s*(?:tree|trees|orchard|"
+    r"shop|stand|stall|window|smoothie|smoothies|pie|salad|bowl|basket|box|tray)\b)",
+    re.IGNORECASE,
 )
+# Food named beside the pair: "🥒 in a 🌮, mexican food", "kids' lunchbox: 🍌 in a 🍑 smoothie".
 _FOOD_WORDS = re.compile(
-    r"\b(?:food|foods|recipe|dish|cooking|cook|kitchen|restaurant|bakery|baker|shop|lunch|"
-    r"lunchbox|dinner|breakfast|menu|smoothie|snack|meal|market|grocery|tree|orchard|cuisine|"
-    r"chef|taco|tacos|burrito|sandwich|photography|mexican|street)\b",
+    r"\b(?:food|foods|recipe|dish|cooking|kitchen|restaurant|bakery|lunch|lunchbox|dinner|"
+    r"breakfast|menu|snack|meal|market|grocery|cuisine|chef|taco|tacos|burrito|sandwich)\b",
     re.IGNORECASE,
 )
 # Emoji of grown people: with one, a weak emoji is beside a person ("👩 🍒 flash").
@@ -179,8 +181,11 @@ def _framed(text: str) -> list[tuple[str, str, str]]:
         if not _FOOD_AFTER.match(text, owned.end())  # "his 🍆 parmigiana" is his dinner
     ]
     out += [("owned", act.group(), "sexual act") for act in _PHALLIC_ACT.finditer(text)]
-    if not _FOOD_WORDS.search(text):
-        out += [("owned", act.group(), "sexual act") for act in _PHALLIC_INTO.finditer(text)]
+    out += [
+        ("owned", act.group(), "sexual act")
+        for act in _PHALLIC_INTO.finditer(text)
+        if not _FOOD_WORDS.search(text[max(0, act.start() - 30) : act.end() + 30])
+    ]
     for bared in _BARED.finditer(text):
         part = bared.group(1) or bared.group(2)
         out.append(("bared", bared.group(), f"{_BARED_PARTS[part]} out"))

@@ -240,8 +240,10 @@ _HANDS_OVER = re.compile(
     r"(?:her breasts|(?:her|his|their) (?:nudity|naked body|bare body|bare chest|privates|"
     r"private parts|crotch|groin)) with (?:her|his|their|both|one) (?:arms?|hands?|palms?)\b"
     r"|\bthe rest of (?:her|her body|his body) (?:is |was |left )?"
-    r"(?:bare|exposed|uncovered|naked|on show|on display)\b(?! (?:to|arms?|legs?|feet|foot|back|"
-    r"shoulders?|skin|hands?|face|head|neck|wrists?|ankles?|knees?|toes?|midriff)\b)"
+    r"(?:bare|exposed|uncovered|naked|on show|on display)\b(?! (?:to (?!the camera|the viewer|"
+    r"the lens|us\b)|arms?|legs?|feet|foot|back|shoulders?|skin|hands?|face|head|neck|wrists?|"
+    r"ankles?|knees?|toes?|midriff)\b)"
+    r"|\bthe rest of (?:him|them) (?:is|was|are|were) (?:bare|naked)\b"
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"
@@ -382,44 +384,3 @@ def fantasy_only(plain: str, gore_terms: list[str], cue: str | None = None) -> b
         inside(at.start(1), at.end(1))
         for at in re.finditer(rf"(?<!\S)({re.escape(cue)})(?!\S)", plain)
     )
-
-
-# A weight in Stable Diffusion's syntax: "(clothes:0)", "[dress:-1.5]", "{fully clothed::0,0}".
-_WEIGHT = re.compile(
-    r"[(\[{]\s*((?:[a-z]+[ _-]){0,2}?[a-z]+)\s*::?\s*(-?\s*(?:\d+(?:[.,]\d*)?|[.,]\d+))\s*[)\]}]",
-    re.IGNORECASE,
-)
-# All of one's clothes, and single garments (one of these weighed out while another garment is
-# named is a change of clothes: "jeans and a sweater, (dress:0)").
-_ALL_CLOTHES = frozenset(
-    ("clothes", "clothing", "clothed", "dressed", "garment", "garments", "outfit", "attire")
-)
-_ONE_GARMENT = frozenset(
-    ("dress", "shirt", "top", "bra", "panties", "underwear", "bikini", "swimsuit", "pants",
-     "trousers", "jeans", "skirt", "shorts", "blouse", "lingerie", "swimwear")
-)  # fmt: skip
-_OUTER = re.compile(
-    r"\b(?:suit|coat|jacket|sweater|jumper|jeans|trousers|pants|dress|shirt|hoodie|uniform|gown|"
-    r"blouse|skirt|cardigan|overalls|parka|robe|kimono)\b",
-    re.IGNORECASE,
-)
-
-
-def weighed_out(prompt: str) -> str | None:
-    """Clothing weighed to (almost) nothing in Stable Diffusion's syntax, as written ("(clothes:0)",
-    "[dress:-1.5]", "(fully clothed:0.1)"): left out, as a negative prompt would. One garment
-    weighed out while another is named is a change of clothes or modesty ("a business suit,
-    (lingerie:-1)")."""
-    out = []
-    for found in _WEIGHT.finditer(prompt):
-        garment = re.split(r"[ _-]", found.group(1).lower())[-1]
-        weight = float(re.sub(r"\s", "", found.group(2)).replace(",", "."))
-        if garment in _ALL_CLOTHES | _ONE_GARMENT and weight <= 0.2:
-            out.append((found, garment))
-    # What is still worn: the prompt without every garment weighed out.
-    rest = _WEIGHT.sub(lambda found: "" if any(found.start() == one.start() for one, _ in out)
-                       else found.group(), prompt)  # fmt: skip
-    for found, garment in out:
-        if garment in _ALL_CLOTHES or not _OUTER.search(rest):
-            return found.group()
-    return None

@@ -39,13 +39,14 @@ from moderation import matching
 from moderation.backstop import beyond_force_safe, counts, cue_kept, minors_bar, one_word_bar
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.glued import glued, glued_minor
-from moderation.implied import fantasy_only, implied_nudity, weighed_out
+from moderation.implied import fantasy_only, implied_nudity
 from moderation.learned import explain
 from moderation.lists import Allowed, Layer, PromptRules, RuleAction
 from moderation.masked import unmasked
 from moderation.negation import asserted, clothing_left_out, split_typed_negative
 from moderation.normalise import Views, folded_only, fragment_joins, views
 from moderation.reasons import MINORS_REASON
+from moderation.weights import weighed_out
 
 # Generator parameters typed after the prompt ("--ar 16:9", "--seed 42", "--v 6") say nothing
 # about the picture's content; the classifier does not read them.

@@ -155,6 +155,14 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "woman, (fully clothed:0)",
         "woman, {clothes:0,0}",
         "woman, (t-shirt:0), (jeans:0)",
+        "woman, (clothes on:0)",
+        "a woman, (shirt:0), (bra:0), jeans",
+        "woman, (одежда:0)",
+        "woman, (nightgown:0)",
+        "🍆 in the 🍑 hard",
+        "🍆 into the 🍑, street photography",
+        "the rest of him is bare",
+        "the rest of her exposed to the camera",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -201,6 +209,8 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "a monkey with a 🍌 in the 🍑 tree",
         "woman in a business suit, (lingerie:-1), office",
         "woman in jeans and a sweater, (dress:0)",
+        "a woman in a dress, (dress:0), (dress shoes:1)",
+        "a man at the beach, (shirt:0)",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:
