@@ -18,7 +18,7 @@ GLUED_TERMS = (
     "undressed", "unclothed", "erotic", "bondage", "hentai", "lingerie", "sexscene", "sextape",
     # Naked in other languages written with Latin letters; not German or Dutch, whose compounds
     # name slugs and mole-rats ("Nacktschnecke", "naaktslak").
-    "desnud", "telanjang", "ciplak", "hubad",
+    "desnud", "telanjang", "ciplak", "hubad", "barebreast",
     # Clothing said to be absent, glued ("girlwithnoclothes").
     "noclothes", "noclothing", "withoutclothes", "nopanties", "nounderwear",
 )  # fmt: skip

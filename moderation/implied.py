@@ -181,8 +181,8 @@ _LEFT_OFF = re.compile(
 # her feet" (not "her skirt swirling around her ankles").
 _AT_OWN_FEET = re.compile(
     rf"(?:{_OWNED_GARMENTS}|\bthe [a-z]+s (?:{_GARMENTS})) (?:is |now )?"
-    r"(?:(?:lies|lying|lay|pooled|pools|pooling|crumpled|bunched|in a heap|heaped) (?:at|around)"
-    r"|at) (?:her|his|their) (?:feet|ankles)\b"
+    r"(?:(?:lies|lying|lay|pooled|pools|pooling|crumpled|bunched|in a heap|heaped)"
+    r"(?: in a (?:pile|heap))? (?:at|around)|at) (?:her|his|their) (?:feet|ankles)\b"
 )
 # A garment still on its hook or door while the person is out of the bath ("bathrobe still on
 # the door", "towel still hanging on the rail").
@@ -244,6 +244,15 @@ _HANDS_OVER = re.compile(
     r"the lens|us\b)|arms?|legs?|feet|foot|back|shoulders?|skin|hands?|face|head|neck|wrists?|"
     r"ankles?|knees?|toes?|midriff)\b)"
     r"|\bthe rest of (?:him|them) (?:is|was|are|were) (?:bare|naked)\b"
+    # "her hands over her chest", "his hands over his crotch"
+    r"|\b(?:her|both) hands (?:held |cupped |crossed )?over her (?:chest|breasts)\b"
+    r"|\b(?:his|her|their|both) hands (?:held |cupped )?over (?:his|her|their) (?:crotch|groin|"
+    r"privates|private parts)\b"
+    # "her towel falling off", "his towel slipped down"
+    r"|\b(?:her|his|their) towel (?:is |was )?(?:falling|fell|falls|slipping|slips|slipped|"
+    r"dropping|dropped|drops|sliding|slid|slides) (?:off|down|away)\b"
+    # "hiding behind a single fig leaf"
+    r"|\b(?:behind|with|wearing|covered by|in) (?:only |just )?(?:a |one |a single )?fig leaf\b"
 )
 _FULL_BODY = re.compile(
     r"\b(?:full body|full bodied|fullbody|full length|full figure|whole body|entire body|"

@@ -27,6 +27,10 @@ _MINOR_AGE = re.compile(
     rf"(?<![\d.]){_AGES} ?(?:yo|y o|yrs?|years?|year olds?)\b"
     rf"|\bage[ds]? {_AGES}\b"
     r"|\b(?:[1-9]|1[0-2])(?:st|nd|rd|th) grade|\bgrade (?:[1-9]|1[0-2])\b"
+    # "make her look 10", "looks about twelve": an age asked for is an age
+    rf"|\b(?:look|looks|looking|appear|appears|appearing) (?:like |about |around |barely )?(?:a )?"
+    rf"{_AGES}\b(?! (?:feet|foot|meters|metres|times|days|hours|minutes|inches|cm|kg|lbs)\b)"
+    r"|\byoung(?: |-)?looking\b|\blooks? (?:underage|under age|like a (?:kid|child|minor))\b"
 )
 
 

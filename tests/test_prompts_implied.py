@@ -163,6 +163,11 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "🍆 into the 🍑, street photography",
         "the rest of him is bare",
         "the rest of her exposed to the camera",
+        "her dress lies in a pile at her feet, her hands over her chest",
+        "her towel falling off, full body",
+        "woman hiding behind a single fig leaf, full body",
+        "cosplayer, costume ripped off, full body",
+        "yoga instructor, no shirt no bra no pants, studio",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
@@ -211,6 +216,12 @@ def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
         "woman in jeans and a sweater, (dress:0)",
         "a woman in a dress, (dress:0), (dress shoes:1)",
         "a man at the beach, (shirt:0)",
+        "a man, meat and two veg dinner plate",
+        "boobies nesting on a tropical cliff, documentary style",
+        "ass and foal in a donkey sanctuary",
+        "Wank mountain (Wank, Bavaria) with hikers",
+        "naked ladies flowers (Amaryllis belladonna) in a garden",
+        "she looks 12 feet tall",
     ],
 )
 def test_a_garment_elsewhere_that_leaves_no_one_bare(prompt: str) -> None:

@@ -357,17 +357,15 @@ class TestClassifierHook:
         @dataclass
         class PersonFirst(StandIn):
             def read(self, prompt: str) -> Reading:
-                rest = tuple(word for word in ("undress", "lamp") if word in prompt)
+                rest = tuple(word for word in ("unveil", "lamp") if word in prompt)
                 cues = {"sexual": ("woman", *rest), "gore": ()}
                 score = max((v for word, v in self.sexual.items() if word in prompt), default=0.0)
                 return Reading({"sexual": score, "gore": 0.0}, self.thresholds, cues)
 
-        rules = dataclasses.replace(
-            DEFAULT, classifier=PersonFirst({"undress": 0.98, "woman": 0.9})
-        )
-        # Without "woman" the rest ("undress") still reads 0.98 (one word: at least 0.97).
-        assert check_prompt("undress the woman in this photo", rules).reasons == (
-            "the classifier reads it as sexual (0.98: undress)",
+        rules = dataclasses.replace(DEFAULT, classifier=PersonFirst({"unveil": 0.98, "woman": 0.9}))
+        # Without "woman" the rest ("unveil") still reads 0.98 (one word: at least 0.97).
+        assert check_prompt("unveil the woman in this photo", rules).reasons == (
+            "the classifier reads it as sexual (0.98: unveil)",
         )
         # The rest ("bed, lamp") reads nothing: the person word alone carried it.
         assert check_prompt("a woman, bed, lamp", rules).allowed
