@@ -96,8 +96,8 @@ _BELOW_CHEST = re.compile(
 # A person's garments, one or a list ("her jeans and blouse", "his shirt trousers and boxers").
 # What leaves a person bare when it alone is elsewhere (not "his tee", "her hoodie", "her top").
 _BARE_WHEN_GONE = (
-    r"bikini top|bikini bottoms?|swim shorts|clothes|clothing|dress|dresses|gown|swimsuits?|"
-    r"bikinis?|swimwear|bathing suits?|"
+    r"bikini top|bikini bottoms?|swim shorts|shorts|boardshorts|clothes|clothing|dress|dresses|"
+    r"gown|swimsuits?|bikinis?|swimwear|bathing suits?|"
     r"swim trunks|trunks|underwear|lingerie|panties|bra|bras|boxers|briefs|robe|robes|bathrobe|"
     r"kimono|yukata|towel|towels|nightgown|nightie|pajamas|pyjamas|garments|leotard|sarong|"
     r"thong|sundress|underthings|bodysuit|undies|knickers|speedo|speedos"
@@ -263,7 +263,8 @@ _CENSOR_ON = re.compile(
     r"\b(?:mosaic|censor|censored|censorship|pixelated|pixelation|pixels|blur|blurred|bar|bars|"
     r"sticker|stickers|emoji|emojis) (?:[a-z]+ )?(?:on|over|covering|hiding) (?:her|his|their) "
     r"(?:groin|crotch|privates|private parts|genitals|genital area|nipples|breasts|bits|"
-    r"intimate parts|lower half|chest|chest and groin|chest and crotch|chest and hips)\b"
+    r"intimate parts|lower half|lower body|body|hips|chest|chest and groin|chest and crotch|"
+    r"chest and hips)\b"
     # "pixelated private parts", "censored nipples"
     r"|\b(?:pixelated|pixellated|blurred|censored|mosaiced|mosaic) (?:out )?(?:private parts|"
     r"privates|genitals|nipples|crotch|groin|intimate parts)\b"

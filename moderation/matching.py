@@ -31,6 +31,9 @@ _MINOR_AGE = re.compile(
     rf"|\b(?:look|looks|looking|appear|appears|appearing) (?:like |about |around |barely )?(?:a )?"
     rf"{_AGES}\b(?! (?:feet|foot|meters|metres|times|days|hours|minutes|inches|cm|kg|lbs)\b)"
     r"|\byoung(?: |-)?looking\b|\blooks? (?:underage|under age|like a (?:kid|child|minor))\b"
+    # "boy, 13", "girl 12": a word for a young person with a bare number
+    rf"|\b(?:girl|girls|boy|boys|kid|kids|child|son|daughter|teen|student|model|cheerleader) "
+    rf"(?:aged? )?{_AGES}\b(?! (?:years? )?(?:later|ago|feet|foot|meters|times|percent))"
 )
 
 

@@ -61,6 +61,7 @@ def test_benign_prompts_pass(prompt: str) -> None:
         ("b**bs out at the festival", "boobs out"),
         ("n*k*d woman on a hammock", "naked"),
         ("bre*sts exposed, portrait photo", "breasts exposed"),
+        ("f_ck1ng couple in the back seat of a car", "fuck"),
     ],
 )
 def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
