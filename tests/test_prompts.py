@@ -71,7 +71,14 @@ def test_starred_out_words_are_read_whole(prompt: str, word: str) -> None:
 
 @pytest.mark.parametrize(
     "prompt",
-    ["the c*t in the hat", "**bold** sunset over the sea", "5*5 grid of tiles", "a*b test"],
+    [
+        "the c*t in the hat",
+        "**bold** sunset over the sea",
+        "5*5 grid of tiles",
+        "a*b test",
+        "a guitarist playing a C#m chord, children's choir",
+        "masterpiece, best_quality, no_humans, user_123",
+    ],
 )
 def test_stars_that_hide_no_listed_word_change_nothing(prompt: str) -> None:
     assert check_prompt(prompt, RULES).allowed

@@ -168,6 +168,8 @@ def test_passed_where_the_words_mean_something_else(prompt: str) -> None:
         "woman hiding behind a single fig leaf, full body",
         "cosplayer, costume ripped off, full body",
         "yoga instructor, no shirt no bra no pants, studio",
+        "pixelated mosaic over her lower body, woman lying in bed",
+        "man in a waterfall, his shorts hanging on a branch, front view",
     ],
 )
 def test_a_garment_elsewhere_or_nothing_on_the_person(prompt: str) -> None:
