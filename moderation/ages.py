@@ -13,7 +13,7 @@ English forms ("12 year old", "13yo", "aged 12") are ``moderation.prompts``' own
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from moderation.normalise import hangul, normalise, spaceless
 
@@ -82,13 +82,18 @@ _JOINERS = r"y|e|et|i|и|і|ve|na|and|och|og|a|ng|at|si|t|و"
 _KOREAN_AFTER = r"(?:의|이|인|에|짜리|배기|밖에)?(?![가-힣])"
 
 
+def _either(words: Iterable[str]) -> str:
+    """An alternation of the words, the longest first (regular expressions take the first)."""
+    return "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+
+
 def _tens(language: str) -> str | None:
     if language in _TENS_PATTERNS:
         return _TENS_PATTERNS[language]
     words = _TENS_WORDS.get(language)
     if words is None:
         return None
-    return "|".join(sorted(map(re.escape, map(normalise, words.split())), key=len, reverse=True))
+    return _either(map(normalise, words.split()))
 
 
 def _is_age(found: re.Match[str], raw: str) -> bool:
@@ -127,35 +132,28 @@ def age_pattern(
             if language in UNIT_FIRST or unit in _FIRST_UNITS:
                 first.add(unit)
             (adjectives if unit in _ADJECTIVE_UNITS else own).add(unit)
-        words = sorted({word for word in map(normalise, numbers) if word}, key=len, reverse=True)
+        words = {word for word in map(normalise, numbers) if word}
         if not words:
             continue
-        either = "|".join(map(re.escape, words))
+        either = _either(words)
         tens = _tens(language)
         name = "t_" + re.sub(r"\W", "_", language)
         before = rf"(?P<{name}>(?:{tens})[\s-]+(?:(?:{_JOINERS})[\s-]+)?)?" if tens else ""
         if own:
-            units_of = "|".join(map(re.escape, sorted(own, key=len, reverse=True)))
-            words_shapes.append(rf"(?<!\w){before}(?:{either}) ?(?:{units_of})(?!\w)")
+            words_shapes.append(rf"(?<!\w){before}(?:{either}) ?(?:{_either(own)})(?!\w)")
         if adjectives:
-            units_of = "|".join(map(re.escape, sorted(adjectives, key=len, reverse=True)))
-            words_shapes.append(rf"(?<!\w)(?:{either})(?:{units_of})(?!\w)")
+            words_shapes.append(rf"(?<!\w)(?:{either})(?:{_either(adjectives)})(?!\w)")
         if language == "ko":  # native numbers before 살, Sino-Korean (십이) before 세
             korean = before.replace(f"?P<{name}>", "?P<t_ko2>")
-            native = "|".join(map(re.escape, (word for word in words if word[0] != "십")))
-            sino = "|".join(map(re.escape, (word for word in words if word[0] == "십")))
+            native = _either(word for word in words if word[0] != "십")
+            sino = _either(word for word in words if word[0] == "십")
             words_shapes.append(rf"(?<![가-힣]){korean}(?:{native}) ?살{_KOREAN_AFTER}")
             if sino:
                 words_shapes.append(rf"(?<![가-힣])(?:{sino}) ?세{_KOREAN_AFTER}")
-    shapes = []
-    if spaced:
-        either = "|".join(map(re.escape, sorted(spaced, key=len, reverse=True)))
-        shapes.append(rf"{_NUMBER} ?(?:{either})(?!\w)")
+    shapes = [rf"{_NUMBER} ?(?:{_either(spaced)})(?!\w)"] if spaced else []
     shapes += words_shapes
     if first:
-        either = "|".join(map(re.escape, sorted(first, key=len, reverse=True)))
-        shapes.append(rf"(?<!\w)(?:{either}) ?{_NUMBER}")
+        shapes.append(rf"(?<!\w)(?:{_either(first)}) ?{_NUMBER}")
     if glued:
-        either = "|".join(map(re.escape, sorted(glued, key=len, reverse=True)))
-        shapes.append(rf"(?:{_NUMBER}|{_HAN_NUMBER}) ?(?:{either})")
+        shapes.append(rf"(?:{_NUMBER}|{_HAN_NUMBER}) ?(?:{_either(glued)})")
     return re.compile("|".join(shapes)) if shapes else None
