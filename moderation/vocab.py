@@ -57,8 +57,6 @@ class Emoji:
 @dataclass(frozen=True)
 class Vocabulary:
     terms: dict[str, tuple[tuple[Term, str], ...]]  # section -> (term, language code)
-    age_units: tuple[str, ...]  # as written (normalised by the age rule)
-    age_numbers: tuple[str, ...]  # words for the numbers 1 to 17, as written
     negation: dict[str, tuple[Term, ...]]  # negators, removal
     negative_markers: tuple[str, ...]  # as written: "negative prompt:", "--no"
     emoji: tuple[Emoji, ...]
@@ -121,19 +119,6 @@ def read_languages(folder: Traversable) -> dict[str, tuple[tuple[Term, str], ...
                 continue  # read as written: "歳" follows a number with no space
             found[section] += [(_term(line, f"lang/{file.name}"), language) for line in lines]
     return {section: tuple(terms) for section, terms in found.items()}
-
-
-def read_age_section(folder: Traversable, section: str) -> tuple[str, ...]:
-    """[age_units] ("años", "лет") or [age_numbers] (the words for 1 to 17: "doce",
-    "двенадцать") of every language file, as written."""
-    if not folder.is_dir():
-        return ()
-    return tuple(
-        line
-        for file in sorted(folder.iterdir(), key=lambda file: file.name)
-        if file.name.endswith(".txt")
-        for line in _sections(file).get(section, ())
-    )
 
 
 def read_ages(folder: Traversable) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -208,8 +193,6 @@ def shipped() -> Vocabulary:
     negation = _sections(data.joinpath("negation.txt"))
     return Vocabulary(
         terms=read_languages(data.joinpath("lang")),
-        age_units=read_age_section(data.joinpath("lang"), "age_units"),
-        age_numbers=read_age_section(data.joinpath("lang"), "age_numbers"),
         ages_by_language=read_ages(data.joinpath("lang")),
         negation={
             section: tuple(_term(line, "negation.txt") for line in negation.get(section, ()))
