@@ -17,16 +17,6 @@ from moderation.implied import worn
 from moderation.learned import Reading, carried, plain_word
 from moderation.lists import PromptRules
 
-
-def cue_kept(learned: Reading, label: str, plain: str, allowed: str) -> bool:
-    """Whether the word the classifier weighed most for ``label`` is still there once the shipped
-    allow names are out: "Al Gore giving a speech" reads as gore only through "gore"."""
-    cues = learned.cues.get(label, ())
-    if plain == allowed or not cues:
-        return True
-    return f" {cues[0]} " in f" {allowed} " or f" {cues[0]} " not in f" {plain} "
-
-
 # A word or two is little to go on: the classifier read "another" as sexual (0.88) and "glow
 # red" as gore (0.79). With so few distinct words the lists do not hold, it counts only at this
 # score (one word for its sexual reading, two for gore).

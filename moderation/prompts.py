@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 
 from moderation import matching
-from moderation.backstop import beyond_force_safe, counts, cue_kept, minors_bar, one_word_bar
+from moderation.backstop import beyond_force_safe, counts, minors_bar, one_word_bar
 from moderation.emoji import SEXUAL_ACTS, emoji_reason, find_emoji
 from moderation.glued import glued, glued_minor
 from moderation.implied import fantasy_only, implied_nudity
@@ -155,7 +155,8 @@ def check_prompt(
     )
     readings = tuple(rules.guild_allow.remove_from(reading) for reading in shipped_allowed)
     # What the shipped allow phrases and names took out, the classifier does not read either
-    # ("grain elevators in Sexsmith, Alberta" read 0.85 through the town's name).
+    # ("grain elevators in Sexsmith, Alberta" read 0.85 through the town's name; "Al Gore giving
+    # a speech" is no gore).
     if rules.classifier is not None and shipped_allowed[0] != positive.plain:
         rest = " ".join(word for word in shipped_allowed[0].split() if word != "_")
         learned = rules.classifier.read(_NO_GORE.sub(" ", rest))
@@ -202,7 +203,6 @@ def check_prompt(
             )
         )
         is not None
-        and cue_kept(learned, "sexual", positive.plain, shipped_allowed[0])
         and readings == shipped_allowed
         and beyond_force_safe(rules, learned, shown, readings[0])
     ):
@@ -229,7 +229,6 @@ def check_prompt(
         learned is not None
         and learned.over("gore")
         and learned.scores["gore"] >= one_word_bar(positive.plain, words=2)
-        and cue_kept(learned, "gore", positive.plain, shipped_allowed[0])
         and not (
             (cues := learned.cues.get("gore", ()))
             and fantasy_only(clauses, gore_terms, cue=cues[0])
